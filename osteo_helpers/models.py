@@ -1,0 +1,164 @@
+"""Image encoders (one factory), the tabular MLP, and the fusion network.
+
+Weights are an explicit argument, as in torchvision: None (random init), "imagenet"
+(torchvision's weights API, cached under TORCH_HOME) or a path to a local checkpoint.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+from torchvision import models as tvm
+
+ENCODERS = ("smallcnn", "resnet18", "resnet50", "densenet121")
+MODES = ("image", "tabular", "fusion")
+
+
+class WeightsUnavailableError(RuntimeError):
+    """Pretrained weights were asked for but cannot be had (offline, missing file)."""
+
+
+class SmallCNN(nn.Module):
+    """A compact CNN suited to training from scratch on a few hundred images on a CPU.
+
+    A strided stem then one conv-BN-ReLU-pool block per width: about 0.3 M parameters.
+    """
+
+    def __init__(self, widths: tuple[int, ...] = (32, 64, 128, 128), in_channels: int = 1) -> None:
+        super().__init__()
+        layers: list[nn.Module] = [nn.Conv2d(in_channels, 16, 5, stride=2, padding=2, bias=False),
+                                   nn.BatchNorm2d(16), nn.ReLU(inplace=True)]
+        c = 16
+        for w in widths:
+            layers += [nn.Conv2d(c, w, 3, padding=1, bias=False), nn.BatchNorm2d(w), nn.ReLU(inplace=True),
+                       nn.MaxPool2d(2)]
+            c = w
+        self.features = nn.Sequential(*layers)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.out_dim = c
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.flatten(self.pool(self.features(x)), 1)
+
+
+class GrayToRGB(nn.Module):
+    """Repeat a one-channel radiograph to the three channels torchvision backbones expect."""
+
+    def __init__(self, backbone: nn.Module, out_dim: int) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.out_dim = out_dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.backbone(x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x)
+
+
+def _imagenet_state_dict(name: str) -> dict[str, torch.Tensor]:
+    weights = tvm.get_model_weights(name).DEFAULT
+    hub = Path(torch.hub.get_dir()) / "checkpoints"
+    filename = weights.url.rsplit("/", 1)[-1]
+    try:
+        return weights.get_state_dict(progress=False, check_hash=False)
+    except Exception as exc:  # URLError, socket errors, HTTP errors: all mean "not available offline"
+        raise WeightsUnavailableError(
+            f"ImageNet weights for {name} are not cached and cannot be downloaded ({type(exc).__name__}: {exc}).\n"
+            f"Download {weights.url} on a machine with internet and place it at {hub / filename}\n"
+            f"(or set TORCH_HOME), or pass weights='/path/to/checkpoint.pth', or weights=None to train from scratch."
+        ) from exc
+
+
+def _checkpoint_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    if not path.is_file():
+        raise WeightsUnavailableError(f"{path}: checkpoint file not found")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    for key in ("state_dict", "model", "model_state_dict"):
+        if isinstance(state, dict) and key in state and isinstance(state[key], dict):
+            state = state[key]
+    return {k.removeprefix("module."): v for k, v in state.items()}
+
+
+def build_encoder(name: str, weights: str | Path | None = None) -> nn.Module:
+    """Image encoder returning a flat embedding; `encoder.out_dim` is its width."""
+    if name not in ENCODERS:
+        raise ValueError(f"unknown encoder {name!r}; choose one of {ENCODERS}")
+    if name == "smallcnn":
+        if weights == "imagenet":
+            raise WeightsUnavailableError("smallcnn has no ImageNet weights; use weights=None or a checkpoint path")
+        model: nn.Module = SmallCNN()
+        if weights is not None:
+            model.load_state_dict(_checkpoint_state_dict(Path(weights)))
+    else:
+        backbone = tvm.get_model(name, weights=None)
+        if weights is not None:
+            state = _imagenet_state_dict(name) if weights == "imagenet" else _checkpoint_state_dict(Path(weights))
+            state = {k: v for k, v in state.items() if not k.startswith(("fc.", "classifier."))}
+            missing, unexpected = backbone.load_state_dict(state, strict=False)
+            missing = [k for k in missing if not k.startswith(("fc.", "classifier."))]
+            if missing or unexpected:
+                raise WeightsUnavailableError(
+                    f"weights {weights!s} do not fit {name}: missing {missing[:5]}, unexpected {unexpected[:5]}")
+        if name.startswith("resnet"):
+            out_dim = backbone.fc.in_features
+            backbone.fc = nn.Identity()
+        else:
+            out_dim = backbone.classifier.in_features
+            backbone.classifier = nn.Identity()
+        model = GrayToRGB(backbone, out_dim)
+    return model
+
+
+class TabularMLP(nn.Module):
+    """Small MLP embedding of the preprocessed clinical inputs."""
+
+    def __init__(self, in_dim: int, hidden: int = 32, out_dim: int = 16, dropout: float = 0.2) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(), nn.Dropout(dropout),
+                                 nn.Linear(hidden, out_dim), nn.ReLU())
+        self.out_dim = out_dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class FusionNet(nn.Module):
+    """Concatenate image and clinical embeddings and classify (mode picks the branches used).
+
+    `n_outputs` is the number of classes (2 or 3), or 1 for T-score regression.
+    """
+
+    def __init__(self, mode: str, n_outputs: int, encoder: nn.Module | None = None, tabular_dim: int = 0,
+                 hidden: int = 64, dropout: float = 0.3) -> None:
+        super().__init__()
+        if mode not in MODES:
+            raise ValueError(f"unknown mode {mode!r}; choose one of {MODES}")
+        if mode in ("image", "fusion") and encoder is None:
+            raise ValueError(f"mode {mode!r} needs an image encoder")
+        if mode in ("tabular", "fusion") and tabular_dim <= 0:
+            raise ValueError(f"mode {mode!r} needs tabular_dim > 0")
+        self.mode = mode
+        self.image_encoder = encoder if mode != "tabular" else None
+        self.tabular_encoder = TabularMLP(tabular_dim) if mode != "image" else None
+        width = (self.image_encoder.out_dim if self.image_encoder is not None else 0) + \
+                (self.tabular_encoder.out_dim if self.tabular_encoder is not None else 0)
+        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(width, hidden), nn.ReLU(), nn.Dropout(dropout),
+                                  nn.Linear(hidden, n_outputs))
+
+    def embed(self, image: torch.Tensor | None, tabular: torch.Tensor | None) -> torch.Tensor:
+        parts = []
+        if self.image_encoder is not None:
+            parts.append(self.image_encoder(image))
+        if self.tabular_encoder is not None:
+            parts.append(self.tabular_encoder(tabular))
+        return torch.cat(parts, dim=1)
+
+    def forward(self, image: torch.Tensor | None = None, tabular: torch.Tensor | None = None) -> torch.Tensor:
+        return self.head(self.embed(image, tabular))
+
+
+def build_model(mode: str, n_outputs: int, encoder: str = "smallcnn", weights: str | Path | None = None,
+                tabular_dim: int = 0) -> FusionNet:
+    """The one factory the training code calls."""
+    enc = build_encoder(encoder, weights) if mode != "tabular" else None
+    return FusionNet(mode, n_outputs, enc, tabular_dim)

@@ -1,0 +1,185 @@
+"""Execute the notebooks with papermill, record provenance, and build the Jupyter Book.
+
+The executed notebooks and everything they write live in the run folder (outputs/<profile>
+by default); the book is assembled from a copy of the book sources plus those notebooks.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib.metadata
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from .config import PROJECT_ROOT, get_profile, resolve_data_dir, run_paths
+from .data import read_registry, sha256_file
+from .study import RUN_ID_ENV
+
+NOTEBOOKS: tuple[str, ...] = (
+    "notebooks/01_eda_manifest.ipynb",
+    "notebooks/02_preprocessing.ipynb",
+    "notebooks/03_binary_fusion.ipynb",
+    "notebooks/04_three_class.ipynb",
+    "notebooks/05_ablation.ipynb",
+    "notebooks/06_explainability.ipynb",
+    "notebooks/07_image_biomarkers.ipynb",
+    "book/results_summary.ipynb",
+    "book/provenance.ipynb",
+)
+BOOK_FILES = ("_config.yml", "_toc.yml", "references.bib")
+PACKAGES = ("torch", "torchvision", "numpy", "pandas", "scikit-learn", "scikit-image", "shap", "grad-cam",
+            "papermill", "jupyter-book", "matplotlib", "seaborn")
+
+
+class PipelineError(RuntimeError):
+    """A notebook failed; the message names the notebook and the cell."""
+
+
+def git_state(root: Path = PROJECT_ROOT) -> dict[str, Any]:
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=20).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+
+    commit = git("rev-parse", "HEAD")
+    return {"commit": commit or "unknown", "dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
+            "branch": git("rev-parse", "--abbrev-ref", "HEAD")}
+
+
+def package_versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def device_description() -> dict[str, Any]:
+    import torch
+
+    info: dict[str, Any] = {"platform": platform.platform(), "cpu_count": os.cpu_count(),
+                            "cuda": torch.cuda.is_available()}
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def data_checksums(data_dir: Path) -> dict[str, Any]:
+    """SHA-256 of every dataset file, and whether it matches the shipped registry."""
+    registry = read_registry()
+    files = {}
+    for rel in registry["path"]:
+        path = data_dir / rel
+        files[rel] = sha256_file(path) if path.is_file() else None
+    matches = all(files[r.path] == r.sha256 for r in registry.itertuples())
+    return {"data_dir": str(data_dir), "matches_registry": matches,
+            "spreadsheet_sha256": files.get("patient details.xlsx"), "files": files}
+
+
+class Provenance:
+    """The run record, rewritten atomically after every step so a crash keeps what finished."""
+
+    def __init__(self, path: Path, record: dict[str, Any]) -> None:
+        self.path = path
+        self.record = record
+        self.write()
+
+    def write(self) -> None:
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        tmp.write_text(json.dumps(self.record, indent=2, default=str))
+        tmp.replace(self.path)
+
+    def step(self, name: str, **info: Any) -> None:
+        self.record.setdefault("steps", []).append({"name": name, **info})
+        self.write()
+
+
+def execute_notebook(source: Path, target: Path, parameters: dict[str, Any]) -> float:
+    """Run one notebook with papermill; raise PipelineError naming the failing cell."""
+    import papermill as pm
+    from papermill.exceptions import PapermillExecutionError
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    start = time.time()
+    try:
+        pm.execute_notebook(str(source), str(target), parameters=parameters, kernel_name="python3",
+                            cwd=str(PROJECT_ROOT), progress_bar=False, log_output=False)
+    except PapermillExecutionError as exc:
+        raise PipelineError(
+            f"{source.name} failed in cell {exc.cell_index} (execution count {exc.exec_count}): "
+            f"{exc.ename}: {exc.evalue}\nThe partly executed notebook is {target}"
+        ) from exc
+    return time.time() - start
+
+
+def build_book(run_dir: Path, executed: dict[str, Path]) -> Path:
+    """Assemble book sources + executed notebooks in run_dir/book_src and build HTML into run_dir/_build."""
+    src = run_dir / "book_src"
+    if src.exists():
+        shutil.rmtree(src)
+    src.mkdir(parents=True)
+    for name in BOOK_FILES:
+        if (PROJECT_ROOT / name).is_file():
+            shutil.copy2(PROJECT_ROOT / name, src / name)
+    shutil.copytree(PROJECT_ROOT / "book", src / "book", ignore=shutil.ignore_patterns("*.ipynb", ".*"))
+    for rel, nb in executed.items():
+        (src / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(nb, src / rel)
+    exe = Path(sys.executable).with_name("jupyter-book")
+    cmd = [str(exe) if exe.exists() else "jupyter-book", "build", str(src), "--path-output", str(run_dir), "--keep-going"]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    (run_dir / "book_build.log").write_text(proc.stdout + proc.stderr)
+    html = run_dir / "_build" / "html"
+    if proc.returncode != 0 or not (html / "index.html").is_file():
+        raise PipelineError(f"jupyter-book build failed (exit {proc.returncode}); see {run_dir / 'book_build.log'}\n"
+                            + (proc.stdout + proc.stderr)[-3000:])
+    return html
+
+
+def run(profile: str = "fast", run_dir: str | os.PathLike | None = None, data_dir: str | os.PathLike | None = None,
+        overrides: dict[str, Any] | None = None, notebooks: tuple[str, ...] | None = None,
+        build: bool = True) -> Path:
+    """Execute the notebooks in order and build the report; returns the HTML folder (or run folder)."""
+    overrides = overrides or {}
+    prof = get_profile(profile, **overrides)
+    paths = run_paths(run_dir, profile)
+    data_root = resolve_data_dir(data_dir)
+    started = dt.datetime.now(dt.timezone.utc)
+    run_id = f"{profile}-{started:%Y%m%dT%H%M%SZ}"
+    os.environ[RUN_ID_ENV] = run_id
+    git = git_state()
+    prov = Provenance(paths.root / "provenance.json", {
+        "run_id": run_id, "started": started.isoformat(), "git": git, "profile": prof.to_dict(),
+        "overrides": overrides, "packages": package_versions(), "device": device_description(),
+        "data": data_checksums(data_root), "command": " ".join(sys.argv),
+    })
+    selected = notebooks or tuple(nb for nb in NOTEBOOKS if (PROJECT_ROOT / nb).is_file())
+    params = {"profile": profile, "run_dir": str(paths.root), "data_dir": str(data_root), "overrides": overrides}
+    executed: dict[str, Path] = {}
+    for nb in tqdm(selected, desc=f"run {profile}", unit="notebook"):
+        target = paths.root / "notebooks" / Path(nb).name
+        tqdm.write(f"executing {nb}")
+        seconds = execute_notebook(PROJECT_ROOT / nb, target, params)
+        executed[nb] = target
+        prov.step(nb, seconds=round(seconds, 1), finished=dt.datetime.now(dt.timezone.utc).isoformat())
+    if not build:
+        return paths.root
+    t0 = time.time()
+    html = build_book(paths.root, executed)
+    prov.step("jupyter-book build", seconds=round(time.time() - t0, 1))
+    prov.record["finished"] = dt.datetime.now(dt.timezone.utc).isoformat()
+    prov.record["duration_s"] = round((dt.datetime.now(dt.timezone.utc) - started).total_seconds(), 1)
+    prov.write()
+    return html

@@ -1,0 +1,57 @@
+"""Fold assignment: stratified, grouped by identical image bytes, repeated over seeds.
+
+Patients whose images are byte-identical share a `split_group`, so they always land in
+the same fold; otherwise a model could be tested on an image it was trained on.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
+
+
+def make_folds(cohort: pd.DataFrame, label: str, n_folds: int, n_repeats: int, seed: int,
+               group: str | None = "split_group") -> pd.DataFrame:
+    """Outer folds for repeated CV: one row per (patient, repeat) with `seed` and `fold`.
+
+    `group=None` gives naive stratified folds, used only to show how much leakage inflates.
+    """
+    y = cohort[label].to_numpy()
+    rows = []
+    for r in range(n_repeats):
+        rep_seed = seed + r
+        if group is None:
+            splitter = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=rep_seed)
+            splits = splitter.split(np.zeros(len(y)), y)
+        else:
+            splitter = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=rep_seed)
+            splits = splitter.split(np.zeros(len(y)), y, groups=cohort[group].to_numpy())
+        for k, (_, test_idx) in enumerate(splits):
+            rows.append(pd.DataFrame({"patient_id": cohort["patient_id"].to_numpy()[test_idx],
+                                      "seed": rep_seed, "fold": k}))
+    folds = pd.concat(rows, ignore_index=True)
+    return folds.sort_values(["seed", "fold", "patient_id"]).reset_index(drop=True)
+
+
+def inner_split(cohort: pd.DataFrame, label: str, val_fraction: float, seed: int,
+                group: str = "split_group") -> tuple[np.ndarray, np.ndarray]:
+    """Split training patients into fit / validation (for early stopping), grouped and stratified."""
+    n_splits = max(2, round(1 / val_fraction))
+    splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+    fit_idx, val_idx = next(splitter.split(np.zeros(len(cohort)), cohort[label].to_numpy(),
+                                           groups=cohort[group].to_numpy()))
+    return fit_idx, val_idx
+
+
+def iter_folds(folds: pd.DataFrame):
+    """Yield (seed, fold, test patient IDs) in a stable order."""
+    for (seed, fold), part in folds.groupby(["seed", "fold"], sort=True):
+        yield int(seed), int(fold), set(part["patient_id"])
+
+
+def check_group_integrity(folds: pd.DataFrame, cohort: pd.DataFrame, group: str = "split_group") -> list[str]:
+    """Groups split across folds within one repeat (should be empty for grouped folds)."""
+    merged = folds.merge(cohort[["patient_id", group]], on="patient_id")
+    spread = merged.groupby(["seed", group])["fold"].nunique()
+    return sorted({g for (_, g), n in spread.items() if n > 1})

@@ -1,0 +1,108 @@
+"""The study of one run: profile, folders, the manifest, the cohort, folds and cached images.
+
+Notebooks, the ablation command and tests open a `Study` and read everything through it,
+so nothing downstream re-reads the spreadsheet or re-decodes an image.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from . import data, splits
+from .config import SPREADSHEET_NAME, Profile, RunPaths, cache_dir, get_profile, resolve_data_dir, run_paths
+from .images import ImageCache
+
+RUN_ID_ENV = "OSTEO_RUN_ID"
+
+
+class Study:
+    """Open with `Study.open(profile, run_dir, data_dir, **overrides)`."""
+
+    def __init__(self, profile: Profile, paths: RunPaths, data_dir: Path) -> None:
+        self.profile = profile
+        self.paths = paths
+        self.data_dir = data_dir
+        self._images: dict[int, np.ndarray] = {}
+
+    @classmethod
+    def open(cls, profile: str = "fast", run_dir: str | os.PathLike | None = None,
+             data_dir: str | os.PathLike | None = None, **overrides: Any) -> "Study":
+        prof = get_profile(profile, **overrides)
+        return cls(prof, run_paths(run_dir, profile), resolve_data_dir(data_dir))
+
+    @property
+    def run_id(self) -> str:
+        """Identifies the run in every table caption (set by the pipeline; else the folder name)."""
+        return os.environ.get(RUN_ID_ENV) or self.paths.root.name
+
+    @cached_property
+    def clinical(self) -> pd.DataFrame:
+        return data.load_clinical(self.data_dir / SPREADSHEET_NAME)
+
+    @cached_property
+    def manifest(self) -> pd.DataFrame:
+        """Built from the raw files and saved with the run (1 s; always fresh, never stale)."""
+        manifest = data.build_manifest(self.data_dir, self.clinical)
+        if not self.paths.manifest.is_file():
+            self.save_table(manifest, "manifest")
+        return manifest
+
+    @cached_property
+    def findings(self) -> dict[str, Any]:
+        return data.validate(self.manifest, self.clinical, self.data_dir)
+
+    @cached_property
+    def cohort(self) -> pd.DataFrame:
+        """Patients with an image and their clinical inputs: what every model sees."""
+        return data.modelling_table(self.manifest, self.clinical).reset_index(drop=True)
+
+    def folds(self, group: str | None = "split_group") -> pd.DataFrame:
+        """The outer folds all arms share (stratified by the 3-class label, grouped by image bytes)."""
+        name = "folds" if group else "folds_naive"
+        path = self.paths.tables / f"{name}.csv"
+        folds = splits.make_folds(self.cohort, "label_3class", self.profile.n_folds, self.profile.n_repeats,
+                                  self.profile.seed, group=group)
+        if not path.is_file():
+            self.save_table(folds, name)
+        return folds
+
+    def images(self, size: int | None = None, progress: bool = True) -> np.ndarray:
+        """Cached letterboxed images aligned with `cohort` rows, (N, size, size) uint8."""
+        size = size or self.profile.image_size
+        if size not in self._images:
+            self._images[size] = ImageCache(cache_dir(), size).load_all(self.cohort, self.data_dir, progress)
+        return self._images[size]
+
+    def save_table(self, df: pd.DataFrame, name: str, index: bool = False) -> Path:
+        """Write a table atomically into the run's tables folder."""
+        path = self.paths.tables / f"{name}.csv"
+        tmp = path.with_name(path.name + ".tmp")
+        df.to_csv(tmp, index=index)
+        tmp.replace(path)
+        return path
+
+    def read_table(self, name: str) -> pd.DataFrame:
+        path = self.paths.tables / f"{name}.csv"
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: not produced yet; run the notebook that makes it first")
+        return pd.read_csv(path, dtype={"patient_id": str})
+
+    def save_json(self, obj: Any, name: str) -> Path:
+        path = self.paths.tables / f"{name}.json"
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(obj, indent=2, default=str))
+        tmp.replace(path)
+        return path
+
+    def caption(self, what: str) -> str:
+        """A table caption naming the run and profile that made it."""
+        weights = self.profile.weights or "none (trained from scratch)"
+        return (f"{what} — run `{self.run_id}`, profile `{self.profile.name}`, encoder `{self.profile.encoder}`, "
+                f"pretrained weights: {weights}")

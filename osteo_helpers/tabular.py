@@ -1,0 +1,102 @@
+"""Clinical inputs: the allow-list, the preprocessing pipeline, and clinical scores.
+
+Only columns named in the allow-list can reach a model. Labels are defined by the
+T-score, so the T-score, Z-score, diagnosis and anything derived from them are refused.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pandas as pd
+from sklearn.compose import ColumnTransformer
+from sklearn.impute import SimpleImputer
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+NUMERIC_FEATURES: tuple[str, ...] = ("age_years", "height_m", "weight_kg", "bmi", "max_walking_km")
+# Missing here means something (men, premenopausal women): imputed with an explicit indicator.
+NUMERIC_WITH_INDICATOR: tuple[str, ...] = ("menopause_age_years", "years_since_menopause", "pregnancies")
+BOOLEAN_FEATURES: tuple[str, ...] = (
+    "joint_pain", "smoker", "diabetes", "hypothyroidism", "seizure_disorder", "estrogen_use", "dialysis",
+    "family_history_osteoporosis", "prior_fracture", "postmenopausal",
+    "diet_low_protein", "diet_low_fat", "diet_vegetarian", "diet_other_restriction",
+    "mh_hypertension", "mh_disc_disease", "mh_hysterectomy", "mh_cholecystectomy", "mh_caesarean",
+    "mh_arthritis", "mh_liver_disease", "mh_hypercholesterolaemia",
+)
+CATEGORICAL_FEATURES: tuple[str, ...] = ("sex", "occupation_group", "fracture_site")
+INPUT_FEATURES: tuple[str, ...] = NUMERIC_FEATURES + NUMERIC_WITH_INDICATOR + BOOLEAN_FEATURES + CATEGORICAL_FEATURES
+
+# Anything matching these names carries the label (or is the label) and must never be an input.
+FORBIDDEN_PATTERNS: tuple[str, ...] = (r"t_?score", r"z_?score", r"diagnos", r"^label", r"who_",
+                                       r"mentions_bone_diagnosis", r"^y_true$")
+
+
+class LeakageError(ValueError):
+    """A label-derived column was about to become a model input."""
+
+
+def is_forbidden(name: str) -> bool:
+    return any(re.search(p, name.lower()) for p in FORBIDDEN_PATTERNS)
+
+
+def check_features(features: tuple[str, ...] | list[str]) -> None:
+    """Refuse any feature list that contains a label-derived column."""
+    bad = [f for f in features if is_forbidden(f)]
+    if bad:
+        raise LeakageError(f"label-derived column(s) cannot be model inputs: {bad}")
+
+
+def make_preprocessor(numeric: tuple[str, ...] = NUMERIC_FEATURES,
+                      numeric_with_indicator: tuple[str, ...] = NUMERIC_WITH_INDICATOR,
+                      boolean: tuple[str, ...] = BOOLEAN_FEATURES,
+                      categorical: tuple[str, ...] = CATEGORICAL_FEATURES) -> ColumnTransformer:
+    """The clinical ColumnTransformer; fit it on training folds only."""
+    check_features(tuple(numeric) + tuple(numeric_with_indicator) + tuple(boolean) + tuple(categorical))
+    num = Pipeline([("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())])
+    num_ind = Pipeline([("impute", SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True)),
+                        ("scale", StandardScaler())])
+    boo = SimpleImputer(strategy="most_frequent")
+    cat = Pipeline([("impute", SimpleImputer(strategy="constant", fill_value="missing")),
+                    ("onehot", OneHotEncoder(handle_unknown="ignore", sparse_output=False))])
+    transformer = ColumnTransformer(
+        [("numeric", num, list(numeric)), ("numeric_missing", num_ind, list(numeric_with_indicator)),
+         ("boolean", boo, list(boolean)), ("categorical", cat, list(categorical))],
+        remainder="drop", verbose_feature_names_out=True,
+    )
+    return transformer
+
+
+def to_model_frame(table: pd.DataFrame, features: tuple[str, ...] = INPUT_FEATURES) -> pd.DataFrame:
+    """Select allow-listed columns with plain numpy-friendly dtypes (nullable -> float/object)."""
+    check_features(features)
+    missing = [f for f in features if f not in table.columns]
+    if missing:
+        raise KeyError(f"clinical table lacks input column(s) {missing}")
+    out = pd.DataFrame(index=table.index)
+    for f in features:
+        col = table[f]
+        if f in BOOLEAN_FEATURES:
+            out[f] = col.astype("Float64").astype(float)
+        elif f in CATEGORICAL_FEATURES:
+            out[f] = col.astype(object).where(col.notna(), np.nan)
+        else:
+            out[f] = col.astype(float)
+    return out
+
+
+def original_feature(transformed_name: str) -> str:
+    """Map a transformed column name (e.g. 'categorical__sex_female') back to its clinical column."""
+    name = transformed_name.split("__", 1)[-1]
+    if name.startswith("missingindicator_"):
+        return name[len("missingindicator_"):]
+    for f in sorted(INPUT_FEATURES, key=len, reverse=True):
+        if name == f or name.startswith(f + "_"):
+            return f
+    return name
+
+
+def ost_index(weight_kg: np.ndarray, age_years: np.ndarray) -> np.ndarray:
+    """Osteoporosis Self-assessment Tool: 0.2 x (weight in kg - age in years). Low means high risk."""
+    return 0.2 * (np.asarray(weight_kg, float) - np.asarray(age_years, float))
