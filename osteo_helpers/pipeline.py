@@ -159,6 +159,7 @@ def run(profile: str = "fast", run_dir: str | os.PathLike | None = None, data_di
     started = dt.datetime.now(dt.timezone.utc)
     run_id = f"{profile}-{started:%Y%m%dT%H%M%SZ}"
     os.environ[RUN_ID_ENV] = run_id
+    os.environ.setdefault("TQDM_DISABLE", "1")  # progress is shown per notebook here, not inside the book
     git = git_state()
     prov = Provenance(paths.root / "provenance.json", {
         "run_id": run_id, "started": started.isoformat(), "git": git, "profile": prof.to_dict(),
@@ -168,7 +169,7 @@ def run(profile: str = "fast", run_dir: str | os.PathLike | None = None, data_di
     selected = notebooks or tuple(nb for nb in NOTEBOOKS if (PROJECT_ROOT / nb).is_file())
     params = {"profile": profile, "run_dir": str(paths.root), "data_dir": str(data_root), "overrides": overrides}
     executed: dict[str, Path] = {}
-    for nb in tqdm(selected, desc=f"run {profile}", unit="notebook"):
+    for nb in tqdm(selected, desc=f"run {profile}", unit="notebook", disable=False):
         target = paths.root / "notebooks" / Path(nb).name
         tqdm.write(f"executing {nb}")
         seconds = execute_notebook(PROJECT_ROOT / nb, target, params)

@@ -12,10 +12,7 @@ from pathlib import Path
 
 import pytest
 
-if __package__:
-    from .browser import CHROMIUM, check_site, toc_pages_from_toc
-else:
-    from browser import CHROMIUM, check_site, toc_pages_from_toc
+from .browser import CHROMIUM, check_site, toc_pages_from_toc
 
 JUPYTER_BOOK = Path(sys.executable).parent / "jupyter-book"
 

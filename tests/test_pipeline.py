@@ -1,0 +1,119 @@
+"""End to end: the smoke profile on the real data, its book, provenance and reproducibility.
+
+The smoke run happens once per session (fixture `smoke_run`) into test-artifacts/, which
+CI keeps as an artefact together with the browser screenshots.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from bs4 import BeautifulSoup
+
+from osteo_helpers.config import PROJECT_ROOT
+
+from .browser import check_site, toc_pages_from_toc
+
+ARTIFACTS = PROJECT_ROOT / "test-artifacts"
+
+
+@pytest.fixture(scope="session")
+def smoke_run(real_data_dir: Path) -> Path:
+    run_dir = ARTIFACTS / "smoke-run"
+    proc = subprocess.run([sys.executable, "-m", "osteo_helpers", "run", "--profile", "smoke", "--out", str(run_dir),
+                           "--data-dir", str(real_data_dir)], capture_output=True, text=True, cwd=PROJECT_ROOT)
+    assert proc.returncode == 0, f"smoke pipeline failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+    return run_dir
+
+
+def _soup(path: Path) -> BeautifulSoup:
+    return BeautifulSoup(path.read_text(encoding="utf-8"), "html.parser")
+
+
+@pytest.mark.realdata
+def test_book_index_links_to_eda_page_with_figures(smoke_run: Path) -> None:
+    html = smoke_run / "_build" / "html"
+    index = _soup(html / "index.html")
+    hrefs = [a.get("href", "") for a in index.find_all("a")]
+    assert any("notebooks/01_eda_manifest.html" in h for h in hrefs), "index does not link to the EDA page"
+    eda = _soup(html / "notebooks" / "01_eda_manifest.html")
+    images = [img["src"] for img in eda.find_all("img")]
+    assert len(images) >= 5, f"EDA page shows only {len(images)} figures"
+    for src in images:
+        assert (html / "notebooks" / src).resolve().is_file(), f"EDA page image {src} missing"
+    assert "Validation findings" in eda.get_text()
+
+
+@pytest.mark.realdata
+def test_every_toc_page_loads_in_headless_chromium(smoke_run: Path) -> None:
+    html = smoke_run / "_build" / "html"
+    pages = toc_pages_from_toc(PROJECT_ROOT / "_toc.yml")
+    problems = check_site(html, pages, ARTIFACTS / "screenshots")
+    assert not problems, "\n".join(problems)
+    assert len(list((ARTIFACTS / "screenshots").glob("*.png"))) >= len(pages)
+
+
+@pytest.mark.realdata
+def test_results_summary_numbers_equal_output_csvs(smoke_run: Path) -> None:
+    metrics = pd.concat([pd.read_csv(p) for p in sorted((smoke_run / "tables").glob("results_*.csv"))])
+    metrics = metrics[metrics["subset"] == "all"]
+    page = _soup(smoke_run / "_build" / "html" / "book" / "results_summary.html")
+    table = next(t for t in page.find_all("table") if t.find("caption") and "Headline metrics" in t.find("caption").get_text())
+    rows = [[td.get_text(strip=True) for td in tr.find_all(["td", "th"])] for tr in table.find("tbody").find_all("tr")]
+    assert rows, "headline table is empty"
+    lookup = {(r.task, r.model, r.metric): r for r in metrics.itertuples()}
+    for task, model, metric, value, ci in rows:
+        expected = lookup[(task, model, metric)]
+        assert float(value) == pytest.approx(expected.value, abs=5e-4), (task, model, metric)
+        low, high = (float(x) for x in ci.strip("[]").split(","))
+        assert low == pytest.approx(expected.ci_low, abs=5e-4) and high == pytest.approx(expected.ci_high, abs=5e-4)
+
+
+@pytest.mark.realdata
+def test_provenance_page_names_commit_parameters_and_checksums(smoke_run: Path) -> None:
+    record = json.loads((smoke_run / "provenance.json").read_text())
+    text = _soup(smoke_run / "_build" / "html" / "book" / "provenance.html").get_text()
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=PROJECT_ROOT).stdout.strip()
+    assert record["git"]["commit"] == commit and commit in text
+    assert record["data"]["matches_registry"] is True
+    assert record["data"]["spreadsheet_sha256"] in text
+    assert "image_size" in text and "n_folds" in text
+    steps = [s["name"] for s in record["steps"]]
+    assert "notebooks/01_eda_manifest.ipynb" in steps and all("seconds" in s for s in record["steps"])
+
+
+@pytest.mark.realdata
+def test_rerun_of_one_notebook_is_identical_and_does_not_clobber(smoke_run: Path, real_data_dir: Path) -> None:
+    """Same seed on CPU, a fresh run folder: identical metrics; the first run's files untouched."""
+    before = {p: p.stat().st_mtime_ns for p in (smoke_run / "tables").glob("*.csv")}
+    other = ARTIFACTS / "rerun-03"
+    proc = subprocess.run([sys.executable, "-m", "osteo_helpers", "run", "--profile", "smoke", "--out", str(other),
+                           "--data-dir", str(real_data_dir), "--no-book",
+                           "--notebook", "notebooks/03_binary_fusion.ipynb"],
+                          capture_output=True, text=True, cwd=PROJECT_ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    first = pd.read_csv(smoke_run / "tables" / "metrics_fusion_binary.csv")
+    second = pd.read_csv(other / "tables" / "metrics_fusion_binary.csv")
+    pd.testing.assert_frame_equal(first, second)
+    assert before == {p: p.stat().st_mtime_ns for p in (smoke_run / "tables").glob("*.csv")}
+
+
+def test_failing_notebook_is_named_with_its_cell(tmp_path: Path) -> None:
+    from osteo_helpers.pipeline import PipelineError, execute_notebook
+
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.metadata = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
+                   "language_info": {"name": "python"}}
+    nb.cells = [nbformat.v4.new_code_cell("x = 1"), nbformat.v4.new_code_cell("raise ValueError('boom')")]
+    src = tmp_path / "broken.ipynb"
+    nbformat.write(nb, src)
+    with pytest.raises(PipelineError, match=re.escape("broken.ipynb failed in cell 1")):
+        execute_notebook(src, tmp_path / "out.ipynb", {})
