@@ -492,7 +492,8 @@ def build_manifest(data_dir: Path | None = None, clinical: pd.DataFrame | None =
     sha = manifest["image_sha256"]
     group_ids = {h: f"dup{i:02d}" for i, h in enumerate(sorted(sha[sha.duplicated(keep=False) & sha.notna()].unique()))}
     manifest["duplicate_group"] = sha.map(group_ids)
-    manifest["split_group"] = manifest["duplicate_group"].fillna(manifest["patient_id"])
+    manifest["split_group"] = manifest["duplicate_group"].astype(object).where(manifest["duplicate_group"].notna(),
+                                                                              manifest["patient_id"])
     manifest["age_years"] = clinical.set_index("patient_id").loc[manifest["patient_id"], "age_years"].to_numpy()
     manifest["sex"] = clinical.set_index("patient_id").loc[manifest["patient_id"], "sex"].to_numpy()
     return manifest

@@ -29,7 +29,7 @@ CATEGORICAL_FEATURES: tuple[str, ...] = ("sex", "occupation_group", "fracture_si
 INPUT_FEATURES: tuple[str, ...] = NUMERIC_FEATURES + NUMERIC_WITH_INDICATOR + BOOLEAN_FEATURES + CATEGORICAL_FEATURES
 
 # Anything matching these names carries the label (or is the label) and must never be an input.
-FORBIDDEN_PATTERNS: tuple[str, ...] = (r"t_?score", r"z_?score", r"diagnos", r"^label", r"who_",
+FORBIDDEN_PATTERNS: tuple[str, ...] = (r"t[\s_-]?score", r"z[\s_-]?score", r"diagnos", r"^label", r"who_",
                                        r"mentions_bone_diagnosis", r"^y_true$")
 
 
@@ -66,6 +66,17 @@ def make_preprocessor(numeric: tuple[str, ...] = NUMERIC_FEATURES,
         remainder="drop", verbose_feature_names_out=True,
     )
     return transformer
+
+
+def preprocessor_for(features: tuple[str, ...] | list[str]) -> ColumnTransformer:
+    """The ColumnTransformer for a subset of the allow-list (each feature keeps its own treatment)."""
+    unknown = [f for f in features if f not in INPUT_FEATURES]
+    if unknown:
+        check_features(unknown)
+        raise KeyError(f"feature(s) {unknown} are not in the clinical allow-list")
+    pick = lambda group: tuple(f for f in group if f in features)  # noqa: E731
+    return make_preprocessor(pick(NUMERIC_FEATURES), pick(NUMERIC_WITH_INDICATOR), pick(BOOLEAN_FEATURES),
+                             pick(CATEGORICAL_FEATURES))
 
 
 def to_model_frame(table: pd.DataFrame, features: tuple[str, ...] = INPUT_FEATURES) -> pd.DataFrame:

@@ -27,7 +27,7 @@ from .evaluation import PROB_PREFIX, threshold_for_sensitivity
 from .images import BatchAugment, XrayDataset, make_transforms
 from .models import build_model
 from .splits import inner_split, iter_folds
-from .tabular import INPUT_FEATURES, make_preprocessor, to_model_frame
+from .tabular import INPUT_FEATURES, preprocessor_for, to_model_frame
 
 
 @dataclass(frozen=True)
@@ -237,9 +237,10 @@ def cross_validate(cohort: pd.DataFrame, folds: pd.DataFrame, task: str | Task, 
         fit_idx, val_idx = train_idx[fit_rel], train_idx[val_rel]
         tab = None
         if X_tab is not None:
-            pre = make_preprocessor().fit(X_tab.iloc[train_idx])
+            pre = preprocessor_for(features).fit(X_tab.iloc[train_idx])
             tab = pre.transform(X_tab).astype(np.float32)
         y_fit = y_all[fit_idx]
+        seed_everything(seed * 1000 + fold)  # weight initialisation is part of the fold's experiment
         model = build_model(mode, task.n_outputs, profile.encoder, profile.weights,
                             tabular_dim=0 if tab is None else tab.shape[1])
 

@@ -1,0 +1,261 @@
+"""Shared fixtures: a small, messy synthetic copy of the Knee X-ray Osteoporosis dataset.
+
+The synthetic spreadsheet uses the real header row (including its stray spaces and
+colons), summary rows at the bottom and the real dataset's inconsistent spellings; the
+images are small grayscale JPEGs in normal/, osteopenia/ and osteoporosis/ with mixed
+extension case and one nested folder. `make_dataset` builds variants (a missing image,
+an extra image, duplicated bytes, a wrong label, a broken cell) for the tests that need
+them; `real_data_dir` points at the real dataset and fails (never skips) without it.
+"""
+
+from __future__ import annotations
+
+import io
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from osteo_helpers import config
+
+# The header row exactly as in the published `patient details.xlsx` (stray spaces and colons included).
+REAL_HEADER: list[str] = [
+    "S.No", "Patient Id", "Joint Pain:", "Gender", "Age", "Menopause Age", "height  (meter)", "Weight (KG) ",
+    "Smoker", "Alcoholic", "Diabetic", "Hypothyroidism", "Number of Pregnancies", "Seizer Disorder",
+    "Estrogen Use", "Occupation ", "History of Fracture", "Dialysis:", "Family History of Osteoporosis",
+    "Maximum Walking distance (km)", "Daily Eating habits", "Medical History", "T-score Value",
+    "Z-Score Value", "BMI: ", "Site", "Obesity", "Diagnosis",
+]
+
+CLASS_PREFIX = {"normal": "N", "osteopenia": "OP", "osteoporosis": "OS"}
+
+# Messy spellings cycled through the rows, as found in the real spreadsheet.
+GENDERS = ["female", "male", "Female ", "male", "F", "female"]
+OCCUPATIONS = ["h.wife", "farmer", "teacher", "R.G.E", "businesman", "h.wife", "student", "mobile technician"]
+WEIGHT_CATEGORIES = ["over weight", "obesity ", "normal weight", "overweight", "over weight", "under weight"]
+EATING = ["normal", "low protiens", "low fats", "Normal", "veg diet", "no red meat", None]
+MEDICAL = ["normal", "G.B rem, B.P", "no", "disk. Osteopenia", "fatty liver", "high BP", None]
+FRACTURES = ["no", "no", "R.arm", "yes", "no", "vertebral fracture", "lab technician", "L.knee", None, "no"]
+
+
+def t_score_for(diagnosis: str, rng: np.random.Generator) -> float:
+    """A T-score consistent with the WHO thresholds (normal >= -1, osteoporosis <= -2.5)."""
+    lo, hi = {"normal": (-0.9, 1.5), "osteopenia": (-2.4, -1.1), "osteoporosis": (-4.5, -2.6)}[diagnosis]
+    return round(float(rng.uniform(lo, hi)), 2)
+
+
+def patient_ids(counts: dict[str, int]) -> list[tuple[str, str]]:
+    """(patient ID, diagnosis) for N1.., OP1.., OS1.."""
+    return [(f"{CLASS_PREFIX[d]}{k}", d) for d, n in counts.items() for k in range(1, n + 1)]
+
+
+def synthetic_rows(counts: dict[str, int], seed: int = 0) -> list[dict[str, Any]]:
+    """Spreadsheet rows keyed by the real header names."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i, (pid, diag) in enumerate(patient_ids(counts)):
+        gender = GENDERS[i % len(GENDERS)]
+        female = gender.strip().lower() in {"female", "f"}
+        age = int(rng.integers(40, 80))
+        height = round(float(rng.uniform(1.45, 1.8)), 3)
+        weight = round(float(rng.uniform(50, 95)), 1)
+        menopause = min(int(rng.integers(42, 52)), age - 1) if female and i % 4 != 1 else None
+        pregnancies = int(rng.integers(0, 6)) if female else None
+        diag_text = diag
+        if diag == "osteopenia" and i % 5 == 0:
+            diag_text = "osteopania"  # typo present in the real data
+        elif i % 7 == 3:
+            diag_text = diag.capitalize() + " "
+        rows.append({
+            "S.No": i + 1, "Patient Id": pid, "Joint Pain:": "yes" if i % 9 else "no", "Gender": gender,
+            "Age": age, "Menopause Age": menopause, "height  (meter)": height, "Weight (KG) ": weight,
+            "Smoker": ["no", "yes", "No"][i % 3], "Alcoholic": "no", "Diabetic": ["no", "yes"][i % 2],
+            "Hypothyroidism": ["no", "no", "yes"][i % 3], "Number of Pregnancies": pregnancies,
+            "Seizer Disorder": "no", "Estrogen Use": ["no", "yes"][(i // 2) % 2],
+            "Occupation ": OCCUPATIONS[i % len(OCCUPATIONS)], "History of Fracture": FRACTURES[i % len(FRACTURES)],
+            "Dialysis:": "no", "Family History of Osteoporosis": ["no", "yes"][(i // 3) % 2],
+            "Maximum Walking distance (km)": [0.2, 1, 2, 0.5][i % 4], "Daily Eating habits": EATING[i % len(EATING)],
+            "Medical History": MEDICAL[i % len(MEDICAL)], "T-score Value": t_score_for(diag, rng),
+            "Z-Score Value": round(float(rng.uniform(-3, 1)), 2), "BMI: ": round(weight / height**2, 4),
+            "Site": "knee", "Obesity": WEIGHT_CATEGORIES[i % len(WEIGHT_CATEGORIES)], "Diagnosis": diag_text,
+        })
+    return rows
+
+
+def summary_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The max / min / avg rows found below the patients in the real spreadsheet (no patient ID)."""
+    ages = [r["Age"] for r in rows if isinstance(r["Age"], (int, float))]
+    out = []
+    for label, fn in (("max", max), ("min", min), ("avg", lambda v: sum(v) / len(v))):
+        row = {h: None for h in REAL_HEADER}
+        row.update({"Age": fn(ages), "Menopause Age": label})
+        out.append(row)
+    return out
+
+
+def write_spreadsheet(path: Path, rows: list[dict[str, Any]], header: list[str] | None = None,
+                      summary: bool = True) -> Path:
+    header = REAL_HEADER if header is None else header
+    all_rows = rows + (summary_rows(rows) if summary else [])
+    frame = pd.DataFrame([{h: r.get(h) for h in header} for r in all_rows], columns=header)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_excel(path, index=False, engine="openpyxl")
+    return path
+
+
+def jpeg_bytes(seed: int, size: tuple[int, int] = (40, 32)) -> bytes:
+    """A small grayscale JPEG whose pixels depend on the seed (so bytes differ per patient)."""
+    rng = np.random.default_rng(1000 + seed)
+    w, h = size
+    ramp = np.linspace(0, 200, w)[None, :] + np.linspace(0, 40, h)[:, None]
+    pixels = np.clip(ramp + rng.normal(0, 25, (h, w)), 0, 255).astype(np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(pixels, mode="L").save(buf, format="JPEG", quality=90)
+    return buf.getvalue()
+
+
+def image_relpath(pid: str, diagnosis: str, index: int) -> str:
+    """Mixed extension case and one nesting level, as in real downloads."""
+    ext = ".JPEG" if index % 2 == 0 else ".jpg"
+    nested = "batch2/" if index % 5 == 4 else ""
+    return f"{diagnosis}/{nested}{pid}{ext}"
+
+
+@dataclass
+class SyntheticDataset:
+    root: Path
+    rows: list[dict[str, Any]]
+    images: dict[str, Path] = field(default_factory=dict)  # patient ID -> image path
+
+    @property
+    def spreadsheet(self) -> Path:
+        return self.root / config.SPREADSHEET_NAME
+
+    @property
+    def patient_ids(self) -> list[str]:
+        return [r["Patient Id"] for r in self.rows]
+
+    def diagnosis_of(self, pid: str) -> str:
+        prefix = pid.rstrip("0123456789")
+        return {v: k for k, v in CLASS_PREFIX.items()}[prefix]
+
+
+def make_dataset(root: Path, counts: dict[str, int] | None = None, seed: int = 0,
+                 edit_rows: Callable[[list[dict[str, Any]]], list[dict[str, Any]] | None] | None = None,
+                 header: list[str] | None = None, without_image: tuple[str, ...] = (),
+                 extra_images: dict[str, str] | None = None,
+                 identical_images: tuple[tuple[str, ...], ...] = (), image_size: tuple[int, int] = (40, 32),
+                 summary: bool = True) -> SyntheticDataset:
+    """Write a synthetic dataset under root.
+
+    edit_rows: change the spreadsheet rows in place (or return new ones) before writing.
+    without_image: patients whose image is not written (a row without an image).
+    extra_images: {patient ID: class folder} images without a spreadsheet row.
+    identical_images: groups of patients whose image files get the first one's bytes.
+    """
+    counts = counts or {"normal": 6, "osteopenia": 8, "osteoporosis": 6}
+    rows = synthetic_rows(counts, seed)
+    if edit_rows is not None:
+        rows = edit_rows(rows) or rows
+    root.mkdir(parents=True, exist_ok=True)
+    write_spreadsheet(root / config.SPREADSHEET_NAME, rows, header=header, summary=summary)
+    ds = SyntheticDataset(root=root, rows=rows)
+    for d in CLASS_PREFIX:
+        (root / d).mkdir(exist_ok=True)
+    payload: dict[str, bytes] = {}
+    for i, (pid, diag) in enumerate(patient_ids(counts)):
+        payload[pid] = jpeg_bytes(seed * 10_000 + i, image_size)
+    for group in identical_images:
+        for pid in group[1:]:
+            payload[pid] = payload[group[0]]
+    for i, (pid, diag) in enumerate(patient_ids(counts)):
+        if pid in without_image:
+            continue
+        path = root / image_relpath(pid, diag, i)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(payload[pid])
+        ds.images[pid] = path
+    for j, (pid, folder) in enumerate((extra_images or {}).items()):
+        path = root / folder / f"{pid}.jpg"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(jpeg_bytes(90_000 + j, image_size))
+        ds.images[pid] = path
+    return ds
+
+
+def snapshot(root: Path) -> dict[str, tuple[int, int, str]]:
+    """relative path -> (size, mtime_ns, sha256) of every file under root."""
+    import hashlib
+
+    out = {}
+    for p in sorted(Path(root).rglob("*")):
+        if p.is_file():
+            st = p.stat()
+            out[p.relative_to(root).as_posix()] = (st.st_size, st.st_mtime_ns, hashlib.sha256(p.read_bytes()).hexdigest())
+    return out
+
+
+@pytest.fixture(scope="session", autouse=True)
+def single_torch_thread():
+    """One intra-op thread: the tiny tensors here gain nothing from more, and on a shared
+    2-core machine thread contention makes a 64 px forward pass 40x slower."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture
+def synthetic_dataset(tmp_path: Path) -> SyntheticDataset:
+    """The default synthetic dataset (20 patients, every row with a unique image)."""
+    return make_dataset(tmp_path / "knee-osteoporosis")
+
+
+@pytest.fixture
+def synthetic_dataset_factory(tmp_path: Path) -> Callable[..., SyntheticDataset]:
+    """Build variants: factory(name, **make_dataset options)."""
+
+    def build(name: str = "variant", **kwargs: Any) -> SyntheticDataset:
+        return make_dataset(tmp_path / name, **kwargs)
+
+    return build
+
+
+@pytest.fixture
+def no_data_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(config.DATA_ENV_VAR, raising=False)
+
+
+@pytest.fixture(scope="session")
+def real_data_dir() -> Path:
+    """The real dataset, found the documented way; fails (never skips) when it is absent."""
+    try:
+        return config.resolve_data_dir()
+    except config.DataNotFoundError as exc:
+        pytest.fail(f"the real dataset is required for this test:\n{exc}", pytrace=False)
+
+
+@pytest.fixture
+def copy_tree() -> Callable[[Path, Path], Path]:
+    def copy(src: Path, dst: Path) -> Path:
+        shutil.copytree(src, dst)
+        return dst
+
+    return copy
+
+
+@pytest.fixture(scope="session")
+def synth():
+    """The builders above, for tests that need them directly (tests/ may or may not be a package)."""
+    import types
+
+    return types.SimpleNamespace(REAL_HEADER=REAL_HEADER, jpeg_bytes=jpeg_bytes, snapshot=snapshot,
+                                 make_dataset=make_dataset, synthetic_rows=synthetic_rows,
+                                 write_spreadsheet=write_spreadsheet, patient_ids=patient_ids)

@@ -1,0 +1,110 @@
+"""Tests for osteo_helpers.splits: grouped, stratified, repeated folds."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from osteo_helpers import splits
+
+
+def _cohort(n_per_class: int = 12, groups: dict[str, list[str]] | None = None) -> pd.DataFrame:
+    """Patients N/OP/OS 1..n; `groups` gives patients that share one split_group (identical images)."""
+    rows = []
+    for label, prefix in enumerate(("N", "OP", "OS")):
+        for k in range(1, n_per_class + 1):
+            rows.append({"patient_id": f"{prefix}{k}", "label_3class": label, "label_binary": int(label > 0)})
+    cohort = pd.DataFrame(rows)
+    cohort["split_group"] = cohort["patient_id"]
+    for name, members in (groups or {}).items():
+        cohort.loc[cohort["patient_id"].isin(members), "split_group"] = name
+    return cohort
+
+
+GROUPS = {"dup00": ["N1", "OP1"], "dup01": ["OP2", "OS2", "OS3"], "dup02": ["N5", "N6"],
+          "dup03": ["OP7", "OP8", "OP9", "OS9"], "dup04": ["N10", "OS12"]}
+
+
+@pytest.mark.parametrize("n_folds,n_repeats", [(3, 2), (5, 1)])
+def test_grouped_folds_keep_groups_together(n_folds, n_repeats):
+    cohort = _cohort(groups=GROUPS)
+    folds = splits.make_folds(cohort, "label_3class", n_folds, n_repeats, seed=7)
+    assert set(folds.columns) >= {"patient_id", "seed", "fold"}
+    assert sorted(folds["seed"].unique()) == list(range(7, 7 + n_repeats))
+    merged = folds.merge(cohort, on="patient_id")
+    for (seed, group), part in merged.groupby(["seed", "split_group"]):
+        assert part["fold"].nunique() == 1, (seed, group, part[["patient_id", "fold"]].to_dict("records"))
+    assert splits.check_group_integrity(folds, cohort) == []
+    # identical images are never split across training and test
+    for seed, fold, test_ids in splits.iter_folds(folds):
+        train_ids = set(cohort["patient_id"]) - test_ids
+        test_groups = set(cohort.loc[cohort["patient_id"].isin(test_ids), "split_group"])
+        train_groups = set(cohort.loc[cohort["patient_id"].isin(train_ids), "split_group"])
+        assert not test_groups & train_groups
+
+
+def test_every_patient_once_per_repeat():
+    cohort = _cohort(groups=GROUPS)
+    folds = splits.make_folds(cohort, "label_3class", 4, 3, seed=1)
+    assert len(folds) == 3 * len(cohort)
+    for seed, part in folds.groupby("seed"):
+        assert part["patient_id"].is_unique
+        assert set(part["patient_id"]) == set(cohort["patient_id"])
+        assert sorted(part["fold"].unique()) == [0, 1, 2, 3]
+    # different repeats shuffle differently
+    a = folds[folds["seed"] == 1].set_index("patient_id")["fold"]
+    b = folds[folds["seed"] == 2].set_index("patient_id")["fold"].loc[a.index]
+    assert (a != b).any()
+
+
+def test_folds_are_reproducible():
+    cohort = _cohort(groups=GROUPS)
+    first = splits.make_folds(cohort, "label_3class", 3, 2, 5)
+    pd.testing.assert_frame_equal(first, splits.make_folds(cohort.copy(), "label_3class", 3, 2, 5))
+    other = splits.make_folds(cohort, "label_3class", 3, 2, 50)
+    assert not first.drop(columns="seed").equals(other.drop(columns="seed"))
+
+
+@pytest.mark.parametrize("label", ["label_3class", "label_binary"])
+def test_stratification_keeps_every_class_in_every_fold(label):
+    cohort = _cohort(groups=GROUPS)
+    folds = splits.make_folds(cohort, label, 4, 2, seed=3)
+    merged = folds.merge(cohort, on="patient_id")
+    overall = cohort[label].value_counts(normalize=True)
+    for (seed, fold), part in merged.groupby(["seed", "fold"]):
+        assert set(part[label]) == set(cohort[label]), (seed, fold)
+        share = part[label].value_counts(normalize=True)
+        assert (abs(share - overall) < 0.25).all()
+
+
+def test_naive_folds_can_split_a_group():
+    # a group of 10 patients cannot fit in one naive fold of 4 patients: it must be split
+    big = [f"N{k}" for k in range(1, 5)] + [f"OP{k}" for k in range(1, 4)] + [f"OS{k}" for k in range(1, 4)]
+    cohort = _cohort(n_per_class=8, groups={"dup00": big})
+    naive = splits.make_folds(cohort, "label_3class", 6, 1, seed=0, group=None)
+    assert naive["patient_id"].is_unique and len(naive) == len(cohort)
+    assert splits.check_group_integrity(naive, cohort) == ["dup00"]
+    grouped = splits.make_folds(cohort, "label_3class", 6, 1, seed=0)
+    assert splits.check_group_integrity(grouped, cohort) == []
+
+
+def test_inner_split_is_grouped_and_disjoint():
+    cohort = _cohort(groups=GROUPS)
+    fit_idx, val_idx = splits.inner_split(cohort, "label_3class", 0.2, seed=11)
+    assert len(set(fit_idx) & set(val_idx)) == 0
+    assert len(fit_idx) + len(val_idx) == len(cohort)
+    assert 0.1 < len(val_idx) / len(cohort) < 0.35
+    fit_groups = set(cohort.iloc[fit_idx]["split_group"])
+    val_groups = set(cohort.iloc[val_idx]["split_group"])
+    assert not fit_groups & val_groups
+    assert set(cohort.iloc[val_idx]["label_3class"]) == {0, 1, 2}
+
+
+def test_iter_folds_order():
+    cohort = _cohort()
+    folds = splits.make_folds(cohort, "label_3class", 3, 2, seed=0)
+    keys = [(s, f) for s, f, _ in splits.iter_folds(folds)]
+    assert keys == sorted(keys) == [(0, 0), (0, 1), (0, 2), (1, 0), (1, 1), (1, 2)]
+    ids = [ids for _, _, ids in splits.iter_folds(folds)]
+    assert set().union(*ids[:3]) == set(cohort["patient_id"])
