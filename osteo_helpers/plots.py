@@ -148,3 +148,12 @@ def scatter_with_identity(x: np.ndarray, y: np.ndarray, hue: Sequence[str] | Non
         ax.axvline(v, color="grey", lw=0.6, ls="--")
     ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
     return fig
+
+
+def importance_bars(table: pd.DataFrame, value: str, error: str | None, xlabel: str, title: str) -> plt.Figure:
+    """Horizontal bars (largest on top) with optional error bars, e.g. permutation importance."""
+    fig, ax = plt.subplots(figsize=(6, 0.35 * len(table) + 1.2))
+    ax.barh(table["feature"][::-1], table[value][::-1], xerr=None if error is None else table[error][::-1], color="grey")
+    ax.set(xlabel=xlabel, title=title)
+    fig.tight_layout()
+    return fig

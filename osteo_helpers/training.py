@@ -280,3 +280,40 @@ def load_histories(arm_dir: Path) -> pd.DataFrame:
         h = pd.read_csv(done.parent / "history.csv")
         frames.append(h.assign(seed=info["seed"], fold=info["fold"]))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+@dataclass
+class FoldModel:
+    """A trained fold: its network, its clinical transform (refitted, deterministic) and its test patients."""
+
+    seed: int
+    fold: int
+    model: nn.Module
+    preprocessor: object | None
+    test_ids: list[str]
+
+
+def load_fold_models(arm_dir: Path, cohort: pd.DataFrame, profile: Profile, task: str | Task, mode: str,
+                     features: tuple[str, ...] = INPUT_FEATURES, seed: int | None = None) -> list[FoldModel]:
+    """Reload the checkpoints of an arm (one repeat by default) for explanation on out-of-fold patients.
+
+    The clinical transform is refitted on the fold's training patients: it is deterministic, so it
+    equals the one used in training, and no pickled objects need to be stored.
+    """
+    task = TASKS[task] if isinstance(task, str) else task
+    X_tab = to_model_frame(cohort, features) if mode != "image" else None
+    out = []
+    for done in sorted(Path(arm_dir).glob("seed*_fold*/done.json")):
+        info = json.loads(done.read_text())
+        if seed is not None and info["seed"] != seed:
+            continue
+        test_ids = pd.read_csv(done.parent / "predictions.csv", dtype={"patient_id": str})["patient_id"].tolist()
+        train = ~cohort["patient_id"].isin(test_ids).to_numpy()
+        pre = None if X_tab is None else preprocessor_for(features).fit(X_tab[train])
+        tab_dim = 0 if pre is None else len(pre.get_feature_names_out())
+        model = build_model(mode, task.n_outputs, profile.encoder, None, tabular_dim=tab_dim)
+        model.load_state_dict(torch.load(done.parent / "model.pt", map_location="cpu", weights_only=True))
+        out.append(FoldModel(info["seed"], info["fold"], model.eval(), pre, test_ids))
+    if not out:
+        raise FileNotFoundError(f"{arm_dir}: no finished folds; train the arm first")
+    return out
