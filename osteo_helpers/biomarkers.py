@@ -16,6 +16,11 @@ are no learned parameters and no labels are used.  The pipeline is
    1-D profile across a shaft), :func:`joint_space_width` (osteoarthritis
    covariate), combined by :func:`knee_features` / :func:`image_features`.
 5. QA: :func:`draw_detections`.
+6. Cohort level: :func:`cohort_biomarkers` runs 1-4 on every image of the
+   study cohort with an on-disk cache and returns a :class:`BiomarkerData`
+   (per-knee features, per-image status with failure reasons, per-knee ROI
+   tiles for the ROI networks, QA thumbnails); :func:`qa_sheets` draws the
+   localisation QA gallery.
 
 Geometry conventions: images are indexed ``image[y, x]`` (row, column); boxes
 are ``(y0, x0, y1, x1)`` in native pixels, half-open; ``side`` is the side *in
@@ -82,6 +87,14 @@ __all__ = [
     "knee_features",
     "image_features",
     "draw_detections",
+    "BIOMARKER_CACHE_VERSION",
+    "ImageQA",
+    "BiomarkerData",
+    "process_image",
+    "cohort_biomarkers",
+    "feature_columns",
+    "patient_features",
+    "qa_sheets",
 ]
 
 # --------------------------------------------------------------------------
@@ -1253,3 +1266,324 @@ def shaft_profile(image: np.ndarray, row: int, x0: int, x1: int, half_rows: int 
     if b <= a or x1 <= x0:
         return np.zeros(0)
     return _prepare(arr[a:b, x0:x1]).mean(axis=0)
+
+
+# --------------------------------------------------------------------------
+# Cohort level: cached extraction, ROI tiles, patient aggregation, QA sheets
+# --------------------------------------------------------------------------
+#: bump when anything that changes a cached result changes (detection,
+#: features, ROI normalisation, thumbnails): old cache entries are then ignored
+BIOMARKER_CACHE_VERSION = 1
+#: long side of the QA thumbnails (block-mean downsampled, for fast drawing)
+QA_THUMB_LONG_SIDE = 320
+#: ROI tiles: intensities mapped linearly from these percentiles of the knee
+#: region (see :func:`_roi_tile`) to 0..255
+ROI_PERCENTILES = (1.0, 99.0)
+#: columns of the per-knee table that are identifiers, not features
+ID_COLUMNS = ("patient_id", "side", "n_knees")
+STATUS_LOCALISED, STATUS_FAILED, STATUS_SKIPPED = "localised", "failed", "skipped"
+
+
+@dataclass
+class ImageQA:
+    """What the QA gallery needs for one image: a small thumbnail, the factor
+    that maps native pixels to it, the accepted detections (native
+    coordinates) and the reasons for rejected knees / a failed image."""
+
+    patient_id: str
+    status: str
+    thumbnail: np.ndarray | None
+    factor: int
+    detections: list[KneeDetection]
+    reasons: list[str]
+
+
+@dataclass
+class BiomarkerData:
+    """Biomarkers of a cohort.
+
+    ``knees``: one row per localised knee (``patient_id``, ``side``,
+    ``n_knees``, then the :func:`knee_features` columns; ``qa_*`` columns
+    track the acquisition and must never be predictors).  ``rois``: uint8
+    array ``(len(knees), roi_size, 2 * roi_size)`` aligned with ``knees``:
+    femoral ROI on the left, tibial ROI on the right.  ``status``: one row per
+    cohort image (``patient_id``, ``image_path``, ``batch``, ``n_knees``,
+    ``status`` in localised / failed / skipped, ``reason``; for a localised
+    image the reason lists knees that were rejected next to the accepted
+    ones, if any).  ``qa``: per image, in cohort order.
+    """
+
+    knees: "pd.DataFrame"
+    status: "pd.DataFrame"
+    rois: np.ndarray
+    qa: list[ImageQA]
+    roi_size: int
+
+    @property
+    def feature_columns(self) -> list[str]:
+        return feature_columns(self.knees)
+
+    @property
+    def localised_ids(self) -> set[str]:
+        """Patients with at least one localised knee (the only ones the image arms can score)."""
+        return set(self.status.loc[self.status["status"] == STATUS_LOCALISED, "patient_id"])
+
+    def patients(self) -> "pd.DataFrame":
+        """Patient-level features: the mean over the patient's knees (see :func:`patient_features`)."""
+        return patient_features(self.knees)
+
+
+def feature_columns(table: "pd.DataFrame") -> list[str]:
+    """Numeric biomarker columns of a knee / patient table: identifiers and
+    the ``qa_*`` acquisition-tracking columns are excluded."""
+    return [c for c in table.columns
+            if c not in ID_COLUMNS and not str(c).startswith("qa_") and c not in ("image", "knee")
+            and np.issubdtype(table[c].dtype, np.number)]
+
+
+def patient_features(knees: "pd.DataFrame") -> "pd.DataFrame":
+    """One row per patient: every numeric column averaged over the patient's
+    knees (NaN-aware: a measurement missing on one knee is taken from the
+    other), plus ``n_knees``.  One patient, one prediction."""
+    import pandas as pd
+
+    if knees.empty:
+        return pd.DataFrame(columns=["patient_id", "n_knees"])
+    cols = [c for c in knees.columns
+            if c not in ID_COLUMNS and c not in ("image", "knee") and np.issubdtype(knees[c].dtype, np.number)]
+    grouped = knees.groupby("patient_id", sort=False)
+    out = grouped[cols].mean()
+    out.insert(0, "n_knees", grouped.size())
+    return out.reset_index()
+
+
+def _roi_tile(img: np.ndarray, det: KneeDetection, rois: dict[str, np.ndarray]) -> np.ndarray:
+    """Femoral | tibial ROI side by side as uint8.
+
+    Percentile normalisation within the image: the 1st and 99th percentiles
+    of the knee region (rows from the top of the femoral ROI to the bottom of
+    the tibial ROI, columns across the knee's extent; bone, joint space and a
+    little soft tissue) are mapped to 0 and 255 -- the same mapping for both
+    ROIs, so their brightness relative to the rest of the knee is kept, while
+    exposure and detector differences between images are removed."""
+    y0, y1 = det.femur_roi[0], det.tibia_roi[2]
+    x0, x1 = max(0, det.x0), min(img.shape[1], det.x1)
+    region = img[y0:y1, x0:x1]
+    step = max(1, int(min(region.shape) // 256))
+    lo, hi = np.percentile(region[::step, ::step], ROI_PERCENTILES)
+    scale = 255.0 / max(float(hi - lo), 1e-6)
+    parts = [np.clip((rois[k] - lo) * scale, 0, 255) for k in ("femur_trabecular", "tibia_trabecular")]
+    return np.round(np.concatenate(parts, axis=1)).astype(np.uint8)
+
+
+def _thumbnail(img: np.ndarray, long_side: int = QA_THUMB_LONG_SIDE) -> tuple[np.ndarray, int]:
+    small, f = _downsample(img, long_side)
+    return np.round(np.clip(small, 0, 1) * 255).astype(np.uint8), f
+
+
+def process_image(path: str | os.PathLike, roi_size: int) -> dict[str, Any]:
+    """Everything the cohort needs from one radiograph; never raises for a
+    bad image.  Returns a dict with ``features`` (list of per-knee dicts),
+    ``sides``, ``rois`` (uint8 ``(k, roi_size, 2 roi_size)``), ``detections``
+    (list of :class:`KneeDetection`), ``reasons`` (rejected knees / failed
+    image), ``thumbnail`` (uint8 or None) and ``factor`` (native px per
+    thumbnail px)."""
+    out: dict[str, Any] = {"features": [], "sides": [], "rois": np.zeros((0, roi_size, 2 * roi_size), np.uint8),
+                           "detections": [], "reasons": [], "thumbnail": None, "factor": 1}
+    try:
+        img = load_grayscale(path)
+    except ImageLoadError as exc:
+        out["reasons"] = [str(exc)]
+        return out
+    out["thumbnail"], out["factor"] = _thumbnail(img)
+    res = detect_knees(img)
+    reasons = list(res.failures)
+    tiles = []
+    for det in res.detections:
+        try:
+            feats = knee_features(img, det)
+            rois = extract_rois(img, det, size=roi_size)
+            tile = _roi_tile(_polarity(img, det), det, rois)
+        except Exception as exc:  # a failure on one knee must not lose the other
+            reasons.append(f"{det.side} knee: feature extraction failed: {type(exc).__name__}: {exc}")
+            continue
+        out["features"].append(feats)
+        out["sides"].append(det.side)
+        out["detections"].append(det)
+        tiles.append(tile)
+    if tiles:
+        out["rois"] = np.stack(tiles)
+    if not out["detections"] and not reasons:
+        reasons = ["no knee found"]
+    out["reasons"] = reasons
+    return out
+
+
+def _detection_from_dict(d: dict[str, Any]) -> KneeDetection:
+    d = dict(d)
+    for k in ("femur_roi", "tibia_roi", "joint_rows"):
+        d[k] = tuple(d[k])
+    for k in ("femur_shaft_x", "tibia_shaft_x"):
+        d[k] = None if d[k] is None else tuple(d[k])
+    return KneeDetection(**d)
+
+
+def _cache_path(cache: "os.PathLike", sha256: str, roi_size: int):
+    from pathlib import Path
+
+    folder = Path(cache) / f"biomarkers-v{BIOMARKER_CACHE_VERSION}-roi{roi_size}"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / f"{sha256}.npz"
+
+
+def _save_cached(path, rec: dict[str, Any]) -> None:
+    import json
+
+    meta = {"features": rec["features"], "sides": rec["sides"], "reasons": rec["reasons"],
+            "factor": int(rec["factor"]), "detections": [d.as_dict() for d in rec["detections"]]}
+    thumb = rec["thumbnail"] if rec["thumbnail"] is not None else np.zeros((0, 0), np.uint8)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as fh:
+        np.savez_compressed(fh, meta=np.array(json.dumps(meta)), rois=rec["rois"], thumbnail=thumb)
+    os.replace(tmp, path)
+
+
+def _load_cached(path, roi_size: int) -> dict[str, Any] | None:
+    import json
+
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            meta = json.loads(str(z["meta"]))
+            rois, thumb = z["rois"], z["thumbnail"]
+    except Exception:  # unreadable / truncated entry: recompute
+        return None
+    if rois.shape[1:] != (roi_size, 2 * roi_size) or len(rois) != len(meta["features"]):
+        return None
+    return {"features": meta["features"], "sides": meta["sides"], "reasons": meta["reasons"],
+            "factor": meta["factor"], "rois": rois, "thumbnail": thumb if thumb.size else None,
+            "detections": [_detection_from_dict(d) for d in meta["detections"]]}
+
+
+def cohort_biomarkers(cohort: "pd.DataFrame", data_dir: str | os.PathLike, roi_size: int,
+                      cache: str | os.PathLike | None = None, limit: int | None = None,
+                      progress: bool = True) -> BiomarkerData:
+    """Localise, measure and cut ROIs for every image of a cohort (rows with
+    ``patient_id``, ``image_path`` relative to ``data_dir`` and
+    ``image_sha256``), with an on-disk cache.
+
+    Cache: one ``.npz`` per image under ``cache`` (default
+    :func:`osteo_helpers.config.cache_dir`), keyed by the image's SHA-256, the
+    ROI size and :data:`BIOMARKER_CACHE_VERSION`, written atomically; it may
+    never lie inside the data folder (raises ValueError).  A missing or
+    unreadable entry is recomputed (~0.2-0.3 s per image).
+
+    ``limit`` processes only the first ``limit`` images (debugging); the
+    others get status ``skipped``.  Every cohort image has one row in
+    ``status``; images with no accepted knee have status ``failed`` and the
+    reason(s).  Returns a :class:`BiomarkerData`.
+    """
+    import pandas as pd
+    from pathlib import Path
+    from tqdm.auto import tqdm
+
+    from .config import cache_dir
+
+    data_dir = Path(data_dir).resolve()
+    cache = Path(cache).resolve() if cache is not None else cache_dir()
+    if cache == data_dir or data_dir in cache.parents:
+        raise ValueError(f"the biomarker cache {cache} lies inside the data folder {data_dir}; "
+                         "the data folder is read-only")
+    cohort = cohort.reset_index(drop=True)
+    rows, statuses, tiles, qa = [], [], [], []
+    batches = cohort["batch"] if "batch" in cohort else pd.Series([None] * len(cohort))
+    items = list(zip(cohort["patient_id"], cohort["image_path"], cohort["image_sha256"], batches))
+    for i, (pid, rel, sha, batch) in enumerate(tqdm(items, desc=f"biomarkers (ROI {roi_size} px)",
+                                                    disable=not progress)):
+        base = {"patient_id": pid, "image_path": rel, "batch": batch}
+        if limit is not None and i >= limit:
+            statuses.append({**base, "n_knees": 0, "status": STATUS_SKIPPED,
+                             "reason": f"not processed (biomarker_limit={limit})"})
+            qa.append(ImageQA(pid, STATUS_SKIPPED, None, 1, [], [statuses[-1]["reason"]]))
+            continue
+        path = _cache_path(cache, str(sha), roi_size)
+        rec = _load_cached(path, roi_size) if path.is_file() else None
+        if rec is None:
+            rec = process_image(data_dir / rel, roi_size)
+            _save_cached(path, rec)
+        k = len(rec["features"])
+        status = STATUS_LOCALISED if k else STATUS_FAILED
+        statuses.append({**base, "n_knees": k, "status": status, "reason": "; ".join(rec["reasons"])})
+        for side, feats in zip(rec["sides"], rec["features"]):
+            rows.append({"patient_id": pid, "side": side, "n_knees": k, **feats})
+        if k:
+            tiles.append(rec["rois"])
+        qa.append(ImageQA(pid, status, rec["thumbnail"], rec["factor"], rec["detections"], rec["reasons"]))
+    knees = pd.DataFrame(rows)
+    if knees.empty:
+        knees = pd.DataFrame(columns=list(ID_COLUMNS))
+    rois = np.concatenate(tiles) if tiles else np.zeros((0, roi_size, 2 * roi_size), np.uint8)
+    return BiomarkerData(knees, pd.DataFrame(statuses), rois, qa, roi_size)
+
+
+def _scaled(det: KneeDetection, f: int) -> KneeDetection:
+    """A copy of a detection in the coordinates of a thumbnail made by
+    f x f block means (native pixel centre v -> (v + 0.5) / f - 0.5)."""
+    t = lambda v: (v + 0.5) / f - 0.5  # noqa: E731
+    box = lambda b: (t(b[0] - 0.5), t(b[1] - 0.5), t(b[2] - 0.5), t(b[3] - 0.5))  # noqa: E731 - edges
+    d = det.as_dict()
+    d.update(x0=t(det.x0), x1=t(det.x1), joint_line_y=t(det.joint_line_y), plateau_width=det.plateau_width / f,
+             plateau_x0=t(det.plateau_x0), plateau_x1=t(det.plateau_x1), femur_roi=box(det.femur_roi),
+             tibia_roi=box(det.tibia_roi), condyle_width=det.condyle_width / f,
+             femur_shaft_row=None if det.femur_shaft_row is None else t(det.femur_shaft_row),
+             tibia_shaft_row=None if det.tibia_shaft_row is None else t(det.tibia_shaft_row),
+             femur_shaft_x=None if det.femur_shaft_x is None else tuple(t(v) for v in det.femur_shaft_x),
+             tibia_shaft_x=None if det.tibia_shaft_x is None else tuple(t(v) for v in det.tibia_shaft_x),
+             joint_rows=tuple(t(v) for v in det.joint_rows), notes=list(det.notes))
+    return KneeDetection(**d)
+
+
+def qa_sheets(data: BiomarkerData, per_page: int = 30, ncols: int = 6, panel: float = 2.1,
+              titles: dict[str, str] | None = None) -> list:
+    """The localisation QA gallery: one Figure per ``per_page`` images, in
+    cohort order.  Each panel is the image's thumbnail with its detected
+    knees drawn by :func:`draw_detections` (extent, joint line, plateau
+    width, femoral / tibial ROIs, shaft rows) scaled to the thumbnail, or --
+    for an image without a localised knee -- its failure reason in red.
+    Rejected knees of a localised image are noted in orange.  ``titles``
+    maps patient_id to a panel title (default: patient id, batch, status)."""
+    import textwrap
+
+    import matplotlib.pyplot as plt
+
+    status = data.status.set_index("patient_id")
+    figs = []
+    n_pages = max(1, int(math.ceil(len(data.qa) / per_page)))
+    for page in range(n_pages):
+        chunk = data.qa[page * per_page : (page + 1) * per_page]
+        nrows = max(1, int(math.ceil(len(chunk) / ncols)))
+        fig, axes = plt.subplots(nrows, ncols, figsize=(panel * ncols, panel * nrows * 1.1), squeeze=False)
+        for ax in axes.ravel():
+            ax.set_axis_off()
+        for ax, q in zip(axes.ravel(), chunk):
+            title = (titles or {}).get(q.patient_id)
+            if title is None:
+                batch = status.at[q.patient_id, "batch"] if "batch" in status else None
+                title = f"{q.patient_id}" + (f" [{batch}]" if batch is not None and batch == batch else "")
+                title += f" {len(q.detections)} knee(s)" if q.status == STATUS_LOCALISED else f" {q.status.upper()}"
+            if q.thumbnail is not None:
+                draw_detections(ax, q.thumbnail, [_scaled(d, q.factor) for d in q.detections], title)
+            else:
+                ax.set_title(title, fontsize=7)
+            if q.status != STATUS_LOCALISED:
+                ax.text(0.5, 0.5, textwrap.fill("; ".join(q.reasons) or q.status, 34), transform=ax.transAxes,
+                        ha="center", va="center", color="red", fontsize=6.5,
+                        bbox=dict(facecolor="white", alpha=0.8, edgecolor="red"))
+                ax.title.set_color("red")
+            elif q.reasons:
+                ax.text(0.02, 0.02, textwrap.fill("; ".join(q.reasons), 48), transform=ax.transAxes, ha="left",
+                        va="bottom", color="orange", fontsize=5)
+        fig.suptitle(f"Knee localisation QA, page {page + 1} of {n_pages} (red line: joint line; green: femoral ROI; "
+                     "blue: tibial ROI; cyan: plateau width; magenta: cortical rows)", fontsize=9)
+        fig.tight_layout(rect=(0, 0, 1, 0.97))
+        figs.append(fig)
+    return figs

@@ -50,8 +50,7 @@ class Study:
     def manifest(self) -> pd.DataFrame:
         """Built from the raw files and saved with the run (1 s; always fresh, never stale)."""
         manifest = data.build_manifest(self.data_dir, self.clinical)
-        if not self.paths.manifest.is_file():
-            self.save_table(manifest, "manifest")
+        self.save_table(manifest, "manifest")
         return manifest
 
     @cached_property
@@ -65,12 +64,9 @@ class Study:
 
     def folds(self, group: str | None = "split_group") -> pd.DataFrame:
         """The outer folds all arms share (stratified by the 3-class label, grouped by image bytes)."""
-        name = "folds" if group else "folds_naive"
-        path = self.paths.tables / f"{name}.csv"
         folds = splits.make_folds(self.cohort, "label_3class", self.profile.n_folds, self.profile.n_repeats,
                                   self.profile.seed, group=group)
-        if not path.is_file():
-            self.save_table(folds, name)
+        self.save_table(folds, "folds" if group else "folds_naive")
         return folds
 
     def images(self, size: int | None = None, progress: bool = True) -> np.ndarray:

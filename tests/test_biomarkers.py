@@ -348,3 +348,68 @@ def test_draw_detections_draws_boxes_and_lines():
     assert len(ax.patches) == 2 * len(dets)
     assert len(ax.lines) >= 4 * len(dets)
     plt.close(fig)
+
+
+def test_cohort_biomarkers_cache_status_rois_and_qa(tmp_path, monkeypatch):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+    from PIL import Image
+
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    two, _ = synthetic_knees(centres=(250, 750), joints=(260, 290), Wimg=1000, H=800, noise=0.03, cortex=12.0)
+    one, _ = synthetic_knees(noise=0.02, seed=1)
+    Image.fromarray((two * 255).astype(np.uint8)).save(data_dir / "a.png")
+    Image.fromarray((one * 255).astype(np.uint8)).save(data_dir / "b.png")
+    Image.fromarray(np.full((300, 300), 20, np.uint8)).save(data_dir / "blank.png")
+    (data_dir / "broken.jpg").write_bytes(b"not an image")
+    cohort = pd.DataFrame({"patient_id": ["A", "B", "C", "D"],
+                           "image_path": ["a.png", "b.png", "blank.png", "broken.jpg"],
+                           "image_sha256": ["sa", "sb", "sc", "sd"], "batch": ["x", "y", "x", "y"]})
+    cache = tmp_path / "cache"
+    bio = B.cohort_biomarkers(cohort, data_dir, roi_size=32, cache=cache, progress=False)
+    st = bio.status.set_index("patient_id")
+    assert list(st.index) == ["A", "B", "C", "D"]  # every image has a status row
+    assert list(st["status"]) == ["localised", "localised", "failed", "failed"]
+    assert list(st["n_knees"]) == [2, 1, 0, 0]
+    assert st.at["C", "reason"] and "broken.jpg" in st.at["D", "reason"]
+    assert list(bio.knees["patient_id"]) == ["A", "A", "B"] and list(bio.knees["side"]) == ["left", "right", "single"]
+    assert bio.rois.shape == (3, 32, 64) and bio.rois.dtype == np.uint8
+    assert bio.rois.std() > 5  # percentile-normalised texture, not a blank tile
+    assert bio.localised_ids == {"A", "B"}
+    assert not [c for c in bio.feature_columns if c.startswith("qa_")] and "tibia_fd_binary" in bio.feature_columns
+    pat = bio.patients().set_index("patient_id")
+    assert list(pat.index) == ["A", "B"] and pat.at["A", "n_knees"] == 2
+    assert pat.at["A", "jsw_mean"] == pytest.approx(bio.knees.loc[bio.knees.patient_id == "A", "jsw_mean"].mean())
+    assert len(list((cache / f"biomarkers-v{B.BIOMARKER_CACHE_VERSION}-roi32").glob("*.npz"))) == 4
+    assert not list(cache.rglob("*.tmp"))
+
+    # the second run reads the cache: no image is decoded or analysed again
+    def boom(*a, **k):
+        raise AssertionError("cache not used")
+
+    monkeypatch.setattr(B, "process_image", boom)
+    again = B.cohort_biomarkers(cohort, data_dir, roi_size=32, cache=cache, progress=False)
+    pd.testing.assert_frame_equal(again.knees, bio.knees)
+    np.testing.assert_array_equal(again.rois, bio.rois)
+    assert again.qa[0].detections[0].tibia_roi == bio.qa[0].detections[0].tibia_roi
+    # another ROI size is another cache key; limit marks the rest as skipped
+    monkeypatch.undo()
+    small = B.cohort_biomarkers(cohort, data_dir, roi_size=16, cache=cache, limit=1, progress=False)
+    assert small.rois.shape == (2, 16, 32) and list(small.status["status"]) == ["localised"] + ["skipped"] * 3
+    with pytest.raises(ValueError, match="data folder"):
+        B.cohort_biomarkers(cohort, data_dir, roi_size=32, cache=data_dir / "cache", progress=False)
+
+    figs = B.qa_sheets(bio, per_page=3, ncols=3)
+    assert len(figs) == 2
+    texts = [t.get_text() for ax in figs[1].axes for t in ax.texts]
+    assert any("broken.jpg" in t for t in texts)  # the failure reason is written on the panel
+    boxes = [p for ax in figs[0].axes for p in ax.patches]
+    assert len(boxes) == 2 * 3  # two ROIs per localised knee, on the thumbnails
+    thumb_w = bio.qa[0].thumbnail.shape[1]
+    assert all(0 <= p.get_x() <= thumb_w for p in boxes)
+    for f in figs:
+        plt.close(f)
