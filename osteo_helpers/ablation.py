@@ -12,7 +12,10 @@ Image-biomarker arms (given a `biomarkers.BiomarkerData`):
 * ``roi_cnn``: the image network (``training.cross_validate`` mode "image", ``profile.roi_epochs``
   epochs at ``profile.roi_size``) trained on per-knee ROI tiles (femur | tibia); every knee carries
   its patient's label, both knees of a patient always fall in the same outer and inner fold, and
-  the per-knee probabilities are averaged to one prediction per patient;
+  the per-knee probabilities are averaged to one prediction per patient (`patient_oof`). Class
+  weights and the inner-validation screening threshold are computed over knees, so a patient
+  with two knees counts twice in training; the training flip augmentation mirrors the tile, which
+  swaps the femoral and tibial halves: harmless for the globally pooled encoders used here;
 * ``roi_cnn+clinical``: mode "fusion" on the same knee rows with the patient's clinical inputs.
 
 Failed localisation: a patient whose image has no localised knee gets **no** prediction from
@@ -45,7 +48,7 @@ from tqdm.auto import tqdm
 
 from . import evaluation, training
 from .biomarkers import BIOMARKER_CACHE_VERSION, BiomarkerData, feature_columns
-from .config import Profile
+from .config import Profile, show_progress
 from .evaluation import PROB_PREFIX
 from .splits import iter_folds
 from .tabular import INPUT_FEATURES, make_preprocessor, ost_index, to_model_frame
@@ -319,7 +322,7 @@ def run_biomarker_arms(cohort: pd.DataFrame, folds: pd.DataFrame, task_name: str
         knees[task.target] = labels.loc[knees["patient_id"]].to_numpy()
         rois = biomarkers.rois[in_cohort]
         prof = roi_profile(profile)
-        for name in tqdm(roi_networks, desc=f"ROI networks ({task_name})", disable=not progress):
+        for name in tqdm(roi_networks, desc=f"ROI networks ({task_name})", disable=not show_progress(progress)):
             knee_oof = training.cross_validate(knees, sub_folds, task, ROI_ARMS[name], prof, models_dir, images=rois,
                                                arm=roi_arm_dir(name, task_name, permute), progress=progress,
                                                permute_labels=False)  # labels already permuted per patient
@@ -397,7 +400,7 @@ def run_arms(cohort: pd.DataFrame, folds: pd.DataFrame, task_name: str, profile:
     if permute:
         y = permuted_labels(y, profile.seed)
     oofs: dict[str, pd.DataFrame] = {}
-    for mode in tqdm(networks, desc=f"networks ({task_name})", disable=not progress):
+    for mode in tqdm(networks, desc=f"networks ({task_name})", disable=not show_progress(progress)):
         arm = f"{mode}_{task_name}" + ("_permuted" if permute else "")
         oofs[mode] = training.cross_validate(cohort, folds, task, mode, profile, models_dir, images=images, arm=arm,
                                              progress=progress, permute_labels=permute)

@@ -1486,7 +1486,7 @@ def cohort_biomarkers(cohort: "pd.DataFrame", data_dir: str | os.PathLike, roi_s
     from pathlib import Path
     from tqdm.auto import tqdm
 
-    from .config import cache_dir
+    from .config import cache_dir, show_progress
 
     data_dir = Path(data_dir).resolve()
     cache = Path(cache).resolve() if cache is not None else cache_dir()
@@ -1498,7 +1498,7 @@ def cohort_biomarkers(cohort: "pd.DataFrame", data_dir: str | os.PathLike, roi_s
     batches = cohort["batch"] if "batch" in cohort else pd.Series([None] * len(cohort))
     items = list(zip(cohort["patient_id"], cohort["image_path"], cohort["image_sha256"], batches))
     for i, (pid, rel, sha, batch) in enumerate(tqdm(items, desc=f"biomarkers (ROI {roi_size} px)",
-                                                    disable=not progress)):
+                                                    disable=not show_progress(progress))):
         base = {"patient_id": pid, "image_path": rel, "batch": batch}
         if limit is not None and i >= limit:
             statuses.append({**base, "n_knees": 0, "status": STATUS_SKIPPED,

@@ -178,3 +178,8 @@ class RunPaths:
 def run_paths(run_dir: str | os.PathLike | None, profile: str) -> RunPaths:
     """Resolve a run folder: explicit, else outputs/<profile>."""
     return RunPaths(Path(run_dir) if run_dir else output_root() / profile)
+
+
+def show_progress(progress: bool = True) -> bool:
+    """Progress bars on unless asked off, or disabled for batch runs with TQDM_DISABLE=1 (the pipeline sets it)."""
+    return progress and os.environ.get("TQDM_DISABLE", "").lower() not in {"1", "true", "yes"}

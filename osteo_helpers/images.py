@@ -16,6 +16,7 @@ from torch.utils.data import Dataset
 from torchvision.transforms import v2
 from tqdm.auto import tqdm
 
+from .config import show_progress
 from .data import ImageReadError
 
 IMAGENET_MEAN_GRAY = 0.449  # mean of torchvision's ImageNet channel means; the gray image is repeated to RGB
@@ -66,7 +67,7 @@ class ImageCache:
         rows = manifest[manifest["image_path"].notna()]
         out = np.empty((len(rows), self.size, self.size), dtype=np.uint8)
         for i, (rel, sha) in enumerate(tqdm(list(zip(rows["image_path"], rows["image_sha256"])),
-                                            desc=f"images {self.size}px", disable=not progress, leave=False)):
+                                            desc=f"images {self.size}px", disable=not show_progress(progress), leave=False)):
             out[i] = self.get(Path(data_dir) / rel, sha)
         return out
 
@@ -121,7 +122,7 @@ class XrayDataset(Dataset):
                  transform: v2.Compose | None = None) -> None:
         self.images = None if images is None else torch.from_numpy(np.ascontiguousarray(images)).unsqueeze(1)
         self.tabular = None if tabular is None else torch.as_tensor(tabular, dtype=torch.float32)
-        self.targets = torch.as_tensor(targets)
+        self.targets = torch.as_tensor(np.array(targets))
         self.transform = transform
 
     def __len__(self) -> int:

@@ -15,11 +15,15 @@ CLASS_COLOURS = {"normal": "#4C72B0", "osteopenia": "#DD8452", "osteoporosis": "
 
 
 def save(fig: plt.Figure, folder: Path, name: str) -> plt.Figure:
-    """Save a figure as PNG into the run's figures folder (atomically) and return it for display."""
+    """Save a figure as PNG into the run's figures folder (atomically) and return it for display.
+
+    The figure is closed in pyplot, so a notebook shows it once (as the returned value), not twice.
+    """
     folder.mkdir(parents=True, exist_ok=True)
     tmp = folder / f".{name}.tmp.png"
     fig.savefig(tmp, dpi=120, bbox_inches="tight")
     tmp.replace(folder / f"{name}.png")
+    plt.close(fig)
     return fig
 
 

@@ -21,7 +21,7 @@ from torch import nn
 from torch.utils.data import DataLoader, WeightedRandomSampler
 from tqdm.auto import tqdm
 
-from .config import Profile
+from .config import Profile, show_progress
 from .data import CLASSES_3, CLASSES_BINARY
 from .evaluation import PROB_PREFIX, threshold_for_sensitivity
 from .images import BatchAugment, XrayDataset, make_transforms
@@ -142,7 +142,7 @@ class FoldTrainer:
         fit_loader = self._loader(fit_ds, True, seed, y_fit)
         val_loader = self._loader(val_ds, False, seed)
         best_loss, best_state, bad_epochs, history = float("inf"), None, 0, []
-        bar = tqdm(range(self.profile.epochs), desc=desc or "epochs", leave=False, disable=not self.progress)
+        bar = tqdm(range(self.profile.epochs), desc=desc or "epochs", leave=False, disable=not show_progress(self.progress))
         for epoch in bar:
             model.train()
             total, n = 0.0, 0
@@ -220,7 +220,7 @@ def cross_validate(cohort: pd.DataFrame, folds: pd.DataFrame, task: str | Task, 
                        "inner_val_fraction", "balanced_sampling", "augment")}
     parts = []
     fold_list = list(iter_folds(folds))
-    for seed, fold, test_ids in tqdm(fold_list, desc=f"{arm} folds", disable=not progress):
+    for seed, fold, test_ids in tqdm(fold_list, desc=f"{arm} folds", disable=not show_progress(progress)):
         fold_dir = arm_dir / f"seed{seed}_fold{fold}"
         test_mask = cohort["patient_id"].isin(test_ids).to_numpy()
         key = fingerprint({"params": params, "task": task.name, "mode": mode, "features": features,

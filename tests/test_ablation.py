@@ -103,19 +103,24 @@ def test_permutation_changes_order_but_keeps_labels(profile, tmp_path):
     b = perm["age"].set_index("patient_id").loc[c["patient_id"], "y_true"].to_numpy()
     assert not np.array_equal(a, b)
     assert sorted(a) == sorted(b)
-    # every arm sees the same permuted labels
-    for name, oof in perm.items():
-        yy = oof.set_index("patient_id").loc[c["patient_id"], "y_true"].to_numpy()
-        np.testing.assert_array_equal(yy, b, err_msg=name)
+    # every arm sees the same permuted labels, the biomarker arms included (on their patients)
+    bio = make_biomarkers(c, True, failed={c["patient_id"].iloc[0]})
+    perm.update(ablation.run_biomarker_arms(c, folds, "binary", profile, tmp_path, bio,
+                                            ablation.permuted_labels(c["label_binary"].to_numpy(), profile.seed),
+                                            permute=True, roi_networks=(), progress=False))
+    truth = pd.Series(b, index=c["patient_id"])
+    for name in ("age", "ost", "logreg", "batch_only", "biomarker", "biomarker+clinical"):
+        oof = perm[name]
+        np.testing.assert_array_equal(oof["y_true"], truth.loc[oof["patient_id"]].to_numpy(), err_msg=name)
 
 
 def test_permutation_takes_age_to_chance(profile, tmp_path):
     c = make_cohort(600, seed=3, age_effect=3.0)
     folds = splits.make_folds(c, "label_3class", 3, 1, profile.seed)
     plain = ablation.run_arms(c, folds, "binary", profile, tmp_path, None, networks=(), progress=False,
-                              classical=CLASSICAL)
+                              classical=("age",))
     perm = ablation.run_arms(c, folds, "binary", profile, tmp_path, None, networks=(), permute=True, progress=False,
-                                 classical=CLASSICAL)
+                                 classical=("age",))
     assert _auroc(plain["age"]) > 0.8
     assert abs(_auroc(perm["age"]) - 0.5) < 0.08
 
@@ -222,7 +227,7 @@ def test_biomarker_arms_exclude_qa_and_failed_patients(profile, tmp_path, inform
     bio = make_biomarkers(c, informative, failed)
     folds = splits.make_folds(c, "label_3class", 3, 1, profile.seed)
     oofs = ablation.run_arms(c, folds, "binary", profile, tmp_path, None, networks=(), biomarkers=bio,
-                             roi_networks=(), progress=False, classical=CLASSICAL)
+                             roi_networks=(), progress=False, classical=("age", "logreg"))
     assert {"biomarker", "biomarker+clinical", "age", "logreg"} <= set(oofs)
     assert "roi_cnn" not in oofs
     expected = set(c["patient_id"]) - failed

@@ -39,9 +39,11 @@ def _soup(path: Path) -> BeautifulSoup:
 @pytest.mark.realdata
 def test_book_index_links_to_eda_page_with_figures(smoke_run: Path) -> None:
     html = smoke_run / "_build" / "html"
-    index = _soup(html / "index.html")
-    hrefs = [a.get("href", "") for a in index.find_all("a")]
-    assert any("notebooks/01_eda_manifest.html" in h for h in hrefs), "index does not link to the EDA page"
+    refresh = _soup(html / "index.html").find("meta", attrs={"http-equiv": "Refresh"})
+    root = html / refresh["content"].split("url=", 1)[1] if refresh else html / "index.html"
+    index = _soup(root)
+    targets = {(root.parent / a.get("href", "").split("#")[0]).resolve() for a in index.find_all("a") if a.get("href")}
+    assert (html / "notebooks" / "01_eda_manifest.html").resolve() in targets, "index does not link to the EDA page"
     eda = _soup(html / "notebooks" / "01_eda_manifest.html")
     images = [img["src"] for img in eda.find_all("img")]
     assert len(images) >= 5, f"EDA page shows only {len(images)} figures"
