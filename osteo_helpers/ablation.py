@@ -14,8 +14,8 @@ Image-biomarker arms (given a `biomarkers.BiomarkerData`):
   its patient's label, both knees of a patient always fall in the same outer and inner fold, and
   the per-knee probabilities are averaged to one prediction per patient (`patient_oof`). Class
   weights and the inner-validation screening threshold are computed over knees, so a patient
-  with two knees counts twice in training; the training flip augmentation mirrors the tile, which
-  swaps the femoral and tibial halves: harmless for the globally pooled encoders used here;
+  with two knees counts twice in training; tiles hold the femoral ROI above the tibial one, so the
+  training flip mirrors medial and lateral as between a left and a right knee;
 * ``roi_cnn+clinical``: mode "fusion" on the same knee rows with the patient's clinical inputs.
 
 Failed localisation: a patient whose image has no localised knee gets **no** prediction from

@@ -1273,7 +1273,7 @@ def shaft_profile(image: np.ndarray, row: int, x0: int, x1: int, half_rows: int 
 # --------------------------------------------------------------------------
 #: bump when anything that changes a cached result changes (detection,
 #: features, ROI normalisation, thumbnails): old cache entries are then ignored
-BIOMARKER_CACHE_VERSION = 1
+BIOMARKER_CACHE_VERSION = 2
 #: long side of the QA thumbnails (block-mean downsampled, for fast drawing)
 QA_THUMB_LONG_SIDE = 320
 #: ROI tiles: intensities mapped linearly from these percentiles of the knee
@@ -1305,7 +1305,7 @@ class BiomarkerData:
     ``knees``: one row per localised knee (``patient_id``, ``side``,
     ``n_knees``, then the :func:`knee_features` columns; ``qa_*`` columns
     track the acquisition and must never be predictors).  ``rois``: uint8
-    array ``(len(knees), roi_size, 2 * roi_size)`` aligned with ``knees``:
+    array ``(len(knees), 2 * roi_size, roi_size)`` aligned with ``knees``:
     femoral ROI on the left, tibial ROI on the right.  ``status``: one row per
     cohort image (``patient_id``, ``image_path``, ``batch``, ``n_knees``,
     ``status`` in localised / failed / skipped, ``reason``; for a localised
@@ -1358,7 +1358,10 @@ def patient_features(knees: "pd.DataFrame") -> "pd.DataFrame":
 
 
 def _roi_tile(img: np.ndarray, det: KneeDetection, rois: dict[str, np.ndarray]) -> np.ndarray:
-    """Femoral | tibial ROI side by side as uint8.
+    """Femoral ROI above the tibial ROI (their anatomical order) as uint8.
+
+    Stacked vertically so that a horizontal flip (training augmentation) mirrors medial and
+    lateral, as between a left and a right knee, instead of swapping femur and tibia.
 
     Percentile normalisation within the image: the 1st and 99th percentiles
     of the knee region (rows from the top of the femoral ROI to the bottom of
@@ -1373,7 +1376,7 @@ def _roi_tile(img: np.ndarray, det: KneeDetection, rois: dict[str, np.ndarray]) 
     lo, hi = np.percentile(region[::step, ::step], ROI_PERCENTILES)
     scale = 255.0 / max(float(hi - lo), 1e-6)
     parts = [np.clip((rois[k] - lo) * scale, 0, 255) for k in ("femur_trabecular", "tibia_trabecular")]
-    return np.round(np.concatenate(parts, axis=1)).astype(np.uint8)
+    return np.round(np.concatenate(parts, axis=0)).astype(np.uint8)
 
 
 def _thumbnail(img: np.ndarray, long_side: int = QA_THUMB_LONG_SIDE) -> tuple[np.ndarray, int]:
@@ -1384,11 +1387,11 @@ def _thumbnail(img: np.ndarray, long_side: int = QA_THUMB_LONG_SIDE) -> tuple[np
 def process_image(path: str | os.PathLike, roi_size: int) -> dict[str, Any]:
     """Everything the cohort needs from one radiograph; never raises for a
     bad image.  Returns a dict with ``features`` (list of per-knee dicts),
-    ``sides``, ``rois`` (uint8 ``(k, roi_size, 2 roi_size)``), ``detections``
+    ``sides``, ``rois`` (uint8 ``(k, 2 roi_size, roi_size)``), ``detections``
     (list of :class:`KneeDetection`), ``reasons`` (rejected knees / failed
     image), ``thumbnail`` (uint8 or None) and ``factor`` (native px per
     thumbnail px)."""
-    out: dict[str, Any] = {"features": [], "sides": [], "rois": np.zeros((0, roi_size, 2 * roi_size), np.uint8),
+    out: dict[str, Any] = {"features": [], "sides": [], "rois": np.zeros((0, 2 * roi_size, roi_size), np.uint8),
                            "detections": [], "reasons": [], "thumbnail": None, "factor": 1}
     try:
         img = load_grayscale(path)
@@ -1457,7 +1460,7 @@ def _load_cached(path, roi_size: int) -> dict[str, Any] | None:
             rois, thumb = z["rois"], z["thumbnail"]
     except Exception:  # unreadable / truncated entry: recompute
         return None
-    if rois.shape[1:] != (roi_size, 2 * roi_size) or len(rois) != len(meta["features"]):
+    if rois.shape[1:] != (2 * roi_size, roi_size) or len(rois) != len(meta["features"]):
         return None
     return {"features": meta["features"], "sides": meta["sides"], "reasons": meta["reasons"],
             "factor": meta["factor"], "rois": rois, "thumbnail": thumb if thumb.size else None,
@@ -1521,7 +1524,7 @@ def cohort_biomarkers(cohort: "pd.DataFrame", data_dir: str | os.PathLike, roi_s
     knees = pd.DataFrame(rows)
     if knees.empty:
         knees = pd.DataFrame(columns=list(ID_COLUMNS))
-    rois = np.concatenate(tiles) if tiles else np.zeros((0, roi_size, 2 * roi_size), np.uint8)
+    rois = np.concatenate(tiles) if tiles else np.zeros((0, 2 * roi_size, roi_size), np.uint8)
     return BiomarkerData(knees, pd.DataFrame(statuses), rois, qa, roi_size)
 
 

@@ -770,15 +770,20 @@ def oof_permutation_importance(fold_models: Sequence[FoldModel], cohort: pd.Data
 
     X_raw = to_model_frame(cohort)
     fold_rows = [(fm, _fold_rows(cohort, fm)) for fm in fold_models]
-    inputs = None if images is None else model_inputs(images, weights)
+    embeddings: dict[int, torch.Tensor] = {}  # image embeddings do not change when clinical inputs are shuffled
+    with torch.no_grad():
+        for k, (fm, rows) in enumerate(fold_rows):
+            if fm.model.mode == "fusion":
+                embeddings[k] = fm.model.image_encoder(model_inputs(images[rows], weights))
 
     def score(X: np.ndarray) -> float:
         frame = pd.DataFrame(X, columns=X_raw.columns).astype(X_raw.dtypes.to_dict())
         prob = np.empty(len(cohort))
-        for fm, rows in fold_rows:
+        for k, (fm, rows) in enumerate(fold_rows):
             tab = torch.from_numpy(fm.preprocessor.transform(frame.iloc[rows]).astype(np.float32))
             with torch.no_grad():
-                out = fm.model(inputs[rows] if fm.model.mode == "fusion" else None, tab)
+                parts = ([embeddings[k]] if k in embeddings else []) + [fm.model.tabular_encoder(tab)]
+                out = fm.model.head(torch.cat(parts, dim=1))
             prob[rows] = torch.softmax(out, 1)[:, 1].numpy()
         return binary_point_metrics(y, prob)["auroc"]
 

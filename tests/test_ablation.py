@@ -213,7 +213,7 @@ def make_biomarkers(c: pd.DataFrame, informative: bool, failed: set[str], roi_si
                  "tibia_noise": rng.normal(), "femur_noise": rng.normal() if rng.random() > 0.2 else np.nan,
                  "tibia_signal": (1.5 * y if informative else 0.0) + rng.normal()}
             rows.append(f)
-            tile = rng.integers(0, 256, (roi_size, 2 * roi_size)).astype(np.uint8)
+            tile = rng.integers(0, 256, (2 * roi_size, roi_size)).astype(np.uint8)
             tiles.append(tile)
         status.append({"patient_id": pid, "n_knees": k, "status": "localised", "reason": ""})
     qa = [ImageQA(s["patient_id"], s["status"], None, 1, [], []) for s in status]

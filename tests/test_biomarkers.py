@@ -377,7 +377,7 @@ def test_cohort_biomarkers_cache_status_rois_and_qa(tmp_path, monkeypatch):
     assert list(st["n_knees"]) == [2, 1, 0, 0]
     assert st.at["C", "reason"] and "broken.jpg" in st.at["D", "reason"]
     assert list(bio.knees["patient_id"]) == ["A", "A", "B"] and list(bio.knees["side"]) == ["left", "right", "single"]
-    assert bio.rois.shape == (3, 32, 64) and bio.rois.dtype == np.uint8
+    assert bio.rois.shape == (3, 64, 32) and bio.rois.dtype == np.uint8
     assert bio.rois.std() > 5  # percentile-normalised texture, not a blank tile
     assert bio.localised_ids == {"A", "B"}
     assert not [c for c in bio.feature_columns if c.startswith("qa_")] and "tibia_fd_binary" in bio.feature_columns
@@ -399,7 +399,7 @@ def test_cohort_biomarkers_cache_status_rois_and_qa(tmp_path, monkeypatch):
     # another ROI size is another cache key; limit marks the rest as skipped
     monkeypatch.undo()
     small = B.cohort_biomarkers(cohort, data_dir, roi_size=16, cache=cache, limit=1, progress=False)
-    assert small.rois.shape == (2, 16, 32) and list(small.status["status"]) == ["localised"] + ["skipped"] * 3
+    assert small.rois.shape == (2, 32, 16) and list(small.status["status"]) == ["localised"] + ["skipped"] * 3
     with pytest.raises(ValueError, match="data folder"):
         B.cohort_biomarkers(cohort, data_dir, roi_size=32, cache=data_dir / "cache", progress=False)
 
