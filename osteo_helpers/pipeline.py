@@ -89,11 +89,20 @@ def data_checksums(data_dir: Path) -> dict[str, Any]:
 
 
 class Provenance:
-    """The run record, rewritten atomically after every step so a crash keeps what finished."""
+    """The run record, rewritten atomically after every step so a crash keeps what finished.
+
+    A later run into the same folder (e.g. one notebook re-executed) keeps the earlier records
+    under `previous_runs`, so the report still shows how every file in the folder was made.
+    """
 
     def __init__(self, path: Path, record: dict[str, Any]) -> None:
         self.path = path
         self.record = record
+        if path.is_file():
+            earlier = json.loads(path.read_text())
+            previous = earlier.pop("previous_runs", [])
+            earlier.get("data", {}).pop("files", None)
+            record["previous_runs"] = previous + [earlier]
         self.write()
 
     def write(self) -> None:
