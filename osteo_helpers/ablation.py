@@ -73,7 +73,6 @@ class SklearnArm:
     name: str
     features: Callable[[pd.DataFrame], Any]
     estimator: ClassifierMixin
-    fit_features_per_fold: bool = False
 
 
 def _age(c: pd.DataFrame) -> np.ndarray:
