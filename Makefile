@@ -1,31 +1,46 @@
 # The two commands of the README:
 #   make report   set up .venv (idempotent), run the whole analysis, build the HTML report
-#   make test     set up .venv (idempotent), install Chromium if missing, run the test suite
+#   make test     set up .venv (idempotent), install Chromium if missing, lint, run the test suite
+# Other targets:
+#   make test-fast    the developer loop: lint, then every test but the slow end-to-end ones
+#   make constraints  rewrite constraints.txt from the current .venv (after a deliberate upgrade)
 PYTHON ?= python3
 PROFILE ?= fast
-VENV := .venv
-# torch/torchvision pinned to releases that pip finds on this project's machines; override for others.
-TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
+VENV ?= .venv
+# The exact tested versions of every dependency, torch and torchvision included; pyproject.toml
+# holds the ranges. `make setup CONSTRAINTS=/dev/null` resolves afresh within those ranges.
+CONSTRAINTS ?= constraints.txt
+PIP := $(VENV)/bin/python -m pip
 STAMP := $(VENV)/.installed
 
-.PHONY: setup report test clean-outputs
+.PHONY: setup report test test-fast lint constraints clean-outputs
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(CONSTRAINTS)
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(VENV)/bin/python -m pip install --quiet $(TORCH_SPEC)
-	$(VENV)/bin/python -m pip install --quiet -e ".[test]"
+	$(PIP) install --quiet -c $(CONSTRAINTS) --upgrade pip
+	$(PIP) install --quiet -c $(CONSTRAINTS) -e ".[test,lab]"
 	$(VENV)/bin/python -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $(STAMP)
 
 report: setup
 	$(VENV)/bin/python -m osteo_helpers run --profile $(PROFILE)
 
-test: setup
+lint: setup
+	$(VENV)/bin/ruff check .
+
+test: lint
 	bash scripts/ensure_chromium.sh
 	$(VENV)/bin/python -m pytest
+
+test-fast: lint
+	bash scripts/ensure_chromium.sh
+	$(VENV)/bin/python -m pytest -m "not slow"
+
+constraints:
+	{ echo "# The tested set: \`make constraints\` writes this file from $(VENV) (pip freeze --all --exclude-editable)."; \
+	  $(PIP) freeze --all --exclude-editable; } > constraints.txt
 
 clean-outputs:
 	rm -rf outputs test-artifacts

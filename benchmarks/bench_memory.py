@@ -29,7 +29,8 @@ def main() -> None:
     one = folds[(folds["seed"] == folds["seed"].min()) & (folds["fold"] == 0)]
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        training.cross_validate(study.cohort, one, "binary", "fusion", study.profile, Path(tmp), images=images, progress=False)
+        training.cross_validate(study.cohort, one, "binary", "fusion", study.profile, Path(tmp), images=images,
+                                progress=False)
     seconds = time.perf_counter() - t0
     write_result("memory_fast", {
         "profile": "fast", "image_size": study.profile.image_size, "encoder": study.profile.encoder,

@@ -24,7 +24,8 @@ from osteo_helpers.tabular import make_preprocessor, to_model_frame
 from osteo_helpers.training import TASKS, FoldTrainer, pick_device
 
 
-def plain_loop(model: nn.Module, ds: XrayDataset, epochs: int, batch_size: int, lr: float, device: torch.device) -> float:
+def plain_loop(model: nn.Module, ds: XrayDataset, epochs: int, batch_size: int, lr: float,
+               device: torch.device) -> float:
     loader = DataLoader(ds, batch_size=batch_size, shuffle=True, generator=torch.Generator().manual_seed(0))
     opt = torch.optim.AdamW(model.parameters(), lr=lr)
     loss_fn = nn.CrossEntropyLoss()

@@ -28,7 +28,8 @@ def main() -> None:
     args = parser.parse_args()
     base = get_profile("full")
     overrides = {k: type(getattr(base, k))(v) for k, v in (s.split("=", 1) for s in args.set)}
-    profile = base.with_overrides(**{"weights": None, "n_repeats": 1, "num_threads": torch.get_num_threads(), **overrides})
+    profile = base.with_overrides(**{"weights": None, "n_repeats": 1, "num_threads": torch.get_num_threads(),
+                                     **overrides})
     cohort, images = load_cohort(profile.image_size, args.carried)
     folds = splits.make_folds(cohort, "label_3class", profile.n_folds, 1, profile.seed)
     folds = folds[folds["fold"] < args.folds]
@@ -41,9 +42,10 @@ def main() -> None:
         hist = training.load_histories(Path(tmp) / "fusion_binary")
     epochs = int(hist.groupby(["seed", "fold"]).size().sum())
     n_fit = int(0.8 * 0.8 * len(cohort))
-    result = {"profile": "full", "encoder": profile.encoder, "image_size": profile.image_size, "weights": "none (offline)",
-              "device": torch.cuda.get_device_name(0) if device.type == "cuda" else "cpu", "folds_trained": args.folds,
-              "epochs_run": epochs, "seconds": round(seconds, 1), "seconds_per_epoch": round(seconds / max(epochs, 1), 2),
+    result = {"profile": "full", "encoder": profile.encoder, "image_size": profile.image_size,
+              "weights": "none (offline)", "device": torch.cuda.get_device_name(0) if device.type == "cuda" else "cpu",
+              "folds_trained": args.folds, "epochs_run": epochs, "seconds": round(seconds, 1),
+              "seconds_per_epoch": round(seconds / max(epochs, 1), 2),
               "approx_train_images_per_s": round(epochs * n_fit / seconds, 1)}
     if args.folds == profile.n_folds:
         result["auroc_oof"] = float(evaluation.oof_metrics(oof, 200, 0).set_index("metric").at["auroc", "value"])

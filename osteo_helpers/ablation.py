@@ -1,461 +1,235 @@
-"""The ablation: networks, clinical baselines and sanity probes on identical folds, one results table.
+"""The ablation: every arm on the shared folds, the declared comparisons and the checks around them.
 
-Every arm produces an out-of-fold table in the same format (patient_id, fold, seed, y_true,
-prob_<class>), so every arm is scored by the same code and compared pairwise on the same patients.
+The arms, their order and the comparisons are declared here, before any result is seen, and
+the methods chapter repeats them: tables list arms in ``DECLARED_ORDER``, never by score. The
+primary comparison is the residual ``fusion`` against the pre-specified ``clinical`` model
+(binary AUROC, paired); every other comparison belongs to the secondary family, whose
+bootstrap p-values are Holm-adjusted together (``p_holm``).
 
-Image-biomarker arms (given a `biomarkers.BiomarkerData`):
-
-* ``biomarker``: L2 logistic regression (C = 0.1, fixed a priori; class-balanced) on the
-  patient-level biomarker features (mean over the patient's knees; ``qa_*`` acquisition columns
-  excluded), median imputation and scaling fitted inside each training fold;
-* ``biomarker+clinical``: the same plus the clinical allow-list through `tabular.make_preprocessor()`;
-* ``roi_cnn``: the image network (``training.cross_validate`` mode "image", ``profile.roi_epochs``
-  epochs at ``profile.roi_size``) trained on per-knee ROI tiles (femur | tibia); every knee carries
-  its patient's label, both knees of a patient always fall in the same outer and inner fold, and
-  the per-knee probabilities are averaged to one prediction per patient (`patient_oof`). Class
-  weights and the inner-validation screening threshold are computed over knees, so a patient
-  with two knees counts twice in training; tiles hold the femoral ROI above the tibial one, so the
-  training flip mirrors medial and lateral as between a left and a right knee;
-* ``roi_cnn+clinical``: mode "fusion" on the same knee rows with the patient's clinical inputs.
-
-Failed localisation: a patient whose image has no localised knee gets **no** prediction from
-these four arms (they are excluded, never imputed: a constant prevalence guess would be scored
-as if it were a measurement). Their out-of-fold tables therefore hold fewer patients
-(``n_patients`` in the results says how many); paired comparisons are always made on the
-patients both arms predicted (`paired_comparisons` intersects them), and `run_ablation` also
-scores every arm on the common ``localised`` subset, so image and clinical arms are compared on
-identical patients. Training folds, seeds and (permuted) labels are those of the other arms.
+Image-biomarker arms (``biomarker``, ``biomarker+clinical``, ``roi_cnn``, ``roi_cnn+clinical``)
+score only the patients with a localised knee; they are compared with the clinical arms on
+the patients both predicted.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
-from sklearn.base import ClassifierMixin, clone
-from sklearn.compose import ColumnTransformer
-from sklearn.ensemble import HistGradientBoostingClassifier
-from sklearn.impute import SimpleImputer
-from sklearn.linear_model import LogisticRegression
-from sklearn.neighbors import KNeighborsClassifier
-from sklearn.pipeline import Pipeline, make_pipeline
-from sklearn.preprocessing import OneHotEncoder, StandardScaler
-from tqdm.auto import tqdm
+from joblib import Parallel, delayed
 
-from . import evaluation, training
-from .biomarkers import BIOMARKER_CACHE_VERSION, BiomarkerData, feature_columns
-from .config import Profile, show_progress
-from .evaluation import PROB_PREFIX
-from .splits import iter_folds
-from .tabular import INPUT_FEATURES, make_preprocessor, ost_index, to_model_frame
+from . import evaluation, progress
+from .arms import cross_validate, run_arm, split_arm_name
+from .config import Profile
+from .fileio import atomic_to_csv
+from .tasks import get_task
 
-NETWORK_ARMS = ("image", "tabular", "fusion")
-CLINICAL_ARMS = ("age", "ost", "logreg", "gbm")
-PROBE_ARMS = ("batch_only",)
-COMPARISONS = (("fusion", "tabular"), ("fusion", "image"), ("fusion", "age"), ("tabular", "age"))
-BIOMARKER_ARMS = ("biomarker", "biomarker+clinical")
-ROI_ARMS = {"roi_cnn": "image", "roi_cnn+clinical": "fusion"}
-IMAGE_BIOMARKER_ARMS = BIOMARKER_ARMS + tuple(ROI_ARMS)
-BIOMARKER_COMPARISONS = tuple((a, b) for a in IMAGE_BIOMARKER_ARMS for b in ("age", "logreg"))
-#: inverse regularisation strength of the biomarker logistic regressions (~75 correlated texture
-#: features for ~240 patients): fixed before looking at any result, never tuned on test folds
-BIOMARKER_C = 0.1
+MAIN_ARMS = ("age", "ost", "clinical", "clinical_full", "tabular", "image", "fusion_concat", "fusion")
+TSCORE_ARMS = ("age_tscore", "clinical_tscore", "fusion_tscore")
+PROBE_ARMS = ("gbm", "batch_only", "pixel_1nn")
+DECLARED_ORDER = MAIN_ARMS + TSCORE_ARMS + PROBE_ARMS
+NETWORK_ARMS = ("tabular", "image", "fusion_concat", "fusion", "fusion_tscore", "roi_cnn", "roi_cnn+clinical")
+BIOMARKER_ARMS = ("biomarker", "biomarker+clinical", "roi_cnn", "roi_cnn+clinical")
+#: classical arms re-run under every label permutation (cheap enough for hundreds)
+PERMUTATION_ARMS = ("age", "ost", "clinical", "clinical_full")
 
+PRIMARY = ("fusion", "clinical")
+SECONDARY = (
+    ("fusion", "age"),                         # beyond age alone
+    ("fusion_tscore", "clinical_tscore"),      # the primary question in the T-score model
+    ("fusion_concat", "clinical"),             # the original concatenation design
+    ("tabular", "clinical"),                   # does the rest of the allow-list add (network)?
+    ("clinical_full", "clinical"),             # ... (regularised logistic regression)?
+    ("clinical", "age"),                       # does sex add to age?
+    ("clinical", "ost"),                       # the pre-specified model against the tool in use
+)
+BIOMARKER_COMPARISONS = tuple((a, b) for a in BIOMARKER_ARMS for b in ("age", "clinical"))
 
-@dataclass(frozen=True)
-class SklearnArm:
-    """A classical model: how to build its inputs from the cohort, and the estimator to fit per fold."""
-
-    name: str
-    features: Callable[[pd.DataFrame], Any]
-    estimator: ClassifierMixin
-
-
-def _age(c: pd.DataFrame) -> np.ndarray:
-    return c[["age_years"]].to_numpy(float)
+#: how arms are named in figures and tables a person reads
+ARM_LABELS = {
+    "age": "age", "ost": "OST index", "clinical": "clinical (age, sex)", "clinical_full": "clinical (all inputs, LR)",
+    "tabular": "clinical network (all inputs)", "image": "image only", "fusion_concat": "fusion (concatenation)",
+    "fusion": "fusion (residual)", "age_tscore": "age (T-score model)", "clinical_tscore": "clinical (T-score model)",
+    "fusion_tscore": "fusion (T-score model)", "gbm": "gradient boosting (all inputs)",
+    "batch_only": "acquisition only (probe)", "pixel_1nn": "pixel 1-NN (probe)", "biomarker": "image biomarkers",
+    "biomarker+clinical": "image biomarkers + clinical", "roi_cnn": "ROI network",
+    "roi_cnn+clinical": "ROI network + clinical",
+}
 
 
-def _ost(c: pd.DataFrame) -> np.ndarray:
-    return ost_index(c["weight_kg"], c["age_years"]).reshape(-1, 1)
+def arm_label(name: str) -> str:
+    return ARM_LABELS.get(name, name)
 
 
-def _acquisition(c: pd.DataFrame) -> pd.DataFrame:
-    return c[["batch", "mode"]].astype(str).assign(aspect=(c["width"] / c["height"]).round(2).astype(str))
+def groups_of(rows: pd.DataFrame) -> pd.Series:
+    """patient_id -> split group (one person, one group): what every bootstrap resamples."""
+    return rows.set_index("patient_id")["split_group"]
 
 
-def sklearn_arms(profile: Profile) -> dict[str, SklearnArm]:
-    """Clinical baselines and the acquisition-shortcut probe. No hyper-parameter is tuned on test folds."""
-    lr = LogisticRegression(C=1.0, class_weight="balanced", max_iter=2000)
-    return {
-        "age": SklearnArm("age", _age, make_pipeline(StandardScaler(), clone(lr))),
-        "ost": SklearnArm("ost", _ost, make_pipeline(StandardScaler(), clone(lr))),
-        "logreg": SklearnArm("logreg", to_model_frame, make_pipeline(make_preprocessor(), clone(lr))),
-        "gbm": SklearnArm("gbm", to_model_frame, make_pipeline(
-            make_preprocessor(), HistGradientBoostingClassifier(max_iter=profile.gbm_estimators, learning_rate=0.05,
-                                                                max_depth=3, class_weight="balanced",
-                                                                random_state=profile.seed))),
-        "batch_only": SklearnArm("batch_only", _acquisition, make_pipeline(
-            OneHotEncoder(handle_unknown="ignore"), clone(lr))),
-    }
+def singleton_patients(rows: pd.DataFrame) -> set[str]:
+    """Patients alone in their split group (the sensitivity analysis drops the others, whose
+    image-to-patient link is doubtful)."""
+    sizes = rows.groupby("split_group")["patient_id"].transform("size")
+    return set(rows.loc[sizes == 1, "patient_id"])
 
 
-def cross_validate_sklearn(arm: SklearnArm, cohort: pd.DataFrame, folds: pd.DataFrame, task: training.Task,
-                           y: np.ndarray) -> pd.DataFrame:
-    """Fit a clone of the estimator on each training fold; predict the held-out fold."""
-    X = arm.features(cohort.reset_index(drop=True))
-    take = (lambda idx: X.iloc[idx]) if isinstance(X, pd.DataFrame) else (lambda idx: X[idx])
+def age_band(rows: pd.DataFrame, low_q: float = 0.05, high_q: float = 0.95) -> tuple[float, float]:
+    """The ages where normal and low-BMD patients overlap: 5th centile of low-BMD ages to 95th of normal."""
+    ages = rows["age_years"]
+    return (float(ages[rows["label_binary"] == 1].quantile(low_q)),
+            float(ages[rows["label_binary"] == 0].quantile(high_q)))
+
+
+def run_arms(rows: pd.DataFrame, folds: pd.DataFrame, task: str, names: tuple[str, ...], profile: Profile,
+             cache: Path | None, progress_bar: bool = True) -> dict[str, pd.DataFrame]:
+    """OOF tables of the named arms for ``task`` (binary / 3class), on the same folds, in the order given."""
+    return {name: run_arm(name, rows, folds, task, profile=profile, cache=cache, progress_bar=progress_bar)
+            for name in names}
+
+
+def tscore_predictions(rows: pd.DataFrame, folds: pd.DataFrame, names: tuple[str, ...], profile: Profile,
+                       cache: Path | None, progress_bar: bool = True) -> dict[str, pd.DataFrame]:
+    """The T-score arms' own tables (``y_true`` is the T-score; ``pred_mean``, ``pred_sd``): the same
+    fitted folds as their binary and three-class views."""
+    return {name: cross_validate(name, rows, folds, "tscore", profile=profile, cache=cache,
+                                 progress_bar=progress_bar) for name in names if split_arm_name(name)[1]}
+
+
+def declared_comparisons(oofs_by_task: dict[str, dict[str, pd.DataFrame]], n_boot: int, seed: int,
+                         groups: pd.Series | None = None, subset: set[str] | None = None,
+                         subset_name: str = "all") -> pd.DataFrame:
+    """The primary and the secondary comparisons of every task, with ``role`` and ``p_holm``.
+
+    The primary comparison (binary) is tested alone at 5%; the secondary family (the other
+    binary pairs and every three-class pair) is Holm-adjusted as one family.
+    """
     parts = []
-    ids = cohort["patient_id"].to_numpy()
-    for seed, fold, test_ids in iter_folds(folds):
-        test = np.isin(ids, list(test_ids))
-        if not test.any():  # a subset arm (e.g. biomarkers) may have no patient in a fold
+    for task, oofs in oofs_by_task.items():
+        pairs = (PRIMARY, *SECONDARY)
+        table = evaluation.paired_comparisons(oofs, pairs, n_boot, seed, groups, subset, subset_name)
+        if table.empty:
             continue
-        model = clone(arm.estimator).fit(take(np.flatnonzero(~test)), y[~test])
-        proba = np.zeros((test.sum(), task.n_outputs))
-        proba[:, model.classes_.astype(int)] = model.predict_proba(take(np.flatnonzero(test)))
-        out = pd.DataFrame({"patient_id": ids[test], "fold": fold, "seed": seed, "y_true": y[test]})
-        for j, c in enumerate(task.classes):
-            out[f"{PROB_PREFIX}{c}"] = proba[:, j]
-        parts.append(out)
-    return pd.concat(parts, ignore_index=True)
+        primary = (table["model_a"] == PRIMARY[0]) & (table["model_b"] == PRIMARY[1]) & (task == "binary")
+        parts.append(table.assign(task=task, role=np.where(primary, "primary", "secondary")))
+    table = pd.concat(parts, ignore_index=True)
+    return evaluation.with_holm(table, table["role"] == "secondary")
 
 
-def pixel_knn_oof(thumbnails: np.ndarray, cohort: pd.DataFrame, folds: pd.DataFrame, task: training.Task,
-                  y: np.ndarray) -> pd.DataFrame:
-    """1-nearest-neighbour on raw thumbnails: it memorises, so it exposes duplicate-image leakage."""
-    arm = SklearnArm("pixel_1nn", lambda c: thumbnails.reshape(len(thumbnails), -1).astype(np.float32) / 255,
-                     KNeighborsClassifier(n_neighbors=1))
-    return cross_validate_sklearn(arm, cohort, folds, task, y)
+def _permuted_auroc(k: int, rows: pd.DataFrame, folds: pd.DataFrame, task: str, names: tuple[str, ...],
+                    profile: Profile, cache: Path | None) -> list[dict[str, Any]]:
+    y = get_task(task).labels(rows)
+    y_perm = np.random.default_rng([profile.seed, k]).permutation(y)
+    out = []
+    for name in names:
+        oof = cross_validate(name, rows, folds, task, profile=profile, y=y_perm, tag=f"_perm{k}", screening=False,
+                             cache=cache if name in NETWORK_ARMS else None, progress_bar=False)
+        avg = evaluation.average_over_repeats(oof)
+        proba = avg[evaluation.prob_columns(avg)].to_numpy()
+        metric = "auroc" if proba.shape[1] == 2 else "macro_auroc"
+        value = (evaluation.binary_point_metrics(avg["y_true"], proba[:, 1])["auroc"] if proba.shape[1] == 2 else
+                 evaluation.multiclass_point_metrics(avg["y_true"], proba, get_task(task).classes)["macro_auroc"])
+        out.append({"permutation": k, "model": name, "metric": metric, "value": value})
+    return out
 
 
-def permuted_labels(y: np.ndarray, seed: int) -> np.ndarray:
-    return np.random.default_rng(seed).permutation(y)
+def permutation_null(rows: pd.DataFrame, folds: pd.DataFrame, task: str, profile: Profile, n: int,
+                     classical: tuple[str, ...] = PERMUTATION_ARMS, networks: tuple[str, ...] = (),
+                     n_networks: int = 0, cache: Path | None = None, n_jobs: int = 2) -> pd.DataFrame:
+    """AUROC of each arm under ``n`` label permutations (same folds): ``permutation, model, metric, value``.
 
-
-def age_band(cohort: pd.DataFrame, low_q: float = 0.05, high_q: float = 0.95) -> tuple[float, float]:
-    """The age range where normal and low-BMD patients overlap: 5th centile of low-BMD ages to 95th of normal."""
-    ages = cohort["age_years"]
-    low = float(ages[cohort["label_binary"] == 1].quantile(low_q))
-    high = float(ages[cohort["label_binary"] == 0].quantile(high_q))
-    return low, high
-
-
-def score_arms(oofs: dict[str, pd.DataFrame], task: str, n_boot: int, seed: int,
-               subset: set[str] | None = None, subset_name: str = "all") -> pd.DataFrame:
-    """One long results table (model, task, metric, value, ci_low, ci_high, subset) over all arms."""
-    rows = []
-    for name, oof in oofs.items():
-        part = oof if subset is None else oof[oof["patient_id"].isin(subset)]
-        table = evaluation.oof_metrics(part, n_boot, seed)
-        rows.append(table.assign(model=name, task=task, subset=subset_name, n_patients=part["patient_id"].nunique()))
-    out = pd.concat(rows, ignore_index=True)
-    if "macro_auroc" in set(out["metric"]):
-        out = pd.concat([out, out[out["metric"] == "macro_auroc"].assign(metric="auroc")], ignore_index=True)
-    return out[["model", "task", "metric", "value", "ci_low", "ci_high", "subset", "n_patients"]]
-
-
-def _aligned(oofs: dict[str, pd.DataFrame], a: str, b: str,
-             subset: set[str] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Labels and both arms' per-patient probabilities on the patients both arms predicted
-    (in ``subset``, if given), in the order of arm ``a``."""
-    pa = evaluation.average_over_repeats(oofs[a]).set_index("patient_id")
-    pb = evaluation.average_over_repeats(oofs[b]).set_index("patient_id")
-    common = pa.index[pa.index.isin(pb.index)]
-    if subset is not None:
-        common = common[common.isin(list(subset))]
-    pa, pb = pa.loc[common], pb.loc[common]
-    if not np.array_equal(pa["y_true"].to_numpy(), pb["y_true"].to_numpy()):
-        raise ValueError(f"arms {a!r} and {b!r} disagree on y_true for the same patients")
-    cols = evaluation.prob_columns(oofs[a])
-    return pa["y_true"].to_numpy(), pa[cols].to_numpy(), pb[cols].to_numpy()
-
-
-def paired_comparisons(oofs: dict[str, pd.DataFrame], pairs: tuple[tuple[str, str], ...], n_boot: int,
-                       seed: int, subset: set[str] | None = None, subset_name: str = "all") -> pd.DataFrame:
-    """AUROC difference per pair with a paired bootstrap CI, plus DeLong's test when binary.
-
-    Each pair is compared on the patients both arms predicted (arms that exclude patients, such as
-    the image-biomarker arms, are compared on their patients only), restricted to ``subset`` if
-    given; ``n_patients`` and ``subset`` say which patients.
+    Classical arms run every permutation, two at a time (joblib); the network arms named in
+    ``networks`` run the first ``n_networks`` permutations only (their folds are cached).
     """
-    rows = []
-    for a, b in pairs:
-        if a not in oofs or b not in oofs:
-            continue
-        y, pa, pb = _aligned(oofs, a, b, subset)
-        binary = pa.shape[1] == 2
-        metric = "auroc" if binary else "macro_auroc"
-        boot = evaluation.paired_bootstrap_difference(y, pa[:, 1] if binary else pa, pb[:, 1] if binary else pb,
-                                                      metric=metric, n_boot=n_boot, seed=seed)
-        row = {"model_a": a, "model_b": b, "metric": metric, "value_a": boot["value_a"], "value_b": boot["value_b"],
-               "diff": boot["diff"], "ci_low": boot["ci_low"], "ci_high": boot["ci_high"],
-               "p_bootstrap": boot["p_value"], "p_delong": np.nan}
-        if binary:
-            row["p_delong"] = evaluation.delong_test(y, pa[:, 1], pb[:, 1])["p_value"]
-        row["conclusion"] = verdict(row["diff"], row["ci_low"], row["ci_high"], a, b)
-        row["n_patients"] = len(y)
-        row["subset"] = subset_name
-        rows.append(row)
-    return pd.DataFrame(rows)
+    progress.note(f"label permutations: {n} for {', '.join(classical)}"
+                  + (f"; {n_networks} for {', '.join(networks)}" if n_networks and networks else ""))
+    jobs = Parallel(n_jobs=n_jobs)(delayed(_permuted_auroc)(k, rows, folds, task, classical, profile, None)
+                                   for k in range(1, n + 1))
+    records = [r for job in jobs for r in job]
+    for k in range(1, min(n_networks, n) + 1):
+        records += _permuted_auroc(k, rows, folds, task, networks, profile, cache)
+    return pd.DataFrame(records, columns=["permutation", "model", "metric", "value"])
 
 
-def verdict(diff: float, low: float, high: float, a: str, b: str) -> str:
-    """A sentence that follows from the CI: no claim of a difference when the CI includes zero."""
-    if low > 0:
-        return f"{a} is better than {b} (CI of the difference excludes 0)"
-    if high < 0:
-        return f"{a} is worse than {b} (CI of the difference excludes 0)"
-    return f"no detectable difference between {a} and {b} (CI includes 0)"
+def permutation_pvalues(null: pd.DataFrame, results: pd.DataFrame) -> pd.DataFrame:
+    """Permutation p-values of the observed AUROCs and, where both arms were permuted, of the
+    primary difference (fusion - clinical)."""
+    observed = results[(results["subset"] == "all") & results["metric"].isin(["auroc", "macro_auroc"])]
+    observed = observed.drop_duplicates(["model", "metric"])[["model", "metric", "value"]]
+    table = evaluation.permutation_summary(null, observed)
+    a, b = PRIMARY
+    wide = null.pivot_table(index="permutation", columns="model", values="value")
+    if a in wide and b in wide:
+        obs = observed.set_index("model")["value"]
+        diffs = (wide[a] - wide[b]).dropna().to_numpy()
+        table = pd.concat([table, pd.DataFrame([{
+            "model": f"{a} - {b}", "metric": "auroc_difference", "observed": float(obs[a] - obs[b]),
+            "null_mean": float(diffs.mean()), "null_q95": float(np.quantile(diffs, 0.95)),
+            "n_permutations": len(diffs), "p_value": evaluation.permutation_p_value(obs[a] - obs[b], diffs)}])],
+            ignore_index=True)
+    return table
 
 
-def age_adjusted(oofs: dict[str, pd.DataFrame], cohort: pd.DataFrame, models: tuple[str, ...]) -> pd.DataFrame:
-    """Does a model's out-of-fold score add to age? Likelihood-ratio test of logit(score) added to age."""
-    ages = cohort.set_index("patient_id")["age_years"]
-    rows = []
-    for name in models:
-        if name not in oofs:
-            continue
-        avg = evaluation.average_over_repeats(oofs[name])
-        p = np.clip(avg[evaluation.prob_columns(oofs[name])[1]].to_numpy(), 1e-6, 1 - 1e-6)
-        y = avg["y_true"].to_numpy()
-        age = ages.loc[avg["patient_id"]].to_numpy()
-        base = np.c_[(age - age.mean()) / age.std()]
-        full = np.c_[base, np.log(p / (1 - p))]
-        ll = []
-        for X in (base, full):
-            m = LogisticRegression(C=1e6, max_iter=5000).fit(X, y)
-            q = np.clip(m.predict_proba(X)[:, 1], 1e-12, 1 - 1e-12)
-            ll.append(float(np.sum(y * np.log(q) + (1 - y) * np.log(1 - q))))
-        lr_stat = 2 * (ll[1] - ll[0])
-        rows.append({"model": name, "lr_statistic": lr_stat, "p_value": float(stats.chi2.sf(max(lr_stat, 0), 1)),
-                     "adds_to_age": bool(stats.chi2.sf(max(lr_stat, 0), 1) < 0.05)})
-    return pd.DataFrame(rows)
+def run_ablation(profile_name: str, task: str, out: Path, data_dir: str | None = None, permute_labels: int = 0,
+                 overrides: dict[str, Any] | None = None, biomarkers: bool = False) -> Path:
+    """The command-line ablation: every declared arm on the shared folds; writes ``out/results.csv``,
+    ``comparisons.csv``, ``oof/<arm>.csv`` and, with ``permute_labels`` > 1, ``permutation_null.csv``.
 
-
-def patient_oof(knee_oof: pd.DataFrame) -> pd.DataFrame:
-    """Per-knee out-of-fold predictions -> one row per patient per seed: probabilities (and the
-    fold's threshold, if any) averaged over the patient's knees. One patient, one prediction.
-
-    Raises if a patient's knees disagree on the label or fall in different folds of one seed.
+    ``permute_labels`` = 1 reruns every arm once on permuted labels (results then describe the
+    permuted run); N > 1 keeps the observed results and adds the permutation distribution.
     """
-    keys = ["patient_id", "seed"]
-    grouped = knee_oof.groupby(keys, sort=False)
-    for col in ("y_true", "fold"):
-        spread = grouped[col].nunique()
-        if (spread > 1).any():
-            bad = spread.index[spread > 1].get_level_values(0).unique().tolist()
-            raise ValueError(f"knees of the same patient differ in {col!r} within a seed: {bad}")
-    value_cols = evaluation.prob_columns(knee_oof) + [c for c in ("threshold", "pred_t_score") if c in knee_oof]
-    out = grouped.agg(fold=("fold", "first"), y_true=("y_true", "first"),
-                      **{c: (c, "mean") for c in value_cols}, n_knees=("y_true", "size")).reset_index()
-    return out[["patient_id", "fold", "seed", "y_true", *value_cols, "n_knees"]]
-
-
-def _biomarker_frame(columns: list[str], clinical: bool) -> Callable[[pd.DataFrame], pd.DataFrame]:
-    def frame(c: pd.DataFrame) -> pd.DataFrame:
-        bio = c[columns].astype(float)
-        return pd.concat([bio, to_model_frame(c)], axis=1) if clinical else bio
-    return frame
-
-
-def biomarker_sklearn_arms(columns: list[str], C: float = BIOMARKER_C) -> dict[str, SklearnArm]:
-    """The two biomarker logistic regressions. ``columns`` must not contain ``qa_*`` columns."""
-    bad = [col for col in columns if str(col).startswith("qa_")]
-    if bad:
-        raise ValueError(f"acquisition-tracking columns cannot be predictors: {bad}")
-    lr = LogisticRegression(C=C, class_weight="balanced", max_iter=5000)
-    numeric = Pipeline([("impute", SimpleImputer(strategy="median", keep_empty_features=True)),
-                        ("scale", StandardScaler())])
-    both = ColumnTransformer([("biomarker", clone(numeric), list(columns)),
-                              ("clinical", make_preprocessor(), list(INPUT_FEATURES))], remainder="drop")
-    return {
-        "biomarker": SklearnArm("biomarker", _biomarker_frame(columns, False),
-                                make_pipeline(clone(numeric), clone(lr))),
-        "biomarker+clinical": SklearnArm("biomarker+clinical", _biomarker_frame(columns, True),
-                                         make_pipeline(both, clone(lr))),
-    }
-
-
-def roi_arm_dir(name: str, task_name: str, permute: bool = False) -> str:
-    """Folder (under the models folder) of a ROI network arm; names the cache version, so ROIs cut
-    by another version of the biomarker code are never resumed."""
-    return f"{name.replace('+', '_')}_{task_name}_v{BIOMARKER_CACHE_VERSION}" + ("_permuted" if permute else "")
-
-
-def roi_profile(profile: Profile) -> Profile:
-    """The profile of the ROI networks: ``roi_epochs`` epochs on ``roi_size`` tiles."""
-    return profile.with_overrides(epochs=profile.roi_epochs, image_size=profile.roi_size)
-
-
-def run_biomarker_arms(cohort: pd.DataFrame, folds: pd.DataFrame, task_name: str, profile: Profile,
-                       models_dir: Path, biomarkers: BiomarkerData, y: np.ndarray, permute: bool = False,
-                       roi_networks: tuple[str, ...] = tuple(ROI_ARMS),
-                       progress: bool = True) -> dict[str, pd.DataFrame]:
-    """The image-biomarker arms on the cohort's folds, for the patients with a localised knee.
-
-    ``y`` holds the cohort's labels in row order, already permuted when ``permute`` (so every arm
-    sees the same permuted labels); failed patients are excluded (see the module docstring).
-    """
-    task = training.TASKS[task_name]
-    cohort = cohort.reset_index(drop=True)
-    keep = cohort["patient_id"].isin(biomarkers.localised_ids).to_numpy()
-    sub, y_sub = cohort[keep].reset_index(drop=True), np.asarray(y)[keep]
-    sub_folds = folds[folds["patient_id"].isin(set(sub["patient_id"]))]
-    oofs: dict[str, pd.DataFrame] = {}
-    if not len(sub):
-        return oofs
-    patients = biomarkers.patients()
-    columns = feature_columns(patients)
-    table = sub.merge(patients[["patient_id", *columns]], on="patient_id", how="left", validate="one_to_one")
-    for name, arm in biomarker_sklearn_arms(columns).items():
-        oofs[name] = cross_validate_sklearn(arm, table, sub_folds, task, y_sub)
-    if roi_networks:
-        labels = pd.Series(y_sub, index=sub["patient_id"].to_numpy())
-        in_cohort = biomarkers.knees["patient_id"].isin(labels.index).to_numpy()
-        knees = biomarkers.knees.loc[in_cohort, ["patient_id", "side"]].reset_index(drop=True)
-        knees = knees.merge(sub.drop(columns=[task.target]), on="patient_id", how="left", validate="many_to_one")
-        knees[task.target] = labels.loc[knees["patient_id"]].to_numpy()
-        rois = biomarkers.rois[in_cohort]
-        prof = roi_profile(profile)
-        for name in tqdm(roi_networks, desc=f"ROI networks ({task_name})", disable=not show_progress(progress)):
-            knee_oof = training.cross_validate(knees, sub_folds, task, ROI_ARMS[name], prof, models_dir, images=rois,
-                                               arm=roi_arm_dir(name, task_name, permute), progress=progress,
-                                               permute_labels=False)  # labels already permuted per patient
-            oofs[name] = patient_oof(knee_oof)
-    return oofs
-
-
-def predict_batch(biomarkers: BiomarkerData, cohort: pd.DataFrame, folds: pd.DataFrame, n_boot: int, seed: int,
-                  C: float = BIOMARKER_C) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Can the acquisition batch be predicted from the patient-level biomarker features?
-
-    The biomarker pipeline (imputation, scaling, L2 logistic regression, multinomial) is
-    cross-validated on the shared folds to predict ``batch``; returns (metrics with bootstrap CIs
-    and the chance level of each metric, the out-of-fold predictions). Balanced accuracy at
-    chance is 1 / number of batches; macro one-vs-rest AUROC at chance is 0.5.
-    """
-    patients = biomarkers.patients()
-    columns = feature_columns(patients)
-    table = cohort[cohort["patient_id"].isin(biomarkers.localised_ids)].reset_index(drop=True)
-    table = table.merge(patients[["patient_id", *columns]], on="patient_id", how="left", validate="one_to_one")
-    classes = tuple(sorted(table["batch"].astype(str).unique()))
-    y = table["batch"].astype(str).map({c: i for i, c in enumerate(classes)}).to_numpy()
-    task = training.Task("batch", "batch", classes)
-    arm = biomarker_sklearn_arms(columns, C)["biomarker"]
-    oof = cross_validate_sklearn(arm, table, folds[folds["patient_id"].isin(set(table["patient_id"]))], task, y)
-    metrics = evaluation.oof_metrics(oof, n_boot, seed)
-    chance = {"accuracy": float(np.max(np.bincount(y)) / len(y)), "balanced_accuracy": 1 / len(classes)}
-    metrics["chance"] = [chance.get(m, 0.5 if "auroc" in m else np.nan) for m in metrics["metric"]]
-    return metrics, oof
-
-
-def biomarker_age_table(patients: pd.DataFrame, cohort: pd.DataFrame, features: list[str]) -> pd.DataFrame:
-    """Per biomarker: Pearson r with age (and p), its AUROC for low BMD, and whether it adds to age.
-
-    ``adds_to_age_p`` is the likelihood-ratio test of the standardised feature added to age in a
-    logistic model of ``label_binary`` (1 df, in-sample, nominal: no correction for the number of
-    features). A feature that only tracks age has a large |r|, an AUROC away from 0.5 and a large
-    p here: it is not a bone-density biomarker. Missing values are dropped per feature.
-    """
-    table = cohort[["patient_id", "age_years", "label_binary"]].merge(patients, on="patient_id")
-    rows = []
-    for f in features:
-        part = table[["age_years", "label_binary", f]].dropna()
-        if len(part) < 10 or part[f].std() == 0 or part["label_binary"].nunique() < 2:
-            continue
-        r, p_r = stats.pearsonr(part["age_years"], part[f])
-        y = part["label_binary"].to_numpy()
-        z = lambda v: ((v - v.mean()) / v.std()).to_numpy()  # noqa: E731
-        ll = []
-        for X in (np.c_[z(part["age_years"])], np.c_[z(part["age_years"]), z(part[f])]):
-            m = LogisticRegression(C=1e6, max_iter=5000).fit(X, y)
-            q = np.clip(m.predict_proba(X)[:, 1], 1e-12, 1 - 1e-12)
-            ll.append(float(np.sum(y * np.log(q) + (1 - y) * np.log(1 - q))))
-        lr_stat = max(0.0, 2 * (ll[1] - ll[0]))
-        auc = evaluation.binary_point_metrics(y, part[f].to_numpy())["auroc"]
-        rows.append({"feature": f, "n": len(part), "r_age": float(r), "p_r_age": float(p_r), "auroc_low_bmd": auc,
-                     "adds_to_age_p": float(stats.chi2.sf(lr_stat, 1))})
-    return pd.DataFrame(rows)
-
-
-def run_arms(cohort: pd.DataFrame, folds: pd.DataFrame, task_name: str, profile: Profile, models_dir: Path,
-             images: np.ndarray | None, thumbnails: np.ndarray | None = None, permute: bool = False,
-             networks: tuple[str, ...] = NETWORK_ARMS, progress: bool = True,
-             biomarkers: BiomarkerData | None = None, roi_networks: tuple[str, ...] = tuple(ROI_ARMS),
-             classical: tuple[str, ...] | None = None) -> dict[str, pd.DataFrame]:
-    """Out-of-fold predictions of every arm on the same folds (and the same permuted labels, if asked).
-
-    ``classical`` picks the clinical baselines / probes of `sklearn_arms` (None: all of them).
-    With ``biomarkers``, adds the image-biomarker arms (``biomarker``, ``biomarker+clinical`` and the
-    ROI networks named in ``roi_networks``) for the patients with a localised knee.
-    """
-    task = training.TASKS[task_name]
-    cohort = cohort.reset_index(drop=True)
-    y = cohort[task.target].to_numpy()
-    if permute:
-        y = permuted_labels(y, profile.seed)
-    oofs: dict[str, pd.DataFrame] = {}
-    for mode in tqdm(networks, desc=f"networks ({task_name})", disable=not show_progress(progress)):
-        arm = f"{mode}_{task_name}" + ("_permuted" if permute else "")
-        oofs[mode] = training.cross_validate(cohort, folds, task, mode, profile, models_dir, images=images, arm=arm,
-                                             progress=progress, permute_labels=permute)
-    for name, arm in sklearn_arms(profile).items():
-        if classical is None or name in classical:
-            oofs[name] = cross_validate_sklearn(arm, cohort, folds, task, y)
-    if thumbnails is not None:
-        oofs["pixel_1nn"] = pixel_knn_oof(thumbnails, cohort, folds, task, y)
-    if biomarkers is not None:
-        oofs.update(run_biomarker_arms(cohort, folds, task_name, profile, models_dir, biomarkers, y, permute,
-                                       roi_networks, progress))
-    return oofs
-
-
-def run_ablation(profile_name: str, task: str, out: Path, data_dir: str | None = None, permute_labels: bool = False,
-                 overrides: dict[str, Any] | None = None, biomarkers: bool = True) -> Path:
-    """The command-line ablation: all arms on shared folds; writes out/results.csv (+ OOFs, comparisons).
-
-    results.csv holds every arm on its own patients (subset ``all``; the image-biomarker arms lack
-    patients whose knees could not be localised, see ``n_patients``) and, when biomarkers are on,
-    every arm on the patients with a localised knee (subset ``localised``), so that all arms can
-    be read on identical patients. comparisons.csv adds the image-biomarker arms against ``age``
-    and ``logreg``, overall and within the age band where the classes overlap.
-    """
-    from .biomarkers import cohort_biomarkers
     from .study import Study
 
     out = Path(out)
     study = Study.open(profile_name, out, data_dir, **(overrides or {}))
-    folds = study.folds()
     p = study.profile
-    bio = None
-    if biomarkers:
-        bio = cohort_biomarkers(study.cohort, study.data_dir, p.roi_size, limit=p.biomarker_limit)
-        bio.status.to_csv(out / "biomarker_status.csv", index=False)
-    oofs = run_arms(study.cohort, folds, task, p, study.paths.models, study.images(), permute=permute_labels,
-                    biomarkers=bio)
+    rows = study.rows(biomarkers=biomarkers)
+    folds = study.folds()
+    names = DECLARED_ORDER + (BIOMARKER_ARMS if biomarkers else ())
+    groups = groups_of(rows)
+    if permute_labels == 1:
+        y = np.random.default_rng([p.seed, 1]).permutation(get_task(task).labels(rows))
+        classifiers = [n for n in names if not split_arm_name(n)[1]]
+        oofs = {n: cross_validate(n, rows, folds, task, profile=p, y=y, tag="_perm1", cache=study.paths.models)
+                for n in classifiers}
+    else:
+        oofs = run_arms(rows, folds, task, names, p, study.paths.models)
     (out / "oof").mkdir(parents=True, exist_ok=True)
     for name, oof in oofs.items():
-        oof.to_csv(out / "oof" / f"{name}_{task}.csv", index=False)
-    results = score_arms(oofs, task, p.n_boot, p.seed)
-    comparisons = [paired_comparisons(oofs, COMPARISONS, p.n_boot, p.seed)]
-    if bio is not None:
-        common = bio.localised_ids & set(study.cohort["patient_id"])
-        results = pd.concat([results, score_arms(oofs, task, p.n_boot, p.seed, subset=common,
-                                                 subset_name="localised")], ignore_index=True)
-        low, high = age_band(study.cohort)
-        band = set(study.cohort.loc[study.cohort["age_years"].between(low, high), "patient_id"])
-        comparisons += [paired_comparisons(oofs, BIOMARKER_COMPARISONS, p.n_boot, p.seed),
-                        paired_comparisons(oofs, BIOMARKER_COMPARISONS, p.n_boot, p.seed, subset=band,
-                                           subset_name=f"age {low:.0f}-{high:.0f}")]
-    results["permuted_labels"] = permute_labels
-    comparisons = pd.concat(comparisons, ignore_index=True).assign(task=task, permuted_labels=permute_labels)
-    comparisons.to_csv(out / "comparisons.csv", index=False)
-    path = out / "results.csv"
-    tmp = path.with_name("results.csv.tmp")
-    results.to_csv(tmp, index=False)
-    tmp.replace(path)
-    return path
+        atomic_to_csv(oof, out / "oof" / f"{name}.csv")
+    results = [evaluation.score_arms(oofs, task, p.n_boot, p.seed, groups),
+               evaluation.score_arms(oofs, task, p.n_boot, p.seed, groups, singleton_patients(rows), "singletons")]
+    if permute_labels != 1 and task == "binary":
+        preds = tscore_predictions(rows, folds, TSCORE_ARMS, p, study.paths.models)
+        results.append(evaluation.tscore_regression(preds, p.n_boot, p.seed, groups))
+    results = pd.concat(results, ignore_index=True).assign(permuted_labels=permute_labels == 1)
+    comparisons = declared_comparisons({task: oofs}, p.n_boot, p.seed, groups)
+    if biomarkers:
+        bio = evaluation.paired_comparisons(oofs, BIOMARKER_COMPARISONS, p.n_boot, p.seed, groups)
+        comparisons = pd.concat([comparisons, bio.assign(task=task, role="biomarker", p_holm=np.nan)],
+                                ignore_index=True)
+    atomic_to_csv(comparisons.assign(permuted_labels=permute_labels == 1), out / "comparisons.csv")
+    if permute_labels > 1:
+        null = permutation_null(rows, folds, task, p, permute_labels, n_networks=p.network_permutations,
+                                networks=("fusion", "clinical") if p.network_permutations else (),
+                                cache=study.paths.models)
+        atomic_to_csv(null, out / "permutation_null.csv")
+        atomic_to_csv(permutation_pvalues(null, results), out / "permutation_pvalues.csv")
+    return atomic_to_csv(results, out / "results.csv")
+
+
+def age_adjusted(oofs: dict[str, pd.DataFrame], rows: pd.DataFrame, models: tuple[str, ...]) -> pd.DataFrame:
+    """Does an arm's out-of-fold score add to age? Likelihood-ratio test of logit(score) added to age."""
+    ages = rows.set_index("patient_id")["age_years"]
+    out = []
+    for name in models:
+        if name not in oofs:
+            continue
+        avg = evaluation.average_over_repeats(oofs[name])
+        p = np.clip(avg[evaluation.prob_columns(avg)[1]].to_numpy(), 1e-6, 1 - 1e-6)
+        age = ages.loc[avg["patient_id"]].to_numpy()
+        test = evaluation.likelihood_ratio_test(avg["y_true"], (age - age.mean()) / age.std(), np.log(p / (1 - p)))
+        out.append({"model": name, "lr_statistic": test["statistic"], "p_value": test["p_value"],
+                    "adds_to_age": test["p_value"] < 0.05})
+    return pd.DataFrame(out)

@@ -6,8 +6,15 @@ is described completely by its profile (plus overrides), which is recorded with 
 
 from __future__ import annotations
 
+import ast
 import dataclasses
+import functools
+import math
+import numbers
 import os
+import re
+import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -26,6 +33,149 @@ class DataNotFoundError(FileNotFoundError):
     """The dataset is not where any of the documented settings point."""
 
 
+class UsageError(ValueError):
+    """Input a command cannot start with (an option, a setting, a folder).
+
+    Raised before any work; the command line prints it as one line and exits with status 2.
+    """
+
+
+#: The image encoders a profile may name (models.py builds them).
+ENCODER_NAMES: tuple[str, ...] = ("smallcnn", "resnet18", "resnet50", "densenet121")
+#: A torchvision weights enum member, e.g. DenseNet121_Weights.IMAGENET1K_V1.
+TORCHVISION_WEIGHTS = re.compile(r"[A-Z][A-Za-z0-9_]*_Weights\.[A-Z][A-Z0-9_]*")
+
+
+@dataclass(frozen=True)
+class Allowed:
+    """What one profile field accepts: a test and the words that tell a user what passes it."""
+
+    test: Callable[[Any], bool]
+    description: str
+
+
+def at_least(low: float) -> Allowed:
+    return Allowed(lambda v: v >= low, f">= {low}")
+
+
+def above(low: float) -> Allowed:
+    return Allowed(lambda v: v > low, f"> {low}")
+
+
+def strictly_between(low: float, high: float) -> Allowed:
+    return Allowed(lambda v: low < v < high, f"strictly between {low} and {high}")
+
+
+def one_of(choices: tuple[str, ...]) -> Allowed:
+    return Allowed(lambda v: v in choices, "one of " + ", ".join(choices))
+
+
+def _is_weights(value: str) -> bool:
+    return value == "imagenet" or bool(TORCHVISION_WEIGHTS.fullmatch(value)) or Path(value).expanduser().is_file()
+
+
+WEIGHTS_ALLOWED = Allowed(_is_weights, "none, 'imagenet', a torchvision weights name such as "
+                                       "DenseNet121_Weights.IMAGENET1K_V1, or an existing checkpoint file")
+
+# Field -> what it accepts; checked for every profile (built-in or overridden). None passes for
+# optional fields. A new field needs one line here if not every value of its type makes sense.
+FIELD_RULES: dict[str, Allowed] = {
+    "image_size": at_least(32),
+    "encoder": one_of(ENCODER_NAMES),
+    "weights": WEIGHTS_ALLOWED,
+    "epochs": at_least(1),
+    "patience": at_least(1),
+    "batch_size": at_least(1),
+    "lr": above(0),
+    "weight_decay": at_least(0),
+    "n_folds": at_least(2),
+    "n_repeats": at_least(1),
+    "inner_val_fraction": strictly_between(0, 1),
+    "n_boot": at_least(1),
+    "target_sensitivity": strictly_between(0, 1),
+    "num_threads": at_least(1),
+    "gbm_estimators": at_least(1),
+    "explain_patients": at_least(0),
+    "shap_background": at_least(1),
+    "shap_samples": at_least(1),
+    "biomarker_limit": at_least(1),
+    "roi_size": at_least(16),
+    "roi_epochs": at_least(1),
+    "tasks": Allowed(lambda v: set(v) <= {"binary", "3class"} and len(v) > 0, "binary and/or 3class"),
+    "correction_penalty": at_least(0),
+    "n_permutations": at_least(1),
+    "network_permutations": at_least(0),
+}
+
+_NONE_WORDS = frozenset({"none", "null", ""})
+_BOOL_WORDS = {"true": True, "yes": True, "on": True, "1": True, "false": False, "no": False, "off": False, "0": False}
+
+
+def parse_value(name: str, value: Any, kind: Any) -> Any:
+    """`value` (text from `--set`, or a Python value from a notebook) as type `kind`; UsageError if it is not one.
+
+    Text is what the command line gives, so every type has a spelling: none/null, true/false,
+    1e-3, and lists as `a,b` or `("a", "b")`.
+    """
+    def bad(what: str) -> UsageError:
+        return UsageError(f"profile field {name!r}: {value!r} is not {what}")
+
+    args = typing.get_args(kind)
+    if type(None) in args:
+        if value is None or (isinstance(value, str) and value.strip().lower() in _NONE_WORDS):
+            return None
+        kind = next(a for a in args if a is not type(None))
+        args = typing.get_args(kind)
+    if typing.get_origin(kind) is tuple:
+        items = value
+        if isinstance(value, str):
+            text = value.strip()
+            try:
+                items = (ast.literal_eval(text) if text.startswith(("(", "["))
+                         else [t.strip() for t in text.split(",") if t.strip()])
+            except (ValueError, SyntaxError):
+                raise bad("a list such as a,b") from None
+        if not isinstance(items, (list, tuple)):
+            raise bad("a list such as a,b")
+        return tuple(parse_value(name, item, args[0]) for item in items)
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in _BOOL_WORDS:
+            return _BOOL_WORDS[value.strip().lower()]
+        raise bad("true or false")
+    if kind is int:
+        if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+            return int(value)
+        if isinstance(value, str) and re.fullmatch(r"[+-]?\d+", value.strip()):
+            return int(value)
+        raise bad("a whole number")
+    if kind is float:
+        if isinstance(value, numbers.Real) and not isinstance(value, bool):
+            number = float(value)
+        elif isinstance(value, str):
+            try:
+                number = float(value)
+            except ValueError:
+                raise bad("a number") from None
+        else:
+            raise bad("a number")
+        if not math.isfinite(number):
+            raise bad("a finite number")
+        return number
+    if kind is str:
+        if isinstance(value, str):
+            return value.strip()
+        raise bad("text")
+    return value  # a type without a text spelling here: taken as given
+
+
+@functools.cache
+def _field_types() -> dict[str, Any]:
+    """Profile field -> its declared type (the annotations are strings under `from __future__`)."""
+    return typing.get_type_hints(Profile)
+
+
 @dataclass(frozen=True)
 class Profile:
     """Everything that determines a run's numbers. Override fields with `with_overrides`."""
@@ -42,7 +192,6 @@ class Profile:
     n_folds: int = 5
     n_repeats: int = 1
     inner_val_fraction: float = 0.2
-    balanced_sampling: bool = False
     augment: bool = True
     n_boot: int = 1000
     target_sensitivity: float = 0.90
@@ -55,17 +204,34 @@ class Profile:
     biomarker_limit: int | None = None
     roi_size: int = 128
     roi_epochs: int = 15
-    modes: tuple[str, ...] = ("image", "tabular", "fusion")
     tasks: tuple[str, ...] = ("binary", "3class")
+    #: weight of the residual arms' penalty on their squared correction (image term or MLP), fixed a priori
+    correction_penalty: float = 0.1
+    #: label permutations of the classical arms (the permutation null distribution)
+    n_permutations: int = 200
+    #: how many of those permutations also retrain the primary pair (fusion, clinical): GPU profiles only
+    network_permutations: int = 0
 
-    def with_overrides(self, **overrides: Any) -> "Profile":
+    def __post_init__(self) -> None:
+        """Parse every field to its declared type and check it against FIELD_RULES.
+
+        Done here, so a bad value fails when the profile is made, before any work, whether it
+        came from `--set`, a notebook's `overrides` or code.
+        """
+        for name, kind in _field_types().items():
+            value = parse_value(name, getattr(self, name), kind)
+            rule = FIELD_RULES.get(name)
+            if value is not None and rule is not None and not rule.test(value):
+                raise UsageError(f"profile field {name!r}: {value!r} is not allowed (must be {rule.description})")
+            object.__setattr__(self, name, value)
+
+    def with_overrides(self, **overrides: Any) -> Profile:
         """Return a copy with fields replaced; unknown names raise (typos must not pass silently)."""
         known = {f.name for f in dataclasses.fields(self)}
         unknown = sorted(set(overrides) - known)
         if unknown:
-            raise ValueError(f"unknown profile field(s) {unknown}; known: {sorted(known)}")
-        cleaned = {k: (tuple(v) if isinstance(getattr(self, k), tuple) else v) for k, v in overrides.items()}
-        return replace(self, **cleaned)
+            raise UsageError(f"unknown profile field(s) {', '.join(unknown)}; known fields: {', '.join(sorted(known))}")
+        return replace(self, **overrides)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -76,7 +242,7 @@ PROFILES: dict[str, Profile] = {
     "smoke": Profile(
         name="smoke", image_size=64, epochs=2, patience=2, n_folds=3, n_repeats=1,
         n_boot=200, gbm_estimators=30, explain_patients=2, shap_background=20,
-        shap_samples=10, biomarker_limit=None, roi_size=64, roi_epochs=2,
+        shap_samples=10, biomarker_limit=None, roi_size=64, roi_epochs=2, n_permutations=10,
     ),
     # Default: the whole analysis on 2 CPU cores; settings chosen by measurement (benchmarks/README.md).
     "fast": Profile(
@@ -87,7 +253,7 @@ PROFILES: dict[str, Profile] = {
     "full": Profile(
         name="full", image_size=448, encoder="densenet121", weights="imagenet", epochs=40,
         patience=8, batch_size=16, lr=1e-4, n_folds=5, n_repeats=3, n_boot=2000,
-        roi_size=224, roi_epochs=30,
+        roi_size=224, roi_epochs=30, network_permutations=10,
     ),
 }
 
@@ -95,8 +261,9 @@ PROFILES: dict[str, Profile] = {
 def get_profile(name: str, **overrides: Any) -> Profile:
     """Look up a named profile, applying overrides (e.g. from notebook parameters)."""
     if name not in PROFILES:
-        raise ValueError(f"unknown profile {name!r}; choose one of {sorted(PROFILES)}")
+        raise UsageError(f"unknown profile {name!r}; choose one of {', '.join(sorted(PROFILES))}")
     return PROFILES[name].with_overrides(**{k: v for k, v in overrides.items() if v is not None})
+
 
 
 def _has_dataset(path: Path) -> bool:
@@ -147,10 +314,35 @@ def output_root(explicit: str | os.PathLike | None = None) -> Path:
 
 
 def cache_dir(explicit: str | os.PathLike | None = None) -> Path:
-    """Where decoded images are cached, shared by all runs (ignored by git)."""
-    path = Path(explicit or os.environ.get(CACHE_ENV_VAR) or PROJECT_ROOT / "data" / "cache")
-    path.mkdir(parents=True, exist_ok=True)
-    return path.resolve()
+    """Where decoded images are cached, shared by all runs (ignored by git); never inside the data."""
+    path = explicit or os.environ.get(CACHE_ENV_VAR) or PROJECT_ROOT / "data" / "cache"
+    return make_folder(ensure_outside_data(path, "cache folder"), "cache folder")
+
+
+def ensure_outside_data(path: str | os.PathLike, what: str, data_dir: str | os.PathLike | None = None) -> Path:
+    """`path` resolved (symlinks too); UsageError when it lies inside a dataset folder.
+
+    Raw data is only ever read, so every folder the code writes to passes through here. A
+    dataset folder is `data_dir` when given and any folder above `path` holding the
+    spreadsheet, so callers that do not know which copy is in use are covered as well.
+    """
+    target = Path(path).expanduser().resolve()
+    roots = [Path(data_dir).expanduser().resolve()] if data_dir is not None else []
+    roots += [p for p in (target, *target.parents) if _has_dataset(p)]
+    for root in roots:
+        if target == root or root in target.parents:
+            raise UsageError(f"{what} {target} lies inside the dataset folder {root}; "
+                             "the raw data is never written to, choose a folder outside it")
+    return target
+
+
+def make_folder(path: Path, what: str) -> Path:
+    """mkdir -p, with a one-line UsageError naming the folder when it cannot be made."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"{what} {path} cannot be created ({exc.strerror or exc})") from exc
+    return path
 
 
 @dataclass
@@ -163,21 +355,26 @@ class RunPaths:
     models: Path = field(init=False)
 
     def __post_init__(self) -> None:
-        self.root = Path(self.root).resolve()
+        self.root = ensure_outside_data(self.root, "run folder")
         self.tables = self.root / "tables"
         self.figures = self.root / "figures"
         self.models = self.root / "models"
         for p in (self.root, self.tables, self.figures, self.models):
-            p.mkdir(parents=True, exist_ok=True)
+            make_folder(p, "run folder")
 
     @property
     def manifest(self) -> Path:
         return self.tables / "manifest.csv"
 
 
+def run_folder(run_dir: str | os.PathLike | None, profile: str) -> Path:
+    """A run folder's path, explicit else outputs/<profile>, without creating it (so it can be checked first)."""
+    return Path(run_dir) if run_dir else output_root() / profile
+
+
 def run_paths(run_dir: str | os.PathLike | None, profile: str) -> RunPaths:
-    """Resolve a run folder: explicit, else outputs/<profile>."""
-    return RunPaths(Path(run_dir) if run_dir else output_root() / profile)
+    """Resolve and create a run folder: explicit, else outputs/<profile>."""
+    return RunPaths(run_folder(run_dir, profile))
 
 
 def show_progress(progress: bool = True) -> bool:

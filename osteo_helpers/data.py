@@ -12,20 +12,27 @@ import re
 import shutil
 import tempfile
 import zipfile
+import zlib
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+
 import numpy as np
 import pandas as pd
 from PIL import Image, UnidentifiedImageError
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 
-from .config import SPREADSHEET_NAME, PROJECT_ROOT, resolve_data_dir
+from .config import PROJECT_ROOT, SPREADSHEET_NAME, UsageError, resolve_data_dir
+from .runfolder import check_output_folder, exclusive
+from .tabular import INPUT_FEATURES
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp"}
 CLASSES_3 = ("normal", "osteopenia", "osteoporosis")
 CLASSES_BINARY = ("normal", "low_bmd")
 TARGET_COLUMNS = ("t_score", "z_score", "diagnosis")
 REGISTRY_NAME = "knee-osteoporosis-v2.csv"
+IMPORT_PREFIX = ".import-"  # staging folders of `import_dataset`, beside the destination
 
 
 class DataValidationError(ValueError):
@@ -34,6 +41,10 @@ class DataValidationError(ValueError):
 
 class ImageReadError(DataValidationError):
     """An image file that cannot be decoded."""
+
+
+class DatasetLayoutError(DataValidationError, UsageError):
+    """A dataset folder without its class folders or without images: nothing to analyse (exit 2)."""
 
 
 # ----------------------------------------------------------------------------- files
@@ -60,6 +71,22 @@ def find_images(data_dir: Path) -> dict[str, Path]:
             )
         found[pid] = path
     return found
+
+
+def check_layout(data_dir: Path, images: dict[str, Path] | None = None) -> None:
+    """Refuse a dataset folder that lacks a class folder or holds no image, before anything reads it.
+
+    Otherwise a folder with only the spreadsheet passes every check and fails deep inside a model fit.
+    """
+    data_dir = Path(data_dir)
+    present = {p.name.lower() for p in data_dir.iterdir() if p.is_dir()}
+    missing = [f"{c}/" for c in CLASSES_3 if c not in present]
+    if missing:
+        raise DatasetLayoutError(f"{data_dir}: class folder(s) missing: {', '.join(missing)} "
+                                 f"(expected {', '.join(c + '/' for c in CLASSES_3)} beside '{SPREADSHEET_NAME}')")
+    if not (find_images(data_dir) if images is None else images):
+        raise DatasetLayoutError(f"{data_dir}: no images found (looked for {', '.join(sorted(IMAGE_EXTENSIONS))} "
+                                 f"under {', '.join(c + '/' for c in CLASSES_3)})")
 
 
 def registry_path() -> Path:
@@ -104,34 +131,51 @@ def _index_by_name(root: Path) -> dict[str, Path]:
     return {p.name: p for p in sorted(root.rglob("*")) if p.is_file() and "__MACOSX" not in p.parts}
 
 
+def _unzip(archive: Path, into: Path, name: str) -> None:
+    """Extract every member; a member failing its CRC (or not inflatable) is named, not a BadZipFile traceback."""
+    try:
+        zf = zipfile.ZipFile(archive)
+    except zipfile.BadZipFile as exc:
+        raise DataValidationError(f"{name}: not a readable zip file ({exc}); nothing was installed") from exc
+    with zf:
+        for member in zf.infolist():
+            try:
+                zf.extract(member, into)
+            except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as exc:
+                raise DataValidationError(f"{name}: member {member.filename!r} is damaged ({exc}); "
+                                          "nothing was installed") from exc
+
+
 def import_dataset(source: Path, dest: Path | None = None, registry: pd.DataFrame | None = None) -> Path:
     """Install a downloaded copy (folder or zip) under data/raw after verifying every file.
 
     Files are staged in a temporary folder beside the destination and moved into place
-    only when all of them match, so a failed import leaves nothing half-copied.
+    only when all of them match, so a failed import leaves nothing half-copied: the staging
+    folder goes however the import ends (error, Ctrl-C), and one left by a killed import is
+    removed by the next (imports into one place take turns, so none is removed while in use).
     """
     source = Path(source)
-    dest = Path(dest or PROJECT_ROOT / "data" / "raw")
-    registry = read_registry() if registry is None else registry
     if not source.exists():
-        raise FileNotFoundError(f"{source}: no such file or folder")
+        raise UsageError(f"{source}: no such file or folder")
+    if not (source.is_dir() or zipfile.is_zipfile(source)):
+        raise UsageError(f"{source}: expected a folder or a .zip file")
+    dest = check_output_folder(dest or PROJECT_ROOT / "data" / "raw", "import destination",
+                               data_dir=source if source.is_dir() else None)
     if dest.exists() and any(dest.iterdir()):
-        raise FileExistsError(f"{dest} already holds files; move them away before importing again")
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=dest.parent, prefix=".import-") as tmp:
+        raise UsageError(f"import destination {dest} already holds files; move them away before importing again")
+    registry = read_registry() if registry is None else registry
+    with exclusive(dest.parent, command=f"data import {source}", lock_name=".import.lock"), \
+            tempfile.TemporaryDirectory(dir=dest.parent, prefix=IMPORT_PREFIX) as tmp:
+        for stale in dest.parent.glob(IMPORT_PREFIX + "*"):
+            if stale != Path(tmp):
+                shutil.rmtree(stale, ignore_errors=True)
         tmp_path = Path(tmp)
-        if source.is_file() and zipfile.is_zipfile(source):
-            unpacked = tmp_path / "unpacked"
-            with zipfile.ZipFile(source) as zf:
-                zf.extractall(unpacked)
-            for inner in list(unpacked.rglob("*.zip")):
-                with zipfile.ZipFile(inner) as zf:
-                    zf.extractall(inner.with_suffix(""))
-            root = unpacked
-        elif source.is_dir():
-            root = source
-        else:
-            raise DataValidationError(f"{source}: expected a folder or a .zip file")
+        root = source
+        if not source.is_dir():
+            root = tmp_path / "unpacked"
+            _unzip(source, root, str(source))
+            for inner in list(root.rglob("*.zip")):
+                _unzip(inner, inner.with_suffix(""), f"{source} > {inner.relative_to(root).as_posix()}")
         problems = verify_files(root, registry)
         if problems["missing"] or problems["mismatched"]:
             lines = [f"  checksum mismatch: {p}" for p in problems["mismatched"]]
@@ -463,15 +507,71 @@ def image_header(path: Path) -> dict[str, object]:
         raise ImageReadError(f"{path}: not a readable image ({exc})") from exc
 
 
-def build_manifest(data_dir: Path | None = None, clinical: pd.DataFrame | None = None) -> pd.DataFrame:
+def image_error(path: Path) -> str | None:
+    """Why an image cannot be decoded to its last byte, or None. A truncated JPEG has a readable header."""
+    try:
+        with Image.open(path) as im:
+            im.load()
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+#: One person entered twice has the same clinical record: every cleaned model input, T- and Z-score.
+CLINICAL_RECORD_COLUMNS: tuple[str, ...] = INPUT_FEATURES + ("t_score", "z_score")
+
+
+def _record_ids(clinical: pd.DataFrame) -> pd.Series:
+    """Patient ID -> an id shared by identical clinical records (NaN equals NaN)."""
+    codes = clinical.groupby(list(CLINICAL_RECORD_COLUMNS), dropna=False, sort=False).ngroup()
+    return pd.Series(codes.to_numpy(), index=clinical["patient_id"].to_numpy())
+
+
+def clinical_duplicate_groups(clinical: pd.DataFrame) -> list[list[str]]:
+    """Patients whose clinical records are identical (only free-text spelling may differ), sorted."""
+    ids = _record_ids(clinical)
+    groups = ids.index.to_series().groupby(ids.to_numpy()).agg(sorted)
+    return sorted(g for g in groups if len(g) > 1)
+
+
+def person_groups(manifest: pd.DataFrame, clinical: pd.DataFrame) -> pd.Series:
+    """The split group of every manifest row: one person, one group.
+
+    Connected components over "byte-identical image" or "identical clinical record", so chains
+    join (A = B by image, B = C by record puts A, B and C together) and no person is ever on
+    both sides of a split. A patient alone keeps its ID; a group is named by its members.
+    """
+    n = len(manifest)
+    rows = np.arange(n)
+    keys = (manifest["image_sha256"].to_numpy(), _record_ids(clinical).reindex(manifest["patient_id"]).to_numpy())
+    src, dst = [], []
+    for key in keys:
+        codes, _ = pd.factorize(key)  # missing (no image) -> -1: links nothing
+        known = codes >= 0
+        src.append(rows[known])
+        dst.append(pd.Series(rows[known]).groupby(codes[known]).transform("min").to_numpy())
+    src, dst = np.concatenate(src), np.concatenate(dst)
+    graph = coo_matrix((np.ones(len(src)), (src, dst)), shape=(n, n))
+    _, component = connected_components(graph, directed=False)
+    names = pd.Series(manifest["patient_id"].to_numpy(), dtype=object).groupby(component).transform(
+        lambda ids: "+".join(sorted(ids)))
+    return pd.Series(names.to_numpy(), index=manifest.index, dtype=object, name="split_group")
+
+
+def build_manifest(data_dir: Path | None = None, clinical: pd.DataFrame | None = None,
+                   strict: bool = True) -> pd.DataFrame:
     """One row per patient: labels, T-score, image path (relative), checksum, size, mode, batch.
 
     Patients without an image keep their row (image_path empty); images without a row
-    are reported by `validate`, not added, because they have no label.
+    are reported by `validate`, not added, because they have no label. `split_group` joins
+    one person's rows (`person_groups`). An image whose header cannot be read raises
+    ImageReadError, unless strict=False (`data check`), which keeps the row without size and
+    mode so that `validate` reports it with every other problem.
     """
     data_dir = resolve_data_dir(data_dir)
-    clinical = load_clinical(data_dir / SPREADSHEET_NAME) if clinical is None else clinical
     images = find_images(data_dir)
+    check_layout(data_dir, images)
+    clinical = load_clinical(data_dir / SPREADSHEET_NAME) if clinical is None else clinical
     rows = []
     for rec in clinical.itertuples():
         path = images.get(rec.patient_id)
@@ -481,19 +581,23 @@ def build_manifest(data_dir: Path | None = None, clinical: pd.DataFrame | None =
                "image_path": None, "image_sha256": None, "width": np.nan, "height": np.nan,
                "mode": None, "image_folder": None, "batch": None}
         if path is not None:
-            header = image_header(path)
             row.update(image_path=path.relative_to(data_dir).as_posix(), image_sha256=sha256_file(path),
-                       width=header["width"], height=header["height"], mode=header["mode"],
-                       image_folder=path.parent.name,
-                       batch=image_batch(str(header["mode"]), int(header["width"]), int(header["height"])))
+                       image_folder=path.parent.name)
+            try:
+                header = image_header(path)
+            except ImageReadError:
+                if strict:
+                    raise
+            else:
+                row.update(width=header["width"], height=header["height"], mode=header["mode"],
+                           batch=image_batch(str(header["mode"]), int(header["width"]), int(header["height"])))
         rows.append(row)
     manifest = pd.DataFrame(rows)
     manifest["has_image"] = manifest["image_path"].notna()
     sha = manifest["image_sha256"]
     group_ids = {h: f"dup{i:02d}" for i, h in enumerate(sorted(sha[sha.duplicated(keep=False) & sha.notna()].unique()))}
     manifest["duplicate_group"] = sha.map(group_ids)
-    manifest["split_group"] = manifest["duplicate_group"].astype(object).where(manifest["duplicate_group"].notna(),
-                                                                              manifest["patient_id"])
+    manifest["split_group"] = person_groups(manifest, clinical)
     manifest["age_years"] = clinical.set_index("patient_id").loc[manifest["patient_id"], "age_years"].to_numpy()
     manifest["sex"] = clinical.set_index("patient_id").loc[manifest["patient_id"], "sex"].to_numpy()
     return manifest
@@ -535,9 +639,15 @@ def implausible_values(clinical: pd.DataFrame) -> list[dict[str, object]]:
 
 
 def validate(manifest: pd.DataFrame, clinical: pd.DataFrame, data_dir: Path | None = None) -> dict[str, object]:
-    """Every problem found in the raw data, as plain JSON-ready values. Nothing is modified."""
+    """Every problem found in the raw data, as plain JSON-ready values. Nothing is modified.
+
+    Every image is decoded to its last byte (a few seconds for the real data): a truncated or
+    corrupt file is listed under `unreadable_images`.
+    """
     data_dir = resolve_data_dir(data_dir)
     images = find_images(data_dir)
+    unreadable = [{"patient_id": pid, "path": path.relative_to(data_dir).as_posix(), "error": error}
+                  for pid, path in sorted(images.items()) if (error := image_error(path)) is not None]
     ids = set(manifest["patient_id"])
     dup_groups = [sorted(g["patient_id"]) for _, g in manifest.dropna(subset=["duplicate_group"]).groupby("duplicate_group")]
     label_of = manifest.set_index("patient_id")["diagnosis"]
@@ -557,6 +667,8 @@ def validate(manifest: pd.DataFrame, clinical: pd.DataFrame, data_dir: Path | No
         "duplicate_groups": dup_groups,
         "cross_class_duplicate_groups": cross,
         "label_tscore_mismatches": sorted(mismatch),
+        "duplicate_clinical_records": clinical_duplicate_groups(clinical),
+        "unreadable_images": unreadable,
         "folder_label_mismatches": sorted(folder_mismatch),
         "implausible_values": implausible_values(clinical),
         "unparsed_free_text": [{"patient_id": r[0], "column": "fracture_history_raw", "value": r[1]}
@@ -579,6 +691,13 @@ def format_findings(findings: dict[str, object]) -> str:
                  f"of which {len(findings['cross_class_duplicate_groups'])} span more than one class")
     lines += [f"  {' = '.join(g)}" + ("   <- crosses classes" if g in findings["cross_class_duplicate_groups"] else "")
               for g in groups]
+    records = findings["duplicate_clinical_records"]
+    lines.append(f"duplicate clinical records (every input, T- and Z-score equal; one person entered twice): "
+                 f"{len(records)}")
+    lines += [f"  {' = '.join(g)}" for g in records]
+    unreadable = findings["unreadable_images"]
+    lines.append(f"unreadable images (cannot be decoded to the last byte): {len(unreadable)}")
+    lines += [f"  {u['patient_id']} ({u['path']}): {u['error']}" for u in unreadable]
     lines.append(f"implausible values: {len(findings['implausible_values'])}")
     lines += [f"  {v['patient_id']}: {v['column']} = {v['value']} (expected {v['expected']})" for v in findings["implausible_values"]]
     lines.append(f"free text not understood: {len(findings['unparsed_free_text'])}")

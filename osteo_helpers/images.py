@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import PIL
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 from torch.utils.data import Dataset
@@ -22,6 +23,13 @@ from .data import ImageReadError
 IMAGENET_MEAN_GRAY = 0.449  # mean of torchvision's ImageNet channel means; the gray image is repeated to RGB
 IMAGENET_STD_GRAY = 0.226
 SCRATCH_MEAN, SCRATCH_STD = 0.5, 0.25
+#: Bump whenever decode_letterbox's output changes: caches made by another decoder are then never reused.
+DECODER_VERSION = 1
+
+
+def decoder_id() -> str:
+    """Names the decoder that made a cached array: this module's DECODER_VERSION and the Pillow release."""
+    return f"decoder{DECODER_VERSION}-pillow{PIL.__version__}"
 
 
 def decode_letterbox(path: Path, size: int) -> np.ndarray:
@@ -42,11 +50,11 @@ def decode_letterbox(path: Path, size: int) -> np.ndarray:
 
 
 class ImageCache:
-    """Decoded images on disk, keyed by checksum and size: decode once, read many times."""
+    """Decoded images on disk, keyed by checksum, size and decoder: decode once, read many times."""
 
     def __init__(self, root: Path, size: int) -> None:
         self.size = size
-        self.root = Path(root) / f"letterbox-{size}"
+        self.root = Path(root) / f"letterbox-{size}" / decoder_id()
         self.root.mkdir(parents=True, exist_ok=True)
 
     def path_for(self, sha256: str) -> Path:

@@ -162,3 +162,59 @@ def build_model(mode: str, n_outputs: int, encoder: str = "smallcnn", weights: s
     """The one factory the training code calls."""
     enc = build_encoder(encoder, weights) if mode != "tabular" else None
     return FusionNet(mode, n_outputs, enc, tabular_dim)
+
+
+class ResidualNet(nn.Module):
+    """A fitted linear clinical model plus a correction that is exactly zero at initialisation.
+
+    ``output = base(clinical) + correction(...)``, per class logit (or per Gaussian parameter:
+    mean and log standard deviation). The base layer is initialised from the clinical model
+    fitted on the same training fold, the correction's last layer from zeros, so the untrained
+    network *is* the clinical model; training can only move away from it where the inner
+    validation loss improves. The correction is either an image term (``encoder`` given) or an
+    MLP over the whole clinical allow-list (``extra_dim`` > 0): the tabular arm.
+    ``penalty`` is the mean squared correction of the last forward pass, added to the training
+    loss so that the correction has to earn its size.
+    """
+
+    def __init__(self, base_dim: int, n_outputs: int, encoder: nn.Module | None = None, extra_dim: int = 0,
+                 embed_dim: int = 8, hidden: int = 32, dropout: float = 0.3) -> None:
+        super().__init__()
+        if (encoder is None) == (extra_dim <= 0):
+            raise ValueError("ResidualNet needs exactly one correction: an image encoder or extra_dim > 0")
+        self.base_dim = base_dim
+        self.base = nn.Linear(base_dim, n_outputs)
+        self.image_encoder = encoder
+        if encoder is not None:
+            self.correction = nn.Sequential(nn.Linear(encoder.out_dim, embed_dim), nn.ReLU(), nn.Dropout(dropout),
+                                            nn.Linear(embed_dim, n_outputs))
+        else:
+            self.correction = nn.Sequential(nn.Linear(extra_dim, hidden), nn.ReLU(), nn.Dropout(dropout),
+                                            nn.Linear(hidden, n_outputs))
+        nn.init.zeros_(self.correction[-1].weight)
+        nn.init.zeros_(self.correction[-1].bias)
+        self.last_correction: torch.Tensor | None = None
+
+    @property
+    def tabular_encoder(self) -> nn.Module:
+        """The clinical part (the trainer feeds clinical inputs to any model that has one)."""
+        return self.base
+
+    def set_base(self, weight: torch.Tensor, bias: torch.Tensor) -> None:
+        """Copy a fitted linear model (weight (n_outputs, base_dim), bias (n_outputs,)) into the base layer."""
+        with torch.no_grad():
+            self.base.weight.copy_(torch.as_tensor(weight, dtype=self.base.weight.dtype))
+            self.base.bias.copy_(torch.as_tensor(bias, dtype=self.base.bias.dtype))
+
+    def correction_term(self, image: torch.Tensor | None, tabular: torch.Tensor) -> torch.Tensor:
+        if self.image_encoder is not None:
+            return self.correction(self.image_encoder(image))
+        return self.correction(tabular[:, self.base_dim:])
+
+    def forward(self, image: torch.Tensor | None = None, tabular: torch.Tensor | None = None) -> torch.Tensor:
+        term = self.correction_term(image, tabular)
+        self.last_correction = term
+        return self.base(tabular[:, :self.base_dim]) + term
+
+    def penalty(self) -> torch.Tensor:
+        return torch.zeros(()) if self.last_correction is None else self.last_correction.pow(2).mean()

@@ -20,9 +20,9 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from .config import PROJECT_ROOT, get_profile, resolve_data_dir, run_paths
-from .data import read_registry, sha256_file
-from .study import RUN_ID_ENV
+from .config import PROJECT_ROOT, RunPaths, get_profile, resolve_data_dir, run_folder
+from .data import check_layout, read_registry, sha256_file
+from .runfolder import check_output_folder, exclusive
 
 NOTEBOOKS: tuple[str, ...] = (
     "notebooks/01_eda_manifest.ipynb",
@@ -41,7 +41,12 @@ PACKAGES = ("torch", "torchvision", "numpy", "pandas", "scikit-learn", "scikit-i
 
 
 class PipelineError(RuntimeError):
-    """A notebook failed; the message names the notebook and the cell."""
+    """A notebook (or the book build) failed; the message names the notebook and the cell."""
+
+    def __init__(self, message: str, notebook: str | None = None, cell: int | None = None,
+                 error: str | None = None) -> None:
+        super().__init__(message)
+        self.notebook, self.cell, self.error = notebook, cell, error
 
 
 def git_state(root: Path = PROJECT_ROOT) -> dict[str, Any]:
@@ -91,18 +96,25 @@ def data_checksums(data_dir: Path) -> dict[str, Any]:
 class Provenance:
     """The run record, rewritten atomically after every step so a crash keeps what finished.
 
-    A later run into the same folder (e.g. one notebook re-executed) keeps the earlier records
-    under `previous_runs`, so the report still shows how every file in the folder was made.
+    `status` says how the run ended: `running` from the start, then `finished`, or `failed` with
+    `failure` (notebook, cell, error line). A later run into the same folder (e.g. one notebook
+    re-executed) keeps the earlier records under `previous_runs`, so the report still shows how
+    every file in the folder was made; an earlier record still `running` belongs to a run that
+    was killed (the folder's writer lock is held, so it is not alive) and is marked failed.
     """
 
     def __init__(self, path: Path, record: dict[str, Any]) -> None:
         self.path = path
-        self.record = record
+        self.record = {**record, "status": "running"}
         if path.is_file():
             earlier = json.loads(path.read_text())
             previous = earlier.pop("previous_runs", [])
             earlier.get("data", {}).pop("files", None)
-            record["previous_runs"] = previous + [earlier]
+            if earlier.get("status") == "running":
+                earlier["status"] = "failed"
+                earlier.setdefault("failure", {"notebook": None, "cell": None,
+                                               "error": "the run stopped without recording its end (killed?)"})
+            self.record["previous_runs"] = previous + [earlier]
         self.write()
 
     def write(self) -> None:
@@ -112,6 +124,14 @@ class Provenance:
 
     def step(self, name: str, **info: Any) -> None:
         self.record.setdefault("steps", []).append({"name": name, **info})
+        self.write()
+
+    def finish(self, status: str, started: dt.datetime, failure: dict[str, Any] | None = None) -> None:
+        """Record the end: `finished`, or `failed` with what failed."""
+        now = dt.datetime.now(dt.timezone.utc)
+        self.record.update(status=status, ended=now.isoformat(), duration_s=round((now - started).total_seconds(), 1))
+        if failure is not None:
+            self.record["failure"] = failure
         self.write()
 
 
@@ -126,9 +146,11 @@ def execute_notebook(source: Path, target: Path, parameters: dict[str, Any]) -> 
         pm.execute_notebook(str(source), str(target), parameters=parameters, kernel_name="python3",
                             cwd=str(PROJECT_ROOT), progress_bar=False, log_output=False)
     except PapermillExecutionError as exc:
+        error = f"{exc.ename}: {str(exc.evalue).strip().splitlines()[0] if str(exc.evalue).strip() else ''}"
         raise PipelineError(
             f"{source.name} failed in cell {exc.cell_index} (execution count {exc.exec_count}): "
-            f"{exc.ename}: {exc.evalue}\nThe partly executed notebook is {target}"
+            f"{exc.ename}: {exc.evalue}\nThe partly executed notebook is {target}",
+            notebook=source.name, cell=exc.cell_index, error=error,
         ) from exc
     return time.time() - start
 
@@ -153,43 +175,64 @@ def build_book(run_dir: Path, executed: dict[str, Path]) -> Path:
     html = run_dir / "_build" / "html"
     if proc.returncode != 0 or not (html / "index.html").is_file():
         raise PipelineError(f"jupyter-book build failed (exit {proc.returncode}); see {run_dir / 'book_build.log'}\n"
-                            + (proc.stdout + proc.stderr)[-3000:])
+                            + (proc.stdout + proc.stderr)[-3000:],
+                            error=f"jupyter-book build failed (exit {proc.returncode})")
     return html
 
 
 def run(profile: str = "fast", run_dir: str | os.PathLike | None = None, data_dir: str | os.PathLike | None = None,
         overrides: dict[str, Any] | None = None, notebooks: tuple[str, ...] | None = None,
         build: bool = True) -> Path:
-    """Execute the notebooks in order and build the report; returns the HTML folder (or run folder)."""
+    """Execute the notebooks in order and build the report; returns the HTML folder (or run folder).
+
+    Settings, the data folder and the run folder are checked before anything is written; the run
+    holds the folder's writer lock throughout, and provenance.json says how it ended.
+    """
+    from .study import RUN_ID_ENV  # imports torch: only once the input is known to be good
+
     overrides = overrides or {}
     prof = get_profile(profile, **overrides)
-    paths = run_paths(run_dir, profile)
     data_root = resolve_data_dir(data_dir)
-    started = dt.datetime.now(dt.timezone.utc)
-    run_id = f"{profile}-{started:%Y%m%dT%H%M%SZ}"
-    os.environ[RUN_ID_ENV] = run_id
-    os.environ.setdefault("TQDM_DISABLE", "1")  # progress is shown per notebook here, not inside the book
-    git = git_state()
-    prov = Provenance(paths.root / "provenance.json", {
-        "run_id": run_id, "started": started.isoformat(), "git": git, "profile": prof.to_dict(),
-        "overrides": overrides, "packages": package_versions(), "device": device_description(),
-        "data": data_checksums(data_root), "command": " ".join(sys.argv),
-    })
-    selected = notebooks or tuple(nb for nb in NOTEBOOKS if (PROJECT_ROOT / nb).is_file())
-    params = {"profile": profile, "run_dir": str(paths.root), "data_dir": str(data_root), "overrides": overrides}
-    executed: dict[str, Path] = {}
-    for nb in tqdm(selected, desc=f"run {profile}", unit="notebook", disable=False):
-        target = paths.root / "notebooks" / Path(nb).name
-        tqdm.write(f"executing {nb}")
-        seconds = execute_notebook(PROJECT_ROOT / nb, target, params)
-        executed[nb] = target
-        prov.step(nb, seconds=round(seconds, 1), finished=dt.datetime.now(dt.timezone.utc).isoformat())
-    if not build:
-        return paths.root
-    t0 = time.time()
-    html = build_book(paths.root, executed)
-    prov.step("jupyter-book build", seconds=round(time.time() - t0, 1))
-    prov.record["finished"] = dt.datetime.now(dt.timezone.utc).isoformat()
-    prov.record["duration_s"] = round((dt.datetime.now(dt.timezone.utc) - started).total_seconds(), 1)
-    prov.write()
-    return html
+    check_layout(data_root)
+    root = check_output_folder(run_folder(run_dir, profile), "run folder", data_root)
+    with exclusive(root) as lock:
+        paths = RunPaths(root)
+        started = dt.datetime.now(dt.timezone.utc)
+        run_id = f"{profile}-{started:%Y%m%dT%H%M%SZ}"
+        os.environ[RUN_ID_ENV] = run_id
+        os.environ.setdefault("TQDM_DISABLE", "1")  # progress is shown per notebook here, not inside the book
+        prov = Provenance(paths.root / "provenance.json", {
+            "run_id": run_id, "started": started.isoformat(), "git": git_state(), "profile": prof.to_dict(),
+            "overrides": overrides, "packages": package_versions(), "device": device_description(),
+            "data": data_checksums(data_root), "command": lock.owner["command"], "pid": lock.owner["pid"],
+            "host": lock.owner["host"], "replaced_stale_lock": lock.replaced,
+        })
+        selected = notebooks or tuple(nb for nb in NOTEBOOKS if (PROJECT_ROOT / nb).is_file())
+        params = {"profile": profile, "run_dir": str(paths.root), "data_dir": str(data_root), "overrides": overrides}
+        executed: dict[str, Path] = {}
+        current = None
+        try:
+            for nb in tqdm(selected, desc=f"run {profile}", unit="notebook", disable=False):
+                current = nb
+                target = paths.root / "notebooks" / Path(nb).name
+                tqdm.write(f"executing {nb}")
+                seconds = execute_notebook(PROJECT_ROOT / nb, target, params)
+                executed[nb] = target
+                prov.step(nb, seconds=round(seconds, 1), finished=dt.datetime.now(dt.timezone.utc).isoformat())
+            result = paths.root
+            if build:
+                current = "jupyter-book build"
+                t0 = time.time()
+                result = build_book(paths.root, executed)
+                prov.step("jupyter-book build", seconds=round(time.time() - t0, 1))
+        except BaseException as exc:  # Ctrl-C too: the record must not stay "running"
+            if isinstance(exc, PipelineError):
+                failure = {"notebook": exc.notebook or current, "cell": exc.cell, "error": exc.error or str(exc)}
+            else:
+                lines = str(exc).strip().splitlines()
+                failure = {"notebook": current, "cell": None,
+                           "error": f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__}
+            prov.finish("failed", started, failure)
+            raise
+        prov.finish("finished", started)
+    return result

@@ -1,7 +1,8 @@
-"""Fold assignment: stratified, grouped by identical image bytes, repeated over seeds.
+"""Fold assignment: stratified, grouped by person, repeated over seeds.
 
-Patients whose images are byte-identical share a `split_group`, so they always land in
-the same fold; otherwise a model could be tested on an image it was trained on.
+Rows that are one person (byte-identical images, or an identical clinical record; see
+`data.person_groups`) share a `split_group`, so they always land in the same fold; otherwise
+a model could be tested on an image, or a patient, it was trained on.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ import json
 import os
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -19,7 +19,24 @@ from . import data, splits
 from .config import SPREADSHEET_NAME, Profile, RunPaths, cache_dir, get_profile, resolve_data_dir, run_paths
 from .images import ImageCache
 
+if TYPE_CHECKING:
+    from .biomarkers import BiomarkerData
+
 RUN_ID_ENV = "OSTEO_RUN_ID"
+
+
+def with_biomarkers(rows: pd.DataFrame, bio: "BiomarkerData") -> pd.DataFrame:
+    """Rows plus patient-level biomarkers (``bio_<feature>``), ``biomarker_localised`` and ``roi_tiles``."""
+    from .arms.classical import BIOMARKER_PREFIX
+
+    patients = bio.patients()
+    features = patients[["patient_id", *bio.feature_columns]].rename(
+        columns={c: f"{BIOMARKER_PREFIX}{c}" for c in bio.feature_columns})
+    out = rows.merge(features, on="patient_id", how="left", validate="one_to_one")
+    out["biomarker_localised"] = out["patient_id"].isin(bio.localised_ids)
+    tiles = {pid: bio.rois[np.flatnonzero(bio.knees["patient_id"].to_numpy() == pid)] for pid in bio.localised_ids}
+    out["roi_tiles"] = [tiles.get(pid) for pid in out["patient_id"]]
+    return out
 
 
 class Study:
@@ -75,6 +92,23 @@ class Study:
         if size not in self._images:
             self._images[size] = ImageCache(cache_dir(), size).load_all(self.cohort, self.data_dir, progress)
         return self._images[size]
+
+    def rows(self, size: int | None = None, biomarkers: bool = False) -> pd.DataFrame:
+        """The cohort with each patient's letterboxed image (column ``image``): what every arm's
+        ``fit(rows, y)`` receives. With ``biomarkers``, also the patient-level biomarkers (``bio_*``),
+        ``biomarker_localised`` and the knees' ROI tiles (``roi_tiles``)."""
+        table = self.cohort.assign(image=list(self.images(size, progress=False)))
+        if biomarkers:
+            table = with_biomarkers(table, self.biomarkers)
+        return table
+
+    @cached_property
+    def biomarkers(self) -> "BiomarkerData":
+        """Knee localisation, ROIs and biomarkers of every cohort image (cached on disk by checksum)."""
+        from .biomarkers import cohort_biomarkers
+
+        return cohort_biomarkers(self.cohort, self.data_dir, self.profile.roi_size, limit=self.profile.biomarker_limit,
+                                 progress=False)
 
     def save_table(self, df: pd.DataFrame, name: str, index: bool = False) -> Path:
         """Write a table atomically into the run's tables folder."""

@@ -27,6 +27,10 @@ BOOLEAN_FEATURES: tuple[str, ...] = (
 )
 CATEGORICAL_FEATURES: tuple[str, ...] = ("sex", "occupation_group", "fracture_site")
 INPUT_FEATURES: tuple[str, ...] = NUMERIC_FEATURES + NUMERIC_WITH_INDICATOR + BOOLEAN_FEATURES + CATEGORICAL_FEATURES
+#: The pre-specified parsimonious clinical model (declared in book/methods.md before any result):
+#: age and sex, the two inputs every clinical risk tool shares (FRAX, OST, ORAI, SCORE) and that are
+#: recorded for every patient; two parameters suit the ~30 normal patients of a training fold.
+CLINICAL_FEATURES: tuple[str, ...] = ("age_years", "sex")
 
 # Anything matching these names carries the label (or is the label) and must never be an input.
 FORBIDDEN_PATTERNS: tuple[str, ...] = (r"t[\s_-]?score", r"z[\s_-]?score", r"diagnos", r"^label", r"who_",

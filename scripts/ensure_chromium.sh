@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Ensure Debian's Chromium is installed at /usr/bin/chromium (used by
-# tests/browser.py as Playwright's executable_path, because Playwright cannot
-# download its own browsers on the closed CI network). Idempotent.
+# Ensure Debian's Chromium is installed at /usr/bin/chromium. The pytest-playwright
+# fixtures launch it as executable_path (tests/conftest.py, browser_type_launch_args),
+# because Playwright cannot download its own browsers on the closed CI network:
+# nothing here runs `playwright install`. Idempotent.
 set -euo pipefail
 
 CHROMIUM=/usr/bin/chromium

@@ -259,3 +259,17 @@ def synth():
     return types.SimpleNamespace(REAL_HEADER=REAL_HEADER, jpeg_bytes=jpeg_bytes, snapshot=snapshot,
                                  make_dataset=make_dataset, synthetic_rows=synthetic_rows,
                                  write_spreadsheet=write_spreadsheet, patient_ids=patient_ids)
+
+
+# ----------------------------------------------------------------------------- pytest-playwright
+# Debian's Chromium (scripts/ensure_chromium.sh installs it): Playwright cannot download its own browsers
+# here, so every browser fixture of pytest-playwright (`browser`, `context`, `page`) launches this one.
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args: dict[str, Any]) -> dict[str, Any]:
+    """pytest-playwright's launch options (--headed, --slowmo) plus the system Chromium, headless by default."""
+    return {"headless": True, **browser_type_launch_args, "executable_path": CHROMIUM, "args": CHROMIUM_ARGS}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -97,8 +98,8 @@ def test_profiles_exist_and_differ():
 
 
 def test_profile_overrides():
-    p = config.get_profile("smoke", lr=0.5, epochs=1, modes=["image"])
-    assert p.lr == 0.5 and p.epochs == 1 and p.modes == ("image",)
+    p = config.get_profile("smoke", lr=0.5, epochs=1, tasks=["binary"])
+    assert p.lr == 0.5 and p.epochs == 1 and p.tasks == ("binary",)
     assert config.PROFILES["smoke"].lr != 0.5  # the registered profile is untouched
     # None means "not given" (notebook parameters)
     assert config.get_profile("smoke", lr=None).lr == config.PROFILES["smoke"].lr
@@ -121,3 +122,103 @@ def test_profile_is_frozen_and_serialisable():
     with pytest.raises(dataclasses.FrozenInstanceError):
         p.lr = 1.0  # type: ignore[misc]
     assert json.loads(json.dumps(p.to_dict()))["name"] == "fast"
+
+
+# ----------------------------------------------------------------------------- values checked before work
+
+
+def test_every_rule_names_a_field_and_every_builtin_profile_passes():
+    import dataclasses
+
+    fields = {f.name for f in dataclasses.fields(config.Profile)}
+    assert set(config.FIELD_RULES) <= fields
+    for name in config.PROFILES:
+        assert config.get_profile(name) == config.PROFILES[name]
+
+
+@pytest.mark.parametrize("field,text,value", [
+    ("epochs", "3", 3), ("lr", "1e-4", 1e-4), ("lr", "2", 2.0), ("augment", "false", False),
+    ("augment", "Yes", True), ("weights", "none", None), ("weights", "None", None),
+    ("weights", "imagenet", "imagenet"),
+    ("weights", "DenseNet121_Weights.IMAGENET1K_V1", "DenseNet121_Weights.IMAGENET1K_V1"),
+    ("biomarker_limit", "null", None), ("biomarker_limit", "5", 5), ("tasks", "binary,3class", ("binary", "3class")),
+    ("tasks", "('3class',)", ("3class",)), ("encoder", "resnet18", "resnet18"), ("inner_val_fraction", "0.25", 0.25),
+])
+def test_set_text_is_parsed_to_the_declared_type(field, text, value):
+    p = config.get_profile("full", **{field: text})
+    assert getattr(p, field) == value and type(getattr(p, field)) is type(value)
+
+
+def test_weights_may_be_an_existing_checkpoint(tmp_path):
+    ckpt = tmp_path / "encoder.pth"
+    with pytest.raises(config.UsageError, match="weights"):
+        config.get_profile("fast", weights=str(ckpt))
+    ckpt.write_bytes(b"checkpoint")
+    assert config.get_profile("fast", weights=str(ckpt)).weights == str(ckpt)
+
+
+BAD_VALUES = [
+    ("epochs", "abc"), ("epochs", "0"), ("epochs", "2.5"), ("patience", "0"), ("n_folds", "1"), ("n_repeats", "0"),
+    ("image_size", "16"), ("batch_size", "0"), ("inner_val_fraction", "0"), ("inner_val_fraction", "1"),
+    ("target_sensitivity", "1.0"), ("lr", "0"), ("lr", "nan"), ("weight_decay", "-0.1"), ("n_boot", "0"),
+    ("encoder", "vgg16"), ("weights", "imagenet21k"), ("weights", "densenet121_weights.v1"),
+    ("weights", "/no/such/checkpoint.pth"), ("augment", "maybe"), ("tasks", "[binary"),
+    ("tasks", "binary,4class"), ("n_permutations", "0"), ("correction_penalty", "-1"),
+]
+
+
+@pytest.mark.parametrize("field,text", BAD_VALUES)
+def test_bad_notebook_overrides_are_refused(field, text):
+    with pytest.raises(config.UsageError) as err:
+        config.get_profile("fast", **{field: text})
+    assert field in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("python_value", [True, 2.5, "abc", [3]])
+def test_python_values_of_the_wrong_type_are_refused(python_value):
+    with pytest.raises(config.UsageError, match="epochs"):
+        config.get_profile("fast", epochs=python_value)
+
+
+@pytest.fixture
+def cli(tmp_path, capsys, synthetic_dataset):
+    """Run the command line in-process: (exit status, stderr) for `run`/`ablation` into tmp/out."""
+    from osteo_helpers.__main__ import main
+
+    out = tmp_path / "out"
+
+    def call(command: str, *args: str) -> tuple[int, str]:
+        extra = ["--profile", "smoke", "--data-dir", str(synthetic_dataset.root)]
+        rc = main([command, *extra, *args] if "--out" in args else [command, *extra, "--out", str(out), *args])
+        return rc, capsys.readouterr().err
+
+    call.out = out
+    return call
+
+
+@pytest.mark.parametrize("command", ["run", "ablation"])
+@pytest.mark.parametrize("setting,expected", [(f"{f}={t}", f) for f, t in BAD_VALUES[:6]] + [
+    ("unknown_field=1", "known fields: augment"), ("epochs", "KEY=VALUE"), ("=3", "KEY=VALUE"),
+])
+def test_bad_set_exits_2_with_one_line_before_any_work(cli, command, setting, expected):
+    rc, err = cli(command, "--set", setting)
+    assert rc == 2
+    assert err.startswith("error: ") and len(err.strip().splitlines()) == 1 and expected in err
+    assert not cli.out.exists()  # nothing written, not even the run folder
+
+
+@pytest.mark.parametrize("command", ["run", "ablation"])
+def test_unusable_out_folder_exits_2_before_any_work(cli, tmp_path, monkeypatch, command):
+    from osteo_helpers import runfolder
+
+    a_file = tmp_path / "a-file"
+    a_file.write_text("not a folder")
+    locked = tmp_path / "read-only"
+    locked.mkdir(mode=0o555)
+    if os.geteuid() == 0:  # root may write anywhere: ask the permission bits what any other user would be told
+        monkeypatch.setattr(runfolder.os, "access", lambda p, mode: bool(os.stat(p).st_mode & 0o200))
+    for out, words in ((a_file / "run", "is a file"), (a_file, "is a file"), (locked / "run", "no write permission")):
+        rc, err = cli(command, "--out", str(out))
+        assert rc == 2, err
+        assert len(err.strip().splitlines()) == 1 and words in err and str(out) in err
+    assert list(locked.iterdir()) == [] and a_file.read_text() == "not a folder"

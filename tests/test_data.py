@@ -421,3 +421,155 @@ def test_manifest_without_duplicates_uses_no_deprecated_pandas_behaviour(synthet
         warnings.simplefilter("error", FutureWarning)
         man = data.build_manifest(synthetic_dataset.root, clin)
     assert (man["split_group"] == man["patient_id"]).all()
+
+
+# ----------------------------------------------------------------------------- one person, one group
+
+
+def _same_person(source: str, copy: str):
+    """Make `copy`'s row the same person as `source`: every value equal, free text spelled differently."""
+    def edit(rows):
+        by_id = {r["Patient Id"]: r for r in rows}
+        clone = dict(by_id[source], **{"S.No": by_id[copy]["S.No"], "Patient Id": copy})
+        clone["Occupation "] = str(clone["Occupation "]).upper() + " "
+        medical = clone["Medical History"]
+        clone["Medical History"] = None if medical in (None, "no") else str(medical).upper()
+        rows[rows.index(by_id[copy])] = clone
+    return edit
+
+
+def test_split_group_joins_image_and_clinical_duplicates_in_a_chain(synthetic_dataset_factory):
+    # N2 = OP4 by image bytes, OP4 = OP5 by clinical record: one person, three rows, one group.
+    # OP4 is a man (no menopause age, no pregnancies), so NaN must equal NaN.
+    def edits(rows):
+        _same_person("OP4", "OP5")(rows)
+        _same_person("N5", "N6")(rows)
+        for r in rows:
+            if r["Patient Id"] == "N6":
+                r["Z-Score Value"] = round(r["Z-Score Value"] + 0.01, 2)  # one value differs: another person
+    ds = synthetic_dataset_factory("chain", edit_rows=edits, identical_images=(("N2", "OP4"),))
+    clin = data.load_clinical(ds.spreadsheet)
+    assert clin.set_index("patient_id").loc[["OP4", "OP5"], "menopause_age_years"].isna().all()
+    assert data.clinical_duplicate_groups(clin) == [["OP4", "OP5"]]
+    man = data.build_manifest(ds.root, clin)
+    groups = man.groupby("split_group")["patient_id"].agg(sorted)
+    assert sorted(g for g in groups if len(g) > 1) == [["N2", "OP4", "OP5"]]
+    assert len(groups) == len(man) - 2
+    f = data.validate(man, clin, ds.root)
+    assert f["duplicate_clinical_records"] == [["OP4", "OP5"]]
+    assert f["duplicate_groups"] == [["N2", "OP4"]]
+    assert "OP4 = OP5" in data.format_findings(f)
+
+
+# ----------------------------------------------------------------------------- data check reads every byte
+
+
+def _check(root: Path, capsys, *extra: str) -> tuple[int, str, str]:
+    from osteo_helpers.__main__ import main
+
+    rc = main(["data", "check", "--data-dir", str(root), *extra])
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage"])
+def test_data_check_decodes_every_image(synthetic_dataset, capsys, damage):
+    import json
+
+    victim = synthetic_dataset.images["OP2"]
+    good = victim.read_bytes()
+    victim.write_bytes(good[: len(good) // 2] if damage == "truncated" else np.random.default_rng(0).bytes(3000))
+    rc, out, err = _check(synthetic_dataset.root, capsys, "--json")
+    assert rc == 1
+    findings = json.loads(out)
+    assert [u["patient_id"] for u in findings["unreadable_images"]] == ["OP2"]
+    assert findings["unreadable_images"][0]["path"] == victim.relative_to(synthetic_dataset.root).as_posix()
+    assert findings["patients"] == 20  # the other findings are still there
+    assert len(err.strip().splitlines()) == 1 and victim.name in err and "Traceback" not in err
+    rc, out, _ = _check(synthetic_dataset.root, capsys)
+    assert rc == 1 and "unreadable images (cannot be decoded to the last byte): 1" in out and "OP2" in out
+    victim.write_bytes(good)
+    rc, out, err = _check(synthetic_dataset.root, capsys, "--json")
+    assert rc == 0 and json.loads(out)["unreadable_images"] == [] and err == ""
+
+
+@pytest.mark.parametrize("layout,missing", [
+    ("no osteoporosis folder", ["osteoporosis/"]),
+    ("spreadsheet only", ["normal/", "osteopenia/", "osteoporosis/"]),
+    ("no images", ["no images"]),
+])
+def test_data_check_refuses_incomplete_dataset_folder(synthetic_dataset, capsys, layout, missing):
+    import shutil
+
+    root = synthetic_dataset.root
+    for folder in ("normal", "osteopenia", "osteoporosis"):
+        if layout == "spreadsheet only" or folder == "osteoporosis" and layout == "no osteoporosis folder":
+            shutil.rmtree(root / folder)
+        elif layout == "no images":
+            shutil.rmtree(root / folder)
+            (root / folder).mkdir()
+    rc, out, err = _check(root, capsys)
+    assert rc == 2 and out == ""
+    assert len(err.strip().splitlines()) == 1 and str(root) in err
+    for name in missing:
+        assert name in err
+    with pytest.raises(data.DatasetLayoutError):
+        data.build_manifest(root)
+
+
+# ----------------------------------------------------------------------------- imports that clean up
+
+
+def _zip_of(root: Path, archive: Path) -> Path:
+    with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_STORED) as zf:
+        for p in sorted(root.rglob("*")):
+            if p.is_file():
+                zf.write(p, p.relative_to(root).as_posix())
+    return archive
+
+
+def test_import_names_zip_member_failing_its_crc(synthetic_dataset, registry, tmp_path, capsys):
+    from osteo_helpers.__main__ import main
+
+    archive = _zip_of(synthetic_dataset.root, tmp_path / "download.zip")
+    member = next(n for n in zipfile.ZipFile(archive).namelist() if n.endswith("OP3.jpg") or n.endswith("OP3.JPEG"))
+    payload = synthetic_dataset.images["OP3"].read_bytes()
+    raw = bytearray(archive.read_bytes())
+    at = raw.index(payload) + len(payload) // 2  # stored uncompressed: the member's bytes are in the archive
+    raw[at] ^= 0xFF
+    archive.write_bytes(bytes(raw))
+    dest = tmp_path / "install" / "raw"
+    with pytest.raises(data.DataValidationError) as err:
+        data.import_dataset(archive, dest, registry)
+    assert str(archive) in str(err.value) and member in str(err.value) and "\n" not in str(err.value)
+    assert not dest.exists() and not [p for p in dest.parent.iterdir() if p.name.startswith(data.IMPORT_PREFIX)]
+    assert main(["data", "import", str(archive), "--dest", str(dest)]) == 1
+    stderr = capsys.readouterr().err
+    assert len(stderr.strip().splitlines()) == 1 and member in stderr and "Traceback" not in stderr
+
+
+@pytest.mark.parametrize("interrupt", [KeyboardInterrupt, OSError])
+def test_interrupted_import_leaves_nothing_and_stale_staging_is_removed(synthetic_dataset, registry, tmp_path,
+                                                                        monkeypatch, interrupt):
+    dest = tmp_path / "install" / "raw"
+    stale = dest.parent / f"{data.IMPORT_PREFIX}killed"  # as left by an import killed with SIGKILL
+    (stale / "staged").mkdir(parents=True)
+    (stale / "staged" / "half.jpg").write_bytes(b"half")
+    real_copy = data.shutil.copy2
+    copies = []
+
+    def copy_then_fail(src, dst):
+        copies.append(real_copy(src, dst))
+        if len(copies) == 5:
+            raise interrupt("interrupted")
+
+    monkeypatch.setattr(data.shutil, "copy2", copy_then_fail)
+    with pytest.raises(interrupt):
+        data.import_dataset(synthetic_dataset.root, dest, registry)
+    assert len(copies) == 5  # it was interrupted in the middle of copying
+    assert sorted(p.name for p in dest.parent.iterdir()) == []  # no staging folder, no lock, no stale folder
+    monkeypatch.setattr(data.shutil, "copy2", real_copy)
+    stale.mkdir()
+    data.import_dataset(synthetic_dataset.root, dest, registry)
+    _assert_installed(dest, synthetic_dataset.root, registry)
+    assert sorted(p.name for p in dest.parent.iterdir()) == ["raw"]

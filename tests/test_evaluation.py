@@ -392,3 +392,24 @@ def test_who_class_from_tscore_boundaries() -> None:
     t = np.array([0.5, -1.0, -1.01, -2.49, -2.5, -3.2])
     np.testing.assert_array_equal(ev.who_class_from_tscore(t), [0, 0, 1, 1, 2, 2])
     assert ev.who_class_from_tscore(t).dtype.kind == "i"
+
+
+# --------------------------------------------------------------------------- package layout
+
+LEGACY_API = [
+    "PROB_PREFIX", "apply_threshold", "average_over_repeats", "binary_point_metrics", "bootstrap_confusion",
+    "bootstrap_metrics", "class_names_from", "confusion", "delong_test", "multiclass_point_metrics", "oof_metrics",
+    "operating_point", "paired_bootstrap_difference", "prob_columns", "regression_metrics",
+    "threshold_for_sensitivity", "who_class_from_tscore",
+]
+
+
+def test_package_reexports_the_legacy_api_and_every_submodule_api() -> None:
+    import importlib
+
+    assert set(LEGACY_API) <= set(ev.__all__)
+    for module in ("metrics", "resampling", "bootstrap", "calibration", "comparisons", "power", "permutation"):
+        sub = importlib.import_module(f"osteo_helpers.evaluation.{module}")
+        for name in sub.__all__:
+            assert getattr(ev, name) is getattr(sub, name), f"{module}.{name}"
+        assert set(sub.__all__) <= set(ev.__all__), module

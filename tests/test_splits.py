@@ -36,7 +36,7 @@ def test_grouped_folds_keep_groups_together(n_folds, n_repeats):
         assert part["fold"].nunique() == 1, (seed, group, part[["patient_id", "fold"]].to_dict("records"))
     assert splits.check_group_integrity(folds, cohort) == []
     # identical images are never split across training and test
-    for seed, fold, test_ids in splits.iter_folds(folds):
+    for _seed, _fold, test_ids in splits.iter_folds(folds):
         train_ids = set(cohort["patient_id"]) - test_ids
         test_groups = set(cohort.loc[cohort["patient_id"].isin(test_ids), "split_group"])
         train_groups = set(cohort.loc[cohort["patient_id"].isin(train_ids), "split_group"])
@@ -47,7 +47,7 @@ def test_every_patient_once_per_repeat():
     cohort = _cohort(groups=GROUPS)
     folds = splits.make_folds(cohort, "label_3class", 4, 3, seed=1)
     assert len(folds) == 3 * len(cohort)
-    for seed, part in folds.groupby("seed"):
+    for _seed, part in folds.groupby("seed"):
         assert part["patient_id"].is_unique
         assert set(part["patient_id"]) == set(cohort["patient_id"])
         assert sorted(part["fold"].unique()) == [0, 1, 2, 3]
@@ -107,3 +107,21 @@ def test_iter_folds_order():
     assert keys == sorted(keys) == [(0, 0), (0, 1), (0, 2), (1, 0), (1, 1), (1, 2)]
     ids = [ids for _, _, ids in splits.iter_folds(folds)]
     assert set().union(*ids[:3]) == set(cohort["patient_id"])
+
+
+def test_folds_keep_one_person_together_across_image_and_clinical_duplicates(synthetic_dataset_factory):
+    """N2 = OP4 by image bytes and OP4 = OP5 by clinical record (OP5 re-entered): one fold in every repeat."""
+    from osteo_helpers import data
+
+    def re_enter(rows):
+        by_id = {r["Patient Id"]: r for r in rows}
+        rows[rows.index(by_id["OP5"])] = dict(by_id["OP4"], **{"S.No": by_id["OP5"]["S.No"], "Patient Id": "OP5"})
+
+    ds = synthetic_dataset_factory("chain", edit_rows=re_enter, identical_images=(("N2", "OP4"),),
+                                   counts={"normal": 10, "osteopenia": 10, "osteoporosis": 10})
+    clin = data.load_clinical(ds.spreadsheet)
+    cohort = data.modelling_table(data.build_manifest(ds.root, clin), clin)
+    folds = splits.make_folds(cohort, "label_3class", 5, 3, seed=0)
+    assert splits.check_group_integrity(folds, cohort) == []
+    for seed, part in folds.groupby("seed"):
+        assert part.set_index("patient_id").loc[["N2", "OP4", "OP5"], "fold"].nunique() == 1, seed

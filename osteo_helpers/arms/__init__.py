@@ -1,0 +1,19 @@
+"""Every model of the study as one kind of object, and the one driver that cross-validates them.
+
+- `base`: the protocol (`Arm`: configured in ``__init__``, ``fit(rows, y)``, ``predict_proba``)
+  and the registry (`make_arm`, `known_arms`); ``<arm>_tscore`` fits the T-score instead.
+- `classical`: age, OST, the clinical models, gradient boosting, the acquisition probe,
+  1-NN on pixels and the image-biomarker regressions.
+- `networks`: the image network, the concatenation fusion and the residual arms.
+- `roi`: the ROI networks on per-knee tiles.
+- `driver`: cross-validation over the shared folds, the fold cache, the OOF format.
+
+Adding an arm is one class with ``@register("name")`` in one of these modules.
+"""
+
+from . import classical, networks, roi  # noqa: F401  (registers the arms)
+from .base import ARM_REGISTRY, Arm, known_arms, make_arm, register, split_arm_name
+from .driver import cross_validate, load_fold_arms, load_histories, run_arm, task_view
+
+__all__ = ["ARM_REGISTRY", "Arm", "cross_validate", "known_arms", "load_fold_arms", "load_histories", "make_arm",
+           "register", "run_arm", "split_arm_name", "task_view"]

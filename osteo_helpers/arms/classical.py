@@ -1,0 +1,273 @@
+"""Classical arms: clinical baselines, the acquisition probe, 1-NN on pixels, image biomarkers.
+
+None is tuned on a test fold: hyper-parameters are fixed a priori, except ``clinical_full``,
+whose regularisation strength is chosen by grouped cross-validation inside each training fold.
+Logistic regressions are not class-weighted, so their probabilities stay calibrated (the
+calibration of every arm is reported).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.compose import ColumnTransformer
+from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.model_selection import GridSearchCV, StratifiedGroupKFold
+from sklearn.neighbors import KNeighborsClassifier
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+from ..config import Profile
+from ..tabular import CLINICAL_FEATURES, INPUT_FEATURES, make_preprocessor, ost_index, preprocessor_for, to_model_frame
+from .base import Arm, register
+
+#: inverse regularisation strengths searched by ``clinical_full`` (inside each training fold)
+CLINICAL_FULL_CS = tuple(np.logspace(-3, 1, 9))
+#: ridge strengths searched by ``clinical_full`` for a continuous target
+CLINICAL_FULL_ALPHAS = tuple(np.logspace(-2, 3, 9))
+#: inverse regularisation of the biomarker regressions (~75 correlated texture features for
+#: ~240 patients), fixed before looking at any result
+BIOMARKER_C = 0.1
+BIOMARKER_PREFIX = "bio_"
+INNER_FOLDS = 5
+
+
+class LinearGaussian(RegressorMixin, BaseEstimator):
+    """Ridge regression with a Gaussian predictive distribution: y ~ N(X b + a, s^2).
+
+    ``s`` is the residual standard deviation on the training rows (maximum likelihood), so a
+    T-score model gives probabilities for the WHO classes, not only a point prediction.
+    """
+
+    def __init__(self, alpha: float = 1e-3) -> None:
+        self.alpha = alpha
+
+    def fit(self, X: np.ndarray, y: np.ndarray) -> "LinearGaussian":
+        self.ridge_ = Ridge(alpha=self.alpha).fit(X, y)
+        self.sd_ = float(max(np.sqrt(np.mean((y - self.ridge_.predict(X)) ** 2)), 1e-6))
+        self.coef_, self.intercept_ = self.ridge_.coef_, float(self.ridge_.intercept_)
+        return self
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        return self.ridge_.predict(X)
+
+    def predict_distribution(self, X: np.ndarray) -> np.ndarray:
+        mean = self.predict(X)
+        return np.column_stack([mean, np.full(len(mean), self.sd_)])
+
+
+def aligned_proba(model, X, n_classes: int) -> np.ndarray:
+    """predict_proba with one column per task class, also when a class was absent from training."""
+    proba = np.zeros((len(X), n_classes))
+    proba[:, np.asarray(model.classes_, dtype=int)] = model.predict_proba(X)
+    return proba
+
+
+def _grouped_cv(rows: pd.DataFrame, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Inner folds of a training fold: grouped by person, stratified by the WHO class."""
+    splitter = StratifiedGroupKFold(n_splits=INNER_FOLDS, shuffle=True, random_state=seed)
+    return list(splitter.split(np.zeros(len(rows)), rows["label_3class"], rows["split_group"]))
+
+
+class ClassicalArm(Arm):
+    """A scikit-learn pipeline on inputs built from the rows; a Gaussian linear model for regression."""
+
+    supports_regression = True
+
+    def __init__(self, task: str = "binary", *, profile: Profile | None = None,
+                 target_sensitivity: float | None = None, random_state: int = 0) -> None:
+        self.task = task
+        self.profile = profile
+        self.target_sensitivity = target_sensitivity
+        self.random_state = random_state
+
+    def _inputs(self, rows: pd.DataFrame):
+        raise NotImplementedError
+
+    def _preprocessor(self):
+        return StandardScaler()
+
+    def _classifier(self):
+        return LogisticRegression(max_iter=5000)
+
+    def _regressor(self):
+        return LinearGaussian()
+
+    def _estimator(self, rows: pd.DataFrame):
+        final = self._regressor() if self.task_.is_regression else self._classifier()
+        return make_pipeline(self._preprocessor(), final)
+
+    def _fit(self, rows: pd.DataFrame, y: np.ndarray) -> None:
+        self.model_ = self._estimator(rows).fit(self._inputs(rows), y)
+
+    def _predict_raw(self, rows: pd.DataFrame) -> np.ndarray:
+        X = self._inputs(rows)
+        if self.task_.is_regression:
+            final = self.model_[-1]
+            final = getattr(final, "best_estimator_", final)
+            return final.predict_distribution(self.model_[:-1].transform(X))
+        return aligned_proba(self.model_, X, len(self.classes_))
+
+
+@register("age")
+class AgeArm(ClassicalArm):
+    """Age alone: the confounder every other arm must beat."""
+
+    def _inputs(self, rows: pd.DataFrame) -> np.ndarray:
+        return rows[["age_years"]].to_numpy(float)
+
+
+@register("ost")
+class OstArm(ClassicalArm):
+    """The Osteoporosis Self-assessment Tool, 0.2 x (weight - age), as the single input."""
+
+    def _inputs(self, rows: pd.DataFrame) -> np.ndarray:
+        return ost_index(rows["weight_kg"], rows["age_years"]).reshape(-1, 1)
+
+
+@register("clinical")
+class ClinicalArm(ClassicalArm):
+    """The pre-specified parsimonious clinical model (``tabular.CLINICAL_FEATURES``: age and sex)."""
+
+    def _inputs(self, rows: pd.DataFrame) -> pd.DataFrame:
+        return to_model_frame(rows, CLINICAL_FEATURES)
+
+    def _preprocessor(self):
+        return preprocessor_for(CLINICAL_FEATURES)
+
+
+@register("clinical_full")
+class ClinicalFullArm(ClassicalArm):
+    """The whole clinical allow-list, L2 strength chosen by grouped CV inside the training fold."""
+
+    def _inputs(self, rows: pd.DataFrame) -> pd.DataFrame:
+        return to_model_frame(rows, INPUT_FEATURES)
+
+    def _preprocessor(self):
+        return make_preprocessor()
+
+    def __init__(self, task: str = "binary", *, profile: Profile | None = None,
+                 target_sensitivity: float | None = None, random_state: int = 0,
+                 strength: float | None = None) -> None:
+        super().__init__(task, profile=profile, target_sensitivity=target_sensitivity, random_state=random_state)
+        self.strength = strength
+
+    def _fit(self, rows: pd.DataFrame, y: np.ndarray) -> None:
+        if self.strength is not None:  # fixed (the threshold's inner folds reuse the fold's choice)
+            final = LinearGaussian(alpha=self.strength) if self.task_.is_regression else LogisticRegression(
+                C=self.strength, max_iter=5000)
+        elif self.task_.is_regression:
+            final = GridSearchCV(LinearGaussian(), {"alpha": list(CLINICAL_FULL_ALPHAS)},
+                                 scoring="neg_mean_squared_error", cv=_grouped_cv(rows, self.random_state))
+        else:
+            final = GridSearchCV(LogisticRegression(max_iter=5000), {"C": list(CLINICAL_FULL_CS)},
+                                 scoring="neg_log_loss", cv=_grouped_cv(rows, self.random_state))
+        self.model_ = make_pipeline(self._preprocessor(), final).fit(self._inputs(rows), y)
+        params = getattr(final, "best_params_", {"alpha" if self.task_.is_regression else "C": self.strength})
+        self.strength_ = float(next(iter(params.values())))
+
+    def _inner_scores(self, rows: pd.DataFrame, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Inner folds with the strength this fold chose: a search inside every inner fold would
+        cost 45 fits per inner fold for the same threshold."""
+        fixed = self.get_params()["strength"]
+        self.strength = self.strength_
+        try:
+            return super()._inner_scores(rows, y)
+        finally:
+            self.strength = fixed
+
+
+@register("gbm")
+class GbmArm(ClassicalArm):
+    """Gradient boosting on the allow-list: a non-linear clinical reference (fixed settings)."""
+
+    supports_regression = False
+
+    def _inputs(self, rows: pd.DataFrame) -> pd.DataFrame:
+        return to_model_frame(rows, INPUT_FEATURES)
+
+    def _preprocessor(self):
+        return make_preprocessor()
+
+    def _classifier(self):
+        n_iter = self.profile.gbm_estimators if self.profile is not None else 200
+        return HistGradientBoostingClassifier(max_iter=n_iter, learning_rate=0.05, max_depth=3,
+                                              random_state=self.random_state)
+
+
+@register("batch_only")
+class BatchOnlyArm(ClassicalArm):
+    """Sees only the acquisition attributes (batch, colour mode, aspect ratio): a shortcut probe."""
+
+    supports_regression = False
+
+    def _inputs(self, rows: pd.DataFrame) -> pd.DataFrame:
+        aspect = (rows["width"] / rows["height"]).round(2).astype(str)
+        return rows[["batch", "mode"]].astype(str).assign(aspect=aspect)
+
+    def _preprocessor(self):
+        return OneHotEncoder(handle_unknown="ignore")
+
+
+@register("pixel_1nn")
+class PixelNearestNeighbourArm(ClassicalArm):
+    """1-nearest-neighbour on 32 px thumbnails: it memorises, so it exposes duplicate-image leakage."""
+
+    supports_regression = False
+    thumbnail = 32
+
+    def _inputs(self, rows: pd.DataFrame) -> np.ndarray:
+        images = np.stack(rows["image"].to_numpy()).astype(np.float32) / 255
+        f = max(1, images.shape[1] // self.thumbnail)
+        n, h, w = images.shape
+        small = images[:, : h // f * f, : w // f * f].reshape(n, h // f, f, w // f, f).mean(axis=(2, 4))
+        return small.reshape(n, -1)
+
+    def _preprocessor(self):
+        return "passthrough"
+
+    def _classifier(self):
+        return KNeighborsClassifier(n_neighbors=1)
+
+
+def biomarker_columns(rows: pd.DataFrame) -> list[str]:
+    """The patient-level biomarker features merged into the rows (never the ``qa_`` acquisition columns)."""
+    return [c for c in rows.columns if c.startswith(BIOMARKER_PREFIX)]
+
+
+class _BiomarkerArm(ClassicalArm):
+    supports_regression = False
+    with_clinical = False
+
+    def supports(self, rows: pd.DataFrame) -> np.ndarray:
+        return rows["biomarker_localised"].fillna(False).to_numpy(dtype=bool)
+
+    def _inputs(self, rows: pd.DataFrame) -> pd.DataFrame:
+        bio = rows[biomarker_columns(rows)].astype(float)
+        return pd.concat([bio, to_model_frame(rows)], axis=1) if self.with_clinical else bio
+
+    def _estimator(self, rows: pd.DataFrame):
+        numeric = Pipeline([("impute", SimpleImputer(strategy="median", keep_empty_features=True)),
+                            ("scale", StandardScaler())])
+        columns = biomarker_columns(rows)
+        if self.with_clinical:
+            pre = ColumnTransformer([("biomarker", numeric, columns),
+                                     ("clinical", make_preprocessor(), list(INPUT_FEATURES))], remainder="drop")
+        else:
+            pre = numeric
+        return make_pipeline(pre, LogisticRegression(C=BIOMARKER_C, max_iter=5000))
+
+
+@register("biomarker")
+class BiomarkerArm(_BiomarkerArm):
+    """L2 logistic regression on the patient-level texture and radiogrammetry biomarkers."""
+
+
+@register("biomarker+clinical")
+class BiomarkerClinicalArm(_BiomarkerArm):
+    """The biomarkers plus the clinical allow-list."""
+
+    with_clinical = True

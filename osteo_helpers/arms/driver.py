@@ -1,0 +1,298 @@
+"""The one cross-validation driver: any arm, the shared folds, one out-of-fold format.
+
+Out-of-fold (OOF) tables have one row per patient and repeat: ``patient_id, fold, seed,
+y_true, prob_<class>...`` (plus ``threshold`` where the arm screens, and ``pred_mean,
+pred_sd`` for a continuous target). A T-score arm is fitted once per fold; `task_view` turns
+its table into the binary or three-class table by the WHO thresholds.
+
+Network folds are kept on disk (``<cache>/<arm>/<target><tag>/seed<s>_fold<k>/``): the fitted
+arm, its predictions, its training history and ``done.json`` with a fingerprint of everything
+that determined the fold (the arm's definition, the profile fields that change numbers, the
+labels, the train and test patients, the data they hold and the code that trains). A cached
+fold is reused only when the fingerprint matches and its files load and are complete;
+otherwise it is retrained and a one-line note says which file and why.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from sklearn.base import clone
+
+from .. import progress
+from ..config import Profile
+from ..evaluation import PROB_PREFIX
+from ..fileio import atomic_write_text, atomic_to_csv
+from ..splits import iter_folds
+from ..tabular import INPUT_FEATURES
+from ..tasks import WHO_TASKS, collapse_to_binary, get_task
+from .base import Arm, make_arm, split_arm_name
+
+#: profile fields that cannot change a fold's numbers (reporting, explanation, task lists)
+NON_TRAINING_FIELDS = ("name", "n_boot", "explain_patients", "shap_background", "shap_samples", "tasks",
+                       "n_permutations", "network_permutations")
+#: package modules whose source decides how a fold is trained (the code version in fingerprints)
+TRAINING_MODULES = ("arms", "models.py", "training.py", "images.py", "tabular.py", "tasks.py", "splits.py",
+                    "biomarkers")
+
+
+class FoldCacheError(ValueError):
+    """A cached fold that cannot be reused (the message names the file and why)."""
+
+
+@lru_cache(maxsize=1)
+def code_version() -> str:
+    """SHA-256 over the source of the modules that train, so a code change never reuses old folds."""
+    root = Path(__file__).resolve().parent.parent
+    digest = hashlib.sha256()
+    for name in TRAINING_MODULES:
+        path = root / name
+        files = sorted(path.rglob("*.py")) if path.is_dir() else [path] if path.is_file() else []
+        for f in files:
+            digest.update(f.relative_to(root).as_posix().encode())
+            digest.update(f.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def _hash(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def data_fingerprint(rows: pd.DataFrame) -> str:
+    """What the rows hold: image checksums, clinical inputs and targets (changes with the data)."""
+    cols = [c for c in ("patient_id", "image_sha256", *INPUT_FEATURES, "label_3class", "t_score", "split_group")
+            if c in rows.columns]
+    table = rows[cols].sort_values("patient_id").astype(str)
+    return hashlib.sha256(pd.util.hash_pandas_object(table, index=False).to_numpy().tobytes()).hexdigest()[:16]
+
+
+def _arm_definition(arm: Arm) -> dict:
+    params = {k: v for k, v in arm.get_params(deep=False).items() if k not in ("progress", "random_state")}
+    profile = params.pop("profile", None)
+    if isinstance(profile, Profile):
+        params["profile"] = {k: v for k, v in profile.to_dict().items() if k not in NON_TRAINING_FIELDS}
+    return {"class": type(arm).__name__, **params}
+
+
+def fold_fingerprint(arm: Arm, rows: pd.DataFrame, y: np.ndarray, train: np.ndarray, test: np.ndarray) -> str:
+    ids = rows["patient_id"].to_numpy()
+    order = np.argsort(ids[train])
+    return _hash({
+        "arm": _arm_definition(arm), "random_state": arm.random_state,
+        "labels": hashlib.sha256(np.ascontiguousarray(np.asarray(y)[train][order]).tobytes()).hexdigest()[:16],
+        "train": sorted(ids[train]), "test": sorted(ids[test]),
+        "data": data_fingerprint(rows.iloc[np.flatnonzero(train | test)]), "code": code_version(),
+    })
+
+
+def output_columns(arm: Arm) -> list[str]:
+    task = arm.task_
+    if task.name == "tscore":
+        return [f"{PROB_PREFIX}{c}" for c in get_task("3class").classes] + ["pred_mean", "pred_sd"]
+    if task.is_regression:
+        return ["pred_mean", "pred_sd"]
+    return [f"{PROB_PREFIX}{c}" for c in task.classes]
+
+
+def _predictions(arm: Arm, rows: pd.DataFrame) -> pd.DataFrame:
+    out = {}
+    if arm.task_.is_regression:
+        mean, sd = arm.predict_distribution(rows)
+        out.update(pred_mean=mean, pred_sd=sd)
+    if not arm.task_.is_regression or arm.task == "tscore":
+        proba = arm.predict_proba(rows)
+        out.update({c: proba[:, j] for j, c in enumerate(output_columns(arm)) if c.startswith(PROB_PREFIX)})
+    if getattr(arm, "threshold_", None) is not None:
+        out["threshold"] = arm.threshold_
+    table = pd.DataFrame({k: np.asarray(v, dtype=np.float64) for k, v in out.items()})
+    return table[[c for c in output_columns(arm) + ["threshold"] if c in out]]
+
+
+def check_predictions(table: pd.DataFrame, expected_ids: set[str], columns: list[str], source: Path) -> None:
+    """Raise FoldCacheError unless the table holds every expected patient once, with valid values."""
+    missing = [c for c in ("patient_id", *columns) if c not in table.columns]
+    if missing:
+        raise FoldCacheError(f"{source}: lacks column(s) {missing}")
+    ids = table["patient_id"].astype(str)
+    if ids.duplicated().any() or set(ids) != expected_ids:
+        raise FoldCacheError(f"{source}: holds {ids.nunique()} of the {len(expected_ids)} expected patients")
+    values = table[columns].apply(pd.to_numeric, errors="coerce").to_numpy(float)
+    if not np.isfinite(values).all():
+        raise FoldCacheError(f"{source}: non-finite or non-numeric predictions")
+    probs = [j for j, c in enumerate(columns) if c.startswith(PROB_PREFIX)]
+    if probs and ((values[:, probs] < 0).any() or (values[:, probs] > 1).any()):
+        raise FoldCacheError(f"{source}: probabilities outside [0, 1]")
+    if "pred_sd" in columns and (values[:, columns.index("pred_sd")] <= 0).any():
+        raise FoldCacheError(f"{source}: non-positive predictive standard deviation")
+
+
+class FoldCache:
+    """One fitted fold on disk: ``arm.pt`` (the fitted arm), ``predictions.csv``, ``history.csv``, ``done.json``."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = Path(folder)
+
+    def load(self, key: str, expected_ids: set[str], columns: list[str]) -> tuple[Arm, pd.DataFrame]:
+        done = self.folder / "done.json"
+        if not done.is_file():
+            raise FoldCacheError(f"{done}: missing (fold never finished)")
+        try:
+            info = json.loads(done.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise FoldCacheError(f"{done}: unreadable ({type(exc).__name__})") from exc
+        if not isinstance(info, dict) or info.get("fingerprint") != key:
+            raise FoldCacheError(f"{done}: made with other settings, data, labels or code")
+        pred_path = self.folder / "predictions.csv"
+        try:
+            pred = pd.read_csv(pred_path, dtype={"patient_id": str})
+        except Exception as exc:  # pandas raises many types for a damaged file
+            raise FoldCacheError(f"{pred_path}: unreadable ({type(exc).__name__})") from exc
+        check_predictions(pred, expected_ids, columns, pred_path)
+        arm_path = self.folder / "arm.pt"
+        try:
+            arm = torch.load(arm_path, map_location="cpu", weights_only=False)
+        except Exception as exc:  # unpickling errors of every kind mean the same: retrain
+            raise FoldCacheError(f"{arm_path}: cannot be loaded ({type(exc).__name__})") from exc
+        if not isinstance(arm, Arm):
+            raise FoldCacheError(f"{arm_path}: holds a {type(arm).__name__}, not a fitted arm")
+        return arm, pred
+
+    def save(self, key: str, arm: Arm, pred: pd.DataFrame, info: dict) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        (self.folder / "done.json").unlink(missing_ok=True)  # a crash below leaves no stale 'done'
+        tmp = self.folder / "arm.pt.tmp"
+        torch.save(arm, tmp)
+        tmp.replace(self.folder / "arm.pt")
+        if hasattr(arm, "history_"):
+            atomic_to_csv(arm.history_, self.folder / "history.csv")
+        atomic_to_csv(pred, self.folder / "predictions.csv")
+        atomic_write_text(self.folder / "done.json", json.dumps({"fingerprint": key, **info}))
+
+
+def cross_validate(name: str, rows: pd.DataFrame, folds: pd.DataFrame, task: str, *, profile: Profile | None,
+                   cache: Path | None = None, y: np.ndarray | None = None, tag: str = "",
+                   screening: bool = True, progress_bar: bool = True, keep_arms: bool = False
+                   ) -> pd.DataFrame | tuple[pd.DataFrame, list[Arm]]:
+    """Out-of-fold predictions of arm ``name`` fitted for ``task`` on every fold of ``folds``.
+
+    ``y`` overrides the task's labels (a permutation: give a ``tag`` such as ``perm3`` too); the
+    rows an arm cannot score (`Arm.supports`) are left out of its training and its table.
+    A ``_tscore`` arm fits the T-score whatever ``task`` says; see `task_view`.
+    """
+    base, forced = split_arm_name(name)
+    fit_task = get_task(forced or task)
+    rows = rows.reset_index(drop=True)
+    y = fit_task.labels(rows) if y is None else np.asarray(y)
+    sens = profile.target_sensitivity if (profile is not None and screening) else None
+    template = make_arm(name, fit_task.name, profile=profile, target_sensitivity=sens)
+    if "progress" in template.get_params():
+        template.set_params(progress=progress_bar)
+    supported = template.supports(rows)
+    ids = rows["patient_id"].to_numpy()
+    columns = output_columns(template)
+    fold_list = list(iter_folds(folds))
+    folder = None if cache is None or not template.cache_folds else Path(cache) / name / f"{fit_task.name}{tag}"
+    parts, arms, reused = [], [], 0
+    started = time.time()
+    progress.report("arm", arm=name, task=fit_task.name, tag=tag, folds=len(fold_list))
+    for k, (seed, fold, test_ids) in enumerate(fold_list):
+        test = np.isin(ids, list(test_ids)) & supported
+        train = ~np.isin(ids, list(test_ids)) & supported
+        if not test.any():
+            continue
+        arm = clone(template).set_params(random_state=seed * 1000 + fold)
+        fitted, pred = None, None
+        if folder is not None:
+            key = fold_fingerprint(arm, rows, y, train, test)
+            store = FoldCache(folder / f"seed{seed}_fold{fold}")
+            try:
+                fitted, pred = store.load(key, set(ids[test]), columns)
+                reused += 1
+            except FoldCacheError as exc:
+                if store.folder.exists():
+                    progress.note(f"retraining {name} seed {seed} fold {fold}: {exc}")
+        if fitted is None:
+            progress.report("fold", arm=name, task=fit_task.name, fold=k + 1, folds=len(fold_list),
+                            elapsed=time.time() - started)
+            fitted = arm.fit(rows.iloc[np.flatnonzero(train)], y[train])
+            pred = _predictions(fitted, rows.iloc[np.flatnonzero(test)])
+            pred.insert(0, "patient_id", ids[test])
+            if folder is not None:
+                store.save(key, fitted, pred, {"arm": name, "seed": seed, "fold": fold, "task": fit_task.name})
+        pred = pred.drop(columns=["fold", "seed", "y_true"], errors="ignore")
+        pred.insert(1, "fold", fold)
+        pred.insert(2, "seed", seed)
+        pred.insert(3, "y_true", y[test])
+        parts.append(pred)
+        if keep_arms:
+            arms.append(fitted)
+    if folder is not None and reused:
+        progress.note(f"{name} ({fit_task.name}{tag}): reusing {reused} of {len(fold_list)} folds")
+    progress.report("arm_done", arm=name, task=fit_task.name, seconds=time.time() - started, reused=reused)
+    oof = pd.concat(parts, ignore_index=True)
+    return (oof, arms) if keep_arms else oof
+
+
+def task_view(oof: pd.DataFrame, task: str, rows: pd.DataFrame) -> pd.DataFrame:
+    """A T-score arm's table as the binary or three-class table (labels from the cohort rows)."""
+    task = get_task(task)
+    if task.name not in WHO_TASKS:
+        raise ValueError(f"a T-score table answers {WHO_TASKS}, not {task.name!r}")
+    probs = [f"{PROB_PREFIX}{c}" for c in get_task("3class").classes]
+    labels = rows.set_index("patient_id")[task.target]
+    out = oof[["patient_id", "fold", "seed"]].copy()
+    out["y_true"] = labels.loc[oof["patient_id"]].to_numpy().astype(int)
+    proba = oof[probs].to_numpy()
+    if task.name == "binary":
+        proba = collapse_to_binary(proba)
+    for j, c in enumerate(task.classes):
+        out[f"{PROB_PREFIX}{c}"] = proba[:, j]
+    if task.name == "binary" and "threshold" in oof:
+        out["threshold"] = oof["threshold"].to_numpy()
+    return out
+
+
+def run_arm(name: str, rows: pd.DataFrame, folds: pd.DataFrame, task: str, **kwargs) -> pd.DataFrame:
+    """The OOF table of arm ``name`` for ``task`` (binary / 3class), T-score arms included."""
+    oof = cross_validate(name, rows, folds, task, **kwargs)
+    if split_arm_name(name)[1] == "tscore":
+        labels = kwargs.get("y")
+        if labels is not None:
+            raise ValueError("permuted labels are given per task; permute the T-score for a T-score arm")
+        return task_view(oof, task, rows)
+    return oof
+
+
+def load_fold_arms(cache: Path, name: str, fit_task: str, tag: str = "", seed: int | None = None) -> list[Arm]:
+    """The fitted arms of a cached network arm (one repeat if ``seed`` is given), for explanation."""
+    folder = Path(cache) / name / f"{fit_task}{tag}"
+    out = []
+    for done in sorted(folder.glob("seed*_fold*/done.json")):
+        info = json.loads(done.read_text())
+        if seed is not None and info["seed"] != seed:
+            continue
+        arm = torch.load(done.parent / "arm.pt", map_location="cpu", weights_only=False)
+        arm.test_ids_ = pd.read_csv(done.parent / "predictions.csv", dtype={"patient_id": str})["patient_id"].tolist()
+        arm.seed_, arm.fold_ = info["seed"], info["fold"]
+        out.append(arm)
+    if not out:
+        raise FileNotFoundError(f"{folder}: no finished folds; run the arm first")
+    return out
+
+
+def load_histories(cache: Path, name: str, fit_task: str, tag: str = "") -> pd.DataFrame:
+    """All per-fold training histories of a network arm, with seed and fold columns."""
+    frames = []
+    for done in sorted((Path(cache) / name / f"{fit_task}{tag}").glob("seed*_fold*/done.json")):
+        info = json.loads(done.read_text())
+        history = done.parent / "history.csv"
+        if history.is_file():
+            frames.append(pd.read_csv(history).assign(seed=info["seed"], fold=info["fold"]))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()

@@ -1,0 +1,216 @@
+"""Network arms: the image network, the seed's concatenation fusion, and the residual arms.
+
+* ``image``: the image encoder and a small head (class-weighted cross-entropy, as designed).
+* ``fusion_concat``: the study's original design, image embedding concatenated with an MLP
+  embedding of the whole clinical allow-list (class-weighted cross-entropy, as designed).
+* ``fusion``: the residual fusion. Its output is the logit of the pre-specified clinical model
+  (``clinical``, fitted on the training fold) plus an image term whose last layer starts at
+  zero, through a narrow (8-wide) image embedding, its squared size penalised. At
+  initialisation it *is* the clinical model, and early stopping compares every epoch with that
+  state on the inner validation split, so it cannot lose to its clinical half by construction
+  unless the validation split misleads it.
+* ``tabular``: the same construction with an MLP over the whole allow-list as the correction
+  (a wide-and-deep network whose wide part is the clinical model).
+
+Every network arm models a continuous target too (task ``tscore`` or ``age``): two outputs,
+the mean and log standard deviation of a Gaussian, trained by its likelihood on the
+standardised target.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import torch
+from sklearn.linear_model import LogisticRegression
+from tqdm.auto import tqdm
+
+from .. import progress
+from ..config import Profile, show_progress
+from ..images import normalisation
+from ..models import ResidualNet, build_encoder, build_model
+from ..splits import inner_split
+from ..tabular import CLINICAL_FEATURES, INPUT_FEATURES, make_preprocessor, preprocessor_for, to_model_frame
+from ..training import FoldTrainer, NetInputs, balanced_class_weights, seed_everything
+from .base import Arm, register
+from .classical import LinearGaussian
+
+#: width of the residual fusion's image embedding: narrow, so ~190 images cannot drown the clinical model
+RESIDUAL_EMBED_DIM = 8
+
+
+class NetworkArm(Arm):
+    """Wraps the trainer: fits the clinical transforms on the training rows, trains with early
+    stopping on a grouped inner split, predicts. The fitted network is ``model_``."""
+
+    supports_regression = True
+    #: which network: "image", "fusion_concat", "tabular" or "fusion"
+    net = "image"
+
+    def __init__(self, task: str = "binary", *, profile: Profile | None = None,
+                 target_sensitivity: float | None = None, random_state: int = 0, progress: bool = True) -> None:
+        self.task = task
+        self.profile = profile
+        self.target_sensitivity = target_sensitivity
+        self.random_state = random_state
+        self.progress = progress
+
+    # -- inputs ------------------------------------------------------------------------------
+    @property
+    def uses_image(self) -> bool:
+        return self.net in ("image", "fusion_concat", "fusion")
+
+    @property
+    def residual(self) -> bool:
+        return self.net in ("tabular", "fusion")
+
+    def _clinical_blocks(self) -> list[tuple[str, tuple[str, ...]]]:
+        blocks = []
+        if self.residual:
+            blocks.append(("clinical", CLINICAL_FEATURES))
+        if self.net in ("tabular", "fusion_concat"):
+            blocks.append(("allow_list", INPUT_FEATURES))
+        return blocks
+
+    def _tabular(self, rows: pd.DataFrame) -> np.ndarray | None:
+        parts = [pre.transform(to_model_frame(rows, feats)) for (_, feats), pre
+                 in zip(self._clinical_blocks(), self.preprocessors_)]
+        return np.hstack(parts).astype(np.float32) if parts else None
+
+    def _inputs(self, rows: pd.DataFrame, targets: np.ndarray | None = None) -> NetInputs:
+        images = None
+        if self.uses_image:
+            images = torch.from_numpy(np.ascontiguousarray(np.stack(rows["image"].to_numpy()))).unsqueeze(1)
+        tab = self._tabular(rows)
+        y = np.zeros(len(rows)) if targets is None else targets
+        return NetInputs(images, None if tab is None else torch.from_numpy(np.array(tab)), torch.tensor(np.asarray(y)))
+
+    # -- the network -------------------------------------------------------------------------
+    @property
+    def n_outputs(self) -> int:
+        return 2 if self.task_.is_regression else len(self.task_.classes)
+
+    def _base_model(self, X: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The clinical model fitted on the training rows, as the weight and bias of a linear layer.
+
+        The same model (and the same inputs) as the ``clinical`` arm, so the untrained residual
+        network reproduces that arm's predictions.
+        """
+        k = self.n_outputs
+        if self.task_.is_regression:
+            lin = LinearGaussian().fit(X, t)
+            weight = np.zeros((2, X.shape[1]))
+            weight[0] = lin.coef_
+            return weight, np.array([lin.intercept_, np.log(lin.sd_)])
+        lr = LogisticRegression(max_iter=5000).fit(X, t)
+        if list(lr.classes_) != list(range(k)):
+            raise ValueError(f"a training fold lacks a class: {list(lr.classes_)}")
+        if k == 2:
+            return np.vstack([np.zeros(X.shape[1]), lr.coef_[0]]), np.array([0.0, lr.intercept_[0]])
+        return lr.coef_, lr.intercept_
+
+    def _build(self, X: np.ndarray | None, t: np.ndarray) -> torch.nn.Module:
+        p = self.profile
+        seed_everything(self.random_state)  # weight initialisation is part of the fold's experiment
+        if not self.residual:
+            mode = "image" if self.net == "image" else "fusion"
+            return build_model(mode, self.n_outputs, p.encoder, p.weights, tabular_dim=0 if X is None else X.shape[1])
+        base_dim = len(self.preprocessors_[0].get_feature_names_out())
+        encoder = build_encoder(p.encoder, p.weights) if self.net == "fusion" else None
+        net = ResidualNet(base_dim, self.n_outputs, encoder=encoder,
+                          extra_dim=0 if encoder is not None else X.shape[1] - base_dim,
+                          embed_dim=RESIDUAL_EMBED_DIM)
+        weight, bias = self._base_model(X[:, :base_dim].astype(float), t)
+        net.set_base(torch.as_tensor(weight), torch.as_tensor(bias))
+        return net
+
+    def _trainer(self, t_fit: np.ndarray, desc: str) -> tuple[FoldTrainer, tqdm]:
+        p = self.profile
+        weight = None
+        if not self.task_.is_regression and not self.residual:
+            weight = balanced_class_weights(t_fit.astype(int), self.n_outputs)
+        bar = tqdm(total=p.epochs, desc=desc, leave=False, disable=not show_progress(self.progress))
+
+        def on_epoch(epoch: int, epochs: int, train: float, val: float) -> None:
+            bar.update(1)
+            bar.set_postfix(train=f"{train:.3f}", val=f"{val:.3f}")
+            progress.report("epoch", arm=self.arm_name, task=self.task, epoch=epoch, epochs=epochs, val_loss=val)
+
+        return FoldTrainer(epochs=p.epochs, patience=p.patience, batch_size=p.batch_size, lr=p.lr,
+                           weight_decay=p.weight_decay, augment=p.augment,
+                           loss="gaussian" if self.task_.is_regression else "cross_entropy",
+                           class_weight=weight, penalty=p.correction_penalty if self.residual else 0.0,
+                           normalisation=normalisation(p.weights), on_epoch=on_epoch), bar
+
+    # -- fit / predict -----------------------------------------------------------------------
+    def _fit(self, rows: pd.DataFrame, y: np.ndarray) -> None:
+        p = self.profile
+        if p is None:
+            raise ValueError("a network arm needs a profile")
+        torch.set_num_threads(p.num_threads)
+        self.preprocessors_ = [(make_preprocessor() if feats == INPUT_FEATURES else preprocessor_for(feats)).fit(
+            to_model_frame(rows, feats)) for _, feats in self._clinical_blocks()]
+        if self.task_.is_regression:
+            self.target_mean_, self.target_sd_ = float(np.mean(y)), float(np.std(y) or 1.0)
+            t = (y - self.target_mean_) / self.target_sd_
+            strat = rows["label_3class"].to_numpy()
+        else:
+            t, strat = y, y
+        fit_idx, val_idx = inner_split(rows.assign(_strat=strat), "_strat", p.inner_val_fraction,
+                                       self.random_state)
+        data = self._inputs(rows, t)
+        model = self._build(None if data.tabular is None else data.tabular.numpy(), t)
+        trainer, bar = self._trainer(t[fit_idx], f"{self.arm_name} ({self.task})")
+        try:
+            self.model_, self.history_ = trainer.fit(model, data.subset(fit_idx), data.subset(val_idx),
+                                                     seed=self.random_state)
+        finally:
+            bar.close()
+        self.model_ = self.model_.cpu().eval()
+        self.val_index_ = val_idx
+        self.normalisation_ = normalisation(p.weights)
+
+    def _predict_raw(self, rows: pd.DataFrame) -> np.ndarray:
+        p = self.profile
+        trainer = FoldTrainer(epochs=1, patience=1, batch_size=max(p.batch_size, 64), lr=p.lr, weight_decay=0,
+                              augment=False, normalisation=self.normalisation_, device=torch.device("cpu"))
+        out = trainer.predict(self.model_, self._inputs(rows))
+        if self.task_.is_regression:
+            mean = self.target_mean_ + self.target_sd_ * out[:, 0]
+            sd = self.target_sd_ * np.exp(np.clip(out[:, 1], -7, 7))
+            return np.column_stack([mean, sd])
+        return torch.softmax(torch.from_numpy(out), dim=1).numpy()
+
+    def _inner_scores(self, rows: pd.DataFrame, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The inner validation split's predictions: training another network per inner fold would
+        multiply the cost of every network arm (see the methods chapter)."""
+        val = rows.iloc[self.val_index_]
+        return (val["label_3class"].to_numpy() > 0).astype(int), self.predict_low_bmd(val)
+
+
+@register("image")
+class ImageArm(NetworkArm):
+    """The image alone."""
+
+    net = "image"
+
+
+@register("fusion_concat")
+class FusionConcatArm(NetworkArm):
+    """The study's original concatenation fusion."""
+
+    net = "fusion_concat"
+
+
+@register("tabular")
+class TabularArm(NetworkArm):
+    """The clinical model plus a zero-initialised MLP over the whole allow-list."""
+
+    net = "tabular"
+
+
+@register("fusion")
+class FusionArm(NetworkArm):
+    """The clinical model plus a zero-initialised, penalised image term."""
+
+    net = "fusion"

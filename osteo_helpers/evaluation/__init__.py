@@ -1,0 +1,108 @@
+"""Evaluation of out-of-fold predictions: metrics, bootstrap CIs, calibration, comparisons.
+
+What lives where (everything public is re-exported here, so ``evaluation.X`` works):
+
+- ``metrics``: input checks, batched metric kernels, point metrics, confusion, screening
+  thresholds, WHO classes and the OOF table helpers (``prob_columns``, ``average_over_repeats``).
+- ``resampling``: the stratified bootstrap of patients or of whole split groups
+  (``bootstrap_indices``) and percentile intervals.
+- ``bootstrap``: metric tables with CIs (``bootstrap_metrics``, ``bootstrap_confusion``,
+  ``regression_metrics``) and their OOF-table front ends (``oof_metrics``, ``operating_point``).
+- ``calibration``: Brier score, calibration intercept/slope, reliability and decision curves.
+- ``comparisons``: paired bootstrap difference, DeLong, Holm, p-value formatting, the
+  verdict sentence and the likelihood-ratio test of "does a score add to age".
+- ``power``: the smallest AUROC gain the cohort can detect.
+- ``permutation``: p-values against a label-permutation null.
+- ``tables``: many arms at once: the results table, paired comparisons with Holm's
+  adjustment over a declared family, T-score regression metrics.
+
+Every CI function takes ``groups`` (one split group per patient) to resample whole groups.
+"""
+
+from __future__ import annotations
+
+from .bootstrap import bootstrap_confusion, bootstrap_metrics, oof_metrics, operating_point, regression_metrics
+from .calibration import (
+    DCA_THRESHOLDS,
+    brier_score,
+    calibration_intercept,
+    calibration_metrics,
+    calibration_slope,
+    decision_curve,
+    decision_curve_figure,
+    net_benefit,
+    reliability_curve,
+    reliability_figure,
+)
+from .comparisons import (
+    delong_test,
+    format_p,
+    holm,
+    likelihood_ratio_test,
+    paired_bootstrap_difference,
+    verdict,
+)
+from .metrics import (
+    PROB_PREFIX,
+    apply_threshold,
+    average_over_repeats,
+    binary_point_metrics,
+    class_names_from,
+    confusion,
+    multiclass_point_metrics,
+    prob_columns,
+    threshold_for_sensitivity,
+    who_class_from_tscore,
+)
+from .permutation import permutation_p_value, permutation_summary
+from .power import auroc_difference_sd, auroc_power, detectable_auroc_gain, detectable_gain_summary
+from .resampling import bootstrap_indices, percentile_ci
+from .tables import RESULT_COLUMNS, aligned, paired_comparisons, score_arms, tscore_regression, with_holm
+
+__all__ = [
+    "DCA_THRESHOLDS",
+    "PROB_PREFIX",
+    "RESULT_COLUMNS",
+    "aligned",
+    "paired_comparisons",
+    "score_arms",
+    "tscore_regression",
+    "with_holm",
+    "apply_threshold",
+    "auroc_difference_sd",
+    "auroc_power",
+    "average_over_repeats",
+    "binary_point_metrics",
+    "bootstrap_confusion",
+    "bootstrap_indices",
+    "bootstrap_metrics",
+    "brier_score",
+    "calibration_intercept",
+    "calibration_metrics",
+    "calibration_slope",
+    "class_names_from",
+    "confusion",
+    "decision_curve",
+    "decision_curve_figure",
+    "delong_test",
+    "detectable_auroc_gain",
+    "detectable_gain_summary",
+    "format_p",
+    "holm",
+    "likelihood_ratio_test",
+    "multiclass_point_metrics",
+    "net_benefit",
+    "oof_metrics",
+    "operating_point",
+    "paired_bootstrap_difference",
+    "percentile_ci",
+    "permutation_p_value",
+    "permutation_summary",
+    "prob_columns",
+    "regression_metrics",
+    "reliability_curve",
+    "reliability_figure",
+    "threshold_for_sensitivity",
+    "verdict",
+    "who_class_from_tscore",
+]

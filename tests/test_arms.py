@@ -1,0 +1,255 @@
+"""The arm protocol and the one cross-validation driver, on a small synthetic cohort.
+
+The cohort is the synthetic dataset (30 patients, 40x32 px JPEGs) passed through the real
+data path: load_clinical -> build_manifest -> modelling_table -> ImageCache at 32 px.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from osteo_helpers import arms, config, data, splits, tabular, training
+from osteo_helpers.arms import driver
+from osteo_helpers.arms.classical import ClassicalArm
+from osteo_helpers.arms.networks import NetworkArm
+from osteo_helpers.images import ImageCache
+from osteo_helpers.tasks import CLASSES_3, TASKS, who_probabilities
+
+COUNTS = {"normal": 10, "osteopenia": 10, "osteoporosis": 10}
+CLASSICAL = ("age", "ost", "clinical", "clinical_full", "gbm", "batch_only", "pixel_1nn")
+NETWORKS = ("tabular", "image", "fusion_concat", "fusion")
+
+
+@pytest.fixture(scope="module")
+def cohort(tmp_path_factory, synth):
+    root = tmp_path_factory.mktemp("arms") / "knee-osteoporosis"
+    ds = synth.make_dataset(root, counts=COUNTS, seed=3, identical_images=(("N7", "OP7"),))
+    clin = data.load_clinical(ds.spreadsheet)
+    manifest = data.build_manifest(ds.root, clin)
+    table = data.modelling_table(manifest, clin).reset_index(drop=True)
+    images = ImageCache(tmp_path_factory.mktemp("cache"), 32).load_all(table, ds.root, progress=False)
+    rows = table.assign(image=list(images))
+    folds = splits.make_folds(rows, "label_3class", 3, 2, seed=5)
+    return rows, folds
+
+
+@pytest.fixture
+def profile():
+    return config.get_profile("smoke", image_size=32, epochs=2, patience=1, batch_size=8, n_folds=3,
+                              n_repeats=2, num_threads=1, seed=5)
+
+
+def _cv(name, cohort, profile, cache, task="binary", **kw):
+    rows, folds = cohort
+    return arms.run_arm(name, rows, folds, task, profile=profile, cache=cache, progress_bar=False, **kw)
+
+
+def test_unknown_arm_lists_the_known_ones():
+    with pytest.raises(ValueError, match=r"unknown arm 'fusionn'.*known arms: age, age_tscore"):
+        arms.make_arm("fusionn", "binary")
+    with pytest.raises(ValueError, match="unknown arm 'gbm_tscore'"):
+        arms.make_arm("gbm_tscore", "binary")
+
+
+@pytest.mark.parametrize("name", CLASSICAL + NETWORKS + ("clinical_tscore", "fusion_tscore"))
+def test_every_arm_gives_one_row_per_patient_and_seed_on_the_shared_folds(name, cohort, profile, tmp_path):
+    rows, folds = cohort
+    task = "3class" if name == "fusion_tscore" else "binary"
+    oof = _cv(name, cohort, profile, tmp_path, task=task)
+    classes = TASKS[task].classes
+    probs = [f"prob_{c}" for c in classes]
+    assert list(oof.columns[:4]) == ["patient_id", "fold", "seed", "y_true"]
+    assert [c for c in oof.columns if c.startswith("prob_")] == probs
+    np.testing.assert_allclose(oof[probs].sum(axis=1), 1.0, atol=1e-6)
+    for _, part in oof.groupby("seed"):
+        assert part["patient_id"].is_unique and set(part["patient_id"]) == set(rows["patient_id"])
+    # tested in exactly the fold the shared folds assign, with the patient's own label
+    merged = oof.merge(folds, on=["patient_id", "seed"], suffixes=("", "_shared"))
+    assert len(merged) == len(oof) and (merged["fold"] == merged["fold_shared"]).all()
+    truth = rows.set_index("patient_id")[TASKS[task].target]
+    assert (oof["y_true"].to_numpy() == truth.loc[oof["patient_id"]].to_numpy()).all()
+    if task == "binary":
+        assert oof["threshold"].between(0, 1).all()
+
+
+@pytest.fixture
+def untrained(monkeypatch):
+    """Network arms whose training returns the initialised network untouched."""
+    monkeypatch.setattr(training.FoldTrainer, "fit", lambda self, model, fit, val, seed: (model, pd.DataFrame(
+        {"epoch": [0], "train_loss": [np.nan], "val_loss": [np.nan], "best": [True]})))
+
+
+def test_residual_fusion_at_initialisation_is_its_clinical_model(cohort, profile, untrained):
+    rows, _ = cohort
+    for task in ("binary", "3class"):
+        y = TASKS[task].labels(rows)
+        clinical = arms.make_arm("clinical", task).fit(rows, y)
+        for name in ("fusion", "tabular"):
+            net = arms.make_arm(name, task, profile=profile).fit(rows, y)
+            np.testing.assert_allclose(net.predict_proba(rows), clinical.predict_proba(rows), atol=1e-6)
+    t = TASKS["tscore"].labels(rows)
+    clinical_t = arms.make_arm("clinical", "tscore").fit(rows, t)
+    fusion_t = arms.make_arm("fusion", "tscore", profile=profile).fit(rows, t)
+    for a, b in zip(fusion_t.predict_distribution(rows), clinical_t.predict_distribution(rows)):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+    np.testing.assert_allclose(fusion_t.predict_proba(rows), clinical_t.predict_proba(rows), atol=1e-5)
+
+
+def test_residual_correction_starts_at_zero_and_moves_with_training(cohort, profile, untrained):
+    rows, _ = cohort
+    y = TASKS["binary"].labels(rows)
+    arm = arms.make_arm("fusion", "binary", profile=profile).fit(rows, y)
+    last = arm.model_.correction[-1]
+    assert torch.count_nonzero(last.weight) == 0 and torch.count_nonzero(last.bias) == 0
+    net = arm.model_.train()
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    tab = torch.from_numpy(arm._tabular(rows.iloc[:8]))
+    loss = torch.nn.functional.cross_entropy(net(torch.rand(8, 1, 32, 32), tab), torch.as_tensor(y[:8]))
+    loss.backward()
+    opt.step()
+    assert torch.count_nonzero(last.weight) > 0
+
+
+def test_tscore_probabilities_follow_the_who_thresholds():
+    mean = np.array([0.5, -1.0, -1.75, -2.5, -4.0])
+    proba = who_probabilities(mean, np.full(5, 0.4))
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+    assert (proba >= 0).all()
+    # the lower the mean T-score, the more mass moves from normal to osteoporosis
+    assert np.all(np.diff(proba[:, 0]) < 0) and np.all(np.diff(proba[:, 2]) > 0)
+    assert proba[0].argmax() == 0 and proba[2].argmax() == 1 and proba[4].argmax() == 2
+    np.testing.assert_allclose(proba[1, 0], 0.5)  # T = -1 exactly: half normal
+    with pytest.raises(ValueError):
+        who_probabilities(mean, np.zeros(5))
+
+
+def test_one_tscore_fit_serves_both_tasks(cohort, profile, tmp_path, monkeypatch):
+    calls = []
+    original = arms.Arm.fit
+    monkeypatch.setattr(arms.Arm, "fit", lambda self, rows, y: calls.append(self.task) or original(self, rows, y))
+    binary = _cv("fusion_tscore", cohort, profile, tmp_path, task="binary")
+    three = _cv("fusion_tscore", cohort, profile, tmp_path, task="3class")
+    assert calls and set(calls) == {"tscore"}
+    n_fits = len(calls)
+    assert n_fits == 6  # 3 folds x 2 repeats, fitted once for both tasks
+    np.testing.assert_allclose(binary["prob_normal"], three["prob_normal"])
+    np.testing.assert_allclose(binary["prob_low_bmd"], three[["prob_osteopenia", "prob_osteoporosis"]].sum(axis=1))
+
+
+def test_no_matrix_reaching_an_arm_carries_the_t_or_z_score(cohort, profile, tmp_path, monkeypatch):
+    seen: list[tuple[str, pd.DataFrame, object]] = []
+    classes = {c for c in (ClassicalArm, NetworkArm, *arms.ARM_REGISTRY.values()) for c in c.__mro__
+               if "_inputs" in c.__dict__}
+    for cls in classes:
+        original = cls.__dict__["_inputs"]
+
+        def spy(self, r, *args, _original=original, **kwargs):
+            out = _original(self, r, *args, **kwargs)
+            seen.append((type(self).__name__, r[["t_score", "z_score"]].astype(float), out))
+            return out
+
+        monkeypatch.setattr(cls, "_inputs", spy)
+    for name in CLASSICAL + NETWORKS + ("clinical_tscore", "fusion_tscore"):
+        _cv(name, cohort, profile, tmp_path / name)
+    assert {n for n, _, _ in seen} >= {"AgeArm", "ClinicalArm", "ClinicalFullArm", "FusionArm", "TabularArm"}
+    for name, targets, out in seen:
+        if len(targets) < 15:  # predictions for a handful of inner-fold rows correlate with anything by chance
+            continue
+        if isinstance(out, pd.DataFrame):
+            assert not [c for c in out.columns if tabular.is_forbidden(str(c))], name
+            matrix = out.select_dtypes("number").to_numpy(float)
+        elif hasattr(out, "tabular"):
+            matrix = np.zeros((len(targets), 0)) if out.tabular is None else out.tabular.numpy()
+        else:
+            matrix = np.asarray(out, dtype=float)
+        for col in matrix.reshape(len(targets), -1).T:
+            known = np.isfinite(col)
+            if known.sum() < len(col) // 2 or np.std(col[known]) == 0:  # sparse columns correlate by chance
+                continue
+            for target in targets:
+                r = np.corrcoef(col[known], targets[target].to_numpy()[known])[0, 1]
+                assert abs(r) < 0.999, f"{name} received a copy of {target}"
+
+
+def _fit_count(monkeypatch) -> list[str]:
+    calls: list[str] = []
+    original = arms.Arm.fit
+
+    def fit(self, rows, y):
+        calls.append(f"s{self.random_state // 1000} f{self.random_state % 1000}")
+        return original(self, rows, y)
+
+    monkeypatch.setattr(arms.Arm, "fit", fit)
+    return calls
+
+
+def test_resume_reuses_finished_folds_and_retrains_stale_ones(cohort, profile, tmp_path, monkeypatch):
+    first = _cv("fusion", cohort, profile, tmp_path)
+    folder = tmp_path / "fusion" / "binary"
+    assert len(list(folder.glob("seed*_fold*/done.json"))) == 6
+    calls = _fit_count(monkeypatch)
+    second = _cv("fusion", cohort, profile, tmp_path)
+    assert calls == []
+    pd.testing.assert_frame_equal(first, second)
+    # an interrupted fold, a stale fingerprint, a truncated prediction file and a corrupt model
+    (folder / "seed5_fold1" / "done.json").unlink()
+    done = folder / "seed5_fold2" / "done.json"
+    done.write_text(json.dumps({**json.loads(done.read_text()), "fingerprint": "0" * 16}))
+    pred = folder / "seed6_fold0" / "predictions.csv"
+    pred.write_bytes(pred.read_bytes()[: len(pred.read_bytes()) // 2])
+    (folder / "seed6_fold1" / "arm.pt").write_bytes(b"not a model")
+    third = _cv("fusion", cohort, profile, tmp_path)
+    assert sorted(calls) == ["s5 f1", "s5 f2", "s6 f0", "s6 f1"]
+    pd.testing.assert_frame_equal(first, third)
+
+
+def test_changed_settings_labels_or_data_retrain(cohort, profile, tmp_path, monkeypatch):
+    rows, folds = cohort
+    _cv("tabular", cohort, profile, tmp_path)
+    calls = _fit_count(monkeypatch)
+    _cv("tabular", cohort, profile.with_overrides(lr=0.01), tmp_path)
+    assert len(calls) == 6
+    calls.clear()
+    _cv("tabular", cohort, profile.with_overrides(target_sensitivity=0.8), tmp_path)
+    assert len(calls) == 6
+    calls.clear()
+    y = np.random.default_rng(0).permutation(TASKS["binary"].labels(rows))
+    _cv("tabular", cohort, profile, tmp_path, y=y, tag="_perm1")
+    assert len(calls) == 6
+    calls.clear()
+    changed = rows.copy()
+    changed.loc[0, "image_sha256"] = "0" * 64  # another image for the first patient
+    arms.run_arm("tabular", changed, folds, "binary", profile=profile, cache=tmp_path, progress_bar=False)
+    assert len(calls) == 6  # every fold trains or tests on that patient
+
+
+def test_same_seed_gives_identical_tables(cohort, profile, tmp_path):
+    a = _cv("fusion_concat", cohort, profile, tmp_path / "a", task="3class")
+    b = _cv("fusion_concat", cohort, profile, tmp_path / "b", task="3class")
+    pd.testing.assert_frame_equal(a, b, check_exact=True)
+
+
+def test_supports_leaves_out_rows_an_arm_cannot_score(cohort, profile, tmp_path):
+    rows, folds = cohort
+    bio = rows.assign(bio_texture=np.linspace(0, 1, len(rows)), biomarker_localised=np.arange(len(rows)) % 5 != 0)
+    oof = arms.run_arm("biomarker", bio, folds, "binary", profile=profile, cache=tmp_path, progress_bar=False)
+    assert set(oof["patient_id"]) == set(bio.loc[bio["biomarker_localised"], "patient_id"])
+
+
+def test_class_names_and_three_class_labels(cohort, profile, tmp_path):
+    oof = _cv("clinical", cohort, profile, tmp_path, task="3class")
+    assert [c for c in oof.columns if c.startswith("prob_")] == [f"prob_{c}" for c in CLASSES_3]
+    assert "threshold" not in oof.columns
+
+
+def test_cache_check_names_the_file(tmp_path):
+    table = pd.DataFrame({"patient_id": ["a", "b"], "prob_normal": [0.2, 1.5], "prob_low_bmd": [0.8, -0.5]})
+    with pytest.raises(driver.FoldCacheError, match=r"predictions.csv: probabilities outside"):
+        driver.check_predictions(table, {"a", "b"}, ["prob_normal", "prob_low_bmd"], tmp_path / "predictions.csv")
+    with pytest.raises(driver.FoldCacheError, match="holds 2 of the 3 expected"):
+        driver.check_predictions(table, {"a", "b", "c"}, ["prob_normal"], tmp_path / "predictions.csv")

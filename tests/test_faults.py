@@ -1,0 +1,211 @@
+"""Faults a run must survive or refuse: writes into the data, two writers, how a run ended, stale caches."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import PIL
+import pytest
+
+from osteo_helpers import config, images, pipeline, runfolder
+from osteo_helpers.__main__ import main
+from osteo_helpers.study import RUN_ID_ENV, Study
+
+
+@pytest.fixture
+def quiet_env(monkeypatch, tmp_path):
+    """A private cache; the variables a run sets are restored afterwards."""
+    monkeypatch.setenv(config.CACHE_ENV_VAR, str(tmp_path / "cache"))
+    monkeypatch.setenv(RUN_ID_ENV, "test")
+    monkeypatch.setenv("TQDM_DISABLE", "1")
+
+
+# ----------------------------------------------------------------------------- never write into the data
+
+
+def test_check_study_and_image_cache_leave_the_data_untouched(synthetic_dataset, synth, tmp_path, quiet_env, capsys):
+    root = synthetic_dataset.root
+    before = synth.snapshot(root)
+    assert main(["data", "check", "--data-dir", str(root)]) == 0
+    assert main(["data", "check", "--json", "--data-dir", str(root)]) == 0
+    study = Study.open("smoke", tmp_path / "run", root, image_size=32, n_folds=3)
+    assert study.findings["unreadable_images"] == []
+    study.folds()
+    stack = study.images(progress=False)
+    assert stack.shape == (20, 32, 32) and stack.any()
+    assert (tmp_path / "run" / "tables" / "manifest.csv").is_file()
+    assert len(list((tmp_path / "cache").rglob("*.npy"))) == 20  # the cache is where it was asked to be
+    assert synth.snapshot(root) == before  # same files, sizes, modification times and bytes
+
+
+def test_outputs_inside_the_data_are_refused(synthetic_dataset, synth, tmp_path, monkeypatch, capsys):
+    root = synthetic_dataset.root
+    before = synth.snapshot(root)
+    link = tmp_path / "innocent-looking"
+    link.symlink_to(root / "normal", target_is_directory=True)
+    data_arg = ["--data-dir", str(root)]
+    for argv in (["run", "--out", str(root / "out")], ["run", "--out", str(link / "run")],
+                 ["ablation", "--out", str(root / "osteopenia")],
+                 ["data", "import", str(root), "--dest", str(root / "copy")]):
+        assert main(argv + (data_arg if argv[0] != "data" else [])) == 2, argv
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1 and f"inside the dataset folder {root}" in err, err
+    monkeypatch.setenv(config.OUTPUT_ENV_VAR, str(root / "outputs"))  # the default run folder, outputs/<profile>
+    assert main(["run", "--profile", "smoke", *data_arg]) == 2
+    assert "inside the dataset folder" in capsys.readouterr().err
+    monkeypatch.setenv(config.CACHE_ENV_VAR, str(link / "cache"))
+    with pytest.raises(config.UsageError, match="cache folder .* inside the dataset folder"):
+        config.cache_dir()
+    with pytest.raises(config.UsageError, match="run folder .* inside the dataset folder"):
+        Study.open("smoke", root / "run", root)  # found from the folder itself, with no data_dir given
+    assert synth.snapshot(root) == before
+
+
+# ----------------------------------------------------------------------------- runs say how they ended
+
+
+def _run(tmp_path: Path, data_root: Path, **kwargs) -> Path:
+    return pipeline.run("smoke", tmp_path / "run", data_root, notebooks=("notebooks/01_eda_manifest.ipynb",),
+                        build=False, **kwargs)
+
+
+def test_provenance_says_running_then_finished(synthetic_dataset, tmp_path, quiet_env, monkeypatch):
+    seen = []
+
+    def execute(source, target, params):
+        seen.append(json.loads((tmp_path / "run" / "provenance.json").read_text())["status"])
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text("{}")
+        return 0.5
+
+    monkeypatch.setattr(pipeline, "execute_notebook", execute)
+    _run(tmp_path, synthetic_dataset.root, overrides={"epochs": "1"})
+    record = json.loads((tmp_path / "run" / "provenance.json").read_text())
+    assert seen == ["running"]
+    assert record["status"] == "finished" and "failure" not in record
+    assert [s["name"] for s in record["steps"]] == ["notebooks/01_eda_manifest.ipynb"]
+    assert record["profile"]["epochs"] == 1 and record["ended"] >= record["started"]
+
+
+@pytest.mark.parametrize("error", [
+    pipeline.PipelineError("01_eda_manifest.ipynb failed in cell 7", notebook="01_eda_manifest.ipynb", cell=7,
+                           error="ValueError: boom"),
+    KeyboardInterrupt(),
+])
+def test_provenance_says_failed_with_notebook_cell_and_error(synthetic_dataset, tmp_path, quiet_env, monkeypatch,
+                                                             error):
+    def execute(source, target, params):
+        raise error
+
+    monkeypatch.setattr(pipeline, "execute_notebook", execute)
+    with pytest.raises(type(error)):
+        _run(tmp_path, synthetic_dataset.root)
+    record = json.loads((tmp_path / "run" / "provenance.json").read_text())
+    assert record["status"] == "failed"
+    if isinstance(error, pipeline.PipelineError):
+        assert record["failure"] == {"notebook": "01_eda_manifest.ipynb", "cell": 7, "error": "ValueError: boom"}
+    else:
+        assert record["failure"] == {"notebook": "notebooks/01_eda_manifest.ipynb", "cell": None,
+                                     "error": "KeyboardInterrupt"}
+    assert not (tmp_path / "run" / runfolder.LOCK_NAME).exists()  # the lock goes with the run
+
+
+def test_failing_cell_is_named_by_notebook_index_and_error_line(tmp_path):
+    import nbformat
+
+    nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                                           "language": "python"}, "language_info": {"name": "python"}})
+    nb.cells = [nbformat.v4.new_code_cell("x = 1"), nbformat.v4.new_code_cell("raise ValueError('boom\\nmore')")]
+    source = tmp_path / "broken.ipynb"
+    nbformat.write(nb, source)
+    with pytest.raises(pipeline.PipelineError) as err:
+        pipeline.execute_notebook(source, tmp_path / "out" / "broken.ipynb", {})
+    assert (err.value.notebook, err.value.cell, err.value.error) == ("broken.ipynb", 1, "ValueError: boom")
+
+
+# ----------------------------------------------------------------------------- one writer per run folder
+
+
+HOLDER = """
+import sys, time
+from osteo_helpers.runfolder import exclusive
+with exclusive(sys.argv[1], command="holder --out " + sys.argv[1]):
+    print("locked", flush=True)
+    time.sleep(120)
+"""
+
+
+@pytest.fixture
+def holder(tmp_path):
+    """Another process writing tmp/run; killed (SIGKILL) when the test ends, if it still lives."""
+    proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(tmp_path / "run")], stdout=subprocess.PIPE, text=True,
+                            cwd=config.PROJECT_ROOT)
+    assert proc.stdout.readline().strip() == "locked"
+    yield proc
+    proc.kill()
+    proc.wait()
+
+
+@pytest.mark.parametrize("command", ["run", "ablation"])
+def test_second_writer_is_refused_naming_the_first(holder, synthetic_dataset, tmp_path, capsys, command):
+    rc = main([command, "--profile", "smoke", "--out", str(tmp_path / "run"),
+               "--data-dir", str(synthetic_dataset.root)])
+    err = capsys.readouterr().err
+    assert rc == 2 and len(err.strip().splitlines()) == 1
+    for words in (f"pid {holder.pid}", socket.gethostname(), "started 20", f"holder --out {tmp_path / 'run'}"):
+        assert words in err, err
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [runfolder.LOCK_NAME]  # nothing else written
+
+
+def test_lock_of_a_killed_run_is_taken_over(holder, synthetic_dataset, tmp_path, quiet_env, monkeypatch):
+    with pytest.raises(runfolder.FolderBusyError):
+        with runfolder.exclusive(tmp_path / "run"):
+            pass
+    holder.kill()  # as a run killed with SIGKILL: no clean-up, the lock file stays behind
+    holder.wait()
+    assert json.loads((tmp_path / "run" / runfolder.LOCK_NAME).read_text())["pid"] == holder.pid
+    monkeypatch.setattr(pipeline, "execute_notebook", lambda source, target, params: 0.0)
+    _run(tmp_path, synthetic_dataset.root)
+    record = json.loads((tmp_path / "run" / "provenance.json").read_text())
+    assert record["status"] == "finished" and record["replaced_stale_lock"]["pid"] == holder.pid
+
+
+def test_lock_file_naming_a_dead_process_is_stale(tmp_path):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    pid = int(dead.stdout)
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / runfolder.LOCK_NAME).write_text(json.dumps({"pid": pid, "host": socket.gethostname(),
+                                                          "started": "2026-01-01T00:00:00", "command": "killed"}))
+    assert not runfolder.pid_alive(pid) and runfolder.pid_alive(os.getpid())
+    with runfolder.exclusive(folder, command="me") as lock:
+        assert lock.replaced["pid"] == pid and lock.owner["pid"] == os.getpid()
+        assert json.loads((folder / runfolder.LOCK_NAME).read_text())["command"] == "me"
+        with pytest.raises(runfolder.FolderBusyError, match=f"pid {os.getpid()}"):
+            with runfolder.exclusive(folder):
+                pass
+    assert not (folder / runfolder.LOCK_NAME).exists()
+
+
+# ----------------------------------------------------------------------------- the cache knows its decoder
+
+
+def test_image_cache_is_keyed_by_decoder(tmp_path, synth, monkeypatch):
+    image = tmp_path / "OS1.jpg"
+    image.write_bytes(synth.jpeg_bytes(1, (64, 48)))
+    cache = images.ImageCache(tmp_path / "cache", 32)
+    assert f"decoder{images.DECODER_VERSION}" in str(cache.root) and PIL.__version__ in str(cache.root)
+    decoded = cache.get(image, "sha")
+    np.save(cache.path_for("sha"), np.full((32, 32), 7, np.uint8))  # what an older decoder might have written
+    assert (images.ImageCache(tmp_path / "cache", 32).get(image, "sha") == 7).all()  # same decoder: reused
+    for attr, module, value in (("DECODER_VERSION", images, images.DECODER_VERSION + 1), ("__version__", PIL, "0.0.1")):
+        monkeypatch.setattr(module, attr, value)
+        other = images.ImageCache(tmp_path / "cache", 32)
+        assert other.root != cache.root
+        np.testing.assert_array_equal(other.get(image, "sha"), decoded)  # decoded afresh, never the old array

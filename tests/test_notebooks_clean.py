@@ -1,0 +1,58 @@
+"""Committed notebooks are sources: no outputs, no execution counts, the metadata papermill needs,
+and a `parameters` cell for papermill to inject the run's parameters after."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+import pytest
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted([*PROJECT_ROOT.glob("notebooks/*.ipynb"), *PROJECT_ROOT.glob("book/*.ipynb")])
+
+
+def notebook_problems(nb: nbformat.NotebookNode) -> list[str]:
+    problems = []
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type != "code":
+            continue
+        if cell.outputs:
+            problems.append(f"cell {i} has {len(cell.outputs)} output(s)")
+        if cell.execution_count is not None:
+            problems.append(f"cell {i} has execution count {cell.execution_count}")
+    kernelspec = nb.metadata.get("kernelspec", {})
+    if not kernelspec.get("name") or not kernelspec.get("language"):
+        problems.append(f"kernelspec metadata lacks name or language: {kernelspec}")
+    if not nb.metadata.get("language_info", {}).get("name"):
+        problems.append("language_info metadata lacks a name")
+    if not any("parameters" in cell.metadata.get("tags", []) for cell in nb.cells):
+        problems.append("no cell is tagged `parameters`")
+    return problems
+
+
+def test_there_are_notebooks() -> None:
+    assert len(NOTEBOOKS) >= 2, NOTEBOOKS
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.relative_to(PROJECT_ROOT).as_posix())
+def test_committed_notebook_is_clean(path: Path) -> None:
+    nb = nbformat.read(path, as_version=nbformat.NO_CONVERT)
+    nbformat.validate(nb)
+    assert not notebook_problems(nb), f"{path.relative_to(PROJECT_ROOT)}: {notebook_problems(nb)}"
+
+
+def test_checker_reports_each_problem() -> None:
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell("x = 1", execution_count=3)
+    cell.outputs = [nbformat.v4.new_output("stream", text="1\n")]
+    nb.cells = [cell]
+    problems = notebook_problems(nb)
+    assert problems == ["cell 0 has 1 output(s)", "cell 0 has execution count 3",
+                        "kernelspec metadata lacks name or language: {}", "language_info metadata lacks a name",
+                        "no cell is tagged `parameters`"]
+    cell.outputs, cell.execution_count = [], None
+    cell.metadata["tags"] = ["parameters"]
+    nb.metadata = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
+                   "language_info": {"name": "python"}}
+    assert notebook_problems(nb) == []

@@ -1,0 +1,177 @@
+"""Tests for multiplicity, p-value reporting, the verdict sentence, the likelihood-ratio test
+and permutation p-values (osteo_helpers.evaluation.comparisons / .permutation)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from osteo_helpers import evaluation as ev
+
+# --------------------------------------------------------------------------- Holm
+
+
+def test_holm_hand_computed() -> None:
+    # Sorted: 0.005 * 4 = 0.02, 0.01 * 3 = 0.03, 0.03 * 2 = 0.06, 0.04 * 1 = 0.04 -> monotone 0.06.
+    np.testing.assert_allclose(ev.holm([0.01, 0.04, 0.03, 0.005]), [0.03, 0.06, 0.06, 0.02])
+
+
+def test_holm_caps_at_one_and_keeps_nan_out_of_the_family() -> None:
+    np.testing.assert_allclose(ev.holm([0.5, 0.6]), [1.0, 1.0])
+    np.testing.assert_allclose(ev.holm([0.01, np.nan, 0.04]), [0.02, np.nan, 0.04])
+    np.testing.assert_allclose(ev.holm([0.2]), [0.2])
+
+
+def test_holm_is_monotone_in_the_raw_p_values() -> None:
+    p = np.random.default_rng(0).random(25) ** 3
+    adjusted = ev.holm(p)
+    order = np.argsort(p)
+    assert (np.diff(adjusted[order]) >= 0).all()
+    assert (adjusted >= p).all() and (adjusted <= 1).all()
+
+
+def test_holm_rejects_invalid_p_values() -> None:
+    with pytest.raises(ValueError):
+        ev.holm([0.2, 1.5])
+
+
+# --------------------------------------------------------------------------- format_p
+
+
+@pytest.mark.parametrize(
+    ("p", "n_boot", "text"),
+    [
+        (0.0, 1000, "< 0.001"),
+        (0.0, 2000, "< 0.0005"),
+        (0.012345, 1000, "0.0123"),
+        (0.5, None, "0.5"),
+        (0.0001234, None, "0.000123"),
+        (1.0, 1000, "1"),
+        (np.nan, 1000, "n/a"),
+    ],
+)
+def test_format_p(p: float, n_boot: int | None, text: str) -> None:
+    assert ev.format_p(p, n_boot) == text
+
+
+def test_format_p_rejects_values_outside_unit_interval() -> None:
+    with pytest.raises(ValueError):
+        ev.format_p(-0.1, 100)
+
+
+# --------------------------------------------------------------------------- verdict
+
+
+def test_verdict_follows_the_ci() -> None:
+    assert ev.verdict(0.1, 0.02, 0.2, "fusion", "clinical").startswith("fusion is better than clinical")
+    assert ev.verdict(-0.1, -0.2, -0.01, "fusion", "clinical").startswith("fusion is worse than clinical")
+    assert ev.verdict(0.05, -0.01, 0.1, "fusion", "clinical").startswith("no detectable difference")
+
+
+# --------------------------------------------------------------------------- likelihood-ratio test
+
+
+def test_likelihood_ratio_test_equals_the_g_test_for_a_binary_feature() -> None:
+    """With an uninformative base, adding a 0/1 feature is the G-test of the 2 x 2 table."""
+    rng = np.random.default_rng(1)
+    x = rng.integers(0, 2, 200)
+    y = rng.binomial(1, np.where(x == 1, 0.6, 0.35))
+    res = ev.likelihood_ratio_test(y, np.zeros(200), x)
+    table = pd.crosstab(x, y).to_numpy()
+    g, p_g, dof, _ = stats.chi2_contingency(table, correction=False, lambda_="log-likelihood")
+    assert dof == 1 and res["df"] == 1
+    assert res["statistic"] == pytest.approx(g, rel=1e-4)
+    assert res["p_value"] == pytest.approx(p_g, rel=1e-3)
+
+
+def test_likelihood_ratio_test_of_a_redundant_score_is_null() -> None:
+    rng = np.random.default_rng(2)
+    age = rng.normal(size=150)
+    y = rng.binomial(1, 1 / (1 + np.exp(-age)))
+    res = ev.likelihood_ratio_test(y, age, 2 * age)  # adds nothing that age does not carry
+    assert res["statistic"] == pytest.approx(0.0, abs=1e-4)
+    assert res["p_value"] > 0.99
+    informative = ev.likelihood_ratio_test(y, rng.normal(size=150), age)
+    assert informative["p_value"] < 1e-4
+
+
+def test_likelihood_ratio_test_counts_extra_columns_as_degrees_of_freedom() -> None:
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 2, 80)
+    res = ev.likelihood_ratio_test(y, rng.normal(size=(80, 1)), rng.normal(size=(80, 3)))
+    assert res["df"] == 3
+    assert res["p_value"] == pytest.approx(stats.chi2.sf(res["statistic"], 3))
+
+
+# --------------------------------------------------------------------------- permutation p-values
+
+
+def test_permutation_p_value_hand_computed() -> None:
+    null = [0.5, 0.7, 0.8, 0.6]
+    assert ev.permutation_p_value(0.7, null) == pytest.approx(3 / 5)  # 0.7 and 0.8 reach it
+    assert ev.permutation_p_value(0.9, null) == pytest.approx(1 / 5)  # never 0
+    assert ev.permutation_p_value(0.7, null, "less") == pytest.approx(4 / 5)
+    assert ev.permutation_p_value(0.9, null, "two-sided") == pytest.approx(2 / 5)
+    assert ev.permutation_p_value(0.9, [*null, np.nan]) == pytest.approx(1 / 5)  # nan dropped from N
+
+
+def test_permutation_p_value_rejects_unknown_alternative() -> None:
+    with pytest.raises(ValueError, match="alternative"):
+        ev.permutation_p_value(0.5, [0.1], "bigger")
+
+
+def _auroc_null(y: np.ndarray, score: np.ndarray, n_perm: int, rng: np.random.Generator) -> tuple[float, np.ndarray]:
+    """Observed AUROC and its null over label permutations (Mann-Whitney from score ranks)."""
+    ranks = stats.rankdata(score)
+    labels = np.vstack([y, np.array([rng.permutation(y) for _ in range(n_perm)])])
+    n1 = y.sum()
+    aucs = ((labels * ranks).sum(axis=1) - n1 * (n1 + 1) / 2) / (n1 * (len(y) - n1))
+    return aucs[0], aucs[1:]
+
+
+def test_permutation_p_values_of_noise_scores_are_roughly_uniform() -> None:
+    """Random scores against random labels: under the null the p-value is uniform, so of 40
+    seeds about 4 fall below 0.1 (Binomial(40, 0.1): 1..8 holds with probability ~0.97) and
+    the mean is about 0.5 (SE 0.046)."""
+    p_values = []
+    for seed in range(40):
+        rng = np.random.default_rng(seed)
+        y = rng.permutation(np.repeat([0, 1], [60, 40]))
+        observed, null = _auroc_null(y, rng.random(100), n_perm=199, rng=rng)
+        p_values.append(ev.permutation_p_value(observed, null))
+    p_values = np.array(p_values)
+    assert 0.02 <= np.mean(p_values < 0.1) <= 0.2
+    assert 0.35 <= p_values.mean() <= 0.65
+
+
+def test_permutation_p_value_of_a_real_signal_is_at_the_floor() -> None:
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1], 50)
+    observed, null = _auroc_null(y, y + rng.normal(0, 0.5, 100), n_perm=199, rng=rng)
+    assert ev.permutation_p_value(observed, null) == pytest.approx(1 / 200)
+
+
+def test_permutation_summary_per_model() -> None:
+    null = pd.DataFrame({
+        "permutation": [0, 1, 2, 3, 0, 1, 2, 3, 0],
+        "model": ["a"] * 4 + ["b"] * 4 + ["c"],
+        "metric": ["auroc"] * 9,
+        "value": [0.5, 0.55, 0.45, 0.6, 0.5, 0.52, 0.48, np.nan, 0.5],
+    })
+    observed = pd.DataFrame({"model": ["a", "b", "d"], "metric": ["auroc"] * 3, "value": [0.58, 0.7, 0.9]})
+    out = ev.permutation_summary(null, observed).set_index("model")
+    assert list(out.index) == ["a", "b"]  # c has no observed value, d no null
+    assert out.loc["a", "p_value"] == pytest.approx((1 + 1) / 5)
+    assert out.loc["b", "p_value"] == pytest.approx(1 / 4)
+    assert out.loc["b", "n_permutations"] == 3
+    assert out.loc["a", "null_mean"] == pytest.approx(0.525)
+    assert out.loc["a", "observed"] == 0.58
+
+
+def test_permutation_summary_rejects_ambiguous_observed_values() -> None:
+    null = pd.DataFrame({"permutation": [0], "model": ["a"], "metric": ["auroc"], "value": [0.5]})
+    observed = pd.DataFrame({"model": ["a", "a"], "metric": ["auroc"] * 2, "value": [0.6, 0.7]})
+    with pytest.raises(ValueError, match="more than once"):
+        ev.permutation_summary(null, observed)
