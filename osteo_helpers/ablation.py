@@ -233,3 +233,40 @@ def age_adjusted(oofs: dict[str, pd.DataFrame], rows: pd.DataFrame, models: tupl
         out.append({"model": name, "lr_statistic": test["statistic"], "p_value": test["p_value"],
                     "adds_to_age": test["p_value"] < 0.05})
     return pd.DataFrame(out)
+
+
+def primary_power(oofs: dict[str, pd.DataFrame], alpha: float = 0.05, power: float = 0.8) -> pd.DataFrame:
+    """The smallest AUROC gain of fusion over clinical this cohort detects (binary), with the
+    observed correlation of the two scores and, for reading it, at lower correlations too."""
+    ids, y, fusion, clinical = evaluation.aligned(oofs, *PRIMARY)
+    observed = evaluation.detectable_gain_summary(y, fusion[:, 1], clinical[:, 1], alpha, power)
+    first = observed.iloc[0]
+    rows = [observed.assign(correlation_source="observed")]
+    for r in (0.9, 0.7, 0.5):
+        gain = evaluation.detectable_auroc_gain(int(first["n_pos"]), int(first["n_neg"]), float(first["auroc_ref"]),
+                                                r, alpha, power)
+        rows.append(observed.assign(correlation=r, detectable_gain=gain, correlation_source="assumed"))
+    return pd.concat(rows, ignore_index=True)
+
+
+def positive_control(rows: pd.DataFrame, folds: pd.DataFrame, profile: Profile, cache: Path | None, n_boot: int,
+                     seed: int, groups: pd.Series | None = None) -> pd.DataFrame:
+    """The image arm, same folds and profile, asked for what a knee radiograph shows in larger studies:
+    the patient's sex (AUROC) and age (Pearson r, MAE in years)."""
+    sex = run_arm("image", rows, folds, "sex", profile=profile, cache=cache, screening=False)
+    age = cross_validate("image", rows, folds, "age", profile=profile, cache=cache)
+    sex_metrics = evaluation.oof_metrics(sex, n_boot, seed, groups=groups)
+    sex_metrics = sex_metrics[sex_metrics["metric"] == "auroc"].assign(target="sex")
+    age_metrics = evaluation.tscore_regression({"image": age}, n_boot, seed, groups)
+    age_metrics = age_metrics.drop(columns=["task"]).assign(target="age")
+    table = pd.concat([sex_metrics.assign(model="image"), age_metrics], ignore_index=True)
+    return table[["target", "model", "metric", "value", "ci_low", "ci_high"]]
+
+
+def split_hygiene(rows: pd.DataFrame, grouped: pd.DataFrame, naive: pd.DataFrame, profile: Profile, n_boot: int,
+                  seed: int) -> pd.DataFrame:
+    """1-NN on pixels under person-grouped folds and under naive folds: what duplicates crossing a
+    split would do to any image model."""
+    oofs = {f"pixel_1nn ({kind} folds)": run_arm("pixel_1nn", rows, folds, "binary", profile=profile, screening=False)
+            for kind, folds in (("grouped", grouped), ("naive", naive))}
+    return evaluation.score_arms(oofs, "binary", n_boot, seed)

@@ -9,12 +9,14 @@ from __future__ import annotations
 import ast
 import dataclasses
 import functools
+import hashlib
+import json
 import math
 import numbers
 import os
 import re
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -81,6 +83,7 @@ WEIGHTS_ALLOWED = Allowed(_is_weights, "none, 'imagenet', a torchvision weights 
 # optional fields. A new field needs one line here if not every value of its type makes sense.
 FIELD_RULES: dict[str, Allowed] = {
     "image_size": at_least(32),
+    "cnn_width": at_least(4),
     "encoder": one_of(ENCODER_NAMES),
     "weights": WEIGHTS_ALLOWED,
     "epochs": at_least(1),
@@ -183,6 +186,8 @@ class Profile:
     name: str
     image_size: int = 128
     encoder: str = "smallcnn"
+    #: first-layer width of the small CNN (its layers are w, 2w, 4w, 4w); other encoders ignore it
+    cnn_width: int = 32
     weights: str | None = None
     epochs: int = 20
     patience: int = 5
@@ -246,8 +251,8 @@ PROFILES: dict[str, Profile] = {
     ),
     # Default: the whole analysis on 2 CPU cores; settings chosen by measurement (benchmarks/README.md).
     "fast": Profile(
-        name="fast", image_size=128, epochs=25, patience=6, n_folds=5, n_repeats=2,
-        n_boot=1000, roi_size=96, roi_epochs=15,
+        name="fast", image_size=96, cnn_width=16, epochs=20, patience=5, n_folds=5, n_repeats=2,
+        n_boot=1000, roi_size=64, roi_epochs=10,
     ),
     # GPU: pretrained DenseNet-121 at 448 px, more repeats.
     "full": Profile(
@@ -256,6 +261,26 @@ PROFILES: dict[str, Profile] = {
         roi_size=224, roi_epochs=30, network_permutations=10,
     ),
 }
+
+
+#: what each built-in profile is for, in one line (`osteo profiles`, the README)
+PROFILE_PURPOSES: dict[str, str] = {
+    "smoke": "CI: proves every notebook runs on the real data; the numbers mean nothing",
+    "fast": "the analysis on 2 CPU cores (the default)",
+    "full": "GPU: pretrained DenseNet-121 at 448 px, more repeats",
+}
+
+
+def profile_table() -> list[dict[str, str]]:
+    """Every profile field, its value in each built-in profile and what it accepts: `osteo profiles`."""
+    rows = [{"field": "purpose", **{n: PROFILE_PURPOSES.get(n, "") for n in PROFILES}, "accepts": ""}]
+    for name, kind in _field_types().items():
+        if name == "name":
+            continue
+        rule = FIELD_RULES.get(name)
+        accepts = rule.description if rule else str(kind).replace("typing.", "")
+        rows.append({"field": name, **{n: str(getattr(p, name)) for n, p in PROFILES.items()}, "accepts": accepts})
+    return rows
 
 
 def get_profile(name: str, **overrides: Any) -> Profile:
@@ -367,14 +392,52 @@ class RunPaths:
         return self.tables / "manifest.csv"
 
 
-def run_folder(run_dir: str | os.PathLike | None, profile: str) -> Path:
-    """A run folder's path, explicit else outputs/<profile>, without creating it (so it can be checked first)."""
-    return Path(run_dir) if run_dir else output_root() / profile
+#: suffix of the default folder of a notebook session run without overrides (JupyterLab, nbconvert)
+INTERACTIVE_SUFFIX = "interactive"
 
 
-def run_paths(run_dir: str | os.PathLike | None, profile: str) -> RunPaths:
-    """Resolve and create a run folder: explicit, else outputs/<profile>."""
-    return RunPaths(run_folder(run_dir, profile))
+def changed_fields(profile: Profile) -> dict[str, Any]:
+    """The fields where `profile` differs from the built-in profile of its name (all of them for another name)."""
+    base = PROFILES.get(profile.name)
+    return {k: v for k, v in profile.to_dict().items() if base is None or getattr(base, k) != v}
+
+
+def settings_tag(profile: Profile) -> str:
+    """A short hash of the changed fields, '' for a built-in profile as defined: names the folder of an override run."""
+    changed = changed_fields(profile)
+    if not changed:
+        return ""
+    return hashlib.sha256(json.dumps(changed, sort_keys=True, default=str).encode()).hexdigest()[:8]
+
+
+def run_folder(run_dir: str | os.PathLike | None, profile: str | Profile,
+               overrides: Mapping[str, Any] | None = None, *, interactive: bool = False,
+               announce: bool = False) -> Path:
+    """A run folder's path, without creating it (so it can be checked first).
+
+    An explicit `run_dir` wins. Otherwise only a run of a built-in profile as defined writes
+    outputs/<profile> (the report `make report` builds); changed settings go to
+    outputs/<profile>-<settings_tag>, and a notebook session without overrides (`interactive`)
+    to outputs/<profile>-interactive, so neither overwrites the last full report. With
+    `announce`, a redirected folder is said in one line.
+    """
+    if run_dir:
+        return Path(run_dir)
+    prof = profile if isinstance(profile, Profile) else get_profile(profile, **(overrides or {}))
+    tag = settings_tag(prof)
+    suffix = tag or (INTERACTIVE_SUFFIX if interactive else "")
+    path = output_root() / (f"{prof.name}-{suffix}" if suffix else prof.name)
+    if announce and suffix:
+        why = ("settings differ from the profile: " + ", ".join(f"{k}={v}" for k, v in changed_fields(prof).items())
+               if tag else "a notebook session without run_dir")
+        print(f"run folder: {path} ({why}; {output_root() / prof.name} keeps the report of profile {prof.name})")
+    return path
+
+
+def run_paths(run_dir: str | os.PathLike | None, profile: str | Profile,
+              overrides: Mapping[str, Any] | None = None, *, interactive: bool = True) -> RunPaths:
+    """Resolve and create the run folder a Study opens (see `run_folder`; without run_dir it is a notebook session)."""
+    return RunPaths(run_folder(run_dir, profile, overrides, interactive=interactive, announce=True))
 
 
 def show_progress(progress: bool = True) -> bool:

@@ -18,6 +18,8 @@ one exactly once and scripts can `savefig` them without leaking open figures.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -39,7 +41,6 @@ from torchvision.models import DenseNet, ResNet
 from .images import normalisation
 from .models import FusionNet, GrayToRGB, SmallCNN
 from .tabular import original_feature, to_model_frame
-from .training import FoldModel
 
 CAM_METHODS: dict[str, type] = {
     "gradcam": GradCAM,
@@ -696,6 +697,23 @@ def model_inputs(images: np.ndarray, weights: str | None) -> torch.Tensor:
     return (torch.from_numpy(np.ascontiguousarray(images)).float().unsqueeze(1) / 255 - mean) / std
 
 
+@dataclass
+class FoldModel:
+    """A fitted fold of a network arm as the explanations need it: its network, its clinical
+    transform and the patients it was tested on (the only ones it may explain)."""
+
+    seed: int
+    fold: int
+    model: nn.Module
+    preprocessor: Any
+    test_ids: list[str]
+
+
+def fold_models(fitted_arms: Sequence[Any]) -> list[FoldModel]:
+    """FoldModels from the fitted network arms of `arms.load_fold_arms`."""
+    return [FoldModel(a.seed_, a.fold_, a.model_.eval(), a.preprocessor_, list(a.test_ids_)) for a in fitted_arms]
+
+
 def _fold_rows(cohort: pd.DataFrame, fm: FoldModel) -> np.ndarray:
     return np.flatnonzero(cohort["patient_id"].isin(fm.test_ids).to_numpy())
 
@@ -789,3 +807,40 @@ def oof_permutation_importance(fold_models: Sequence[FoldModel], cohort: pd.Data
 
     return permutation_importance_grouped(score, X_raw.to_numpy(dtype=object), list(X_raw.columns),
                                           groups=lambda name: name, n_repeats=n_repeats, seed=seed)
+
+
+def gallery_picks(truth: np.ndarray, prob: np.ndarray, n: int, seed: int) -> dict[tuple[int, bool], list[int]]:
+    """Up to ``n`` random patients per (true class, correctly classified at 0.5), for CAM galleries."""
+    rng = np.random.default_rng(seed)
+    pred = (np.asarray(prob) >= 0.5).astype(int)
+    picks = {}
+    for label in (0, 1):
+        for correct in (True, False):
+            idx = np.flatnonzero((truth == label) & ((pred == truth) == correct))
+            if len(idx):
+                picks[(label, correct)] = sorted(rng.choice(idx, size=min(n, len(idx)), replace=False).tolist())
+    return picks
+
+
+def where_text(where: pd.DataFrame) -> str:
+    """How much Grad-CAM evidence lies on bone and in the border band, and how many maps are flagged."""
+    flagged = where[where["flag_border"]]
+    text = (f"Median share of Grad-CAM energy on bone: **{where.bone_share.median():.2f}**; in the border band: "
+            f"**{where.border_share.median():.2f}**. {len(flagged)} of {len(where)} maps "
+            f"({len(flagged) / max(len(where), 1):.0%}) are flagged (border-dominated or off the bone)")
+    if len(flagged):
+        text += f"; flagged maps by batch: {flagged.batch.value_counts().to_dict()}"
+    return text + "."
+
+
+def reliance_text(shap_values: shap.Explanation, perm: pd.DataFrame, ranks: pd.DataFrame,
+                  where: pd.DataFrame) -> str:
+    """What the model relies on, by both importance measures, and where its image evidence lies."""
+    rho, n = rank_spearman(ranks)
+    top_shap = shap_importance(shap_values).iloc[0]["feature"]
+    top_perm = perm.iloc[0]
+    return (f"**What the model relies on.** The clinical feature with the largest mean |SHAP| is `{top_shap}`; "
+            f"the one whose shuffling costs the most out-of-fold AUROC is `{top_perm['feature']}` (drop "
+            f"{top_perm['mean_drop']:.3f}). The two rankings agree with Spearman rho = {rho:.2f} over {n} features. "
+            f"On the image side, a median {where.bone_share.median():.0%} of the Grad-CAM evidence lies on the bone "
+            f"mask and {where.border_share.median():.0%} in the border band.")

@@ -2,10 +2,13 @@
 
 Each radiograph is decoded once per target size into a grayscale, aspect-preserving,
 square-padded uint8 array keyed by the file's SHA-256; later runs read the cache.
+The image biomarkers measure at native resolution instead: `load_grayscale` reads a file and
+`as_grayscale` converts an array, with the same luminance weights.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +28,8 @@ IMAGENET_STD_GRAY = 0.226
 SCRATCH_MEAN, SCRATCH_STD = 0.5, 0.25
 #: Bump whenever decode_letterbox's output changes: caches made by another decoder are then never reused.
 DECODER_VERSION = 1
+#: ITU-R BT.601 luminance weights of R, G and B, applied in float (no 8-bit rounding)
+LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114], dtype=np.float64)
 
 
 def decoder_id() -> str:
@@ -47,6 +52,55 @@ def decode_letterbox(path: Path, size: int) -> np.ndarray:
     canvas = Image.new("L", (size, size), 0)
     canvas.paste(im, ((size - new[0]) // 2, (size - new[1]) // 2))
     return np.asarray(canvas, dtype=np.uint8)
+
+
+def load_grayscale(path: str | os.PathLike) -> np.ndarray:
+    """Read an image at native resolution as float32 in [0, 1].
+
+    RGB(A) is converted to luminance (ITU-R BT.601 weights, computed in float,
+    no 8-bit rounding); 8- and 16-bit grey levels are scaled by their full
+    range.  EXIF orientation is honoured.  Raises :class:`ImageReadError`
+    naming the file when it cannot be read.
+    """
+    p = os.fspath(path)
+    try:
+        with Image.open(p) as im:
+            im = ImageOps.exif_transpose(im)
+            im.load()
+            mode = im.mode
+            if mode in ("RGB", "RGBA", "CMYK", "YCbCr", "P", "LA", "PA"):
+                arr = np.asarray(im.convert("RGB"), dtype=np.float64) @ LUMA_WEIGHTS / 255.0
+            elif mode in ("L", "1"):
+                arr = np.asarray(im.convert("L"), dtype=np.float64) / 255.0
+            elif mode.startswith("I;16"):
+                arr = np.asarray(im, dtype=np.float64) / 65535.0
+            elif mode in ("I", "F"):
+                arr = np.asarray(im, dtype=np.float64)
+                lo, hi = float(arr.min()), float(arr.max())
+                arr = (arr - lo) / (hi - lo) if hi > lo else np.zeros_like(arr)
+            else:
+                arr = np.asarray(im.convert("L"), dtype=np.float64) / 255.0
+    except (OSError, UnidentifiedImageError, ValueError) as exc:
+        raise ImageReadError(f"cannot read image {p!r}: {exc}") from exc
+    if arr.ndim != 2 or arr.size == 0:
+        raise ImageReadError(f"cannot read image {p!r}: unexpected shape {arr.shape}")
+    return np.clip(arr, 0.0, 1.0).astype(np.float32)
+
+
+def as_grayscale(image: np.ndarray) -> np.ndarray:
+    """Any 2-D grey / 3-channel array -> float64 2-D array in [0, 1], so the biomarkers take arrays as files."""
+    arr = np.asarray(image)
+    if arr.ndim == 2 and arr.dtype.kind == "f":
+        return arr  # no copy: callers never write into it
+    scale = float(np.iinfo(arr.dtype).max) if arr.dtype.kind in "ui" else 1.0
+    img = arr.astype(np.float64) / scale
+    if img.ndim == 3 and img.shape[2] in (3, 4):
+        img = img[..., :3] @ LUMA_WEIGHTS
+    if img.ndim != 2:
+        raise ValueError(f"expected a 2-D grayscale image, got shape {arr.shape}")
+    if not np.all(np.isfinite(img)):
+        img = np.nan_to_num(img)
+    return img
 
 
 class ImageCache:

@@ -1,7 +1,9 @@
-"""Image encoders (one factory), the tabular MLP, and the fusion network.
+"""Image encoders (one factory), the tabular MLP, the concatenation fusion and the residual network.
 
-Weights are an explicit argument, as in torchvision: None (random init), "imagenet"
-(torchvision's weights API, cached under TORCH_HOME) or a path to a local checkpoint.
+Weights are a keyword-only argument, as in torchvision: None (random initialisation), a
+torchvision weights name such as ``"DenseNet121_Weights.IMAGENET1K_V1"`` (``"imagenet"`` is the
+alias of the encoder's default ImageNet weights), resolved through torchvision's weights API
+with its hash check and cache under TORCH_HOME, or the path of a local checkpoint.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import torch
 from torch import nn
 from torchvision import models as tvm
 
-ENCODERS = ("smallcnn", "resnet18", "resnet50", "densenet121")
+from .config import ENCODER_NAMES as ENCODERS
 MODES = ("image", "tabular", "fusion")
 
 
@@ -55,15 +57,42 @@ class GrayToRGB(nn.Module):
         return self.backbone(x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x)
 
 
-def _imagenet_state_dict(name: str) -> dict[str, torch.Tensor]:
-    weights = tvm.get_model_weights(name).DEFAULT
+def resolve_weights(name: str, weights: str | Path | None) -> tvm.WeightsEnum | Path | None:
+    """The weights a spec names: a torchvision enum member ("imagenet" = the encoder's default), a
+    checkpoint path, or None. Recorded in provenance by its `weights_name`."""
+    if weights is None:
+        return None
+    if isinstance(weights, str) and (weights == "imagenet" or "_Weights." in weights):
+        if name == "smallcnn":
+            raise WeightsUnavailableError("smallcnn has no ImageNet weights; use weights=None or a checkpoint path")
+        enum = tvm.get_model_weights(name)
+        if weights == "imagenet":
+            return enum.DEFAULT
+        enum_name, _, member = weights.partition(".")
+        if enum_name != enum.__name__ or member not in enum.__members__:
+            raise WeightsUnavailableError(f"{weights} are not weights of {name}; choose one of "
+                                          f"{', '.join(f'{enum.__name__}.{m}' for m in enum.__members__)}")
+        return enum[member]
+    return Path(weights)
+
+
+def weights_name(name: str, weights: str | Path | None) -> str:
+    """The resolved name of the weights a run used (for the provenance record and captions)."""
+    resolved = resolve_weights(name, weights)
+    if resolved is None:
+        return "none (trained from scratch)"
+    return str(resolved) if isinstance(resolved, Path) else f"{type(resolved).__name__}.{resolved.name}"
+
+
+def _torchvision_state_dict(weights: tvm.WeightsEnum) -> dict[str, torch.Tensor]:
     hub = Path(torch.hub.get_dir()) / "checkpoints"
     filename = weights.url.rsplit("/", 1)[-1]
     try:
-        return weights.get_state_dict(progress=False, check_hash=False)
+        return weights.get_state_dict(progress=False, check_hash=True)
     except Exception as exc:  # URLError, socket errors, HTTP errors: all mean "not available offline"
         raise WeightsUnavailableError(
-            f"ImageNet weights for {name} are not cached and cannot be downloaded ({type(exc).__name__}: {exc}).\n"
+            f"{type(weights).__name__}.{weights.name} are not cached and cannot be downloaded "
+            f"({type(exc).__name__}: {exc}).\n"
             f"Download {weights.url} on a machine with internet and place it at {hub / filename}\n"
             f"(or set TORCH_HOME), or pass weights='/path/to/checkpoint.pth', or weights=None to train from scratch."
         ) from exc
@@ -79,20 +108,24 @@ def _checkpoint_state_dict(path: Path) -> dict[str, torch.Tensor]:
     return {k.removeprefix("module."): v for k, v in state.items()}
 
 
-def build_encoder(name: str, weights: str | Path | None = None) -> nn.Module:
-    """Image encoder returning a flat embedding; `encoder.out_dim` is its width."""
+def build_encoder(name: str, *, weights: str | Path | None = None, width: int = 32) -> nn.Module:
+    """Image encoder returning a flat embedding; `encoder.out_dim` is its width.
+
+    ``width`` is the small CNN's first layer width (the others double, to 4x); torchvision
+    backbones ignore it.
+    """
     if name not in ENCODERS:
         raise ValueError(f"unknown encoder {name!r}; choose one of {ENCODERS}")
+    resolved = resolve_weights(name, weights)
     if name == "smallcnn":
-        if weights == "imagenet":
-            raise WeightsUnavailableError("smallcnn has no ImageNet weights; use weights=None or a checkpoint path")
-        model: nn.Module = SmallCNN()
-        if weights is not None:
-            model.load_state_dict(_checkpoint_state_dict(Path(weights)))
+        model: nn.Module = SmallCNN((width, 2 * width, 4 * width, 4 * width))
+        if resolved is not None:
+            model.load_state_dict(_checkpoint_state_dict(resolved))
     else:
         backbone = tvm.get_model(name, weights=None)
-        if weights is not None:
-            state = _imagenet_state_dict(name) if weights == "imagenet" else _checkpoint_state_dict(Path(weights))
+        if resolved is not None:
+            state = (_checkpoint_state_dict(resolved) if isinstance(resolved, Path)
+                     else _torchvision_state_dict(resolved))
             state = {k: v for k, v in state.items() if not k.startswith(("fc.", "classifier."))}
             missing, unexpected = backbone.load_state_dict(state, strict=False)
             missing = [k for k in missing if not k.startswith(("fc.", "classifier."))]
@@ -157,10 +190,10 @@ class FusionNet(nn.Module):
         return self.head(self.embed(image, tabular))
 
 
-def build_model(mode: str, n_outputs: int, encoder: str = "smallcnn", weights: str | Path | None = None,
-                tabular_dim: int = 0) -> FusionNet:
-    """The one factory the training code calls."""
-    enc = build_encoder(encoder, weights) if mode != "tabular" else None
+def build_model(mode: str, n_outputs: int, encoder: str = "smallcnn", *, weights: str | Path | None = None,
+                tabular_dim: int = 0, width: int = 32) -> FusionNet:
+    """The concatenation network of a mode (image, tabular or fusion)."""
+    enc = build_encoder(encoder, weights=weights, width=width) if mode != "tabular" else None
     return FusionNet(mode, n_outputs, enc, tabular_dim)
 
 
@@ -194,6 +227,11 @@ class ResidualNet(nn.Module):
         nn.init.zeros_(self.correction[-1].weight)
         nn.init.zeros_(self.correction[-1].bias)
         self.last_correction: torch.Tensor | None = None
+
+    @property
+    def mode(self) -> str:
+        """As FusionNet's: which inputs the network reads (explanations dispatch on it)."""
+        return "fusion" if self.image_encoder is not None else "tabular"
 
     @property
     def tabular_encoder(self) -> nn.Module:

@@ -1,7 +1,9 @@
 """Execute the notebooks with papermill, record provenance, and build the Jupyter Book.
 
-The executed notebooks and everything they write live in the run folder (outputs/<profile>
-by default); the book is assembled from a copy of the book sources plus those notebooks.
+The executed notebooks and everything they write live in the run folder (by default
+outputs/<profile>, or outputs/<profile>-<hash> when settings are overridden: config.run_folder);
+the book is assembled from a copy of the book sources plus those notebooks, without their
+parameter cells, with a banner on every page when the numbers are not the study's (smoke).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from .config import PROJECT_ROOT, RunPaths, get_profile, resolve_data_dir, run_folder
+from .config import PROJECT_ROOT, Profile, RunPaths, changed_fields, get_profile, resolve_data_dir, run_folder
 from .data import check_layout, read_registry, sha256_file
 from .runfolder import check_output_folder, exclusive
 
@@ -36,6 +38,9 @@ NOTEBOOKS: tuple[str, ...] = (
     "book/provenance.ipynb",
 )
 BOOK_FILES = ("_config.yml", "_toc.yml", "references.bib")
+#: cell tags of the notebook's own parameters cell and of the one papermill injects
+PARAMETER_TAGS = frozenset({"parameters", "injected-parameters"})
+SMOKE_BANNER = "smoke profile: the numbers mean nothing"
 PACKAGES = ("torch", "torchvision", "numpy", "pandas", "scikit-learn", "scikit-image", "shap", "grad-cam",
             "papermill", "jupyter-book", "matplotlib", "seaborn")
 
@@ -155,19 +160,59 @@ def execute_notebook(source: Path, target: Path, parameters: dict[str, Any]) -> 
     return time.time() - start
 
 
-def build_book(run_dir: Path, executed: dict[str, Path]) -> Path:
-    """Assemble book sources + executed notebooks in run_dir/book_src and build HTML into run_dir/_build."""
+def book_banner(profile: Profile | None) -> str | None:
+    """The announcement on every page of a book whose numbers are not the study's: smoke, or changed settings."""
+    if profile is None:
+        return None
+    if profile.name == "smoke":
+        return SMOKE_BANNER
+    changed = changed_fields(profile)
+    if changed:
+        return (f"profile {profile.name} with changed settings ("
+                + ", ".join(f"{k}={v}" for k, v in changed.items()) + "): not the pre-specified analysis")
+    return None
+
+
+def hide_parameter_cells(notebook: Path) -> None:
+    """Tag the parameters cell and papermill's injected one `remove-cell` in a book copy: they hold the
+    run's absolute paths and settings, which the provenance page reports instead."""
+    nb = json.loads(notebook.read_text(encoding="utf-8"))
+    for cell in nb.get("cells", []):
+        tags = cell.setdefault("metadata", {}).setdefault("tags", [])
+        if set(tags) & PARAMETER_TAGS and "remove-cell" not in tags:
+            tags.append("remove-cell")
+    notebook.write_text(json.dumps(nb, indent=1, ensure_ascii=False), encoding="utf-8")
+
+
+def write_book_config(source: Path, target: Path, banner: str | None) -> None:
+    """Copy _config.yml, adding the banner as the theme's announcement when there is one."""
+    import yaml
+
+    config = yaml.safe_load(source.read_text(encoding="utf-8")) or {}
+    if banner:
+        config.setdefault("html", {})["announcement"] = banner
+    target.write_text(yaml.safe_dump(config, sort_keys=False, allow_unicode=True), encoding="utf-8")
+
+
+def build_book(run_dir: Path, executed: dict[str, Path], profile: Profile | None = None) -> Path:
+    """Assemble book sources + executed notebooks in run_dir/book_src and build HTML into run_dir/_build.
+
+    The copies, not the executed notebooks, lose their parameter cells; `profile` decides the banner.
+    """
     src = run_dir / "book_src"
     if src.exists():
         shutil.rmtree(src)
     src.mkdir(parents=True)
     for name in BOOK_FILES:
-        if (PROJECT_ROOT / name).is_file():
+        if name == "_config.yml":
+            write_book_config(PROJECT_ROOT / name, src / name, book_banner(profile))
+        elif (PROJECT_ROOT / name).is_file():
             shutil.copy2(PROJECT_ROOT / name, src / name)
     shutil.copytree(PROJECT_ROOT / "book", src / "book", ignore=shutil.ignore_patterns("*.ipynb", ".*"))
     for rel, nb in executed.items():
         (src / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(nb, src / rel)
+        hide_parameter_cells(src / rel)
     exe = Path(sys.executable).with_name("jupyter-book")
     cmd = [str(exe) if exe.exists() else "jupyter-book", "build", str(src), "--path-output", str(run_dir), "--keep-going"]
     proc = subprocess.run(cmd, capture_output=True, text=True)
@@ -194,7 +239,7 @@ def run(profile: str = "fast", run_dir: str | os.PathLike | None = None, data_di
     prof = get_profile(profile, **overrides)
     data_root = resolve_data_dir(data_dir)
     check_layout(data_root)
-    root = check_output_folder(run_folder(run_dir, profile), "run folder", data_root)
+    root = check_output_folder(run_folder(run_dir, prof, announce=True), "run folder", data_root)
     with exclusive(root) as lock:
         paths = RunPaths(root)
         started = dt.datetime.now(dt.timezone.utc)
@@ -223,7 +268,7 @@ def run(profile: str = "fast", run_dir: str | os.PathLike | None = None, data_di
             if build:
                 current = "jupyter-book build"
                 t0 = time.time()
-                result = build_book(paths.root, executed)
+                result = build_book(paths.root, executed, prof)
                 prov.step("jupyter-book build", seconds=round(time.time() - t0, 1))
         except BaseException as exc:  # Ctrl-C too: the record must not stay "running"
             if isinstance(exc, PipelineError):

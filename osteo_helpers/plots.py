@@ -14,12 +14,16 @@ from sklearn.metrics import precision_recall_curve, roc_curve
 CLASS_COLOURS = {"normal": "#4C72B0", "osteopenia": "#DD8452", "osteoporosis": "#C44E52", "low_bmd": "#C44E52"}
 
 
-def save(fig: plt.Figure, folder: Path, name: str) -> plt.Figure:
+def save(fig: plt.Figure, folder: Path, name: str, stamp: str | None = None) -> plt.Figure:
     """Save a figure as PNG into the run's figures folder (atomically) and return it for display.
 
-    The figure is closed in pyplot, so a notebook shows it once (as the returned value), not twice.
+    ``stamp`` (e.g. the run and profile) is printed small in the corner, so a figure copied out
+    of the report still says what made it. The figure is closed in pyplot, so a notebook shows
+    it once (as the returned value), not twice.
     """
     folder.mkdir(parents=True, exist_ok=True)
+    if stamp:
+        fig.text(0.995, 0.005, stamp, ha="right", va="bottom", fontsize=6, color="grey")
     tmp = folder / f".{name}.tmp.png"
     fig.savefig(tmp, dpi=120, bbox_inches="tight")
     tmp.replace(folder / f"{name}.png")
@@ -84,21 +88,24 @@ def crosstab_heatmap(table: pd.DataFrame, row: str, col: str, title: str) -> plt
     return fig
 
 
-def roc_pr_curves(curves: dict[str, tuple[np.ndarray, np.ndarray]], title: str = "") -> plt.Figure:
-    """ROC and precision-recall curves of several models: name -> (y_true, p_positive)."""
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4.2))
+def roc_pr_curves(curves: dict[str, tuple[np.ndarray, np.ndarray]], title: str = "",
+                  legend: dict[str, tuple[str, str]] | None = None) -> plt.Figure:
+    """ROC and precision-recall curves: label -> (y_true, p_positive); ``legend`` adds each arm's
+    AUROC and AUPRC with CI (label -> (auroc text, auprc text))."""
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 4.8))
     for name, (y, p) in curves.items():
         fpr, tpr, _ = roc_curve(y, p)
         prec, rec, _ = precision_recall_curve(y, p)
-        a1.plot(fpr, tpr, label=name)
-        a2.plot(rec, prec, label=name)
+        roc_text, pr_text = (legend or {}).get(name, ("", ""))
+        a1.plot(fpr, tpr, label=f"{name} {roc_text}".strip())
+        a2.plot(rec, prec, label=f"{name} {pr_text}".strip())
     a1.plot([0, 1], [0, 1], "k:", lw=1)
-    a1.set(xlabel="1 - specificity", ylabel="sensitivity", title="ROC")
+    a1.set(xlabel="1 - specificity", ylabel="sensitivity", title="ROC (legend: AUROC [95% CI])")
     prevalence = np.mean(next(iter(curves.values()))[0]) if curves else 0.5
     a2.axhline(prevalence, color="k", ls=":", lw=1)
-    a2.set(xlabel="recall (sensitivity)", ylabel="precision (PPV)", title="Precision-recall")
-    a1.legend(fontsize=8, loc="lower right")
-    a2.legend(fontsize=8, loc="lower left")
+    a2.set(xlabel="recall (sensitivity)", ylabel="precision (PPV)", title="Precision-recall (legend: AUPRC [95% CI])")
+    a1.legend(fontsize=7, loc="lower right")
+    a2.legend(fontsize=7, loc="lower left")
     fig.suptitle(title)
     fig.tight_layout()
     return fig
@@ -113,30 +120,61 @@ def confusion_matrix(counts: np.ndarray, classes: Sequence[str], title: str = ""
 
 
 def training_curves(history: pd.DataFrame, title: str = "") -> plt.Figure:
-    """Train and validation loss per epoch for every fold (thin lines) and their mean (thick)."""
+    """Train and validation loss per epoch for every fold (thin lines) and their mean (thick, with
+    markers, so a run of one epoch still shows its points). Epoch 0 is the state before training."""
     fig, ax = plt.subplots(figsize=(6, 3.5))
     for (_, _), h in history.groupby(["seed", "fold"]):
         ax.plot(h["epoch"], h["train_loss"], color="C0", alpha=0.25, lw=0.8)
         ax.plot(h["epoch"], h["val_loss"], color="C1", alpha=0.25, lw=0.8)
     mean = history.groupby("epoch")[["train_loss", "val_loss"]].mean()
-    ax.plot(mean.index, mean["train_loss"], color="C0", lw=2, label="train (fit split)")
-    ax.plot(mean.index, mean["val_loss"], color="C1", lw=2, label="inner validation")
-    ax.set(xlabel="epoch", ylabel="loss", title=title)
-    ax.legend()
+    ax.plot(mean.index, mean["train_loss"], "o-", color="C0", lw=2, ms=3, label="train (fit split)")
+    ax.plot(mean.index, mean["val_loss"], "o-", color="C1", lw=2, ms=3, label="inner validation")
+    best = history[history["best"]] if "best" in history else history.iloc[:0]
+    if len(best):
+        ax.scatter(best["epoch"], best["val_loss"], color="k", s=12, zorder=3, label="kept state (per fold)")
+    ax.set(xlabel="epoch (0 = before training)", ylabel="loss", title=title)
+    ax.legend(fontsize=8)
     return fig
 
 
-def forest(results: pd.DataFrame, metric: str = "auroc", title: str = "", reference: float | None = 0.5) -> plt.Figure:
-    """Point estimates with 95% CIs, one row per model (a forest plot)."""
-    part = results[results["metric"] == metric].sort_values("value")
-    fig, ax = plt.subplots(figsize=(6, 0.38 * len(part) + 1.2))
+def forest(results: pd.DataFrame, metric: str = "auroc", title: str = "", reference: float | None = 0.5,
+           order: Sequence[str] | None = None, labels: dict[str, str] | None = None,
+           highlight: float | None = None) -> plt.Figure:
+    """Point estimates with 95% CIs, one row per arm in the given (declared) order, top to bottom."""
+    part = results[results["metric"] == metric].drop_duplicates("model").set_index("model")
+    names = [n for n in (order or part.index) if n in part.index]
+    part = part.loc[names[::-1]]
+    fig, ax = plt.subplots(figsize=(6.5, 0.38 * len(part) + 1.3))
     y = np.arange(len(part))
     ax.errorbar(part["value"], y, xerr=[part["value"] - part["ci_low"], part["ci_high"] - part["value"]],
                 fmt="o", color="k", ecolor="grey", capsize=3)
-    ax.set_yticks(y, part["model"])
+    ax.set_yticks(y, [(labels or {}).get(n, n) for n in part.index])
     if reference is not None:
-        ax.axvline(reference, color="r", ls=":", lw=1)
+        ax.axvline(reference, color="r", ls=":", lw=1, label=f"chance ({reference})")
+    if highlight is not None:
+        ax.axvline(highlight, color="C0", ls="--", lw=1, label=f"clinical model ({highlight:.3f})")
     ax.set(xlabel=f"{metric} (95% CI)", title=title)
+    if reference is not None or highlight is not None:
+        ax.legend(fontsize=7, loc="lower left")
+    fig.tight_layout()
+    return fig
+
+
+def permutation_null(null: pd.DataFrame, observed: dict[str, float], labels: dict[str, str] | None = None,
+                     title: str = "") -> plt.Figure:
+    """One histogram per arm of its AUROC under label permutations, with the observed AUROC marked."""
+    models = list(dict.fromkeys(null["model"]))
+    fig, axes = plt.subplots(1, len(models), figsize=(3.2 * len(models), 2.8), squeeze=False, sharey=True)
+    for ax, model in zip(axes[0], models):
+        values = null.loc[null["model"] == model, "value"]
+        ax.hist(values, bins=20, color="grey", alpha=0.8)
+        if model in observed:
+            ax.axvline(observed[model], color="C3", lw=2, label=f"observed {observed[model]:.3f}")
+            ax.legend(fontsize=7)
+        ax.set(title=f"{(labels or {}).get(model, model)} (n = {len(values)})", xlabel="AUROC")
+        ax.title.set_fontsize(9)
+    axes[0][0].set_ylabel("permutations")
+    fig.suptitle(title)
     fig.tight_layout()
     return fig
 
@@ -161,3 +199,94 @@ def importance_bars(table: pd.DataFrame, value: str, error: str | None, xlabel: 
     ax.set(xlabel=xlabel, title=title)
     fig.tight_layout()
     return fig
+
+
+def png_as_jpeg(path: Path, quality: int = 80):
+    """A saved PNG shown as JPEG (radiograph sheets make large PNGs; the notebook stays small)."""
+    from io import BytesIO
+
+    from IPython.display import Image as IPImage
+    from PIL import Image
+
+    buffer = BytesIO()
+    with Image.open(path) as im:
+        im.convert("RGB").save(buffer, format="JPEG", quality=quality)
+    return IPImage(data=buffer.getvalue(), format="jpeg")
+
+
+def roi_examples(rois: np.ndarray, knees: pd.DataFrame, cohort: pd.DataFrame, seed: int, per_class: int = 4
+                 ) -> plt.Figure:
+    """ROI tiles (femur above tibia) of a few random knees per class, their stored uint8 values unscaled."""
+    rng = np.random.default_rng(seed)
+    label = knees["patient_id"].map(cohort.set_index("patient_id")["diagnosis"]).to_numpy()
+    picks = [(i, c) for c in ("normal", "osteopenia", "osteoporosis")
+             for i in rng.choice(np.flatnonzero(label == c), size=min(per_class, int((label == c).sum())),
+                                 replace=False)]
+    fig, axes = plt.subplots(1, max(len(picks), 1), figsize=(1.2 * max(len(picks), 1), 3.6), squeeze=False)
+    for ax in axes.ravel():
+        ax.set_axis_off()
+    for ax, (i, c) in zip(axes.ravel(), picks):
+        ax.imshow(rois[i], cmap="gray", vmin=0, vmax=255)
+        ax.set_title(f"{knees.patient_id.iloc[i]} {knees.side.iloc[i]} ({c})", fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def against_age(table: pd.DataFrame, features: Sequence[str]) -> plt.Figure:
+    """Each feature against age, coloured by class, with its least-squares line and Pearson r."""
+    from scipy import stats
+
+    fig, axes = plt.subplots(1, len(features), figsize=(3.3 * len(features), 3.2), squeeze=False)
+    for ax, f in zip(axes[0], features):
+        part = table[["age_years", f, "diagnosis"]].dropna()
+        for label, g in part.groupby("diagnosis"):
+            ax.scatter(g["age_years"], g[f], s=8, alpha=0.7, color=CLASS_COLOURS[label], label=label)
+        r, p = stats.pearsonr(part["age_years"], part[f])
+        slope, intercept = np.polyfit(part["age_years"], part[f], 1)
+        xs = np.linspace(part["age_years"].min(), part["age_years"].max(), 2)
+        ax.plot(xs, slope * xs + intercept, "k-", lw=1)
+        ax.set(xlabel="age (years)", ylabel=f, title=f"r = {r:.2f} (p = {p:.2g}, n = {len(part)})")
+        ax.title.set_fontsize(8)
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def class_gallery(images: np.ndarray, cohort: pd.DataFrame, seed: int, per_class: int = 6) -> plt.Figure:
+    """A few random radiographs of each class."""
+    rng = np.random.default_rng(seed)
+    picks, titles = [], []
+    for label in ("normal", "osteopenia", "osteoporosis"):
+        idx = np.flatnonzero(cohort["diagnosis"].to_numpy() == label)
+        for i in rng.choice(idx, size=min(per_class, len(idx)), replace=False):
+            picks.append(images[i])
+            titles.append(f"{cohort.patient_id.iloc[i]} ({label})")
+    return image_gallery(picks, titles, ncols=per_class)
+
+
+def before_after(cohort: pd.DataFrame, images: np.ndarray, data_dir: Path) -> plt.Figure:
+    """One raw radiograph per acquisition batch beside what the networks see."""
+    from PIL import Image
+
+    pics, titles = [], []
+    for i, row in cohort.reset_index(drop=True).groupby("batch").head(1).iterrows():
+        with Image.open(Path(data_dir) / row.image_path) as im:
+            pics.append(np.asarray(im.convert("L").reduce(8)))
+        titles += [f"{row.patient_id}: raw {int(row.width)}x{int(row.height)} {row['mode']}",
+                   f"letterboxed {images.shape[1]} px"]
+        pics.append(images[i])
+    return image_gallery(pics, titles, ncols=2, size=3)
+
+
+def augmentation_samples(image: np.ndarray, seed: int, n: int = 8) -> plt.Figure:
+    """What training augmentation (flip, rotation, shift, scale, brightness, contrast) does to one image."""
+    import torch
+
+    from .images import BatchAugment
+
+    torch.manual_seed(seed)
+    x = torch.from_numpy(image).float().div(255).expand(n, 1, *image.shape).clone()
+    flip = torch.rand(n) < 0.5
+    x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
+    samples = BatchAugment()(x)[:, 0].numpy()
+    return image_gallery(list(samples), [f"sample {k + 1}" for k in range(n)], ncols=4, size=2.2)

@@ -15,11 +15,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from . import data, splits
+from . import data, evaluation, splits
 from .config import SPREADSHEET_NAME, Profile, RunPaths, cache_dir, get_profile, resolve_data_dir, run_paths
+from .fileio import atomic_to_csv, atomic_write_text
 from .images import ImageCache
 
 if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
     from .biomarkers import BiomarkerData
 
 RUN_ID_ENV = "OSTEO_RUN_ID"
@@ -47,6 +50,7 @@ class Study:
         self.paths = paths
         self.data_dir = data_dir
         self._images: dict[int, np.ndarray] = {}
+        self._oofs: dict[Any, dict[str, pd.DataFrame]] = {}
 
     @classmethod
     def open(cls, profile: str = "fast", run_dir: str | os.PathLike | None = None,
@@ -110,13 +114,83 @@ class Study:
         return cohort_biomarkers(self.cohort, self.data_dir, self.profile.roi_size, limit=self.profile.biomarker_limit,
                                  progress=False)
 
+    # -- the arms and their results (every notebook reads them through here) --------------------
+    @cached_property
+    def groups(self) -> pd.Series:
+        """patient_id -> split group: what every bootstrap resamples (one person, one group)."""
+        return self.cohort.set_index("patient_id")["split_group"]
+
+    @cached_property
+    def shared_folds(self) -> pd.DataFrame:
+        return self.folds()
+
+    def oofs(self, task: str, names: tuple[str, ...] | None = None, biomarkers: bool = False
+             ) -> dict[str, pd.DataFrame]:
+        """Out-of-fold tables of the arms (default: every declared arm) for ``task``, in the order given.
+
+        Fitted folds are cached under the run's models folder, so each is trained once per run
+        and every notebook reuses it.
+        """
+        from .ablation import DECLARED_ORDER, run_arms
+
+        names = tuple(names or DECLARED_ORDER)
+        key = (task, names, biomarkers)
+        if key not in self._oofs:
+            self._oofs[key] = run_arms(self.rows(biomarkers=biomarkers), self.shared_folds, task, names,
+                                       self.profile, self.paths.models)
+        return self._oofs[key]
+
+    def results(self, task: str, names: tuple[str, ...] | None = None) -> pd.DataFrame:
+        """Every arm's metrics with group-bootstrap CIs, on all patients and on the patients alone in
+        their split group (sensitivity analysis); saved as ``results_<task>.csv``."""
+        from .ablation import singleton_patients
+
+        p, oofs = self.profile, self.oofs(task, names)
+        table = pd.concat([evaluation.score_arms(oofs, task, p.n_boot, p.seed, self.groups),
+                           evaluation.score_arms(oofs, task, p.n_boot, p.seed, self.groups,
+                                                 singleton_patients(self.cohort), "singletons")], ignore_index=True)
+        self.save_table(table, f"results_{task}")
+        return table
+
+    def classes(self, task: str) -> tuple[str, ...]:
+        from .tasks import get_task
+
+        return get_task(task).classes
+
+    def tscore_oofs(self) -> dict[str, pd.DataFrame]:
+        """The T-score arms' own tables (predicted T-score mean and sd): the folds of their class views."""
+        from .ablation import TSCORE_ARMS, tscore_predictions
+
+        if "tscore" not in self._oofs:
+            self._oofs["tscore"] = tscore_predictions(self.rows(), self.shared_folds, TSCORE_ARMS, self.profile,
+                                                      self.paths.models)
+        return self._oofs["tscore"]
+
+    def tscore_regression(self) -> pd.DataFrame:
+        """Pearson r and MAE of every T-score arm (saved as ``results_tscore.csv``)."""
+        table = evaluation.tscore_regression(self.tscore_oofs(), self.profile.n_boot, self.profile.seed, self.groups)
+        self.save_table(table, "results_tscore")
+        return table
+
+    def comparisons(self, tasks: tuple[str, ...] = ("binary", "3class"), save: bool = True) -> pd.DataFrame:
+        """The declared comparisons (primary and secondary, Holm over the secondary family of these tasks)."""
+        from .ablation import declared_comparisons
+
+        table = declared_comparisons({t: self.oofs(t) for t in tasks}, self.profile.n_boot, self.profile.seed,
+                                     self.groups)
+        if save:
+            self.save_table(table, "comparisons")
+        return table
+
+    def figure(self, fig: "Figure", name: str) -> "Figure":
+        """Save a figure under the run, stamped with the run and profile that made it."""
+        from .plots import save
+
+        return save(fig, self.paths.figures, name, stamp=f"run {self.run_id} · profile {self.profile.name}")
+
     def save_table(self, df: pd.DataFrame, name: str, index: bool = False) -> Path:
         """Write a table atomically into the run's tables folder."""
-        path = self.paths.tables / f"{name}.csv"
-        tmp = path.with_name(path.name + ".tmp")
-        df.to_csv(tmp, index=index)
-        tmp.replace(path)
-        return path
+        return atomic_to_csv(df, self.paths.tables / f"{name}.csv", index=index)
 
     def read_table(self, name: str) -> pd.DataFrame:
         path = self.paths.tables / f"{name}.csv"
@@ -125,11 +199,7 @@ class Study:
         return pd.read_csv(path, dtype={"patient_id": str})
 
     def save_json(self, obj: Any, name: str) -> Path:
-        path = self.paths.tables / f"{name}.json"
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(obj, indent=2, default=str))
-        tmp.replace(path)
-        return path
+        return atomic_write_text(self.paths.tables / f"{name}.json", json.dumps(obj, indent=2, default=str))
 
     def caption(self, what: str) -> str:
         """A table caption naming the run and profile that made it."""

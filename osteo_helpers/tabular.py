@@ -103,7 +103,7 @@ def to_model_frame(table: pd.DataFrame, features: tuple[str, ...] = INPUT_FEATUR
 
 def original_feature(transformed_name: str) -> str:
     """Map a transformed column name (e.g. 'categorical__sex_female') back to its clinical column."""
-    name = transformed_name.split("__", 1)[-1]
+    name = transformed_name.rsplit("__", 1)[-1]  # nested transformers prefix several blocks
     if name.startswith("missingindicator_"):
         return name[len("missingindicator_"):]
     for f in sorted(INPUT_FEATURES, key=len, reverse=True):
@@ -115,3 +115,9 @@ def original_feature(transformed_name: str) -> str:
 def ost_index(weight_kg: np.ndarray, age_years: np.ndarray) -> np.ndarray:
     """Osteoporosis Self-assessment Tool: 0.2 x (weight in kg - age in years). Low means high risk."""
     return 0.2 * (np.asarray(weight_kg, float) - np.asarray(age_years, float))
+
+
+def transform_columns(table: pd.DataFrame) -> pd.DataFrame:
+    """The model columns the clinical transform makes, each with the clinical feature it comes from."""
+    names = list(make_preprocessor().fit(to_model_frame(table)).get_feature_names_out())
+    return pd.DataFrame({"model column": names, "clinical feature": [original_feature(n) for n in names]})

@@ -21,6 +21,9 @@ import pytest
 from scipy import ndimage as ndi
 
 from osteo_helpers import biomarkers as B
+from osteo_helpers.biomarkers import cohort as bio_cohort
+from osteo_helpers.data import ImageReadError
+from osteo_helpers.images import load_grayscale
 
 BG, SOFT, BONE = 0.05, 0.35, 0.75
 
@@ -134,12 +137,14 @@ def test_inverted_image_is_detected_and_flagged():
     d = res.detections[0]
     assert d.inverted
     assert abs(d.joint_line_y - 270) <= 0.03 * img.shape[0]
-    # ROIs from the negative are flipped back: identical to the positive's
+    # the negative holds the same picture, so it is localised identically, and its ROIs are
+    # flipped back: identical to the positive's
     pos = B.localise_knees(img)[0]
-    if pos.tibia_roi == d.tibia_roi:
-        r_neg = B.extract_rois(1.0 - img, d, size=None)["tibia_trabecular"]
-        r_pos = B.extract_rois(img, pos, size=None)["tibia_trabecular"]
-        np.testing.assert_allclose(r_neg, r_pos, atol=1e-6)
+    assert (d.femur_roi, d.tibia_roi) == (pos.femur_roi, pos.tibia_roi)
+    r_neg = B.extract_rois(1.0 - img, d, size=None)
+    r_pos = B.extract_rois(img, pos, size=None)
+    for name in ("femur_trabecular", "tibia_trabecular"):
+        np.testing.assert_allclose(r_neg[name], r_pos[name], atol=1e-6)
 
 
 def test_no_bone_gives_failure_with_reason():
@@ -302,13 +307,13 @@ def test_load_grayscale_rgb_and_unreadable(tmp_path):
     rgb[..., 1] = 100
     p = tmp_path / "K1.png"
     Image.fromarray(rgb).save(p)
-    g = B.load_grayscale(p)
+    g = load_grayscale(p)
     assert g.dtype == np.float32 and g.shape == (40, 50)
     assert float(g[0, 0]) == pytest.approx((0.299 * 200 + 0.587 * 100) / 255, abs=1e-6)
     bad = tmp_path / "broken.jpg"
     bad.write_bytes(b"not an image")
-    with pytest.raises(B.ImageLoadError, match="broken.jpg"):
-        B.load_grayscale(bad)
+    with pytest.raises(ImageReadError, match="broken.jpg"):
+        load_grayscale(bad)
 
 
 def test_knee_and_image_features(tmp_path):
@@ -391,7 +396,7 @@ def test_cohort_biomarkers_cache_status_rois_and_qa(tmp_path, monkeypatch):
     def boom(*a, **k):
         raise AssertionError("cache not used")
 
-    monkeypatch.setattr(B, "process_image", boom)
+    monkeypatch.setattr(bio_cohort, "process_image", boom)
     again = B.cohort_biomarkers(cohort, data_dir, roi_size=32, cache=cache, progress=False)
     pd.testing.assert_frame_equal(again.knees, bio.knees)
     np.testing.assert_array_equal(again.rois, bio.rois)
@@ -400,7 +405,7 @@ def test_cohort_biomarkers_cache_status_rois_and_qa(tmp_path, monkeypatch):
     monkeypatch.undo()
     small = B.cohort_biomarkers(cohort, data_dir, roi_size=16, cache=cache, limit=1, progress=False)
     assert small.rois.shape == (2, 32, 16) and list(small.status["status"]) == ["localised"] + ["skipped"] * 3
-    with pytest.raises(ValueError, match="data folder"):
+    with pytest.raises(ValueError, match="dataset folder"):
         B.cohort_biomarkers(cohort, data_dir, roi_size=32, cache=data_dir / "cache", progress=False)
 
     figs = B.qa_sheets(bio, per_page=3, ncols=3)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shutil
 import zipfile
 from pathlib import Path
 
@@ -555,7 +556,7 @@ def test_interrupted_import_leaves_nothing_and_stale_staging_is_removed(syntheti
     stale = dest.parent / f"{data.IMPORT_PREFIX}killed"  # as left by an import killed with SIGKILL
     (stale / "staged").mkdir(parents=True)
     (stale / "staged" / "half.jpg").write_bytes(b"half")
-    real_copy = data.shutil.copy2
+    real_copy = shutil.copy2
     copies = []
 
     def copy_then_fail(src, dst):
@@ -563,12 +564,12 @@ def test_interrupted_import_leaves_nothing_and_stale_staging_is_removed(syntheti
         if len(copies) == 5:
             raise interrupt("interrupted")
 
-    monkeypatch.setattr(data.shutil, "copy2", copy_then_fail)
+    monkeypatch.setattr(shutil, "copy2", copy_then_fail)
     with pytest.raises(interrupt):
         data.import_dataset(synthetic_dataset.root, dest, registry)
     assert len(copies) == 5  # it was interrupted in the middle of copying
     assert sorted(p.name for p in dest.parent.iterdir()) == []  # no staging folder, no lock, no stale folder
-    monkeypatch.setattr(data.shutil, "copy2", real_copy)
+    monkeypatch.setattr(shutil, "copy2", real_copy)
     stale.mkdir()
     data.import_dataset(synthetic_dataset.root, dest, registry)
     _assert_installed(dest, synthetic_dataset.root, registry)

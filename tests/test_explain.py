@@ -30,7 +30,7 @@ def _model(encoder: str, mode: str = "fusion") -> FusionNet:
     key = f"{encoder}-{mode}"
     if key not in _MODELS:
         torch.manual_seed(0)
-        _MODELS[key] = build_model(mode, 2, encoder, None, tabular_dim=TAB_DIM).eval()
+        _MODELS[key] = build_model(mode, 2, encoder, tabular_dim=TAB_DIM).eval()
     return _MODELS[key]
 
 

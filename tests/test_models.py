@@ -169,3 +169,22 @@ def test_gray_input_repeated_for_torchvision_backbones():
     x = torch.rand(2, 1, 64, 64)
     with torch.no_grad():
         assert torch.allclose(enc(x), enc(x.expand(-1, 3, -1, -1).contiguous()))
+
+
+def test_torchvision_weights_names_resolve_like_torchvision():
+    import torchvision
+
+    assert models.resolve_weights("resnet18", "imagenet") is torchvision.models.ResNet18_Weights.DEFAULT
+    assert models.resolve_weights("resnet18", "ResNet18_Weights.IMAGENET1K_V1") is \
+        torchvision.models.ResNet18_Weights.IMAGENET1K_V1
+    assert models.weights_name("densenet121", "imagenet") == "DenseNet121_Weights.IMAGENET1K_V1"
+    assert models.weights_name("smallcnn", None) == "none (trained from scratch)"
+    with pytest.raises(models.WeightsUnavailableError, match="not weights of resnet18.*ResNet18_Weights.IMAGENET1K_V1"):
+        models.resolve_weights("resnet18", "DenseNet121_Weights.IMAGENET1K_V1")
+
+
+def test_build_encoder_takes_weights_by_keyword_only():
+    with pytest.raises(TypeError):
+        models.build_encoder("smallcnn", None)  # type: ignore[misc]
+    narrow = models.build_encoder("smallcnn", width=16)
+    assert narrow.out_dim == 64 and models.build_encoder("smallcnn").out_dim == 128

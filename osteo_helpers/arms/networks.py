@@ -22,6 +22,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import torch
+from sklearn.compose import ColumnTransformer
 from sklearn.linear_model import LogisticRegression
 from tqdm.auto import tqdm
 
@@ -72,10 +73,17 @@ class NetworkArm(Arm):
             blocks.append(("allow_list", INPUT_FEATURES))
         return blocks
 
+    def _make_preprocessor(self) -> ColumnTransformer | None:
+        """One transform of the clinical inputs: the clinical model's block (residual arms) first,
+        then the whole allow-list (arms with an MLP); columns may feed both blocks."""
+        blocks = [(name, make_preprocessor() if feats == INPUT_FEATURES else preprocessor_for(feats), list(feats))
+                  for name, feats in self._clinical_blocks()]
+        return ColumnTransformer(blocks, remainder="drop") if blocks else None
+
     def _tabular(self, rows: pd.DataFrame) -> np.ndarray | None:
-        parts = [pre.transform(to_model_frame(rows, feats)) for (_, feats), pre
-                 in zip(self._clinical_blocks(), self.preprocessors_)]
-        return np.hstack(parts).astype(np.float32) if parts else None
+        if self.preprocessor_ is None:
+            return None
+        return self.preprocessor_.transform(to_model_frame(rows, INPUT_FEATURES)).astype(np.float32)
 
     def _inputs(self, rows: pd.DataFrame, targets: np.ndarray | None = None) -> NetInputs:
         images = None
@@ -114,9 +122,10 @@ class NetworkArm(Arm):
         seed_everything(self.random_state)  # weight initialisation is part of the fold's experiment
         if not self.residual:
             mode = "image" if self.net == "image" else "fusion"
-            return build_model(mode, self.n_outputs, p.encoder, p.weights, tabular_dim=0 if X is None else X.shape[1])
-        base_dim = len(self.preprocessors_[0].get_feature_names_out())
-        encoder = build_encoder(p.encoder, p.weights) if self.net == "fusion" else None
+            return build_model(mode, self.n_outputs, p.encoder, weights=p.weights, width=p.cnn_width,
+                               tabular_dim=0 if X is None else X.shape[1])
+        base_dim = len(self.preprocessor_.named_transformers_["clinical"].get_feature_names_out())
+        encoder = build_encoder(p.encoder, weights=p.weights, width=p.cnn_width) if self.net == "fusion" else None
         net = ResidualNet(base_dim, self.n_outputs, encoder=encoder,
                           extra_dim=0 if encoder is not None else X.shape[1] - base_dim,
                           embed_dim=RESIDUAL_EMBED_DIM)
@@ -148,8 +157,9 @@ class NetworkArm(Arm):
         if p is None:
             raise ValueError("a network arm needs a profile")
         torch.set_num_threads(p.num_threads)
-        self.preprocessors_ = [(make_preprocessor() if feats == INPUT_FEATURES else preprocessor_for(feats)).fit(
-            to_model_frame(rows, feats)) for _, feats in self._clinical_blocks()]
+        self.preprocessor_ = self._make_preprocessor()
+        if self.preprocessor_ is not None:
+            self.preprocessor_.fit(to_model_frame(rows, INPUT_FEATURES))
         if self.task_.is_regression:
             self.target_mean_, self.target_sd_ = float(np.mean(y)), float(np.std(y) or 1.0)
             t = (y - self.target_mean_) / self.target_sd_

@@ -35,6 +35,7 @@ from .calibration import (
     reliability_figure,
 )
 from .comparisons import (
+    chi_square_p,
     delong_test,
     format_p,
     holm,
@@ -80,6 +81,7 @@ __all__ = [
     "calibration_intercept",
     "calibration_metrics",
     "calibration_slope",
+    "chi_square_p",
     "class_names_from",
     "confusion",
     "decision_curve",

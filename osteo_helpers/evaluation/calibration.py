@@ -250,7 +250,7 @@ def reliability_figure(curves: Mapping[str, pd.DataFrame], ax: Axes | None = Non
     fig, ax = (plt.subplots(figsize=(4.5, 4.5)) if ax is None else (ax.figure, ax))
     ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1, label="perfect calibration")
     for name, curve in curves.items():
-        err = np.vstack([curve["observed"] - curve["ci_low"], curve["ci_high"] - curve["observed"]])
+        err = np.clip(np.vstack([curve["observed"] - curve["ci_low"], curve["ci_high"] - curve["observed"]]), 0, None)
         ax.errorbar(curve["mean_predicted"], curve["observed"], yerr=err, marker="o", markersize=4, capsize=2,
                     linewidth=1, label=name)
     ax.set_xlim(0, 1)

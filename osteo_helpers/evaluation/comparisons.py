@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
+import pandas as pd
 from numpy.typing import ArrayLike
 from scipy import stats
 from sklearn.linear_model import LogisticRegression
@@ -229,3 +230,8 @@ def likelihood_ratio_test(y: ArrayLike, base_X: ArrayLike, extra_X: ArrayLike) -
     statistic = max(0.0, 2 * (_log_likelihood(np.hstack([base, extra]), labels) - _log_likelihood(base, labels)))
     df = extra.shape[1]
     return {"statistic": statistic, "df": float(df), "p_value": float(stats.chi2.sf(statistic, df))}
+
+
+def chi_square_p(a: ArrayLike, b: ArrayLike) -> float:
+    """p-value of the chi-square test of independence of two categorical variables."""
+    return float(stats.chi2_contingency(pd.crosstab(np.asarray(a), np.asarray(b)))[1])

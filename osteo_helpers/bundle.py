@@ -1,0 +1,399 @@
+"""The saved model: the primary arms refitted on every patient, written as one folder; load it and score.
+
+`train_final` fits ``fusion`` and ``clinical`` (binary) and ``fusion_tscore`` on ALL patients of
+the cohort: cross-validation has already estimated how this procedure performs (the run's report),
+and a model for new patients should learn from every patient there is. Each arm chooses its
+screening threshold (``threshold_``) at the profile's target sensitivity while fitting.
+
+A bundle folder::
+
+    bundle.json      the facts: profile, classes, threshold, calibration, inputs and their training
+                     ranges, data checksums, package versions, commit, and a self-check
+    arms/<arm>.pt    the fitted arm objects (network weights, fitted clinical transforms), torch.save
+    MODEL_CARD.md    generated from bundle.json (model_card.py)
+
+Loading needs no training data. The arms are pickles: `Bundle.load` refuses a bundle of another
+format or made with other package versions, and re-scores the saved self-check input, so a bundle
+that would not give the predictions it gave when saved is never used. Load only bundles you trust
+(unpickling runs code).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib.metadata
+import json
+import os
+import platform
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from . import __version__
+from .config import Profile, UsageError, get_profile, resolve_data_dir
+from .fileio import atomic_write_text
+from .patients import Patient, as_rows
+from .tabular import CATEGORICAL_FEATURES, CLINICAL_FEATURES, INPUT_FEATURES
+from .tasks import CLASSES_3, CLASSES_BINARY, TASKS
+
+BUNDLE_FORMAT = 1
+FACTS_NAME = "bundle.json"
+CARD_NAME = "MODEL_CARD.md"
+#: the saved arms and the task each is fitted for (``fusion_tscore`` fits the T-score)
+BUNDLE_ARMS: dict[str, str] = {"fusion": "binary", "clinical": "binary", "fusion_tscore": "tscore"}
+#: the arm whose P(low BMD) and threshold make the screening decision
+SCREENING_ARM = "fusion"
+#: packages whose versions must match for the pickled arms to load as they were saved
+CHECKED_PACKAGES = ("torch", "scikit-learn", "numpy")
+PREDICTION_COLUMNS = ("p_low_bmd", "p_low_bmd_clinical", "p_normal", "p_osteopenia", "p_osteoporosis",
+                      "t_score_mean", "t_score_low", "t_score_high", "screen_positive")
+INTERVAL = 0.95
+#: largest difference allowed between the self-check's saved and recomputed outputs
+SELF_CHECK_TOLERANCE = 1e-6
+
+
+def versions() -> dict[str, str]:
+    """The versions a bundle records and `Bundle.load` checks."""
+    out = {"osteo_helpers": __version__, "python": platform.python_version()}
+    for name in CHECKED_PACKAGES:
+        out[name] = importlib.metadata.version(name)
+    return out
+
+
+def _compatible(saved: dict[str, str], here: dict[str, str]) -> list[str]:
+    """The packages whose versions differ where a pickle cares: osteo_helpers and scikit-learn exactly,
+    torch to the minor version, numpy to the major."""
+    depth = {"osteo_helpers": None, "scikit-learn": None, "torch": 2, "numpy": 1}
+    bad = []
+    for name, parts in depth.items():
+        a, b = str(saved.get(name, "?")).split("+")[0], here[name].split("+")[0]
+        if (a.split(".")[:parts] if parts else a) != (b.split(".")[:parts] if parts else b):
+            bad.append(f"{name} {saved.get(name, '?')} (here {here[name]})")
+    return bad
+
+
+def used_inputs(arm: Any) -> list[str]:
+    """The clinical columns an arm's fitted transform reads (the arm ignores every other input)."""
+    transformer = getattr(arm, "preprocessor_", None)
+    if transformer is None and hasattr(arm, "model_") and hasattr(arm.model_, "steps"):
+        transformer = arm.model_[0]
+    columns: list[str] = []
+    for _, _, cols in getattr(transformer, "transformers_", []):
+        if isinstance(cols, (list, tuple)):
+            columns += [c for c in cols if c in INPUT_FEATURES and c not in columns]
+    return [c for c in INPUT_FEATURES if c in columns]
+
+
+def training_ranges(rows: pd.DataFrame) -> dict[str, Any]:
+    """Min and max of every numeric clinical input and the categories seen, over the training rows."""
+    numeric, categories = {}, {}
+    for name in INPUT_FEATURES:
+        column = rows[name]
+        if name in CATEGORICAL_FEATURES:
+            categories[name] = sorted(map(str, column.dropna().unique()))
+        elif str(column.dtype) == "boolean" or pd.api.types.is_bool_dtype(column):
+            categories[name] = sorted(bool(v) for v in column.dropna().unique())
+        else:
+            values = column.astype(float).dropna()
+            numeric[name] = [float(values.min()), float(values.max())] if len(values) else None
+    return {"numeric": numeric, "categories": categories}
+
+
+def range_warnings(row: pd.Series, ranges: dict[str, Any]) -> list[str]:
+    """An input outside its training range, or a category never seen in training."""
+    out = []
+    for name, bounds in ranges["numeric"].items():
+        value = row.get(name)
+        if value is None or pd.isna(value):
+            continue
+        if bounds is None:
+            out.append(f"{name} {value:g}: never recorded in training")
+        elif not bounds[0] <= value <= bounds[1]:
+            out.append(f"{name} {value:g} outside the training range {bounds[0]:g}-{bounds[1]:g}")
+    for name, seen in ranges["categories"].items():
+        value = row.get(name)
+        if value is None or pd.isna(value):
+            continue
+        if (bool(value) if isinstance(seen[0] if seen else None, bool) else str(value)) not in seen:
+            out.append(f"{name} {value!r} not seen in training")
+    return out
+
+
+def self_check_image(size: int) -> np.ndarray:
+    """A fixed test image (a diagonal ramp) for the self-check: the same on every machine."""
+    return (np.add.outer(np.arange(size), np.arange(size)) * 255 // max(2 * size - 2, 1)).astype(np.uint8)
+
+
+@dataclass
+class Bundle:
+    """Fitted arms and their facts; `predict` scores checked patients."""
+
+    facts: dict[str, Any]
+    arms: dict[str, Any]
+    path: Path | None = None
+
+    @property
+    def threshold(self) -> float:
+        return float(self.facts["screening"]["threshold"])
+
+    @property
+    def required(self) -> tuple[str, ...]:
+        return tuple(self.facts["inputs"]["used"])
+
+    @property
+    def image_size(self) -> int:
+        return int(self.facts["profile"]["image_size"])
+
+    def predict(self, rows: pd.DataFrame) -> pd.DataFrame:
+        """The outputs of every arm for rows holding the allow-list columns and ``image``."""
+        tscore = self.arms["fusion_tscore"]
+        proba = tscore.predict_proba(rows)
+        mean, sd = tscore.predict_distribution(rows)
+        z = stats.norm.ppf(0.5 + INTERVAL / 2)
+        p_low = self.arms[SCREENING_ARM].predict_low_bmd(rows)
+        return pd.DataFrame({
+            "p_low_bmd": p_low, "p_low_bmd_clinical": self.arms["clinical"].predict_low_bmd(rows),
+            "p_normal": proba[:, 0], "p_osteopenia": proba[:, 1], "p_osteoporosis": proba[:, 2],
+            "t_score_mean": mean, "t_score_low": mean - z * sd, "t_score_high": mean + z * sd,
+            "screen_positive": p_low >= self.threshold,
+        })
+
+    def score(self, patients: list[Patient]) -> pd.DataFrame:
+        """One row per patient: ``patient_id``, the predictions and ``warnings`` (inputs unlike the training data)."""
+        rows = as_rows(patients)
+        out = self.predict(rows)
+        out.insert(0, "patient_id", rows["patient_id"].to_numpy())
+        ranges = self.facts["training_ranges"]
+        out["warnings"] = ["; ".join(range_warnings(row, ranges)) for _, row in rows.iterrows()]
+        return out
+
+    # -- the self-check ----------------------------------------------------------------------
+    def _self_check_rows(self, values: dict[str, Any]) -> pd.DataFrame:
+        patient = Patient("self-check", {n: values.get(n) for n in INPUT_FEATURES}, self_check_image(self.image_size))
+        return as_rows([patient])
+
+    def make_self_check(self, values: dict[str, Any]) -> dict[str, Any]:
+        out = self.predict(self._self_check_rows(values)).iloc[0]
+        return {"input": values, "image": "self_check_image(image_size)",
+                "output": {k: float(out[k]) for k in PREDICTION_COLUMNS if k != "screen_positive"}}
+
+    def verify(self) -> None:
+        """Re-score the self-check input; UsageError if any output moved (other code or a damaged file)."""
+        check = self.facts["self_check"]
+        now = self.predict(self._self_check_rows(check["input"])).iloc[0]
+        moved = {k: (v, float(now[k])) for k, v in check["output"].items()
+                 if not abs(float(now[k]) - v) <= SELF_CHECK_TOLERANCE}
+        if moved:
+            name, (saved, got) = next(iter(moved.items()))
+            raise UsageError(f"--model {self.path}: does not reproduce its saved self-check ({name} {got:.6g}, "
+                             f"saved {saved:.6g}) with this code; retrain with train-final or use commit "
+                             f"{self.facts['git'].get('commit', '?')}")
+
+    # -- files -------------------------------------------------------------------------------
+    def save(self, folder: Path) -> None:
+        """Write the arms, bundle.json and MODEL_CARD.md into an empty folder."""
+        import torch
+
+        from .model_card import model_card
+
+        (folder / "arms").mkdir(parents=True)
+        for name, arm in self.arms.items():
+            torch.save(arm, folder / "arms" / f"{name}.pt")
+        atomic_write_text(folder / FACTS_NAME, json.dumps(self.facts, indent=2, default=str))
+        atomic_write_text(folder / CARD_NAME, model_card(self.facts))
+
+    @classmethod
+    def load(cls, folder: str | os.PathLike) -> Bundle:
+        """A saved bundle, checked: format, package versions, every arm, the self-check."""
+        import torch
+
+        from .arms import Arm
+
+        folder = Path(folder)
+        facts_path = folder / FACTS_NAME
+        if not facts_path.is_file():
+            raise UsageError(f"--model {folder}: not a model bundle (no {FACTS_NAME}); make one with "
+                             "`osteo train-final --profile P --out DIR`")
+        try:
+            facts = json.loads(facts_path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise UsageError(f"--model {facts_path}: unreadable ({type(exc).__name__})") from exc
+        if not isinstance(facts, dict) or facts.get("format") != BUNDLE_FORMAT:
+            found = facts.get("format") if isinstance(facts, dict) else "?"
+            raise UsageError(f"--model {facts_path}: bundle format {found}, this osteo_helpers reads format "
+                             f"{BUNDLE_FORMAT}")
+        mismatched = _compatible(facts.get("versions", {}), versions())
+        if mismatched:
+            raise UsageError(f"--model {folder}: saved with {', '.join(mismatched)}; install the versions in "
+                             f"{FACTS_NAME} or retrain with train-final")
+        arms = {}
+        for name, task in BUNDLE_ARMS.items():
+            path = folder / "arms" / f"{name}.pt"
+            try:
+                arm = torch.load(path, map_location="cpu", weights_only=False)
+            except Exception as exc:  # a missing or damaged pickle fails in many ways; all mean the same
+                raise UsageError(f"--model {folder}: arms/{name}.pt cannot be loaded ({type(exc).__name__})") from exc
+            if not isinstance(arm, Arm) or arm.task != task:
+                raise UsageError(f"--model {folder}: arms/{name}.pt is not a fitted {name} arm")
+            arms[name] = arm
+        bundle = cls(facts, arms, folder)
+        bundle.verify()
+        return bundle
+
+
+# ----------------------------------------------------------------------------- train-final
+
+
+def fit_arms(rows: pd.DataFrame, profile: Profile, progress: bool = True) -> dict[str, Any]:
+    """The bundle's arms fitted on every row, each with its screening threshold."""
+    from .arms import make_arm
+
+    fitted = {}
+    for name, task in BUNDLE_ARMS.items():
+        arm = make_arm(name, "binary", profile=profile, target_sensitivity=profile.target_sensitivity,
+                       random_state=profile.seed)
+        if "progress" in arm.get_params():
+            arm.set_params(progress=progress)
+        fitted[name] = arm.fit(rows, TASKS[task].labels(rows))
+    return fitted
+
+
+def data_facts(study: Any) -> dict[str, Any]:
+    """Checksums of what the bundle learned from (spreadsheet, every image), and whether they are the
+    published files (the registry shipped with the package)."""
+    from .config import SPREADSHEET_NAME
+    from .data import read_registry, sha256_file
+
+    cohort = study.cohort
+    spreadsheet = sha256_file(study.data_dir / SPREADSHEET_NAME)
+    images = dict(zip(cohort["patient_id"], cohort["image_sha256"], strict=True))
+    registry = read_registry()
+    published = set(registry["sha256"])
+    return {"spreadsheet_sha256": spreadsheet, "images_sha256": images,
+            "matches_published_dataset": spreadsheet in published and set(images.values()) <= published}
+
+
+def cohort_facts(study: Any) -> dict[str, Any]:
+    """The training cohort as the model card describes it (size, prevalence, the known flaws)."""
+    cohort, findings = study.cohort, study.findings
+    normal = cohort.loc[cohort["label_binary"] == 0, "age_years"]
+    low = cohort.loc[cohort["label_binary"] == 1, "age_years"]
+    by_sex = cohort.groupby("sex")["label_binary"].agg(["size", "mean"])
+    return {
+        "patients": int(len(cohort)), "low_bmd": int(cohort["label_binary"].sum()),
+        "prevalence_low_bmd": float(cohort["label_binary"].mean()),
+        "classes": {c: int((cohort["label_3class"] == i).sum()) for i, c in enumerate(CLASSES_3)},
+        "age_normal": [float(normal.min()), float(normal.max())], "age_low_bmd": [float(low.min()), float(low.max())],
+        "by_sex": {str(s): {"patients": int(r["size"]), "prevalence_low_bmd": float(r["mean"])}
+                   for s, r in by_sex.iterrows()},
+        "duplicate_image_groups": len(findings["duplicate_groups"]),
+        "cross_class_duplicate_groups": len(findings["cross_class_duplicate_groups"]),
+        "duplicate_clinical_records": len(findings["duplicate_clinical_records"]),
+    }
+
+
+def _self_check_values(rows: pd.DataFrame, used: list[str]) -> dict[str, Any]:
+    """A typical patient for the self-check: the median of each numeric input used, the commonest category."""
+    out: dict[str, Any] = {}
+    for name in used:
+        column = rows[name].dropna()
+        out[name] = str(column.mode().iloc[0]) if name in CATEGORICAL_FEATURES else float(column.median())
+    return out
+
+
+def make_bundle(study: Any, overrides: dict[str, Any], run: dict[str, Any] | None,
+                progress: bool = True) -> Bundle:
+    """Fit the arms on every patient of the study and gather the facts of the bundle."""
+    from .pipeline import git_state
+
+    profile = study.profile
+    rows = study.rows()
+    arms = fit_arms(rows, profile, progress)
+    used = sorted({c for arm in arms.values() for c in used_inputs(arm)}, key=INPUT_FEATURES.index)
+    screen = arms[SCREENING_ARM]
+    facts: dict[str, Any] = {
+        "format": BUNDLE_FORMAT,
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "profile": profile.to_dict(), "overrides": overrides,
+        "training": ("refit on all patients: no patient is held out; the performance of this procedure "
+                     "is the cross-validated estimate of the run's report"),
+        "arms": {name: {"file": f"arms/{name}.pt", "class": type(arm).__name__, "task": arm.task,
+                        "threshold": float(arm.threshold_), "inputs": used_inputs(arm),
+                        "image": bool(getattr(arm, "uses_image", False))} for name, arm in arms.items()},
+        "classes": {"binary": list(CLASSES_BINARY), "3class": list(CLASSES_3)},
+        "screening": {"arm": SCREENING_ARM, "threshold": float(screen.threshold_),
+                      "target_sensitivity": profile.target_sensitivity,
+                      "rule": "screen positive when p_low_bmd >= threshold",
+                      "chosen_on": "the arm's inner validation split of the training patients"},
+        "inputs": {"used": used, "accepted": list(INPUT_FEATURES), "image_size": profile.image_size,
+                   "clinical_model": list(CLINICAL_FEATURES)},
+        "training_ranges": training_ranges(rows),
+        "cohort": cohort_facts(study),
+        "data": data_facts(study),
+        "run": run,
+        "versions": versions(),
+        "git": git_state(),
+    }
+    bundle = Bundle(facts, arms)
+    facts["self_check"] = bundle.make_self_check(_self_check_values(rows, used))
+    return bundle
+
+
+def _swap_in(built: Path, target: Path) -> None:
+    """Replace `target` by the finished `built` folder: two renames, so `target` is never half-written."""
+    old = target.with_name(f".{target.name}.old-{os.getpid()}")
+    if target.exists():
+        target.rename(old)
+    built.rename(target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def check_bundle_target(out: str | os.PathLike, data_root: Path) -> Path:
+    """The bundle folder, refused before any work: inside the data, a file, or a folder holding other things."""
+    from .runfolder import check_output_folder
+
+    target = check_output_folder(out, "--out", data_root)
+    if target.is_dir() and any(target.iterdir()) and not (target / FACTS_NAME).is_file():
+        raise UsageError(f"--out {target}: holds files but no model bundle; choose an empty or new folder")
+    return target
+
+
+def train_final(profile: str, out: str | os.PathLike, data_dir: str | os.PathLike | None = None,
+                overrides: dict[str, Any] | None = None, run_dir: str | os.PathLike | None = None,
+                progress: bool = True) -> Bundle:
+    """Fit the bundle's arms on all patients and write the bundle into `out` (replacing a bundle there).
+
+    Input, data and folders are checked first; the folder's writer lock is held throughout; the
+    bundle is built in a hidden sibling folder and renamed into place, so a crash leaves nothing
+    half-written. `run_dir`: a run of the same settings whose tables give the calibration and metrics.
+    """
+    from .data import check_layout
+    from .model_card import run_evidence
+    from .runfolder import exclusive
+    from .study import Study
+
+    overrides = dict(overrides or {})
+    prof = get_profile(profile, **overrides)
+    data_root = resolve_data_dir(data_dir)
+    check_layout(data_root)
+    target = check_bundle_target(out, data_root)
+    evidence = run_evidence(Path(run_dir), prof) if run_dir else None
+    with exclusive(target.parent, lock_name=f".{target.name}.osteo-writer.lock"):
+        built = target.with_name(f".{target.name}.building-{os.getpid()}")
+        shutil.rmtree(built, ignore_errors=True)
+        try:
+            study = Study.open(profile, built / "scratch-run", data_root, **overrides)
+            bundle = make_bundle(study, overrides, evidence, progress)
+            shutil.rmtree(built / "scratch-run")
+            bundle.save(built)
+            _swap_in(built, target)
+        finally:
+            shutil.rmtree(built, ignore_errors=True)
+    bundle.path = target
+    return bundle
+

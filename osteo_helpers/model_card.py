@@ -1,0 +1,209 @@
+"""The model card of a bundle (MODEL_CARD.md), written from the bundle's facts, and the run evidence it cites.
+
+Numbers come from two places only: the training cohort (counted when the bundle is made) and,
+with ``train-final --run DIR``, the tables of a cross-validated run of the same settings
+(metrics with CIs, calibration, operating point, subgroups). Without a run the card says
+"not measured" and points to the report; nothing is estimated on the patients the model was fitted on.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from .config import Profile, UsageError
+
+#: the arms whose cross-validated results the card cites (the saved arms, as the run names them)
+CARD_ARMS = ("fusion", "clinical", "fusion_tscore")
+CARD_METRICS = ("auroc", "auprc", "brier", "calibration_intercept", "calibration_slope", "sensitivity",
+                "specificity", "ppv", "npv")
+#: subgroup tables of a run (RESULT_COLUMNS format), by what they split on
+SUBGROUP_TABLES = {"age band": "age_band_binary.csv", "sex": "sex_binary.csv"}
+NOT_MEASURED = "not measured"
+
+
+def _training_fields(profile: dict[str, Any]) -> dict[str, Any]:
+    from .arms.driver import NON_TRAINING_FIELDS
+
+    return {k: v for k, v in profile.items() if k not in NON_TRAINING_FIELDS}
+
+
+def _records(table: pd.DataFrame) -> list[dict[str, Any]]:
+    keep = table[table["model"].isin(CARD_ARMS) & table["metric"].isin(CARD_METRICS)]
+    return json.loads(keep.to_json(orient="records"))
+
+
+def run_evidence(run_dir: Path, profile: Profile) -> dict[str, Any]:
+    """The cross-validated results of a run made with the bundle's training settings; UsageError otherwise
+    (checked before any training)."""
+    results = run_dir / "tables" / "results_binary.csv"
+    if not results.is_file():
+        raise UsageError(f"--run {run_dir}: no tables/results_binary.csv; give a finished run of this profile "
+                         "(`osteo run --profile P`) or leave --run out (calibration: not measured)")
+    provenance = run_dir / "provenance.json"
+    try:
+        record = json.loads(provenance.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        raise UsageError(f"--run {run_dir}: no readable provenance.json, so the settings that made its tables "
+                         "are unknown; give a folder made by `osteo run`") from None
+    ran = _training_fields(record.get("profile", {}))
+    want = json.loads(json.dumps(_training_fields(profile.to_dict())))
+    differ = sorted(k for k in set(ran) | set(want) if ran.get(k) != want.get(k))
+    if differ:
+        shown = ", ".join(f"{k}={ran.get(k)!r} (here {want.get(k)!r})" for k in differ[:4])
+        raise UsageError(f"--run {run_dir}: made with other training settings: {shown}"
+                         + (f" and {len(differ) - 4} more" if len(differ) > 4 else ""))
+    tables = run_dir / "tables"
+    subgroups = {what: _records(pd.read_csv(tables / name)) for what, name in SUBGROUP_TABLES.items()
+                 if (tables / name).is_file()}
+    return {"folder": str(run_dir.resolve()), "run_id": record.get("run_id"), "status": record.get("status"),
+            "commit": record.get("git", {}).get("commit"), "results": _records(pd.read_csv(results)),
+            "subgroups": subgroups}
+
+
+def _ci(rec: dict[str, Any] | None) -> str:
+    from .report import ci
+
+    return NOT_MEASURED if rec is None else ci(rec["value"], rec["ci_low"], rec["ci_high"])
+
+
+def _find(records: list[dict[str, Any]], model: str, metric: str, subset: str = "all") -> dict[str, Any] | None:
+    return next((r for r in records if r["model"] == model and r["metric"] == metric and r["subset"] == subset), None)
+
+
+def calibration(facts: dict[str, Any]) -> dict[str, str]:
+    """The screening arm's calibration intercept and slope [CI] from the run, else 'not measured'."""
+    run = facts.get("run")
+    arm = facts["screening"]["arm"]
+    records = run["results"] if run else []
+    return {m: _ci(_find(records, arm, m)) for m in ("calibration_intercept", "calibration_slope")}
+
+
+def _metrics_table(records: list[dict[str, Any]], subset: str = "all") -> list[str]:
+    from .ablation import arm_label
+
+    lines = ["| arm | " + " | ".join(CARD_METRICS) + " |", "|---" * (len(CARD_METRICS) + 1) + "|"]
+    for arm in CARD_ARMS:
+        if any(r["model"] == arm and r["subset"] == subset for r in records):
+            lines.append(f"| {arm_label(arm)} | " + " | ".join(_ci(_find(records, arm, m, subset))
+                                                             for m in CARD_METRICS) + " |")
+    return lines
+
+
+def _subgroup_lines(facts: dict[str, Any]) -> list[str]:
+    from .ablation import arm_label
+
+    checked = (facts.get("run") or {}).get("subgroups", {})
+    lines = []
+    if checked:
+        lines += ["AUROC [95% CI] within each subgroup the run checked (out-of-fold):", "",
+                  "| subgroup | patients | " + " | ".join(arm_label(a) for a in CARD_ARMS) + " |",
+                  "|---" * (len(CARD_ARMS) + 2) + "|"]
+        for records in checked.values():
+            for subset, n in dict.fromkeys((r["subset"], r["n_patients"]) for r in records):
+                cells = [_ci(_find(records, a, "auroc", subset)) for a in CARD_ARMS]
+                lines.append(f"| {subset} | {n} | " + " | ".join(cells) + " |")
+        lines.append("")
+    missing = [what for what in SUBGROUP_TABLES if what not in checked]
+    if missing:
+        run = facts.get("run")
+        lines += [f"Not checked in {'the run' if run else 'a cross-validated run for this bundle'}: "
+                  + ", ".join(missing) + f" ({', '.join(SUBGROUP_TABLES[m] for m in missing)} absent).", ""]
+    cohort = facts["cohort"]
+    lines += ["Training patients by sex (the model saw):", "", "| sex | patients | low BMD |", "|---|---|---|"]
+    lines += [f"| {sex} | {v['patients']} | {v['prevalence_low_bmd']:.0%} |" for sex, v in cohort["by_sex"].items()]
+    return lines
+
+
+def _ranges_lines(facts: dict[str, Any]) -> list[str]:
+    ranges = facts["training_ranges"]
+    used = set(facts["inputs"]["used"])
+    lines = ["| input | used by the model | training range / categories seen |", "|---|---|---|"]
+    for name, bounds in ranges["numeric"].items():
+        shown = "never recorded" if bounds is None else f"{bounds[0]:g} to {bounds[1]:g}"
+        lines.append(f"| {name} | {'yes' if name in used else 'no'} | {shown} |")
+    for name, seen in ranges["categories"].items():
+        lines.append(f"| {name} | {'yes' if name in used else 'no'} | {', '.join(map(str, seen)) or 'none'} |")
+    return lines
+
+
+def model_card(facts: dict[str, Any]) -> str:
+    """MODEL_CARD.md of a bundle: every number from its facts."""
+    p, cohort, screen, run = facts["profile"], facts["cohort"], facts["screening"], facts.get("run")
+    cal = calibration(facts)
+    smoke = p["name"] == "smoke"
+    lines = [
+        f"# Model card: osteo low-BMD screening model (profile `{p['name']}`)", "",
+        *(["> **smoke profile: the numbers mean nothing.** This bundle proves that the code runs; "
+           "do not interpret any of its outputs.", ""] if smoke else []),
+        f"Made {facts['created']} from commit `{facts['git'].get('commit', '?')}`"
+        f"{' (uncommitted changes)' if facts['git'].get('dirty') else ''} with osteo_helpers "
+        f"{facts['versions']['osteo_helpers']}; every number below is read from `bundle.json`.", "",
+        "## Intended use", "",
+        "Research only: to study whether a knee radiograph adds to age and sex in predicting low bone mineral "
+        "density (BMD, a T-score below -1). **It is not a medical device**, has no regulatory clearance, and must "
+        "not be used to diagnose, screen or treat anyone. It has never been validated outside the one public "
+        "dataset it was fitted on.", "",
+        "## The model", "",
+        f"- `fusion` (the screening output `p_low_bmd`): the pre-specified clinical model (logistic regression "
+        f"on {', '.join(facts['inputs']['clinical_model'])}) plus an image term that starts at zero, "
+        f"image encoder `{p['encoder']}` at {p['image_size']} px, pretrained weights: {p['weights'] or 'none'}.",
+        "- `clinical` (`p_low_bmd_clinical`): the clinical model alone, for comparison.",
+        "- `fusion_tscore`: the same residual network with a Gaussian head on the T-score; the WHO thresholds "
+        "(-1, -2.5) give `p_normal`, `p_osteopenia`, `p_osteoporosis` and a 95% predictive interval "
+        "(`t_score_low`, `t_score_high`).",
+        f"- Inputs used: {', '.join(facts['inputs']['used'])} and the image. Other clinical inputs are accepted "
+        "and checked against the training range but do not change the outputs.",
+        f"- Training: {facts['training']} ({cohort['patients']} patients).", "",
+        "## Data and its known flaws", "",
+        f"The public Knee X-ray Osteoporosis Database (Wani & Arora, Mendeley Data, DOI 10.17632/fxjm8fb6mw.2): "
+        f"{cohort['patients']} patients with a knee radiograph ({cohort['classes']['normal']} normal, "
+        f"{cohort['classes']['osteopenia']} osteopenia, {cohort['classes']['osteoporosis']} osteoporosis). "
+        f"Files {'match' if facts['data']['matches_published_dataset'] else 'do NOT match'} the published "
+        "checksums.", "",
+        f"- **Prevalence**: {cohort['prevalence_low_bmd']:.0%} have low BMD, far more than in any screening "
+        "population: predictive values do not transfer.",
+        f"- **Spectrum bias**: every normal patient is aged {cohort['age_normal'][0]:g}-{cohort['age_normal'][1]:g}, "
+        f"low-BMD patients {cohort['age_low_bmd'][0]:g}-{cohort['age_low_bmd'][1]:g}; age alone separates much of "
+        "the classes, and the model has not seen normal older people.",
+        f"- **Duplicates**: {cohort['duplicate_image_groups']} groups of byte-identical images, "
+        f"{cohort['cross_class_duplicate_groups']} of them across diagnoses; {cohort['duplicate_clinical_records']} "
+        "duplicated clinical records (one person entered twice). Cross-validation keeps each group on one side.",
+        "- **Labels** are WHO classes of a quantitative-ultrasound (QUS) T-score, not DXA, the reference standard.",
+        "- **No external validation**: one source, one acquisition protocol, one population.", "",
+        "## Performance (cross-validated, 95% CI)", "",
+    ]
+    if run:
+        lines += [f"From run `{run['run_id']}` (commit `{run['commit']}`), out-of-fold on all patients; the "
+                  "bundle's arms are the same procedure refitted on every patient.", "",
+                  *_metrics_table(run["results"]), ""]
+    else:
+        lines += [f"{NOT_MEASURED.capitalize()} for this bundle: it was made without `--run`. The cross-validated "
+                  f"metrics with CIs are in the report (`osteo run --profile {p['name']}`: Results summary); "
+                  "make the bundle with `--run` on that run folder to copy them here.", ""]
+    lines += [
+        "## Calibration", "",
+        f"Calibration intercept {cal['calibration_intercept']}, slope {cal['calibration_slope']} "
+        f"(`{screen['arm']}`, out-of-fold; ideal 0 and 1)."
+        + ("" if run else " Not measured: computing it needs cross-validation, which the run does."), "",
+        "## Operating point", "",
+        f"Screen positive when `p_low_bmd >= {screen['threshold']:.4f}`: the threshold reaching sensitivity "
+        f"{screen['target_sensitivity']:.2f} on {screen['chosen_on']}. The sensitivity and specificity a new "
+        "population would see are unknown (prevalence and spectrum differ).", "",
+        "## Subgroups", "", *_subgroup_lines(facts), "",
+        "## Inputs and their training range", "",
+        "`predict` warns when an input lies outside these ranges or a category was never seen.", "",
+        *_ranges_lines(facts), "",
+        "## Limitations", "",
+        "- About 240 patients: every estimate is uncertain (read the CIs), and the image term is small by design.",
+        "- The age gap between the classes (spectrum bias) makes discrimination look better than it would in a "
+        "population of similar ages.",
+        "- The threshold was chosen on a small inner validation split; the screening decision is unstable near it.",
+        "- QUS labels, one site, no external validation: the model is a research artefact, not a clinical tool.",
+        "", "## Versions", "",
+        ", ".join(f"{k} {v}" for k, v in facts["versions"].items()) + ".", "",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,187 @@
+"""New patients for `predict`: clinical inputs and knee images, checked before anything is scored.
+
+Inputs use the tidy names of the cohort table (``tabular.INPUT_FEATURES``), from command-line
+options or a CSV file with a ``patient_id`` column. Every problem is collected as one line naming
+the patient and the field, so a batch reports all its bad rows at once; nothing is scored until
+the inputs are known to be good (or the bad rows are explicitly skipped).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .config import UsageError
+from .data import FRACTURE_SITES, IMAGE_EXTENSIONS, OCCUPATION_GROUPS, SEX, DataValidationError, find_images
+from .images import decode_letterbox
+from .tabular import BOOLEAN_FEATURES, CATEGORICAL_FEATURES, INPUT_FEATURES, NUMERIC_FEATURES, NUMERIC_WITH_INDICATOR
+
+NUMBER_FIELDS: tuple[str, ...] = NUMERIC_FEATURES + NUMERIC_WITH_INDICATOR
+TRUE_WORDS = frozenset({"yes", "y", "true", "1"})
+FALSE_WORDS = frozenset({"no", "n", "false", "0"})
+#: the spellings each category accepts (the cleaned spreadsheet's vocabulary) -> the tidy value
+CATEGORY_SPELLINGS: dict[str, dict[str, str]] = {
+    "sex": dict(SEX),
+    "occupation_group": {g: g for g in sorted({g for _, g in OCCUPATION_GROUPS} | {"other"})},
+    "fracture_site": {s: s for s in sorted({s for _, s in FRACTURE_SITES} | {"none", "unspecified", "other"})},
+}
+
+
+class BadInputError(UsageError):
+    """One or more bad inputs; each problem is one line naming the patient and the field."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+@dataclass
+class Patient:
+    """One patient's checked inputs: tidy clinical values (None = missing) and the letterboxed image."""
+
+    patient_id: str
+    values: dict[str, Any]
+    image: np.ndarray | None = None
+    problems: list[str] = field(default_factory=list)
+
+
+def _is_missing(raw: Any) -> bool:
+    return raw is None or (isinstance(raw, float) and math.isnan(raw)) or (isinstance(raw, str) and not raw.strip())
+
+
+def parse_field(name: str, raw: Any) -> Any:
+    """A tidy value for one allow-list field; ValueError with the reason when it is not one."""
+    if _is_missing(raw):
+        return None
+    text = str(raw).strip()
+    if name in NUMBER_FIELDS:
+        try:
+            number = float(text)
+        except ValueError:
+            raise ValueError(f"{text!r} is not a number") from None
+        if not math.isfinite(number):
+            raise ValueError(f"{text!r} is not a finite number")
+        return number
+    if name in BOOLEAN_FEATURES:
+        word = text.lower()
+        if word in TRUE_WORDS:
+            return True
+        if word in FALSE_WORDS:
+            return False
+        raise ValueError(f"{text!r} is not yes or no")
+    if name in CATEGORICAL_FEATURES:
+        spellings = CATEGORY_SPELLINGS[name]
+        key = " ".join(text.lower().split())
+        if key not in spellings:
+            raise ValueError(f"{text!r} is not one of {', '.join(sorted(spellings))}")
+        return spellings[key]
+    raise ValueError(f"{name!r} is not a clinical input")
+
+
+def check_values(patient_id: str, raw: Mapping[str, Any], required: tuple[str, ...]) -> Patient:
+    """Parse every given field; a problem line for each bad value and each missing required one."""
+    patient = Patient(patient_id, {name: None for name in INPUT_FEATURES})
+    for name in INPUT_FEATURES:
+        try:
+            patient.values[name] = parse_field(name, raw.get(name))
+        except ValueError as exc:
+            patient.problems.append(f"patient {patient_id}: {name}: {exc}")
+    for name in required:
+        if _is_missing(raw.get(name)):
+            patient.problems.append(f"patient {patient_id}: {name}: missing (required by the model)")
+    return patient
+
+
+def load_image(patient: Patient, path: Path | None, size: int) -> None:
+    """Decode the knee image as the training images were (letterboxed to `size`), or record why not."""
+    if path is None:
+        return
+    try:
+        patient.image = decode_letterbox(Path(path), size)
+    except DataValidationError as exc:
+        reason = str(exc).split(": ", 1)[-1]
+        patient.problems.append(f"patient {patient.patient_id}: image: {path}: {reason}")
+
+
+def single_patient(values: Mapping[str, Any], image: str | None, patient_id: str | None,
+                   required: tuple[str, ...], size: int) -> list[Patient]:
+    """The patient of the single form (`--image` and options); the ID defaults to the image's file stem."""
+    pid = patient_id or (Path(image).stem if image else "patient")
+    patient = check_values(pid, values, required)
+    if not image:
+        patient.problems.append(f"patient {pid}: image: missing (give --image)")
+    else:
+        load_image(patient, Path(image), size)
+    return [patient]
+
+
+def read_clinical_csv(path: Path) -> pd.DataFrame:
+    """The batch's CSV as text cells; UsageError naming the file for anything but a table of inputs."""
+    if not path.is_file():
+        raise UsageError(f"--clinical {path}: no such file")
+    try:
+        table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except Exception as exc:  # pandas raises many types for a file that is not a CSV table
+        raise UsageError(f"--clinical {path}: cannot be read as CSV ({type(exc).__name__}: {exc})") from exc
+    table.columns = [str(c).strip() for c in table.columns]
+    if "patient_id" not in table.columns:
+        raise UsageError(f"--clinical {path}: no patient_id column (columns: {', '.join(table.columns)})")
+    unknown = [c for c in table.columns if c != "patient_id" and c not in INPUT_FEATURES]
+    if unknown:
+        raise UsageError(f"--clinical {path}: column(s) {', '.join(unknown)} are not clinical inputs; "
+                         f"known: patient_id, {', '.join(INPUT_FEATURES)}")
+    return table
+
+
+def batch_patients(clinical: Path, images: Path, required: tuple[str, ...], size: int) -> list[Patient]:
+    """Every row of the CSV, matched to its image in the folder by patient ID (the file stem, any
+    image extension, at any depth, as in the dataset)."""
+    table = read_clinical_csv(clinical)
+    if not images.is_dir():
+        raise UsageError(f"--images {images}: no such folder")
+    try:
+        found = find_images(images)
+    except DataValidationError as exc:
+        raise UsageError(f"--images {images}: {exc}") from exc
+    patients: list[Patient] = []
+    ids = table["patient_id"].str.strip()
+    for line, (pid, row) in enumerate(zip(ids, table.to_dict("records"), strict=True), start=2):
+        if not pid:
+            patients.append(Patient(f"(row {line})", {}, problems=[
+                f"patient (row {line} of {clinical.name}): patient_id: missing"]))
+            continue
+        patient = check_values(pid, row, required)
+        if (ids == pid).sum() > 1:
+            rows = ", ".join(str(i + 2) for i in np.flatnonzero(ids.to_numpy() == pid))
+            patient.problems.append(f"patient {pid}: patient_id: appears in rows {rows} of {clinical.name}")
+        if pid not in found:
+            extensions = ", ".join(sorted(IMAGE_EXTENSIONS))
+            patient.problems.append(f"patient {pid}: image: no file named {pid}.* ({extensions}) in {images}")
+        else:
+            load_image(patient, found[pid], size)
+        patients.append(patient)
+    if not patients:
+        raise UsageError(f"--clinical {clinical}: holds no patients")
+    return patients
+
+
+def as_rows(patients: list[Patient]) -> pd.DataFrame:
+    """The patients as the rows an arm predicts from: every allow-list column with the cohort's dtypes,
+    and ``image``."""
+    table = pd.DataFrame({"patient_id": [p.patient_id for p in patients]})
+    for name in INPUT_FEATURES:
+        values = [p.values.get(name) for p in patients]
+        if name in BOOLEAN_FEATURES:
+            table[name] = pd.array(values, dtype="boolean")
+        elif name in CATEGORICAL_FEATURES:
+            table[name] = pd.Series(values, dtype=object)
+        else:
+            table[name] = pd.Series([np.nan if v is None else v for v in values], dtype=float)
+    table["image"] = [p.image for p in patients]
+    return table
