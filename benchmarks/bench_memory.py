@@ -1,4 +1,4 @@
-"""Peak memory of the fast profile: one fold of the fusion model with the fast profile's settings.
+"""Peak memory of one process of the fast profile: one fold of the residual fusion with its settings.
 
 Reports the process's peak resident set size (the whole Python process: interpreter, torch, data).
 Run: python benchmarks/bench_memory.py
@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from _common import write_result
-from osteo_helpers import training
+from osteo_helpers import arms
 from osteo_helpers.study import Study
 
 
@@ -23,14 +23,13 @@ def peak_rss_mib() -> float:
 def main() -> None:
     study = Study.open("fast")
     before = peak_rss_mib()
-    images = study.images(progress=False)
+    rows = study.rows()
     after_images = peak_rss_mib()
     folds = study.folds()
     one = folds[(folds["seed"] == folds["seed"].min()) & (folds["fold"] == 0)]
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        training.cross_validate(study.cohort, one, "binary", "fusion", study.profile, Path(tmp), images=images,
-                                progress=False)
+        arms.run_arm("fusion", rows, one, "binary", profile=study.profile, cache=Path(tmp), progress_bar=False)
     seconds = time.perf_counter() - t0
     write_result("memory_fast", {
         "profile": "fast", "image_size": study.profile.image_size, "encoder": study.profile.encoder,

@@ -1,8 +1,10 @@
-"""Command line: `python -m osteo_helpers data check|import`, `run`, `ablation`.
+"""Command line (`osteo`, the same as `python -m osteo_helpers`): `data check|import`, `run`, `ablation`,
+`train-final`, `predict`, `profiles`.
 
-Errors a user can act on are one line on stderr: exit 2 when the command cannot start with
-the input given (UsageError: an option, a `--set` value, a folder; a missing dataset), before
-any work; exit 1 when the data or a run turned out bad (findings, checksums, a failed notebook).
+Errors a user can act on are one line on stderr (`predict`: one line per bad input): exit 2 when
+the command cannot start with the input given (UsageError: an option, a `--set` value, a folder, a
+patient's input; a missing dataset), before any work; exit 1 when the data or a run turned out bad
+(findings, checksums, a failed notebook).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import json
 import sys
 from pathlib import Path
 
+from . import __version__
 from .config import PROFILES, DataNotFoundError, UsageError, get_profile, resolve_data_dir
 
 
@@ -92,41 +95,222 @@ def _ablation(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m osteo_helpers", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+def _train_final(args: argparse.Namespace) -> int:
+    overrides = _checked_overrides(args)
+    from .bundle import train_final  # checks data, folders and the run before training
 
-    data = sub.add_parser("data", help="check or import the dataset").add_subparsers(dest="data_command", required=True)
-    check = data.add_parser("check", help="validate the raw data and report every problem found")
-    check.add_argument("--json", action="store_true", help="print one JSON object")
-    check.add_argument("--data-dir", default=None)
+    bundle = train_final(args.profile, args.out, args.data_dir, overrides, args.run)
+    print(f"model bundle: {bundle.path} (model card: {bundle.path / 'MODEL_CARD.md'})")
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from .bundle import Bundle
+    from .config import ensure_outside_data
+    from .fileio import atomic_to_csv
+    from .patients import BadInputError, batch_patients, single_patient
+    from .runfolder import check_output_folder
+    from .tabular import INPUT_FEATURES
+
+    values = {name: getattr(args, name) for name in INPUT_FEATURES}
+    given = [f"--{name.replace('_', '-')}" for name, v in values.items() if v is not None]
+    if args.clinical or args.images:
+        if not (args.clinical and args.images):
+            raise UsageError("the batch form needs both --clinical ROWS.csv and --images FOLDER")
+        if args.image or args.patient_id or given:
+            raise UsageError(f"give either the batch form (--clinical, --images) or one patient (--image and "
+                             f"options), not both: {' '.join([*(['--image'] if args.image else []), *given])}")
+    out = None
+    if args.out:
+        out = ensure_outside_data(args.out, "--out")
+        if out.is_dir():
+            raise UsageError(f"--out {out}: is a folder; give a file name such as predictions.csv")
+        check_output_folder(out.parent, "--out folder")
+    bundle = Bundle.load(args.model)
+    if args.clinical:
+        patients = batch_patients(Path(args.clinical), Path(args.images), bundle.required, bundle.image_size)
+    else:
+        patients = single_patient(values, args.image, args.patient_id, bundle.required, bundle.image_size)
+    problems = [line for p in patients for line in p.problems]
+    good = [p for p in patients if not p.problems]
+    if problems and (not args.skip_bad or not good):
+        raise BadInputError(problems)
+    for line in problems:
+        print(f"skipped: {line}", file=sys.stderr)
+    table = bundle.score(good)
+    shown = table.astype(object).map(lambda v: f"{v:.3f}" if isinstance(v, float) else str(v))
+    print(text_table(shown.to_dict("records")))
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        atomic_to_csv(table, out)
+        print(f"predictions: {out}")
+    return 0
+
+
+def text_table(rows: list[dict[str, str]]) -> str:
+    """Rows as left-aligned columns, the header first: a table a person reads in a terminal."""
+    columns = list(rows[0])
+    widths = {c: max(len(c), *(len(str(r[c])) for r in rows)) for c in columns}
+    lines = ["  ".join(c.ljust(widths[c]) for c in columns).rstrip(), "  ".join("-" * widths[c] for c in columns)]
+    lines += ["  ".join(str(r[c]).ljust(widths[c]) for c in columns).rstrip() for r in rows]
+    return "\n".join(lines)
+
+
+def _profiles(args: argparse.Namespace) -> int:
+    from .config import PROFILE_PURPOSES, profile_table
+
+    for name in PROFILES:
+        print(f"{name}: {PROFILE_PURPOSES.get(name, '')}")
+    print()
+    print(text_table(profile_table()))
+    print("\nOverride any field with --set FIELD=VALUE (run, ablation, train-final).")
+    return 0
+
+
+def _add_profile_options(parser: argparse.ArgumentParser, default: str | None = "fast") -> None:
+    profiles = sorted(PROFILES)
+    parser.add_argument("--profile", choices=profiles, default=default, required=default is None,
+                        help="named settings (" + ", ".join(profiles) + "; `osteo profiles` lists every field)"
+                             + (f"; default {default}" if default else ""))
+    parser.add_argument("--data-dir", default=None, metavar="DIR",
+                        help="the dataset folder (default: $OSTEO_DATA_DIR, then data/raw, then "
+                             "../shared/data/knee-osteoporosis)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override one profile field (repeatable), e.g. --set epochs=10; checked before any work")
+
+
+def _clinical_help(name: str) -> str:
+    from .data import COLUMN_SPECS
+    from .patients import CATEGORY_SPELLINGS, NUMBER_FIELDS
+
+    spec = COLUMN_SPECS.get(name)
+    text = spec.meaning if spec else name
+    if name in NUMBER_FIELDS:
+        return f"{text}" + (f" ({spec.unit})" if spec and spec.unit else "") + ": a number"
+    if name in CATEGORY_SPELLINGS:
+        return f"{text.split(':')[0]}: one of {', '.join(sorted(CATEGORY_SPELLINGS[name]))}"
+    return f"{text}: yes or no"
+
+
+def _clinical_metavar(name: str) -> str:
+    from .patients import CATEGORY_SPELLINGS, NUMBER_FIELDS
+
+    return "N" if name in NUMBER_FIELDS else "TEXT" if name in CATEGORY_SPELLINGS else "yes|no"
+
+
+def _add_predict(sub: argparse._SubParsersAction) -> None:
+    from .tabular import INPUT_FEATURES
+
+    pred = sub.add_parser(
+        "predict", help="score new patients with a saved model bundle",
+        description="Score one patient (--image and clinical options) or a batch (--clinical ROWS.csv --images "
+                    "FOLDER) with a bundle made by train-final. Prints a table; --out writes it as CSV: patient_id, "
+                    "p_low_bmd (fusion), p_low_bmd_clinical, p_normal, p_osteopenia, p_osteoporosis (T-score "
+                    "model), t_score_mean, t_score_low, t_score_high (95% predictive interval), screen_positive "
+                    "(p_low_bmd >= the saved threshold) and warnings (inputs outside the training range, "
+                    "categories never seen). Bad input (an unreadable or missing image, a missing age or sex, an "
+                    "unknown category, a non-number) is one line per problem naming the patient and the field, "
+                    "exit status 2, nothing written. The saved arms use age, sex and the image; other inputs are "
+                    "checked and compared with the training range but do not change the scores. Research use "
+                    "only: not a medical device.")
+    pred.add_argument("--model", required=True, metavar="DIR", help="a bundle folder made by `osteo train-final`")
+    pred.add_argument("--out", default=None, metavar="FILE.csv",
+                      help="also write the table here (atomically; refused inside the dataset folder)")
+    one = pred.add_argument_group("one patient")
+    one.add_argument("--image", default=None, metavar="KNEE.jpg", help="the knee radiograph (any format Pillow reads)")
+    one.add_argument("--patient-id", default=None, metavar="ID", help="the ID printed (default: the image's file stem)")
+    batch = pred.add_argument_group("a batch")
+    batch.add_argument("--clinical", default=None, metavar="ROWS.csv",
+                       help="one row per patient: patient_id and clinical inputs by their tidy names (the options "
+                            "below without the leading dashes, with _ for -: age_years, sex, weight_kg, ...)")
+    batch.add_argument("--images", default=None, metavar="FOLDER",
+                       help="the knee images, matched by patient ID = file stem, any image extension, any depth")
+    batch.add_argument("--skip-bad", action="store_true",
+                       help="score the good rows and list the bad ones (default: list every bad row, score none)")
+    clinical = pred.add_argument_group("clinical inputs of one patient (age and sex required)")
+    for name in INPUT_FEATURES:
+        flags = ["--age", "--age-years"] if name == "age_years" else [f"--{name.replace('_', '-')}"]
+        clinical.add_argument(*flags, dest=name, default=None, metavar=_clinical_metavar(name),
+                              help=_clinical_help(name))
+    pred.set_defaults(func=_predict)
+
+
+def _prog() -> str:
+    return "osteo" if Path(sys.argv[0]).name == "osteo" else "python -m osteo_helpers"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=_prog(), description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"osteo_helpers {__version__}",
+                        help="print the version and exit")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    data = sub.add_parser("data", help="check or import the dataset").add_subparsers(
+        dest="data_command", required=True, metavar="SUBCOMMAND")
+    check = data.add_parser("check", help="validate the raw data and report every problem found",
+                            description="Validate the raw data (read only): every problem found, for a person or "
+                                        "as one JSON object. Exit 1 when an image cannot be decoded.")
+    check.add_argument("--json", action="store_true", help="print one JSON object (for scripts) instead of text")
+    check.add_argument("--data-dir", default=None, metavar="DIR",
+                       help="the dataset folder (default: $OSTEO_DATA_DIR, then data/raw, then "
+                            "../shared/data/knee-osteoporosis)")
     check.set_defaults(func=_data_check)
-    imp = data.add_parser("import", help="verify a downloaded copy (folder or zip) and install it under data/raw")
-    imp.add_argument("source")
-    imp.add_argument("--dest", default=None)
+    imp = data.add_parser("import", help="verify a downloaded copy (folder or zip) and install it under data/raw",
+                          description="Check every file of a downloaded copy against the SHA-256 registry shipped "
+                                      "with the package and install it; nothing is left half-copied.")
+    imp.add_argument("source", help="the zip downloaded from Mendeley Data (DOI 10.17632/fxjm8fb6mw.2), or an "
+                                    "unpacked folder")
+    imp.add_argument("--dest", default=None, metavar="DIR", help="where to install it (default: data/raw)")
     imp.set_defaults(func=_data_import)
 
-    profiles = sorted(PROFILES)
-    run = sub.add_parser("run", help="execute the notebooks and build the report")
-    run.add_argument("--profile", choices=profiles, default="fast")
-    run.add_argument("--out", default=None, help="run folder (default outputs/<profile>)")
-    run.add_argument("--data-dir", default=None)
-    run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a profile field")
-    run.add_argument("--notebook", action="append", default=[], help="run only these notebooks (repeatable)")
-    run.add_argument("--no-book", action="store_true", help="execute notebooks without building the book")
+    run = sub.add_parser("run", help="execute the notebooks and build the report",
+                         description="Execute the notebooks with papermill and build the HTML book. Without --out, "
+                                     "a profile as defined writes outputs/<profile>; with --set overrides the run "
+                                     "goes to outputs/<profile>-<hash of the changed settings> (said in one line), "
+                                     "so it never overwrites the last full report.")
+    _add_profile_options(run)
+    run.add_argument("--out", default=None, metavar="DIR",
+                     help="run folder (default outputs/<profile>, or outputs/<profile>-<hash> with --set)")
+    run.add_argument("--notebook", action="append", default=[], metavar="PATH",
+                     help="run only this notebook, e.g. notebooks/03_binary_fusion.ipynb (repeatable)")
+    run.add_argument("--no-book", action="store_true", help="execute the notebooks without building the book")
     run.set_defaults(func=_run)
 
-    abl = sub.add_parser("ablation", help="run the ablation arms on shared folds and write results.csv")
-    abl.add_argument("--profile", choices=profiles, default="fast")
-    abl.add_argument("--task", choices=["binary", "3class"], default="binary")
+    abl = sub.add_parser("ablation", help="run the ablation arms on shared folds and write results.csv",
+                         description="Every arm on the same folds: results.csv, comparisons.csv and the out-of-fold "
+                                     "predictions of every arm (oof/<arm>.csv) in --out.")
+    _add_profile_options(abl)
+    abl.add_argument("--task", choices=["binary", "3class"], default="binary",
+                     help="normal vs low BMD (binary) or the three WHO classes (default binary)")
     abl.add_argument("--permute-labels", type=int, default=0, metavar="N",
                      help="1: rerun every arm once on shuffled labels (each should land near chance); "
                           "N > 1: add the permutation null of N shuffles (classical arms; networks per profile)")
     abl.add_argument("--biomarkers", action="store_true", help="add the image-biomarker and ROI-network arms")
-    abl.add_argument("--out", required=True)
-    abl.add_argument("--data-dir", default=None)
-    abl.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    abl.add_argument("--out", required=True, metavar="DIR", help="folder for the tables (required)")
     abl.set_defaults(func=_ablation)
+
+    final = sub.add_parser(
+        "train-final", help="fit the primary arms on ALL patients and save a model bundle",
+        description="Fit fusion and clinical (normal vs low BMD) and fusion_tscore (the T-score) on ALL patients "
+                    "(a refit on every patient: the cross-validated report estimates how this procedure performs; "
+                    "no patient is held out), each with its screening threshold at the profile's "
+                    "target_sensitivity, and write a self-contained bundle: arms/*.pt, bundle.json (settings, "
+                    "threshold, calibration, training ranges, data checksums, versions, commit) and MODEL_CARD.md. "
+                    "The folder is replaced atomically; it is refused inside the dataset folder.")
+    _add_profile_options(final)
+    final.add_argument("--out", required=True, metavar="DIR", help="the bundle folder (new, empty, or a bundle to "
+                                                                   "replace)")
+    final.add_argument("--run", default=None, metavar="RUN_DIR",
+                       help="a finished `osteo run` folder of the same settings: its tables give the model card's "
+                            "metrics, calibration and subgroups (without it: 'not measured')")
+    final.set_defaults(func=_train_final)
+
+    _add_predict(sub)
+
+    profiles = sub.add_parser("profiles", help="list the profiles and their fields",
+                              description="Every profile field, its value in each profile and what it accepts.")
+    profiles.set_defaults(func=_profiles)
     return parser
 
 
@@ -151,7 +335,8 @@ def main(argv: list[str] | None = None) -> int:
         status = exit_status(exc)
         if status is None:
             raise
-        print(f"error: {exc}", file=sys.stderr)
+        for line in getattr(exc, "problems", None) or [str(exc)]:  # a batch's bad rows: one line each
+            print(f"error: {line}", file=sys.stderr)
         return status
 
 

@@ -38,7 +38,7 @@ from . import __version__
 from .config import Profile, UsageError, get_profile, resolve_data_dir
 from .fileio import atomic_write_text
 from .patients import Patient, as_rows
-from .tabular import CATEGORICAL_FEATURES, CLINICAL_FEATURES, INPUT_FEATURES
+from .tabular import BOOLEAN_FEATURES, CATEGORICAL_FEATURES, CLINICAL_FEATURES, INPUT_FEATURES
 from .tasks import CLASSES_3, CLASSES_BINARY, TASKS
 
 BUNDLE_FORMAT = 1
@@ -83,8 +83,8 @@ def used_inputs(arm: Any) -> list[str]:
     if transformer is None and hasattr(arm, "model_") and hasattr(arm.model_, "steps"):
         transformer = arm.model_[0]
     columns: list[str] = []
-    for _, _, cols in getattr(transformer, "transformers_", []):
-        if isinstance(cols, (list, tuple)):
+    for _, step, cols in getattr(transformer, "transformers_", []):
+        if step != "drop" and isinstance(cols, (list, tuple)):
             columns += [c for c in cols if c in INPUT_FEATURES and c not in columns]
     return [c for c in INPUT_FEATURES if c in columns]
 
@@ -302,13 +302,19 @@ def _self_check_values(rows: pd.DataFrame, used: list[str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name in used:
         column = rows[name].dropna()
-        out[name] = str(column.mode().iloc[0]) if name in CATEGORICAL_FEATURES else float(column.median())
+        if name in CATEGORICAL_FEATURES:
+            out[name] = str(column.mode().iloc[0])
+        elif name in BOOLEAN_FEATURES:
+            out[name] = bool(column.mode().iloc[0])
+        else:
+            out[name] = float(column.median())
     return out
 
 
 def make_bundle(study: Any, overrides: dict[str, Any], run: dict[str, Any] | None,
                 progress: bool = True) -> Bundle:
     """Fit the arms on every patient of the study and gather the facts of the bundle."""
+    from .model_card import calibration_facts
     from .pipeline import git_state
 
     profile = study.profile
@@ -332,6 +338,7 @@ def make_bundle(study: Any, overrides: dict[str, Any], run: dict[str, Any] | Non
                       "chosen_on": "the arm's inner validation split of the training patients"},
         "inputs": {"used": used, "accepted": list(INPUT_FEATURES), "image_size": profile.image_size,
                    "clinical_model": list(CLINICAL_FEATURES)},
+        "calibration": calibration_facts(run, SCREENING_ARM),
         "training_ranges": training_ranges(rows),
         "cohort": cohort_facts(study),
         "data": data_facts(study),

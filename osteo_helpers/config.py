@@ -271,15 +271,25 @@ PROFILE_PURPOSES: dict[str, str] = {
 }
 
 
+def _kind_words(kind: Any) -> str:
+    args = typing.get_args(kind)
+    if type(None) in args:
+        return _kind_words(next(a for a in args if a is not type(None))) + " or none"
+    return {bool: "true or false", int: "a whole number", float: "a number", str: "text"}.get(kind, "a list")
+
+
 def profile_table() -> list[dict[str, str]]:
     """Every profile field, its value in each built-in profile and what it accepts: `osteo profiles`."""
-    rows = [{"field": "purpose", **{n: PROFILE_PURPOSES.get(n, "") for n in PROFILES}, "accepts": ""}]
+    rows = []
     for name, kind in _field_types().items():
         if name == "name":
             continue
         rule = FIELD_RULES.get(name)
-        accepts = rule.description if rule else str(kind).replace("typing.", "")
-        rows.append({"field": name, **{n: str(getattr(p, name)) for n, p in PROFILES.items()}, "accepts": accepts})
+        accepts = _kind_words(kind) if rule is None else f"{_kind_words(kind)}: {rule.description}"
+        if rule is not None and rule.description.startswith("none"):
+            accepts = rule.description
+        values = {n: ",".join(v) if isinstance(v := getattr(p, name), tuple) else str(v) for n, p in PROFILES.items()}
+        rows.append({"field": name, **values, "accepts": accepts})
     return rows
 
 

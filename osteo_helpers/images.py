@@ -1,4 +1,4 @@
-"""Image decoding and cache, transforms, and the torch Dataset.
+"""Image decoding and its cache, intensity normalisation, and batch augmentation.
 
 Each radiograph is decoded once per target size into a grayscale, aspect-preserving,
 square-padded uint8 array keyed by the file's SHA-256; later runs read the cache.
@@ -8,6 +8,8 @@ The image biomarkers measure at native resolution instead: `load_grayscale` read
 
 from __future__ import annotations
 
+import io
+
 import os
 from pathlib import Path
 
@@ -16,11 +18,10 @@ import pandas as pd
 import PIL
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
-from torch.utils.data import Dataset
-from torchvision.transforms import v2
 from tqdm.auto import tqdm
 
 from .config import show_progress
+from .fileio import atomic_write_bytes
 from .data import ImageReadError
 
 IMAGENET_MEAN_GRAY = 0.449  # mean of torchvision's ImageNet channel means; the gray image is repeated to RGB
@@ -117,11 +118,16 @@ class ImageCache:
     def get(self, image_path: Path, sha256: str) -> np.ndarray:
         cached = self.path_for(sha256)
         if cached.is_file():
-            return np.load(cached)
+            try:
+                array = np.load(cached, allow_pickle=False)
+                if array.shape == (self.size, self.size) and array.dtype == np.uint8:
+                    return array
+            except (OSError, ValueError, EOFError):
+                pass  # a damaged entry is decoded again and rewritten
         array = decode_letterbox(image_path, self.size)
-        tmp = cached.with_suffix(".tmp.npy")
-        np.save(tmp, array)
-        tmp.replace(cached)
+        buffer = io.BytesIO()
+        np.save(buffer, array)
+        atomic_write_bytes(cached, buffer.getvalue())
         return array
 
     def load_all(self, manifest: pd.DataFrame, data_dir: Path, progress: bool = True) -> np.ndarray:
@@ -137,18 +143,6 @@ class ImageCache:
 def normalisation(weights: str | None) -> tuple[float, float]:
     """Mean and std for the encoder's weights (ImageNet statistics when pretrained)."""
     return (IMAGENET_MEAN_GRAY, IMAGENET_STD_GRAY) if weights else (SCRATCH_MEAN, SCRATCH_STD)
-
-
-def make_transforms(weights: str | None, train: bool) -> v2.Compose:
-    """uint8 (1,H,W) tensor -> normalised float tensor (per sample, torchvision v2).
-
-    Geometric and intensity augmentation is applied per batch by `BatchAugment`:
-    torchvision's per-sample RandomAffine costs about 20 ms per 128 px image on CPU.
-    """
-    mean, std = normalisation(weights)
-    steps: list[v2.Transform] = [v2.RandomHorizontalFlip()] if train else []
-    steps += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean=[mean], std=[std])]
-    return v2.Compose(steps)
 
 
 class BatchAugment(torch.nn.Module):
@@ -175,24 +169,3 @@ class BatchAugment(torch.nn.Module):
         c = (1 + u() * self.contrast).view(n, 1, 1, 1)
         b = (u() * self.brightness).view(n, 1, 1, 1)
         return (out - mean) * c + mean + b
-
-
-class XrayDataset(Dataset):
-    """Images (uint8 array), clinical inputs (float array) and targets for one fold's patients."""
-
-    def __init__(self, images: np.ndarray | None, tabular: np.ndarray | None, targets: np.ndarray,
-                 transform: v2.Compose | None = None) -> None:
-        self.images = None if images is None else torch.from_numpy(np.ascontiguousarray(images)).unsqueeze(1)
-        self.tabular = None if tabular is None else torch.as_tensor(tabular, dtype=torch.float32)
-        self.targets = torch.as_tensor(np.array(targets))
-        self.transform = transform
-
-    def __len__(self) -> int:
-        return len(self.targets)
-
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        image = torch.zeros(1) if self.images is None else self.images[i]
-        if self.images is not None and self.transform is not None:
-            image = self.transform(image)
-        tab = torch.zeros(1) if self.tabular is None else self.tabular[i]
-        return image, tab, self.targets[i]

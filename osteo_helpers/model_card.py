@@ -18,8 +18,10 @@ from .config import Profile, UsageError
 
 #: the arms whose cross-validated results the card cites (the saved arms, as the run names them)
 CARD_ARMS = ("fusion", "clinical", "fusion_tscore")
-CARD_METRICS = ("auroc", "auprc", "brier", "calibration_intercept", "calibration_slope", "sensitivity",
-                "specificity", "ppv", "npv")
+#: threshold-free metrics (results_binary.csv scores sensitivity and the like at 0.5, not at the screening threshold)
+CARD_METRICS = ("auroc", "auprc", "brier", "calibration_intercept", "calibration_slope")
+#: the run's held-out sensitivity and specificity at each fold's own screening threshold (notebook 3)
+OPERATING_POINTS = "operating_points_binary.csv"
 #: subgroup tables of a run (RESULT_COLUMNS format), by what they split on
 SUBGROUP_TABLES = {"age band": "age_band_binary.csv", "sex": "sex_binary.csv"}
 NOT_MEASURED = "not measured"
@@ -59,27 +61,37 @@ def run_evidence(run_dir: Path, profile: Profile) -> dict[str, Any]:
     tables = run_dir / "tables"
     subgroups = {what: _records(pd.read_csv(tables / name)) for what, name in SUBGROUP_TABLES.items()
                  if (tables / name).is_file()}
+    points = None
+    if (tables / OPERATING_POINTS).is_file():
+        points = json.loads(pd.read_csv(tables / OPERATING_POINTS, dtype=str).to_json(orient="records"))
     return {"folder": str(run_dir.resolve()), "run_id": record.get("run_id"), "status": record.get("status"),
             "commit": record.get("git", {}).get("commit"), "results": _records(pd.read_csv(results)),
-            "subgroups": subgroups}
+            "subgroups": subgroups, "operating_points": points}
 
 
-def _ci(rec: dict[str, Any] | None) -> str:
+def _ci(rec: dict[str, Any] | list[float] | None) -> str:
     from .report import ci
 
-    return NOT_MEASURED if rec is None else ci(rec["value"], rec["ci_low"], rec["ci_high"])
+    if rec is None:
+        return NOT_MEASURED
+    return ci(*rec) if isinstance(rec, list) else ci(rec["value"], rec["ci_low"], rec["ci_high"])
 
 
 def _find(records: list[dict[str, Any]], model: str, metric: str, subset: str = "all") -> dict[str, Any] | None:
     return next((r for r in records if r["model"] == model and r["metric"] == metric and r["subset"] == subset), None)
 
 
-def calibration(facts: dict[str, Any]) -> dict[str, str]:
-    """The screening arm's calibration intercept and slope [CI] from the run, else 'not measured'."""
-    run = facts.get("run")
-    arm = facts["screening"]["arm"]
-    records = run["results"] if run else []
-    return {m: _ci(_find(records, arm, m)) for m in ("calibration_intercept", "calibration_slope")}
+def calibration_facts(run: dict[str, Any] | None, arm: str) -> dict[str, Any]:
+    """The screening arm's calibration intercept and slope ([value, ci_low, ci_high]) from the run's
+    out-of-fold predictions; None ('not measured') without a run: the refitted model has no held-out patients."""
+    out: dict[str, Any] = {"arm": arm}
+    for metric in ("calibration_intercept", "calibration_slope"):
+        rec = _find(run["results"], arm, metric) if run else None
+        out[metric] = None if rec is None else [rec["value"], rec["ci_low"], rec["ci_high"]]
+    out["source"] = (f"run {run['run_id']}: out-of-fold, group-bootstrap 95% CI" if run else
+                     f"{NOT_MEASURED}: it needs cross-validation; make the bundle with --run on a run of these "
+                     "settings")
+    return out
 
 
 def _metrics_table(records: list[dict[str, Any]], subset: str = "all") -> list[str]:
@@ -91,6 +103,23 @@ def _metrics_table(records: list[dict[str, Any]], subset: str = "all") -> list[s
             lines.append(f"| {arm_label(arm)} | " + " | ".join(_ci(_find(records, arm, m, subset))
                                                              for m in CARD_METRICS) + " |")
     return lines
+
+
+def _operating_lines(run: dict[str, Any] | None) -> list[str]:
+    """The run's held-out operating points of the card's arms (each fold's own threshold), if it made them."""
+    from .ablation import arm_label
+
+    points = (run or {}).get("operating_points")
+    labels = {arm_label(a) for a in CARD_ARMS}
+    keep = [p for p in points or [] if p.get("arm") in labels]
+    if not keep:
+        why = f"the run has no {OPERATING_POINTS}" if run else "made without --run"
+        return [f"Held-out sensitivity and specificity at the threshold: {NOT_MEASURED} here ({why}); see "
+                "notebook 3 of the report.", ""]
+    columns = list(keep[0])
+    lines = ["Held-out, in the run's cross-validation (each fold's threshold chosen on its own training patients):",
+             "", "| " + " | ".join(columns) + " |", "|---" * len(columns) + "|"]
+    return lines + ["| " + " | ".join(str(p[c]) for c in columns) + " |" for p in keep] + [""]
 
 
 def _subgroup_lines(facts: dict[str, Any]) -> list[str]:
@@ -110,8 +139,9 @@ def _subgroup_lines(facts: dict[str, Any]) -> list[str]:
     missing = [what for what in SUBGROUP_TABLES if what not in checked]
     if missing:
         run = facts.get("run")
-        lines += [f"Not checked in {'the run' if run else 'a cross-validated run for this bundle'}: "
-                  + ", ".join(missing) + f" ({', '.join(SUBGROUP_TABLES[m] for m in missing)} absent).", ""]
+        where = "the run" if run else "this bundle (made without --run)"
+        lines += [f"Not checked in {where}: " + ", ".join(missing)
+                  + f" ({', '.join(SUBGROUP_TABLES[m] for m in missing)} absent).", ""]
     cohort = facts["cohort"]
     lines += ["Training patients by sex (the model saw):", "", "| sex | patients | low BMD |", "|---|---|---|"]
     lines += [f"| {sex} | {v['patients']} | {v['prevalence_low_bmd']:.0%} |" for sex, v in cohort["by_sex"].items()]
@@ -133,7 +163,7 @@ def _ranges_lines(facts: dict[str, Any]) -> list[str]:
 def model_card(facts: dict[str, Any]) -> str:
     """MODEL_CARD.md of a bundle: every number from its facts."""
     p, cohort, screen, run = facts["profile"], facts["cohort"], facts["screening"], facts.get("run")
-    cal = calibration(facts)
+    cal = facts["calibration"]
     smoke = p["name"] == "smoke"
     lines = [
         f"# Model card: osteo low-BMD screening model (profile `{p['name']}`)", "",
@@ -166,12 +196,14 @@ def model_card(facts: dict[str, Any]) -> str:
         "checksums.", "",
         f"- **Prevalence**: {cohort['prevalence_low_bmd']:.0%} have low BMD, far more than in any screening "
         "population: predictive values do not transfer.",
-        f"- **Spectrum bias**: every normal patient is aged {cohort['age_normal'][0]:g}-{cohort['age_normal'][1]:g}, "
-        f"low-BMD patients {cohort['age_low_bmd'][0]:g}-{cohort['age_low_bmd'][1]:g}; age alone separates much of "
-        "the classes, and the model has not seen normal older people.",
+        f"- **Spectrum bias**: the normal patients are aged {cohort['age_normal'][0]:g}-{cohort['age_normal'][1]:g}, "
+        f"the low-BMD patients {cohort['age_low_bmd'][0]:g}-{cohort['age_low_bmd'][1]:g}"
+        + (f": the model has never seen a normal patient older than {cohort['age_normal'][1]:g}, so much of what "
+           "it learned may be age." if cohort["age_normal"][1] < cohort["age_low_bmd"][1] else "."),
         f"- **Duplicates**: {cohort['duplicate_image_groups']} groups of byte-identical images, "
-        f"{cohort['cross_class_duplicate_groups']} of them across diagnoses; {cohort['duplicate_clinical_records']} "
-        "duplicated clinical records (one person entered twice). Cross-validation keeps each group on one side.",
+        f"{cohort['cross_class_duplicate_groups']} of them across diagnoses; clinical records entered twice (one "
+        f"person under two IDs): {cohort['duplicate_clinical_records']} group(s). Cross-validation keeps each "
+        "group on one side.",
         "- **Labels** are WHO classes of a quantitative-ultrasound (QUS) T-score, not DXA, the reference standard.",
         "- **No external validation**: one source, one acquisition protocol, one population.", "",
         "## Performance (cross-validated, 95% CI)", "",
@@ -186,19 +218,19 @@ def model_card(facts: dict[str, Any]) -> str:
                   "make the bundle with `--run` on that run folder to copy them here.", ""]
     lines += [
         "## Calibration", "",
-        f"Calibration intercept {cal['calibration_intercept']}, slope {cal['calibration_slope']} "
-        f"(`{screen['arm']}`, out-of-fold; ideal 0 and 1)."
-        + ("" if run else " Not measured: computing it needs cross-validation, which the run does."), "",
+        f"Calibration intercept {_ci(cal['calibration_intercept'])}, slope {_ci(cal['calibration_slope'])} "
+        f"(`{cal['arm']}`; ideal 0 and 1). Source: {cal['source']}.", "",
         "## Operating point", "",
         f"Screen positive when `p_low_bmd >= {screen['threshold']:.4f}`: the threshold reaching sensitivity "
         f"{screen['target_sensitivity']:.2f} on {screen['chosen_on']}. The sensitivity and specificity a new "
-        "population would see are unknown (prevalence and spectrum differ).", "",
+        "population would see are unknown (prevalence and spectrum differ).", "", *_operating_lines(run),
         "## Subgroups", "", *_subgroup_lines(facts), "",
         "## Inputs and their training range", "",
         "`predict` warns when an input lies outside these ranges or a category was never seen.", "",
         *_ranges_lines(facts), "",
         "## Limitations", "",
-        "- About 240 patients: every estimate is uncertain (read the CIs), and the image term is small by design.",
+        f"- {cohort['patients']} patients: every estimate is uncertain (read the CIs), and the image term is small "
+        "by design.",
         "- The age gap between the classes (spectrum bias) makes discrimination look better than it would in a "
         "population of similar ages.",
         "- The threshold was chosen on a small inner validation split; the screening decision is unstable near it.",

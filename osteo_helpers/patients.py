@@ -102,6 +102,9 @@ def load_image(patient: Patient, path: Path | None, size: int) -> None:
     """Decode the knee image as the training images were (letterboxed to `size`), or record why not."""
     if path is None:
         return
+    if not Path(path).is_file():
+        patient.problems.append(f"patient {patient.patient_id}: image: {path}: no such file")
+        return
     try:
         patient.image = decode_letterbox(Path(path), size)
     except DataValidationError as exc:
@@ -178,7 +181,7 @@ def as_rows(patients: list[Patient]) -> pd.DataFrame:
     for name in INPUT_FEATURES:
         values = [p.values.get(name) for p in patients]
         if name in BOOLEAN_FEATURES:
-            table[name] = pd.array(values, dtype="boolean")
+            table[name] = pd.array([pd.NA if v is None else v for v in values], dtype="boolean")
         elif name in CATEGORICAL_FEATURES:
             table[name] = pd.Series(values, dtype=object)
         else:

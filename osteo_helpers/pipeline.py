@@ -16,12 +16,15 @@ import platform
 import shutil
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 from tqdm.auto import tqdm
 
+from . import progress
 from .config import PROJECT_ROOT, Profile, RunPaths, changed_fields, get_profile, resolve_data_dir, run_folder
 from .data import check_layout, read_registry, sha256_file
 from .runfolder import check_output_folder, exclusive
@@ -133,31 +136,82 @@ class Provenance:
 
     def finish(self, status: str, started: dt.datetime, failure: dict[str, Any] | None = None) -> None:
         """Record the end: `finished`, or `failed` with what failed."""
-        now = dt.datetime.now(dt.timezone.utc)
+        now = dt.datetime.now(dt.UTC)
         self.record.update(status=status, ended=now.isoformat(), duration_s=round((now - started).total_seconds(), 1))
         if failure is not None:
             self.record["failure"] = failure
         self.write()
 
 
+PROGRESS_FILE = "progress.jsonl"
+
+
+class Follower:
+    """While a notebook runs, follows its progress events (`progress.report`) and prints them."""
+
+    def __init__(self, path: Path, printer: progress.Printer, interval: float = 0.5) -> None:
+        self.path, self.printer, self.interval = path, printer, interval
+        self.path.write_text("")
+        self.offset = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _drain(self) -> None:
+        events, self.offset = progress.read_events(self.path, self.offset)
+        for event in events:
+            self.printer(event)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._drain()
+
+    def __enter__(self) -> Follower:
+        os.environ[progress.PROGRESS_ENV] = str(self.path)
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        self._drain()
+        os.environ.pop(progress.PROGRESS_ENV, None)
+
+
 def execute_notebook(source: Path, target: Path, parameters: dict[str, Any]) -> float:
     """Run one notebook with papermill; raise PipelineError naming the failing cell."""
     import papermill as pm
+    from jupyter_client.manager import KernelManager
     from papermill.exceptions import PapermillExecutionError
 
     target.parent.mkdir(parents=True, exist_ok=True)
     start = time.time()
-    try:
-        pm.execute_notebook(str(source), str(target), parameters=parameters, kernel_name="python3",
-                            cwd=str(PROJECT_ROOT), progress_bar=False, log_output=False)
-    except PapermillExecutionError as exc:
-        error = f"{exc.ename}: {str(exc.evalue).strip().splitlines()[0] if str(exc.evalue).strip() else ''}"
-        raise PipelineError(
-            f"{source.name} failed in cell {exc.cell_index} (execution count {exc.exec_count}): "
-            f"{exc.ename}: {exc.evalue}\nThe partly executed notebook is {target}",
-            notebook=source.name, cell=exc.cell_index, error=error,
-        ) from exc
+    # the kernel talks over local sockets (ipc) in a private folder: nothing listens on a TCP port,
+    # and the kernel has no "running over TCP without encryption" warning to print
+    with tempfile.TemporaryDirectory(prefix="osteo-kernel-") as sockets:
+        km = KernelManager(kernel_name="python3", transport="ipc", ip=str(Path(sockets) / "kernel"))
+        try:
+            pm.execute_notebook(str(source), str(target), parameters=parameters, kernel_name="python3",
+                                cwd=str(PROJECT_ROOT), progress_bar=False, log_output=False, km=km)
+        except PapermillExecutionError as exc:
+            raise _notebook_failure(source, target, exc) from exc
+        finally:
+            if km.has_kernel:
+                km.shutdown_kernel(now=False)
+            km.cleanup_resources()
     return time.time() - start
+
+
+def _notebook_failure(source: Path, target: Path, exc) -> PipelineError:
+    """The PipelineError naming the notebook, its failing cell and the error line."""
+    error = f"{exc.ename}: {str(exc.evalue).strip().splitlines()[0] if str(exc.evalue).strip() else ''}"
+    return PipelineError(
+        f"{source.name} failed in cell {exc.cell_index} (execution count {exc.exec_count}): "
+        f"{exc.ename}: {exc.evalue}\nThe partly executed notebook is {target}",
+        notebook=source.name, cell=exc.cell_index, error=error,
+    )
 
 
 def book_banner(profile: Profile | None) -> str | None:
@@ -214,7 +268,9 @@ def build_book(run_dir: Path, executed: dict[str, Path], profile: Profile | None
         shutil.copy2(nb, src / rel)
         hide_parameter_cells(src / rel)
     exe = Path(sys.executable).with_name("jupyter-book")
-    cmd = [str(exe) if exe.exists() else "jupyter-book", "build", str(src), "--path-output", str(run_dir), "--keep-going"]
+    # warnings are errors (-W -n): a broken reference or citation fails the build instead of a page
+    cmd = [str(exe) if exe.exists() else "jupyter-book", "build", str(src), "--path-output", str(run_dir),
+           "-W", "-n", "--keep-going"]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     (run_dir / "book_build.log").write_text(proc.stdout + proc.stderr)
     html = run_dir / "_build" / "html"
@@ -242,7 +298,7 @@ def run(profile: str = "fast", run_dir: str | os.PathLike | None = None, data_di
     root = check_output_folder(run_folder(run_dir, prof, announce=True), "run folder", data_root)
     with exclusive(root) as lock:
         paths = RunPaths(root)
-        started = dt.datetime.now(dt.timezone.utc)
+        started = dt.datetime.now(dt.UTC)
         run_id = f"{profile}-{started:%Y%m%dT%H%M%SZ}"
         os.environ[RUN_ID_ENV] = run_id
         os.environ.setdefault("TQDM_DISABLE", "1")  # progress is shown per notebook here, not inside the book
@@ -253,6 +309,8 @@ def run(profile: str = "fast", run_dir: str | os.PathLike | None = None, data_di
             "host": lock.owner["host"], "replaced_stale_lock": lock.replaced,
         })
         selected = notebooks or tuple(nb for nb in NOTEBOOKS if (PROJECT_ROOT / nb).is_file())
+        printer = progress.Printer(write=tqdm.write)
+        follower = Follower(paths.root / PROGRESS_FILE, printer)
         params = {"profile": profile, "run_dir": str(paths.root), "data_dir": str(data_root), "overrides": overrides}
         executed: dict[str, Path] = {}
         current = None
@@ -261,9 +319,11 @@ def run(profile: str = "fast", run_dir: str | os.PathLike | None = None, data_di
                 current = nb
                 target = paths.root / "notebooks" / Path(nb).name
                 tqdm.write(f"executing {nb}")
-                seconds = execute_notebook(PROJECT_ROOT / nb, target, params)
+                printer.context = Path(nb).stem
+                with follower:
+                    seconds = execute_notebook(PROJECT_ROOT / nb, target, params)
                 executed[nb] = target
-                prov.step(nb, seconds=round(seconds, 1), finished=dt.datetime.now(dt.timezone.utc).isoformat())
+                prov.step(nb, seconds=round(seconds, 1), finished=dt.datetime.now(dt.UTC).isoformat())
             result = paths.root
             if build:
                 current = "jupyter-book build"
@@ -280,4 +340,8 @@ def run(profile: str = "fast", run_dir: str | os.PathLike | None = None, data_di
             prov.finish("failed", started, failure)
             raise
         prov.finish("finished", started)
+    from .report import run_summary
+
+    for line in run_summary(paths.root, (dt.datetime.now(dt.UTC) - started).total_seconds()):
+        tqdm.write(line)
     return result

@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Any
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.image import AxesImage
 from sklearn.metrics import precision_recall_curve, roc_curve
+
+if TYPE_CHECKING:
+    import shap
+    import torch
 
 CLASS_COLOURS = {"normal": "#4C72B0", "osteopenia": "#DD8452", "osteoporosis": "#C44E52", "low_bmd": "#C44E52"}
 
@@ -47,7 +56,7 @@ def clinical_by_class(table: pd.DataFrame, columns: Sequence[str]) -> plt.Figure
     n = len(columns)
     fig, axes = plt.subplots(1, n, figsize=(3.2 * n, 3.2), squeeze=False)
     order = ["normal", "osteopenia", "osteoporosis"]
-    for ax, col in zip(axes[0], columns):
+    for ax, col in zip(axes[0], columns, strict=True):
         sns.boxplot(data=table, x="diagnosis", y=col, order=order, hue="diagnosis", palette=CLASS_COLOURS,
                     ax=ax, legend=False, fliersize=0)
         sns.stripplot(data=table, x="diagnosis", y=col, order=order, color="k", size=2, alpha=0.5, ax=ax)
@@ -73,7 +82,7 @@ def image_gallery(images: Sequence[np.ndarray], titles: Sequence[str], ncols: in
     fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows), squeeze=False)
     for ax in axes.ravel():
         ax.axis("off")
-    for ax, im, title in zip(axes.ravel(), images, titles):
+    for ax, im, title in zip(axes.ravel(), images, titles, strict=False):
         ax.imshow(im, cmap="gray")
         ax.set_title(title, fontsize=8)
     fig.tight_layout()
@@ -165,7 +174,7 @@ def permutation_null(null: pd.DataFrame, observed: dict[str, float], labels: dic
     """One histogram per arm of its AUROC under label permutations, with the observed AUROC marked."""
     models = list(dict.fromkeys(null["model"]))
     fig, axes = plt.subplots(1, len(models), figsize=(3.2 * len(models), 2.8), squeeze=False, sharey=True)
-    for ax, model in zip(axes[0], models):
+    for ax, model in zip(axes[0], models, strict=True):
         values = null.loc[null["model"] == model, "value"]
         ax.hist(values, bins=20, color="grey", alpha=0.8)
         if model in observed:
@@ -195,7 +204,8 @@ def scatter_with_identity(x: np.ndarray, y: np.ndarray, hue: Sequence[str] | Non
 def importance_bars(table: pd.DataFrame, value: str, error: str | None, xlabel: str, title: str) -> plt.Figure:
     """Horizontal bars (largest on top) with optional error bars, e.g. permutation importance."""
     fig, ax = plt.subplots(figsize=(6, 0.35 * len(table) + 1.2))
-    ax.barh(table["feature"][::-1], table[value][::-1], xerr=None if error is None else table[error][::-1], color="grey")
+    ax.barh(table["feature"][::-1], table[value][::-1], xerr=None if error is None else table[error][::-1],
+            color="grey")
     ax.set(xlabel=xlabel, title=title)
     fig.tight_layout()
     return fig
@@ -225,7 +235,7 @@ def roi_examples(rois: np.ndarray, knees: pd.DataFrame, cohort: pd.DataFrame, se
     fig, axes = plt.subplots(1, max(len(picks), 1), figsize=(1.2 * max(len(picks), 1), 3.6), squeeze=False)
     for ax in axes.ravel():
         ax.set_axis_off()
-    for ax, (i, c) in zip(axes.ravel(), picks):
+    for ax, (i, c) in zip(axes.ravel(), picks, strict=False):
         ax.imshow(rois[i], cmap="gray", vmin=0, vmax=255)
         ax.set_title(f"{knees.patient_id.iloc[i]} {knees.side.iloc[i]} ({c})", fontsize=7)
     fig.tight_layout()
@@ -237,7 +247,7 @@ def against_age(table: pd.DataFrame, features: Sequence[str]) -> plt.Figure:
     from scipy import stats
 
     fig, axes = plt.subplots(1, len(features), figsize=(3.3 * len(features), 3.2), squeeze=False)
-    for ax, f in zip(axes[0], features):
+    for ax, f in zip(axes[0], features, strict=True):
         part = table[["age_years", f, "diagnosis"]].dropna()
         for label, g in part.groupby("diagnosis"):
             ax.scatter(g["age_years"], g[f], s=8, alpha=0.7, color=CLASS_COLOURS[label], label=label)
@@ -290,3 +300,99 @@ def augmentation_samples(image: np.ndarray, seed: int, n: int = 8) -> plt.Figure
     x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
     samples = BatchAugment()(x)[:, 0].numpy()
     return image_gallery(list(samples), [f"sample {k + 1}" for k in range(n)], ncols=4, size=2.2)
+
+
+# --------------------------------------------------------------------------- explanations (osteo_helpers.explain)
+# The helpers from osteo_helpers.explain are imported inside the functions: explain re-exports these
+# figures, so a top-level import here would be circular.
+
+
+def overlay(ax: Axes, image: np.ndarray | torch.Tensor, cam: np.ndarray, title: str | None = None,
+            alpha: float = 0.45, cmap: str = "jet", mask: np.ndarray | None = None) -> AxesImage:
+    """Grayscale radiograph with the CAM on top (and the bone-mask outline if given); returns the CAM layer.
+
+    The image is windowed to its 1st-99th percentiles so normalised and uint8 inputs look alike.
+    """
+    from .explain.cam_audit import image_2d
+
+    img = image_2d(image)
+    lo, hi = np.percentile(img, [1, 99])
+    ax.imshow(img, cmap="gray", vmin=lo, vmax=hi if hi > lo else lo + 1)
+    layer = ax.imshow(np.asarray(cam), cmap=cmap, alpha=alpha, vmin=0.0, vmax=1.0, interpolation="bilinear")
+    if mask is not None and np.any(mask) and not np.all(mask):
+        ax.contour(np.asarray(mask, dtype=float), levels=[0.5], colors="white", linewidths=0.8)
+    if title:
+        ax.set_title(title, fontsize=8)
+    ax.set_axis_off()
+    return layer
+
+
+def cam_gallery(images: np.ndarray | torch.Tensor, cams: np.ndarray, titles: Sequence[str] | None = None,
+                ncols: int = 4, masks: np.ndarray | None = None, alpha: float = 0.45, cmap: str = "jet",
+                panel_inches: float = 2.4) -> Figure:
+    """A grid of `overlay` panels with one shared colour bar, built without pyplot's figure registry."""
+    from .explain.cam_audit import image_stack
+
+    imgs = image_stack(images)
+    n = len(cams)
+    ncols = max(1, min(ncols, n))
+    nrows = max(1, -(-n // ncols))
+    fig = Figure(figsize=(panel_inches * ncols + 0.6, panel_inches * nrows), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False)).ravel()
+    layer = None
+    for i, ax in enumerate(axes):
+        if i >= n:
+            ax.set_axis_off()
+            continue
+        layer = overlay(ax, imgs[i], cams[i], None if titles is None else titles[i], alpha, cmap,
+                        None if masks is None else masks[i])
+    if layer is not None:
+        fig.colorbar(layer, ax=list(axes), shrink=0.8, label="CAM")
+    return fig
+
+
+def _capture(draw: Callable[[], Any], figsize: tuple[float, float] | None = None) -> Figure:
+    """Run a shap plot on a fresh pyplot figure, then detach it so it is shown once and not leaked."""
+    interactive = plt.isinteractive()
+    fig = plt.figure(figsize=figsize)
+    try:
+        draw()
+        fig = plt.gcf()
+    finally:
+        plt.close(fig)
+        if interactive:
+            plt.ion()
+    return fig
+
+
+def shap_summary_figure(grouped: shap.Explanation, max_display: int = 20, class_index: int | None = None) -> Figure:
+    """Beeswarm of per-patient SHAP values (colour = feature value; grey for one-hot features)."""
+    import shap
+
+    from .explain.tabular import select_output
+
+    expl = select_output(grouped, class_index)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "All-NaN slice", RuntimeWarning)  # one-hot groups have no colour
+        return _capture(lambda: shap.plots.beeswarm(expl, max_display=max_display, show=False))
+
+
+def shap_bar_figure(grouped: shap.Explanation, max_display: int = 20, class_index: int | None = None) -> Figure:
+    """Mean |SHAP| per feature: the global ranking."""
+    import shap
+
+    from .explain.tabular import select_output
+
+    expl = select_output(grouped, class_index)
+    return _capture(lambda: shap.plots.bar(expl, max_display=max_display, show=False))
+
+
+def shap_waterfall_figure(grouped: shap.Explanation, i: int, max_display: int = 12,
+                          class_index: int | None = None) -> Figure:
+    """How patient `i`'s clinical inputs move the prediction away from the background average."""
+    import shap
+
+    from .explain.tabular import select_output
+
+    expl = select_output(grouped, class_index)[i]
+    return _capture(lambda: shap.plots.waterfall(expl, max_display=max_display, show=False))

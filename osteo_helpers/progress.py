@@ -50,3 +50,39 @@ def read_events(path: Path, offset: int = 0) -> tuple[list[dict[str, Any]], int]
         except json.JSONDecodeError:
             continue
     return events, offset + end
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0, int(round(seconds)))
+    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+
+
+class Printer:
+    """Turns events into lines a person can follow: the arm, fold and epoch being trained, and an
+    estimate of the time left for that arm (from the folds finished so far)."""
+
+    def __init__(self, write=print, live: bool = False) -> None:
+        self.write, self.live = write, live
+        self.context = ""
+        self.arm: dict[str, Any] = {}
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        kind = event.get("event")
+        prefix = f"  [{self.context}] " if self.context else "  "
+        if kind == "arm":
+            self.arm = {**event, "trained": 0}
+        elif kind == "fold":
+            self.arm["trained"] = self.arm.get("trained", 0) + 1
+            done = event["fold"] - 1
+            left = ""
+            if done and event.get("elapsed"):
+                per_fold = event["elapsed"] / max(self.arm["trained"] - 1, 1)
+                left = f", about {_duration(per_fold * (event['folds'] - done))} left for this arm"
+            self.write(f"{prefix}{event['arm']} ({event['task']}): training fold {event['fold']}/{event['folds']}{left}")
+        elif kind == "epoch" and self.live:
+            self.write(f"{prefix}{event['arm']} ({event['task']}): epoch {event['epoch']}/{event['epochs']}, "
+                       f"validation loss {event['val_loss']:.3f}", end="\r")
+        elif kind == "arm_done" and self.arm.get("trained"):
+            self.write(f"{prefix}{event['arm']} ({event['task']}): done in {_duration(event['seconds'])}")
+        elif kind == "note":
+            self.write(f"{prefix}{event['message']}")

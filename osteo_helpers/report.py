@@ -7,6 +7,7 @@ words in the report always follow the numbers; the notebooks only call these.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -47,7 +48,8 @@ def wide_table(results: pd.DataFrame, metrics: Sequence[str], subset: str = "all
     table = table.fillna("not computed")
     if labels:
         table.index = [arm_label(m) for m in table.index]
-    table.index.name = "arm"
+    table.index.name = None
+    table.columns.name = None
     return table
 
 
@@ -85,17 +87,25 @@ def difference_words(row: pd.Series) -> str:
     return "shows no detectable difference from"
 
 
+def _gain(value: float, room: float) -> str:
+    """A detectable gain, or what it means that none is: not even a perfect model would be found."""
+    if np.isfinite(value):
+        return f"{value:.3f}"
+    return f"none up to the maximum possible ({room:.3f}, to AUROC 1)"
+
+
 def power_words(power: pd.DataFrame) -> str:
     """The smallest detectable gain, at the observed correlation of the two scores and at lower ones."""
     observed = power[power["correlation_source"] == "observed"].iloc[0]
     assumed = power[power["correlation_source"] == "assumed"].sort_values("correlation", ascending=False)
-    span = f"{assumed['detectable_gain'].min():.3f}-{assumed['detectable_gain'].max():.3f}"
-    corr = f"{assumed['correlation'].max():.1f}-{assumed['correlation'].min():.1f}"
-    return (f"with {int(observed['n_pos'] + observed['n_neg'])} patients ({int(observed['n_neg'])} normal) the cohort "
-            f"detects, with {observed['power']:.0%} power at alpha {observed['alpha']:.2f}, an AUROC gain of "
-            f"{observed['detectable_gain']:.3f} if the fused score stays as close to the clinical one as observed "
-            f"(correlation {observed['correlation']:.3f}), but only gains of {span} for a fused score correlated "
-            f"{corr} with it; smaller gains cannot be ruled out")
+    room = 1 - float(observed["auroc_ref"]) if "auroc_ref" in observed else np.nan
+    gains = ", ".join(f"{_gain(g, room)} at correlation {r:.1f}"
+                      for g, r in zip(assumed["detectable_gain"], assumed["correlation"], strict=True))
+    return (f"with {int(observed['n_pos'] + observed['n_neg'])} patients ({int(observed['n_neg'])} normal) the "
+            f"smallest AUROC gain over the clinical model that the cohort detects with {observed['power']:.0%} power "
+            f"at alpha {observed['alpha']:.2f} is {_gain(observed['detectable_gain'], room)} at the observed "
+            f"correlation of the two scores ({observed['correlation']:.3f}), and {gains}; smaller gains cannot be "
+            "ruled out")
 
 
 def image_adds(comparisons: pd.DataFrame, task: str, power: pd.DataFrame | None = None) -> str:
@@ -307,3 +317,23 @@ def earlier_runs(prov: dict) -> pd.DataFrame:
     return pd.DataFrame([{"run": r["run_id"], "status": r.get("status", "unknown"), "commit": r["git"]["commit"][:10],
                           "dirty": r["git"]["dirty"], "steps": ", ".join(s["name"] for s in r.get("steps", []))}
                          for r in prov.get("previous_runs", [])])
+
+
+def run_summary(run_dir: Path, seconds: float) -> list[str]:
+    """What a finished run says in a few lines: the headline AUROCs with CIs, the answer, the time."""
+    tables = Path(run_dir) / "tables"
+    lines = [f"finished in {int(seconds // 60)} min {int(seconds % 60)} s"]
+    results = tables / "results_binary.csv"
+    if results.is_file():
+        table = pd.read_csv(results)
+        main = table[(table["subset"] == "all") & (table["metric"] == "auroc")].set_index("model")
+        for name in [n for n in ("age", "clinical", "fusion", "fusion_tscore") if n in main.index]:
+            row = main.loc[name]
+            lines.append(f"binary AUROC, {arm_label(name)}: {ci(row.value, row.ci_low, row.ci_high)}")
+    comparisons = tables / "comparisons.csv"
+    if comparisons.is_file():
+        row = _row(pd.read_csv(comparisons), "binary", *PRIMARY)
+        if row is not None:
+            lines.append(f"fusion - clinical (primary): {ci(row['diff'], row['ci_low'], row['ci_high'], signed=True)}"
+                         f", {row['conclusion']}")
+    return lines

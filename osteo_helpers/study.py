@@ -56,7 +56,7 @@ class Study:
     def open(cls, profile: str = "fast", run_dir: str | os.PathLike | None = None,
              data_dir: str | os.PathLike | None = None, **overrides: Any) -> "Study":
         prof = get_profile(profile, **overrides)
-        return cls(prof, run_paths(run_dir, profile), resolve_data_dir(data_dir))
+        return cls(prof, run_paths(run_dir, prof), resolve_data_dir(data_dir))
 
     @property
     def run_id(self) -> str:

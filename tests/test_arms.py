@@ -109,7 +109,7 @@ def test_residual_correction_starts_at_zero_and_moves_with_training(cohort, prof
     net = arm.model_.train()
     opt = torch.optim.SGD(net.parameters(), lr=0.1)
     tab = torch.from_numpy(arm._tabular(rows.iloc[:8]))
-    loss = torch.nn.functional.cross_entropy(net(torch.rand(8, 1, 32, 32), tab), torch.as_tensor(y[:8]))
+    loss = torch.nn.functional.cross_entropy(net(torch.rand(8, 1, 32, 32), tab), torch.tensor(y[:8]))
     loss.backward()
     opt.step()
     assert torch.count_nonzero(last.weight) > 0

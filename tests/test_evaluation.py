@@ -388,10 +388,12 @@ def test_regression_metrics_hand_computed() -> None:
     assert df.loc["pearson_r", "value"] == pytest.approx(1.0)
 
 
-def test_who_class_from_tscore_boundaries() -> None:
-    t = np.array([0.5, -1.0, -1.01, -2.49, -2.5, -3.2])
-    np.testing.assert_array_equal(ev.who_class_from_tscore(t), [0, 0, 1, 1, 2, 2])
-    assert ev.who_class_from_tscore(t).dtype.kind == "i"
+def test_who_class_index_boundaries() -> None:
+    from osteo_helpers.tasks import who_class_index
+
+    t = np.array([0.5, -1.0, -1.01, -2.49, -2.5, -4.0])
+    np.testing.assert_array_equal(who_class_index(t), [0, 0, 1, 1, 2, 2])
+    assert who_class_index(t).dtype.kind == "i"
 
 
 # --------------------------------------------------------------------------- package layout
@@ -400,7 +402,7 @@ LEGACY_API = [
     "PROB_PREFIX", "apply_threshold", "average_over_repeats", "binary_point_metrics", "bootstrap_confusion",
     "bootstrap_metrics", "class_names_from", "confusion", "delong_test", "multiclass_point_metrics", "oof_metrics",
     "operating_point", "paired_bootstrap_difference", "prob_columns", "regression_metrics",
-    "threshold_for_sensitivity", "who_class_from_tscore",
+    "threshold_for_sensitivity",
 ]
 
 

@@ -193,6 +193,7 @@ def _box(cy0: float, cx0: float, cy1: float, cx1: float) -> Box:
 
 
 def box_inside(box: Box, shape: tuple[int, int]) -> bool:
+    """Whether a box lies wholly inside an image of ``shape``: a ROI is never cropped at the border."""
     y0, x0, y1, x1 = box
     return y0 >= 0 and x0 >= 0 and y1 <= shape[0] and x1 <= shape[1] and y1 > y0 and x1 > x0
 

@@ -3,7 +3,7 @@
 What lives where (everything public is re-exported here, so ``evaluation.X`` works):
 
 - ``metrics``: input checks, batched metric kernels, point metrics, confusion, screening
-  thresholds, WHO classes and the OOF table helpers (``prob_columns``, ``average_over_repeats``).
+  thresholds and the OOF table helpers (``prob_columns``, ``average_over_repeats``).
 - ``resampling``: the stratified bootstrap of patients or of whole split groups
   (``bootstrap_indices``) and percentile intervals.
 - ``bootstrap``: metric tables with CIs (``bootstrap_metrics``, ``bootstrap_confusion``,
@@ -53,7 +53,6 @@ from .metrics import (
     multiclass_point_metrics,
     prob_columns,
     threshold_for_sensitivity,
-    who_class_from_tscore,
 )
 from .permutation import permutation_p_value, permutation_summary
 from .power import auroc_difference_sd, auroc_power, detectable_auroc_gain, detectable_gain_summary
@@ -106,5 +105,4 @@ __all__ = [
     "reliability_figure",
     "threshold_for_sensitivity",
     "verdict",
-    "who_class_from_tscore",
 ]

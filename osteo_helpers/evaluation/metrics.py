@@ -26,7 +26,6 @@ __all__ = [
     "multiclass_point_metrics",
     "prob_columns",
     "threshold_for_sensitivity",
-    "who_class_from_tscore",
 ]
 
 
@@ -313,11 +312,3 @@ def apply_threshold(y_true: ArrayLike, p_pos: ArrayLike, threshold: float) -> di
     """Screening metrics at a fixed threshold (positive if p >= threshold)."""
     metrics = binary_point_metrics(y_true, p_pos, threshold)
     return {key: metrics[key] for key in ("sensitivity", "specificity", "ppv", "npv")}
-
-
-def who_class_from_tscore(t: ArrayLike) -> np.ndarray:
-    """WHO category: 0 normal (T >= -1), 1 osteopenia, 2 osteoporosis (T <= -2.5)."""
-    t = np.asarray(t, dtype=float)
-    if np.isnan(t).any():
-        raise ValueError("T-scores contain NaN")
-    return np.where(t <= -2.5, 2, np.where(t < -1.0, 1, 0)).astype(int)

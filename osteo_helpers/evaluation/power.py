@@ -80,7 +80,9 @@ def detectable_auroc_gain(
 ) -> float:
     """Smallest AUROC gain over ``auroc_ref`` detected with ``power`` at two-sided ``alpha``.
 
-    NaN when even a perfect model (AUROC 1) would not reach that power.
+    NaN when no model up to AUROC 1 would reach that power. Near AUROC 1 the binormal variance
+    is numerically unstable and power is not monotone there, so the first gain that reaches the
+    power is found on a grid and then refined within its bracket.
     """
     _check(n_pos, n_neg, correlation, auroc_ref)
     if not 0 < alpha < power < 1:
@@ -90,9 +92,13 @@ def detectable_auroc_gain(
     def shortfall(gain: float) -> float:
         return auroc_power(n_pos, n_neg, auroc_ref, auroc_ref + gain, correlation, alpha) - power
 
-    if shortfall(ceiling) < 0:
+    grid = np.linspace(0.0, ceiling, 41)
+    reached = np.flatnonzero([shortfall(g) >= 0 for g in grid[1:]])
+    if reached.size == 0:
         return float("nan")
-    return float(optimize.brentq(shortfall, 0.0, ceiling, xtol=1e-7))
+    upper = grid[1:][reached[0]]
+    lower = grid[reached[0]]
+    return float(upper if shortfall(lower) >= 0 else optimize.brentq(shortfall, lower, upper, xtol=1e-7))
 
 
 def _within_class_correlation(y: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:

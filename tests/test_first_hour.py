@@ -1,0 +1,232 @@
+"""A new user's first hour: where runs write, what the book hides and shows, the README's commands, --help.
+
+Runs with changed settings and notebook sessions never write into outputs/<profile> (the last
+full report); the book's pages carry no parameters cell (absolute paths) and a smoke build says
+on every page that its numbers mean nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shlex
+from pathlib import Path
+
+import nbformat
+import pytest
+import yaml
+
+from osteo_helpers import __version__, config, pipeline
+from osteo_helpers.__main__ import build_parser, main
+from osteo_helpers.study import RUN_ID_ENV, Study
+
+README = config.PROJECT_ROOT / "README.md"
+
+
+@pytest.fixture
+def outputs(tmp_path, monkeypatch) -> Path:
+    """A private outputs/ root; the variables a run sets are restored afterwards."""
+    monkeypatch.setenv(config.OUTPUT_ENV_VAR, str(tmp_path / "outputs"))
+    monkeypatch.setenv(config.CACHE_ENV_VAR, str(tmp_path / "cache"))
+    monkeypatch.setenv(RUN_ID_ENV, "test")
+    monkeypatch.setenv("TQDM_DISABLE", "1")
+    return (tmp_path / "outputs").resolve()
+
+
+# ----------------------------------------------------------------------------- the override folder rule
+
+
+def test_only_a_profile_as_defined_writes_its_own_folder(outputs, tmp_path, capsys):
+    assert config.run_folder(None, "fast", announce=True) == outputs / "fast"
+    assert capsys.readouterr().out == ""
+    changed = config.run_folder(None, "fast", {"epochs": "10"}, announce=True)
+    assert changed.parent == outputs and re.fullmatch(r"fast-[0-9a-f]{8}", changed.name)
+    said = capsys.readouterr().out.strip().splitlines()
+    assert len(said) == 1 and str(changed) in said[0] and "epochs=10" in said[0]
+    # the same settings however spelled give the same folder; other settings another one
+    assert config.run_folder(None, "fast", {"epochs": 10}) == changed
+    assert config.run_folder(None, config.get_profile("fast", epochs="10")) == changed
+    assert config.run_folder(None, "fast", {"epochs": "11"}) not in (changed, outputs / "fast")
+    assert config.run_folder(None, "fast", {"epochs": str(config.PROFILES["fast"].epochs)}) == outputs / "fast"
+    # a notebook session without overrides has a folder of its own; an explicit folder always wins
+    assert config.run_folder(None, "fast", interactive=True) == outputs / "fast-interactive"
+    assert config.run_folder(None, "fast", {"epochs": "10"}, interactive=True) == changed
+    assert config.run_folder(tmp_path / "mine", "fast", {"epochs": "10"}) == tmp_path / "mine"
+
+
+def _fake_execute(seen: list[str]):
+    def execute(source, target, params):
+        seen.append(params["run_dir"])
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text("{}")
+        return 0.1
+
+    return execute
+
+
+def test_run_with_set_goes_to_its_own_folder_and_says_where(synthetic_dataset, outputs, monkeypatch, capsys):
+    seen: list[str] = []
+    monkeypatch.setattr(pipeline, "execute_notebook", _fake_execute(seen))
+    argv = ["run", "--profile", "smoke", "--data-dir", str(synthetic_dataset.root), "--no-book",
+            "--notebook", "notebooks/01_eda_manifest.ipynb"]
+    assert main([*argv, "--set", "epochs=1"]) == 0
+    folder = config.run_folder(None, "smoke", {"epochs": "1"})
+    assert f"run folder: {folder} (" in capsys.readouterr().out
+    assert seen == [str(folder)] and not (outputs / "smoke").exists()
+    assert json.loads((folder / "provenance.json").read_text())["profile"]["epochs"] == 1
+    assert main(argv) == 0  # no overrides: the profile's own folder, as before
+    assert "run folder:" not in capsys.readouterr().out
+    assert seen[-1] == str(outputs / "smoke") and (outputs / "smoke" / "provenance.json").is_file()
+
+
+def test_a_notebook_session_never_opens_the_report_folder(synthetic_dataset, outputs, capsys):
+    study = Study.open("smoke", None, synthetic_dataset.root)
+    assert study.paths.root == outputs / "smoke-interactive"
+    assert "run folder:" in capsys.readouterr().out
+    assert Study.open("smoke", None, synthetic_dataset.root, epochs=1).paths.root != outputs / "smoke"
+    assert Study.open("smoke", outputs / "given", synthetic_dataset.root).paths.root == outputs / "given"
+    assert not (outputs / "smoke").exists()
+
+
+@pytest.mark.parametrize("notebook", pipeline.NOTEBOOKS)
+def test_default_notebook_parameters_stay_out_of_the_report_folder(notebook, outputs):
+    nb = nbformat.read(config.PROJECT_ROOT / notebook, as_version=4)
+    cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+    params: dict = {}
+    exec(cell.source, {}, params)
+    assert params["run_dir"] is None
+    folder = config.run_folder(params["run_dir"], params["profile"], params["overrides"], interactive=True)
+    assert folder != outputs / params["profile"]
+
+
+# ----------------------------------------------------------------------------- the book
+
+
+def _notebook(path: Path, injected: str) -> Path:
+    nb = nbformat.v4.new_notebook()
+    nb.metadata = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
+                   "language_info": {"name": "python"}}
+    params = nbformat.v4.new_code_cell('profile = "fast"\nrun_dir = None')
+    params.metadata["tags"] = ["parameters", "remove-cell"]
+    inj = nbformat.v4.new_code_cell(injected)
+    inj.metadata["tags"] = ["injected-parameters"]
+    body = nbformat.v4.new_markdown_cell("# A page\n\nThe text a reader sees.")
+    code = nbformat.v4.new_code_cell("x = 1")
+    code.metadata["tags"] = ["hide-input"]
+    nb.cells = [params, inj, body, code]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, path)
+    return path
+
+
+def test_parameter_cells_are_removed_from_the_book_copy_only(tmp_path):
+    path = _notebook(tmp_path / "nb.ipynb", 'run_dir = "/home/someone/outputs/fast"')
+    pipeline.hide_parameter_cells(path)
+    pipeline.hide_parameter_cells(path)  # twice changes nothing more
+    tags = [c.metadata.get("tags", []) for c in nbformat.read(path, as_version=4).cells]
+    assert tags == [["parameters", "remove-cell"], ["injected-parameters", "remove-cell"], [], ["hide-input"]]
+
+
+def test_banner_for_smoke_and_changed_settings_only(tmp_path):
+    assert pipeline.book_banner(config.get_profile("smoke")) == "smoke profile: the numbers mean nothing"
+    assert pipeline.book_banner(config.get_profile("fast")) is None
+    assert "epochs=3" in pipeline.book_banner(config.get_profile("fast", epochs=3))
+    pipeline.write_book_config(config.PROJECT_ROOT / "_config.yml", tmp_path / "smoke.yml", pipeline.SMOKE_BANNER)
+    pipeline.write_book_config(config.PROJECT_ROOT / "_config.yml", tmp_path / "fast.yml", None)
+    original = yaml.safe_load((config.PROJECT_ROOT / "_config.yml").read_text())
+    assert yaml.safe_load((tmp_path / "fast.yml").read_text()) == original
+    smoke = yaml.safe_load((tmp_path / "smoke.yml").read_text())
+    assert smoke["html"]["announcement"] == pipeline.SMOKE_BANNER
+    assert {k: v for k, v in smoke["html"].items() if k != "announcement"} == original["html"]
+
+
+def test_smoke_book_has_the_banner_on_every_page_and_no_parameters(tmp_path, monkeypatch):
+    """A two-page book built with the project's _config.yml, as the pipeline builds a smoke run's book."""
+    project = tmp_path / "project"
+    (project / "book").mkdir(parents=True)
+    (project / "_config.yml").write_text((config.PROJECT_ROOT / "_config.yml").read_text())
+    (project / "_toc.yml").write_text("format: jb-book\nroot: book/index\nchapters:\n  - file: notebooks/page\n")
+    (project / "references.bib").write_text("")
+    (project / "book" / "index.md").write_text("# Index\n")
+    secret = "/home/someone/secret-outputs/smoke"
+    executed = _notebook(tmp_path / "run" / "notebooks" / "page.ipynb", f'run_dir = "{secret}"')
+    monkeypatch.setattr(pipeline, "PROJECT_ROOT", project)
+    html = pipeline.build_book(tmp_path / "run", {"notebooks/page.ipynb": executed}, config.get_profile("smoke"))
+    pages = [html / "book" / "index.html", html / "notebooks" / "page.html"]
+    for page in pages:
+        assert pipeline.SMOKE_BANNER in page.read_text(encoding="utf-8"), page
+    assert "The text a reader sees" in pages[1].read_text(encoding="utf-8")
+    leaked = [p for p in html.rglob("*") if p.is_file() and secret.encode() in p.read_bytes()]
+    assert leaked == []
+    assert "injected-parameters" in executed.read_text()  # the run's own copy is left as papermill wrote it
+    assert "remove-cell" not in json.dumps(json.loads(executed.read_text())["cells"][1]["metadata"])
+
+
+def test_model_card_page_is_in_the_results_part():
+    toc = yaml.safe_load((config.PROJECT_ROOT / "_toc.yml").read_text())
+    results = next(p for p in toc["parts"] if p["caption"] == "Results")
+    assert {"file": "book/model_card"} in results["chapters"]
+    page = (config.PROJECT_ROOT / "book" / "model_card.md").read_text()
+    for words in ("not a medical device", "train-final", "predict", "spectrum bias", "QUS", "calibration"):
+        assert words in page, words
+
+
+# ----------------------------------------------------------------------------- the command line and the README
+
+
+def _parsers(parser: argparse.ArgumentParser):
+    yield parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for choice in action._choices_actions:
+                assert choice.help, f"{parser.prog}: command {choice.dest} has no help"
+            for sub in action.choices.values():
+                yield from _parsers(sub)
+
+
+def test_every_option_and_command_has_help():
+    for parser in _parsers(build_parser()):
+        for action in parser._actions:
+            if isinstance(action, (argparse._HelpAction, argparse._SubParsersAction)):
+                continue
+            assert action.help and len(action.help) > 10, f"{parser.prog} {action.option_strings or action.dest}"
+
+
+def test_version_and_profiles(capsys):
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0 and capsys.readouterr().out.strip() == f"osteo_helpers {__version__}"
+    assert main(["profiles"]) == 0
+    text = capsys.readouterr().out
+    header = next(line for line in text.splitlines() if line.startswith("field"))
+    assert header.split() == ["field", *config.PROFILES, "accepts"]
+    for name in config.get_profile("fast").to_dict():
+        if name != "name":
+            assert re.search(rf"^{name}\s", text, re.M), name
+
+
+def _bash_blocks(text: str) -> list[str]:
+    return re.findall(r"```bash\n(.*?)```", text, re.S)
+
+
+def test_readme_commands_use_the_virtualenv():
+    text = README.read_text()
+    commands = [line for block in _bash_blocks(text) for line in block.replace("\\\n", " ").splitlines()]
+    commands += re.findall(r"`([^`\n]+)`", re.sub(r"```.*?```", "", text, flags=re.S))
+    tools = r"(python3?|pip|papermill|jupyter|pytest|jupyter-book)"
+    bare = [c for c in commands if re.match(rf"\s*{tools}\s", c)]
+    assert bare == [], "use .venv/bin/... or the installed `osteo` script: " + "; ".join(bare)
+
+
+def test_readme_papermill_example_creates_its_output_folder():
+    found = 0
+    for block in _bash_blocks(README.read_text()):
+        lines = [shlex.split(line, comments=True) for line in block.replace("\\\n", " ").splitlines() if line.strip()]
+        for k, words in enumerate(lines):
+            if words and words[0].endswith("papermill"):
+                found += 1
+                folder = str(Path(words[2]).parent)
+                before = [w for line in lines[:k] for w in line]
+                assert "mkdir" in before and folder in before, f"{folder} is not created before papermill writes"
+    assert found
