@@ -154,7 +154,8 @@ def conclusion_text(comparisons: pd.DataFrame, arms: tuple[str, ...], band_name:
                     "separate the classes; the gain over age may come from the clinical inputs or from features that "
                     "track age or batch."))
     else:
-        text += " No image-biomarker arm is better than age alone (every CI of the difference includes 0 or lies below)."
+        text += (" No image-biomarker arm is better than age alone (every CI of the difference includes 0 or lies "
+                 "below).")
     lines = []
     for a in arms:
         for b in ("age", "clinical"):

@@ -9,7 +9,6 @@ The image biomarkers measure at native resolution instead: `load_grayscale` read
 from __future__ import annotations
 
 import io
-
 import os
 from pathlib import Path
 
@@ -21,8 +20,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from tqdm.auto import tqdm
 
 from .config import show_progress
-from .fileio import atomic_write_bytes
 from .data import ImageReadError
+from .fileio import atomic_write_bytes
 
 IMAGENET_MEAN_GRAY = 0.449  # mean of torchvision's ImageNet channel means; the gray image is repeated to RGB
 IMAGENET_STD_GRAY = 0.226
@@ -134,8 +133,9 @@ class ImageCache:
         """Stack the images of a manifest (rows with an image) into (N, size, size) uint8."""
         rows = manifest[manifest["image_path"].notna()]
         out = np.empty((len(rows), self.size, self.size), dtype=np.uint8)
-        for i, (rel, sha) in enumerate(tqdm(list(zip(rows["image_path"], rows["image_sha256"])),
-                                            desc=f"images {self.size}px", disable=not show_progress(progress), leave=False)):
+        for i, (rel, sha) in enumerate(tqdm(list(zip(rows["image_path"], rows["image_sha256"], strict=False)),
+                                            desc=f"images {self.size}px", disable=not show_progress(progress),
+                                            leave=False)):
             out[i] = self.get(Path(data_dir) / rel, sha)
         return out
 

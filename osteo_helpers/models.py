@@ -15,6 +15,7 @@ from torch import nn
 from torchvision import models as tvm
 
 from .config import ENCODER_NAMES as ENCODERS
+
 MODES = ("image", "tabular", "fusion")
 
 

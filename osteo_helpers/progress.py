@@ -78,7 +78,8 @@ class Printer:
             if done and event.get("elapsed"):
                 per_fold = event["elapsed"] / max(self.arm["trained"] - 1, 1)
                 left = f", about {_duration(per_fold * (event['folds'] - done))} left for this arm"
-            self.write(f"{prefix}{event['arm']} ({event['task']}): training fold {event['fold']}/{event['folds']}{left}")
+            self.write(f"{prefix}{event['arm']} ({event['task']}): training fold "
+                       f"{event['fold']}/{event['folds']}{left}")
         elif kind == "epoch" and self.live:
             self.write(f"{prefix}{event['arm']} ({event['task']}): epoch {event['epoch']}/{event['epochs']}, "
                        f"validation loss {event['val_loss']:.3f}", end="\r")

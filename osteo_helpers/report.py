@@ -64,7 +64,7 @@ def comparison_table(comparisons: pd.DataFrame, n_boot: int) -> pd.DataFrame:
                            comparisons[["diff", "ci_low", "ci_high"]].itertuples(index=False)],
         "p (bootstrap)": [evaluation.format_p(p, n_boot // 2) for p in comparisons["p_bootstrap"]],
         "p (Holm)": [evaluation.format_p(p, n_boot // 2) if r == "secondary" else "primary: not adjusted"
-                     for p, r in zip(comparisons["p_holm"], comparisons["role"])],
+                     for p, r in zip(comparisons["p_holm"], comparisons["role"], strict=False)],
         "patients": comparisons["n_patients"],
     })
     if "p_delong" in comparisons:
@@ -181,7 +181,8 @@ def osteopenia_text(results: pd.DataFrame, cohort: pd.DataFrame, arm: str = "fus
     main = results[(results["subset"] == "all") & (results["model"] == arm)].set_index("metric")
     ages = cohort.groupby("diagnosis")["age_years"].mean()
     n = int((cohort["diagnosis"] == "osteopenia").sum())
-    auc = {c: ci(*main.loc[f"auroc_{c}", ["value", "ci_low", "ci_high"]]) for c in ("normal", "osteopenia", "osteoporosis")}
+    auc = {c: ci(*main.loc[f"auroc_{c}", ["value", "ci_low", "ci_high"]])
+           for c in ("normal", "osteopenia", "osteoporosis")}
     return (f"Osteopenia is the largest class ({n} of {len(cohort)} patients) and lies between the others in T-score "
             f"and in age (mean {ages['osteopenia']:.0f} years, against {ages['normal']:.0f} for normal and "
             f"{ages['osteoporosis']:.0f} for osteoporosis). For {arm_label(arm)}, its one-vs-rest AUROC is "

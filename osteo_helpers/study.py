@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 RUN_ID_ENV = "OSTEO_RUN_ID"
 
 
-def with_biomarkers(rows: pd.DataFrame, bio: "BiomarkerData") -> pd.DataFrame:
+def with_biomarkers(rows: pd.DataFrame, bio: BiomarkerData) -> pd.DataFrame:
     """Rows plus patient-level biomarkers (``bio_<feature>``), ``biomarker_localised`` and ``roi_tiles``."""
     from .arms.classical import BIOMARKER_PREFIX
 
@@ -54,7 +54,7 @@ class Study:
 
     @classmethod
     def open(cls, profile: str = "fast", run_dir: str | os.PathLike | None = None,
-             data_dir: str | os.PathLike | None = None, **overrides: Any) -> "Study":
+             data_dir: str | os.PathLike | None = None, **overrides: Any) -> Study:
         prof = get_profile(profile, **overrides)
         return cls(prof, run_paths(run_dir, prof), resolve_data_dir(data_dir))
 
@@ -107,7 +107,7 @@ class Study:
         return table
 
     @cached_property
-    def biomarkers(self) -> "BiomarkerData":
+    def biomarkers(self) -> BiomarkerData:
         """Knee localisation, ROIs and biomarkers of every cohort image (cached on disk by checksum)."""
         from .biomarkers import cohort_biomarkers
 
@@ -182,7 +182,7 @@ class Study:
             self.save_table(table, "comparisons")
         return table
 
-    def figure(self, fig: "Figure", name: str) -> "Figure":
+    def figure(self, fig: Figure, name: str) -> Figure:
         """Save a figure under the run, stamped with the run and profile that made it."""
         from .plots import save
 

@@ -63,7 +63,7 @@ class NetInputs:
     def __len__(self) -> int:
         return len(self.targets)
 
-    def subset(self, idx: np.ndarray | torch.Tensor) -> "NetInputs":
+    def subset(self, idx: np.ndarray | torch.Tensor) -> NetInputs:
         idx = torch.as_tensor(idx, dtype=torch.long)
         return NetInputs(None if self.images is None else self.images[idx],
                          None if self.tabular is None else self.tabular[idx], self.targets[idx])

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import io
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -168,7 +169,7 @@ def make_dataset(root: Path, counts: dict[str, int] | None = None, seed: int = 0
     for d in CLASS_PREFIX:
         (root / d).mkdir(exist_ok=True)
     payload: dict[str, bytes] = {}
-    for i, (pid, diag) in enumerate(patient_ids(counts)):
+    for i, (pid, _) in enumerate(patient_ids(counts)):
         payload[pid] = jpeg_bytes(seed * 10_000 + i, image_size)
     for group in identical_images:
         for pid in group[1:]:
@@ -196,7 +197,8 @@ def snapshot(root: Path) -> dict[str, tuple[int, int, str]]:
     for p in sorted(Path(root).rglob("*")):
         if p.is_file():
             st = p.stat()
-            out[p.relative_to(root).as_posix()] = (st.st_size, st.st_mtime_ns, hashlib.sha256(p.read_bytes()).hexdigest())
+            digest = hashlib.sha256(p.read_bytes()).hexdigest()
+            out[p.relative_to(root).as_posix()] = (st.st_size, st.st_mtime_ns, digest)
     return out
 
 

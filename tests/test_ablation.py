@@ -103,7 +103,8 @@ def test_declared_comparisons_mark_the_primary_and_adjust_only_the_secondary_fam
 
 def test_group_bootstrap_widens_the_interval_of_duplicated_patients():
     oofs = _fake_oofs(60)
-    tripled = {k: pd.concat([v.assign(patient_id=v["patient_id"] + f"_{r}") for r in range(3)]) for k, v in oofs.items()}
+    tripled = {k: pd.concat([v.assign(patient_id=v["patient_id"] + f"_{r}") for r in range(3)])
+               for k, v in oofs.items()}
     groups = pd.Series({f"P{i}_{r}": f"G{i}" for i in range(60) for r in range(3)})
     naive = evaluation.paired_comparisons(tripled, [("clinical", "age")], 500, 0)
     grouped = evaluation.paired_comparisons(tripled, [("clinical", "age")], 500, 0, groups)

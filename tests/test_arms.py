@@ -95,7 +95,7 @@ def test_residual_fusion_at_initialisation_is_its_clinical_model(cohort, profile
     t = TASKS["tscore"].labels(rows)
     clinical_t = arms.make_arm("clinical", "tscore").fit(rows, t)
     fusion_t = arms.make_arm("fusion", "tscore", profile=profile).fit(rows, t)
-    for a, b in zip(fusion_t.predict_distribution(rows), clinical_t.predict_distribution(rows)):
+    for a, b in zip(fusion_t.predict_distribution(rows), clinical_t.predict_distribution(rows), strict=False):
         np.testing.assert_allclose(a, b, atol=1e-5)
     np.testing.assert_allclose(fusion_t.predict_proba(rows), clinical_t.predict_proba(rows), atol=1e-5)
 

@@ -71,7 +71,7 @@ def synthetic_knees(centres=(250,), joints=(270,), W=200, H=600, Wimg=500, noise
     rng = np.random.default_rng(seed)
     img = np.full((H, Wimg), BG)
     mask = np.zeros((H, Wimg), bool)
-    for cx, jy in zip(centres, joints):
+    for cx, jy in zip(centres, joints, strict=False):
         draw_knee(img, cx, jy, W, bone_mask=mask, cortex=cortex)
     img = ndi.gaussian_filter(img, 1.0) + noise * rng.standard_normal(img.shape)
     return np.clip(img, 0, 1).astype(np.float32), mask

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats
-from sklearn.metrics import average_precision_score, balanced_accuracy_score, roc_auc_score
+from sklearn.metrics import average_precision_score, balanced_accuracy_score, confusion_matrix, roc_auc_score
 
 from osteo_helpers import evaluation as ev
 
@@ -225,8 +225,17 @@ def test_bootstrap_confusion_counts_match_confusion() -> None:
     y_true, y_pred = [0, 0, 1, 2, 2, 1, 0], [0, 1, 1, 2, 0, 1, 0]
     out = ev.bootstrap_confusion(y_true, y_pred, n_classes=3, n_boot=200, seed=1)
     counts = out.pivot(index="true", columns="pred", values="count").to_numpy()
-    np.testing.assert_array_equal(counts, ev.confusion(y_true, y_pred, 3))
+    hand = np.array([[2, 1, 0],  # true 0: predicted 0, 1, 0
+                     [0, 2, 0],  # true 1: predicted 1, 1
+                     [1, 0, 1]])  # true 2: predicted 2, 0
+    np.testing.assert_array_equal(counts, hand)
+    np.testing.assert_array_equal(counts, confusion_matrix(y_true, y_pred, labels=[0, 1, 2]))
     assert (out["ci_low"] <= out["count"]).all() and (out["count"] <= out["ci_high"]).all()
+    # Resampling within true classes: both class-1 patients are always predicted 1, and cells
+    # nobody falls into stay empty in every resample.
+    cells = out.set_index(["true", "pred"])
+    assert tuple(cells.loc[(1, 1), ["ci_low", "ci_high"]]) == (2, 2)
+    assert tuple(cells.loc[(0, 2), ["ci_low", "ci_high"]]) == (0, 0)
 
 
 def test_paired_bootstrap_identical_scores_give_zero_difference() -> None:

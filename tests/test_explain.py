@@ -13,11 +13,13 @@ import pytest  # noqa: E402
 import shap  # noqa: E402
 import torch  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from scipy import ndimage  # noqa: E402
 from sklearn.metrics import roc_auc_score  # noqa: E402
 from torch import nn  # noqa: E402
 
 from osteo_helpers import explain as ex  # noqa: E402
-from osteo_helpers.models import FusionNet, build_model  # noqa: E402
+from osteo_helpers import plots  # noqa: E402
+from osteo_helpers.models import FusionNet, SmallCNN, build_model  # noqa: E402
 
 TAB_DIM = 5
 SIZE = 64
@@ -110,12 +112,11 @@ def test_target_layer_refuses_tabular_mode_and_unknown_encoders():
                                             ("smallcnn", "eigencam"), ("smallcnn", "layercam"),
                                             ("resnet18", "gradcam"), ("resnet50", "gradcam"),
                                             ("densenet121", "gradcam")])
-def test_compute_cams_shape_range_and_cleanup(encoder, method):
+def test_compute_cams_shape_and_cleanup(encoder, method):
     model = _model(encoder).train()
     images, tab = _inputs()
     cams = ex.compute_cams(model, images, tab, target_class=[1, 0], method=method)
     assert cams.shape == (2, SIZE, SIZE) and cams.dtype == np.float32
-    assert cams.min() >= 0.0 and cams.max() <= 1.0
     assert cams.max() > 0.5  # min-max scaled maps reach 1 unless the map is empty
     layer = ex.target_layer(model)
     assert len(layer._forward_hooks) == 0 and len(layer._backward_hooks) == 0
@@ -123,6 +124,63 @@ def test_compute_cams_shape_range_and_cleanup(encoder, method):
     assert model.training  # state restored
     assert all(p.grad is None for p in model.parameters())
     model.eval()
+
+
+def _square_task(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, np.ndarray, np.ndarray]:
+    """Noise images where a bright 12 px square (class 1 only, in a random quadrant) decides the class.
+
+    Every image, of both classes, also holds an equally bright 3 x 20 px bar in another quadrant:
+    uninformative, so a map that merely follows brightness would put energy on it too.
+    """
+    rng = np.random.default_rng(seed)
+    x = 0.1 * rng.standard_normal((n, 1, SIZE, SIZE)).astype(np.float32)
+    y = np.arange(n) % 2
+    square = np.zeros((n, SIZE, SIZE), dtype=bool)
+    bar = np.zeros((n, SIZE, SIZE), dtype=bool)
+    half = SIZE // 2
+    for i, quadrant in enumerate(rng.integers(0, 4, n)):
+        other = (quadrant + rng.integers(1, 4)) % 4
+        r, c = (other // 2) * half + rng.integers(4, 26), (other % 2) * half + rng.integers(4, 8)
+        bar[i, r:r + 3, c:c + 20] = True
+        r, c = (quadrant // 2) * half + rng.integers(6, 15), (quadrant % 2) * half + rng.integers(6, 15)
+        square[i, r:r + 12, c:c + 12] = bool(y[i])
+    x[:, 0][square | bar] += 1.0
+    return torch.from_numpy(x), torch.from_numpy(y), square, bar
+
+
+def _energy_share(cam: np.ndarray, region: np.ndarray, margin: int = 4) -> float:
+    """Share of the CAM's energy within `margin` px of the region (the maps are upsampled, so edges blur)."""
+    return float(cam[ndimage.binary_dilation(region, iterations=margin)].sum() / cam.sum())
+
+
+def test_gradcam_lands_on_the_square_that_decides_the_class():
+    """A toy network trained to spot the square must be explained by maps on the square, not on the bar.
+
+    Squares sit in all four quadrants, so flipped, transposed or shifted maps fail, as do maps of
+    the other class (no energy on the square) and of an untrained network (energy spread out).
+    The shallow SmallCNN keeps a 16 x 16 target layer, fine enough to resolve a 12 px square.
+    """
+    torch.manual_seed(0)
+    x, y, _, _ = _square_task(160, seed=0)
+    model = FusionNet("image", 2, SmallCNN((8, 16)))
+    optimiser = torch.optim.Adam(model.parameters(), lr=3e-3)
+    for _ in range(12):
+        for batch in torch.randperm(len(x)).split(32):
+            loss = nn.functional.cross_entropy(model(x[batch]), y[batch])
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+    model.eval()
+    x_new, y_new, square, bar = _square_task(32, seed=1)
+    with torch.no_grad():
+        assert (model(x_new).argmax(1) == y_new).all()  # the toy task is learnt, so its evidence is known
+    positive = (y_new == 1).numpy()
+    cams = ex.compute_cams(model, x_new[positive], None, target_class=1)
+    on_square = [_energy_share(cam, sq) for cam, sq in zip(cams, square[positive], strict=True)]
+    on_bar = [_energy_share(cam, b) for cam, b in zip(cams, bar[positive], strict=True)]
+    assert ndimage.binary_dilation(square[positive][0], iterations=4).mean() < 0.1  # the region is small
+    assert min(on_square) > 0.5, on_square
+    assert max(on_bar) < 0.1, on_bar
 
 
 def test_compute_cams_works_under_no_grad_and_rejects_bad_inputs():
@@ -248,6 +306,7 @@ def test_cam_gallery_and_overlay_figures():
     panels = [ax for ax in fig.axes if ax.images]
     assert len(panels) == 3 and panels[0].get_title() == "a"
     assert len(panels[0].images) == 2  # radiograph + CAM layer
+    assert ex.cam_gallery is plots.cam_gallery and ex.overlay is plots.overlay  # re-exported, not copied
 
 
 # --------------------------------------------------------------------------- SHAP
@@ -314,6 +373,7 @@ def test_shap_figures_are_returned_closed():
     for fig in (ex.shap_summary_figure(grouped), ex.shap_bar_figure(grouped), ex.shap_waterfall_figure(grouped, 0)):
         assert isinstance(fig, Figure) and fig.axes
     assert plt.get_fignums() == before
+    assert ex.shap_summary_figure is plots.shap_summary_figure
     table = ex.shap_importance(grouped)
     assert table["mean_abs_shap"].is_monotonic_decreasing and len(table) == 3
 

@@ -31,6 +31,19 @@ def notebook_problems(nb: nbformat.NotebookNode) -> list[str]:
     return problems
 
 
+MAX_CELL_LINES, MAX_NOTEBOOK_LINES = 15, 70
+
+
+def thickness_problems(nb: nbformat.NotebookNode) -> list[str]:
+    """Notebooks hold narrative and calls: logic that needs more lines belongs in the package, with a test."""
+    lines = [len(cell.source.splitlines()) for cell in nb.cells if cell.cell_type == "code"]
+    problems = [f"code cell {i} has {n} lines (at most {MAX_CELL_LINES})" for i, n in enumerate(lines)
+                if n > MAX_CELL_LINES]
+    if sum(lines) > MAX_NOTEBOOK_LINES:
+        problems.append(f"{sum(lines)} lines of code (at most {MAX_NOTEBOOK_LINES})")
+    return problems
+
+
 def test_there_are_notebooks() -> None:
     assert len(NOTEBOOKS) >= 2, NOTEBOOKS
 
@@ -40,6 +53,18 @@ def test_committed_notebook_is_clean(path: Path) -> None:
     nb = nbformat.read(path, as_version=nbformat.NO_CONVERT)
     nbformat.validate(nb)
     assert not notebook_problems(nb), f"{path.relative_to(PROJECT_ROOT)}: {notebook_problems(nb)}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.relative_to(PROJECT_ROOT).as_posix())
+def test_notebook_is_thin(path: Path) -> None:
+    problems = thickness_problems(nbformat.read(path, as_version=nbformat.NO_CONVERT))
+    assert not problems, f"{path.relative_to(PROJECT_ROOT)}: {problems}"
+
+
+def test_thickness_checker_counts_lines() -> None:
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("\n".join(["x = 1"] * 16))] + [nbformat.v4.new_code_cell("y = 2")] * 55
+    assert thickness_problems(nb) == ["code cell 0 has 16 lines (at most 15)", "71 lines of code (at most 70)"]
 
 
 def test_checker_reports_each_problem() -> None:

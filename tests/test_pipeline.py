@@ -164,7 +164,8 @@ def test_results_summary_numbers_equal_output_csvs(smoke_run: Path) -> None:
 def test_provenance_page_names_commit_parameters_and_checksums(smoke_run: Path) -> None:
     record = json.loads((smoke_run / "provenance.json").read_text())
     text = _soup(smoke_run / "_build" / "html" / "book" / "provenance.html").get_text()
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=PROJECT_ROOT).stdout.strip()
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                            cwd=PROJECT_ROOT).stdout.strip()
     assert record["git"]["commit"] == commit and commit in text
     assert record["data"]["matches_registry"] is True
     assert record["data"]["spreadsheet_sha256"] in text
@@ -191,9 +192,9 @@ def test_rerun_of_one_notebook_is_identical_and_does_not_clobber(smoke_run: Path
 
 
 def test_failing_notebook_is_named_with_its_cell(tmp_path: Path) -> None:
-    from osteo_helpers.pipeline import PipelineError, execute_notebook
-
     import nbformat
+
+    from osteo_helpers.pipeline import PipelineError, execute_notebook
 
     nb = nbformat.v4.new_notebook()
     nb.metadata = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},

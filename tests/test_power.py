@@ -3,7 +3,6 @@ smallest detectable AUROC gain, checked against hand values and simulated DeLong
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 from scipy import stats

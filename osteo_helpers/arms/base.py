@@ -54,7 +54,7 @@ class Arm(BaseEstimator):
     def task_(self) -> Task:
         return get_task(self.task)
 
-    def fit(self, rows: pd.DataFrame, y: np.ndarray) -> "Arm":
+    def fit(self, rows: pd.DataFrame, y: np.ndarray) -> Arm:
         task = self.task_
         if task.is_regression and not self.supports_regression:
             raise ValueError(f"{type(self).__name__} cannot model the continuous target of task {task.name!r}")

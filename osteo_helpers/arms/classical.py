@@ -45,7 +45,7 @@ class LinearGaussian(RegressorMixin, BaseEstimator):
     def __init__(self, alpha: float = 1e-3) -> None:
         self.alpha = alpha
 
-    def fit(self, X: np.ndarray, y: np.ndarray) -> "LinearGaussian":
+    def fit(self, X: np.ndarray, y: np.ndarray) -> LinearGaussian:
         self.ridge_ = Ridge(alpha=self.alpha).fit(X, y)
         self.sd_ = float(max(np.sqrt(np.mean((y - self.ridge_.predict(X)) ** 2)), 1e-6))
         self.coef_, self.intercept_ = self.ridge_.coef_, float(self.ridge_.intercept_)

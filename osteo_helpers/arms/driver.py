@@ -29,7 +29,7 @@ from sklearn.base import clone
 from .. import progress
 from ..config import Profile
 from ..evaluation import PROB_PREFIX
-from ..fileio import atomic_write_text, atomic_to_csv
+from ..fileio import atomic_to_csv, atomic_write_text
 from ..splits import iter_folds
 from ..tabular import INPUT_FEATURES
 from ..tasks import WHO_TASKS, collapse_to_binary, get_task

@@ -99,7 +99,7 @@ def _runs(mask1d: np.ndarray) -> list[tuple[int, int]]:
     d = np.diff(m.astype(np.int8))
     starts = np.flatnonzero(d == 1)
     ends = np.flatnonzero(d == -1)
-    return list(zip(starts.tolist(), ends.tolist()))
+    return list(zip(starts.tolist(), ends.tolist(), strict=False))
 
 
 def _run_containing(mask1d: np.ndarray, x: float, max_gap: int = 0) -> tuple[int, int] | None:

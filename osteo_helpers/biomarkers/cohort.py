@@ -189,7 +189,7 @@ def cohort_biomarkers(cohort: pd.DataFrame, data_dir: str | os.PathLike, roi_siz
     cohort = cohort.reset_index(drop=True)
     rows, statuses, tiles, qa = [], [], [], []
     batches = cohort["batch"] if "batch" in cohort else pd.Series([None] * len(cohort))
-    items = list(zip(cohort["patient_id"], cohort["image_path"], cohort["image_sha256"], batches))
+    items = list(zip(cohort["patient_id"], cohort["image_path"], cohort["image_sha256"], batches, strict=False))
     for i, (pid, rel, sha, batch) in enumerate(tqdm(items, desc=f"biomarkers (ROI {roi_size} px)",
                                                     disable=not show_progress(progress))):
         base = {"patient_id": pid, "image_path": rel, "batch": batch}
@@ -206,7 +206,7 @@ def cohort_biomarkers(cohort: pd.DataFrame, data_dir: str | os.PathLike, roi_siz
         k = len(rec["features"])
         status = STATUS_LOCALISED if k else STATUS_FAILED
         statuses.append({**base, "n_knees": k, "status": status, "reason": "; ".join(rec["reasons"])})
-        for side, feats in zip(rec["sides"], rec["features"]):
+        for side, feats in zip(rec["sides"], rec["features"], strict=False):
             rows.append({"patient_id": pid, "side": side, "n_knees": k, **feats})
         if k:
             tiles.append(rec["rois"])

@@ -236,7 +236,7 @@ def detect_knees(image: np.ndarray) -> LocalisationResult:
     sides = ["single"] if len(bands) == 1 else ["left", "right"]
     dets: list[KneeDetection] = []
     fails: list[str] = []
-    for side, band in zip(sides, bands):
+    for side, band in zip(sides, bands, strict=False):
         g, why = localise_band(s, body, band)
         if g is None:
             fails.append(f"{side} knee: {why}")

@@ -36,7 +36,7 @@ def draw_detections(ax: Axes, image: np.ndarray, detections: Sequence[KneeDetect
         ax.plot([d.x0, d.x1], [d.joint_line_y] * 2, "r-", lw=0.8)
         yp = d.joint_line_y + 0.06 * W
         ax.plot([d.plateau_x0, d.plateau_x1], [yp, yp], "c-", lw=1.0)
-        for sign, r in zip((-1, 1), d.joint_rows):
+        for sign, r in zip((-1, 1), d.joint_rows, strict=False):
             if np.isfinite(r):
                 ax.plot([d.centre_x + sign * 0.25 * W], [r], "r.", ms=4)
         for box, col in ((d.femur_roi, "lime"), (d.tibia_roi, "deepskyblue")):
@@ -87,7 +87,7 @@ def qa_sheets(data: BiomarkerData, per_page: int = 30, ncols: int = 6, panel: fl
         fig, axes = plt.subplots(nrows, ncols, figsize=(panel * ncols, panel * nrows * 1.1), squeeze=False)
         for ax in axes.ravel():
             ax.set_axis_off()
-        for ax, q in zip(axes.ravel(), chunk):
+        for ax, q in zip(axes.ravel(), chunk, strict=False):
             title = (titles or {}).get(q.patient_id)
             if title is None:
                 batch = status.at[q.patient_id, "batch"] if "batch" in status else None

@@ -170,7 +170,8 @@ def load_clinical(path: Path | None = None) -> pd.DataFrame:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: clinical spreadsheet not found")
     try:
-        raw = pd.read_excel(path, dtype=object) if path.suffix.lower() in {".xlsx", ".xls"} else pd.read_csv(path, dtype=object)
+        excel = path.suffix.lower() in {".xlsx", ".xls"}
+        raw = pd.read_excel(path, dtype=object) if excel else pd.read_csv(path, dtype=object)
     except Exception as exc:  # openpyxl raises many types for broken files
         raise DataValidationError(f"{path.name}: cannot be read as a spreadsheet ({exc})") from exc
     renamed = {}
@@ -217,11 +218,13 @@ def load_clinical(path: Path | None = None) -> pd.DataFrame:
     df["fracture_site"] = [f[1] for f in fracture]
     eating = df["eating_habits_raw"].map(_norm_text)
     for flag, pattern in DIET_FLAGS.items():
-        df[flag] = eating.map(lambda t, p=pattern: bool(re.search(p, t)) if isinstance(t, str) else pd.NA).astype("boolean")
+        df[flag] = eating.map(lambda t, p=pattern: bool(re.search(p, t)) if isinstance(t, str) else pd.NA
+                              ).astype("boolean")
     medical = df["medical_history_raw"].map(_norm_text)
     for flag, pattern in MEDICAL_FLAGS.items():
         df[flag] = medical.map(lambda t, p=pattern: isinstance(t, str) and bool(re.search(p, t))).astype("boolean")
-    df["mh_mentions_bone_diagnosis"] = medical.map(lambda t: isinstance(t, str) and bool(re.search(DIAGNOSIS_MENTION, t))).astype("boolean")
+    df["mh_mentions_bone_diagnosis"] = medical.map(
+        lambda t: isinstance(t, str) and bool(re.search(DIAGNOSIS_MENTION, t))).astype("boolean")
     df["postmenopausal"] = ((df["sex"] == "female") & df["menopause_age_years"].notna()).astype("boolean")
     df["years_since_menopause"] = (df["age_years"] - df["menopause_age_years"]).where(df["postmenopausal"])
     df["source_row"] = [_excel_row(i) for i in df.index]
@@ -264,9 +267,11 @@ COLUMN_SPECS: dict[str, ColumnSpec] = {
     "site": ColumnSpec("measurement site (constant 'knee')", role="excluded"),
     "weight_category": ColumnSpec("BMI category as entered (redundant with bmi)", role="excluded"),
     "diagnosis": ColumnSpec("WHO class from the T-score", role="target"),
-    "occupation_group": ColumnSpec("occupation grouped: " + ", ".join(sorted({g for _, g in OCCUPATION_GROUPS} | {"other"}))),
+    "occupation_group": ColumnSpec("occupation grouped: "
+                                   + ", ".join(sorted({g for _, g in OCCUPATION_GROUPS} | {"other"}))),
     "prior_fracture": ColumnSpec("any prior fracture (NA where the text is not about fractures)"),
-    "fracture_site": ColumnSpec("site of prior fracture: " + ", ".join(sorted({s for _, s in FRACTURE_SITES} | {"none", "unspecified"}))),
+    "fracture_site": ColumnSpec("site of prior fracture: "
+                                + ", ".join(sorted({s for _, s in FRACTURE_SITES} | {"none", "unspecified"}))),
     "diet_low_protein": ColumnSpec("eating habits mention low/no protein"),
     "diet_low_fat": ColumnSpec("eating habits mention low/no fat"),
     "diet_vegetarian": ColumnSpec("eating habits mention a vegetarian diet"),
@@ -279,7 +284,8 @@ COLUMN_SPECS: dict[str, ColumnSpec] = {
     "mh_arthritis": ColumnSpec("medical history mentions (rheumatoid) arthritis"),
     "mh_liver_disease": ColumnSpec("medical history mentions fatty liver or cirrhosis"),
     "mh_hypercholesterolaemia": ColumnSpec("medical history mentions cholesterol/triglycerides"),
-    "mh_mentions_bone_diagnosis": ColumnSpec("medical history names osteopenia/osteoporosis: the outcome itself", role="excluded"),
+    "mh_mentions_bone_diagnosis": ColumnSpec("medical history names osteopenia/osteoporosis: the outcome itself",
+                                             role="excluded"),
     "postmenopausal": ColumnSpec("woman with a recorded menopause age"),
     "years_since_menopause": ColumnSpec("age minus menopause age (women after menopause)", "years"),
     "source_row": ColumnSpec("row of the spreadsheet this patient came from", role="excluded"),
@@ -299,7 +305,8 @@ def data_dictionary(clinical: pd.DataFrame) -> pd.DataFrame:
             allowed = f"{s.min():.4g} .. {s.max():.4g}" if s.notna().any() else ""
         else:
             kind = "category" if s.nunique() <= 12 else "text"
-            allowed = ", ".join(sorted(map(str, s.dropna().unique()))) if kind == "category" else f"{s.nunique()} distinct"
+            allowed = (", ".join(sorted(map(str, s.dropna().unique()))) if kind == "category"
+                       else f"{s.nunique()} distinct")
         rows.append({"column": col, "meaning": spec.meaning, "type": kind, "unit": spec.unit,
                      "values": allowed, "missing": int(s.isna().sum()), "role": spec.role,
                      "model_input": spec.role == "input"})

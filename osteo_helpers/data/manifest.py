@@ -129,11 +129,13 @@ def build_manifest(data_dir: Path | None = None, clinical: pd.DataFrame | None =
 def load_manifest(path: Path) -> pd.DataFrame:
     """Read a saved manifest, with the error a user needs when notebook 01 has not run."""
     if not Path(path).is_file():
-        raise FileNotFoundError(f"{path}: no manifest; run notebooks/01_eda_manifest.ipynb (or `python -m osteo_helpers run`) first")
+        raise FileNotFoundError(f"{path}: no manifest; run notebooks/01_eda_manifest.ipynb "
+                                "(or `python -m osteo_helpers run`) first")
     return pd.read_csv(path, dtype={"patient_id": str, "image_path": str, "image_sha256": str, "duplicate_group": str})
 
 
 def modelling_table(manifest: pd.DataFrame, clinical: pd.DataFrame) -> pd.DataFrame:
     """Patients with an image joined to their clinical row: the cohort every model sees."""
     cohort = manifest[manifest["has_image"]].drop(columns=["age_years", "sex"])
-    return cohort.merge(clinical.drop(columns=["diagnosis", "t_score"]), on="patient_id", how="left", validate="one_to_one")
+    return cohort.merge(clinical.drop(columns=["diagnosis", "t_score"]), on="patient_id", how="left",
+                        validate="one_to_one")

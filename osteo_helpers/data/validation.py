@@ -40,7 +40,8 @@ def implausible_values(clinical: pd.DataFrame) -> list[dict[str, object]]:
     """Values outside physiological ranges or inconsistent with each other."""
     out: list[dict[str, object]] = []
     for col, (lo, hi) in PLAUSIBLE_RANGES.items():
-        for rec in clinical.loc[(clinical[col] < lo) | (clinical[col] > hi), ["patient_id", col]].itertuples(index=False):
+        outside = (clinical[col] < lo) | (clinical[col] > hi)
+        for rec in clinical.loc[outside, ["patient_id", col]].itertuples(index=False):
             out.append({"patient_id": rec[0], "column": col, "value": float(rec[1]), "expected": f"{lo}..{hi}"})
     bad_bmi = (clinical["weight_kg"] / clinical["height_m"] ** 2 - clinical["bmi"]).abs() > 0.5
     for pid in clinical.loc[bad_bmi, "patient_id"]:
@@ -65,12 +66,14 @@ def validate(manifest: pd.DataFrame, clinical: pd.DataFrame, data_dir: Path | No
     unreadable = [{"patient_id": pid, "path": path.relative_to(data_dir).as_posix(), "error": error}
                   for pid, path in sorted(images.items()) if (error := image_error(path)) is not None]
     ids = set(manifest["patient_id"])
-    dup_groups = [sorted(g["patient_id"]) for _, g in manifest.dropna(subset=["duplicate_group"]).groupby("duplicate_group")]
+    dup_groups = [sorted(g["patient_id"])
+                  for _, g in manifest.dropna(subset=["duplicate_group"]).groupby("duplicate_group")]
     label_of = manifest.set_index("patient_id")["diagnosis"]
     cross = [g for g in dup_groups if label_of.loc[g].nunique() > 1]
     mismatch = [pid for pid, t, d in manifest[["patient_id", "t_score", "diagnosis"]].itertuples(index=False)
                 if pd.isna(t) or who_diagnosis(t) != d]
-    folder_mismatch = [pid for pid, folder, d in manifest[["patient_id", "image_folder", "diagnosis"]].itertuples(index=False)
+    folders = manifest[["patient_id", "image_folder", "diagnosis"]].itertuples(index=False)
+    folder_mismatch = [pid for pid, folder, d in folders
                        if isinstance(folder, str) and folder.lower() in CLASSES_3 and folder.lower() != d]
     unparsed_fracture = clinical.loc[clinical["prior_fracture"].isna() & clinical["fracture_history_raw"].notna(),
                                      ["patient_id", "fracture_history_raw"]]
@@ -89,7 +92,8 @@ def validate(manifest: pd.DataFrame, clinical: pd.DataFrame, data_dir: Path | No
         "implausible_values": implausible_values(clinical),
         "unparsed_free_text": [{"patient_id": r[0], "column": "fracture_history_raw", "value": r[1]}
                                for r in unparsed_fracture.itertuples(index=False)],
-        "outcome_mentioned_in_inputs": sorted(clinical.loc[clinical["mh_mentions_bone_diagnosis"].fillna(False), "patient_id"]),
+        "outcome_mentioned_in_inputs": sorted(
+            clinical.loc[clinical["mh_mentions_bone_diagnosis"].fillna(False), "patient_id"]),
         "constant_columns": constant,
         "batches": {str(k): int(v) for k, v in manifest["batch"].value_counts().items()},
     }
@@ -115,7 +119,8 @@ def format_findings(findings: dict[str, object]) -> str:
     lines.append(f"unreadable images (cannot be decoded to the last byte): {len(unreadable)}")
     lines += [f"  {u['patient_id']} ({u['path']}): {u['error']}" for u in unreadable]
     lines.append(f"implausible values: {len(findings['implausible_values'])}")
-    lines += [f"  {v['patient_id']}: {v['column']} = {v['value']} (expected {v['expected']})" for v in findings["implausible_values"]]
+    lines += [f"  {v['patient_id']}: {v['column']} = {v['value']} (expected {v['expected']})"
+              for v in findings["implausible_values"]]
     lines.append(f"free text not understood: {len(findings['unparsed_free_text'])}")
     lines += [f"  {v['patient_id']}: {v['column']} = {v['value']!r}" for v in findings["unparsed_free_text"]]
     lines.append("acquisition batches: " + ", ".join(f"{k}: {v}" for k, v in findings["batches"].items()))
