@@ -144,7 +144,8 @@ def permutation_null(rows: pd.DataFrame, folds: pd.DataFrame, task: str, profile
     """
     progress.note(f"label permutations: {n} for {', '.join(classical)}"
                   + (f"; {n_networks} for {', '.join(networks)}" if n_networks and networks else ""))
-    jobs = Parallel(n_jobs=n_jobs)(delayed(_permuted_auroc)(k, rows, folds, task, classical, profile, None)
+    tabular_rows = rows.drop(columns=["image", "roi_tiles"], errors="ignore")  # what the workers need, no pixels
+    jobs = Parallel(n_jobs=n_jobs)(delayed(_permuted_auroc)(k, tabular_rows, folds, task, classical, profile, None)
                                    for k in range(1, n + 1))
     records = [r for job in jobs for r in job]
     for k in range(1, min(n_networks, n) + 1):

@@ -51,6 +51,7 @@ class Study:
         self.data_dir = data_dir
         self._images: dict[int, np.ndarray] = {}
         self._oofs: dict[Any, dict[str, pd.DataFrame]] = {}
+        self._tables: dict[tuple, pd.DataFrame] = {}  # results computed once per session
 
     @classmethod
     def open(cls, profile: str = "fast", run_dir: str | os.PathLike | None = None,
@@ -145,11 +146,15 @@ class Study:
         their split group (sensitivity analysis); saved as ``results_<task>.csv``."""
         from .ablation import singleton_patients
 
+        key = ("results", task, names)
+        if key in self._tables:
+            return self._tables[key]
         p, oofs = self.profile, self.oofs(task, names)
         table = pd.concat([evaluation.score_arms(oofs, task, p.n_boot, p.seed, self.groups),
                            evaluation.score_arms(oofs, task, p.n_boot, p.seed, self.groups,
                                                  singleton_patients(self.cohort), "singletons")], ignore_index=True)
         self.save_table(table, f"results_{task}")
+        self._tables[key] = table
         return table
 
     def classes(self, task: str) -> tuple[str, ...]:

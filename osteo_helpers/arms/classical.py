@@ -171,8 +171,8 @@ class ClinicalFullArm(ClassicalArm):
                                  scoring="neg_mean_squared_error", cv=_grouped_cv(rows, self.random_state))
         else:  # the regularisation path with warm starts: the same choice as a grid search, faster
             final = LogisticRegressionCV(Cs=list(CLINICAL_FULL_CS), cv=_grouped_cv(rows, self.random_state),
-                                         scoring=_neg_log_loss, max_iter=5000, l1_ratios=(0.0,),
-                                         use_legacy_attributes=False)
+                                         scoring=_neg_log_loss, solver="newton-cholesky", max_iter=5000,
+                                         l1_ratios=(0.0,), use_legacy_attributes=False)
         self.model_ = make_pipeline(self._preprocessor(), final).fit(self._inputs(rows), y)
         if self.strength is not None:
             self.strength_ = float(self.strength)
