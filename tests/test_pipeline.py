@@ -185,8 +185,8 @@ def test_rerun_of_one_notebook_is_identical_and_does_not_clobber(smoke_run: Path
                            "--notebook", "notebooks/03_binary_fusion.ipynb"],
                           capture_output=True, text=True, cwd=PROJECT_ROOT)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    first = pd.read_csv(smoke_run / "tables" / "metrics_fusion_binary.csv")
-    second = pd.read_csv(other / "tables" / "metrics_fusion_binary.csv")
+    first = pd.read_csv(smoke_run / "tables" / "results_binary.csv")
+    second = pd.read_csv(other / "tables" / "results_binary.csv")
     pd.testing.assert_frame_equal(first, second)
     assert before == {p: p.stat().st_mtime_ns for p in (smoke_run / "tables").glob("*.csv")}
 

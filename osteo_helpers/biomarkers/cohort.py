@@ -179,7 +179,8 @@ def cohort_biomarkers(cohort: pd.DataFrame, data_dir: str | os.PathLike, roi_siz
     UsageError, a ValueError).  A missing or
     unreadable entry is recomputed (~0.2-0.3 s per image).
 
-    ``limit`` processes only the first ``limit`` images (debugging); the
+    ``limit`` processes only ``limit`` images, evenly spaced through the cohort
+    (so every class is represented when the cohort is ordered by class); the
     others get status ``skipped``.  Every cohort image has one row in
     ``status``; images with no accepted knee have status ``failed`` and the
     reason(s).  Returns a :class:`BiomarkerData`.
@@ -190,10 +191,12 @@ def cohort_biomarkers(cohort: pd.DataFrame, data_dir: str | os.PathLike, roi_siz
     rows, statuses, tiles, qa = [], [], [], []
     batches = cohort["batch"] if "batch" in cohort else pd.Series([None] * len(cohort))
     items = list(zip(cohort["patient_id"], cohort["image_path"], cohort["image_sha256"], batches, strict=False))
+    chosen = (set(range(len(items))) if limit is None
+              else set(np.linspace(0, len(items) - 1, min(limit, len(items))).round().astype(int).tolist()))
     for i, (pid, rel, sha, batch) in enumerate(tqdm(items, desc=f"biomarkers (ROI {roi_size} px)",
                                                     disable=not show_progress(progress))):
         base = {"patient_id": pid, "image_path": rel, "batch": batch}
-        if limit is not None and i >= limit:
+        if i not in chosen:
             statuses.append({**base, "n_knees": 0, "status": STATUS_SKIPPED,
                              "reason": f"not processed (biomarker_limit={limit})"})
             qa.append(ImageQA(pid, STATUS_SKIPPED, None, 1, [], [statuses[-1]["reason"]]))
