@@ -1,6 +1,6 @@
 """Image preprocessing: first run (decode every JPEG) against the cached run, side by side.
 
-Run: python benchmarks/bench_preprocessing.py [--size 128]
+Run: python benchmarks/bench_preprocessing.py [--size 96]
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from osteo_helpers.study import Study
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--size", type=int, default=128)
+    parser.add_argument("--size", type=int, default=96)
     args = parser.parse_args()
     study = Study.open("fast")
     cohort = study.cohort

@@ -72,14 +72,13 @@ class Printer:
         if kind == "arm":
             self.arm = {**event, "trained": 0}
         elif kind == "fold":
+            # a line per fold only where folds take time (networks); quick arms get their "done" line only
             self.arm["trained"] = self.arm.get("trained", 0) + 1
-            done = event["fold"] - 1
-            left = ""
-            if done and event.get("elapsed"):
-                per_fold = event["elapsed"] / max(self.arm["trained"] - 1, 1)
-                left = f", about {_duration(per_fold * (event['folds'] - done))} left for this arm"
-            self.write(f"{prefix}{event['arm']} ({event['task']}): training fold "
-                       f"{event['fold']}/{event['folds']}{left}")
+            done, trained = event["fold"] - 1, self.arm["trained"]
+            per_fold = event.get("elapsed", 0.0) / max(trained - 1, 1)
+            if trained > 1 and per_fold >= 1.0:
+                self.write(f"{prefix}{event['arm']} ({event['task']}): training fold {event['fold']}/"
+                           f"{event['folds']}, about {_duration(per_fold * (event['folds'] - done))} left for this arm")
         elif kind == "epoch" and self.live:
             self.write(f"{prefix}{event['arm']} ({event['task']}): epoch {event['epoch']}/{event['epochs']}, "
                        f"validation loss {event['val_loss']:.3f}", end="\r")

@@ -78,7 +78,9 @@ def test_positive_control_text_reads_a_null_control_as_a_pipeline_limit():
                             "ci_low": [0.45, -0.1, 8.7], "ci_high": [0.6, 0.15, 10.7]})
     assert "reflects this pipeline" in report.positive_control_text(control, pd.DataFrame())
     control.loc[0, ["value", "ci_low"]] = [0.7, 0.62]
-    assert "does learn some anatomy" in report.positive_control_text(control, pd.DataFrame())
+    assert "learns sex (its CI excludes chance) but not age" in report.positive_control_text(control, pd.DataFrame())
+    control.loc[1, ["value", "ci_low"]] = [0.4, 0.2]
+    assert "Both are learned" in report.positive_control_text(control, pd.DataFrame())
 
 
 def test_paths_of_the_machine_never_reach_the_page():
@@ -100,6 +102,9 @@ def test_progress_lines_name_arm_fold_and_time_left(tmp_path, monkeypatch):
     printer = progress.Printer(write=lambda text, **_: lines.append(text))
     for event in events:
         printer(event)
-    assert lines[0].endswith("fusion (binary): training fold 1/10")
-    assert "fold 3/10, about 2m40s left" in lines[1]  # 20 s for the one fold trained, 8 to go
+    assert len(lines) == 1  # the first fold says nothing yet: its speed is unknown
+    assert "fusion (binary): training fold 3/10, about 2m40s left" in lines[0]  # 20 s for one fold, 8 to go
+    printer({"event": "fold", "arm": "age", "task": "binary", "fold": 2, "folds": 10, "elapsed": 0.1})
+    printer({"event": "arm_done", "arm": "age", "task": "binary", "seconds": 0.4})
+    assert lines[1:] == ["  age (binary): done in 0s"]
     assert json.loads(path.read_text().splitlines()[0])["arm"] == "fusion"
