@@ -32,7 +32,10 @@ def _parse_overrides(items: list[str]) -> dict[str, str]:
 def _checked_overrides(args: argparse.Namespace) -> dict[str, str]:
     """The `--set` values, after the profile accepted them (UsageError otherwise, before any work)."""
     overrides = _parse_overrides(args.set)
-    get_profile(args.profile, **overrides)
+    profile = get_profile(args.profile, **overrides)
+    from .models import require_weights
+
+    require_weights(profile.encoder, profile.weights)
     return overrides
 
 
@@ -319,7 +322,9 @@ def exit_status(exc: BaseException) -> int | None:
     from .data import DataValidationError
     from .pipeline import PipelineError
 
-    if isinstance(exc, (UsageError, DataNotFoundError)):
+    from .models import WeightsUnavailableError
+
+    if isinstance(exc, (UsageError, DataNotFoundError, WeightsUnavailableError)):
         return 2
     if isinstance(exc, (DataValidationError, PipelineError, FileNotFoundError, FileExistsError)):
         return 1

@@ -85,6 +85,22 @@ def weights_name(name: str, weights: str | Path | None) -> str:
     return str(resolved) if isinstance(resolved, Path) else f"{type(resolved).__name__}.{resolved.name}"
 
 
+def require_weights(name: str, weights: str | Path | None) -> None:
+    """Fail before any work when the weights a profile names cannot be loaded here (offline and not
+    cached, or a missing checkpoint); training from scratch must be asked for (weights=none)."""
+    resolved = resolve_weights(name, weights)
+    if isinstance(resolved, Path):
+        if not resolved.is_file():
+            raise WeightsUnavailableError(f"{resolved}: checkpoint file not found")
+    elif resolved is not None:
+        cached = Path(torch.hub.get_dir()) / "checkpoints" / resolved.url.rsplit("/", 1)[-1]
+        if not cached.is_file():
+            raise WeightsUnavailableError(
+                f"{type(resolved).__name__}.{resolved.name} are not in the torch cache ({cached}): download "
+                f"{resolved.url} into that folder, pass --set weights=/path/to/checkpoint.pth, or train from "
+                "scratch with --set weights=none")
+
+
 def _torchvision_state_dict(weights: tvm.WeightsEnum) -> dict[str, torch.Tensor]:
     hub = Path(torch.hub.get_dir()) / "checkpoints"
     filename = weights.url.rsplit("/", 1)[-1]

@@ -289,6 +289,7 @@ def run(profile: str = "fast", run_dir: str | os.PathLike | None = None, data_di
     Settings, the data folder and the run folder are checked before anything is written; the run
     holds the folder's writer lock throughout, and provenance.json says how it ended.
     """
+    from .models import weights_name
     from .study import RUN_ID_ENV  # imports torch: only once the input is known to be good
 
     overrides = overrides or {}
@@ -304,6 +305,7 @@ def run(profile: str = "fast", run_dir: str | os.PathLike | None = None, data_di
         os.environ.setdefault("TQDM_DISABLE", "1")  # progress is shown per notebook here, not inside the book
         prov = Provenance(paths.root / "provenance.json", {
             "run_id": run_id, "started": started.isoformat(), "git": git_state(), "profile": prof.to_dict(),
+            "weights": weights_name(prof.encoder, prof.weights),
             "overrides": overrides, "packages": package_versions(), "device": device_description(),
             "data": data_checksums(data_root), "command": lock.owner["command"], "pid": lock.owner["pid"],
             "host": lock.owner["host"], "replaced_stale_lock": lock.replaced,

@@ -315,6 +315,7 @@ def provenance_text(prov: dict) -> str:
         f"- **Data:** `{prov['data']['data_dir']}`; all files match the shipped checksum registry: "
         f"**{prov['data']['matches_registry']}**\n"
         f"- **Spreadsheet SHA-256:** `{prov['data']['spreadsheet_sha256']}`\n"
+        f"- **Pretrained weights:** {prov.get('weights', 'not recorded')}\n"
         f"- **Device:** {prov['device']}")
 
 

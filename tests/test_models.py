@@ -188,3 +188,19 @@ def test_build_encoder_takes_weights_by_keyword_only():
         models.build_encoder("smallcnn", None)  # type: ignore[misc]
     narrow = models.build_encoder("smallcnn", width=16)
     assert narrow.out_dim == 64 and models.build_encoder("smallcnn").out_dim == 128
+
+
+def test_missing_pretrained_weights_stop_a_run_before_any_work(tmp_path, monkeypatch, capsys):
+    from osteo_helpers.__main__ import main
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
+    with pytest.raises(models.WeightsUnavailableError, match="weights=none"):
+        models.require_weights("densenet121", "imagenet")
+    models.require_weights("densenet121", None)
+    checkpoint = tmp_path / "encoder.pth"
+    checkpoint.write_bytes(b"x")
+    models.require_weights("resnet18", checkpoint)
+    out = tmp_path / "run"
+    assert main(["run", "--profile", "full", "--no-book", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "DenseNet121_Weights.IMAGENET1K_V1" in err[0] and not out.exists()
