@@ -320,9 +320,8 @@ def build_parser() -> argparse.ArgumentParser:
 def exit_status(exc: BaseException) -> int | None:
     """2: the command cannot start with this input; 1: the data or a run failed; None: a bug (traceback)."""
     from .data import DataValidationError
-    from .pipeline import PipelineError
-
     from .models import WeightsUnavailableError
+    from .pipeline import PipelineError
 
     if isinstance(exc, (UsageError, DataNotFoundError, WeightsUnavailableError)):
         return 2
