@@ -140,9 +140,24 @@ class ImageCache:
         return out
 
 
-def normalisation(weights: str | None) -> tuple[float, float]:
-    """Mean and std for the encoder's weights (ImageNet statistics when pretrained)."""
-    return (IMAGENET_MEAN_GRAY, IMAGENET_STD_GRAY) if weights else (SCRATCH_MEAN, SCRATCH_STD)
+def normalisation(weights: str | None, encoder: str | None = None) -> tuple[float, float]:
+    """Mean and std of the gray image for the encoder's weights.
+
+    Torchvision weights carry their own normalisation (the mean of their channel statistics, since
+    the gray image is repeated to three channels); a local checkpoint is assumed to be ImageNet
+    pretrained; no weights: statistics for training from scratch.
+    """
+    if not weights:
+        return SCRATCH_MEAN, SCRATCH_STD
+    if encoder is not None and encoder != "smallcnn":
+        from .models import resolve_weights
+
+        resolved = resolve_weights(encoder, weights)
+        transforms = getattr(resolved, "transforms", None)
+        if transforms is not None:
+            preset = transforms()
+            return float(sum(preset.mean) / len(preset.mean)), float(sum(preset.std) / len(preset.std))
+    return IMAGENET_MEAN_GRAY, IMAGENET_STD_GRAY
 
 
 class BatchAugment(torch.nn.Module):

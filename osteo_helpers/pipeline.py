@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 from . import progress
 from .config import PROJECT_ROOT, Profile, RunPaths, changed_fields, get_profile, resolve_data_dir, run_folder
 from .data import check_layout, read_registry, sha256_file
+from .fileio import atomic_write_text
 from .runfolder import check_output_folder, exclusive
 
 NOTEBOOKS: tuple[str, ...] = (
@@ -126,9 +127,7 @@ class Provenance:
         self.write()
 
     def write(self) -> None:
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text(json.dumps(self.record, indent=2, default=str))
-        tmp.replace(self.path)
+        atomic_write_text(self.path, json.dumps(self.record, indent=2, default=str))
 
     def step(self, name: str, **info: Any) -> None:
         self.record.setdefault("steps", []).append({"name": name, **info})
@@ -311,7 +310,7 @@ def run(profile: str = "fast", run_dir: str | os.PathLike | None = None, data_di
             "host": lock.owner["host"], "replaced_stale_lock": lock.replaced,
         })
         selected = notebooks or tuple(nb for nb in NOTEBOOKS if (PROJECT_ROOT / nb).is_file())
-        printer = progress.Printer(write=tqdm.write)
+        printer = progress.Printer(write=tqdm.write, live=sys.stderr.isatty())  # epochs: on a terminal only
         follower = Follower(paths.root / PROGRESS_FILE, printer)
         params = {"profile": profile, "run_dir": str(paths.root), "data_dir": str(data_root), "overrides": overrides}
         executed: dict[str, Path] = {}

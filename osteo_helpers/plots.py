@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -15,6 +16,8 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.image import AxesImage
 from sklearn.metrics import precision_recall_curve, roc_curve
+
+from .fileio import atomic_write_bytes
 
 if TYPE_CHECKING:
     import shap
@@ -33,9 +36,9 @@ def save(fig: plt.Figure, folder: Path, name: str, stamp: str | None = None) -> 
     folder.mkdir(parents=True, exist_ok=True)
     if stamp:
         fig.text(0.995, 0.005, stamp, ha="right", va="bottom", fontsize=6, color="grey")
-    tmp = folder / f".{name}.tmp.png"
-    fig.savefig(tmp, dpi=120, bbox_inches="tight")
-    tmp.replace(folder / f"{name}.png")
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
+    atomic_write_bytes(folder / f"{name}.png", buffer.getvalue())
     plt.close(fig)
     return fig
 

@@ -344,3 +344,15 @@ def run_summary(run_dir: Path, seconds: float) -> list[str]:
             lines.append(f"fusion - clinical (primary): {ci(row['diff'], row['ci_low'], row['ci_high'], signed=True)}"
                          f", {row['conclusion']}")
     return lines
+
+
+def power_table(power: pd.DataFrame) -> pd.DataFrame:
+    """The power analysis as a person reads it: where no gain reaches the power, it says so (no NaN)."""
+    room = 1 - power["auroc_ref"]
+    return pd.DataFrame({
+        "correlation of the two scores": [f"{r:.3f} ({source})" for r, source in
+                                          zip(power["correlation"], power["correlation_source"], strict=True)],
+        "clinical AUROC": power["auroc_ref"].round(3),
+        "smallest detectable gain": [_gain(g, m) for g, m in zip(power["detectable_gain"], room, strict=True)],
+        "patients (normal)": [f"{int(p + n)} ({int(n)})" for p, n in zip(power["n_pos"], power["n_neg"], strict=True)],
+    })

@@ -204,3 +204,14 @@ def test_missing_pretrained_weights_stop_a_run_before_any_work(tmp_path, monkeyp
     assert main(["run", "--profile", "full", "--no-book", "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "DenseNet121_Weights.IMAGENET1K_V1" in err[0] and not out.exists()
+
+
+def test_normalisation_comes_from_the_weights_metadata():
+    import torchvision
+
+    from osteo_helpers.images import SCRATCH_MEAN, normalisation
+
+    preset = torchvision.models.ResNet18_Weights.IMAGENET1K_V1.transforms()
+    mean, std = normalisation("ResNet18_Weights.IMAGENET1K_V1", "resnet18")
+    assert mean == pytest.approx(sum(preset.mean) / 3) and std == pytest.approx(sum(preset.std) / 3)
+    assert normalisation(None, "resnet18")[0] == SCRATCH_MEAN

@@ -16,6 +16,7 @@ otherwise it is retrained and a one-line note says which file and why.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import time
 from functools import lru_cache
@@ -29,7 +30,7 @@ from sklearn.base import clone
 from .. import progress
 from ..config import Profile
 from ..evaluation import PROB_PREFIX
-from ..fileio import atomic_to_csv, atomic_write_text
+from ..fileio import atomic_to_csv, atomic_write_bytes, atomic_write_text
 from ..splits import iter_folds
 from ..tabular import INPUT_FEATURES
 from ..tasks import WHO_TASKS, collapse_to_binary, get_task
@@ -167,9 +168,9 @@ class FoldCache:
     def save(self, key: str, arm: Arm, pred: pd.DataFrame, info: dict) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
         (self.folder / "done.json").unlink(missing_ok=True)  # a crash below leaves no stale 'done'
-        tmp = self.folder / "arm.pt.tmp"
-        torch.save(arm, tmp)
-        tmp.replace(self.folder / "arm.pt")
+        buffer = io.BytesIO()
+        torch.save(arm, buffer)
+        atomic_write_bytes(self.folder / "arm.pt", buffer.getvalue())
         if hasattr(arm, "history_"):
             atomic_to_csv(arm.history_, self.folder / "history.csv")
         atomic_to_csv(pred, self.folder / "predictions.csv")

@@ -149,7 +149,7 @@ class NetworkArm(Arm):
                            weight_decay=p.weight_decay, augment=p.augment,
                            loss="gaussian" if self.task_.is_regression else "cross_entropy",
                            class_weight=weight, penalty=p.correction_penalty if self.residual else 0.0,
-                           normalisation=normalisation(p.weights), on_epoch=on_epoch), bar
+                           normalisation=normalisation(p.weights, p.encoder), on_epoch=on_epoch), bar
 
     # -- fit / predict -----------------------------------------------------------------------
     def _fit(self, rows: pd.DataFrame, y: np.ndarray) -> None:
@@ -178,7 +178,7 @@ class NetworkArm(Arm):
             bar.close()
         self.model_ = self.model_.cpu().eval()
         self.val_index_ = val_idx
-        self.normalisation_ = normalisation(p.weights)
+        self.normalisation_ = normalisation(p.weights, p.encoder)
 
     def _predict_raw(self, rows: pd.DataFrame) -> np.ndarray:
         p = self.profile
