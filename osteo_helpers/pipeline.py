@@ -310,16 +310,18 @@ def run(profile: str = "fast", run_dir: str | os.PathLike | None = None, data_di
             "host": lock.owner["host"], "replaced_stale_lock": lock.replaced,
         })
         selected = notebooks or tuple(nb for nb in NOTEBOOKS if (PROJECT_ROOT / nb).is_file())
-        printer = progress.Printer(write=tqdm.write, live=sys.stderr.isatty())  # epochs: on a terminal only
+        live = sys.stderr.isatty()  # a bar and epoch lines on a terminal; plain lines in a log
+        printer = progress.Printer(write=tqdm.write, live=live)
         follower = Follower(paths.root / PROGRESS_FILE, printer)
         params = {"profile": profile, "run_dir": str(paths.root), "data_dir": str(data_root), "overrides": overrides}
         executed: dict[str, Path] = {}
         current = None
         try:
-            for nb in tqdm(selected, desc=f"run {profile}", unit="notebook", disable=False):
+            for i, nb in enumerate(tqdm(selected, desc=f"run {profile}", unit="notebook", disable=not live), 1):
                 current = nb
                 target = paths.root / "notebooks" / Path(nb).name
-                tqdm.write(f"executing {nb}")
+                so_far = (dt.datetime.now(dt.UTC) - started).total_seconds()
+                tqdm.write(f"executing {nb} ({i} of {len(selected)}, {so_far / 60:.1f} min so far)")
                 printer.context = Path(nb).stem
                 with follower:
                     seconds = execute_notebook(PROJECT_ROOT / nb, target, params)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 from scipy import ndimage as ndi
 
@@ -418,3 +419,12 @@ def test_cohort_biomarkers_cache_status_rois_and_qa(tmp_path, monkeypatch):
     assert all(0 <= p.get_x() <= thumb_w for p in boxes)
     for f in figs:
         plt.close(f)
+
+
+def test_limit_takes_every_class_in_its_share_even_when_the_cohort_is_not_sorted():
+    # the real spreadsheet's order: long runs of one class, the rare class at one end
+    cohort = pd.DataFrame({"diagnosis": ["osteopenia"] * 150 + ["osteoporosis"] * 50 + ["normal"] * 36})
+    picked = cohort.loc[sorted(bio_cohort._evenly_spaced(cohort, 45)), "diagnosis"].value_counts()
+    assert len(bio_cohort._evenly_spaced(cohort, 45)) == 45
+    assert picked.to_dict() == pytest.approx({"osteopenia": 29, "osteoporosis": 9, "normal": 7}, abs=1)
+    assert bio_cohort._evenly_spaced(cohort, None) == set(range(len(cohort)))

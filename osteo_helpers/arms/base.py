@@ -99,8 +99,12 @@ class Arm(BaseEstimator):
         threshold is chosen on predictions the model did not train on, never on a test fold."""
         low = (rows["label_3class"].to_numpy() > 0).astype(int)
         scores = np.full(len(rows), np.nan)
-        splitter = StratifiedGroupKFold(n_splits=5, shuffle=True, random_state=int(self.get_params().get(
-            "random_state", 0) or 0))
+        minority = int(min(low.sum(), len(low) - low.sum()))
+        if minority < 2:
+            raise ValueError(f"arm {self.arm_name!r}: {minority} training patient(s) in the smaller class; "
+                             "a screening threshold needs at least 2")
+        splitter = StratifiedGroupKFold(n_splits=min(5, minority), shuffle=True,
+                                        random_state=int(self.get_params().get("random_state", 0) or 0))
         for train, test in splitter.split(np.zeros(len(rows)), rows["label_3class"], rows["split_group"]):
             inner = clone(self).set_params(target_sensitivity=None).fit(rows.iloc[train], y[train])
             scores[test] = inner.predict_low_bmd(rows.iloc[test])

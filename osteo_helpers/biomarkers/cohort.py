@@ -165,6 +165,17 @@ def _load_cached(path: Path, roi_size: int) -> dict[str, Any] | None:
             "detections": [_detection_from_dict(d) for d in meta["detections"]]}
 
 
+def _evenly_spaced(cohort: pd.DataFrame, limit: int | None) -> set[int]:
+    """Row positions of ``limit`` images spread evenly through the cohort sorted by
+    diagnosis: a class-stratified subsample, so a small smoke run still has every class."""
+    if limit is None or limit >= len(cohort):
+        return set(range(len(cohort)))
+    order = (cohort.sort_values("diagnosis", kind="stable").index.to_numpy() if "diagnosis" in cohort
+             else np.arange(len(cohort)))
+    picks = np.linspace(0, len(order) - 1, limit).round().astype(int)
+    return set(order[picks].tolist())
+
+
 def cohort_biomarkers(cohort: pd.DataFrame, data_dir: str | os.PathLike, roi_size: int,
                       cache: str | os.PathLike | None = None, limit: int | None = None,
                       progress: bool = True) -> BiomarkerData:
@@ -180,8 +191,8 @@ def cohort_biomarkers(cohort: pd.DataFrame, data_dir: str | os.PathLike, roi_siz
     unreadable entry is recomputed (~0.2-0.3 s per image).
 
     ``limit`` processes only ``limit`` images, evenly spaced through the cohort
-    (so every class is represented when the cohort is ordered by class); the
-    others get status ``skipped``.  Every cohort image has one row in
+    ordered by ``diagnosis`` (so each class keeps its share); the others get
+    status ``skipped``.  Every cohort image has one row in
     ``status``; images with no accepted knee have status ``failed`` and the
     reason(s).  Returns a :class:`BiomarkerData`.
     """
@@ -191,8 +202,7 @@ def cohort_biomarkers(cohort: pd.DataFrame, data_dir: str | os.PathLike, roi_siz
     rows, statuses, tiles, qa = [], [], [], []
     batches = cohort["batch"] if "batch" in cohort else pd.Series([None] * len(cohort))
     items = list(zip(cohort["patient_id"], cohort["image_path"], cohort["image_sha256"], batches, strict=False))
-    chosen = (set(range(len(items))) if limit is None
-              else set(np.linspace(0, len(items) - 1, min(limit, len(items))).round().astype(int).tolist()))
+    chosen = _evenly_spaced(cohort, limit)
     for i, (pid, rel, sha, batch) in enumerate(tqdm(items, desc=f"biomarkers (ROI {roi_size} px)",
                                                     disable=not show_progress(progress))):
         base = {"patient_id": pid, "image_path": rel, "batch": batch}
