@@ -9,12 +9,15 @@ with its hash check and cache under TORCH_HOME, or the path of a local checkpoin
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
-from torchvision import models as tvm
 
 from .config import ENCODER_NAMES as ENCODERS
+
+if TYPE_CHECKING:
+    from torchvision.models import WeightsEnum
 
 MODES = ("image", "tabular", "fusion")
 
@@ -58,7 +61,15 @@ class GrayToRGB(nn.Module):
         return self.backbone(x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x)
 
 
-def resolve_weights(name: str, weights: str | Path | None) -> tvm.WeightsEnum | Path | None:
+def _torchvision_models():
+    """torchvision.models, imported on first use: it pulls in torch._dynamo (about 1.5 s per
+    process), which runs on the small CNN never need."""
+    from torchvision import models
+
+    return models
+
+
+def resolve_weights(name: str, weights: str | Path | None) -> WeightsEnum | Path | None:
     """The weights a spec names: a torchvision enum member ("imagenet" = the encoder's default), a
     checkpoint path, or None. Recorded in provenance by its `weights_name`."""
     if weights is None:
@@ -66,7 +77,7 @@ def resolve_weights(name: str, weights: str | Path | None) -> tvm.WeightsEnum | 
     if isinstance(weights, str) and (weights == "imagenet" or "_Weights." in weights):
         if name == "smallcnn":
             raise WeightsUnavailableError("smallcnn has no ImageNet weights; use weights=None or a checkpoint path")
-        enum = tvm.get_model_weights(name)
+        enum = _torchvision_models().get_model_weights(name)
         if weights == "imagenet":
             return enum.DEFAULT
         enum_name, _, member = weights.partition(".")
@@ -101,7 +112,7 @@ def require_weights(name: str, weights: str | Path | None) -> None:
                 "scratch with --set weights=none")
 
 
-def _torchvision_state_dict(weights: tvm.WeightsEnum) -> dict[str, torch.Tensor]:
+def _torchvision_state_dict(weights: WeightsEnum) -> dict[str, torch.Tensor]:
     hub = Path(torch.hub.get_dir()) / "checkpoints"
     filename = weights.url.rsplit("/", 1)[-1]
     try:
@@ -139,7 +150,7 @@ def build_encoder(name: str, *, weights: str | Path | None = None, width: int = 
         if resolved is not None:
             model.load_state_dict(_checkpoint_state_dict(resolved))
     else:
-        backbone = tvm.get_model(name, weights=None)
+        backbone = _torchvision_models().get_model(name, weights=None)
         if resolved is not None:
             state = (_checkpoint_state_dict(resolved) if isinstance(resolved, Path)
                      else _torchvision_state_dict(resolved))

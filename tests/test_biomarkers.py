@@ -406,6 +406,9 @@ def test_cohort_biomarkers_cache_status_rois_and_qa(tmp_path, monkeypatch):
     monkeypatch.undo()
     small = B.cohort_biomarkers(cohort, data_dir, roi_size=16, cache=cache, limit=1, progress=False)
     assert small.rois.shape == (2, 32, 16) and list(small.status["status"]) == ["localised"] + ["skipped"] * 3
+    only_processed = B.qa_sheets(small, per_page=1)
+    assert len(only_processed) == 1  # skipped images get no QA panel
+    plt.close(only_processed[0])
     with pytest.raises(ValueError, match="dataset folder"):
         B.cohort_biomarkers(cohort, data_dir, roi_size=32, cache=data_dir / "cache", progress=False)
 

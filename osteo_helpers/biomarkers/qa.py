@@ -17,7 +17,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from ..images import as_grayscale
-from .cohort import STATUS_LOCALISED, BiomarkerData
+from .cohort import STATUS_LOCALISED, STATUS_SKIPPED, BiomarkerData
 from .localise import KneeDetection
 
 
@@ -77,12 +77,14 @@ def qa_sheets(data: BiomarkerData, per_page: int = 30, ncols: int = 6, panel: fl
     width, femoral / tibial ROIs, shaft rows) scaled to the thumbnail, or --
     for an image without a localised knee -- its failure reason in red.
     Rejected knees of a localised image are noted in orange.  ``titles``
-    maps patient_id to a panel title (default: patient id, batch, status)."""
+    maps patient_id to a panel title (default: patient id, batch, status).  Images left out by
+    ``biomarker_limit`` have nothing to check and get no panel."""
     status = data.status.set_index("patient_id")
+    shown = [q for q in data.qa if q.status != STATUS_SKIPPED]
     figs = []
-    n_pages = max(1, int(math.ceil(len(data.qa) / per_page)))
+    n_pages = max(1, int(math.ceil(len(shown) / per_page)))
     for page in range(n_pages):
-        chunk = data.qa[page * per_page : (page + 1) * per_page]
+        chunk = shown[page * per_page : (page + 1) * per_page]
         nrows = max(1, int(math.ceil(len(chunk) / ncols)))
         fig, axes = plt.subplots(nrows, ncols, figsize=(panel * ncols, panel * nrows * 1.1), squeeze=False)
         for ax in axes.ravel():
