@@ -92,6 +92,7 @@ FIELD_RULES: dict[str, Allowed] = {
     "lr": above(0),
     "weight_decay": at_least(0),
     "n_folds": at_least(2),
+    "network_threshold_folds": at_least(2),
     "n_repeats": at_least(1),
     "inner_val_fraction": strictly_between(0, 1),
     "n_boot": at_least(1),
@@ -200,6 +201,9 @@ class Profile:
     augment: bool = True
     n_boot: int = 1000
     target_sensitivity: float = 0.90
+    #: inner folds of a network's cross-fitted training-fold predictions that set its screening
+    #: threshold (each inner network trains for the epochs the fold's early stopping chose)
+    network_threshold_folds: int = 5
     seed: int = 42
     num_threads: int = 2
     gbm_estimators: int = 200
@@ -246,13 +250,13 @@ PROFILES: dict[str, Profile] = {
     # CI: proves every notebook runs end to end on the real data; numbers are not meaningful.
     "smoke": Profile(
         name="smoke", image_size=64, epochs=2, patience=2, n_folds=3, n_repeats=1,
-        n_boot=100, gbm_estimators=30, explain_patients=2, shap_background=20,
+        n_boot=100, gbm_estimators=30, network_threshold_folds=2, explain_patients=2, shap_background=20,
         shap_samples=10, biomarker_limit=45, roi_size=64, roi_epochs=2, n_permutations=10,
     ),
     # Default: the whole analysis on 2 CPU cores; settings chosen by measurement (benchmarks/README.md).
     "fast": Profile(
         name="fast", image_size=96, cnn_width=16, epochs=20, patience=5, n_folds=5, n_repeats=2,
-        n_boot=1000, roi_size=64, roi_epochs=10,
+        n_boot=1000, roi_size=64, roi_epochs=10, network_threshold_folds=2,
     ),
     # GPU: pretrained DenseNet-121 at 448 px, more repeats.
     "full": Profile(

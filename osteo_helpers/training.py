@@ -131,13 +131,15 @@ class FoldTrainer:
             total += self._data_loss(out, data.targets[idx].to(self.device)).item() * len(idx)
         return total / max(len(data), 1)
 
-    def fit(self, model: nn.Module, fit: NetInputs, val: NetInputs, seed: int) -> tuple[nn.Module, pd.DataFrame]:
-        """Train until the validation loss stops improving; return the best state (epoch 0 included) and the history."""
+    def fit(self, model: nn.Module, fit: NetInputs, val: NetInputs | None,
+            seed: int) -> tuple[nn.Module, pd.DataFrame]:
+        """Train until the validation loss stops improving; return the best state (epoch 0 included)
+        and the history. Without ``val``, train exactly ``epochs`` epochs and keep the last state."""
         seed_everything(seed)
         gen = torch.Generator().manual_seed(seed)
         model = model.to(self.device)
         opt = torch.optim.AdamW(model.parameters(), lr=self.lr, weight_decay=self.weight_decay)
-        best_loss = self.evaluate_loss(model, val)
+        best_loss = np.nan if val is None else self.evaluate_loss(model, val)
         best_state, best_epoch, bad_epochs = copy.deepcopy(model.state_dict()), 0, 0
         history = [{"epoch": 0, "train_loss": np.nan, "val_loss": best_loss}]
         for epoch in range(1, self.epochs + 1):
@@ -153,11 +155,13 @@ class FoldTrainer:
                 opt.step()
                 total += loss.item() * len(idx)
                 n += len(idx)
-            val_loss = self.evaluate_loss(model, val)
+            val_loss = np.nan if val is None else self.evaluate_loss(model, val)
             history.append({"epoch": epoch, "train_loss": total / max(n, 1), "val_loss": val_loss})
             if self.on_epoch is not None:
                 self.on_epoch(epoch, self.epochs, total / max(n, 1), val_loss)
-            if val_loss < best_loss - 1e-4:
+            if val is None:
+                best_state, best_epoch = model.state_dict(), epoch
+            elif val_loss < best_loss - 1e-4:
                 best_loss, best_state, best_epoch, bad_epochs = val_loss, copy.deepcopy(model.state_dict()), epoch, 0
             else:
                 bad_epochs += 1

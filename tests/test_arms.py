@@ -131,12 +131,15 @@ def test_tscore_probabilities_follow_the_who_thresholds():
 def test_one_tscore_fit_serves_both_tasks(cohort, profile, tmp_path, monkeypatch):
     calls = []
     original = arms.Arm.fit
-    monkeypatch.setattr(arms.Arm, "fit", lambda self, rows, y: calls.append(self.task) or original(self, rows, y))
+    monkeypatch.setattr(arms.Arm, "fit", lambda self, rows, y: calls.append((self.task, self.fixed_epochs))
+                        or original(self, rows, y))
     binary = _cv("fusion_tscore", cohort, profile, tmp_path, task="binary")
     three = _cv("fusion_tscore", cohort, profile, tmp_path, task="3class")
-    assert calls and set(calls) == {"tscore"}
-    n_fits = len(calls)
-    assert n_fits == 6  # 3 folds x 2 repeats, fitted once for both tasks
+    assert calls and {task for task, _ in calls} == {"tscore"}
+    outer = [c for c in calls if c[1] is None]
+    assert len(outer) == 6  # 3 folds x 2 repeats, fitted once for both tasks
+    # and the threshold's inner fits: network_threshold_folds per fold, at the fold's chosen epochs
+    assert len(calls) - len(outer) == 6 * profile.network_threshold_folds
     np.testing.assert_allclose(binary["prob_normal"], three["prob_normal"])
     np.testing.assert_allclose(binary["prob_low_bmd"], three[["prob_osteopenia", "prob_osteoporosis"]].sum(axis=1))
 
@@ -179,11 +182,13 @@ def test_no_matrix_reaching_an_arm_carries_the_t_or_z_score(cohort, profile, tmp
 
 
 def _fit_count(monkeypatch) -> list[str]:
+    """The folds trained (outer fits only: the threshold's inner fits run inside them)."""
     calls: list[str] = []
     original = arms.Arm.fit
 
     def fit(self, rows, y):
-        calls.append(f"s{self.random_state // 1000} f{self.random_state % 1000}")
+        if getattr(self, "fixed_epochs", None) is None:
+            calls.append(f"s{self.random_state // 1000} f{self.random_state % 1000}")
         return original(self, rows, y)
 
     monkeypatch.setattr(arms.Arm, "fit", fit)

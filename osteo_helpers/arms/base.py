@@ -94,19 +94,29 @@ class Arm(BaseEstimator):
         return collapse_to_binary(proba)[:, 1] if proba.shape[1] == 3 else proba[:, 1]
 
     # -- screening threshold -----------------------------------------------------------------
+    def _threshold_folds(self) -> int:
+        """Inner folds of the threshold's cross-fitting."""
+        return 5
+
+    def _inner_fit_params(self) -> dict:
+        """Parameters of the inner fits: by default the arm as configured; an arm that searched a
+        setting on this fold (regularisation, epochs) fixes it to its choice."""
+        return {}
+
     def _inner_scores(self, rows: pd.DataFrame, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Cross-validated P(low BMD) of the training rows (grouped, stratified inner folds): the
-        threshold is chosen on predictions the model did not train on, never on a test fold."""
+        """Cross-validated P(low BMD) of the whole training fold (grouped, stratified inner folds):
+        the threshold is chosen on predictions the model did not train on, never on a test fold."""
         low = (rows["label_3class"].to_numpy() > 0).astype(int)
         scores = np.full(len(rows), np.nan)
         minority = int(min(low.sum(), len(low) - low.sum()))
         if minority < 2:
             raise ValueError(f"arm {self.arm_name!r}: {minority} training patient(s) in the smaller class; "
                              "a screening threshold needs at least 2")
-        splitter = StratifiedGroupKFold(n_splits=min(5, minority), shuffle=True,
+        splitter = StratifiedGroupKFold(n_splits=min(self._threshold_folds(), minority), shuffle=True,
                                         random_state=int(self.get_params().get("random_state", 0) or 0))
         for train, test in splitter.split(np.zeros(len(rows)), rows["label_3class"], rows["split_group"]):
-            inner = clone(self).set_params(target_sensitivity=None).fit(rows.iloc[train], y[train])
+            inner = clone(self).set_params(target_sensitivity=None, **self._inner_fit_params())
+            inner.fit(rows.iloc[train], y[train])
             scores[test] = inner.predict_low_bmd(rows.iloc[test])
         return low, scores
 

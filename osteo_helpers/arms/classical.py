@@ -181,15 +181,10 @@ class ClinicalFullArm(ClassicalArm):
         else:
             self.strength_ = float(final.C_)
 
-    def _inner_scores(self, rows: pd.DataFrame, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Inner folds with the strength this fold chose: a search inside every inner fold would
-        cost 45 fits per inner fold for the same threshold."""
-        fixed = self.get_params()["strength"]
-        self.strength = self.strength_
-        try:
-            return super()._inner_scores(rows, y)
-        finally:
-            self.strength = fixed
+    def _inner_fit_params(self) -> dict:
+        """The strength this fold chose: a search inside every inner fold would cost 45 fits per
+        inner fold for the same threshold."""
+        return {"strength": self.strength_}
 
 
 @register("gbm")

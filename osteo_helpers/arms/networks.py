@@ -42,19 +42,26 @@ RESIDUAL_EMBED_DIM = 8
 
 class NetworkArm(Arm):
     """Wraps the trainer: fits the clinical transforms on the training rows, trains with early
-    stopping on a grouped inner split, predicts. The fitted network is ``model_``."""
+    stopping on a grouped inner split, predicts. The fitted network is ``model_``, the epoch early
+    stopping kept ``best_epoch_``.
+
+    ``fixed_epochs`` trains exactly that many epochs on every row, with no validation split: the
+    screening threshold's inner fits repeat the fold's early-stopping choice that way.
+    """
 
     supports_regression = True
     #: which network: "image", "fusion_concat", "tabular" or "fusion"
     net = "image"
 
     def __init__(self, task: str = "binary", *, profile: Profile | None = None,
-                 target_sensitivity: float | None = None, random_state: int = 0, progress: bool = True) -> None:
+                 target_sensitivity: float | None = None, random_state: int = 0, progress: bool = True,
+                 fixed_epochs: int | None = None) -> None:
         self.task = task
         self.profile = profile
         self.target_sensitivity = target_sensitivity
         self.random_state = random_state
         self.progress = progress
+        self.fixed_epochs = fixed_epochs
 
     # -- inputs ------------------------------------------------------------------------------
     @property
@@ -135,17 +142,20 @@ class NetworkArm(Arm):
 
     def _trainer(self, t_fit: np.ndarray, desc: str) -> tuple[FoldTrainer, tqdm]:
         p = self.profile
+        epochs = p.epochs if self.fixed_epochs is None else self.fixed_epochs
         weight = None
         if not self.task_.is_regression and not self.residual:
             weight = balanced_class_weights(t_fit.astype(int), self.n_outputs)
-        bar = tqdm(total=p.epochs, desc=desc, leave=False, disable=not show_progress(self.progress))
+        bar = tqdm(total=epochs, desc=desc, leave=False, disable=not show_progress(self.progress))
 
         def on_epoch(epoch: int, epochs: int, train: float, val: float) -> None:
             bar.update(1)
             bar.set_postfix(train=f"{train:.3f}", val=f"{val:.3f}")
-            progress.report("epoch", arm=self.arm_name, task=self.task, epoch=epoch, epochs=epochs, val_loss=val)
+            if self.fixed_epochs is None:  # the threshold's inner fits stay quiet
+                progress.report("epoch", arm=self.arm_name, task=self.task, epoch=epoch, epochs=epochs,
+                                val_loss=val)
 
-        return FoldTrainer(epochs=p.epochs, patience=p.patience, batch_size=p.batch_size, lr=p.lr,
+        return FoldTrainer(epochs=epochs, patience=p.patience, batch_size=p.batch_size, lr=p.lr,
                            weight_decay=p.weight_decay, augment=p.augment,
                            loss="gaussian" if self.task_.is_regression else "cross_entropy",
                            class_weight=weight, penalty=p.correction_penalty if self.residual else 0.0,
@@ -166,18 +176,22 @@ class NetworkArm(Arm):
             strat = rows["label_3class"].to_numpy()
         else:
             t, strat = y, y
-        fit_idx, val_idx = inner_split(rows.assign(_strat=strat), "_strat", p.inner_val_fraction,
-                                       self.random_state)
+        if self.fixed_epochs is None:
+            fit_idx, val_idx = inner_split(rows.assign(_strat=strat), "_strat", p.inner_val_fraction,
+                                           self.random_state)
+        else:
+            fit_idx, val_idx = np.arange(len(rows)), None
         data = self._inputs(rows, t)
         model = self._build(None if data.tabular is None else data.tabular.numpy(), t)
         trainer, bar = self._trainer(t[fit_idx], f"{self.arm_name} ({self.task})")
         try:
-            self.model_, self.history_ = trainer.fit(model, data.subset(fit_idx), data.subset(val_idx),
+            self.model_, self.history_ = trainer.fit(model, data.subset(fit_idx),
+                                                     None if val_idx is None else data.subset(val_idx),
                                                      seed=self.random_state)
         finally:
             bar.close()
         self.model_ = self.model_.cpu().eval()
-        self.val_index_ = val_idx
+        self.best_epoch_ = int(self.history_.loc[self.history_["best"], "epoch"].iloc[0])
         self.normalisation_ = normalisation(p.weights, p.encoder)
 
     def _predict_raw(self, rows: pd.DataFrame) -> np.ndarray:
@@ -191,11 +205,12 @@ class NetworkArm(Arm):
             return np.column_stack([mean, sd])
         return torch.softmax(torch.from_numpy(out), dim=1).numpy()
 
-    def _inner_scores(self, rows: pd.DataFrame, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The inner validation split's predictions: training another network per inner fold would
-        multiply the cost of every network arm (see the methods chapter)."""
-        val = rows.iloc[self.val_index_]
-        return (val["label_3class"].to_numpy() > 0).astype(int), self.predict_low_bmd(val)
+    def _threshold_folds(self) -> int:
+        return self.profile.network_threshold_folds
+
+    def _inner_fit_params(self) -> dict:
+        """The epochs this fold's early stopping chose, on each inner fold's every row."""
+        return {"fixed_epochs": self.best_epoch_, "progress": False}
 
 
 @register("image")

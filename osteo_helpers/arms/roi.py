@@ -30,12 +30,14 @@ class _RoiArm(Arm):
     inner = ImageArm
 
     def __init__(self, task: str = "binary", *, profile: Profile | None = None,
-                 target_sensitivity: float | None = None, random_state: int = 0, progress: bool = True) -> None:
+                 target_sensitivity: float | None = None, random_state: int = 0, progress: bool = True,
+                 fixed_epochs: int | None = None) -> None:
         self.task = task
         self.profile = profile
         self.target_sensitivity = target_sensitivity
         self.random_state = random_state
         self.progress = progress
+        self.fixed_epochs = fixed_epochs
 
     def supports(self, rows: pd.DataFrame) -> np.ndarray:
         if "roi_tiles" not in rows:
@@ -46,8 +48,9 @@ class _RoiArm(Arm):
         knees, y_knees = expand_knees(rows, y)
         profile = self.profile.with_overrides(epochs=self.profile.roi_epochs)
         self.network_ = self.inner(self.task, profile=profile, random_state=self.random_state,
-                                   progress=self.progress).fit(knees, y_knees)
+                                   progress=self.progress, fixed_epochs=self.fixed_epochs).fit(knees, y_knees)
         self.history_ = self.network_.history_
+        self.best_epoch_ = self.network_.best_epoch_
 
     def _predict_raw(self, rows: pd.DataFrame) -> np.ndarray:
         knees, _ = expand_knees(rows)
@@ -55,12 +58,13 @@ class _RoiArm(Arm):
         patient = np.repeat(np.arange(len(rows)), rows["roi_tiles"].map(len).to_numpy())
         return pd.DataFrame(proba).groupby(patient).mean().to_numpy()
 
-    def _inner_scores(self, rows: pd.DataFrame, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Patients whose knees formed the inner validation split (grouped: a patient's knees together)."""
-        knees, _ = expand_knees(rows)
-        val_ids = set(knees["patient_id"].iloc[self.network_.val_index_])
-        val = rows[rows["patient_id"].isin(val_ids)]
-        return (val["label_3class"].to_numpy() > 0).astype(int), self.predict_low_bmd(val)
+    def _threshold_folds(self) -> int:
+        return self.profile.network_threshold_folds
+
+    def _inner_fit_params(self) -> dict:
+        """The epochs this fold's early stopping chose (knees of a patient stay together: the inner
+        folds split patients)."""
+        return {"fixed_epochs": self.best_epoch_, "progress": False}
 
 
 @register("roi_cnn")
