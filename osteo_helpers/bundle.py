@@ -335,7 +335,7 @@ def make_bundle(study: Any, overrides: dict[str, Any], run: dict[str, Any] | Non
         "screening": {"arm": SCREENING_ARM, "threshold": float(screen.threshold_),
                       "target_sensitivity": profile.target_sensitivity,
                       "rule": "screen positive when p_low_bmd >= threshold",
-                      "chosen_on": "the arm's inner validation split of the training patients"},
+                      "chosen_on": "cross-fitted predictions of all training patients (inner folds)"},
         "inputs": {"used": used, "accepted": list(INPUT_FEATURES), "image_size": profile.image_size,
                    "clinical_model": list(CLINICAL_FEATURES)},
         "calibration": calibration_facts(run, SCREENING_ARM),

@@ -233,7 +233,8 @@ def model_card(facts: dict[str, Any]) -> str:
         "by design.",
         "- The age gap between the classes (spectrum bias) makes discrimination look better than it would in a "
         "population of similar ages.",
-        "- The threshold was chosen on a small inner validation split; the screening decision is unstable near it.",
+        "- The threshold was chosen on cross-fitted predictions of the training patients (few normal patients); "
+        "the screening decision is unstable near it.",
         "- QUS labels, one site, no external validation: the model is a research artefact, not a clinical tool.",
         "", "## Versions", "",
         ", ".join(f"{k} {v}" for k, v in facts["versions"].items()) + ".", "",
