@@ -84,9 +84,13 @@ def age_band(rows: pd.DataFrame, low_q: float = 0.05, high_q: float = 0.95) -> t
 
 def run_arms(rows: pd.DataFrame, folds: pd.DataFrame, task: str, names: tuple[str, ...], profile: Profile,
              cache: Path | None, progress_bar: bool = True) -> dict[str, pd.DataFrame]:
-    """OOF tables of the named arms for ``task`` (binary / 3class), on the same folds, in the order given."""
-    return {name: run_arm(name, rows, folds, task, profile=profile, cache=cache, progress_bar=progress_bar)
-            for name in names}
+    """OOF tables of the named arms for ``task`` (binary / 3class), on the same folds, in the order given.
+
+    Only the declared arms choose a screening threshold (a cross-fit inside every fold): theirs are
+    the operating points the report shows; the biomarker arms are read by their probabilities.
+    """
+    return {name: run_arm(name, rows, folds, task, profile=profile, cache=cache, progress_bar=progress_bar,
+                          screening=name in DECLARED_ORDER) for name in names}
 
 
 def tscore_predictions(rows: pd.DataFrame, folds: pd.DataFrame, names: tuple[str, ...], profile: Profile,

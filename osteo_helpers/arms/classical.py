@@ -8,6 +8,8 @@ calibration of every arm is reported).
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, RegressorMixin
@@ -75,8 +77,15 @@ def _neg_log_loss(estimator, X, y) -> float:
 
 def _grouped_cv(rows: pd.DataFrame, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
     """Inner folds of a training fold: grouped by person, stratified by the WHO class."""
+    return list(_inner_folds(tuple(rows["label_3class"]), tuple(rows["split_group"]), seed))
+
+
+@lru_cache(maxsize=256)
+def _inner_folds(strata: tuple, groups: tuple, seed: int) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
+    """Memoised: the folds depend on the training fold only, not on the (possibly permuted) target,
+    and StratifiedGroupKFold's search costs more than the permutation null's fits."""
     splitter = StratifiedGroupKFold(n_splits=INNER_FOLDS, shuffle=True, random_state=seed)
-    return list(splitter.split(np.zeros(len(rows)), rows["label_3class"], rows["split_group"]))
+    return tuple(splitter.split(np.zeros(len(strata)), np.asarray(strata), np.asarray(groups)))
 
 
 class ClassicalArm(Arm):

@@ -163,8 +163,9 @@ def operating_point(
 ) -> pd.DataFrame:
     """Held-out sensitivity, specificity, PPV and NPV at thresholds chosen on training data.
 
-    Each fold's threshold (column `threshold`) was chosen on that fold's inner validation
-    split; a patient is called positive when its mean margin p - threshold over repeats is >= 0.
+    Each fold's threshold (column `threshold`) was chosen on cross-fitted predictions of that
+    fold's training patients; a patient is called positive when its mean margin p - threshold
+    over repeats is >= 0.
     """
     if "threshold" not in oof.columns:
         raise ValueError("OOF table has no 'threshold' column (binary task only)")
