@@ -39,9 +39,10 @@ from .base import Arm, make_arm, split_arm_name
 #: profile fields that cannot change a fold's numbers (reporting, explanation, task lists)
 NON_TRAINING_FIELDS = ("name", "n_boot", "explain_patients", "shap_background", "shap_samples", "tasks",
                        "n_permutations", "network_permutations")
-#: package modules whose source decides how a fold is trained (the code version in fingerprints)
+#: package modules whose source decides how a fold is trained and its threshold chosen (the code
+#: version in fingerprints)
 TRAINING_MODULES = ("arms", "models.py", "training.py", "images.py", "tabular.py", "tasks.py", "splits.py",
-                    "biomarkers")
+                    "biomarkers", "evaluation/metrics.py")
 
 
 class FoldCacheError(ValueError):
