@@ -19,7 +19,6 @@ import pandas as pd
 
 from .config import UsageError
 from .data import FRACTURE_SITES, IMAGE_EXTENSIONS, OCCUPATION_GROUPS, SEX, DataValidationError, find_images
-from .images import decode_letterbox
 from .tabular import BOOLEAN_FEATURES, CATEGORICAL_FEATURES, INPUT_FEATURES, NUMERIC_FEATURES, NUMERIC_WITH_INDICATOR
 
 NUMBER_FIELDS: tuple[str, ...] = NUMERIC_FEATURES + NUMERIC_WITH_INDICATOR
@@ -100,6 +99,8 @@ def check_values(patient_id: str, raw: Mapping[str, Any], required: tuple[str, .
 
 def load_image(patient: Patient, path: Path | None, size: int) -> None:
     """Decode the knee image as the training images were (letterboxed to `size`), or record why not."""
+    from .images import decode_letterbox  # here, not at the top: the CLI's parser reads this module, torch is slow
+
     if path is None:
         return
     if not Path(path).is_file():

@@ -7,13 +7,13 @@ T-score, so the T-score, Z-score, diagnosis and anything derived from them are r
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-from sklearn.compose import ColumnTransformer
-from sklearn.impute import SimpleImputer
-from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+if TYPE_CHECKING:
+    from sklearn.compose import ColumnTransformer
 
 NUMERIC_FEATURES: tuple[str, ...] = ("age_years", "height_m", "weight_kg", "bmi", "max_walking_km")
 # Missing here means something (men, premenopausal women): imputed with an explicit indicator.
@@ -57,6 +57,12 @@ def make_preprocessor(numeric: tuple[str, ...] = NUMERIC_FEATURES,
                       boolean: tuple[str, ...] = BOOLEAN_FEATURES,
                       categorical: tuple[str, ...] = CATEGORICAL_FEATURES) -> ColumnTransformer:
     """The clinical ColumnTransformer; fit it on training folds only."""
+    # imported here: the command line reads this module's feature lists, scikit-learn takes a second
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
     check_features(tuple(numeric) + tuple(numeric_with_indicator) + tuple(boolean) + tuple(categorical))
     num = Pipeline([("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())])
     num_ind = Pipeline([("impute", SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True)),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pandas as pd
@@ -63,8 +64,11 @@ def validate(manifest: pd.DataFrame, clinical: pd.DataFrame, data_dir: Path | No
     """
     data_dir = resolve_data_dir(data_dir)
     images = find_images(data_dir)
+    ordered = sorted(images.items())
+    with ThreadPoolExecutor(max_workers=2) as pool:  # Pillow decodes without the GIL
+        errors = list(pool.map(image_error, [path for _, path in ordered]))
     unreadable = [{"patient_id": pid, "path": path.relative_to(data_dir).as_posix(), "error": error}
-                  for pid, path in sorted(images.items()) if (error := image_error(path)) is not None]
+                  for (pid, path), error in zip(ordered, errors, strict=True) if error is not None]
     ids = set(manifest["patient_id"])
     dup_groups = [sorted(g["patient_id"])
                   for _, g in manifest.dropna(subset=["duplicate_group"]).groupby("duplicate_group")]
