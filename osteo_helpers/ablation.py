@@ -13,6 +13,7 @@ the patients both predicted.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -255,11 +256,16 @@ def primary_power(oofs: dict[str, pd.DataFrame], alpha: float = 0.05, power: flo
 
 
 def positive_control(rows: pd.DataFrame, folds: pd.DataFrame, profile: Profile, cache: Path | None, n_boot: int,
-                     seed: int, groups: pd.Series | None = None) -> pd.DataFrame:
+                     seed: int, groups: pd.Series | None = None,
+                     save_oof: Callable[[pd.DataFrame, str, str], Any] | None = None) -> pd.DataFrame:
     """The image arm, same folds and profile, asked for what a knee radiograph shows in larger studies:
-    the patient's sex (AUROC) and age (Pearson r, MAE in years)."""
+    the patient's sex (AUROC) and age (Pearson r, MAE in years). ``save_oof(oof, arm, task)`` keeps
+    the two out-of-fold tables (e.g. `Study.save_oof`)."""
     sex = run_arm("image", rows, folds, "sex", profile=profile, cache=cache, screening=False)
     age = cross_validate("image", rows, folds, "age", profile=profile, cache=cache)
+    if save_oof is not None:
+        save_oof(sex, "image", "sex")
+        save_oof(age, "image", "age")
     sex_metrics = evaluation.oof_metrics(sex, n_boot, seed, groups=groups)
     sex_metrics = sex_metrics[sex_metrics["metric"] == "auroc"].assign(target="sex")
     age_metrics = evaluation.tscore_regression({"image": age}, n_boot, seed, groups)

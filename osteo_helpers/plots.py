@@ -333,14 +333,14 @@ def overlay(ax: Axes, image: np.ndarray | torch.Tensor, cam: np.ndarray, title: 
 def cam_gallery(images: np.ndarray | torch.Tensor, cams: np.ndarray, titles: Sequence[str] | None = None,
                 ncols: int = 4, masks: np.ndarray | None = None, alpha: float = 0.45, cmap: str = "jet",
                 panel_inches: float = 2.4) -> Figure:
-    """A grid of `overlay` panels with one shared colour bar, built without pyplot's figure registry."""
+    """A grid of `overlay` panels with one shared colour bar (a figure pyplot does not keep, see `detached_figure`)."""
     from .explain.cam_audit import image_stack
 
     imgs = image_stack(images)
     n = len(cams)
     ncols = max(1, min(ncols, n))
     nrows = max(1, -(-n // ncols))
-    fig = Figure(figsize=(panel_inches * ncols + 0.6, panel_inches * nrows), layout="constrained")
+    fig = detached_figure(figsize=(panel_inches * ncols + 0.6, panel_inches * nrows), layout="constrained")
     axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False)).ravel()
     layer = None
     for i, ax in enumerate(axes):
@@ -351,6 +351,17 @@ def cam_gallery(images: np.ndarray | torch.Tensor, cams: np.ndarray, titles: Seq
                         None if masks is None else masks[i])
     if layer is not None:
         fig.colorbar(layer, ax=list(axes), shrink=0.8, label="CAM")
+    return fig
+
+
+def detached_figure(**kwargs: Any) -> Figure:
+    """A pyplot figure taken out of pyplot's registry: shown once, where it is displayed, and never leaked.
+
+    A bare ``matplotlib.figure.Figure()`` has no backend canvas, so a notebook displays it as the text
+    ``<Figure size ...>`` instead of an image; a pyplot figure keeps its canvas after ``plt.close``.
+    """
+    fig = plt.figure(**kwargs)
+    plt.close(fig)
     return fig
 
 

@@ -130,7 +130,7 @@ class Study:
         """Out-of-fold tables of the arms (default: every declared arm) for ``task``, in the order given.
 
         Fitted folds are cached under the run's models folder, so each is trained once per run
-        and every notebook reuses it.
+        and every notebook reuses it. Each table is also written as ``oof/<arm>_<task>.csv``.
         """
         from .ablation import DECLARED_ORDER, run_arms
 
@@ -139,7 +139,17 @@ class Study:
         if key not in self._oofs:
             self._oofs[key] = run_arms(self.rows(biomarkers=biomarkers), self.shared_folds, task, names,
                                        self.profile, self.paths.models)
+            for name, oof in self._oofs[key].items():
+                self.save_oof(oof, name, task)
         return self._oofs[key]
+
+    def save_oof(self, oof: pd.DataFrame, arm: str, task: str) -> Path:
+        """Write an arm's out-of-fold table as ``oof/<arm>_<task>.csv`` (``patient_id, fold, seed, y_true,
+        prob_<class>...``, the ablation command's format), so every metric of the report can be
+        recomputed from the run folder alone."""
+        folder = self.paths.root / "oof"
+        folder.mkdir(exist_ok=True)
+        return atomic_to_csv(oof, folder / f"{arm}_{task}.csv")
 
     def results(self, task: str, names: tuple[str, ...] | None = None) -> pd.DataFrame:
         """Every arm's metrics with group-bootstrap CIs, on all patients and on the patients alone in
@@ -169,6 +179,8 @@ class Study:
         if "tscore" not in self._oofs:
             self._oofs["tscore"] = tscore_predictions(self.rows(), self.shared_folds, TSCORE_ARMS, self.profile,
                                                       self.paths.models)
+            for name, oof in self._oofs["tscore"].items():
+                self.save_oof(oof, name, "tscore")
         return self._oofs["tscore"]
 
     def tscore_regression(self) -> pd.DataFrame:

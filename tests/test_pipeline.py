@@ -204,3 +204,50 @@ def test_failing_notebook_is_named_with_its_cell(tmp_path: Path) -> None:
     nbformat.write(nb, src)
     with pytest.raises(PipelineError, match=re.escape("broken.ipynb failed in cell 1")):
         execute_notebook(src, tmp_path / "out.ipynb", {})
+
+
+@pytest.mark.realdata
+@pytest.mark.slow
+def test_every_figure_reaches_the_page_as_an_image(smoke_run: Path) -> None:
+    """A cell that makes a figure (`study.figure(...)`) shows at least one image, no output is a figure's
+    text representation, and no built page prints one (a figure without a canvas displays as text)."""
+    problems = []
+    for notebook in sorted((smoke_run / "notebooks").glob("*.ipynb")):
+        cells = json.loads(notebook.read_text(encoding="utf-8"))["cells"]
+        for index, cell in enumerate(cells):
+            if cell["cell_type"] != "code":
+                continue
+            outputs = cell.get("outputs", [])
+            texts = ["".join(o.get("data", {}).get("text/plain", "")) + "".join(o.get("text", "")) for o in outputs]
+            if any("<Figure size" in t for t in texts):
+                problems.append(f"{notebook.name} cell {index}: prints a figure as text")
+            if ".figure(" in "".join(cell["source"]) and not any("image/png" in o.get("data", {}) for o in outputs):
+                problems.append(f"{notebook.name} cell {index}: makes a figure but shows no image")
+    for page in sorted((smoke_run / "_build" / "html").rglob("*.html")):
+        if "&lt;Figure size" in page.read_text(encoding="utf-8"):
+            problems.append(f"{page.relative_to(smoke_run)}: prints a figure as text")
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.realdata
+@pytest.mark.slow
+def test_results_aurocs_recompute_from_the_run_folders_oof_tables(smoke_run: Path) -> None:
+    """Every AUROC of results_<task>.csv (all patients) is recomputed from oof/<arm>_<task>.csv alone."""
+    from sklearn.metrics import roc_auc_score
+
+    from osteo_helpers.evaluation import average_over_repeats, prob_columns
+
+    checked = 0
+    for task, metric in (("binary", "auroc"), ("3class", "macro_auroc")):
+        results = pd.read_csv(smoke_run / "tables" / f"results_{task}.csv")
+        rows = results[(results["subset"] == "all") & (results["metric"] == metric)]
+        for model, value in zip(rows["model"], rows["value"], strict=True):
+            oof = pd.read_csv(smoke_run / "oof" / f"{model}_{task}.csv", dtype={"patient_id": str})
+            assert {"patient_id", "fold", "seed", "y_true"} <= set(oof.columns), (model, task)
+            mean = average_over_repeats(oof)
+            proba = mean[prob_columns(mean)].to_numpy()
+            recomputed = (roc_auc_score(mean["y_true"], proba[:, 1]) if task == "binary" else
+                          roc_auc_score(mean["y_true"], proba, multi_class="ovr", average="macro"))
+            assert recomputed == pytest.approx(value, abs=1e-9), (task, model)
+            checked += 1
+    assert checked >= 20, f"only {checked} AUROCs recomputed"
