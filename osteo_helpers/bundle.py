@@ -315,7 +315,7 @@ def make_bundle(study: Any, overrides: dict[str, Any], run: dict[str, Any] | Non
                 progress: bool = True) -> Bundle:
     """Fit the arms on every patient of the study and gather the facts of the bundle."""
     from .model_card import calibration_facts
-    from .pipeline import git_state
+    from .provenance import git_state
 
     profile = study.profile
     rows = study.rows()

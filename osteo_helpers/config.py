@@ -455,5 +455,10 @@ def run_paths(run_dir: str | os.PathLike | None, profile: str | Profile,
 
 
 def show_progress(progress: bool = True) -> bool:
-    """Progress bars on unless asked off, or disabled for batch runs with TQDM_DISABLE=1 (the pipeline sets it)."""
-    return progress and os.environ.get("TQDM_DISABLE", "").lower() not in {"1", "true", "yes"}
+    """tqdm bars only on a terminal, unless asked off (or TQDM_DISABLE=1). A notebook's output and a log
+    file get plain progress lines instead (`progress.report`, `progress.track`): redrawn bars there
+    are megabytes of text."""
+    import sys
+
+    return (progress and sys.stderr.isatty()
+            and os.environ.get("TQDM_DISABLE", "").lower() not in {"1", "true", "yes"})

@@ -9,10 +9,8 @@ parameter cells, with a banner on every page when the numbers are not the study'
 from __future__ import annotations
 
 import datetime as dt
-import importlib.metadata
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -26,8 +24,8 @@ from tqdm.auto import tqdm
 
 from . import progress
 from .config import PROJECT_ROOT, Profile, RunPaths, changed_fields, get_profile, resolve_data_dir, run_folder
-from .data import check_layout, read_registry, sha256_file
-from .fileio import atomic_write_text
+from .data import check_layout
+from .provenance import Provenance, run_record
 from .runfolder import check_output_folder, exclusive
 
 NOTEBOOKS: tuple[str, ...] = (
@@ -41,12 +39,12 @@ NOTEBOOKS: tuple[str, ...] = (
     "book/results_summary.ipynb",
     "book/provenance.ipynb",
 )
+#: the book page that shows provenance.json; the run's status is final before it executes
+PROVENANCE_PAGE = "book/provenance.ipynb"
 BOOK_FILES = ("_config.yml", "_toc.yml", "references.bib")
 #: cell tags of the notebook's own parameters cell and of the one papermill injects
 PARAMETER_TAGS = frozenset({"parameters", "injected-parameters"})
 SMOKE_BANNER = "smoke profile: the numbers mean nothing"
-PACKAGES = ("torch", "torchvision", "numpy", "pandas", "scikit-learn", "scikit-image", "shap", "grad-cam",
-            "papermill", "jupyter-book", "matplotlib", "seaborn")
 
 
 class PipelineError(RuntimeError):
@@ -56,90 +54,6 @@ class PipelineError(RuntimeError):
                  error: str | None = None) -> None:
         super().__init__(message)
         self.notebook, self.cell, self.error = notebook, cell, error
-
-
-def git_state(root: Path = PROJECT_ROOT) -> dict[str, Any]:
-    def git(*args: str) -> str:
-        try:
-            return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=20).stdout.strip()
-        except (OSError, subprocess.SubprocessError):
-            return ""
-
-    commit = git("rev-parse", "HEAD")
-    return {"commit": commit or "unknown", "dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
-            "branch": git("rev-parse", "--abbrev-ref", "HEAD")}
-
-
-def package_versions() -> dict[str, str]:
-    out = {"python": platform.python_version()}
-    for name in PACKAGES:
-        try:
-            out[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            out[name] = "not installed"
-    return out
-
-
-def device_description() -> dict[str, Any]:
-    import torch
-
-    info: dict[str, Any] = {"platform": platform.platform(), "cpu_count": os.cpu_count(),
-                            "cuda": torch.cuda.is_available()}
-    if torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name(0)
-    return info
-
-
-def data_checksums(data_dir: Path) -> dict[str, Any]:
-    """SHA-256 of every dataset file, and whether it matches the shipped registry."""
-    registry = read_registry()
-    files = {}
-    for rel in registry["path"]:
-        path = data_dir / rel
-        files[rel] = sha256_file(path) if path.is_file() else None
-    matches = all(files[r.path] == r.sha256 for r in registry.itertuples())
-    return {"data_dir": str(data_dir), "matches_registry": matches,
-            "spreadsheet_sha256": files.get("patient details.xlsx"), "files": files}
-
-
-class Provenance:
-    """The run record, rewritten atomically after every step so a crash keeps what finished.
-
-    `status` says how the run ended: `running` from the start, then `finished`, or `failed` with
-    `failure` (notebook, cell, error line). A later run into the same folder (e.g. one notebook
-    re-executed) keeps the earlier records under `previous_runs`, so the report still shows how
-    every file in the folder was made; an earlier record still `running` belongs to a run that
-    was killed (the folder's writer lock is held, so it is not alive) and is marked failed.
-    """
-
-    def __init__(self, path: Path, record: dict[str, Any]) -> None:
-        self.path = path
-        self.record = {**record, "status": "running"}
-        if path.is_file():
-            earlier = json.loads(path.read_text())
-            previous = earlier.pop("previous_runs", [])
-            earlier.get("data", {}).pop("files", None)
-            if earlier.get("status") == "running":
-                earlier["status"] = "failed"
-                earlier.setdefault("failure", {"notebook": None, "cell": None,
-                                               "error": "the run stopped without recording its end (killed?)"})
-            self.record["previous_runs"] = previous + [earlier]
-        self.write()
-
-    def write(self) -> None:
-        atomic_write_text(self.path, json.dumps(self.record, indent=2, default=str))
-
-    def step(self, name: str, **info: Any) -> None:
-        self.record.setdefault("steps", []).append({"name": name, **info})
-        self.write()
-
-    def finish(self, status: str, started: dt.datetime, failure: dict[str, Any] | None = None) -> None:
-        """Record the end: `finished`, or `failed` with what failed."""
-        now = dt.datetime.now(dt.UTC)
-        self.record.update(status=status, ended=now.isoformat(), duration_s=round((now - started).total_seconds(), 1))
-        if failure is not None:
-            self.record["failure"] = failure
-        self.write()
 
 
 PROGRESS_FILE = "progress.jsonl"
@@ -237,13 +151,15 @@ def hide_parameter_cells(notebook: Path) -> None:
     notebook.write_text(json.dumps(nb, indent=1, ensure_ascii=False), encoding="utf-8")
 
 
-def write_book_config(source: Path, target: Path, banner: str | None) -> None:
-    """Copy _config.yml, adding the banner as the theme's announcement when there is one."""
+def write_book_config(source: Path, target: Path, banner: str | None, answer: str) -> None:
+    """Copy _config.yml, adding the banner as the theme's announcement when there is one, and the run's
+    answer as the substitution ``{{ answer }}`` of the first page."""
     import yaml
 
     config = yaml.safe_load(source.read_text(encoding="utf-8")) or {}
     if banner:
         config.setdefault("html", {})["announcement"] = banner
+    config.setdefault("parse", {}).setdefault("myst_substitutions", {})["answer"] = answer
     target.write_text(yaml.safe_dump(config, sort_keys=False, allow_unicode=True), encoding="utf-8")
 
 
@@ -252,13 +168,15 @@ def build_book(run_dir: Path, executed: dict[str, Path], profile: Profile | None
 
     The copies, not the executed notebooks, lose their parameter cells; `profile` decides the banner.
     """
+    from .report import study_answer
+
     src = run_dir / "book_src"
     if src.exists():
         shutil.rmtree(src)
     src.mkdir(parents=True)
     for name in BOOK_FILES:
         if name == "_config.yml":
-            write_book_config(PROJECT_ROOT / name, src / name, book_banner(profile))
+            write_book_config(PROJECT_ROOT / name, src / name, book_banner(profile), study_answer(run_dir / "tables"))
         elif (PROJECT_ROOT / name).is_file():
             shutil.copy2(PROJECT_ROOT / name, src / name)
     shutil.copytree(PROJECT_ROOT / "book", src / "book", ignore=shutil.ignore_patterns("*.ipynb", ".*"))
@@ -288,7 +206,6 @@ def run(profile: str = "fast", run_dir: str | os.PathLike | None = None, data_di
     Settings, the data folder and the run folder are checked before anything is written; the run
     holds the folder's writer lock throughout, and provenance.json says how it ended.
     """
-    from .models import weights_name
     from .study import RUN_ID_ENV  # imports torch: only once the input is known to be good
 
     overrides = overrides or {}
@@ -303,11 +220,9 @@ def run(profile: str = "fast", run_dir: str | os.PathLike | None = None, data_di
         os.environ[RUN_ID_ENV] = run_id
         os.environ.setdefault("TQDM_DISABLE", "1")  # progress is shown per notebook here, not inside the book
         prov = Provenance(paths.root / "provenance.json", {
-            "run_id": run_id, "started": started.isoformat(), "git": git_state(), "profile": prof.to_dict(),
-            "weights": weights_name(prof.encoder, prof.weights),
-            "overrides": overrides, "packages": package_versions(), "device": device_description(),
-            "data": data_checksums(data_root), "command": lock.owner["command"], "pid": lock.owner["pid"],
-            "host": lock.owner["host"], "replaced_stale_lock": lock.replaced,
+            "run_id": run_id, "started": started.isoformat(), "command": lock.owner["command"],
+            **run_record(prof, data_root, overrides), "pid": lock.owner["pid"], "host": lock.owner["host"],
+            "replaced_stale_lock": lock.replaced,
         })
         selected = notebooks or tuple(nb for nb in NOTEBOOKS if (PROJECT_ROOT / nb).is_file())
         live = sys.stderr.isatty()  # a bar and epoch lines on a terminal; plain lines in a log
@@ -319,6 +234,8 @@ def run(profile: str = "fast", run_dir: str | os.PathLike | None = None, data_di
         try:
             for i, nb in enumerate(tqdm(selected, desc=f"run {profile}", unit="notebook", disable=not live), 1):
                 current = nb
+                if nb == PROVENANCE_PAGE:  # the page shows how the analysis ended, so record it first
+                    prov.finish("finished", started)
                 target = paths.root / "notebooks" / Path(nb).name
                 so_far = (dt.datetime.now(dt.UTC) - started).total_seconds()
                 tqdm.write(f"executing {nb} ({i} of {len(selected)}, {so_far / 60:.1f} min so far)")

@@ -3,8 +3,10 @@
 A notebook executed by papermill runs in its own kernel, whose output the user does not see.
 The pipeline therefore sets ``OSTEO_PROGRESS_FILE``; the package appends one JSON line per
 event (arm started, fold finished, epoch finished, note) and the pipeline follows the file
-and prints what is happening. Interactive sessions see tqdm bars instead; without the
-variable, `report` does nothing.
+and prints what is happening. Without the variable (a notebook run on its own, the `ablation`
+command, a script) the same events are printed as plain lines where they happen: tqdm bars are
+drawn only on a terminal (`config.show_progress`), so an executed notebook or a log file holds a
+few lines of progress, not megabytes of redrawn bars.
 """
 
 from __future__ import annotations
@@ -12,20 +14,26 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Iterable, Iterator, Sized
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 PROGRESS_ENV = "OSTEO_PROGRESS_FILE"
 
 
 def report(event: str, **fields: Any) -> None:
-    """Append one event (``arm``, ``fold``, ``epoch``, ``note``, ...) to the progress file, if any."""
+    """Append one event (``arm``, ``fold``, ``epoch``, ``note``, ...) to the progress file; without one,
+    print it as a plain line here (notes are printed by `note` itself)."""
+    record = {"time": time.time(), "event": event, **fields}
     path = os.environ.get(PROGRESS_ENV)
     if not path:
+        if event != "note":
+            _LOCAL(record)
         return
-    line = json.dumps({"time": time.time(), "event": event, **fields}, default=str)
     with open(path, "a", encoding="utf-8") as fh:
-        fh.write(line + "\n")
+        fh.write(json.dumps(record, default=str) + "\n")
 
 
 def note(message: str) -> None:
@@ -86,3 +94,30 @@ class Printer:
             self.write(f"{prefix}{event['arm']} ({event['task']}): done in {_duration(event['seconds'])}")
         elif kind == "note":
             self.write(f"{prefix}{event['message']}")
+
+
+#: prints the events of a process that no pipeline follows (a notebook on its own, a command, a script)
+_LOCAL = Printer(write=lambda line, end="\n": print(line, end=end, flush=True))
+
+
+def track(items: Iterable[T], desc: str, total: int | None = None, every: float = 30.0) -> Iterator[T]:
+    """Iterate with a tqdm bar on a terminal; elsewhere (notebooks, logs) a plain line every ``every``
+    seconds with how many are done and about how long is left."""
+    from tqdm.auto import tqdm
+
+    from .config import show_progress
+
+    total = total if total is not None else (len(items) if isinstance(items, Sized) else None)
+    if show_progress():
+        yield from tqdm(items, desc=desc, total=total, leave=False)
+        return
+    start = last = time.time()
+    done = 0
+    for item in items:
+        yield item
+        done += 1
+        now = time.time()
+        if now - last >= every and (total is None or done < total):
+            left = f", about {_duration((now - start) / done * (total - done))} left" if total else ""
+            note(f"{desc}: {done}" + (f" of {total}" if total else "") + left)
+            last = now

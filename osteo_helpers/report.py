@@ -300,32 +300,6 @@ def shorten_paths(text: str) -> str:
     return re.sub(r"(?<![\w.])/(?:[^\s/`'\"]+/)+([^\s/`'\"]+)", r"…/\1", text)
 
 
-def provenance_text(prov: dict) -> str:
-    """The run record as a list: run, status, commit, command, data, device."""
-    git = prov["git"]
-    status = prov.get("status", "unknown")
-    failure = prov.get("failure") or {}
-    if status == "failed" and failure:
-        status += f" in {failure.get('notebook', '?')} (cell {failure.get('cell', '?')})"
-    tree = " (**working tree had uncommitted changes**)" if git["dirty"] else " (clean tree)"
-    return shorten_paths(
-        f"- **Run:** `{prov['run_id']}`, started {prov['started']}, status **{status}**\n"
-        f"- **Commit:** `{git['commit']}` on `{git['branch']}`{tree}\n"
-        f"- **Command:** `{prov['command']}`\n"
-        f"- **Data:** `{prov['data']['data_dir']}`; all files match the shipped checksum registry: "
-        f"**{prov['data']['matches_registry']}**\n"
-        f"- **Spreadsheet SHA-256:** `{prov['data']['spreadsheet_sha256']}`\n"
-        f"- **Pretrained weights:** {prov.get('weights', 'not recorded')}\n"
-        f"- **Device:** {prov['device']}")
-
-
-def earlier_runs(prov: dict) -> pd.DataFrame:
-    """Earlier runs into the same folder (their files may still be there)."""
-    return pd.DataFrame([{"run": r["run_id"], "status": r.get("status", "unknown"), "commit": r["git"]["commit"][:10],
-                          "dirty": r["git"]["dirty"], "steps": ", ".join(s["name"] for s in r.get("steps", []))}
-                         for r in prov.get("previous_runs", [])])
-
-
 def run_summary(run_dir: Path, seconds: float) -> list[str]:
     """What a finished run says in a few lines: the headline AUROCs with CIs, the answer, the time."""
     tables = Path(run_dir) / "tables"
@@ -356,3 +330,11 @@ def power_table(power: pd.DataFrame) -> pd.DataFrame:
         "smallest detectable gain": [_gain(g, m) for g, m in zip(power["detectable_gain"], room, strict=True)],
         "patients (normal)": [f"{int(p + n)} ({int(n)})" for p, n in zip(power["n_pos"], power["n_neg"], strict=True)],
     })
+
+
+def study_answer(tables: Path) -> str:
+    """The study's answer in one or two sentences, from a run's tables (the book's first page, the README)."""
+    path = Path(tables) / "comparisons.csv"
+    if not path.is_file():
+        return "This run did not make the declared comparisons (comparisons.csv), so it does not answer the question."
+    return image_adds(pd.read_csv(path), "binary")

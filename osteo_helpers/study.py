@@ -57,7 +57,12 @@ class Study:
     def open(cls, profile: str = "fast", run_dir: str | os.PathLike | None = None,
              data_dir: str | os.PathLike | None = None, **overrides: Any) -> Study:
         prof = get_profile(profile, **overrides)
-        return cls(prof, run_paths(run_dir, prof), resolve_data_dir(data_dir))
+        study = cls(prof, run_paths(run_dir, prof), resolve_data_dir(data_dir))
+        if not os.environ.get(RUN_ID_ENV):  # `osteo run` keeps the record itself
+            from .provenance import record_session
+
+            record_session(study.paths.root, prof, study.data_dir, overrides)
+        return study
 
     @property
     def run_id(self) -> str:
@@ -112,8 +117,7 @@ class Study:
         """Knee localisation, ROIs and biomarkers of every cohort image (cached on disk by checksum)."""
         from .biomarkers import cohort_biomarkers
 
-        return cohort_biomarkers(self.cohort, self.data_dir, self.profile.roi_size, limit=self.profile.biomarker_limit,
-                                 progress=False)
+        return cohort_biomarkers(self.cohort, self.data_dir, self.profile.roi_size, limit=self.profile.biomarker_limit)
 
     # -- the arms and their results (every notebook reads them through here) --------------------
     @cached_property

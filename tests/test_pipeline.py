@@ -218,10 +218,11 @@ def test_every_figure_reaches_the_page_as_an_image(smoke_run: Path) -> None:
             if cell["cell_type"] != "code":
                 continue
             outputs = cell.get("outputs", [])
+            images = [any(kind.startswith("image/") for kind in o.get("data", {})) for o in outputs]
             texts = ["".join(o.get("data", {}).get("text/plain", "")) + "".join(o.get("text", "")) for o in outputs]
-            if any("<Figure size" in t for t in texts):
+            if any("<Figure size" in text and not image for text, image in zip(texts, images, strict=True)):
                 problems.append(f"{notebook.name} cell {index}: prints a figure as text")
-            if ".figure(" in "".join(cell["source"]) and not any("image/png" in o.get("data", {}) for o in outputs):
+            if ".figure(" in "".join(cell["source"]) and not any(images):
                 problems.append(f"{notebook.name} cell {index}: makes a figure but shows no image")
     for page in sorted((smoke_run / "_build" / "html").rglob("*.html")):
         if "&lt;Figure size" in page.read_text(encoding="utf-8"):
@@ -251,3 +252,96 @@ def test_results_aurocs_recompute_from_the_run_folders_oof_tables(smoke_run: Pat
             assert recomputed == pytest.approx(value, abs=1e-9), (task, model)
             checked += 1
     assert checked >= 20, f"only {checked} AUROCs recomputed"
+
+
+@pytest.mark.parametrize("fails", [False, True], ids=["finished", "failed"])
+def test_a_notebook_run_by_papermill_records_its_provenance(tmp_path: Path, synthetic_dataset, fails: bool) -> None:
+    """Without `osteo run`, `Study.open` records the session as the pipeline would: settings, code,
+    data, steps and how it ended (a failure names the cell)."""
+    import nbformat
+
+    from osteo_helpers.pipeline import PipelineError, execute_notebook
+
+    nb = nbformat.v4.new_notebook()
+    nb.metadata = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
+                   "language_info": {"name": "python"}}
+    nb.cells = [nbformat.v4.new_code_cell(f"from osteo_helpers.study import Study\n"
+                                          f"study = Study.open('smoke', {str(tmp_path / 'run')!r}, "
+                                          f"{str(synthetic_dataset.root)!r}, epochs=1)"),
+                nbformat.v4.new_code_cell("raise ValueError('boom')" if fails else "x = 1")]
+    src = tmp_path / "session.ipynb"
+    nbformat.write(nb, src)
+    if fails:
+        with pytest.raises(PipelineError):
+            execute_notebook(src, tmp_path / "out.ipynb", {})
+    else:
+        execute_notebook(src, tmp_path / "out.ipynb", {})
+    record = json.loads((tmp_path / "run" / "provenance.json").read_text())
+    assert record["status"] == ("failed" if fails else "finished")
+    assert record["profile"]["epochs"] == 1 and record["overrides"] == {"epochs": 1}
+    assert record["git"]["commit"] and record["packages"]["torch"] and "duration_s" in record
+    assert [s["name"] for s in record["steps"]] == ["notebook session"]
+    if fails:
+        assert record["failure"]["source"] == "raise ValueError('boom')"
+        assert record["failure"]["error"] == "ValueError: boom"
+
+
+def test_progress_is_plain_lines_outside_a_terminal(capsys: pytest.CaptureFixture[str], monkeypatch) -> None:
+    """No redrawn bars in a notebook or a log: fold lines with the time left, and a line every few seconds."""
+    from osteo_helpers import progress
+    from osteo_helpers.config import show_progress
+
+    monkeypatch.delenv(progress.PROGRESS_ENV, raising=False)
+    assert not show_progress()  # pytest's stderr is not a terminal
+    progress.report("arm", arm="image", task="binary", folds=3)
+    for fold in (1, 2, 3):
+        progress.report("fold", arm="image", task="binary", fold=fold, folds=3, elapsed=10.0 * (fold - 1))
+    progress.report("arm_done", arm="image", task="binary", seconds=30.0)
+    assert list(progress.track(range(3), "images", every=0.0)) == [0, 1, 2]
+    out = capsys.readouterr().out
+    assert "image (binary): training fold 3/3, about 10s left for this arm" in out
+    assert "image (binary): done in 30s" in out
+    assert "images: 1 of 3, about" in out and "\r" not in out
+
+
+# Tables wider than their cell: each must sit in a container that scrolls sideways (never cut off at the right).
+CLIPPED_TABLES_JS = """() => Array.from(document.querySelectorAll('main table')).filter(table => {
+  let box = table.parentElement;
+  while (box && box.tagName !== 'MAIN') {
+    const overflow = getComputedStyle(box).overflowX;
+    if (overflow === 'auto' || overflow === 'scroll') return false;
+    box = box.parentElement;
+  }
+  return table.getBoundingClientRect().right > document.querySelector('main').getBoundingClientRect().right + 1;
+}).map(table => (table.querySelector('caption') || table).textContent.slice(0, 80))"""
+
+
+@pytest.mark.realdata
+@pytest.mark.slow
+def test_first_page_provenance_and_wide_tables_read_well(book_url: str, page: Page, smoke_run: Path) -> None:
+    """The first page states the run's answer; provenance shows the final status, the device and the
+    parameters as tables and every full checksum; no download menu to unbuilt files; wide tables scroll."""
+    record = json.loads((smoke_run / "provenance.json").read_text())
+    page.set_viewport_size({"width": 1000, "height": 900})
+    page.goto(f"{book_url}/book/index.html", wait_until="load")
+    first = page.inner_text("main")
+    page.screenshot(path=SCREENSHOTS / "narrow__index.png", full_page=True)
+    assert "This run's answer." in first and "residual fusion" in first, first[:600]
+    assert "{{" not in first and "filled in by the pipeline" not in first
+    assert page.locator(".dropdown-download-buttons").count() == 0, "download menu links to _sources/, not built"
+
+    page.goto(f"{book_url}/book/provenance.html", wait_until="load")
+    status = page.locator("main table").first.inner_text()
+    assert "finished" in status and "running" not in status, status
+    assert "CPU cores" in page.inner_text("main") and "changed for this run" in page.inner_text("main")
+    page.locator("details summary").first.click()
+    digest = record["data"]["spreadsheet_sha256"]
+    assert page.get_by_text(digest).first.is_visible(), "full checksums are not shown"
+    page.screenshot(path=SCREENSHOTS / "narrow__provenance.png", full_page=True)
+
+    clipped = {}
+    for docname in ("book/results_summary", "notebooks/03_binary_fusion", "notebooks/05_ablation"):
+        page.goto(f"{book_url}/{docname}.html", wait_until="load")
+        clipped[docname] = page.evaluate(CLIPPED_TABLES_JS)
+    page.screenshot(path=SCREENSHOTS / "narrow__05_ablation.png", full_page=True)
+    assert not any(clipped.values()), f"tables cut off at the right: {clipped}"

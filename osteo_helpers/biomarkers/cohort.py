@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
-from ..config import cache_dir, ensure_outside_data, show_progress
+from .. import progress as progress_lines
+from ..config import cache_dir, ensure_outside_data
 from ..data import ImageReadError
 from ..fileio import atomic_write_bytes
 from ..images import load_grayscale
@@ -203,8 +203,8 @@ def cohort_biomarkers(cohort: pd.DataFrame, data_dir: str | os.PathLike, roi_siz
     batches = cohort["batch"] if "batch" in cohort else pd.Series([None] * len(cohort))
     items = list(zip(cohort["patient_id"], cohort["image_path"], cohort["image_sha256"], batches, strict=False))
     chosen = _evenly_spaced(cohort, limit)
-    for i, (pid, rel, sha, batch) in enumerate(tqdm(items, desc=f"biomarkers (ROI {roi_size} px)",
-                                                    disable=not show_progress(progress))):
+    tracked = progress_lines.track(items, f"biomarkers (ROI {roi_size} px)") if progress else items
+    for i, (pid, rel, sha, batch) in enumerate(tracked):
         base = {"patient_id": pid, "image_path": rel, "batch": batch}
         if i not in chosen:
             statuses.append({**base, "n_knees": 0, "status": STATUS_SKIPPED,

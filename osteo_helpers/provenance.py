@@ -1,0 +1,233 @@
+"""The record of how a run folder's files were made (``provenance.json``), and its page in the book.
+
+`osteo run` writes the record for the whole pipeline. A notebook executed on its own (papermill,
+nbconvert, JupyterLab) writes the same record through `record_session`, which `Study.open` calls
+whenever the pipeline is not in charge, so a folder made by papermill is documented as one made
+by `osteo run` is: settings, code version, packages, device, data checksums, status and time.
+"""
+
+from __future__ import annotations
+
+import atexit
+import datetime as dt
+import html
+import importlib.metadata
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from .config import PROJECT_ROOT, Profile
+from .fileio import atomic_write_text
+
+RECORD_NAME = "provenance.json"
+PACKAGES = ("torch", "torchvision", "numpy", "pandas", "scikit-learn", "scikit-image", "shap", "grad-cam",
+            "papermill", "jupyter-book", "matplotlib", "seaborn")
+
+
+def git_state(root: Path = PROJECT_ROOT) -> dict[str, Any]:
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=20).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+
+    commit = git("rev-parse", "HEAD")
+    return {"commit": commit or "unknown", "dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
+            "branch": git("rev-parse", "--abbrev-ref", "HEAD")}
+
+
+def package_versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def device_description() -> dict[str, Any]:
+    import torch
+
+    info: dict[str, Any] = {"platform": platform.platform(), "cpu_count": os.cpu_count(),
+                            "cuda": torch.cuda.is_available()}
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def data_checksums(data_dir: Path) -> dict[str, Any]:
+    """SHA-256 of every dataset file, and whether it matches the shipped registry."""
+    from .data import read_registry, sha256_file
+
+    registry = read_registry()
+    files = {}
+    for rel in registry["path"]:
+        path = data_dir / rel
+        files[rel] = sha256_file(path) if path.is_file() else None
+    matches = all(files[r.path] == r.sha256 for r in registry.itertuples())
+    return {"data_dir": str(data_dir), "matches_registry": matches,
+            "spreadsheet_sha256": files.get("patient details.xlsx"), "files": files}
+
+
+def run_record(profile: Profile, data_dir: Path, overrides: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    """The facts every record holds: code, settings, packages, device and data."""
+    from .models import weights_name
+
+    return {"git": git_state(), "profile": profile.to_dict(), "weights": weights_name(profile.encoder, profile.weights),
+            "overrides": overrides, "packages": package_versions(), "device": device_description(),
+            "data": data_checksums(data_dir), **extra}
+
+
+class Provenance:
+    """The run record, rewritten atomically after every step so a crash keeps what finished.
+
+    `status` says how the run ended: `running` from the start, then `finished`, or `failed` with
+    `failure` (notebook, cell, error line). A later run into the same folder (e.g. one notebook
+    re-executed) keeps the earlier records under `previous_runs`, so the report still shows how
+    every file in the folder was made; an earlier record still `running` belongs to a run that
+    was killed (the folder's writer lock is held, so it is not alive) and is marked failed.
+    """
+
+    def __init__(self, path: Path, record: dict[str, Any]) -> None:
+        self.path = path
+        self.record = {**record, "status": "running"}
+        if path.is_file():
+            earlier = json.loads(path.read_text())
+            previous = earlier.pop("previous_runs", [])
+            earlier.get("data", {}).pop("files", None)
+            if earlier.get("status") == "running":
+                earlier["status"] = "failed"
+                earlier.setdefault("failure", {"notebook": None, "cell": None,
+                                               "error": "the run stopped without recording its end (killed?)"})
+            self.record["previous_runs"] = previous + [earlier]
+        self.write()
+
+    def write(self) -> None:
+        atomic_write_text(self.path, json.dumps(self.record, indent=2, default=str))
+
+    def step(self, name: str, **info: Any) -> None:
+        self.record.setdefault("steps", []).append({"name": name, **info})
+        self.write()
+
+    def finish(self, status: str, started: dt.datetime, failure: dict[str, Any] | None = None) -> None:
+        """Record the end: `finished`, or `failed` with what failed."""
+        now = dt.datetime.now(dt.UTC)
+        self.record.update(status=status, ended=now.isoformat(), duration_s=round((now - started).total_seconds(), 1))
+        if failure is not None:
+            self.record["failure"] = failure
+        self.write()
+
+
+_SESSION: dict[str, Any] = {}
+
+
+def record_session(run_dir: Path, profile: Profile, data_dir: Path, overrides: dict[str, Any]) -> Provenance | None:
+    """Record a notebook kernel that runs without `osteo run` (papermill, nbconvert, JupyterLab).
+
+    The record says `running` until the kernel exits, then `finished`, or `failed` naming the
+    first cell that raised (IPython's post_run_cell event: its execution count and first line); one
+    record per kernel and folder.
+    Outside IPython nothing is recorded (scripts and tests call the package directly).
+    """
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return None
+    shell = get_ipython()
+    if shell is None or _SESSION.get("path") == Path(run_dir) / RECORD_NAME:
+        return _SESSION.get("provenance")
+    started = dt.datetime.now(dt.UTC)
+    prov = Provenance(Path(run_dir) / RECORD_NAME, {
+        "run_id": f"{profile.name}-session-{started:%Y%m%dT%H%M%SZ}", "started": started.isoformat(),
+        "command": "a notebook executed without `osteo run` (papermill, nbconvert or JupyterLab): "
+                   + " ".join(Path(a).name for a in sys.argv[:1]),
+        **run_record(profile, data_dir, overrides), "pid": os.getpid()})
+    t0 = time.time()
+    failure: dict[str, Any] = {}
+
+    def after_cell(result: Any) -> None:
+        if not result.success and not failure:
+            error = result.error_in_exec or result.error_before_exec
+            source = (getattr(result.info, "raw_cell", "") or "").strip().splitlines()
+            failure.update(notebook=None, cell=shell.execution_count, error=f"{type(error).__name__}: {error}",
+                           source=source[0] if source else "")
+            prov.finish("failed", started, dict(failure))
+
+    def at_exit() -> None:
+        prov.step("notebook session", seconds=round(time.time() - t0, 1))
+        prov.finish("failed" if failure else "finished", started, dict(failure) or None)
+
+    shell.events.register("post_run_cell", after_cell)
+    atexit.register(at_exit)
+    _SESSION.update(path=Path(run_dir) / RECORD_NAME, provenance=prov)
+    return prov
+
+
+# ----------------------------------------------------------------------------------------- the page
+def status_text(prov: dict) -> str:
+    """The run's status in words; a failure names the notebook and cell."""
+    status = prov.get("status", "unknown")
+    failure = prov.get("failure") or {}
+    if status == "failed" and failure:
+        where = failure.get("notebook") or "a notebook"
+        status += f" in {where} (cell {failure.get('cell', '?')}): {failure.get('error', '')}".rstrip(": ")
+    return status
+
+
+def summary_table(prov: dict) -> pd.DataFrame:
+    """Run, status, time, commit, command, data and weights as a short two-column table."""
+    from .report import shorten_paths
+
+    git = prov["git"]
+    duration = prov.get("duration_s")
+    rows = {
+        "run": prov["run_id"],
+        "status": status_text(prov),
+        "started": prov["started"],
+        "duration": f"{duration // 60:.0f} min {duration % 60:.0f} s" if duration is not None else "not recorded",
+        "commit": f"{git['commit']} on {git['branch']}" + (" (uncommitted changes)" if git["dirty"] else " (clean)"),
+        "command": shorten_paths(prov["command"]),
+        "data folder": shorten_paths(prov["data"]["data_dir"]),
+        "data matches the shipped checksum registry": "yes" if prov["data"]["matches_registry"] else "no",
+        "pretrained weights": prov.get("weights", "not recorded"),
+    }
+    return pd.DataFrame({"value": rows}).rename_axis("")
+
+
+def device_table(prov: dict) -> pd.DataFrame:
+    device = prov.get("device", {})
+    names = {"platform": "platform", "cpu_count": "CPU cores", "cuda": "CUDA available", "gpu": "GPU"}
+    return pd.DataFrame({"value": {names.get(k, k): str(v) for k, v in device.items()}}).rename_axis("")
+
+
+def parameter_table(prov: dict) -> pd.DataFrame:
+    """Every profile field, with the fields the run changed (`--set`, notebook overrides) marked."""
+    changed = set(prov.get("overrides") or {})
+    return pd.DataFrame([{"parameter": k, "value": ", ".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v),
+                          "changed for this run": "yes" if k in changed else ""}
+                         for k, v in prov["profile"].items()])
+
+
+def checksum_block(prov: dict) -> str:
+    """Every data file's full SHA-256 as HTML, folded in a <details> block (the page stays short)."""
+    files = prov["data"].get("files") or {}
+    rows = "".join(f"<tr><td>{html.escape(name)}</td><td><code>{digest or 'missing'}</code></td></tr>"
+                   for name, digest in files.items())
+    return (f"<details><summary>SHA-256 of all {len(files)} data files (click to open)</summary>"
+            f'<div class="osteo-wide"><table><thead><tr><th>file</th><th>SHA-256</th></tr></thead>'
+            f"<tbody>{rows}</tbody></table></div></details>")
+
+
+def earlier_runs(prov: dict) -> pd.DataFrame:
+    """Earlier runs into the same folder (their files may still be there)."""
+    return pd.DataFrame([{"run": r["run_id"], "status": r.get("status", "unknown"), "commit": r["git"]["commit"][:10],
+                          "dirty": r["git"]["dirty"], "steps": ", ".join(s["name"] for s in r.get("steps", []))}
+                         for r in prov.get("previous_runs", [])])
