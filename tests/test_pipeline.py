@@ -326,7 +326,7 @@ def test_first_page_provenance_and_wide_tables_read_well(book_url: str, page: Pa
     page.goto(f"{book_url}/book/index.html", wait_until="load")
     first = page.inner_text("main")
     page.screenshot(path=SCREENSHOTS / "narrow__index.png", full_page=True)
-    assert "This run's answer." in first and "residual fusion" in first, first[:600]
+    assert "The answer of this run." in first and "residual fusion" in first, first[:600]
     assert "{{" not in first and "filled in by the pipeline" not in first
     assert page.locator(".dropdown-download-buttons").count() == 0, "download menu links to _sources/, not built"
 
