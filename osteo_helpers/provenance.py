@@ -191,7 +191,7 @@ def summary_table(prov: dict) -> pd.DataFrame:
     rows = {
         "run": prov["run_id"],
         "status": status_text(prov),
-        "started": prov["started"],
+        "started": _when(prov["started"]),
         "duration": f"{duration // 60:.0f} min {duration % 60:.0f} s" if duration is not None else "not recorded",
         "commit": f"{git['commit']} on {git['branch']}" + (" (uncommitted changes)" if git["dirty"] else " (clean)"),
         "command": shorten_paths(prov["command"]),
@@ -200,6 +200,27 @@ def summary_table(prov: dict) -> pd.DataFrame:
         "pretrained weights": prov.get("weights", "not recorded"),
     }
     return pd.DataFrame({"value": rows}).rename_axis("")
+
+
+def _when(iso: str) -> str:
+    """An ISO time as a person reads it: 2026-12-04 20:36:52 UTC."""
+    try:
+        return dt.datetime.fromisoformat(iso).strftime("%Y-%m-%d %H:%M:%S UTC")
+    except (TypeError, ValueError):
+        return str(iso)
+
+
+def key_values(table: pd.DataFrame, caption: str) -> Any:
+    """A two-column table (names in the index) styled to wrap long values instead of widening the page."""
+    return (table.style.set_caption(caption).hide(axis="columns")
+            .set_table_attributes('class="osteo-keyvalue"'))
+
+
+def steps_table(prov: dict) -> pd.DataFrame:
+    """Each step of the run with its seconds and the time it finished."""
+    return pd.DataFrame([{"step": s["name"], "seconds": f"{s.get('seconds', float('nan')):.1f}",
+                          "finished": _when(s["finished"]) if s.get("finished") else ""}
+                         for s in prov.get("steps", [])])
 
 
 def device_table(prov: dict) -> pd.DataFrame:
