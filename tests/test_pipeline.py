@@ -334,7 +334,7 @@ def test_first_page_provenance_and_wide_tables_read_well(book_url: str, page: Pa
     status = page.locator("main table").first.inner_text()
     assert "finished" in status and "running" not in status, status
     assert "CPU cores" in page.inner_text("main") and "changed for this run" in page.inner_text("main")
-    page.locator("details summary").first.click()
+    page.locator("summary", has_text="SHA-256 of all").click()
     digest = record["data"]["spreadsheet_sha256"]
     assert page.get_by_text(digest).first.is_visible(), "full checksums are not shown"
     page.screenshot(path=SCREENSHOTS / "narrow__provenance.png", full_page=True)
