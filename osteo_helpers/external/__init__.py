@@ -13,8 +13,8 @@ What lives where:
 """
 
 from .inputs import check_rows, flag_counts
-from .sites import leave_one_site_out, site_counts, site_folds, site_notes, site_results, site_text
+from .sites import leave_one_site_out, site_counts, site_folds, site_notes, site_results, site_table, site_text
 from .validate import Validation, evaluate, published_rows, validate
 
 __all__ = ["Validation", "check_rows", "evaluate", "flag_counts", "leave_one_site_out", "published_rows",
-           "site_counts", "site_folds", "site_notes", "site_results", "site_text", "validate"]
+           "site_counts", "site_folds", "site_notes", "site_results", "site_table", "site_text", "validate"]

@@ -92,8 +92,8 @@ def site_results(oofs: dict[str, pd.DataFrame], n_boot: int, seed: int, groups: 
             avg = evaluation.average_over_repeats(part)
             by_site[site_name] = (avg["y_true"].to_numpy(), avg[evaluation.prob_columns(avg)[1]].to_numpy())
         pooled = evaluation.pooled_auroc(by_site)
-        how = (f"random effects over {pooled['k']} sites (tau2 {pooled['tau2']:.3f}, I2 {pooled['i2']:.0%})"
-               if pooled["k"] >= 2 else f"not pooled: {pooled['k']} site(s) with a logit AUROC and a variance")
+        how = (f"{pooled['k']} sites, tau2 {pooled['tau2']:.3f}, I2 {pooled['i2']:.0%}" if pooled["k"] >= 2
+               else f"not pooled: {pooled['k']} site(s) with a logit AUROC and a variance")
         parts.append(pd.DataFrame([{"model": name, "site": POOLED_RE, "metric": "auroc", "estimate": how,
                                     **{k: pooled[k] for k in ("value", "ci_low", "ci_high")}, **_counts(oof)}]))
         together = evaluation.oof_metrics(oof, n_boot, seed, groups=groups)
@@ -105,6 +105,22 @@ def site_results(oofs: dict[str, pd.DataFrame], n_boot: int, seed: int, groups: 
             parts.append(cv.assign(site=CROSS_VALIDATED, estimate="grouped cross-validation, all sites mixed",
                                    n_low_bmd=np.nan, n_normal=np.nan))
     return pd.concat(parts, ignore_index=True)[SITE_COLUMNS]
+
+
+def site_table(table: pd.DataFrame, labels: dict[str, str] | None = None) -> pd.DataFrame:
+    """The AUROCs as a person reads them: one row per site or pooled estimate, one column per arm
+    (``value [CI]``), with the class counts; never NaN."""
+    from ..report import ci
+
+    part = table[table["metric"] == "auroc"]
+    cells = part.assign(cell=[ci(v, lo, hi) for v, lo, hi in part[["value", "ci_low", "ci_high"]].itertuples(
+        index=False)], model=[(labels or {}).get(m, m) for m in part["model"]])
+    wide = cells.pivot_table(index="site", columns="model", values="cell", aggfunc="first", sort=False)
+    counts = part.drop_duplicates("site").set_index("site")[["n_patients", "n_low_bmd", "n_normal"]]
+    out = counts.join(wide).reset_index()
+    out[["n_low_bmd", "n_normal"]] = out[["n_low_bmd", "n_normal"]].astype("Int64").astype(str).replace("<NA>", "")
+    out.columns.name = None
+    return out.fillna("not defined")
 
 
 def site_counts(y: pd.Series, sites: pd.Series) -> pd.DataFrame:
@@ -142,11 +158,17 @@ def site_text(table: pd.DataFrame, counts: pd.DataFrame, labels: dict[str, str] 
         text = [f"**{label}.** Left-out-site AUROC from {sites['value'].min():.3f} to {sites['value'].max():.3f} "
                 f"over {len(sites)} sites." if len(sites) else f"**{label}.** No site holds both classes."]
         if np.isfinite(pooled["value"]):
-            text.append(f"Random-effects pooled AUROC {ci(pooled['value'], pooled['ci_low'], pooled['ci_high'])} "
-                        f"({pooled['estimate']}); the interval uses t with {len(sites) - 1} degrees of freedom, so "
+            text.append(f"Random-effects pooled AUROC {ci(*pooled[['value', 'ci_low', 'ci_high']])} "
+                        f"({pooled['estimate']}); its interval uses t with {len(sites) - 1} degrees of freedom, so "
                         "with few sites it is wide by design.")
         else:
-            text.append("Fewer than two sites can be pooled, so there is no pooled estimate.")
+            text.append(f"There is no pooled estimate ({pooled['estimate']}).")
+        intercepts = table[(table["model"] == name) & (table["metric"] == "calibration_intercept")
+                           & (table["estimate"] == "left-out site")]["value"]
+        if len(intercepts) > 1:
+            text.append(f"Calibration-in-the-large of the left-out sites ranges from {intercepts.min():+.2f} to "
+                        f"{intercepts.max():+.2f} (0 is calibrated; `osteo validate --recalibrate` refits the "
+                        "intercept on a new cohort).")
         text.append(f"All left-out patients together: {ci(*together[['value', 'ci_low', 'ci_high']])}.")
         cv = part[part["site"] == CROSS_VALIDATED]
         if len(cv):
