@@ -97,10 +97,9 @@ def input_flags(patients: list[Patient], bundle: Bundle) -> pd.DataFrame:
     single |= {name: {"numeric": {}, "categories": {name: seen}} for name, seen in ranges["categories"].items()}
     out = []
     for patient in patients:
-        values = pd.Series(patient.values, dtype=object)
-        for name, one in single.items():
-            out += [(patient.patient_id, name, values.get(name), name in used, reason)
-                    for reason in range_warnings(values, one)]
+        for name, one in single.items():  # range_warnings reads the row with .get: the plain dict is enough
+            out += [(patient.patient_id, name, patient.values.get(name), name in used, reason)
+                    for reason in range_warnings(patient.values, one)]
     return pd.DataFrame(out, columns=FLAG_COLUMNS)
 
 
