@@ -27,6 +27,7 @@ from osteo_helpers.external import (
     site_results,
 )
 from osteo_helpers.external.metrics import per_patient
+from osteo_helpers.patients import CATEGORY_SPELLINGS
 from osteo_helpers.study import Study
 from tests.conftest import BUNDLE_SETTINGS
 
@@ -84,8 +85,9 @@ def test_unseen_inputs_are_scored_flagged_and_counted_bad_rows_refused(synthetic
     edited = rows.copy()
     top = bundle.facts["training_ranges"]["numeric"]["age_years"][1]
     edited.loc[[0, 1], "age_years"] = [top + 5, top + 12]                     # outside the range: scored, flagged
-    edited.loc[2, "occupation_group"] = "health" if "health" not in bundle.facts["training_ranges"]["categories"][
-        "occupation_group"] else "other"                                        # unused input: listed only
+    seen = bundle.facts["training_ranges"]["categories"]["occupation_group"]
+    edited.loc[2, "occupation_group"] = next(g for g in sorted(set(CATEGORY_SPELLINGS["occupation_group"].values()))
+                                             if g not in seen)          # known word, never seen, unused: listed only
     edited.loc[3, "sex"] = "x"                                                  # not a category: refused
     edited.at[4, "image"] = None                                                # no image: refused
     edited.loc[5, "label_binary"] = np.nan                                      # no outcome: refused
@@ -96,6 +98,8 @@ def test_unseen_inputs_are_scored_flagged_and_counted_bad_rows_refused(synthetic
     assert "sex" in refused[ids[3]] and "image: missing" in refused[ids[4]] and "label_binary" in refused[ids[5]]
     counts = flag_counts(result.flags, result.summary["patients"]).set_index("input")
     assert counts.loc["age_years", "n_patients"] == 2 and counts.loc["age_years", "used_by_model"]
+    assert counts.loc["occupation_group", "n_patients"] == 1 and not counts.loc["occupation_group", "used_by_model"]
+    assert counts.loc["occupation_group", "values"] == edited.loc[2, "occupation_group"]
     assert set(result.predictions.loc[result.predictions["outside_training"], "patient_id"]) == set(ids[:2])
     assert result.summary["flagged_patients"] == 2 and result.summary["patients"] == len(rows) - 3
     inside = result.metrics[result.metrics["subset"] == "within_training_range"]
@@ -213,6 +217,15 @@ def test_leave_one_site_out_never_puts_a_site_or_a_person_on_both_sides(rows):
     assert not set(spanning) & set(oof["patient_id"]) and len(oof) == len(used)
     assert (oof["site"].to_numpy() == site_of[oof["patient_id"]].to_numpy()).all()
     assert (oof.groupby("fold")["site"].nunique() == 1).all()
+
+
+def test_validation_per_site_reports_only_what_each_site_defines(synthetic_bundle, rows):
+    result = evaluate(_with_sites(rows), synthetic_bundle.bundle, site="hospital", person="split_group", n_boot=20)
+    metrics = result.metrics[result.metrics["recalibration"] == "none"]
+    by_site = metrics.groupby("site")["metric"].agg(set)
+    assert CONTRACT <= by_site["A"] and CONTRACT <= by_site["B"] and CONTRACT <= by_site["all"]
+    assert by_site["C"] == {"brier", "sensitivity", "mean_predicted"}
+    assert any(n.startswith("Site C holds no normal patient") for n in result.notes)
 
 
 def test_a_site_with_one_class_gets_no_auroc_and_a_sentence(rows):
