@@ -130,45 +130,52 @@ def site_counts(y: pd.Series, sites: pd.Series) -> pd.DataFrame:
     return out.assign(n_normal=out["n_patients"] - out["n_low_bmd"])
 
 
-def site_notes(counts: pd.DataFrame, few: int = FEW) -> list[str]:
-    """Sentences on the sites whose class sizes limit what their metrics can say (from the counts alone)."""
+def _plural(word: str) -> str:
+    return word + ("es" if word.endswith(("s", "sh", "ch", "x")) else "s")
+
+
+def site_notes(counts: pd.DataFrame, few: int = FEW, unit: str = "site") -> list[str]:
+    """Sentences on the sites whose class sizes limit what their metrics can say (from the counts alone);
+    ``unit`` names what a site is (``batch`` for the published cohort)."""
     notes = []
     for row in counts.itertuples(index=False):
         smaller, n_small = min(("normal", row.n_normal), ("low-BMD", row.n_low_bmd), key=lambda c: c[1])
         if n_small == 0:
-            notes.append(f"Site {row.site} holds no {smaller} patient ({row.n_patients} patients): it has no AUROC, "
-                         "AUPRC or calibration slope, and none is reported for it.")
+            notes.append(f"{unit.capitalize()} {row.site} holds no {smaller} patient ({row.n_patients} patients): it "
+                         "has no AUROC, AUPRC or calibration slope, and none is reported for it.")
         elif n_small < few:
-            notes.append(f"Site {row.site} holds only {n_small} {smaller} patient{'s' if n_small > 1 else ''} "
+            notes.append(f"{unit.capitalize()} {row.site} holds only {n_small} {smaller} "
+                         f"patient{'s' if n_small > 1 else ''} "
                          f"(of {row.n_patients}): its AUROC rests on {n_small} patient{'s' if n_small > 1 else ''} "
                          "of that class and its interval is wide; read it as a rough check, not an estimate.")
     return notes
 
 
-def site_text(table: pd.DataFrame, counts: pd.DataFrame, labels: dict[str, str] | None = None) -> str:
-    """What the leave-one-site-out table says, in sentences that follow its numbers."""
+def site_text(table: pd.DataFrame, counts: pd.DataFrame, labels: dict[str, str] | None = None,
+              unit: str = "site") -> str:
+    """What the leave-one-site-out table says, in sentences that follow its numbers (``unit``: see `site_notes`)."""
     from ..report import ci
 
-    lines = site_notes(counts)
+    lines = site_notes(counts, unit=unit)
     for name, part in table[table["metric"] == "auroc"].groupby("model", sort=False):
         label = (labels or {}).get(name, name)
         sites = part[part["estimate"] == "left-out site"]
         pooled = part[part["site"] == POOLED_RE].iloc[0]
         together = part[part["site"] == POOLED_OOF].iloc[0]
-        text = [f"**{label}.** Left-out-site AUROC from {sites['value'].min():.3f} to {sites['value'].max():.3f} "
-                f"over {len(sites)} sites." if len(sites) else f"**{label}.** No site holds both classes."]
+        text = [f"**{label}.** Left-out-{unit} AUROC from {sites['value'].min():.3f} to {sites['value'].max():.3f} "
+                f"over {len(sites)} {_plural(unit)}." if len(sites) else f"**{label}.** No {unit} holds both classes."]
         if np.isfinite(pooled["value"]):
             text.append(f"Random-effects pooled AUROC {ci(*pooled[['value', 'ci_low', 'ci_high']])} "
                         f"({pooled['estimate']}); its interval uses t with {len(sites) - 1} degrees of freedom, so "
-                        "with few sites it is wide by design.")
+                        f"with few {_plural(unit)} it is wide by design.")
         else:
             text.append(f"There is no pooled estimate ({pooled['estimate']}).")
         intercepts = table[(table["model"] == name) & (table["metric"] == "calibration_intercept")
                            & (table["estimate"] == "left-out site")]["value"]
         if len(intercepts) > 1:
-            text.append(f"Calibration-in-the-large of the left-out sites ranges from {intercepts.min():+.2f} to "
-                        f"{intercepts.max():+.2f} (0 is calibrated; `osteo validate --recalibrate` refits the "
-                        "intercept on a new cohort).")
+            text.append(f"Calibration-in-the-large of the left-out {_plural(unit)} ranges from "
+                        f"{intercepts.min():+.2f} to {intercepts.max():+.2f} (0 is calibrated; `osteo validate "
+                        "--recalibrate` refits the intercept on a new cohort).")
         text.append(f"All left-out patients together: {ci(*together[['value', 'ci_low', 'ci_high']])}.")
         cv = part[part["site"] == CROSS_VALIDATED]
         if len(cv):
