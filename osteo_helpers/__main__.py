@@ -1,5 +1,5 @@
 """Command line (`osteo`, the same as `python -m osteo_helpers`): `data check|import`, `run`, `ablation`,
-`train-final`, `predict`, `profiles`.
+`train-final`, `predict`, `validate`, `profiles`.
 
 Errors a user can act on are one line on stderr (`predict`: one line per bad input): exit 2 when
 the command cannot start with the input given (UsageError: an option, a `--set` value, a folder, a
@@ -150,6 +150,49 @@ def _predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _validation_rows(args: argparse.Namespace, bundle, scratch: Path):
+    """The cohort rows `validate` scores, their site and person columns, and a description of the cohort."""
+    if args.cohort:
+        raise UsageError(f"--cohort {args.cohort}: cohort specs are not read by this build yet; give --data-dir "
+                         "for the published dataset")
+    from .external import published_rows
+
+    data_root = resolve_data_dir(args.data_dir)
+    return (published_rows(bundle, data_root, scratch), "batch", "split_group",
+            f"the published dataset in {data_root} (sites: acquisition batches)")
+
+
+def _validate(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from .bundle import Bundle
+    from .external import validate
+    from .external.validate import check_target
+
+    if args.n_boot is not None and args.n_boot < 1:
+        raise UsageError(f"--n-boot: {args.n_boot} is not allowed (must be >= 1)")
+    data_root = None
+    if not args.cohort:
+        from .data import check_layout
+
+        data_root = resolve_data_dir(args.data_dir)
+        check_layout(data_root)
+    target = check_target(args.out, data_root)
+    bundle = Bundle.load(args.model)
+    with tempfile.TemporaryDirectory(prefix="osteo-validate-") as scratch:
+        rows, site, person, cohort = _validation_rows(args, bundle, Path(scratch))
+        result = validate(rows, bundle, target, site=site, person=person, recalibrate=args.recalibrate,
+                          n_boot=args.n_boot, cohort=cohort)
+    headline = result.metrics[(result.metrics["site"] == "all") & (result.metrics["subset"] == "all")]
+    shown = headline.pivot_table(index=["model", "recalibration"], columns="metric", values="value", sort=False)
+    columns = ["auroc", "brier", "calibration_intercept", "calibration_slope", "sensitivity", "specificity"]
+    print(text_table([{"model": m, "recalibration": r, **{c: f"{row[c]:.3f}" for c in columns}}
+                      for (m, r), row in shown.iterrows()]))
+    print(f"scored {result.summary['patients']} patients, refused {result.summary['refused_patients']}; "
+          f"report: {target / 'report.html'}")
+    return 0
+
+
 def text_table(rows: list[dict[str, str]]) -> str:
     """Rows as left-aligned columns, the header first: a table a person reads in a terminal."""
     columns = list(rows[0])
@@ -238,6 +281,33 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     pred.set_defaults(func=_predict)
 
 
+def _add_validate(sub: argparse._SubParsersAction) -> None:
+    val = sub.add_parser(
+        "validate", help="validate a saved model bundle on a cohort (external validation)",
+        description="Score every patient of a cohort with a bundle made by train-final and measure its fusion "
+                    "(p_low_bmd) and clinical model (p_low_bmd_clinical): AUROC and AUPRC, Brier and scaled Brier, "
+                    "calibration intercept and slope, sensitivity and specificity at the saved thresholds, with "
+                    "group-bootstrap CIs, on all patients and per site. Rows the bundle cannot score (missing image, "
+                    "missing age or sex, impossible values, no outcome) are refused and listed; inputs outside the "
+                    "training range or never seen in training are scored, flagged and counted. Writes --out "
+                    "atomically: metrics.csv, predictions.csv, refused.csv, unseen_inputs.csv, input_flags.csv, "
+                    "reliability.csv, decision_curve.csv, recalibration.csv, figures/, report.html, validation.json.")
+    val.add_argument("--model", required=True, metavar="DIR", help="a bundle folder made by `osteo train-final`")
+    source = val.add_mutually_exclusive_group()
+    source.add_argument("--cohort", default=None, metavar="SPEC", help="a cohort spec (TOML)")
+    source.add_argument("--data-dir", default=None, metavar="DIR",
+                        help="the published dataset (default: $OSTEO_DATA_DIR, then data/raw, then "
+                             "../shared/data/knee-osteoporosis); sites are its acquisition batches")
+    val.add_argument("--out", required=True, metavar="DIR",
+                     help="folder for the tables, figures and report.html (new, empty, or an earlier validation)")
+    val.add_argument("--recalibrate", action="store_true",
+                     help="also refit each model's intercept, and its intercept and slope, on this cohort (logistic "
+                          "recalibration, cross-fitted) and report both beside the original")
+    val.add_argument("--n-boot", type=int, default=None, metavar="N",
+                     help="bootstrap resamples of the CIs (default: the bundle's profile)")
+    val.set_defaults(func=_validate)
+
+
 def _prog() -> str:
     return "osteo" if Path(sys.argv[0]).name == "osteo" else "python -m osteo_helpers"
 
@@ -310,6 +380,8 @@ def build_parser() -> argparse.ArgumentParser:
     final.set_defaults(func=_train_final)
 
     _add_predict(sub)
+
+    _add_validate(sub)
 
     profiles = sub.add_parser("profiles", help="list the profiles and their fields",
                               description="Every profile field, its value in each profile and what it accepts.")

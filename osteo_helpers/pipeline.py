@@ -36,6 +36,7 @@ NOTEBOOKS: tuple[str, ...] = (
     "notebooks/05_ablation.ipynb",
     "notebooks/06_explainability.ipynb",
     "notebooks/07_image_biomarkers.ipynb",
+    "notebooks/08_site_validation.ipynb",
     "book/results_summary.ipynb",
     "book/provenance.ipynb",
 )

@@ -172,6 +172,30 @@ def forest(results: pd.DataFrame, metric: str = "auroc", title: str = "", refere
     return fig
 
 
+def grouped_forest(table: pd.DataFrame, row: str, hue: str, metric: str = "auroc", title: str = "",
+                   reference: float | None = 0.5, labels: dict[str, str] | None = None) -> plt.Figure:
+    """Estimates with CIs: one line per value of ``row`` (e.g. a site, then pooled estimates), one marker
+    per value of ``hue`` (e.g. a model) on each line, in the order the table gives them."""
+    part = table[table["metric"] == metric]
+    rows, hues = list(dict.fromkeys(part[row])), list(dict.fromkeys(part[hue]))
+    fig, ax = plt.subplots(figsize=(7, 0.45 * len(rows) * max(1, len(hues) / 2) + 1.4))
+    offsets = (np.arange(len(hues)) - (len(hues) - 1) / 2) * min(0.25, 0.8 / max(1, len(hues)))
+    for j, name in enumerate(hues):
+        sub = part[part[hue] == name].drop_duplicates(row).set_index(row)
+        y = np.array([len(rows) - 1 - rows.index(r) for r in sub.index]) + offsets[j]
+        low = (sub["value"] - sub["ci_low"]).clip(lower=0).fillna(0)
+        high = (sub["ci_high"] - sub["value"]).clip(lower=0).fillna(0)
+        ax.errorbar(sub["value"], y, xerr=[low, high], fmt="o", color=f"C{j}", capsize=3, markersize=4,
+                    label=(labels or {}).get(name, name))
+    ax.set_yticks(np.arange(len(rows))[::-1], rows)
+    if reference is not None:
+        ax.axvline(reference, color="r", ls=":", lw=1)
+    ax.set(xlabel=f"{metric} (95% CI)", title=title)
+    ax.legend(fontsize=7, loc="lower left")
+    fig.tight_layout()
+    return fig
+
+
 def permutation_null(null: pd.DataFrame, observed: dict[str, float], labels: dict[str, str] | None = None,
                      title: str = "") -> plt.Figure:
     """One histogram per arm of its AUROC under label permutations, with the observed AUROC marked."""

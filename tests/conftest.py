@@ -263,6 +263,45 @@ def synth():
                                  write_spreadsheet=write_spreadsheet, patient_ids=patient_ids)
 
 
+# ----------------------------------------------------------------------------- one saved model bundle
+#: the synthetic cohort and settings of the bundle every scoring test shares (30 patients, 32 px, smoke)
+BUNDLE_COUNTS = {"normal": 10, "osteopenia": 10, "osteoporosis": 10}
+BUNDLE_SETTINGS = {"image_size": "32", "num_threads": "1", "batch_size": "8"}
+
+
+@dataclass
+class SyntheticBundle:
+    bundle: Any  # osteo_helpers.bundle.Bundle, as fitted in memory
+    folder: Path
+    dataset: SyntheticDataset
+    cache: Path  # the image cache it was fitted with (set CACHE_ENV_VAR to it to read the same rows)
+
+
+@pytest.fixture(scope="session")
+def synthetic_bundle(tmp_path_factory: pytest.TempPathFactory) -> SyntheticBundle:
+    """`train-final` (smoke, `BUNDLE_SETTINGS`) on a synthetic cohort, once per session (4 s): the bundle
+    of the bundle, predict and validate tests."""
+    from osteo_helpers.bundle import train_final
+
+    cache = tmp_path_factory.mktemp("bundle-cache")
+    dataset = make_dataset(tmp_path_factory.mktemp("bundle-data") / "knee-osteoporosis", counts=BUNDLE_COUNTS, seed=4)
+    folder = tmp_path_factory.mktemp("bundles") / "model"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(config.CACHE_ENV_VAR, str(cache))
+        mp.setenv("TQDM_DISABLE", "1")
+        bundle = train_final("smoke", folder, dataset.root, BUNDLE_SETTINGS, progress=False)
+    return SyntheticBundle(bundle, folder, dataset, cache)
+
+
+@pytest.fixture(scope="module")
+def bundle_env(synthetic_bundle: SyntheticBundle):
+    """For a module: the shared bundle's image cache and no progress bars."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(config.CACHE_ENV_VAR, str(synthetic_bundle.cache))
+        mp.setenv("TQDM_DISABLE", "1")
+        yield mp
+
+
 # ----------------------------------------------------------------------------- pytest-playwright
 # Debian's Chromium (scripts/ensure_chromium.sh installs it): Playwright cannot download its own browsers
 # here, so every browser fixture of pytest-playwright (`browser`, `context`, `page`) launches this one.

@@ -24,32 +24,27 @@ from osteo_helpers.model_card import calibration_facts, model_card, run_evidence
 from osteo_helpers.patients import batch_patients
 from osteo_helpers.study import Study
 from osteo_helpers.tabular import INPUT_FEATURES
+from tests.conftest import BUNDLE_SETTINGS as SETTINGS  # the shared bundle's settings
 
-COUNTS = {"normal": 10, "osteopenia": 10, "osteoporosis": 10}
-SETTINGS = {"image_size": "32", "num_threads": "1", "batch_size": "8"}
 OUTPUT_COLUMNS = ["patient_id", "p_low_bmd", "p_low_bmd_clinical", "p_normal", "p_osteopenia", "p_osteoporosis",
                   "t_score_mean", "t_score_low", "t_score_high", "screen_positive", "warnings"]
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory):
-    """A private image cache and no progress bars for the module."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv(config.CACHE_ENV_VAR, str(tmp_path_factory.mktemp("cache")))
-        mp.setenv("TQDM_DISABLE", "1")
-        yield mp
+def env(bundle_env):
+    """The shared bundle's image cache and no progress bars for the module."""
+    return bundle_env
 
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory, synth):
-    return synth.make_dataset(tmp_path_factory.mktemp("bundle-data") / "knee-osteoporosis", counts=COUNTS, seed=4)
+def dataset(synthetic_bundle):
+    return synthetic_bundle.dataset
 
 
 @pytest.fixture(scope="module")
-def fitted(tmp_path_factory, dataset, env):
-    """(the bundle as fitted in memory, its folder)."""
-    out = tmp_path_factory.mktemp("bundles") / "model"
-    return train_final("smoke", out, dataset.root, SETTINGS, progress=False), out
+def fitted(synthetic_bundle, env):
+    """(the bundle as fitted in memory, its folder): the session's shared bundle (conftest)."""
+    return synthetic_bundle.bundle, synthetic_bundle.folder
 
 
 def _sets() -> list[str]:

@@ -8,10 +8,12 @@ What lives where (everything public is re-exported here, so ``evaluation.X`` wor
   (``bootstrap_indices``) and percentile intervals.
 - ``bootstrap``: metric tables with CIs (``bootstrap_metrics``, ``bootstrap_confusion``,
   ``regression_metrics``) and their OOF-table front ends (``oof_metrics``, ``operating_point``).
-- ``calibration``: Brier score, calibration intercept/slope, reliability and decision curves.
+- ``calibration``: Brier score (and scaled Brier), calibration intercept/slope, logistic
+  recalibration, reliability and decision curves.
 - ``comparisons``: paired bootstrap difference, DeLong, Holm, p-value formatting, the
   verdict sentence and the likelihood-ratio test of "does a score add to age".
 - ``power``: the smallest AUROC gain the cohort can detect.
+- ``pooling``: random-effects pooling of per-site AUROCs (leave-one-site-out validation).
 - ``permutation``: p-values against a label-permutation null.
 - ``tables``: many arms at once: the results table, paired comparisons with Holm's
   adjustment over a declared family, T-score regression metrics.
@@ -31,8 +33,11 @@ from .calibration import (
     decision_curve,
     decision_curve_figure,
     net_benefit,
+    recalibrate,
+    recalibration,
     reliability_curve,
     reliability_figure,
+    scaled_brier,
 )
 from .comparisons import (
     chi_square_p,
@@ -55,6 +60,7 @@ from .metrics import (
     threshold_for_sensitivity,
 )
 from .permutation import permutation_p_value, permutation_summary
+from .pooling import pooled_auroc, random_effects
 from .power import auroc_difference_sd, auroc_power, detectable_auroc_gain, detectable_gain_summary
 from .resampling import bootstrap_indices, percentile_ci
 from .tables import RESULT_COLUMNS, aligned, paired_comparisons, score_arms, tscore_regression, with_holm
@@ -99,10 +105,15 @@ __all__ = [
     "percentile_ci",
     "permutation_p_value",
     "permutation_summary",
+    "pooled_auroc",
+    "random_effects",
     "prob_columns",
     "regression_metrics",
+    "recalibrate",
+    "recalibration",
     "reliability_curve",
     "reliability_figure",
+    "scaled_brier",
     "threshold_for_sensitivity",
     "verdict",
 ]

@@ -1,5 +1,5 @@
-"""Calibration and clinical usefulness: Brier score, calibration intercept and slope,
-reliability curves and decision curves, with bootstrap CIs.
+"""Calibration and clinical usefulness: Brier score (and scaled), calibration intercept and slope,
+logistic recalibration, reliability curves and decision curves, with bootstrap CIs.
 
 Binary scores are the probability of the positive class. With three classes the
 screening question is "low BMD or not", so intercept, slope, reliability and net benefit
@@ -41,8 +41,11 @@ __all__ = [
     "decision_curve",
     "decision_curve_figure",
     "net_benefit",
+    "recalibrate",
+    "recalibration",
     "reliability_curve",
     "reliability_figure",
+    "scaled_brier",
 ]
 
 P_CLIP = 1e-6
@@ -198,6 +201,71 @@ def calibration_metrics(
     batches = bootstrap_indices(y, n_boot, seed, groups, cells_per_row=p.size)
     boot = collect(_calibration_table(y[idx], p[idx]) for idx in batches)
     return ci_frame(point, boot, ci)
+
+
+def _scaled_brier(y: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """(B,) 1 - Brier / Brier of the resample's prevalence (binary): 0 = no better than the prevalence."""
+    prevalence = y.mean(axis=1)
+    reference = prevalence * (1 - prevalence)
+    out = np.full(len(y), np.nan)
+    np.divide(_brier(y, p), reference, out=out, where=reference > 0)
+    return 1 - out
+
+
+def scaled_brier(
+    y_true: ArrayLike,
+    p_pos: ArrayLike,
+    n_boot: int = 1000,
+    seed: int = 0,
+    ci: float = 0.95,
+    groups: ArrayLike | None = None,
+) -> pd.DataFrame:
+    """Scaled Brier score (Brier skill against the prevalence model) with a stratified (group) bootstrap CI.
+
+    1 - Brier / (prevalence * (1 - prevalence)): 1 is perfect, 0 is what always predicting the
+    cohort's prevalence achieves, negative is worse than that. It compares cohorts of different
+    prevalence, which the Brier score alone does not. Same columns as `calibration_metrics`.
+    """
+    y, p = _as_calibration_input(y_true, p_pos)
+    if p.ndim != 1:
+        raise ValueError("scaled_brier takes the probability of the positive class (1-D)")
+    point = float(_scaled_brier(y[None], p[None])[0])
+    batches = bootstrap_indices(y, n_boot, seed, groups, cells_per_row=p.size)
+    boot = np.concatenate([_scaled_brier(y[idx], p[idx]) for idx in batches])
+    return ci_frame({"scaled_brier": point}, {"scaled_brier": boot}, ci)
+
+
+# --------------------------------------------------------------------------
+# Recalibration
+# --------------------------------------------------------------------------
+
+
+def recalibration(y_true: ArrayLike, p_pos: ArrayLike, method: str = "logistic") -> tuple[float, float]:
+    """Intercept a and slope b of the logistic recalibration logit(p') = a + b logit(p), by maximum likelihood.
+
+    ``intercept`` refits a alone (b = 1: the event rate of a new population); ``logistic`` refits both
+    (also the spread of the predictions). The model itself is untouched. Perfectly calibrated
+    scores give a = 0, b = 1. ValueError when the fit does not converge (separation).
+    """
+    if method not in ("intercept", "logistic"):
+        raise ValueError(f"method must be 'intercept' or 'logistic', got {method!r}")
+    y, p = _as_calibration_input(y_true, p_pos)
+    if p.ndim != 1:
+        raise ValueError("recalibration takes the probability of the positive class (1-D)")
+    lp = _logit(p)[None]
+    if method == "intercept":
+        a, b = float(_fit_intercept(y[None], lp)[0]), 1.0
+    else:
+        design = np.stack([np.ones_like(lp), lp], axis=2)
+        a, b = (float(v) for v in _logistic_fit(y[None], design, np.zeros_like(lp), np.array([0.0, 1.0]))[0])
+    if not (np.isfinite(a) and np.isfinite(b)):
+        raise ValueError("the recalibration model does not converge (the classes are separated)")
+    return a, b
+
+
+def recalibrate(p_pos: ArrayLike, intercept: float, slope: float) -> np.ndarray:
+    """The probabilities after logistic recalibration: expit(intercept + slope * logit(p))."""
+    return special.expit(intercept + slope * _logit(np.asarray(p_pos, dtype=float)))
 
 
 # --------------------------------------------------------------------------

@@ -1,0 +1,20 @@
+"""External validation of a saved model, and validation across sites.
+
+What lives where:
+
+- ``inputs``: which cohort rows a bundle scores, which it refuses, which inputs it never saw (the rule).
+- ``metrics``: per model, recalibration and site: discrimination, calibration, scaled Brier, the
+  saved operating point; cross-fitted logistic recalibration; several images of a patient pooled.
+- ``report``: the figures and the self-contained HTML page.
+- ``validate``: `evaluate` (rows + bundle -> numbers), `validate` (-> one folder, written atomically),
+  `published_rows` (the published dataset as such rows).
+- ``sites``: leave-one-site-out cross-validation, its per-site and pooled AUROCs, and the sentences
+  about sites whose class sizes limit what they can show.
+"""
+
+from .inputs import check_rows, flag_counts
+from .sites import leave_one_site_out, site_counts, site_folds, site_notes, site_results, site_table, site_text
+from .validate import Validation, evaluate, published_rows, validate
+
+__all__ = ["Validation", "check_rows", "evaluate", "flag_counts", "leave_one_site_out", "published_rows",
+           "site_counts", "site_folds", "site_notes", "site_results", "site_table", "site_text", "validate"]

@@ -1,0 +1,183 @@
+"""External validation of a saved bundle: score every patient of a cohort, measure, write one folder.
+
+The core (`evaluate`, `validate`) takes cohort rows and a loaded `Bundle` and knows nothing of
+where the rows came from: one row per image with ``patient_id``, the clinical inputs by their tidy
+names (``tabular.INPUT_FEATURES``), ``label_binary`` (the truth), optionally ``t_score``, a site
+column and a person column (named by the caller), and ``image`` (letterboxed at the bundle's size).
+`published_rows` gives those rows for the published dataset (sites: its acquisition batches).
+
+The folder is built beside its target and renamed into place, so it is never half-written:
+``metrics.csv`` (every number; the contract: ``auroc``, ``brier``, ``calibration_intercept``,
+``calibration_slope``, per site where there are sites), ``predictions.csv``, ``refused.csv``,
+``input_flags.csv``, ``unseen_inputs.csv``, ``reliability.csv``, ``decision_curve.csv``,
+``recalibration.csv``, ``figures/*.png``, ``report.html`` and ``validation.json``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .. import __version__
+from ..bundle import Bundle, _swap_in
+from ..config import UsageError
+from ..fileio import atomic_to_csv, atomic_write_text
+from ..patients import BadInputError
+from .inputs import OUTCOME, check_rows, flag_counts
+from .metrics import MODELS, curves, per_patient, validation_metrics, versions
+from .report import figures, html_page
+from .sites import site_counts, site_notes
+
+FACTS_NAME = "validation.json"
+
+
+@dataclass
+class Validation:
+    """Everything a validation found; `write` puts it in a folder."""
+
+    predictions: pd.DataFrame
+    metrics: pd.DataFrame
+    coefficients: pd.DataFrame
+    reliability: pd.DataFrame
+    decision: pd.DataFrame
+    flags: pd.DataFrame
+    refused: pd.DataFrame
+    scores: dict[tuple[str, str], np.ndarray]
+    summary: dict[str, Any]
+    notes: list[str] = field(default_factory=list)
+
+
+def _scored_rows(bundle: Bundle, checked: Any, site: str | None, person: str | None) -> pd.DataFrame:
+    """The bundle's outputs per scored row with the truth, site, person and the flag on used inputs."""
+    table = bundle.score(checked.patients)
+    rows = checked.rows
+    table.insert(1, "y_true", rows[OUTCOME].astype(int).to_numpy())
+    if "t_score" in rows:
+        table.insert(2, "t_score", rows["t_score"].to_numpy())
+    table["site"] = rows[site].astype(str).to_numpy() if site else "all"
+    groups = rows[person] if person else pd.Series(np.nan, index=rows.index)
+    table["group"] = groups.where(groups.notna(), rows["patient_id"]).astype(str).to_numpy()
+    flagged = set(checked.flags.loc[checked.flags["used_by_model"].astype(bool), "patient_id"])
+    table["outside_training"] = table["patient_id"].isin(flagged)
+    return table
+
+
+def evaluate(rows: pd.DataFrame, bundle: Bundle, *, site: str | None = None, person: str | None = None,
+             recalibrate: bool = False, n_boot: int | None = None, seed: int | None = None,
+             cohort: str = "cohort rows") -> Validation:
+    """Score the rows with the bundle and measure both of its models (see `metrics`); nothing is written.
+
+    ``site``, ``person``: the columns holding each row's site and person (bootstrap groups), or None.
+    ``n_boot``, ``seed``: default to the bundle's profile. BadInputError when no row can be scored,
+    UsageError when the scored patients hold one class only.
+    """
+    profile = bundle.facts["profile"]
+    n_boot = int(profile["n_boot"] if n_boot is None else n_boot)
+    seed = int(profile["seed"] if seed is None else seed)
+    for name, column in (("site", site), ("person", person)):
+        if column is not None and column not in rows:
+            raise UsageError(f"{name} column {column!r} is not in the cohort rows")
+    checked = check_rows(rows, bundle, site)
+    if not checked.patients:
+        raise BadInputError(checked.refused["problem"].tolist() or ["the cohort holds no rows"])
+    scored = _scored_rows(bundle, checked, site, person)
+    patients = per_patient(scored)
+    thresholds = {"fusion": bundle.threshold, "clinical": float(bundle.facts["arms"]["clinical"]["threshold"])}
+    patients["screen_positive"] = patients[MODELS["fusion"]] >= thresholds["fusion"]
+    patients["clinical_positive"] = patients[MODELS["clinical"]] >= thresholds["clinical"]
+    n_low = int(patients["y_true"].sum())
+    if n_low in (0, len(patients)):
+        raise UsageError(f"{cohort}: every scored patient is {'low BMD' if n_low else 'normal'}; validation needs "
+                         "patients of both classes")
+    try:
+        scores, coefficients = versions(patients, recalibrate, seed)
+    except ValueError as exc:
+        raise UsageError(f"--recalibrate: {exc}") from exc
+    for (model, recal), p in scores.items():
+        if recal != "none":
+            patients[f"{MODELS[model]}_recalibrated_{recal}"] = p
+    metrics = validation_metrics(patients, scores, thresholds, site, n_boot, seed)
+    reliability, decision = curves(patients, scores, n_boot, seed)
+    notes = site_notes(site_counts(patients["y_true"], patients["site"])) if site else []
+    refused_patients = checked.refused["patient_id"].nunique()
+    if refused_patients:
+        notes.insert(0, f"{refused_patients} patient(s) refused and not scored (refused.csv lists every problem).")
+    facts = bundle.facts
+    summary = {
+        "bundle": str(bundle.path), "profile": profile["name"], "created": facts.get("created", "?"),
+        "commit": facts.get("git", {}).get("commit", "?"), "threshold": thresholds["fusion"],
+        "thresholds": thresholds, "cohort": cohort, "rows": len(rows), "patients": len(patients),
+        "n_low_bmd": n_low, "n_normal": len(patients) - n_low, "refused_patients": int(refused_patients),
+        "flagged_patients": int(patients["outside_training"].sum()), "site_column": site, "person_column": person,
+        "resampled": f"persons ({person})" if person else "patients", "n_boot": n_boot, "seed": seed,
+        "recalibrate": recalibrate, "osteo_helpers": __version__,
+        "validated": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    }
+    return Validation(patients, metrics, coefficients, reliability, decision, checked.flags, checked.refused, scores,
+                      summary, notes)
+
+
+def write(result: Validation, folder: Path) -> None:
+    """Every table, figure and the HTML page of a validation, into an empty folder."""
+    (folder / "figures").mkdir(parents=True, exist_ok=True)
+    counts = flag_counts(result.flags, result.summary["patients"])
+    tables = {"metrics": result.metrics, "predictions": result.predictions, "refused": result.refused,
+              "input_flags": result.flags, "unseen_inputs": counts, "reliability": result.reliability,
+              "decision_curve": result.decision, "recalibration": result.coefficients}
+    for name, table in tables.items():
+        atomic_to_csv(table, folder / f"{name}.csv")
+    summary = result.summary
+    stamp = f"validation of {Path(summary['bundle']).name} · profile {summary['profile']}"
+    paths = figures(folder / "figures", result.reliability, result.decision, result.metrics, stamp)
+    atomic_write_text(folder / "report.html", html_page(summary, result.metrics, result.coefficients, counts,
+                                                        result.refused, result.notes, paths))
+    atomic_write_text(folder / FACTS_NAME, json.dumps(summary, indent=2, default=str))
+
+
+def check_target(out: str | os.PathLike, data_dir: str | os.PathLike | None = None) -> Path:
+    """The output folder, refused before any work: inside the data, a file, or a folder of other things."""
+    from ..runfolder import check_output_folder
+
+    target = check_output_folder(out, "--out", data_dir)
+    if target.is_dir() and any(target.iterdir()) and not (target / FACTS_NAME).is_file():
+        raise UsageError(f"--out {target}: holds files but no validation; choose an empty or new folder")
+    return target
+
+
+def validate(rows: pd.DataFrame, bundle: Bundle, out: str | os.PathLike, **options: Any) -> Validation:
+    """`evaluate` the rows and write the folder ``out`` (replacing an earlier validation there) atomically,
+    holding the folder's writer lock. ``options``: those of `evaluate`."""
+    from ..runfolder import exclusive
+
+    target = check_target(out)
+    result = evaluate(rows, bundle, **options)
+    with exclusive(target.parent, lock_name=f".{target.name}.osteo-writer.lock"):
+        built = target.with_name(f".{target.name}.building-{os.getpid()}")
+        shutil.rmtree(built, ignore_errors=True)
+        try:
+            write(result, built)
+            _swap_in(built, target)
+        finally:
+            shutil.rmtree(built, ignore_errors=True)
+    return result
+
+
+def published_rows(bundle: Bundle, data_dir: str | os.PathLike | None, scratch: Path) -> pd.DataFrame:
+    """Rows of the published dataset for `validate`: every spreadsheet patient (one without an image has
+    ``image`` None and is refused), images letterboxed at the bundle's size; site column ``batch``,
+    person column ``split_group``. ``scratch``: a folder for the study's manifest, deleted by the caller."""
+    from ..data import modelling_table
+    from ..study import Study
+
+    study = Study.open(bundle.facts["profile"]["name"], scratch, data_dir, image_size=bundle.image_size)
+    images = dict(zip(study.cohort["patient_id"], study.images(bundle.image_size, progress=False), strict=True))
+    everyone = modelling_table(study.manifest.assign(has_image=True), study.clinical)
+    return everyone.assign(image=[images.get(pid) for pid in everyone["patient_id"]])
