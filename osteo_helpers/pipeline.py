@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 from . import progress
 from .config import PROJECT_ROOT, Profile, RunPaths, changed_fields, get_profile, resolve_data_dir, run_folder
 from .data import check_layout, read_registry, sha256_file
+from .executor import current as current_executor
 from .fileio import atomic_write_text
 from .runfolder import check_output_folder, exclusive
 
@@ -306,6 +307,7 @@ def run(profile: str = "fast", run_dir: str | os.PathLike | None = None, data_di
             "run_id": run_id, "started": started.isoformat(), "git": git_state(), "profile": prof.to_dict(),
             "weights": weights_name(prof.encoder, prof.weights),
             "overrides": overrides, "packages": package_versions(), "device": device_description(),
+            "executor": current_executor().describe(),
             "data": data_checksums(data_root), "command": lock.owner["command"], "pid": lock.owner["pid"],
             "host": lock.owner["host"], "replaced_stale_lock": lock.replaced,
         })
