@@ -141,9 +141,10 @@ class FoldTrainer:
             raise ValueError(f"unknown loss {loss!r}; choose one of {LOSSES}")
         self.epochs, self.patience, self.batch_size = epochs, patience, batch_size
         self.lr, self.weight_decay, self.penalty = lr, weight_decay, penalty
-        self.loss, self.class_weight = loss, class_weight
+        self.loss = loss
         self.mean, self.std = normalisation
         self.device = device or pick_device()
+        self.class_weight = None if class_weight is None else class_weight.to(self.device)
         self.augment = BatchAugment() if augment else None
         self.on_epoch = on_epoch
         self.cuda = self.device.type == "cuda"
@@ -163,8 +164,8 @@ class FoldTrainer:
             return None
         x = data.images[idx].float().div_(255).sub_(self.mean).div_(self.std)
         if train and self.augment is not None:
-            flip = torch.rand(len(idx), generator=gen) < 0.5
-            x = torch.where(flip.view(-1, 1, 1, 1).to(x.device, non_blocking=True), x.flip(-1), x)
+            flip = torch.rand(len(idx), generator=gen, device=gen.device) < 0.5
+            x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
             x = self.augment(x)
         return x.contiguous(memory_format=torch.channels_last) if self.cuda else x
 
@@ -180,16 +181,14 @@ class FoldTrainer:
     def _data_loss(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         if self.loss == "gaussian":
             return gaussian_nll(out, y.float())
-        weight = None if self.class_weight is None else self.class_weight.to(out.device)
-        return nn.functional.cross_entropy(out, y.long(), weight=weight)
+        return nn.functional.cross_entropy(out, y.long(), weight=self.class_weight)
 
     def _batches(self, n: int, gen: torch.Generator | None, shuffle: bool, size: int | None = None
                  ) -> list[torch.Tensor]:
         """Index batches on the trainer's device: the order is drawn on the CPU (the seeded generator)
         and uploaded once, so a GPU step never waits for an index."""
         size = size or self.batch_size
-        order = torch.randperm(n, generator=gen) if shuffle else torch.arange(n)
-        order = order.to(self.device, non_blocking=True)
+        order = torch.randperm(n, generator=gen).to(self.device) if shuffle else torch.arange(n, device=self.device)
         cuts = list(range(0, n, size))
         if shuffle and len(cuts) > 1 and n - cuts[-1] < 2:  # BatchNorm cannot train on a batch of one
             cuts.pop()
@@ -214,7 +213,10 @@ class FoldTrainer:
         """Train until the validation loss stops improving; return the best state (epoch 0 included)
         and the history. Without ``val``, train exactly ``epochs`` epochs and keep the last state."""
         seed_everything(seed)
-        gen = torch.Generator().manual_seed(seed)
+        gen = torch.Generator().manual_seed(seed)  # the batch order: drawn on the CPU, uploaded once an epoch
+        # the flips: on the CPU the same generator (so CPU numbers never change); on a GPU drawn there,
+        # so a step never waits for a host-to-device copy
+        flips = torch.Generator(self.device).manual_seed(seed) if self.cuda else gen
         model = self._prepare(model)
         fit = fit.to(self.device)
         val = None if val is None else val.to(self.device)
@@ -228,7 +230,7 @@ class FoldTrainer:
             total, n = torch.zeros((), dtype=torch.float64, device=self.device), 0
             for idx in self._batches(len(fit), gen, shuffle=True):
                 opt.zero_grad(set_to_none=True)
-                out = self._forward(model, fit, idx, train=True, gen=gen)
+                out = self._forward(model, fit, idx, train=True, gen=flips)
                 loss = self._data_loss(out, fit.targets[idx])
                 if self.penalty and hasattr(model, "penalty"):
                     loss = loss + self.penalty * model.penalty()
