@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from osteo_helpers import arms
+from osteo_helpers import arms, executor
 from osteo_helpers.study import Study
 
 ARMS = ("tabular", "image", "fusion_concat", "fusion", "fusion_tscore")
@@ -32,9 +32,7 @@ ARMS = ("tabular", "image", "fusion_concat", "fusion", "fusion_tscore")
 def outputs(workers: int | None) -> dict[str, pd.DataFrame]:
     """OOF tables and histories of every network arm, trained from an empty fold cache."""
     if workers:
-        import os
-
-        os.environ["OSTEO_EXECUTOR"] = f"workers:{workers}"
+        executor.configure(executor.LocalWorkers(workers))
     study = Study.open("smoke", tempfile.mkdtemp(prefix="osteo-identity-"))
     rows, folds = study.rows(), study.folds()
     out = {}

@@ -13,10 +13,10 @@ assembles the tables in the plan's order, whatever order the fits finished in.
   where the cluster has GPUs. The package travels with the job (Ray's ``py_modules``), so every
   node runs this code. Ray is optional: ``pip install -e ".[ray]"``.
 
-When a fit fails, the fits not yet started are cancelled, those running finish (and are
-yielded, so they are saved), then the first error is raised. A local worker that dies breaks
-its pool: the fits it took down are retrained by the next run. Ray retries a fit whose worker
-died once.
+When a fit fails, the fits not yet started are cancelled (on Ray, running ones too), the local
+workers' running fits finish and are yielded (so they are saved), then the first error is
+raised. A local worker that dies breaks its pool: the fits it took down are retrained by the
+next run. Ray retries a fit whose worker died once.
 
 The command line's ``--workers`` / ``--ray`` reach notebook kernels and worker processes through
 ``$OSTEO_EXECUTOR`` (`configure` sets it; `current` reads it).
@@ -28,6 +28,7 @@ import importlib.util
 import json
 import multiprocessing
 import os
+import signal
 import socket
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
@@ -88,11 +89,11 @@ def _drain(futures: dict[Any, int], done: Iterator[Any], outcome: Callable[[Any]
            cancel: Callable[[], None], broken: type[BaseException] | tuple = ()) -> Iterator[tuple[int, Any]]:
     """Yield every finished task's result; after the first failure cancel what has not started, keep
     yielding what finishes, then raise that failure (a broken pool or cluster as ExecutorError)."""
-    error: BaseException | None = None
+    error: Exception | None = None
     for handle in done:
         try:
             result = outcome(handle)
-        except BaseException as exc:  # noqa: BLE001 - re-raised below, after the finished fits are yielded
+        except Exception as exc:  # re-raised below, once the fits still running have finished and been yielded
             if error is None:
                 error = exc
                 cancel()
@@ -121,6 +122,7 @@ def _init_worker(counter: Any, workers: int, gpus: int) -> None:
     with counter.get_lock():
         index = counter.value
         counter.value += 1
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C (or a kernel's interrupt) is the parent's to handle
     os.environ["TQDM_DISABLE"] = "1"
     os.environ[THREADS_ENV] = str(max(1, available_cores() // workers))
     if gpus:
@@ -167,15 +169,27 @@ class LocalWorkers(Executor):
             except ExecutorError:
                 self.close()  # a broken pool takes no more work; the next run makes a fresh one
                 raise
+            except BaseException:  # Ctrl-C, or the caller stopped reading: what still runs would be lost anyway
+                self.close(terminate=True)
+                raise
             finally:
                 cancel()
 
         return results()
 
-    def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            self._pool = None
+    def close(self, terminate: bool = False) -> None:
+        """Shut the pool down; ``terminate`` also stops the fits still running."""
+        if self._pool is None:
+            return
+        pool, self._pool = self._pool, None
+        if terminate:  # the standard library has no public way before Python 3.14 (terminate_workers)
+            stop = getattr(pool, "terminate_workers", None)
+            if stop is not None:
+                stop()
+            else:
+                for process in list((getattr(pool, "_processes", None) or {}).values()):
+                    process.terminate()
+        pool.shutdown(wait=False, cancel_futures=True)
 
     def spec(self) -> dict[str, Any]:
         return {"kind": "workers", "workers": self.workers}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import time
 from pathlib import Path
 
@@ -58,6 +59,10 @@ def _tables(cohort, profile, cache: Path, ex: executor.Executor) -> dict[str, pd
                                   executor=ex)
 
 
+def _ignores_ctrl_c(task, shared) -> bool:
+    return signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+
+
 def test_two_local_workers_give_the_in_process_tables(cohort, profile, tmp_path, monkeypatch):
     here = _tables(cohort, profile, tmp_path / "here", executor.InProcess())
     events = tmp_path / "progress.jsonl"
@@ -65,6 +70,7 @@ def test_two_local_workers_give_the_in_process_tables(cohort, profile, tmp_path,
     workers = executor.LocalWorkers(2)
     try:
         there = _tables(cohort, profile, tmp_path / "workers", workers)
+        assert list(workers.map(_ignores_ctrl_c, [None], None)) == [(0, True)]  # the parent handles Ctrl-C
     finally:
         workers.close()
     for name in ARMS:
