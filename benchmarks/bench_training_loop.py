@@ -28,22 +28,31 @@ from osteo_helpers.training import FoldTrainer, NetInputs, pick_device
 
 def plain_loop(model: nn.Module, data: NetInputs, epochs: int, batch_size: int, lr: float, mean: float, std: float,
                device: torch.device) -> float:
-    opt = torch.optim.AdamW(model.parameters(), lr=lr)
-    model.to(device).train()
+    """The minimal loop, timed: the data uploaded once, then shuffle, normalise, step; on a GPU in bf16
+    autocast with channels-last memory and fused AdamW (what a hand-written fast loop does)."""
+    cuda = device.type == "cuda"
+    model = model.to(device).train()
+    if cuda:
+        model = model.to(memory_format=torch.channels_last)
+    data = data.to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, **({"fused": True} if cuda else {}))
     gen = torch.Generator().manual_seed(0)
-    amp = device.type == "cuda"
+    if cuda:
+        torch.cuda.synchronize()
     start = time.perf_counter()
     for _ in range(epochs):
-        for idx in torch.randperm(len(data), generator=gen).split(batch_size):
+        for idx in torch.randperm(len(data), generator=gen).to(device).split(batch_size):
             if len(idx) < 2:
                 continue
-            image = (data.images[idx].to(device).float() / 255 - mean) / std
+            image = (data.images[idx].float() / 255 - mean) / std
+            if cuda:
+                image = image.contiguous(memory_format=torch.channels_last)
             opt.zero_grad(set_to_none=True)
-            with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp):
-                out = model(image, data.tabular[idx].to(device))
-            nn.functional.cross_entropy(out.float(), data.targets[idx].to(device)).backward()
+            with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=cuda):
+                out = model(image, None if data.tabular is None else data.tabular[idx])
+            nn.functional.cross_entropy(out.float(), data.targets[idx]).backward()
             opt.step()
-    if device.type == "cuda":
+    if cuda:
         torch.cuda.synchronize()
     return time.perf_counter() - start
 

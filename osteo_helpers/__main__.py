@@ -30,12 +30,16 @@ def _parse_overrides(items: list[str]) -> dict[str, str]:
 
 
 def _checked_overrides(args: argparse.Namespace) -> dict[str, str]:
-    """The `--set` values, after the profile accepted them (UsageError otherwise, before any work)."""
+    """The `--set` values, after the profile accepted them, and the executor of `--workers` / `--ray`
+    (UsageError otherwise, before any work); the executor then runs every fit of the command."""
     overrides = _parse_overrides(args.set)
     profile = get_profile(args.profile, **overrides)
     from .models import require_weights
 
     require_weights(profile.encoder, profile.weights)
+    from . import executor
+
+    executor.configure(executor.from_options(args.workers, args.ray, args.fits_per_gpu))
     return overrides
 
 
@@ -223,6 +227,17 @@ def _add_profile_options(parser: argparse.ArgumentParser, default: str | None = 
                              "../shared/data/knee-osteoporosis)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override one profile field (repeatable), e.g. --set epochs=10; checked before any work")
+    where = parser.add_argument_group("where the fits run (the results are the same; default: one after another, "
+                                      "in this process)")
+    where.add_argument("--workers", type=int, default=None, metavar="N",
+                       help="N local worker processes train fits side by side, sharing the machine's GPUs (several "
+                            "fits on one GPU, each with its share of its memory) and CPU cores")
+    where.add_argument("--ray", default=None, metavar="ADDRESS",
+                       help="each fit a task on a Ray cluster: auto (the cluster of $RAY_ADDRESS, else a Ray instance "
+                            "started on this machine) or the head's HOST:PORT; needs the extra: "
+                            "pip install -e \".[ray]\"")
+    where.add_argument("--fits-per-gpu", type=int, default=None, metavar="K",
+                       help="with --ray: each fit takes 1/K of a GPU (default 4)")
 
 
 def _clinical_help(name: str) -> str:
@@ -392,12 +407,13 @@ def build_parser() -> argparse.ArgumentParser:
 def exit_status(exc: BaseException) -> int | None:
     """2: the command cannot start with this input; 1: the data or a run failed; None: a bug (traceback)."""
     from .data import DataValidationError
+    from .executor import ExecutorError
     from .models import WeightsUnavailableError
     from .pipeline import PipelineError
 
     if isinstance(exc, (UsageError, DataNotFoundError, WeightsUnavailableError)):
         return 2
-    if isinstance(exc, (DataValidationError, PipelineError, FileNotFoundError, FileExistsError)):
+    if isinstance(exc, (DataValidationError, PipelineError, ExecutorError, FileNotFoundError, FileExistsError)):
         return 1
     return None
 

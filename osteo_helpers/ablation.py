@@ -22,7 +22,7 @@ import pandas as pd
 from joblib import Parallel, delayed
 
 from . import evaluation, progress
-from .arms import cross_validate, run_arm, split_arm_name
+from .arms import cross_validate, run_arm, run_arms_together, split_arm_name
 from .config import Profile
 from .fileio import atomic_to_csv
 from .tasks import get_task
@@ -89,9 +89,10 @@ def run_arms(rows: pd.DataFrame, folds: pd.DataFrame, task: str, names: tuple[st
 
     Only the declared arms choose a screening threshold (a cross-fit inside every fold): theirs are
     the operating points the report shows; the biomarker arms are read by their probabilities.
+    The fits of all the arms run together, by the executor of the run (`executor.current`).
     """
-    return {name: run_arm(name, rows, folds, task, profile=profile, cache=cache, progress_bar=progress_bar,
-                          screening=name in DECLARED_ORDER) for name in names}
+    return run_arms_together(names, rows, folds, task, screening=DECLARED_ORDER, profile=profile, cache=cache,
+                             progress_bar=progress_bar)
 
 
 def tscore_predictions(rows: pd.DataFrame, folds: pd.DataFrame, names: tuple[str, ...], profile: Profile,
@@ -197,8 +198,7 @@ def run_ablation(profile_name: str, task: str, out: Path, data_dir: str | None =
     if permute_labels == 1:
         y = np.random.default_rng([p.seed, 1]).permutation(get_task(task).labels(rows))
         classifiers = [n for n in names if not split_arm_name(n)[1]]
-        oofs = {n: cross_validate(n, rows, folds, task, profile=p, y=y, tag="_perm1", cache=study.paths.models)
-                for n in classifiers}
+        oofs = run_arms_together(classifiers, rows, folds, task, profile=p, y=y, tag="_perm1", cache=study.paths.models)
     else:
         oofs = run_arms(rows, folds, task, names, p, study.paths.models)
     (out / "oof").mkdir(parents=True, exist_ok=True)

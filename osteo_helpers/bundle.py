@@ -177,15 +177,24 @@ class Bundle:
         patient = Patient("self-check", {n: values.get(n) for n in INPUT_FEATURES}, self_check_image(self.image_size))
         return as_rows([patient])
 
+    def _self_check_output(self, values: dict[str, Any]) -> pd.Series:
+        """The self-check's outputs, always computed on the CPU in float32: a GPU's reduced precision
+        (bf16, TF32) would move them by more than the tolerance between the machine that saved the
+        bundle and the one that loads it. Patients are scored on the accelerator."""
+        from .training import use_device
+
+        with use_device("cpu"):
+            return self.predict(self._self_check_rows(values)).iloc[0]
+
     def make_self_check(self, values: dict[str, Any]) -> dict[str, Any]:
-        out = self.predict(self._self_check_rows(values)).iloc[0]
+        out = self._self_check_output(values)
         return {"input": values, "image": "self_check_image(image_size)",
                 "output": {k: float(out[k]) for k in PREDICTION_COLUMNS if k != "screen_positive"}}
 
     def verify(self) -> None:
         """Re-score the self-check input; UsageError if any output moved (other code or a damaged file)."""
         check = self.facts["self_check"]
-        now = self.predict(self._self_check_rows(check["input"])).iloc[0]
+        now = self._self_check_output(check["input"])
         moved = {k: (v, float(now[k])) for k, v in check["output"].items()
                  if not abs(float(now[k]) - v) <= SELF_CHECK_TOLERANCE}
         if moved:
@@ -250,17 +259,21 @@ class Bundle:
 
 
 def fit_arms(rows: pd.DataFrame, profile: Profile, progress: bool = True) -> dict[str, Any]:
-    """The bundle's arms fitted on every row, each with its screening threshold."""
+    """The bundle's arms fitted on every row, each with its screening threshold: independent fits,
+    run side by side by the executor (`executor.current`) when it has workers."""
     from .arms import make_arm
+    from .arms.driver import Fit, execute_fits
 
-    fitted = {}
+    rows = rows.reset_index(drop=True)
+    fits = []
     for name, task in BUNDLE_ARMS.items():
         arm = make_arm(name, "binary", profile=profile, target_sensitivity=profile.target_sensitivity,
                        random_state=profile.seed)
         if "progress" in arm.get_params():
             arm.set_params(progress=progress)
-        fitted[name] = arm.fit(rows, TASKS[task].labels(rows))
-    return fitted
+        fits.append(Fit(arm, np.arange(len(rows)), TASKS[task].labels(rows), np.arange(0),
+                        {"arm": name, "task": task}, keep_arm=True))
+    return {name: result.arm for name, result in zip(BUNDLE_ARMS, execute_fits(fits, rows), strict=True)}
 
 
 def data_facts(study: Any) -> dict[str, Any]:

@@ -205,7 +205,9 @@ class Profile:
     #: threshold (each inner network trains for the epochs the fold's early stopping chose)
     network_threshold_folds: int = 5
     seed: int = 42
-    num_threads: int = 2
+    #: torch threads of one fit; none: every core this process may use, shared among the fits run side
+    #: by side (`training.fit_threads`). A number keeps CPU results the same on every machine.
+    num_threads: int | None = 2
     gbm_estimators: int = 200
     explain_patients: int = 6
     shap_background: int = 50
@@ -262,7 +264,7 @@ PROFILES: dict[str, Profile] = {
     "full": Profile(
         name="full", image_size=448, encoder="densenet121", weights="imagenet", epochs=40,
         patience=8, batch_size=16, lr=1e-4, n_folds=5, n_repeats=3, n_boot=2000,
-        roi_size=224, roi_epochs=30, network_permutations=10,
+        roi_size=224, roi_epochs=30, network_permutations=10, num_threads=None,
     ),
 }
 

@@ -2,7 +2,7 @@
 
 A notebook executed by papermill runs in its own kernel, whose output the user does not see.
 The pipeline therefore sets ``OSTEO_PROGRESS_FILE``; the package appends one JSON line per
-event (arm started, fold finished, epoch finished, note) and the pipeline follows the file
+event (arm planned, fit finished, epoch finished, note) and the pipeline follows the file
 and prints what is happening. Without the variable (a notebook run on its own, the `ablation`
 command, a script) the same events are printed as plain lines where they happen: tqdm bars are
 drawn only on a terminal (`config.show_progress`), so an executed notebook or a log file holds a
@@ -66,32 +66,30 @@ def _duration(seconds: float) -> str:
 
 
 class Printer:
-    """Turns events into lines a person can follow: the arm, fold and epoch being trained, and an
-    estimate of the time left for that arm (from the folds finished so far)."""
+    """Turns events into lines a person can follow: the fits finished of all those a step trains
+    (counted wherever they ran: here, in local workers or on a cluster), with an estimate of the
+    time left from the pace so far, and the epoch being trained (live terminals)."""
 
     def __init__(self, write=print, live: bool = False) -> None:
         self.write, self.live = write, live
         self.context = ""
-        self.arm: dict[str, Any] = {}
 
     def __call__(self, event: dict[str, Any]) -> None:
         kind = event.get("event")
         prefix = f"  [{self.context}] " if self.context else "  "
-        if kind == "arm":
-            self.arm = {**event, "trained": 0}
-        elif kind == "fold":
-            # a line per fold only where folds take time (networks); quick arms get their "done" line only
-            self.arm["trained"] = self.arm.get("trained", 0) + 1
-            done, trained = event["fold"] - 1, self.arm["trained"]
-            per_fold = event.get("elapsed", 0.0) / max(trained - 1, 1)
-            if trained > 1 and per_fold >= 1.0:
-                self.write(f"{prefix}{event['arm']} ({event['task']}): training fold {event['fold']}/"
-                           f"{event['folds']}, about {_duration(per_fold * (event['folds'] - done))} left for this arm")
+        if kind == "fit_done":
+            # a line per fit only where fits take time (networks); quick arms get the summary line only
+            done, total = event["done"], event["total"]
+            per_fit = event.get("elapsed", 0.0) / max(done, 1)
+            if done < total and per_fit >= 1.0:
+                where = f"seed {event['seed']} fold {event['fold']}" if "fold" in event else "all rows"
+                self.write(f"{prefix}{done}/{total} fits done (last: {event['arm']} ({event['task']}), {where}), "
+                           f"about {_duration(per_fit * (total - done))} left")
+        elif kind == "fits_done" and event.get("seconds", 0.0) >= 1.0:
+            self.write(f"{prefix}{event['total']} fits done in {_duration(event['seconds'])} ({event['executor']})")
         elif kind == "epoch" and self.live:
             self.write(f"{prefix}{event['arm']} ({event['task']}): epoch {event['epoch']}/{event['epochs']}, "
                        f"validation loss {event['val_loss']:.3f}", end="\r")
-        elif kind == "arm_done" and self.arm.get("trained"):
-            self.write(f"{prefix}{event['arm']} ({event['task']}): done in {_duration(event['seconds'])}")
         elif kind == "note":
             self.write(f"{prefix}{event['message']}")
 

@@ -79,11 +79,12 @@ def data_checksums(data_dir: Path) -> dict[str, Any]:
 
 def run_record(profile: Profile, data_dir: Path, overrides: dict[str, Any], **extra: Any) -> dict[str, Any]:
     """The facts every record holds: code, settings, packages, device and data."""
+    from .executor import current as current_executor
     from .models import weights_name
 
     return {"git": git_state(), "profile": profile.to_dict(), "weights": weights_name(profile.encoder, profile.weights),
             "overrides": overrides, "packages": package_versions(), "device": device_description(),
-            "data": data_checksums(data_dir), **extra}
+            "executor": current_executor().describe(), "data": data_checksums(data_dir), **extra}
 
 
 class Provenance:

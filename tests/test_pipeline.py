@@ -287,20 +287,20 @@ def test_a_notebook_run_by_papermill_records_its_provenance(tmp_path: Path, synt
 
 
 def test_progress_is_plain_lines_outside_a_terminal(capsys: pytest.CaptureFixture[str], monkeypatch) -> None:
-    """No redrawn bars in a notebook or a log: fold lines with the time left, and a line every few seconds."""
+    """No redrawn bars in a notebook or a log: a line per fit with the time left, and a line every few seconds."""
     from osteo_helpers import progress
     from osteo_helpers.config import show_progress
 
     monkeypatch.delenv(progress.PROGRESS_ENV, raising=False)
     assert not show_progress()  # pytest's stderr is not a terminal
-    progress.report("arm", arm="image", task="binary", folds=3)
-    for fold in (1, 2, 3):
-        progress.report("fold", arm="image", task="binary", fold=fold, folds=3, elapsed=10.0 * (fold - 1))
-    progress.report("arm_done", arm="image", task="binary", seconds=30.0)
+    for done in (1, 2, 3):
+        progress.report("fit_done", arm="image", task="binary", seed=42, fold=done - 1, done=done, total=3,
+                        elapsed=10.0 * done)
+    progress.report("fits_done", total=3, seconds=30.0, executor="in-process")
     assert list(progress.track(range(3), "images", every=0.0)) == [0, 1, 2]
     out = capsys.readouterr().out
-    assert "image (binary): training fold 3/3, about 10s left for this arm" in out
-    assert "image (binary): done in 30s" in out
+    assert "2/3 fits done (last: image (binary), seed 42 fold 1), about 10s left" in out
+    assert "3 fits done in 30s (in-process)" in out
     assert "images: 1 of 3, about" in out and "\r" not in out
 
 

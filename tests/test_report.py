@@ -88,23 +88,25 @@ def test_paths_of_the_machine_never_reach_the_page():
     assert text == "run --out outputs/fast --data-dir …/knee-osteo"
 
 
-def test_progress_lines_name_arm_fold_and_time_left(tmp_path, monkeypatch):
+def test_progress_lines_count_finished_fits_and_time_left(tmp_path, monkeypatch):
     path = tmp_path / "progress.jsonl"
     monkeypatch.setenv(progress.PROGRESS_ENV, str(path))
-    progress.report("arm", arm="fusion", task="binary", tag="", folds=10)
-    progress.report("fold", arm="fusion", task="binary", fold=1, folds=10, elapsed=0.0)
-    progress.report("fold", arm="fusion", task="binary", fold=3, folds=10, elapsed=20.0)
+    progress.report("arm", arm="fusion", task="binary", tag="", folds=10, reused=0)
+    progress.report("fit_done", arm="fusion", task="binary", seed=1, fold=0, done=1, total=10, elapsed=0.5)
+    progress.report("fit_done", arm="fusion", task="binary", seed=1, fold=4, done=2, total=10, elapsed=40.0)
     with open(path, "a") as fh:
         fh.write('{"event": "note", "mess')  # a line still being written is left for the next read
     events, offset = progress.read_events(path)
-    assert [e["event"] for e in events] == ["arm", "fold", "fold"] and offset < path.stat().st_size
+    assert [e["event"] for e in events] == ["arm", "fit_done", "fit_done"] and offset < path.stat().st_size
     lines = []
     printer = progress.Printer(write=lambda text, **_: lines.append(text))
     for event in events:
         printer(event)
-    assert len(lines) == 1  # the first fold says nothing yet: its speed is unknown
-    assert "fusion (binary): training fold 3/10, about 2m40s left" in lines[0]  # 20 s for one fold, 8 to go
-    printer({"event": "fold", "arm": "age", "task": "binary", "fold": 2, "folds": 10, "elapsed": 0.1})
-    printer({"event": "arm_done", "arm": "age", "task": "binary", "seconds": 0.4})
-    assert lines[1:] == ["  age (binary): done in 0s"]
+    assert len(lines) == 1  # the first fit says nothing: half a second per fit is not worth a line
+    assert "2/10 fits done (last: fusion (binary), seed 1 fold 4), about 2m40s left" in lines[0]  # 20 s a fit
+    printer({"event": "fit_done", "arm": "age", "task": "binary", "seed": 1, "fold": 2, "done": 2, "total": 10,
+             "elapsed": 0.1})
+    printer({"event": "fits_done", "total": 10, "seconds": 0.4, "executor": "in-process"})
+    printer({"event": "fits_done", "total": 10, "seconds": 95.0, "executor": "2 local workers"})
+    assert lines[1:] == ["  10 fits done in 1m35s (2 local workers)"]
     assert json.loads(path.read_text().splitlines()[0])["arm"] == "fusion"

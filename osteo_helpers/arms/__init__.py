@@ -6,14 +6,15 @@
   1-NN on pixels and the image-biomarker regressions.
 - `networks`: the image network, the concatenation fusion and the residual arms.
 - `roi`: the ROI networks on per-knee tiles.
-- `driver`: cross-validation over the shared folds, the fold cache, the OOF format.
+- `driver`: cross-validation over the shared folds (plan the fits, execute them, assemble the
+  tables), the fold cache, the OOF format.
 
 Adding an arm is one class with ``@register("name")`` in one of these modules.
 """
 
 from . import classical, networks, roi  # noqa: F401  (registers the arms)
 from .base import ARM_REGISTRY, Arm, known_arms, make_arm, register, split_arm_name
-from .driver import cross_validate, load_fold_arms, load_histories, run_arm, task_view
+from .driver import cross_validate, load_fold_arms, load_histories, run_arm, run_arms_together, task_view
 
 __all__ = ["ARM_REGISTRY", "Arm", "cross_validate", "known_arms", "load_fold_arms", "load_histories", "make_arm",
-           "register", "run_arm", "split_arm_name", "task_view"]
+           "register", "run_arm", "run_arms_together", "split_arm_name", "task_view"]

@@ -33,6 +33,9 @@ class Arm(BaseEstimator):
     cache_folds: bool = True
     #: whether the arm can model a continuous target (regression tasks)
     supports_regression: bool = False
+    #: whether a fit takes seconds or more (networks): the executor runs those side by side, in workers or
+    #: on a cluster; quick fits stay in the calling process, where shipping the rows would cost more
+    heavy: bool = False
 
     task: str
     target_sensitivity: float | None

@@ -32,7 +32,7 @@ from ..images import normalisation
 from ..models import ResidualNet, build_encoder, build_model
 from ..splits import inner_split
 from ..tabular import CLINICAL_FEATURES, INPUT_FEATURES, make_preprocessor, preprocessor_for, to_model_frame
-from ..training import FoldTrainer, NetInputs, balanced_class_weights, seed_everything
+from ..training import FoldTrainer, NetInputs, balanced_class_weights, fit_threads, pick_device, seed_everything
 from .base import Arm, register
 from .classical import LinearGaussian
 
@@ -50,6 +50,7 @@ class NetworkArm(Arm):
     """
 
     supports_regression = True
+    heavy = True
     #: which network: "image", "fusion_concat", "tabular" or "fusion"
     net = "image"
 
@@ -166,7 +167,7 @@ class NetworkArm(Arm):
         p = self.profile
         if p is None:
             raise ValueError("a network arm needs a profile")
-        torch.set_num_threads(p.num_threads)
+        torch.set_num_threads(fit_threads(p.num_threads))
         self.preprocessor_ = self._make_preprocessor()
         if self.preprocessor_ is not None:
             self.preprocessor_.fit(to_model_frame(rows, INPUT_FEATURES))
@@ -195,9 +196,10 @@ class NetworkArm(Arm):
         self.normalisation_ = normalisation(p.weights, p.encoder)
 
     def _predict_raw(self, rows: pd.DataFrame) -> np.ndarray:
+        """Predictions on the accelerator when there is one (the fitted network stays on the CPU)."""
         p = self.profile
         trainer = FoldTrainer(epochs=1, patience=1, batch_size=max(p.batch_size, 64), lr=p.lr, weight_decay=0,
-                              augment=False, normalisation=self.normalisation_, device=torch.device("cpu"))
+                              augment=False, normalisation=self.normalisation_, device=pick_device())
         out = trainer.predict(self.model_, self._inputs(rows))
         if self.task_.is_regression:
             mean = self.target_mean_ + self.target_sd_ * out[:, 0]

@@ -28,6 +28,7 @@ def expand_knees(rows: pd.DataFrame, y: np.ndarray | None = None) -> tuple[pd.Da
 
 class _RoiArm(Arm):
     inner = ImageArm
+    heavy = True
 
     def __init__(self, task: str = "binary", *, profile: Profile | None = None,
                  target_sensitivity: float | None = None, random_state: int = 0, progress: bool = True,

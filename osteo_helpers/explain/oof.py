@@ -19,6 +19,7 @@ from torch import nn
 
 from ..images import normalisation
 from ..tabular import to_model_frame
+from ..training import pick_device
 from .cam import compute_cams
 from .tabular import (
     group_shap,
@@ -48,9 +49,16 @@ class FoldModel:
     test_ids: list[str]
 
 
-def fold_models(fitted_arms: Sequence[Any]) -> list[FoldModel]:
-    """FoldModels from the fitted network arms of `arms.load_fold_arms`."""
-    return [FoldModel(a.seed_, a.fold_, a.model_.eval(), a.preprocessor_, list(a.test_ids_)) for a in fitted_arms]
+def fold_models(fitted_arms: Sequence[Any], device: str | torch.device | None = None) -> list[FoldModel]:
+    """FoldModels from the fitted network arms of `arms.load_fold_arms`, their networks on ``device``
+    (default: the accelerator when there is one), where every explanation then runs."""
+    where = pick_device(device)
+    return [FoldModel(a.seed_, a.fold_, a.model_.to(where).eval(), a.preprocessor_, list(a.test_ids_))
+            for a in fitted_arms]
+
+
+def _device(fm: FoldModel) -> torch.device:
+    return next(fm.model.parameters()).device
 
 
 def _fold_rows(cohort: pd.DataFrame, fm: FoldModel) -> np.ndarray:
@@ -131,17 +139,17 @@ def oof_permutation_importance(fold_models: Sequence[FoldModel], cohort: pd.Data
     with torch.no_grad():
         for k, (fm, rows) in enumerate(fold_rows):
             if fm.model.mode == "fusion":
-                embeddings[k] = fm.model.image_encoder(model_inputs(images[rows], weights))
+                embeddings[k] = fm.model.image_encoder(model_inputs(images[rows], weights).to(_device(fm)))
 
     def score(X: np.ndarray) -> float:
         frame = pd.DataFrame(X, columns=X_raw.columns).astype(X_raw.dtypes.to_dict())
         prob = np.empty(len(cohort))
         for k, (fm, rows) in enumerate(fold_rows):
-            tab = torch.from_numpy(fm.preprocessor.transform(frame.iloc[rows]).astype(np.float32))
+            tab = torch.from_numpy(fm.preprocessor.transform(frame.iloc[rows]).astype(np.float32)).to(_device(fm))
             with torch.no_grad():
                 parts = ([embeddings[k]] if k in embeddings else []) + [fm.model.tabular_encoder(tab)]
                 out = fm.model.head(torch.cat(parts, dim=1))
-            prob[rows] = torch.softmax(out, 1)[:, 1].numpy()
+            prob[rows] = torch.softmax(out, 1)[:, 1].cpu().numpy()
         return binary_point_metrics(y, prob)["auroc"]
 
     return permutation_importance_grouped(score, X_raw.to_numpy(dtype=object), list(X_raw.columns),
