@@ -22,6 +22,7 @@ from joblib import Parallel, delayed
 
 from . import evaluation, progress
 from .arms import cross_validate, run_arm, split_arm_name
+from .arms.persons import split_groups
 from .config import Profile
 from .fileio import atomic_to_csv
 from .tasks import get_task
@@ -65,7 +66,7 @@ def arm_label(name: str) -> str:
 
 def groups_of(rows: pd.DataFrame) -> pd.Series:
     """patient_id -> split group (one person, one group): what every bootstrap resamples."""
-    return rows.set_index("patient_id")["split_group"]
+    return split_groups(rows)
 
 
 def singleton_patients(rows: pd.DataFrame) -> set[str]:
@@ -177,7 +178,7 @@ def permutation_pvalues(null: pd.DataFrame, results: pd.DataFrame) -> pd.DataFra
 
 
 def run_ablation(profile_name: str, task: str, out: Path, data_dir: str | None = None, permute_labels: int = 0,
-                 overrides: dict[str, Any] | None = None, biomarkers: bool = False) -> Path:
+                 overrides: dict[str, Any] | None = None, biomarkers: bool = False, cohort: str | None = None) -> Path:
     """The command-line ablation: every declared arm on the shared folds; writes ``out/results.csv``,
     ``comparisons.csv``, ``oof/<arm>.csv`` and, with ``permute_labels`` > 1, ``permutation_null.csv``.
 
@@ -187,7 +188,7 @@ def run_ablation(profile_name: str, task: str, out: Path, data_dir: str | None =
     from .study import Study
 
     out = Path(out)
-    study = Study.open(profile_name, out, data_dir, **(overrides or {}))
+    study = Study.open(profile_name, out, data_dir, cohort=cohort, **(overrides or {}))
     p = study.profile
     rows = study.rows(biomarkers=biomarkers)
     folds = study.folds()

@@ -25,8 +25,8 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from . import progress
-from .config import PROJECT_ROOT, Profile, RunPaths, changed_fields, get_profile, resolve_data_dir, run_folder
-from .data import check_layout, read_registry, sha256_file
+from .config import PROJECT_ROOT, Profile, RunPaths, changed_fields, get_profile, run_folder
+from .data import Cohort, load_spec, published_spec_path, read_registry, sha256_file
 from .fileio import atomic_write_text
 from .runfolder import check_output_folder, exclusive
 
@@ -90,16 +90,21 @@ def device_description() -> dict[str, Any]:
     return info
 
 
-def data_checksums(data_dir: Path) -> dict[str, Any]:
-    """SHA-256 of every dataset file, and whether it matches the shipped registry."""
+def data_checksums(data_dir: Path, cohort: Cohort | None = None) -> dict[str, Any]:
+    """SHA-256 of every file of the cohort (the published dataset: every file of its registry), and
+    whether they match the shipped registry."""
     registry = read_registry()
+    spec = cohort.spec if cohort is not None else load_spec()
+    published = Path(spec.source) == published_spec_path()
+    rels = list(registry["path"]) if published else [spec.table_file,
+                                                     *sorted(cohort.manifest()["image_path"].dropna())]
     files = {}
-    for rel in registry["path"]:
+    for rel in rels:
         path = data_dir / rel
         files[rel] = sha256_file(path) if path.is_file() else None
-    matches = all(files[r.path] == r.sha256 for r in registry.itertuples())
-    return {"data_dir": str(data_dir), "matches_registry": matches,
-            "spreadsheet_sha256": files.get("patient details.xlsx"), "files": files}
+    matches = published and all(files[r.path] == r.sha256 for r in registry.itertuples())
+    return {"data_dir": str(data_dir), "cohort": spec.name, "cohort_spec": spec.source, "matches_registry": matches,
+            "spreadsheet_sha256": files.get(spec.table_file), "files": files}
 
 
 class Provenance:
@@ -282,7 +287,7 @@ def build_book(run_dir: Path, executed: dict[str, Path], profile: Profile | None
 
 def run(profile: str = "fast", run_dir: str | os.PathLike | None = None, data_dir: str | os.PathLike | None = None,
         overrides: dict[str, Any] | None = None, notebooks: tuple[str, ...] | None = None,
-        build: bool = True) -> Path:
+        build: bool = True, cohort: str | os.PathLike | None = None) -> Path:
     """Execute the notebooks in order and build the report; returns the HTML folder (or run folder).
 
     Settings, the data folder and the run folder are checked before anything is written; the run
@@ -293,8 +298,9 @@ def run(profile: str = "fast", run_dir: str | os.PathLike | None = None, data_di
 
     overrides = overrides or {}
     prof = get_profile(profile, **overrides)
-    data_root = resolve_data_dir(data_dir)
-    check_layout(data_root)
+    dataset = Cohort.open(cohort, data_dir)  # the spec, the folder and its layout, checked before any work
+    dataset.manifest()  # every table value and image header: a bad one is one line before any notebook runs
+    data_root = dataset.root
     root = check_output_folder(run_folder(run_dir, prof, announce=True), "run folder", data_root)
     with exclusive(root) as lock:
         paths = RunPaths(root)
@@ -306,14 +312,15 @@ def run(profile: str = "fast", run_dir: str | os.PathLike | None = None, data_di
             "run_id": run_id, "started": started.isoformat(), "git": git_state(), "profile": prof.to_dict(),
             "weights": weights_name(prof.encoder, prof.weights),
             "overrides": overrides, "packages": package_versions(), "device": device_description(),
-            "data": data_checksums(data_root), "command": lock.owner["command"], "pid": lock.owner["pid"],
+            "data": data_checksums(data_root, dataset), "command": lock.owner["command"], "pid": lock.owner["pid"],
             "host": lock.owner["host"], "replaced_stale_lock": lock.replaced,
         })
         selected = notebooks or tuple(nb for nb in NOTEBOOKS if (PROJECT_ROOT / nb).is_file())
         live = sys.stderr.isatty()  # a bar and epoch lines on a terminal; plain lines in a log
         printer = progress.Printer(write=tqdm.write, live=live)
         follower = Follower(paths.root / PROGRESS_FILE, printer)
-        params = {"profile": profile, "run_dir": str(paths.root), "data_dir": str(data_root), "overrides": overrides}
+        params = {"profile": profile, "run_dir": str(paths.root), "data_dir": str(data_root),
+                  "cohort": dataset.spec.source, "overrides": overrides}
         executed: dict[str, Path] = {}
         current = None
         try:

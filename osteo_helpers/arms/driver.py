@@ -35,14 +35,15 @@ from ..splits import iter_folds
 from ..tabular import INPUT_FEATURES
 from ..tasks import WHO_TASKS, collapse_to_binary, get_task
 from .base import Arm, make_arm, split_arm_name
+from .persons import per_person, person_labels
 
 #: profile fields that cannot change a fold's numbers (reporting, explanation, task lists)
 NON_TRAINING_FIELDS = ("name", "n_boot", "explain_patients", "shap_background", "shap_samples", "tasks",
                        "n_permutations", "network_permutations")
 #: package modules whose source decides how a fold is trained and its threshold chosen (the code
 #: version in fingerprints)
-TRAINING_MODULES = ("arms", "models.py", "training.py", "images.py", "tabular.py", "tasks.py", "splits.py",
-                    "biomarkers", "evaluation/metrics.py")
+TRAINING_MODULES = ("arms", "models.py", "training.py", "images.py", "image_readers.py", "tabular.py", "tasks.py",
+                    "splits.py", "biomarkers", "evaluation/metrics.py")
 
 
 class FoldCacheError(ValueError):
@@ -238,7 +239,7 @@ def cross_validate(name: str, rows: pd.DataFrame, folds: pd.DataFrame, task: str
     if folder is not None and reused:
         progress.note(f"{name} ({fit_task.name}{tag}): reusing {reused} of {len(fold_list)} folds")
     progress.report("arm_done", arm=name, task=fit_task.name, seconds=time.time() - started, reused=reused)
-    oof = pd.concat(parts, ignore_index=True)
+    oof = per_person(pd.concat(parts, ignore_index=True), rows)  # a person's images: one score
     return (oof, arms) if keep_arms else oof
 
 
@@ -248,7 +249,7 @@ def task_view(oof: pd.DataFrame, task: str, rows: pd.DataFrame) -> pd.DataFrame:
     if task.name not in WHO_TASKS:
         raise ValueError(f"a T-score table answers {WHO_TASKS}, not {task.name!r}")
     probs = [f"{PROB_PREFIX}{c}" for c in get_task("3class").classes]
-    labels = rows.set_index("patient_id")[task.target]
+    labels = person_labels(rows, task.target)
     out = oof[["patient_id", "fold", "seed"]].copy()
     out["y_true"] = labels.loc[oof["patient_id"]].to_numpy().astype(int)
     proba = oof[probs].to_numpy()
