@@ -72,8 +72,9 @@ def groups_of(rows: pd.DataFrame) -> pd.Series:
 def singleton_patients(rows: pd.DataFrame) -> set[str]:
     """Patients alone in their split group (the sensitivity analysis drops the others, whose
     image-to-patient link is doubtful)."""
-    sizes = rows.groupby("split_group")["patient_id"].transform("size")
-    return set(rows.loc[sizes == 1, "patient_id"])
+    groups = split_groups(rows)  # keyed as the out-of-fold tables are (by person where a person has several rows)
+    sizes = groups.map(groups.value_counts())
+    return set(groups.index[sizes.to_numpy() == 1])
 
 
 def age_band(rows: pd.DataFrame, low_q: float = 0.05, high_q: float = 0.95) -> tuple[float, float]:

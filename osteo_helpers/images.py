@@ -20,8 +20,8 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from .config import show_progress
+from .data.image_readers import LUMA_WEIGHTS, open_grayscale, read_grayscale
 from .fileio import atomic_write_bytes
-from .image_readers import LUMA_WEIGHTS, open_grayscale, read_grayscale
 
 IMAGENET_MEAN_GRAY = 0.449  # mean of torchvision's ImageNet channel means; the gray image is repeated to RGB
 IMAGENET_STD_GRAY = 0.226

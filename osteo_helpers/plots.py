@@ -279,7 +279,7 @@ def class_gallery(images: np.ndarray, cohort: pd.DataFrame, seed: int, per_class
 
 def before_after(cohort: pd.DataFrame, images: np.ndarray, data_dir: Path) -> plt.Figure:
     """One raw radiograph per acquisition batch beside what the networks see."""
-    from .image_readers import open_grayscale
+    from .data.image_readers import open_grayscale
 
     pics, titles = [], []
     for i, row in cohort.reset_index(drop=True).groupby("batch").head(1).iterrows():

@@ -7,6 +7,7 @@ table -> manifest -> rows); the published dataset is one shipped spec. Where thi
 * :mod:`.spec` -- the cohort spec (TOML): reading and checking it, the shipped spec;
 * :mod:`.cohort` -- `Cohort` (a spec and its folder) and `cohort_rows` (what a model scores);
 * :mod:`.registry` -- checksums, the shipped registry, importing a downloaded copy;
+* :mod:`.image_readers` -- one reader per image format (Pillow; DICOM through pydicom) behind one function;
 * :mod:`.layout` -- where the images are: folder patterns, the layout check;
 * :mod:`.clinical` -- a cohort's table as the tidy clinical table, the data dictionary;
 * :mod:`.manifest` -- image headers, the manifest, person (split) groups, the modelling table;
@@ -14,8 +15,7 @@ table -> manifest -> rows); the published dataset is one shipped spec. Where thi
 * :mod:`.export` -- writing a cohort (table, images, spec) in another form;
 * :mod:`.errors` -- the errors about raw data (``ImageReadError`` is the project's one image-read error).
 
-Class names and the WHO thresholds live in :mod:`osteo_helpers.tasks`; image formats in
-:mod:`osteo_helpers.image_readers`.
+Class names and the WHO thresholds live in :mod:`osteo_helpers.tasks`.
 """
 
 from ..tasks import CLASSES_3, CLASSES_BINARY

@@ -13,9 +13,9 @@ import os
 import re
 from pathlib import Path
 
-from ..image_readers import IMAGE_SUFFIXES
 from ..tasks import CLASSES_3
 from .errors import DatasetLayoutError, DataValidationError
+from .image_readers import IMAGE_SUFFIXES
 from .spec import CohortSpec, load_spec
 
 IMAGE_EXTENSIONS = IMAGE_SUFFIXES

@@ -13,11 +13,11 @@ import pandas as pd
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from ..image_readers import image_header, image_sha256
 from ..tabular import INPUT_FEATURES
 from ..tasks import CLASSES_3
 from .clinical import IMAGE_FILE, load_clinical
 from .errors import DataValidationError, ImageReadError
+from .image_readers import image_header, image_sha256
 from .layout import check_layout, locate_images
 from .spec import CohortSpec, load_spec
 

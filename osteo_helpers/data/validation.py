@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..image_readers import decode_error
 from ..tabular import UNITS
 from ..tasks import CLASSES_3, who_class_name
 from .clinical import MENTION_COLUMN
+from .image_readers import decode_error
 from .manifest import clinical_duplicate_groups, image_files
 from .spec import CohortSpec, load_spec
 

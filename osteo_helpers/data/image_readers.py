@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .data.errors import ImageReadError
+from .errors import ImageReadError
 
 PILLOW_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp"})
 DICOM_SUFFIXES = frozenset({".dcm", ".dicom"})
@@ -105,7 +105,7 @@ class PillowReader:
         return pil_float(path, os.fspath(path))
 
     def content_sha256(self, path: Path) -> str:
-        from .data.registry import sha256_file
+        from .registry import sha256_file
 
         return sha256_file(path)
 
