@@ -268,6 +268,9 @@ def test_two_images_per_person_share_a_fold_and_one_score(tmp_path):
             .groupby("person_id")["fold"].nunique() == 1).all()
     oof = arms.cross_validate("clinical", rows, folds, "binary", profile=None)
     assert sorted(oof["patient_id"]) == sorted(rows["person_id"].unique())  # one row per person
+    # a cohort with a few of the canonical inputs: the arm learns which it has
+    _, fitted = arms.cross_validate("clinical_full", rows, folds, "binary", profile=None, keep_arms=True)
+    assert fitted[0].inputs_ == ("age_years", "height_m", "weight_kg", "bmi", "sex")
     # the person's probability is the logistic of the mean of the two knees' logits
     images = pd.DataFrame({"patient_id": ["A", "B"], "fold": 0, "seed": 0, "y_true": 1,
                            "prob_normal": [0.8, 0.4], "prob_low_bmd": [0.2, 0.6]})
