@@ -1,10 +1,10 @@
-"""Command line (`osteo`, the same as `python -m osteo_helpers`): `data check|import`, `run`, `ablation`,
-`train-final`, `predict`, `validate`, `profiles`.
+"""Command line (`osteo`, the same as `python -m osteo_helpers`): `data check|import`, `cohort check|export`,
+`run`, `ablation`, `train-final`, `predict`, `validate`, `profiles`.
 
 Errors a user can act on are one line on stderr (`predict`: one line per bad input): exit 2 when
 the command cannot start with the input given (UsageError: an option, a `--set` value, a folder, a
-patient's input; a missing dataset), before any work; exit 1 when the data or a run turned out bad
-(findings, checksums, a failed notebook).
+cohort spec, a patient's input; a missing dataset; an image that cannot be read), before any work;
+exit 1 when the data or a run turned out bad (findings, checksums, a failed notebook).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from . import __version__
-from .config import PROFILES, DataNotFoundError, UsageError, get_profile, resolve_data_dir
+from .config import PROFILES, DataNotFoundError, UsageError, get_profile
 
 
 def _parse_overrides(items: list[str]) -> dict[str, str]:
@@ -43,25 +43,38 @@ def _checked_overrides(args: argparse.Namespace) -> dict[str, str]:
     return overrides
 
 
-def _data_check(args: argparse.Namespace) -> int:
+def _check(spec: str | None, data_dir: str | None, as_json: bool) -> int:
+    """Every finding of a cohort (`data check` is the published dataset's); exit 1 when an image cannot be decoded."""
     from . import data
-    from .config import SPREADSHEET_NAME
 
-    root = resolve_data_dir(args.data_dir)
-    data.check_layout(root)
-    clinical = data.load_clinical(root / SPREADSHEET_NAME)
-    manifest = data.build_manifest(root, clinical, strict=False)
-    findings = data.validate(manifest, clinical, root)
-    if args.json:
+    cohort = data.Cohort.open(spec, data_dir)
+    findings = cohort.findings()
+    if as_json:
         print(json.dumps(findings))
     else:
-        print(f"dataset: {root}")
+        print(f"cohort: {cohort.spec.name} ({cohort.spec.source})\ndataset: {cohort.root}")
         print(data.format_findings(findings))
     unreadable = findings["unreadable_images"]
     if unreadable:
         print(f"error: {len(unreadable)} image(s) cannot be decoded: {', '.join(u['path'] for u in unreadable)}",
               file=sys.stderr)
         return 1
+    return 0
+
+
+def _data_check(args: argparse.Namespace) -> int:
+    return _check(None, args.data_dir, args.json)
+
+
+def _cohort_check(args: argparse.Namespace) -> int:
+    return _check(args.spec, args.data_dir, args.json)
+
+
+def _cohort_export(args: argparse.Namespace) -> int:
+    from .data.export import export_cohort
+
+    spec = export_cohort(args.to, args.format, args.cohort, args.data_dir)
+    print(f"cohort written to {spec.parent}; its spec: {spec}")
     return 0
 
 
@@ -78,26 +91,26 @@ def _run(args: argparse.Namespace) -> int:
     from .pipeline import run  # checks the data and run folders, then holds the folder's writer lock
 
     html = run(args.profile, args.out, args.data_dir, overrides,
-               tuple(args.notebook) if args.notebook else None, build=not args.no_book)
+               tuple(args.notebook) if args.notebook else None, build=not args.no_book, cohort=args.cohort)
     print(f"report: {html / 'index.html' if (html / 'index.html').exists() else html}")
     return 0
 
 
 def _ablation(args: argparse.Namespace) -> int:
-    from .data import check_layout
+    from .data import Cohort
     from .runfolder import check_output_folder, exclusive
 
     overrides = _checked_overrides(args)
     if args.permute_labels < 0:
         raise UsageError(f"--permute-labels: {args.permute_labels} is not allowed (must be >= 0)")
-    data_root = resolve_data_dir(args.data_dir)
-    check_layout(data_root)
-    out = check_output_folder(args.out, "--out", data_root)
+    dataset = Cohort.open(args.cohort, args.data_dir)  # spec, folder and layout: checked before any work
+    out = check_output_folder(args.out, "--out", dataset.root)
     with exclusive(out):
         from .ablation import run_ablation
 
-        path = run_ablation(args.profile, args.task, out, data_dir=str(data_root),
-                            permute_labels=args.permute_labels, overrides=overrides, biomarkers=args.biomarkers)
+        path = run_ablation(args.profile, args.task, out, data_dir=str(dataset.root),
+                            permute_labels=args.permute_labels, overrides=overrides, biomarkers=args.biomarkers,
+                            cohort=dataset.spec.source)
     print(f"results: {path}")
     return 0
 
@@ -106,7 +119,7 @@ def _train_final(args: argparse.Namespace) -> int:
     overrides = _checked_overrides(args)
     from .bundle import train_final  # checks data, folders and the run before training
 
-    bundle = train_final(args.profile, args.out, args.data_dir, overrides, args.run)
+    bundle = train_final(args.profile, args.out, args.data_dir, overrides, args.run, cohort=args.cohort)
     print(f"model bundle: {bundle.path} (model card: {bundle.path / 'MODEL_CARD.md'})")
     return 0
 
@@ -157,8 +170,14 @@ def _predict(args: argparse.Namespace) -> int:
 def _validation_rows(args: argparse.Namespace, bundle, scratch: Path):
     """The cohort rows `validate` scores, their site and person columns, and a description of the cohort."""
     if args.cohort:
-        raise UsageError(f"--cohort {args.cohort}: cohort specs are not read by this build yet; give --data-dir "
-                         "for the published dataset")
+        from .data import cohort_rows
+
+        rows = cohort_rows(args.cohort, bundle.image_size, args.data_dir)
+        if rows["person_id"].duplicated().any():  # several images of one person: one patient, scored once
+            rows = rows.assign(image_id=rows["patient_id"], patient_id=rows["person_id"])
+        site = next((c for c in ("site", "batch") if c in rows.columns), None)
+        return rows, site, "split_group", f"the cohort of {args.cohort}" + (f" (sites: {site})" if site else "")
+    from .config import resolve_data_dir
     from .external import published_rows
 
     data_root = resolve_data_dir(args.data_dir)
@@ -175,12 +194,9 @@ def _validate(args: argparse.Namespace) -> int:
 
     if args.n_boot is not None and args.n_boot < 1:
         raise UsageError(f"--n-boot: {args.n_boot} is not allowed (must be >= 1)")
-    data_root = None
-    if not args.cohort:
-        from .data import check_layout
+    from .data import Cohort
 
-        data_root = resolve_data_dir(args.data_dir)
-        check_layout(data_root)
+    data_root = Cohort.open(args.cohort, args.data_dir).root  # the spec and its folder, checked before any work
     target = check_target(args.out, data_root)
     bundle = Bundle.load(args.model)
     with tempfile.TemporaryDirectory(prefix="osteo-validate-") as scratch:
@@ -224,7 +240,10 @@ def _add_profile_options(parser: argparse.ArgumentParser, default: str | None = 
                              + (f"; default {default}" if default else ""))
     parser.add_argument("--data-dir", default=None, metavar="DIR",
                         help="the dataset folder (default: $OSTEO_DATA_DIR, then data/raw, then "
-                             "../shared/data/knee-osteoporosis)")
+                             "../shared/data/knee-osteoporosis); with --cohort, the cohort's folder when its spec "
+                             "names none")
+    parser.add_argument("--cohort", default=None, metavar="SPEC.toml",
+                        help="a cohort spec (README: bring your own cohort); default: the published dataset")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override one profile field (repeatable), e.g. --set epochs=10; checked before any work")
     where = parser.add_argument_group("where the fits run (the results are the same; default: one after another, "
@@ -308,11 +327,12 @@ def _add_validate(sub: argparse._SubParsersAction) -> None:
                     "atomically: metrics.csv, predictions.csv, refused.csv, unseen_inputs.csv, input_flags.csv, "
                     "reliability.csv, decision_curve.csv, recalibration.csv, figures/, report.html, validation.json.")
     val.add_argument("--model", required=True, metavar="DIR", help="a bundle folder made by `osteo train-final`")
-    source = val.add_mutually_exclusive_group()
-    source.add_argument("--cohort", default=None, metavar="SPEC", help="a cohort spec (TOML)")
-    source.add_argument("--data-dir", default=None, metavar="DIR",
-                        help="the published dataset (default: $OSTEO_DATA_DIR, then data/raw, then "
-                             "../shared/data/knee-osteoporosis); sites are its acquisition batches")
+    val.add_argument("--cohort", default=None, metavar="SPEC.toml",
+                     help="a cohort spec (TOML); sites are its site (or batch) column (default: the published dataset, "
+                          "whose sites are its acquisition batches)")
+    val.add_argument("--data-dir", default=None, metavar="DIR",
+                     help="the cohort's folder when the spec names none; for the published dataset the default is "
+                          "$OSTEO_DATA_DIR, then data/raw, then ../shared/data/knee-osteoporosis")
     val.add_argument("--out", required=True, metavar="DIR",
                      help="folder for the tables, figures and report.html (new, empty, or an earlier validation)")
     val.add_argument("--recalibrate", action="store_true",
@@ -351,6 +371,31 @@ def build_parser() -> argparse.ArgumentParser:
                                     "unpacked folder")
     imp.add_argument("--dest", default=None, metavar="DIR", help="where to install it (default: data/raw)")
     imp.set_defaults(func=_data_import)
+
+    cohort = sub.add_parser("cohort", help="check or export a cohort described by a spec").add_subparsers(
+        dest="cohort_command", required=True, metavar="SUBCOMMAND")
+    ccheck = cohort.add_parser("check", help="validate a cohort and report every problem found",
+                               description="Read a cohort spec (TOML) and its table and images (read only) and report "
+                                           "every problem found, as text or one JSON object (the keys of `data check`)"
+                                           ". Exit 2 for a spec that cannot be used, 1 when an image cannot be "
+                                           "decoded.")
+    ccheck.add_argument("spec", metavar="SPEC", help="the cohort spec (.toml), or knee-osteoporosis-v2 for the "
+                                                     "published dataset")
+    ccheck.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    ccheck.add_argument("--data-dir", default=None, metavar="DIR", help="the cohort's folder when the spec names none")
+    ccheck.set_defaults(func=_cohort_check)
+    cexport = cohort.add_parser(
+        "export", help="write a cohort (table, images and spec) in another form",
+        description="Write a cohort as a hospital export would hold it: a CSV table with its own column names, "
+                    "weight in pounds and height in centimetres, a site column (the acquisition batch), one image "
+                    "per row (DICOM: the original JPEG bitstream encapsulated, or PNG) and its .toml spec. "
+                    "The folder must be new or empty; nothing is half-written.")
+    cexport.add_argument("--to", required=True, metavar="DIR", help="the folder to write (new or empty)")
+    cexport.add_argument("--format", choices=["dicom", "png"], default="dicom", help="image format (default dicom)")
+    cexport.add_argument("--cohort", default=None, metavar="SPEC.toml", help="the cohort to export (default: the "
+                                                                             "published dataset)")
+    cexport.add_argument("--data-dir", default=None, metavar="DIR", help="its folder when the spec names none")
+    cexport.set_defaults(func=_cohort_export)
 
     run = sub.add_parser("run", help="execute the notebooks and build the report",
                          description="Execute the notebooks with papermill and build the HTML book. Without --out, "
@@ -406,13 +451,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def exit_status(exc: BaseException) -> int | None:
     """2: the command cannot start with this input; 1: the data or a run failed; None: a bug (traceback)."""
-    from .data import DataValidationError
+    from .data import DataValidationError, ImageReadError
     from .executor import ExecutorError
     from .models import WeightsUnavailableError
     from .pipeline import PipelineError
 
-    if isinstance(exc, (UsageError, DataNotFoundError, WeightsUnavailableError)):
-        return 2
+    if isinstance(exc, (UsageError, DataNotFoundError, WeightsUnavailableError, ImageReadError)):
+        return 2  # an unreadable image is input a command cannot start with, as a bad option is
     if isinstance(exc, (DataValidationError, PipelineError, ExecutorError, FileNotFoundError, FileExistsError)):
         return 1
     return None

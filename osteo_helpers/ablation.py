@@ -23,6 +23,7 @@ from joblib import Parallel, delayed
 
 from . import evaluation, progress
 from .arms import cross_validate, run_arm, run_arms_together, split_arm_name
+from .arms.persons import split_groups
 from .config import Profile
 from .fileio import atomic_to_csv
 from .tasks import get_task
@@ -66,14 +67,15 @@ def arm_label(name: str) -> str:
 
 def groups_of(rows: pd.DataFrame) -> pd.Series:
     """patient_id -> split group (one person, one group): what every bootstrap resamples."""
-    return rows.set_index("patient_id")["split_group"]
+    return split_groups(rows)
 
 
 def singleton_patients(rows: pd.DataFrame) -> set[str]:
     """Patients alone in their split group (the sensitivity analysis drops the others, whose
     image-to-patient link is doubtful)."""
-    sizes = rows.groupby("split_group")["patient_id"].transform("size")
-    return set(rows.loc[sizes == 1, "patient_id"])
+    groups = split_groups(rows)  # keyed as the out-of-fold tables are (by person where a person has several rows)
+    sizes = groups.map(groups.value_counts())
+    return set(groups.index[sizes.to_numpy() == 1])
 
 
 def age_band(rows: pd.DataFrame, low_q: float = 0.05, high_q: float = 0.95) -> tuple[float, float]:
@@ -179,7 +181,7 @@ def permutation_pvalues(null: pd.DataFrame, results: pd.DataFrame) -> pd.DataFra
 
 
 def run_ablation(profile_name: str, task: str, out: Path, data_dir: str | None = None, permute_labels: int = 0,
-                 overrides: dict[str, Any] | None = None, biomarkers: bool = False) -> Path:
+                 overrides: dict[str, Any] | None = None, biomarkers: bool = False, cohort: str | None = None) -> Path:
     """The command-line ablation: every declared arm on the shared folds; writes ``out/results.csv``,
     ``comparisons.csv``, ``oof/<arm>.csv`` and, with ``permute_labels`` > 1, ``permutation_null.csv``.
 
@@ -189,7 +191,7 @@ def run_ablation(profile_name: str, task: str, out: Path, data_dir: str | None =
     from .study import Study
 
     out = Path(out)
-    study = Study.open(profile_name, out, data_dir, **(overrides or {}))
+    study = Study.open(profile_name, out, data_dir, cohort=cohort, **(overrides or {}))
     p = study.profile
     rows = study.rows(biomarkers=biomarkers)
     folds = study.folds()

@@ -35,10 +35,10 @@ import pandas as pd
 from scipy import stats
 
 from . import __version__
-from .config import Profile, UsageError, get_profile, resolve_data_dir
+from .config import Profile, UsageError, get_profile
 from .fileio import atomic_write_text
 from .patients import Patient, as_rows
-from .tabular import BOOLEAN_FEATURES, CATEGORICAL_FEATURES, CLINICAL_FEATURES, INPUT_FEATURES
+from .tabular import BOOLEAN_FEATURES, CATEGORICAL_FEATURES, CLINICAL_FEATURES, INPUT_FEATURES, available_inputs
 from .tasks import CLASSES_3, CLASSES_BINARY, TASKS
 
 BUNDLE_FORMAT = 1
@@ -92,7 +92,7 @@ def used_inputs(arm: Any) -> list[str]:
 def training_ranges(rows: pd.DataFrame) -> dict[str, Any]:
     """Min and max of every numeric clinical input and the categories seen, over the training rows."""
     numeric, categories = {}, {}
-    for name in INPUT_FEATURES:
+    for name in available_inputs(rows):
         column = rows[name]
         if name in CATEGORICAL_FEATURES:
             categories[name] = sorted(map(str, column.dropna().unique()))
@@ -279,11 +279,10 @@ def fit_arms(rows: pd.DataFrame, profile: Profile, progress: bool = True) -> dic
 def data_facts(study: Any) -> dict[str, Any]:
     """Checksums of what the bundle learned from (spreadsheet, every image), and whether they are the
     published files (the registry shipped with the package)."""
-    from .config import SPREADSHEET_NAME
     from .data import read_registry, sha256_file
 
     cohort = study.cohort
-    spreadsheet = sha256_file(study.data_dir / SPREADSHEET_NAME)
+    spreadsheet = sha256_file(study.dataset.table_path)
     images = dict(zip(cohort["patient_id"], cohort["image_sha256"], strict=True))
     registry = read_registry()
     published = set(registry["sha256"])
@@ -385,29 +384,29 @@ def check_bundle_target(out: str | os.PathLike, data_root: Path) -> Path:
 
 def train_final(profile: str, out: str | os.PathLike, data_dir: str | os.PathLike | None = None,
                 overrides: dict[str, Any] | None = None, run_dir: str | os.PathLike | None = None,
-                progress: bool = True) -> Bundle:
+                progress: bool = True, cohort: str | os.PathLike | None = None) -> Bundle:
     """Fit the bundle's arms on all patients and write the bundle into `out` (replacing a bundle there).
 
     Input, data and folders are checked first; the folder's writer lock is held throughout; the
     bundle is built in a hidden sibling folder and renamed into place, so a crash leaves nothing
     half-written. `run_dir`: a run of the same settings whose tables give the calibration and metrics.
     """
-    from .data import check_layout
+    from .data import Cohort
     from .model_card import run_evidence
     from .runfolder import exclusive
     from .study import Study
 
     overrides = dict(overrides or {})
     prof = get_profile(profile, **overrides)
-    data_root = resolve_data_dir(data_dir)
-    check_layout(data_root)
+    dataset = Cohort.open(cohort, data_dir)  # spec, folder and layout checked before any work
+    data_root = dataset.root
     target = check_bundle_target(out, data_root)
     evidence = run_evidence(Path(run_dir), prof) if run_dir else None
     with exclusive(target.parent, lock_name=f".{target.name}.osteo-writer.lock"):
         built = target.with_name(f".{target.name}.building-{os.getpid()}")
         shutil.rmtree(built, ignore_errors=True)
         try:
-            study = Study.open(profile, built / "scratch-run", data_root, **overrides)
+            study = Study.open(profile, built / "scratch-run", data_root, cohort=dataset.spec.source, **overrides)
             bundle = make_bundle(study, overrides, evidence, progress)
             shutil.rmtree(built / "scratch-run")
             bundle.save(built)

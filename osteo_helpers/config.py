@@ -307,8 +307,8 @@ def get_profile(name: str, **overrides: Any) -> Profile:
 
 
 
-def _has_dataset(path: Path) -> bool:
-    return (path / SPREADSHEET_NAME).is_file()
+def _has_dataset(path: Path, table: str = SPREADSHEET_NAME) -> bool:
+    return (path / table).is_file()
 
 
 def data_dir_candidates(explicit: str | os.PathLike | None = None) -> list[tuple[str, Path]]:
@@ -323,19 +323,23 @@ def data_dir_candidates(explicit: str | os.PathLike | None = None) -> list[tuple
     return out
 
 
-def resolve_data_dir(explicit: str | os.PathLike | None = None) -> Path:
-    """Find the dataset: argument, then $OSTEO_DATA_DIR, then data/raw, then ../shared.
+def resolve_data_dir(explicit: str | os.PathLike | None = None, table: str = SPREADSHEET_NAME) -> Path:
+    """Find a cohort folder holding ``table`` (default: the published dataset's spreadsheet): argument,
+    then $OSTEO_DATA_DIR, then data/raw, then ../shared.
 
     An explicit argument that does not hold the data is an error rather than a fallback,
     because silently analysing another copy would mislabel the results.
     """
     candidates = data_dir_candidates(explicit)
     for source, path in candidates:
-        if _has_dataset(path):
+        if _has_dataset(path, table):
             return path.resolve()
         if source == "argument":
             break
     looked = "\n".join(f"  - {src}: {p}" for src, p in candidates)
+    if table != SPREADSHEET_NAME:
+        raise DataNotFoundError(f"No cohort folder holding '{table}' was found. Looked in:\n{looked}\n"
+                                "Give the folder with --data-dir, or as [cohort] root in the cohort spec.")
     raise DataNotFoundError(
         "The Knee X-ray Osteoporosis dataset was not found. Looked in:\n"
         f"{looked}\n"

@@ -16,11 +16,11 @@ import numpy as np
 import pandas as pd
 import PIL
 import torch
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
 from tqdm.auto import tqdm
 
 from .config import show_progress
-from .data import ImageReadError
+from .data.image_readers import LUMA_WEIGHTS, open_grayscale, read_grayscale
 from .fileio import atomic_write_bytes
 
 IMAGENET_MEAN_GRAY = 0.449  # mean of torchvision's ImageNet channel means; the gray image is repeated to RGB
@@ -28,8 +28,6 @@ IMAGENET_STD_GRAY = 0.226
 SCRATCH_MEAN, SCRATCH_STD = 0.5, 0.25
 #: Bump whenever decode_letterbox's output changes: caches made by another decoder are then never reused.
 DECODER_VERSION = 1
-#: ITU-R BT.601 luminance weights of R, G and B, applied in float (no 8-bit rounding)
-LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114], dtype=np.float64)
 
 
 def decoder_id() -> str:
@@ -38,14 +36,9 @@ def decoder_id() -> str:
 
 
 def decode_letterbox(path: Path, size: int) -> np.ndarray:
-    """Decode to grayscale, resize keeping the aspect ratio, pad to size x size (uint8)."""
-    try:
-        with Image.open(path) as im:
-            im.draft("L", (size, size))  # JPEG DCT scaling: decodes large files several times faster
-            im = ImageOps.exif_transpose(im).convert("L")
-            im.load()
-    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
-        raise ImageReadError(f"{path}: cannot decode image ({exc})") from exc
+    """Decode to grayscale (any format `image_readers` reads), resize keeping the aspect ratio, pad to
+    size x size (uint8)."""
+    im = open_grayscale(path, draft=size)  # JPEG DCT scaling: decodes large files several times faster
     scale = size / max(im.size)
     new = (max(1, round(im.width * scale)), max(1, round(im.height * scale)))
     im = im.resize(new, Image.Resampling.LANCZOS)
@@ -55,36 +48,14 @@ def decode_letterbox(path: Path, size: int) -> np.ndarray:
 
 
 def load_grayscale(path: str | os.PathLike) -> np.ndarray:
-    """Read an image at native resolution as float32 in [0, 1].
+    """Read an image at native resolution as float32 in [0, 1] (`image_readers.read_grayscale`).
 
     RGB(A) is converted to luminance (ITU-R BT.601 weights, computed in float,
     no 8-bit rounding); 8- and 16-bit grey levels are scaled by their full
-    range.  EXIF orientation is honoured.  Raises :class:`ImageReadError`
-    naming the file when it cannot be read.
+    range; DICOM through its modality and VOI LUTs.  EXIF orientation is honoured.
+    Raises :class:`ImageReadError` naming the file when it cannot be read.
     """
-    p = os.fspath(path)
-    try:
-        with Image.open(p) as im:
-            im = ImageOps.exif_transpose(im)
-            im.load()
-            mode = im.mode
-            if mode in ("RGB", "RGBA", "CMYK", "YCbCr", "P", "LA", "PA"):
-                arr = np.asarray(im.convert("RGB"), dtype=np.float64) @ LUMA_WEIGHTS / 255.0
-            elif mode in ("L", "1"):
-                arr = np.asarray(im.convert("L"), dtype=np.float64) / 255.0
-            elif mode.startswith("I;16"):
-                arr = np.asarray(im, dtype=np.float64) / 65535.0
-            elif mode in ("I", "F"):
-                arr = np.asarray(im, dtype=np.float64)
-                lo, hi = float(arr.min()), float(arr.max())
-                arr = (arr - lo) / (hi - lo) if hi > lo else np.zeros_like(arr)
-            else:
-                arr = np.asarray(im.convert("L"), dtype=np.float64) / 255.0
-    except (OSError, UnidentifiedImageError, ValueError) as exc:
-        raise ImageReadError(f"cannot read image {p!r}: {exc}") from exc
-    if arr.ndim != 2 or arr.size == 0:
-        raise ImageReadError(f"cannot read image {p!r}: unexpected shape {arr.shape}")
-    return np.clip(arr, 0.0, 1.0).astype(np.float32)
+    return read_grayscale(path)
 
 
 def as_grayscale(image: np.ndarray) -> np.ndarray:
@@ -115,10 +86,11 @@ class ImageCache:
         return self.root / f"{sha256}.npy"
 
     def get(self, image_path: Path, sha256: str) -> np.ndarray:
+        """The letterboxed image; a cached one is memory-mapped (read-only), so it costs no heap memory."""
         cached = self.path_for(sha256)
         if cached.is_file():
             try:
-                array = np.load(cached, allow_pickle=False)
+                array = np.load(cached, mmap_mode="r", allow_pickle=False)
                 if array.shape == (self.size, self.size) and array.dtype == np.uint8:
                     return array
             except (OSError, ValueError, EOFError):

@@ -18,17 +18,23 @@ import numpy as np
 import pandas as pd
 
 from .config import UsageError
-from .data import FRACTURE_SITES, IMAGE_EXTENSIONS, OCCUPATION_GROUPS, SEX, DataValidationError, find_images
-from .tabular import BOOLEAN_FEATURES, CATEGORICAL_FEATURES, INPUT_FEATURES, NUMERIC_FEATURES, NUMERIC_WITH_INDICATOR
+from .data import IMAGE_EXTENSIONS, DataValidationError, find_images
+from .tabular import (
+    BOOLEAN_FEATURES,
+    CATEGORICAL_FEATURES,
+    CATEGORY_VALUES,
+    INPUT_FEATURES,
+    NUMERIC_FEATURES,
+    NUMERIC_WITH_INDICATOR,
+)
 
 NUMBER_FIELDS: tuple[str, ...] = NUMERIC_FEATURES + NUMERIC_WITH_INDICATOR
 TRUE_WORDS = frozenset({"yes", "y", "true", "1"})
 FALSE_WORDS = frozenset({"no", "n", "false", "0"})
-#: the spellings each category accepts (the cleaned spreadsheet's vocabulary) -> the tidy value
+#: the spellings each category accepts (the canonical values, and m / f for sex) -> the canonical value
 CATEGORY_SPELLINGS: dict[str, dict[str, str]] = {
-    "sex": dict(SEX),
-    "occupation_group": {g: g for g in sorted({g for _, g in OCCUPATION_GROUPS} | {"other"})},
-    "fracture_site": {s: s for s in sorted({s for _, s in FRACTURE_SITES} | {"none", "unspecified", "other"})},
+    name: {v: v for v in values} | ({"m": "male", "f": "female"} if name == "sex" else {})
+    for name, values in CATEGORY_VALUES.items()
 }
 
 

@@ -23,8 +23,8 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from . import progress
-from .config import PROJECT_ROOT, Profile, RunPaths, changed_fields, get_profile, resolve_data_dir, run_folder
-from .data import check_layout
+from .config import PROJECT_ROOT, Profile, RunPaths, changed_fields, get_profile, run_folder
+from .data import Cohort
 from .provenance import Provenance, run_record
 from .runfolder import check_output_folder, exclusive
 
@@ -201,7 +201,7 @@ def build_book(run_dir: Path, executed: dict[str, Path], profile: Profile | None
 
 def run(profile: str = "fast", run_dir: str | os.PathLike | None = None, data_dir: str | os.PathLike | None = None,
         overrides: dict[str, Any] | None = None, notebooks: tuple[str, ...] | None = None,
-        build: bool = True) -> Path:
+        build: bool = True, cohort: str | os.PathLike | None = None) -> Path:
     """Execute the notebooks in order and build the report; returns the HTML folder (or run folder).
 
     Settings, the data folder and the run folder are checked before anything is written; the run
@@ -211,8 +211,9 @@ def run(profile: str = "fast", run_dir: str | os.PathLike | None = None, data_di
 
     overrides = overrides or {}
     prof = get_profile(profile, **overrides)
-    data_root = resolve_data_dir(data_dir)
-    check_layout(data_root)
+    dataset = Cohort.open(cohort, data_dir)  # the spec, the folder and its layout, checked before any work
+    dataset.manifest()  # every table value and image header: a bad one is one line before any notebook runs
+    data_root = dataset.root
     root = check_output_folder(run_folder(run_dir, prof, announce=True), "run folder", data_root)
     with exclusive(root) as lock:
         paths = RunPaths(root)
@@ -222,14 +223,15 @@ def run(profile: str = "fast", run_dir: str | os.PathLike | None = None, data_di
         os.environ.setdefault("TQDM_DISABLE", "1")  # progress is shown per notebook here, not inside the book
         prov = Provenance(paths.root / "provenance.json", {
             "run_id": run_id, "started": started.isoformat(), "command": lock.owner["command"],
-            **run_record(prof, data_root, overrides), "pid": lock.owner["pid"], "host": lock.owner["host"],
+            **run_record(prof, dataset, overrides), "pid": lock.owner["pid"], "host": lock.owner["host"],
             "replaced_stale_lock": lock.replaced,
         })
         selected = notebooks or tuple(nb for nb in NOTEBOOKS if (PROJECT_ROOT / nb).is_file())
         live = sys.stderr.isatty()  # a bar and epoch lines on a terminal; plain lines in a log
         printer = progress.Printer(write=tqdm.write, live=live)
         follower = Follower(paths.root / PROGRESS_FILE, printer)
-        params = {"profile": profile, "run_dir": str(paths.root), "data_dir": str(data_root), "overrides": overrides}
+        params = {"profile": profile, "run_dir": str(paths.root), "data_dir": str(data_root),
+                  "cohort": dataset.spec.source, "overrides": overrides}
         executed: dict[str, Path] = {}
         current = None
         try:

@@ -303,12 +303,11 @@ def class_gallery(images: np.ndarray, cohort: pd.DataFrame, seed: int, per_class
 
 def before_after(cohort: pd.DataFrame, images: np.ndarray, data_dir: Path) -> plt.Figure:
     """One raw radiograph per acquisition batch beside what the networks see."""
-    from PIL import Image
+    from .data.image_readers import open_grayscale
 
     pics, titles = [], []
     for i, row in cohort.reset_index(drop=True).groupby("batch").head(1).iterrows():
-        with Image.open(Path(data_dir) / row.image_path) as im:
-            pics.append(np.asarray(im.convert("L").reduce(8)))
+        pics.append(np.asarray(open_grayscale(Path(data_dir) / row.image_path).reduce(8)))
         titles += [f"{row.patient_id}: raw {int(row.width)}x{int(row.height)} {row['mode']}",
                    f"letterboxed {images.shape[1]} px"]
         pics.append(images[i])

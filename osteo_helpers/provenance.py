@@ -19,12 +19,15 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from .config import PROJECT_ROOT, Profile
 from .fileio import atomic_write_text
+
+if TYPE_CHECKING:
+    from .data import Cohort
 
 RECORD_NAME = "provenance.json"
 PACKAGES = ("torch", "torchvision", "numpy", "pandas", "scikit-learn", "scikit-image", "shap", "grad-cam",
@@ -63,28 +66,33 @@ def device_description() -> dict[str, Any]:
     return info
 
 
-def data_checksums(data_dir: Path) -> dict[str, Any]:
-    """SHA-256 of every dataset file, and whether it matches the shipped registry."""
-    from .data import read_registry, sha256_file
+def data_checksums(cohort: Cohort) -> dict[str, Any]:
+    """SHA-256 of every file of the cohort (the published dataset: every file of its registry), and
+    whether they match the shipped registry."""
+    from .data import published_spec_path, read_registry, sha256_file
 
     registry = read_registry()
+    spec = cohort.spec
+    published = Path(spec.source) == published_spec_path()
+    rels = list(registry["path"]) if published else [spec.table_file,
+                                                     *sorted(cohort.manifest()["image_path"].dropna())]
     files = {}
-    for rel in registry["path"]:
-        path = data_dir / rel
+    for rel in rels:
+        path = cohort.root / rel
         files[rel] = sha256_file(path) if path.is_file() else None
-    matches = all(files[r.path] == r.sha256 for r in registry.itertuples())
-    return {"data_dir": str(data_dir), "matches_registry": matches,
-            "spreadsheet_sha256": files.get("patient details.xlsx"), "files": files}
+    matches = published and all(files[r.path] == r.sha256 for r in registry.itertuples())
+    return {"data_dir": str(cohort.root), "cohort": spec.name, "cohort_spec": spec.source,
+            "matches_registry": matches, "spreadsheet_sha256": files.get(spec.table_file), "files": files}
 
 
-def run_record(profile: Profile, data_dir: Path, overrides: dict[str, Any], **extra: Any) -> dict[str, Any]:
-    """The facts every record holds: code, settings, packages, device and data."""
+def run_record(profile: Profile, cohort: Cohort, overrides: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    """The facts every record holds: code, settings, packages, device, executor and data."""
     from .executor import current as current_executor
     from .models import weights_name
 
     return {"git": git_state(), "profile": profile.to_dict(), "weights": weights_name(profile.encoder, profile.weights),
             "overrides": overrides, "packages": package_versions(), "device": device_description(),
-            "executor": current_executor().describe(), "data": data_checksums(data_dir), **extra}
+            "executor": current_executor().describe(), "data": data_checksums(cohort), **extra}
 
 
 class Provenance:
@@ -130,7 +138,7 @@ class Provenance:
 _SESSION: dict[str, Any] = {}
 
 
-def record_session(run_dir: Path, profile: Profile, data_dir: Path, overrides: dict[str, Any]) -> Provenance | None:
+def record_session(run_dir: Path, profile: Profile, cohort: Cohort, overrides: dict[str, Any]) -> Provenance | None:
     """Record a notebook kernel that runs without `osteo run` (papermill, nbconvert, JupyterLab).
 
     The record says `running` until the kernel exits, then `finished`, or `failed` naming the
@@ -150,7 +158,7 @@ def record_session(run_dir: Path, profile: Profile, data_dir: Path, overrides: d
         "run_id": f"{profile.name}-session-{started:%Y%m%dT%H%M%SZ}", "started": started.isoformat(),
         "command": "a notebook executed without `osteo run` (papermill, nbconvert or JupyterLab): "
                    + " ".join(Path(a).name for a in sys.argv[:1]),
-        **run_record(profile, data_dir, overrides), "pid": os.getpid()})
+        **run_record(profile, cohort, overrides), "pid": os.getpid()})
     t0 = time.time()
     failure: dict[str, Any] = {}
 

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from . import data, evaluation, splits
-from .config import SPREADSHEET_NAME, Profile, RunPaths, cache_dir, get_profile, resolve_data_dir, run_paths
+from .config import Profile, RunPaths, cache_dir, ensure_outside_data, get_profile, run_paths
 from .fileio import atomic_to_csv, atomic_write_text
 from .images import ImageCache
 
@@ -43,26 +43,37 @@ def with_biomarkers(rows: pd.DataFrame, bio: BiomarkerData) -> pd.DataFrame:
 
 
 class Study:
-    """Open with `Study.open(profile, run_dir, data_dir, **overrides)`."""
+    """Open with `Study.open(profile, run_dir, data_dir, cohort=SPEC, **overrides)`."""
 
-    def __init__(self, profile: Profile, paths: RunPaths, data_dir: Path) -> None:
+    def __init__(self, profile: Profile, paths: RunPaths, dataset: data.Cohort) -> None:
         self.profile = profile
         self.paths = paths
-        self.data_dir = data_dir
+        self.dataset = dataset
         self._images: dict[int, np.ndarray] = {}
         self._oofs: dict[Any, dict[str, pd.DataFrame]] = {}
         self._tables: dict[tuple, pd.DataFrame] = {}  # results computed once per session
 
     @classmethod
     def open(cls, profile: str = "fast", run_dir: str | os.PathLike | None = None,
-             data_dir: str | os.PathLike | None = None, **overrides: Any) -> Study:
+             data_dir: str | os.PathLike | None = None, *, cohort: str | os.PathLike | None = None,
+             **overrides: Any) -> Study:
+        """``cohort``: a cohort spec (TOML); None: the published dataset, found in ``data_dir`` or the
+        documented places."""
         prof = get_profile(profile, **overrides)
-        study = cls(prof, run_paths(run_dir, prof), resolve_data_dir(data_dir))
+        dataset = data.Cohort.open(cohort, data_dir)
+        paths = run_paths(run_dir, prof)
+        ensure_outside_data(paths.root, "run folder", dataset.root)
+        study = cls(prof, paths, dataset)
         if not os.environ.get(RUN_ID_ENV):  # `osteo run` keeps the record itself
             from .provenance import record_session
 
-            record_session(study.paths.root, prof, study.data_dir, overrides)
+            record_session(study.paths.root, prof, dataset, overrides)
         return study
+
+    @property
+    def data_dir(self) -> Path:
+        """The cohort's folder (image paths in the manifest are relative to it)."""
+        return self.dataset.root
 
     @property
     def run_id(self) -> str:
@@ -71,18 +82,18 @@ class Study:
 
     @cached_property
     def clinical(self) -> pd.DataFrame:
-        return data.load_clinical(self.data_dir / SPREADSHEET_NAME)
+        return self.dataset.clinical
 
     @cached_property
     def manifest(self) -> pd.DataFrame:
         """Built from the raw files and saved with the run (1 s; always fresh, never stale)."""
-        manifest = data.build_manifest(self.data_dir, self.clinical)
+        manifest = self.dataset.manifest()
         self.save_table(manifest, "manifest")
         return manifest
 
     @cached_property
     def findings(self) -> dict[str, Any]:
-        return data.validate(self.manifest, self.clinical, self.data_dir)
+        return self.dataset.findings(self.manifest)
 
     @cached_property
     def cohort(self) -> pd.DataFrame:
@@ -122,8 +133,11 @@ class Study:
     # -- the arms and their results (every notebook reads them through here) --------------------
     @cached_property
     def groups(self) -> pd.Series:
-        """patient_id -> split group: what every bootstrap resamples (one person, one group)."""
-        return self.cohort.set_index("patient_id")["split_group"]
+        """patient_id -> split group: what every bootstrap resamples (one person, one group). Keyed by
+        the person where a person has several rows, as their out-of-fold tables are."""
+        from .ablation import groups_of
+
+        return groups_of(self.cohort)
 
     @cached_property
     def shared_folds(self) -> pd.DataFrame:

@@ -27,6 +27,31 @@ BOOLEAN_FEATURES: tuple[str, ...] = (
 )
 CATEGORICAL_FEATURES: tuple[str, ...] = ("sex", "occupation_group", "fracture_site")
 INPUT_FEATURES: tuple[str, ...] = NUMERIC_FEATURES + NUMERIC_WITH_INDICATOR + BOOLEAN_FEATURES + CATEGORICAL_FEATURES
+#: The canonical values of each categorical input: a cohort spec maps its own spellings onto these.
+CATEGORY_VALUES: dict[str, tuple[str, ...]] = {
+    "sex": ("female", "male"),
+    "occupation_group": ("business_or_trade", "health", "homemaker", "manual", "office_or_teaching", "other",
+                         "retired", "student"),
+    "fracture_site": ("hip", "lower_limb", "none", "other", "spine", "unspecified", "upper_limb"),
+}
+#: The canonical unit of each numeric input and the factor that converts every other accepted unit to it.
+UNITS: dict[str, dict[str, float]] = {
+    "age_years": {"years": 1.0},
+    "height_m": {"m": 1.0, "cm": 0.01, "in": 0.0254},
+    "weight_kg": {"kg": 1.0, "lb": 0.45359237},
+    "bmi": {"kg/m2": 1.0},
+    "max_walking_km": {"km": 1.0, "m": 0.001, "mi": 1.609344},
+    "menopause_age_years": {"years": 1.0},
+    "years_since_menopause": {"years": 1.0},
+    "pregnancies": {"count": 1.0},
+}
+
+
+def available_inputs(table: pd.DataFrame) -> tuple[str, ...]:
+    """The allow-listed inputs a cohort table holds, in allow-list order: what an arm fitted on it uses."""
+    return tuple(f for f in INPUT_FEATURES if f in table.columns)
+
+
 #: The pre-specified parsimonious clinical model (declared in book/methods.md before any result):
 #: age and sex, the two inputs every clinical risk tool shares (FRAX, OST, ORAI, SCORE) and that are
 #: recorded for every patient; two parameters suit the ~30 normal patients of a training fold.
@@ -34,7 +59,7 @@ CLINICAL_FEATURES: tuple[str, ...] = ("age_years", "sex")
 
 # Anything matching these names carries the label (or is the label) and must never be an input.
 FORBIDDEN_PATTERNS: tuple[str, ...] = (r"t[\s_-]?score", r"z[\s_-]?score", r"diagnos", r"^label", r"who_",
-                                       r"mentions_bone_diagnosis", r"^y_true$")
+                                       r"mentions_bone_diagnosis", r"mentions_outcome", r"^y_true$")
 
 
 class LeakageError(ValueError):
@@ -89,8 +114,12 @@ def preprocessor_for(features: tuple[str, ...] | list[str]) -> ColumnTransformer
                              pick(CATEGORICAL_FEATURES))
 
 
-def to_model_frame(table: pd.DataFrame, features: tuple[str, ...] = INPUT_FEATURES) -> pd.DataFrame:
-    """Select allow-listed columns with plain numpy-friendly dtypes (nullable -> float/object)."""
+def to_model_frame(table: pd.DataFrame, features: tuple[str, ...] | None = None) -> pd.DataFrame:
+    """Select allow-listed columns with plain numpy-friendly dtypes (nullable -> float/object).
+
+    ``features`` None: every allow-listed input the table holds (`available_inputs`).
+    """
+    features = available_inputs(table) if features is None else features
     check_features(features)
     missing = [f for f in features if f not in table.columns]
     if missing:
@@ -125,5 +154,5 @@ def ost_index(weight_kg: np.ndarray, age_years: np.ndarray) -> np.ndarray:
 
 def transform_columns(table: pd.DataFrame) -> pd.DataFrame:
     """The model columns the clinical transform makes, each with the clinical feature it comes from."""
-    names = list(make_preprocessor().fit(to_model_frame(table)).get_feature_names_out())
+    names = list(preprocessor_for(available_inputs(table)).fit(to_model_frame(table)).get_feature_names_out())
     return pd.DataFrame({"model column": names, "clinical feature": [original_feature(n) for n in names]})

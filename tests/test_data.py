@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from osteo_helpers import data
+from osteo_helpers import data, tabular
 from osteo_helpers.images import decode_letterbox
 
 SNAKE = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -37,7 +37,7 @@ def test_clinical_table_is_clean(synthetic_dataset):
     # numbers are numbers, yes/no are booleans
     for col in ("age_years", "menopause_age_years", "height_m", "weight_kg", "t_score", "z_score", "bmi"):
         assert pd.api.types.is_float_dtype(clin[col]), col
-    for col in data.BOOLEAN_COLUMNS:
+    for col in [c for c in clin.columns if c in tabular.BOOLEAN_FEATURES] + ["alcohol"]:
         assert str(clin[col].dtype) == "boolean", col
     assert clin["smoker"].tolist() == [{"no": False, "yes": True, "No": False}[r["Smoker"]]
                                        for r in synthetic_dataset.rows]
@@ -86,7 +86,7 @@ def test_free_text_flags(synthetic_dataset):
         assert pd.isna(clin.at[pid, "prior_fracture"])
     # the outcome named in free text is flagged (and excluded from inputs elsewhere)
     mentions = [r["Patient Id"] for r in synthetic_dataset.rows if r["Medical History"] == "disk. Osteopenia"]
-    assert mentions and clin.loc[mentions, "mh_mentions_bone_diagnosis"].all()
+    assert mentions and clin.loc[mentions, "text_mentions_outcome"].all()
     # derived menopause columns
     men = clin["sex"] == "male"
     assert not clin.loc[men, "postmenopausal"].any()
@@ -399,7 +399,7 @@ def test_data_dictionary(synthetic_dataset):
     for col in ("t_score", "z_score", "diagnosis"):
         assert roles[col] == "target"
     assert roles["patient_id"] == "id"
-    assert roles["mh_mentions_bone_diagnosis"] != "input"
+    assert roles["text_mentions_outcome"] != "input"
     inputs = set(dd.loc[dd["model_input"], "column"])
     assert not [c for c in inputs if tabular.is_forbidden(c)]
     # every allow-listed model input is documented as an input

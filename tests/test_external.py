@@ -117,6 +117,25 @@ def test_several_images_of_a_patient_score_the_mean_logit():
     assert out.loc["a", "n_images"] == 2 and out.loc["a", "outside_training"] and out.loc["b", "n_images"] == 1
 
 
+def test_validation_on_the_dicom_export_reproduces_the_bundles_in_sample_scores(synthetic_bundle, rows, tmp_path,
+                                                                                   capsys):
+    """The same patients exported as a second cohort (DICOM, renamed columns, pounds, centimetres, a site
+    column) and validated through `--cohort`: the bundle gives back its in-sample scores."""
+    export = tmp_path / "export"
+    assert main(["cohort", "export", "--to", str(export), "--data-dir", str(synthetic_bundle.dataset.root)]) == 0
+    out = tmp_path / "validation"
+    code = main(["validate", "--model", str(synthetic_bundle.folder), "--cohort", str(export / "cohort.toml"),
+                 "--out", str(out), "--n-boot", "20"])
+    assert code == 0, capsys.readouterr().err
+    pred = pd.read_csv(out / "predictions.csv", dtype={"patient_id": str}).set_index("patient_id")
+    expected = synthetic_bundle.bundle.predict(rows).set_index(rows["patient_id"])
+    assert set(pred.index) == set(rows["patient_id"])
+    for column in ("p_low_bmd", "p_low_bmd_clinical", "t_score_mean"):
+        np.testing.assert_allclose(pred.loc[expected.index, column], expected[column], atol=1e-6, err_msg=column)
+    sites = set(pd.read_csv(out / "metrics.csv")["site"]) - {"all"}
+    assert sites, "the export's site column gives per-site rows"
+
+
 @pytest.mark.parametrize("case", ["not a bundle", "out inside the data", "out is a file", "out holds other files",
                                   "n-boot 0", "cohort spec"])
 def test_bad_model_or_out_is_exit_2_with_one_line(case, synthetic_bundle, tmp_path, capsys, synth):
@@ -142,7 +161,7 @@ def test_bad_model_or_out_is_exit_2_with_one_line(case, synthetic_bundle, tmp_pa
     lines = captured.err.strip().splitlines()
     assert code == 2 and len(lines) == 1 and lines[0].startswith("error: "), captured.err
     assert {"not a bundle": "bundle", "out inside the data": "inside the dataset folder", "out is a file": "file",
-            "out holds other files": "holds files", "n-boot 0": "--n-boot", "cohort spec": "--cohort"}[case] in lines[0]
+            "out holds other files": "holds files", "n-boot 0": "--n-boot", "cohort spec": "cohort spec"}[case] in lines[0]
     assert captured.out == "" and synth.snapshot(root) == before
     assert not (tmp_path / "v" / "metrics.csv").exists() and not (root / "validation").exists()
 

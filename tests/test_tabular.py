@@ -61,7 +61,9 @@ def test_to_model_frame_refuses_label_columns(clinical):
     with pytest.raises(tabular.LeakageError):
         tabular.to_model_frame(clinical, tabular.INPUT_FEATURES + ("t_score",))
     with pytest.raises(KeyError, match="age_years"):
-        tabular.to_model_frame(clinical.drop(columns=["age_years"]))
+        tabular.to_model_frame(clinical.drop(columns=["age_years"]), tabular.INPUT_FEATURES)
+    # without a list: the inputs the cohort has (a cohort may lack some)
+    assert "age_years" not in tabular.to_model_frame(clinical.drop(columns=["age_years"])).columns
 
 
 def test_preprocessor_output_never_carries_a_label(clinical):

@@ -23,7 +23,7 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from ..config import Profile
-from ..tabular import CLINICAL_FEATURES, INPUT_FEATURES, make_preprocessor, ost_index, preprocessor_for, to_model_frame
+from ..tabular import CLINICAL_FEATURES, available_inputs, ost_index, preprocessor_for, to_model_frame
 from .base import Arm, register
 
 #: inverse regularisation strengths searched by ``clinical_full`` (inside each training fold)
@@ -117,6 +117,7 @@ class ClassicalArm(Arm):
         return make_pipeline(self._preprocessor(), final)
 
     def _fit(self, rows: pd.DataFrame, y: np.ndarray) -> None:
+        self.inputs_ = available_inputs(rows)  # the allow-listed inputs this cohort has
         self.model_ = self._estimator(rows).fit(self._inputs(rows), y)
 
     def _predict_raw(self, rows: pd.DataFrame) -> np.ndarray:
@@ -160,10 +161,10 @@ class ClinicalFullArm(ClassicalArm):
     """The whole clinical allow-list, L2 strength chosen by grouped CV inside the training fold."""
 
     def _inputs(self, rows: pd.DataFrame) -> pd.DataFrame:
-        return to_model_frame(rows, INPUT_FEATURES)
+        return to_model_frame(rows, self.inputs_)
 
     def _preprocessor(self):
-        return make_preprocessor()
+        return preprocessor_for(self.inputs_)
 
     def __init__(self, task: str = "binary", *, profile: Profile | None = None,
                  target_sensitivity: float | None = None, random_state: int = 0,
@@ -172,6 +173,7 @@ class ClinicalFullArm(ClassicalArm):
         self.strength = strength
 
     def _fit(self, rows: pd.DataFrame, y: np.ndarray) -> None:
+        self.inputs_ = available_inputs(rows)
         if self.strength is not None:  # fixed (the threshold's inner folds reuse the fold's choice)
             final = LinearGaussian(alpha=self.strength) if self.task_.is_regression else LogisticRegression(
                 C=self.strength, max_iter=5000)
@@ -203,10 +205,10 @@ class GbmArm(ClassicalArm):
     supports_regression = False
 
     def _inputs(self, rows: pd.DataFrame) -> pd.DataFrame:
-        return to_model_frame(rows, INPUT_FEATURES)
+        return to_model_frame(rows, self.inputs_)
 
     def _preprocessor(self):
-        return make_preprocessor()
+        return preprocessor_for(self.inputs_)
 
     def _classifier(self):
         n_iter = self.profile.gbm_estimators if self.profile is not None else 200
@@ -263,7 +265,7 @@ class _BiomarkerArm(ClassicalArm):
 
     def _inputs(self, rows: pd.DataFrame) -> pd.DataFrame:
         bio = rows[biomarker_columns(rows)].astype(float)
-        return pd.concat([bio, to_model_frame(rows)], axis=1) if self.with_clinical else bio
+        return pd.concat([bio, to_model_frame(rows, self.inputs_)], axis=1) if self.with_clinical else bio
 
     def _estimator(self, rows: pd.DataFrame):
         numeric = Pipeline([("impute", SimpleImputer(strategy="median", keep_empty_features=True)),
@@ -271,7 +273,8 @@ class _BiomarkerArm(ClassicalArm):
         columns = biomarker_columns(rows)
         if self.with_clinical:
             pre = ColumnTransformer([("biomarker", numeric, columns),
-                                     ("clinical", make_preprocessor(), list(INPUT_FEATURES))], remainder="drop")
+                                     ("clinical", preprocessor_for(self.inputs_), list(self.inputs_))],
+                                    remainder="drop")
         else:
             pre = numeric
         return make_pipeline(pre, LogisticRegression(C=BIOMARKER_C, max_iter=5000))

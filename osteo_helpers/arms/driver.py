@@ -46,14 +46,15 @@ from ..splits import iter_folds
 from ..tabular import INPUT_FEATURES
 from ..tasks import WHO_TASKS, collapse_to_binary, get_task
 from .base import Arm, make_arm, split_arm_name
+from .persons import per_person, person_labels, several_rows_per_person
 
 #: profile fields that cannot change a fold's numbers (reporting, explanation, task lists)
 NON_TRAINING_FIELDS = ("name", "n_boot", "explain_patients", "shap_background", "shap_samples", "tasks",
                        "n_permutations", "network_permutations")
 #: package modules whose source decides how a fold is trained and its threshold chosen (the code
 #: version in fingerprints)
-TRAINING_MODULES = ("arms", "models.py", "training.py", "images.py", "tabular.py", "tasks.py", "splits.py",
-                    "biomarkers", "evaluation/metrics.py")
+TRAINING_MODULES = ("arms", "models.py", "training.py", "images.py", "data/image_readers.py", "tabular.py",
+                    "tasks.py", "splits.py", "biomarkers", "evaluation/metrics.py")
 
 
 class FoldCacheError(ValueError):
@@ -277,6 +278,9 @@ class ArmPlan:
     cached: dict[int, tuple[Arm, pd.DataFrame]] = field(default_factory=dict)
     fits: dict[int, Fit] = field(default_factory=dict)
     keep_arms: bool = False
+    #: ``patient_id, person_id`` of the rows where a person has several images (their scores are
+    #: joined per person when the table is assembled), else None
+    persons: pd.DataFrame | None = None
 
 
 def plan_arm(name: str, rows: pd.DataFrame, folds: pd.DataFrame, task: str, *, profile: Profile | None,
@@ -295,7 +299,8 @@ def plan_arm(name: str, rows: pd.DataFrame, folds: pd.DataFrame, task: str, *, p
     supported = template.supports(rows)
     ids = rows["patient_id"].to_numpy()
     folder = None if cache is None or not template.cache_folds else Path(cache) / name / f"{fit_task.name}{tag}"
-    plan = ArmPlan(name, fit_task.name, tag, y, output_columns(template), [], keep_arms=keep_arms)
+    plan = ArmPlan(name, fit_task.name, tag, y, output_columns(template), [], keep_arms=keep_arms,
+                   persons=rows[["patient_id", "person_id"]] if several_rows_per_person(rows) else None)
     for seed, fold, test_ids in iter_folds(folds):
         test = np.isin(ids, list(test_ids)) & supported
         train = ~np.isin(ids, list(test_ids)) & supported
@@ -345,6 +350,8 @@ def assemble(plan: ArmPlan, results: dict[int, FitResult]) -> pd.DataFrame | tup
         parts.append(pred)
         arms.append(fitted)
     oof = pd.concat(parts, ignore_index=True)
+    if plan.persons is not None:
+        oof = per_person(oof, plan.persons)  # a person's images: one score
     return (oof, arms) if plan.keep_arms else oof
 
 
@@ -371,7 +378,7 @@ def task_view(oof: pd.DataFrame, task: str, rows: pd.DataFrame) -> pd.DataFrame:
     if task.name not in WHO_TASKS:
         raise ValueError(f"a T-score table answers {WHO_TASKS}, not {task.name!r}")
     probs = [f"{PROB_PREFIX}{c}" for c in get_task("3class").classes]
-    labels = rows.set_index("patient_id")[task.target]
+    labels = person_labels(rows, task.target)
     out = oof[["patient_id", "fold", "seed"]].copy()
     out["y_true"] = labels.loc[oof["patient_id"]].to_numpy().astype(int)
     proba = oof[probs].to_numpy()

@@ -31,7 +31,7 @@ from ..config import Profile, show_progress
 from ..images import normalisation
 from ..models import ResidualNet, build_encoder, build_model
 from ..splits import inner_split
-from ..tabular import CLINICAL_FEATURES, INPUT_FEATURES, make_preprocessor, preprocessor_for, to_model_frame
+from ..tabular import CLINICAL_FEATURES, available_inputs, preprocessor_for, to_model_frame
 from ..training import FoldTrainer, NetInputs, balanced_class_weights, fit_threads, pick_device, seed_everything
 from .base import Arm, register
 from .classical import LinearGaussian
@@ -78,20 +78,19 @@ class NetworkArm(Arm):
         if self.residual:
             blocks.append(("clinical", CLINICAL_FEATURES))
         if self.net in ("tabular", "fusion_concat"):
-            blocks.append(("allow_list", INPUT_FEATURES))
+            blocks.append(("allow_list", self.inputs_))
         return blocks
 
     def _make_preprocessor(self) -> ColumnTransformer | None:
         """One transform of the clinical inputs: the clinical model's block (residual arms) first,
         then the whole allow-list (arms with an MLP); columns may feed both blocks."""
-        blocks = [(name, make_preprocessor() if feats == INPUT_FEATURES else preprocessor_for(feats), list(feats))
-                  for name, feats in self._clinical_blocks()]
+        blocks = [(name, preprocessor_for(feats), list(feats)) for name, feats in self._clinical_blocks()]
         return ColumnTransformer(blocks, remainder="drop") if blocks else None
 
     def _tabular(self, rows: pd.DataFrame) -> np.ndarray | None:
         if self.preprocessor_ is None:
             return None
-        return self.preprocessor_.transform(to_model_frame(rows, INPUT_FEATURES)).astype(np.float32)
+        return self.preprocessor_.transform(to_model_frame(rows, self.inputs_)).astype(np.float32)
 
     def _inputs(self, rows: pd.DataFrame, targets: np.ndarray | None = None) -> NetInputs:
         images = None
@@ -168,9 +167,10 @@ class NetworkArm(Arm):
         if p is None:
             raise ValueError("a network arm needs a profile")
         torch.set_num_threads(fit_threads(p.num_threads))
+        self.inputs_ = available_inputs(rows)  # the allow-listed inputs this cohort has
         self.preprocessor_ = self._make_preprocessor()
         if self.preprocessor_ is not None:
-            self.preprocessor_.fit(to_model_frame(rows, INPUT_FEATURES))
+            self.preprocessor_.fit(to_model_frame(rows, self.inputs_))
         if self.task_.is_regression:
             self.target_mean_, self.target_sd_ = float(np.mean(y)), float(np.std(y) or 1.0)
             t = (y - self.target_mean_) / self.target_sd_

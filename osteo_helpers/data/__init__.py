@@ -1,13 +1,18 @@
-"""Dataset location and import, the clinical table, the manifest and its validation.
+"""Cohorts: the spec, location and import, the clinical table, the manifest and its validation.
 
 Raw files are only ever read. Everything here returns plain DataFrames so that the notebooks,
-the tests and the command line call the same code. Where things live:
+the tests and the command line call the same code. A cohort is a value passed down (spec ->
+table -> manifest -> rows); the published dataset is one shipped spec. Where things live:
 
+* :mod:`.spec` -- the cohort spec (TOML): reading and checking it, the shipped spec;
+* :mod:`.cohort` -- `Cohort` (a spec and its folder) and `cohort_rows` (what a model scores);
 * :mod:`.registry` -- checksums, the shipped registry, importing a downloaded copy;
-* :mod:`.layout` -- the dataset folder: class folders and image files;
-* :mod:`.clinical` -- the spreadsheet as a tidy clinical table, the free-text rules, the data dictionary;
+* :mod:`.image_readers` -- one reader per image format (Pillow; DICOM through pydicom) behind one function;
+* :mod:`.layout` -- where the images are: folder patterns, the layout check;
+* :mod:`.clinical` -- a cohort's table as the tidy clinical table, the data dictionary;
 * :mod:`.manifest` -- image headers, the manifest, person (split) groups, the modelling table;
-* :mod:`.validation` -- plausibility, the findings of ``data check`` and their text;
+* :mod:`.validation` -- plausibility, units, the findings of ``cohort check`` and their text;
+* :mod:`.export` -- writing a cohort (table, images, spec) in another form;
 * :mod:`.errors` -- the errors about raw data (``ImageReadError`` is the project's one image-read error).
 
 Class names and the WHO thresholds live in :mod:`osteo_helpers.tasks`.
@@ -15,34 +20,22 @@ Class names and the WHO thresholds live in :mod:`osteo_helpers.tasks`.
 
 from ..tasks import CLASSES_3, CLASSES_BINARY
 from .clinical import (
-    BOOLEAN_COLUMNS,
     COLUMN_SPECS,
-    DIAGNOSIS,
-    DIAGNOSIS_MENTION,
-    DIET_FLAGS,
-    FRACTURE_SITES,
-    MEDICAL_FLAGS,
-    NUMERIC_COLUMNS,
-    OCCUPATION_GROUPS,
-    RAW_COLUMNS,
-    REQUIRED_COLUMNS,
-    SEX,
+    IMAGE_FILE,
+    MENTION_COLUMN,
     TARGET_COLUMNS,
-    WEIGHT_CATEGORY,
-    YES_NO,
     ColumnSpec,
     data_dictionary,
     load_clinical,
-    parse_fracture_history,
 )
-from .errors import DatasetLayoutError, DataValidationError, ImageReadError
-from .layout import IMAGE_EXTENSIONS, check_layout, find_images
+from .cohort import Cohort, cohort_root, cohort_rows
+from .errors import DatasetLayoutError, DataValidationError, ImageReadError, TableColumnError
+from .layout import IMAGE_EXTENSIONS, check_layout, find_images, locate_images
 from .manifest import (
     CLINICAL_RECORD_COLUMNS,
     build_manifest,
     clinical_duplicate_groups,
     image_batch,
-    image_header,
     load_manifest,
     modelling_table,
     person_groups,
@@ -57,54 +50,61 @@ from .registry import (
     verify_files,
     write_registry,
 )
-from .validation import PLAUSIBLE_RANGES, format_findings, image_error, implausible_values, validate, who_diagnosis
+from .spec import PUBLISHED, CohortSpec, SpecError, load_spec, published_spec_path
+from .validation import (
+    PLAUSIBLE_RANGES,
+    format_findings,
+    image_error,
+    implausible_values,
+    unit_problems,
+    validate,
+    who_diagnosis,
+)
 
 __all__ = [
-    "BOOLEAN_COLUMNS",
     "CLASSES_3",
     "CLASSES_BINARY",
     "CLINICAL_RECORD_COLUMNS",
     "COLUMN_SPECS",
-    "DIAGNOSIS",
-    "DIAGNOSIS_MENTION",
-    "DIET_FLAGS",
-    "FRACTURE_SITES",
     "IMAGE_EXTENSIONS",
+    "IMAGE_FILE",
     "IMPORT_PREFIX",
-    "MEDICAL_FLAGS",
-    "NUMERIC_COLUMNS",
-    "OCCUPATION_GROUPS",
+    "MENTION_COLUMN",
     "PLAUSIBLE_RANGES",
-    "RAW_COLUMNS",
+    "PUBLISHED",
     "REGISTRY_NAME",
-    "REQUIRED_COLUMNS",
-    "SEX",
     "TARGET_COLUMNS",
-    "WEIGHT_CATEGORY",
-    "YES_NO",
+    "Cohort",
+    "CohortSpec",
     "ColumnSpec",
     "DataValidationError",
     "DatasetLayoutError",
     "ImageReadError",
+    "SpecError",
+    "TableColumnError",
     "build_manifest",
     "check_layout",
     "clinical_duplicate_groups",
+    "cohort_root",
+    "cohort_rows",
     "data_dictionary",
     "find_images",
     "format_findings",
     "image_batch",
     "image_error",
-    "image_header",
     "implausible_values",
     "import_dataset",
     "load_clinical",
     "load_manifest",
+    "locate_images",
     "modelling_table",
-    "parse_fracture_history",
     "person_groups",
+    "published_spec_path",
     "read_registry",
     "registry_path",
     "sha256_file",
+    "load_spec",
+    "unit_problems",
     "validate",
     "verify_files",
     "who_diagnosis",

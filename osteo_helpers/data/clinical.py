@@ -1,7 +1,9 @@
-"""The clinical spreadsheet as a tidy, typed table (one row per patient), and its data dictionary.
+"""A cohort's table as the tidy, typed clinical table (one row per table row), and its data dictionary.
 
-Free text is reduced to documented categories and flags by the rules below; anything that cannot
-be interpreted raises DataValidationError naming the spreadsheet row and column.
+Everything cohort-specific (column names, units, spellings, free-text rules) comes from the cohort
+spec (`spec.CohortSpec`); this module only applies it. A value that cannot be interpreted raises
+DataValidationError naming the file, row and column; free text that no rule understands is kept
+missing and listed in ``table.attrs["unparsed_free_text"]`` for `validate`.
 """
 
 from __future__ import annotations
@@ -13,222 +15,216 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..config import SPREADSHEET_NAME, resolve_data_dir
-from .errors import DataValidationError
+from ..tabular import CATEGORY_VALUES, INPUT_FEATURES
+from ..tasks import who_class_name
+from .errors import DataValidationError, TableColumnError
+from .spec import YES_NO, CohortSpec, InputSpec, load_spec, normalise_header, normalise_text
 
 #: the outcome and what it is derived from: never a model input
 TARGET_COLUMNS = ("t_score", "z_score", "diagnosis")
+#: the flag set where free text names the outcome itself (recorded, never an input)
+MENTION_COLUMN = "text_mentions_outcome"
+#: each row's image path, relative to the cohort folder (specs with an [images] column)
+IMAGE_FILE = "image_file"
 
 
-# raw header (lower-cased, whitespace and trailing ':' stripped) -> tidy name
-RAW_COLUMNS: dict[str, str] = {
-    "s.no": "row_number",
-    "patient id": "patient_id",
-    "joint pain": "joint_pain",
-    "gender": "sex",
-    "age": "age_years",
-    "menopause age": "menopause_age_years",
-    "height (meter)": "height_m",
-    "weight (kg)": "weight_kg",
-    "smoker": "smoker",
-    "alcoholic": "alcohol",
-    "diabetic": "diabetes",
-    "hypothyroidism": "hypothyroidism",
-    "number of pregnancies": "pregnancies",
-    "seizer disorder": "seizure_disorder",
-    "estrogen use": "estrogen_use",
-    "occupation": "occupation_raw",
-    "history of fracture": "fracture_history_raw",
-    "dialysis": "dialysis",
-    "family history of osteoporosis": "family_history_osteoporosis",
-    "maximum walking distance (km)": "max_walking_km",
-    "daily eating habits": "eating_habits_raw",
-    "medical history": "medical_history_raw",
-    "t-score value": "t_score",
-    "z-score value": "z_score",
-    "bmi": "bmi",
-    "site": "site",
-    "obesity": "weight_category",
-    "diagnosis": "diagnosis",
-}
-REQUIRED_COLUMNS = ("patient_id", "sex", "age_years", "t_score", "diagnosis")
-BOOLEAN_COLUMNS = ("joint_pain", "smoker", "alcohol", "diabetes", "hypothyroidism", "seizure_disorder",
-                   "estrogen_use", "dialysis", "family_history_osteoporosis")
-NUMERIC_COLUMNS = ("age_years", "menopause_age_years", "height_m", "weight_kg", "pregnancies",
-                   "max_walking_km", "t_score", "z_score", "bmi")
-YES_NO = {"yes": True, "y": True, "no": False, "n": False}
-SEX = {"male": "male", "m": "male", "female": "female", "f": "female"}
-DIAGNOSIS = {"normal": "normal", "osteopenia": "osteopenia", "osteoporosis": "osteoporosis",
-             "osteopania": "osteopenia", "osteoporsis": "osteoporosis"}
-WEIGHT_CATEGORY = {"normal weight": "normal", "normal": "normal", "over weight": "overweight",
-                   "overweight": "overweight", "obesity": "obese", "obese": "obese",
-                   "under weight": "underweight", "underweight": "underweight"}
-
-# Free text reduced to documented categories/flags. Order matters: the first match wins.
-OCCUPATION_GROUPS: list[tuple[str, str]] = [
-    (r"^r\.", "retired"),
-    (r"h\.?\s*wife|house", "homemaker"),
-    (r"farmer|chopan|labour|worker|carpenter|plumber|barber|forest", "manual"),
-    (r"teacher|lecturer|clerk|steno|g\.e", "office_or_teaching"),
-    (r"bus+ines+man|shopkeeper|parlour|technician", "business_or_trade"),
-    (r"nurse|health", "health"),
-    (r"student", "student"),
-]
-FRACTURE_SITES: list[tuple[str, str]] = [
-    (r"vertebr|lumbar|spin|neck", "spine"),
-    (r"hip", "hip"),
-    (r"wrist|arm|elbow|hand|shoulder|collar", "upper_limb"),
-    (r"knee|leg|foot|ankle", "lower_limb"),
-    (r"head", "other"),
-]
-MEDICAL_FLAGS: dict[str, str] = {
-    "mh_hypertension": r"(?<!low )\bb\.?\s?p\b|hypert",
-    "mh_disc_disease": r"\bdisk",
-    "mh_hysterectomy": r"uterus",
-    "mh_cholecystectomy": r"g\.\s?[bd]\b|g\.b&",
-    "mh_caesarean": r"s[cie]{1,3}z[ie]r[ie]?a?n",
-    "mh_arthritis": r"arthrit",
-    "mh_liver_disease": r"liver|cirhosis|cirrhosis",
-    "mh_hypercholesterolaemia": r"cholest|\btg\b",
-}
-DIET_FLAGS: dict[str, str] = {
-    "diet_low_protein": r"prot|peot",
-    "diet_low_fat": r"fat",
-    "diet_vegetarian": r"veg",
-    "diet_other_restriction": r"sugar|salt|sour|red meat|calcium|onion",
-}
-# Free-text mentions of the outcome itself (e.g. "disk. Osteopenia"): recorded, never an input.
-DIAGNOSIS_MENTION = r"osteop"
-
-
-def _norm_header(name: object) -> str:
-    text = re.sub(r"\s+", " ", str(name)).strip().lower()
-    return text.rstrip(":").strip()
-
-
-def _norm_text(value: object) -> str | None:
-    if value is None or (isinstance(value, float) and np.isnan(value)):
-        return None
-    text = re.sub(r"\s+", " ", str(value)).strip().lower()
-    return text or None
-
-
-def _excel_row(index: int) -> int:
-    """Spreadsheet row number of a DataFrame index (header is row 1)."""
+def table_row(index: int) -> int:
+    """The row of the table file a DataFrame index came from (the header is row 1)."""
     return int(index) + 2
 
 
-def _map_categories(df: pd.DataFrame, column: str, mapping: dict, source: Path, allow_missing: bool) -> pd.Series:
+def read_table(path: Path, spec: CohortSpec) -> pd.DataFrame:
+    """The cohort's table as text cells (dtype object), columns as in the file."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: the cohort's table ([table] file of {spec.source}) not found")
+    try:
+        if spec.table_format == "excel":
+            return pd.read_excel(path, sheet_name=spec.sheet, dtype=object)
+        if spec.table_format == "parquet":
+            return pd.read_parquet(path).astype(object)
+        return pd.read_csv(path, dtype=object)
+    except ImportError as exc:  # no Parquet engine installed
+        raise TableColumnError(f"{path.name}: cannot be read ({exc})") from exc
+    except Exception as exc:  # the readers raise many types for a broken file
+        raise DataValidationError(f"{path.name}: cannot be read as a table ({exc})") from exc
+
+
+def _columns(raw: pd.DataFrame, spec: CohortSpec, name: str) -> dict[str, str]:
+    """The spec's column names -> the table's headers (compared by `normalise_header`)."""
+    by_key: dict[str, str] = {}
+    for col in raw.columns:
+        key = normalise_header(col)
+        if key in by_key:
+            raise TableColumnError(f"{name}: columns {by_key[key]!r} and {col!r} cannot be told apart")
+        by_key[key] = col
+    used = spec.columns_used()
+    missing = [c for c in used if normalise_header(c) not in by_key]
+    if missing:
+        raise TableColumnError(f"{name}: column(s) {', '.join(map(repr, missing))} named in {spec.source} "
+                               f"are missing (the table has: {', '.join(map(str, raw.columns))})")
+    if spec.all_columns_named:
+        unnamed = [c for k, c in by_key.items() if k not in {normalise_header(u) for u in used}]
+        if unnamed:
+            raise TableColumnError(f"{name}: unexpected column {unnamed[0]!r}; {spec.source} names every column "
+                                   "of this table")
+    return {c: by_key[normalise_header(c)] for c in used}
+
+
+def _numbers(cells: pd.Series, name: str, column: str) -> pd.Series:
+    values = pd.to_numeric(cells, errors="coerce")
+    bad = cells.notna() & values.isna()
+    if bad.any():
+        idx = bad[bad].index[0]
+        raise DataValidationError(f"{name}: row {table_row(idx)}, column {column!r}: {cells[idx]!r} is not a number")
+    return values.astype(float)
+
+
+def _mapped(cells: pd.Series, mapping: dict, name: str, column: str, required: bool = False) -> list:
     out = []
-    for idx, raw in df[column].items():
-        key = _norm_text(raw)
+    for idx, raw in cells.items():
+        key = normalise_text(raw)
         if key is None:
-            if not allow_missing:
-                raise DataValidationError(f"{source.name}: row {_excel_row(idx)}, column {column!r}: value is missing")
+            if required:
+                raise DataValidationError(f"{name}: row {table_row(idx)}, column {column!r}: value is missing")
             out.append(None)
         elif key in mapping:
             out.append(mapping[key])
         else:
-            raise DataValidationError(
-                f"{source.name}: row {_excel_row(idx)}, column {column!r}: unknown value {raw!r} "
-                f"(allowed: {sorted(set(mapping))})"
-            )
-    return pd.Series(out, index=df.index, dtype="object")
+            raise DataValidationError(f"{name}: row {table_row(idx)}, column {column!r}: unknown value {raw!r} "
+                                      f"(allowed: {sorted(set(mapping))})")
+    return out
 
 
-def _first_match(text: str | None, rules: list[tuple[str, str]], default: str) -> str | None:
+def _typed(values: list, booleans: bool, index: pd.Index | None = None) -> pd.Series:
+    """Booleans as pandas' nullable boolean, anything else as plain objects (never inferred as str)."""
+    if booleans:
+        return pd.Series(pd.array([pd.NA if v is None else v for v in values], dtype="boolean"), index=index)
+    return pd.Series(values, dtype="object", index=index)
+
+
+def first_match(text: str | None, rules: tuple[tuple[str, object], ...], default: object) -> object:
+    """The value of the first rule whose regular expression is found in the text; `default` if none is."""
     if not isinstance(text, str):
         return None
-    for pattern, name in rules:
+    for pattern, value in rules:
         if re.search(pattern, text):
-            return name
+            return value
     return default
 
 
-def parse_fracture_history(text: str | None) -> tuple[object, str | None]:
-    """Free-text fracture history to (prior_fracture, site). Unparseable text gives (NA, None)."""
-    if not isinstance(text, str):
-        return pd.NA, None
-    if text in {"no", "none", "nil"}:
-        return False, "none"
-    if text == "yes":
-        return True, "unspecified"
-    site = _first_match(text, FRACTURE_SITES, default="")
-    if site == "" and not re.search(r"fracture|injury|replaced", text):
-        return pd.NA, None  # e.g. an occupation typed into this column
-    return True, site or "other"
+def _input(spec: InputSpec, cells: pd.Series | None, table: pd.DataFrame, name: str, column: str | None
+           ) -> tuple[pd.Series, list[int]]:
+    """One canonical input from its cells; also the rows whose free text no rule understood."""
+    booleans = spec.kind == "boolean"
+    if spec.from_input is not None:
+        source = table[spec.from_input].astype(object)
+        mapped = [None if pd.isna(v) else spec.values.get(normalise_text(v) or "") for v in source]
+        return _typed(mapped, booleans), []
+    if spec.kind == "number":
+        values = _numbers(cells, name, column)
+        return (values if spec.factor == 1.0 else values * spec.factor), []
+    if spec.pattern is not None:
+        text = [normalise_text(v) for v in cells]
+        flags = [spec.when_missing if t is None else bool(re.search(spec.pattern, t)) for t in text]
+        return _typed(flags, booleans), []
+    if spec.rules:
+        text = [normalise_text(v) for v in cells]
+        values = [first_match(t, spec.rules, spec.default) for t in text]
+        unparsed = [i for i, (t, v) in enumerate(zip(text, values, strict=True)) if t is not None and v is None]
+        return (_typed(values, True) if booleans else pd.Series(values)), unparsed  # categories: pandas' str
+    mapping = spec.values if spec.values is not None else (YES_NO if booleans else
+                                                         {v: v for v in CATEGORY_VALUES.get(spec.name, ())})
+    return _typed(_mapped(cells, mapping, name, column, required=spec.name == "sex"), booleans), []
 
 
-def load_clinical(path: Path | None = None) -> pd.DataFrame:
-    """Read `patient details.xlsx` into a tidy, typed table (one row per patient).
+def load_clinical(path: Path | None = None, spec: CohortSpec | None = None) -> pd.DataFrame:
+    """Read a cohort's table into the tidy, typed clinical table (one row per table row).
 
-    Summary rows (no patient ID, e.g. the min/max/avg rows at the bottom) are dropped;
-    any other value that cannot be interpreted raises DataValidationError naming the
-    spreadsheet row and column.
+    ``spec`` None: the published dataset's shipped spec; ``path`` None: the spec's table under the
+    spec's root. Columns: ``patient_id``; the role columns the spec names (``person_id``, ``site``,
+    ``batch``, ``knee_side``, ``view``); ``diagnosis``, ``t_score`` (and ``z_score``); every mapped
+    input in canonical units; the kept columns; ``postmenopausal``, ``years_since_menopause`` and
+    ``bmi`` (from weight and height) where their sources exist; ``source_row``.
     """
-    path = Path(path) if path else resolve_data_dir() / SPREADSHEET_NAME
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: clinical spreadsheet not found")
-    try:
-        excel = path.suffix.lower() in {".xlsx", ".xls"}
-        raw = pd.read_excel(path, dtype=object) if excel else pd.read_csv(path, dtype=object)
-    except Exception as exc:  # openpyxl raises many types for broken files
-        raise DataValidationError(f"{path.name}: cannot be read as a spreadsheet ({exc})") from exc
-    renamed = {}
-    for col in raw.columns:
-        key = _norm_header(col)
-        if key not in RAW_COLUMNS:
-            raise DataValidationError(f"{path.name}: unexpected column {col!r}; known columns: {sorted(RAW_COLUMNS)}")
-        renamed[col] = RAW_COLUMNS[key]
-    df = raw.rename(columns=renamed)
-    missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
-    if missing:
-        raise DataValidationError(f"{path.name}: required column(s) missing: {missing}")
-    for col in RAW_COLUMNS.values():
-        if col not in df.columns:
-            df[col] = None
-    ids = df["patient_id"].map(_norm_text)
-    df = df[ids.notna()].copy()
-    df["patient_id"] = df["patient_id"].map(lambda v: str(v).strip())
+    spec = load_spec() if spec is None else spec
+    if path is None:
+        if spec.root is None:
+            raise TableColumnError(f"{spec.source}: no [cohort] root; give the cohort folder")
+        path = spec.root / spec.table_file
+    path = Path(path)
+    raw = read_table(path, spec)
+    name = path.name
+    cols = _columns(raw, spec, name)
+    ids = raw[cols[spec.id_column]].map(normalise_text)
+    if ids.isna().any() and not spec.skip_rows_without_id:
+        idx = ids[ids.isna()].index[0]
+        raise DataValidationError(f"{name}: row {table_row(idx)}, column {spec.id_column!r}: no ID")
+    raw = raw[ids.notna()]
+    df = pd.DataFrame({"patient_id": [str(v).strip() for v in raw[cols[spec.id_column]]]}, index=raw.index)
     dup = df["patient_id"][df["patient_id"].duplicated(keep=False)]
     if len(dup):
-        rows = ", ".join(f"{pid} (row {_excel_row(i)})" for i, pid in dup.items())
-        raise DataValidationError(f"{path.name}: duplicated patient IDs: {rows}")
+        rows = ", ".join(f"{pid} (row {table_row(i)})" for i, pid in dup.items())
+        raise DataValidationError(f"{name}: duplicated IDs: {rows}")
+    for role, column in spec.roles.items():
+        values = raw[cols[column]].map(lambda v: None if normalise_text(v) is None else str(v).strip())
+        df["person_id" if role == "person" else role] = values
+    if "person_id" in df:
+        df["person_id"] = df["person_id"].fillna(df["patient_id"])
+    if spec.image_column is not None:
+        df[IMAGE_FILE] = raw[cols[spec.image_column]].map(lambda v: None if normalise_text(v) is None else str(v))
+    if spec.class_column is not None:
+        df["diagnosis"] = _typed(_mapped(raw[cols[spec.class_column]], dict(spec.class_values), name,
+                                         spec.class_column, required=True), False, df.index)
+    if spec.t_score is not None:
+        df["t_score"] = _numbers(raw[cols[spec.t_score]], name, spec.t_score)
+        if spec.class_column is None:
+            missing = df["t_score"].isna()
+            if missing.any():
+                idx = missing[missing].index[0]
+                raise DataValidationError(f"{name}: row {table_row(idx)}, column {spec.t_score!r}: value is "
+                                          "missing (the T-score is the outcome)")
+            df["diagnosis"] = df["t_score"].map(who_class_name).astype(object)
+    else:
+        df["t_score"] = np.nan
+    if spec.z_score is not None:
+        df["z_score"] = _numbers(raw[cols[spec.z_score]], name, spec.z_score)
+    unparsed = []
+    for spec_input in spec.inputs.values():
+        column = spec_input.column
+        cells = raw[cols[column]] if column is not None else None
+        values, bad = _input(spec_input, cells, df, name, column)
+        df[spec_input.name] = values.set_axis(df.index)
+        unparsed += [{"patient_id": df["patient_id"].iloc[i], "column": column, "value": cells.iloc[i]}
+                     for i in bad]
+    for keep in spec.keep.values():
+        cells = raw[cols[keep.column]]
+        if keep.values is not None:
+            booleans = all(isinstance(v, bool) for v in keep.values.values())
+            df[keep.name] = _typed(_mapped(cells, dict(keep.values), name, keep.column), booleans, df.index)
+        elif keep.kind == "number":
+            df[keep.name] = _numbers(cells, name, keep.column)
+        else:
+            df[keep.name] = cells.map(normalise_text) if keep.kind == "text" else cells
+    if spec.mention_column is not None:
+        text = raw[cols[spec.mention_column]].map(normalise_text)
+        df[MENTION_COLUMN] = pd.array([isinstance(t, str) and bool(re.search(spec.mention_pattern, t))
+                                       for t in text], dtype="boolean")
+    df = add_derived_inputs(df)
+    df["source_row"] = [table_row(i) for i in df.index]
+    df = df.reset_index(drop=True)
+    df.attrs["unparsed_free_text"] = sorted(unparsed, key=lambda u: (str(u["column"]), u["patient_id"]))
+    return df
 
-    for col in NUMERIC_COLUMNS:
-        values = pd.to_numeric(df[col], errors="coerce")
-        bad = df[col].notna() & values.isna()
-        if bad.any():
-            idx = bad[bad].index[0]
-            raise DataValidationError(
-                f"{path.name}: row {_excel_row(idx)}, column {col!r}: {df.at[idx, col]!r} is not a number"
-            )
-        df[col] = values.astype(float)
-    for col in BOOLEAN_COLUMNS:
-        df[col] = _map_categories(df, col, YES_NO, path, allow_missing=True).astype("boolean")
-    df["sex"] = _map_categories(df, "sex", SEX, path, allow_missing=False)
-    df["diagnosis"] = _map_categories(df, "diagnosis", DIAGNOSIS, path, allow_missing=False)
-    df["weight_category"] = _map_categories(df, "weight_category", WEIGHT_CATEGORY, path, allow_missing=True)
-    df["site"] = df["site"].map(_norm_text)
 
-    occupation = df["occupation_raw"].map(_norm_text)
-    df["occupation_group"] = occupation.map(lambda t: _first_match(t, OCCUPATION_GROUPS, "other"))
-    fracture = df["fracture_history_raw"].map(_norm_text).map(parse_fracture_history)
-    df["prior_fracture"] = pd.array([f[0] for f in fracture], dtype="boolean")
-    df["fracture_site"] = [f[1] for f in fracture]
-    eating = df["eating_habits_raw"].map(_norm_text)
-    for flag, pattern in DIET_FLAGS.items():
-        df[flag] = eating.map(lambda t, p=pattern: bool(re.search(p, t)) if isinstance(t, str) else pd.NA
-                              ).astype("boolean")
-    medical = df["medical_history_raw"].map(_norm_text)
-    for flag, pattern in MEDICAL_FLAGS.items():
-        df[flag] = medical.map(lambda t, p=pattern: isinstance(t, str) and bool(re.search(p, t))).astype("boolean")
-    df["mh_mentions_bone_diagnosis"] = medical.map(
-        lambda t: isinstance(t, str) and bool(re.search(DIAGNOSIS_MENTION, t))).astype("boolean")
-    df["postmenopausal"] = ((df["sex"] == "female") & df["menopause_age_years"].notna()).astype("boolean")
-    df["years_since_menopause"] = (df["age_years"] - df["menopause_age_years"]).where(df["postmenopausal"])
-    df["source_row"] = [_excel_row(i) for i in df.index]
-    return df.reset_index(drop=True)
+def add_derived_inputs(df: pd.DataFrame) -> pd.DataFrame:
+    """The inputs computed the same way for every cohort, where their sources exist: the menopause
+    inputs from sex, age and menopause age; BMI from weight and height when the cohort has none."""
+    if {"sex", "menopause_age_years"} <= set(df.columns):
+        df["postmenopausal"] = ((df["sex"] == "female") & df["menopause_age_years"].notna()).astype("boolean")
+        df["years_since_menopause"] = (df["age_years"] - df["menopause_age_years"]).where(df["postmenopausal"])
+    if "bmi" not in df.columns and {"weight_kg", "height_m"} <= set(df.columns):
+        df["bmi"] = df["weight_kg"] / df["height_m"] ** 2
+    return df
 
 
 @dataclass(frozen=True)
@@ -238,9 +234,14 @@ class ColumnSpec:
     role: str = "input"  # input | target | id | excluded
 
 
+#: what each canonical column means (a kept column's meaning comes from its spec)
 COLUMN_SPECS: dict[str, ColumnSpec] = {
-    "row_number": ColumnSpec("row counter of the spreadsheet", role="excluded"),
-    "patient_id": ColumnSpec("patient identifier; also the image file stem", role="id"),
+    "patient_id": ColumnSpec("the row's ID in the cohort's table; also names the image", role="id"),
+    "person_id": ColumnSpec("the person a row belongs to (several images of one person)", role="id"),
+    "site": ColumnSpec("site the row comes from", role="excluded"),
+    "batch": ColumnSpec("acquisition batch", role="excluded"),
+    "knee_side": ColumnSpec("which knee the image shows", role="excluded"),
+    "view": ColumnSpec("radiographic view", role="excluded"),
     "joint_pain": ColumnSpec("knee joint pain reported"),
     "sex": ColumnSpec("sex"),
     "age_years": ColumnSpec("age at examination", "years"),
@@ -248,30 +249,21 @@ COLUMN_SPECS: dict[str, ColumnSpec] = {
     "height_m": ColumnSpec("height", "m"),
     "weight_kg": ColumnSpec("body weight", "kg"),
     "smoker": ColumnSpec("current smoker"),
-    "alcohol": ColumnSpec("alcohol use (constant 'no' in this cohort: no information)", role="excluded"),
     "diabetes": ColumnSpec("diabetes mellitus"),
     "hypothyroidism": ColumnSpec("hypothyroidism"),
     "pregnancies": ColumnSpec("number of pregnancies (missing for men and some women)", "count"),
     "seizure_disorder": ColumnSpec("seizure disorder"),
     "estrogen_use": ColumnSpec("oestrogen use"),
-    "occupation_raw": ColumnSpec("occupation, free text as entered", role="excluded"),
-    "fracture_history_raw": ColumnSpec("fracture history, free text as entered", role="excluded"),
     "dialysis": ColumnSpec("on dialysis"),
     "family_history_osteoporosis": ColumnSpec("family history of osteoporosis"),
     "max_walking_km": ColumnSpec("maximum walking distance", "km"),
-    "eating_habits_raw": ColumnSpec("eating habits, free text as entered", role="excluded"),
-    "medical_history_raw": ColumnSpec("medical history, free text as entered", role="excluded"),
-    "t_score": ColumnSpec("QUS T-score: defines the diagnosis", "SD", role="target"),
-    "z_score": ColumnSpec("QUS Z-score: derived from the same measurement", "SD", role="target"),
+    "t_score": ColumnSpec("T-score: defines the diagnosis", "SD", role="target"),
+    "z_score": ColumnSpec("Z-score: derived from the same measurement", "SD", role="target"),
     "bmi": ColumnSpec("body-mass index", "kg/m^2"),
-    "site": ColumnSpec("measurement site (constant 'knee')", role="excluded"),
-    "weight_category": ColumnSpec("BMI category as entered (redundant with bmi)", role="excluded"),
     "diagnosis": ColumnSpec("WHO class from the T-score", role="target"),
-    "occupation_group": ColumnSpec("occupation grouped: "
-                                   + ", ".join(sorted({g for _, g in OCCUPATION_GROUPS} | {"other"}))),
-    "prior_fracture": ColumnSpec("any prior fracture (NA where the text is not about fractures)"),
-    "fracture_site": ColumnSpec("site of prior fracture: "
-                                + ", ".join(sorted({s for _, s in FRACTURE_SITES} | {"none", "unspecified"}))),
+    "occupation_group": ColumnSpec("occupation grouped: " + ", ".join(CATEGORY_VALUES["occupation_group"])),
+    "prior_fracture": ColumnSpec("any prior fracture (missing where the text is not about fractures)"),
+    "fracture_site": ColumnSpec("site of prior fracture: " + ", ".join(CATEGORY_VALUES["fracture_site"])),
     "diet_low_protein": ColumnSpec("eating habits mention low/no protein"),
     "diet_low_fat": ColumnSpec("eating habits mention low/no fat"),
     "diet_vegetarian": ColumnSpec("eating habits mention a vegetarian diet"),
@@ -284,19 +276,26 @@ COLUMN_SPECS: dict[str, ColumnSpec] = {
     "mh_arthritis": ColumnSpec("medical history mentions (rheumatoid) arthritis"),
     "mh_liver_disease": ColumnSpec("medical history mentions fatty liver or cirrhosis"),
     "mh_hypercholesterolaemia": ColumnSpec("medical history mentions cholesterol/triglycerides"),
-    "mh_mentions_bone_diagnosis": ColumnSpec("medical history names osteopenia/osteoporosis: the outcome itself",
-                                             role="excluded"),
+    MENTION_COLUMN: ColumnSpec("free text names osteopenia/osteoporosis: the outcome itself", role="excluded"),
     "postmenopausal": ColumnSpec("woman with a recorded menopause age"),
     "years_since_menopause": ColumnSpec("age minus menopause age (women after menopause)", "years"),
-    "source_row": ColumnSpec("row of the spreadsheet this patient came from", role="excluded"),
+    "source_row": ColumnSpec("row of the table this row came from", role="excluded"),
+    IMAGE_FILE: ColumnSpec("the row's image, relative to the cohort folder", role="excluded"),
 }
 
 
-def data_dictionary(clinical: pd.DataFrame) -> pd.DataFrame:
+def data_dictionary(clinical: pd.DataFrame, spec: CohortSpec | None = None) -> pd.DataFrame:
     """Every column: meaning, type, unit, allowed values, missing count, model-input role."""
+    spec = load_spec() if spec is None else spec
+    kept = {k.name: ColumnSpec(k.meaning or f"kept from column {k.column!r}", role="excluded")
+            for k in spec.keep.values()}
     rows = []
     for col in clinical.columns:
-        spec = COLUMN_SPECS.get(col, ColumnSpec("(undocumented)", role="excluded"))
+        meta = kept.get(col) or COLUMN_SPECS.get(col, ColumnSpec("(undocumented)", role="excluded"))
+        if col == "t_score" and spec.t_score_method:
+            meta = ColumnSpec(f"{spec.t_score_method} T-score: defines the diagnosis", "SD", role="target")
+        if meta.role == "input" and col not in INPUT_FEATURES:
+            meta = ColumnSpec(meta.meaning, meta.unit, role="excluded")
         s = clinical[col]
         if pd.api.types.is_bool_dtype(s) or str(s.dtype) == "boolean":
             kind, allowed = "boolean", "True / False"
@@ -307,7 +306,7 @@ def data_dictionary(clinical: pd.DataFrame) -> pd.DataFrame:
             kind = "category" if s.nunique() <= 12 else "text"
             allowed = (", ".join(sorted(map(str, s.dropna().unique()))) if kind == "category"
                        else f"{s.nunique()} distinct")
-        rows.append({"column": col, "meaning": spec.meaning, "type": kind, "unit": spec.unit,
-                     "values": allowed, "missing": int(s.isna().sum()), "role": spec.role,
-                     "model_input": spec.role == "input"})
+        rows.append({"column": col, "meaning": meta.meaning, "type": kind, "unit": meta.unit,
+                     "values": allowed, "missing": int(s.isna().sum()), "role": meta.role,
+                     "model_input": meta.role == "input"})
     return pd.DataFrame(rows)

@@ -15,3 +15,7 @@ class ImageReadError(DataValidationError):
 
 class DatasetLayoutError(DataValidationError, UsageError):
     """A dataset folder without its class folders or without images: nothing to analyse (exit 2)."""
+
+
+class TableColumnError(DataValidationError, UsageError):
+    """A cohort table that lacks a column its spec names, or holds one it must not: nothing to analyse (exit 2)."""

@@ -1,4 +1,8 @@
-"""Every problem found in the raw data, as plain JSON-ready findings and as text: reported, never fixed."""
+"""Every problem found in a cohort's raw data, as plain JSON-ready findings and as text: reported, never fixed.
+
+`validate` gathers the findings in one dict; a new kind of finding is one more function called there
+(and one more line in `format_findings`).
+"""
 
 from __future__ import annotations
 
@@ -6,22 +10,18 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pandas as pd
-from PIL import Image
 
-from ..config import resolve_data_dir
+from ..tabular import UNITS
 from ..tasks import CLASSES_3, who_class_name
-from .layout import find_images
-from .manifest import clinical_duplicate_groups
+from .clinical import MENTION_COLUMN
+from .image_readers import decode_error
+from .manifest import clinical_duplicate_groups, image_files
+from .spec import CohortSpec, load_spec
 
 
 def image_error(path: Path) -> str | None:
     """Why an image cannot be decoded to its last byte, or None. A truncated JPEG has a readable header."""
-    try:
-        with Image.open(path) as im:
-            im.load()
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        return f"{type(exc).__name__}: {exc}"
-    return None
+    return decode_error(path)
 
 
 def who_diagnosis(t_score: float) -> str:
@@ -38,32 +38,69 @@ PLAUSIBLE_RANGES: dict[str, tuple[float, float]] = {
 
 
 def implausible_values(clinical: pd.DataFrame) -> list[dict[str, object]]:
-    """Values outside physiological ranges or inconsistent with each other."""
+    """Values outside physiological ranges or inconsistent with each other (over the columns the cohort has)."""
     out: list[dict[str, object]] = []
+    has = set(clinical.columns)
     for col, (lo, hi) in PLAUSIBLE_RANGES.items():
+        if col not in has:
+            continue
         outside = (clinical[col] < lo) | (clinical[col] > hi)
         for rec in clinical.loc[outside, ["patient_id", col]].itertuples(index=False):
             out.append({"patient_id": rec[0], "column": col, "value": float(rec[1]), "expected": f"{lo}..{hi}"})
-    bad_bmi = (clinical["weight_kg"] / clinical["height_m"] ** 2 - clinical["bmi"]).abs() > 0.5
-    for pid in clinical.loc[bad_bmi, "patient_id"]:
-        out.append({"patient_id": pid, "column": "bmi", "value": None, "expected": "weight/height^2"})
-    late = clinical["menopause_age_years"] > clinical["age_years"]
-    for pid in clinical.loc[late, "patient_id"]:
-        out.append({"patient_id": pid, "column": "menopause_age_years", "value": None, "expected": "<= age"})
-    male_meno = (clinical["sex"] == "male") & clinical["menopause_age_years"].notna()
-    for pid in clinical.loc[male_meno, "patient_id"]:
-        out.append({"patient_id": pid, "column": "menopause_age_years", "value": None, "expected": "empty for men"})
+    if {"weight_kg", "height_m", "bmi"} <= has:
+        bad_bmi = (clinical["weight_kg"] / clinical["height_m"] ** 2 - clinical["bmi"]).abs() > 0.5
+        for pid in clinical.loc[bad_bmi, "patient_id"]:
+            out.append({"patient_id": pid, "column": "bmi", "value": None, "expected": "weight/height^2"})
+    if {"menopause_age_years", "age_years"} <= has:
+        late = clinical["menopause_age_years"] > clinical["age_years"]
+        for pid in clinical.loc[late, "patient_id"]:
+            out.append({"patient_id": pid, "column": "menopause_age_years", "value": None, "expected": "<= age"})
+    if {"menopause_age_years", "sex"} <= has:
+        male_meno = (clinical["sex"] == "male") & clinical["menopause_age_years"].notna()
+        for pid in clinical.loc[male_meno, "patient_id"]:
+            out.append({"patient_id": pid, "column": "menopause_age_years", "value": None,
+                        "expected": "empty for men"})
     return out
 
 
-def validate(manifest: pd.DataFrame, clinical: pd.DataFrame, data_dir: Path | None = None) -> dict[str, object]:
+def unit_problems(clinical: pd.DataFrame, spec: CohortSpec) -> list[dict[str, object]]:
+    """Values implausible in the unit the spec declares but plausible in another unit of the same
+    input (heights that look like centimetres in a metre column): the spec or the row has the wrong unit."""
+    out: list[dict[str, object]] = []
+    for name, item in spec.inputs.items():
+        if item.kind != "number" or name not in PLAUSIBLE_RANGES or name not in clinical.columns:
+            continue
+        lo, hi = PLAUSIBLE_RANGES[name]
+        values = clinical[name]
+        outside = (values < lo) | (values > hi)
+        for unit, factor in UNITS.get(name, {}).items():
+            if unit == item.unit:
+                continue
+            other = values / item.factor * factor
+            looks = outside & other.between(lo, hi)
+            for pid, value in clinical.loc[looks, ["patient_id", name]].itertuples(index=False):
+                out.append({"patient_id": pid, "column": item.column, "value": float(value / item.factor),
+                            "unit": item.unit, "looks_like": unit})
+    return out
+
+
+def found_images(root: Path, clinical: pd.DataFrame, spec: CohortSpec) -> dict[str, Path]:
+    """Every image the spec finds (a pattern also finds images without a row), by ID."""
+    return image_files(root, clinical, spec)[1]
+
+
+def validate(manifest: pd.DataFrame, clinical: pd.DataFrame, data_dir: Path | None = None,
+             spec: CohortSpec | None = None) -> dict[str, object]:
     """Every problem found in the raw data, as plain JSON-ready values. Nothing is modified.
 
     Every image is decoded to its last byte (a few seconds for the real data): a truncated or
-    corrupt file is listed under `unreadable_images`.
+    corrupt file is listed under `unreadable_images`. ``spec`` None: the published dataset's.
     """
-    data_dir = resolve_data_dir(data_dir)
-    images = find_images(data_dir)
+    from .cohort import cohort_root
+
+    spec = load_spec() if spec is None else spec
+    data_dir = cohort_root(spec, data_dir)
+    images = found_images(data_dir, clinical, spec)
     ordered = sorted(images.items())
     with ThreadPoolExecutor(max_workers=2) as pool:  # Pillow decodes without the GIL
         errors = list(pool.map(image_error, [path for _, path in ordered]))
@@ -74,14 +111,14 @@ def validate(manifest: pd.DataFrame, clinical: pd.DataFrame, data_dir: Path | No
                   for _, g in manifest.dropna(subset=["duplicate_group"]).groupby("duplicate_group")]
     label_of = manifest.set_index("patient_id")["diagnosis"]
     cross = [g for g in dup_groups if label_of.loc[g].nunique() > 1]
-    mismatch = [pid for pid, t, d in manifest[["patient_id", "t_score", "diagnosis"]].itertuples(index=False)
-                if pd.isna(t) or who_diagnosis(t) != d]
+    mismatch = [] if spec.t_score is None else [
+        pid for pid, t, d in manifest[["patient_id", "t_score", "diagnosis"]].itertuples(index=False)
+        if pd.isna(t) or who_diagnosis(t) != d]
     folders = manifest[["patient_id", "image_folder", "diagnosis"]].itertuples(index=False)
     folder_mismatch = [pid for pid, folder, d in folders
                        if isinstance(folder, str) and folder.lower() in CLASSES_3 and folder.lower() != d]
-    unparsed_fracture = clinical.loc[clinical["prior_fracture"].isna() & clinical["fracture_history_raw"].notna(),
-                                     ["patient_id", "fracture_history_raw"]]
     constant = [c for c in clinical.columns if clinical[c].nunique(dropna=True) <= 1]
+    mentions = clinical[MENTION_COLUMN].fillna(False) if MENTION_COLUMN in clinical else clinical["patient_id"].isna()
     return {
         "patients": int(len(manifest)),
         "images": int(len(images)),
@@ -94,10 +131,9 @@ def validate(manifest: pd.DataFrame, clinical: pd.DataFrame, data_dir: Path | No
         "unreadable_images": unreadable,
         "folder_label_mismatches": sorted(folder_mismatch),
         "implausible_values": implausible_values(clinical),
-        "unparsed_free_text": [{"patient_id": r[0], "column": "fracture_history_raw", "value": r[1]}
-                               for r in unparsed_fracture.itertuples(index=False)],
-        "outcome_mentioned_in_inputs": sorted(
-            clinical.loc[clinical["mh_mentions_bone_diagnosis"].fillna(False), "patient_id"]),
+        "unit_problems": unit_problems(clinical, spec),
+        "unparsed_free_text": [{**u, "value": str(u["value"])} for u in clinical.attrs.get("unparsed_free_text", [])],
+        "outcome_mentioned_in_inputs": sorted(clinical.loc[mentions.astype(bool), "patient_id"]),
         "constant_columns": constant,
         "batches": {str(k): int(v) for k, v in manifest["batch"].value_counts().items()},
     }
@@ -125,6 +161,9 @@ def format_findings(findings: dict[str, object]) -> str:
     lines.append(f"implausible values: {len(findings['implausible_values'])}")
     lines += [f"  {v['patient_id']}: {v['column']} = {v['value']} (expected {v['expected']})"
               for v in findings["implausible_values"]]
+    lines.append(f"values that look like another unit: {len(findings['unit_problems'])}")
+    lines += [f"  {v['patient_id']}: {v['column']} = {v['value']:g} {v['unit']} (looks like {v['looks_like']})"
+              for v in findings["unit_problems"]]
     lines.append(f"free text not understood: {len(findings['unparsed_free_text'])}")
     lines += [f"  {v['patient_id']}: {v['column']} = {v['value']!r}" for v in findings["unparsed_free_text"]]
     lines.append("acquisition batches: " + ", ".join(f"{k}: {v}" for k, v in findings["batches"].items()))

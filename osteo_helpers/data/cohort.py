@@ -1,0 +1,97 @@
+"""A cohort as a value: its spec and its folder, and everything read from them (spec -> table -> manifest -> rows).
+
+`Cohort.open` checks the spec, finds the folder and its layout before any work; the study, the
+command line and `cohort_rows` (what a saved model scores on another cohort) all read through it.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ..config import UsageError, resolve_data_dir
+from .spec import CohortSpec, load_spec
+
+
+def cohort_root(spec: CohortSpec, data_dir: str | os.PathLike | None = None) -> Path:
+    """The cohort's folder: the spec's [cohort] root, else ``data_dir`` or the documented search for the
+    folder holding the spec's table (--data-dir, $OSTEO_DATA_DIR, data/raw, ../shared)."""
+    if spec.root is not None:
+        if data_dir is not None and Path(data_dir).resolve() != spec.root.resolve():
+            raise UsageError(f"cohort spec {spec.source} names its folder ([cohort] root = {spec.root}); "
+                             f"--data-dir {data_dir} names another: give the folder once")
+        if not (spec.root / spec.table_file).is_file():
+            raise UsageError(f"cohort spec {spec.source}: [cohort] root {spec.root} holds no {spec.table_file!r}")
+        return spec.root.resolve()
+    return resolve_data_dir(data_dir, spec.table_file)
+
+
+@dataclass
+class Cohort:
+    """One cohort: its checked spec and its folder. Open with `Cohort.open(spec, data_dir)`."""
+
+    spec: CohortSpec
+    root: Path
+    _cache: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def open(cls, spec: str | os.PathLike | CohortSpec | None = None,
+             data_dir: str | os.PathLike | None = None) -> Cohort:
+        """Read and check the spec (None: the published dataset's), find the folder and check its
+        layout: every problem here is one line, before any work."""
+        from .layout import check_layout
+
+        spec = spec if isinstance(spec, CohortSpec) else load_spec(spec)
+        cohort = cls(spec, cohort_root(spec, data_dir))
+        if spec.image_pattern is not None:
+            check_layout(cohort.root, spec=spec)
+        return cohort
+
+    @property
+    def table_path(self) -> Path:
+        return self.root / self.spec.table_file
+
+    @property
+    def clinical(self) -> pd.DataFrame:
+        """The tidy clinical table (one row per table row)."""
+        if "clinical" not in self._cache:
+            from .clinical import load_clinical
+
+            self._cache["clinical"] = load_clinical(self.table_path, self.spec)
+        return self._cache["clinical"]
+
+    def manifest(self, strict: bool = True) -> pd.DataFrame:
+        """The manifest (`build_manifest`); ``strict`` False keeps unreadable images for `findings`."""
+        from .manifest import build_manifest
+
+        return build_manifest(self.root, self.clinical, strict=strict, spec=self.spec)
+
+    def findings(self, manifest: pd.DataFrame | None = None) -> dict[str, Any]:
+        """Every problem found in the cohort (`validate`), read only."""
+        from .validation import validate
+
+        return validate(self.manifest(strict=False) if manifest is None else manifest, self.clinical, self.root,
+                        self.spec)
+
+
+def cohort_rows(spec: str | os.PathLike | CohortSpec | None, image_size: int, data_dir: str | os.PathLike | None = None,
+                cache: str | os.PathLike | None = None, progress: bool = False) -> pd.DataFrame:
+    """The rows a model scores on a cohort: one row per table row with an image: ``patient_id``,
+    ``person_id``, ``site`` / ``batch`` / ``knee_side`` / ``view`` where the spec names them, every
+    canonical input the cohort has, ``diagnosis``, ``label_3class``, ``label_binary``, ``t_score``,
+    ``split_group`` and ``image`` (the letterboxed ``image_size`` px uint8 array, from the on-disk cache).
+
+    An unreadable image is ImageReadError naming the file.
+    """
+    from ..config import cache_dir
+    from ..images import ImageCache
+    from .manifest import modelling_table
+
+    cohort = Cohort.open(spec, data_dir)
+    table = modelling_table(cohort.manifest(), cohort.clinical).reset_index(drop=True)
+    images = ImageCache(cache_dir(cache), image_size).load_all(table, cohort.root, progress)
+    return table.assign(image=list(images))

@@ -1,0 +1,291 @@
+"""Knee images as clinics store them: one reader per format behind `reader_for`.
+
+* `PillowReader`: JPEG, PNG, TIFF, BMP (the published dataset's JPEGs decode exactly as before,
+  with Pillow's JPEG draft mode).
+* `DicomReader`: DICOM through pydicom and its pixel-data plugins (pylibjpeg, libjpeg, openjpeg).
+  A single JPEG Baseline frame with nothing to apply (MONOCHROME2 or colour, no rescale, no VOI)
+  is decoded by the Pillow path above, so a JPEG and its DICOM encapsulation give the same pixels.
+  Everything else goes through ``pixel_array``, the modality LUT (rescale slope and intercept) and
+  the VOI LUT or window, and is normalised the same way every time: the VOI output range to [0, 1]
+  when the file has a VOI, else the image's own range; MONOCHROME1 is inverted afterwards.
+
+Every reader answers the same questions: the header (size, mode, pixel spacing), the grey image
+for the letterbox, the grey image at native resolution in [0, 1], a content checksum, and why the
+file cannot be decoded. Errors are `ImageReadError`, one line naming the file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .errors import ImageReadError
+
+PILLOW_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp"})
+DICOM_SUFFIXES = frozenset({".dcm", ".dicom"})
+IMAGE_SUFFIXES = PILLOW_SUFFIXES | DICOM_SUFFIXES
+#: ITU-R BT.601 luminance weights of R, G and B, applied in float (no 8-bit rounding)
+LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114], dtype=np.float64)
+#: the transfer syntax whose frames Pillow decodes exactly as it decodes a .jpg file
+JPEG_BASELINE = "1.2.840.10008.1.2.4.50"
+#: DICOM attributes that change the pixels a file decodes to (part of its content checksum)
+DECODING_ATTRIBUTES = ("Rows", "Columns", "SamplesPerPixel", "PhotometricInterpretation", "BitsAllocated",
+                       "BitsStored", "HighBit", "PixelRepresentation", "PlanarConfiguration", "NumberOfFrames",
+                       "RescaleSlope", "RescaleIntercept", "WindowCenter", "WindowWidth", "VOILUTFunction")
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+def pil_grayscale(source: str | os.PathLike | io.BytesIO, draft: int | None, name: str) -> Image.Image:
+    """A Pillow-readable image as 8-bit grey, EXIF orientation honoured; ``draft`` lets JPEG decode at a
+    reduced scale (DCT scaling, several times faster) when only a ``draft`` px image is needed."""
+    try:
+        with Image.open(source) as im:
+            if draft is not None:
+                im.draft("L", (draft, draft))
+            im = ImageOps.exif_transpose(im).convert("L")
+            im.load()
+    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+        raise ImageReadError(f"{name}: cannot decode image ({_one_line(exc)})") from exc
+    return im
+
+
+def pil_float(source: str | os.PathLike | io.BytesIO, name: str) -> np.ndarray:
+    """A Pillow-readable image at native resolution as float in [0, 1]: RGB(A) to luminance in float,
+    8- and 16-bit grey levels scaled by their full range, EXIF orientation honoured."""
+    try:
+        with Image.open(source) as im:
+            im = ImageOps.exif_transpose(im)
+            im.load()
+            mode = im.mode
+            if mode in ("RGB", "RGBA", "CMYK", "YCbCr", "P", "LA", "PA"):
+                arr = np.asarray(im.convert("RGB"), dtype=np.float64) @ LUMA_WEIGHTS / 255.0
+            elif mode in ("L", "1"):
+                arr = np.asarray(im.convert("L"), dtype=np.float64) / 255.0
+            elif mode.startswith("I;16"):
+                arr = np.asarray(im, dtype=np.float64) / 65535.0
+            elif mode in ("I", "F"):
+                arr = np.asarray(im, dtype=np.float64)
+                lo, hi = float(arr.min()), float(arr.max())
+                arr = (arr - lo) / (hi - lo) if hi > lo else np.zeros_like(arr)
+            else:
+                arr = np.asarray(im.convert("L"), dtype=np.float64) / 255.0
+    except (OSError, UnidentifiedImageError, ValueError) as exc:
+        raise ImageReadError(f"cannot read image {name!r}: {_one_line(exc)}") from exc
+    return arr
+
+
+class PillowReader:
+    """JPEG, PNG, TIFF and BMP files through Pillow."""
+
+    format = "pillow"
+
+    def header(self, path: Path) -> dict[str, Any]:
+        try:
+            with Image.open(path) as im:
+                return {"width": im.width, "height": im.height, "mode": im.mode, "format": im.format,
+                        "pixel_spacing_row_mm": np.nan, "pixel_spacing_col_mm": np.nan}
+        except (UnidentifiedImageError, OSError) as exc:
+            raise ImageReadError(f"{path}: not a readable image ({_one_line(exc)})") from exc
+
+    def grayscale(self, path: Path, draft: int | None = None) -> Image.Image:
+        return pil_grayscale(path, draft, str(path))
+
+    def grayscale_float(self, path: Path) -> np.ndarray:
+        return pil_float(path, os.fspath(path))
+
+    def content_sha256(self, path: Path) -> str:
+        from .registry import sha256_file
+
+        return sha256_file(path)
+
+    def decode_error(self, path: Path) -> str | None:
+        try:
+            with Image.open(path) as im:
+                im.load()
+        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+            return _one_line(exc)
+        return None
+
+
+class DicomReader:
+    """DICOM files through pydicom (compressed transfer syntaxes through the pylibjpeg plugins)."""
+
+    format = "dicom"
+
+    def _dataset(self, path: Path, pixels: bool = True):
+        import pydicom
+
+        try:
+            ds = pydicom.dcmread(path, stop_before_pixels=not pixels)
+        except Exception as exc:  # pydicom raises many types for a file that is not (all) DICOM
+            raise ImageReadError(f"{path}: not a readable DICOM file ({_one_line(exc)})") from exc
+        missing = [k for k in ("Rows", "Columns", "PhotometricInterpretation") if k not in ds]
+        if pixels and "PixelData" not in ds:
+            missing.append("PixelData")
+        if missing:
+            raise ImageReadError(f"{path}: DICOM file without {', '.join(missing)}: not an image")
+        if int(ds.get("NumberOfFrames", 1) or 1) != 1:
+            raise ImageReadError(f"{path}: DICOM file with {ds.NumberOfFrames} frames; a radiograph is one frame")
+        return ds
+
+    @staticmethod
+    def _jpeg_frame(ds) -> bytes | None:
+        """The JPEG bitstream when Pillow's path decodes this file exactly (see the module docstring)."""
+        syntax = str(getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", ""))
+        plain = (float(ds.get("RescaleSlope", 1) or 1) == 1 and float(ds.get("RescaleIntercept", 0) or 0) == 0
+                 and "VOILUTSequence" not in ds and "WindowCenter" not in ds and "ModalityLUTSequence" not in ds)
+        if syntax != JPEG_BASELINE or not plain or ds.PhotometricInterpretation == "MONOCHROME1":
+            return None
+        from pydicom.encaps import generate_frames
+
+        return next(generate_frames(ds.PixelData, number_of_frames=1))
+
+    def header(self, path: Path) -> dict[str, Any]:
+        ds = self._dataset(path, pixels=False)
+        spacing = ds.get("PixelSpacing") or ds.get("ImagerPixelSpacing")
+        row_mm, col_mm = (float(spacing[0]), float(spacing[1])) if spacing and len(spacing) == 2 else (np.nan,) * 2
+        samples, bits = int(ds.get("SamplesPerPixel", 1)), int(ds.get("BitsStored", 8))
+        mode = "RGB" if samples == 3 else "L" if bits <= 8 else "I;16"
+        if str(getattr(ds.file_meta, "TransferSyntaxUID", "")) == JPEG_BASELINE:
+            full = self._dataset(path)
+            frame = self._jpeg_frame(full)
+            if frame is not None:  # the mode Pillow sees, as for the JPEG file itself
+                with Image.open(io.BytesIO(frame)) as im:
+                    mode = im.mode
+        return {"width": int(ds.Columns), "height": int(ds.Rows), "mode": mode, "format": "DICOM",
+                "pixel_spacing_row_mm": row_mm, "pixel_spacing_col_mm": col_mm}
+
+    def _float(self, path: Path, ds) -> np.ndarray:
+        from pydicom.pixels import apply_modality_lut, apply_voi_lut
+
+        try:
+            arr = ds.pixel_array
+        except Exception as exc:  # pydicom and its plugins raise many types for undecodable pixel data
+            raise ImageReadError(f"{path}: DICOM pixel data cannot be decoded ({_one_line(exc)})") from exc
+        if int(ds.get("SamplesPerPixel", 1)) == 3:
+            bits = int(ds.get("BitsStored", 8))
+            return arr.astype(np.float64) @ LUMA_WEIGHTS / (2**bits - 1)
+        values = apply_modality_lut(arr, ds)  # integers stay integers: a VOI LUT indexes by them
+        low, high = voi_range(ds)
+        if low is not None:
+            values = apply_voi_lut(values, ds, index=0).astype(np.float64)
+        else:
+            values = values.astype(np.float64)
+            low, high = float(values.min()), float(values.max())
+        scaled = (values - low) / (high - low) if high > low else np.zeros_like(values)
+        scaled = np.clip(scaled, 0.0, 1.0)
+        return 1.0 - scaled if ds.PhotometricInterpretation == "MONOCHROME1" else scaled
+
+    def grayscale(self, path: Path, draft: int | None = None) -> Image.Image:
+        ds = self._dataset(path)
+        frame = self._jpeg_frame(ds)
+        if frame is not None:
+            return pil_grayscale(io.BytesIO(frame), draft, str(path))
+        return Image.fromarray(np.rint(self._float(path, ds) * 255).astype(np.uint8), mode="L")
+
+    def grayscale_float(self, path: Path) -> np.ndarray:
+        ds = self._dataset(path)
+        frame = self._jpeg_frame(ds)
+        return pil_float(io.BytesIO(frame), str(path)) if frame is not None else self._float(path, ds)
+
+    def content_sha256(self, path: Path) -> str:
+        """SHA-256 of what decides the pixels (the decoding attributes and the pixel data), not of the
+        file: two files of one image under two patients' tags are the same image."""
+        ds = self._dataset(path)
+        attrs = {k: str(ds.get(k)) for k in DECODING_ATTRIBUTES if k in ds}
+        attrs["TransferSyntaxUID"] = str(getattr(ds.file_meta, "TransferSyntaxUID", ""))
+        digest = hashlib.sha256(json.dumps(attrs, sort_keys=True).encode())
+        for seq in ("VOILUTSequence", "ModalityLUTSequence"):
+            for item in ds.get(seq) or []:
+                digest.update(str(list(item.LUTDescriptor)).encode())
+                digest.update(bytes(item.LUTData) if isinstance(item.LUTData, bytes) else str(item.LUTData).encode())
+        digest.update(ds.PixelData)
+        return digest.hexdigest()
+
+    def decode_error(self, path: Path) -> str | None:
+        try:
+            self.grayscale_float(path)
+        except ImageReadError as exc:
+            return str(exc).removeprefix(f"{path}: ")
+        return None
+
+
+def voi_range(ds) -> tuple[float | None, float | None]:
+    """The output range of the file's VOI transform (LUT or window), as pydicom applies it; (None, None)
+    without a VOI. Normalising by it keeps a window's meaning: what the window clips stays clipped."""
+    if ds.get("VOILUTSequence"):
+        return 0.0, float(2 ** int(ds.VOILUTSequence[0].LUTDescriptor[2]) - 1)
+    if "WindowCenter" not in ds or "WindowWidth" not in ds:
+        return None, None
+    if ds.get("ModalityLUTSequence"):
+        low, high = 0.0, float(2 ** int(ds.ModalityLUTSequence[0].LUTDescriptor[2]) - 1)
+    elif int(ds.get("PixelRepresentation", 0)) == 0:
+        low, high = 0.0, float(2 ** int(ds.BitsStored) - 1)
+    else:
+        low, high = -float(2 ** (int(ds.BitsStored) - 1)), float(2 ** (int(ds.BitsStored) - 1) - 1)
+    slope, intercept = ds.get("RescaleSlope"), ds.get("RescaleIntercept")
+    if slope is not None and intercept is not None:
+        low, high = low * float(slope) + float(intercept), high * float(slope) + float(intercept)
+    return low, high
+
+
+def is_dicom(path: str | os.PathLike) -> bool:
+    """A .dcm/.dicom file, or any file with the DICOM preamble ('DICM' at byte 128)."""
+    path = Path(path)
+    if path.suffix.lower() in DICOM_SUFFIXES:
+        return True
+    if path.suffix.lower() in PILLOW_SUFFIXES:
+        return False
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(132)[128:] == b"DICM"
+    except OSError:
+        return False
+
+
+_PILLOW, _DICOM = PillowReader(), DicomReader()
+
+
+def reader_for(path: str | os.PathLike) -> PillowReader | DicomReader:
+    """The reader of a file's format."""
+    return _DICOM if is_dicom(path) else _PILLOW
+
+
+def image_header(path: str | os.PathLike) -> dict[str, Any]:
+    """Size, mode, format and pixel spacing (mm; NaN where the file does not say) from the header."""
+    return reader_for(path).header(Path(path))
+
+
+def open_grayscale(path: str | os.PathLike, draft: int | None = None) -> Image.Image:
+    """The image as 8-bit grey (Pillow 'L'), whatever its format: what the letterbox resizes."""
+    return reader_for(path).grayscale(Path(path), draft)
+
+
+def read_grayscale(path: str | os.PathLike) -> np.ndarray:
+    """The image at native resolution as float32 in [0, 1], whatever its format (the biomarkers)."""
+    p = Path(path)
+    arr = reader_for(p).grayscale_float(p)
+    if arr.ndim != 2 or arr.size == 0:
+        raise ImageReadError(f"cannot read image {os.fspath(p)!r}: unexpected shape {arr.shape}")
+    return np.clip(arr, 0.0, 1.0).astype(np.float32)
+
+
+def image_sha256(path: str | os.PathLike) -> str:
+    """The content checksum that identifies an image (the file's SHA-256; for DICOM, its pixels')."""
+    return reader_for(path).content_sha256(Path(path))
+
+
+def decode_error(path: str | os.PathLike) -> str | None:
+    """Why an image cannot be decoded to its last byte, or None (a truncated JPEG has a readable header)."""
+    return reader_for(path).decode_error(Path(path))
