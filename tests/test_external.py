@@ -160,8 +160,9 @@ def test_bad_model_or_out_is_exit_2_with_one_line(case, synthetic_bundle, tmp_pa
     captured = capsys.readouterr()
     lines = captured.err.strip().splitlines()
     assert code == 2 and len(lines) == 1 and lines[0].startswith("error: "), captured.err
-    assert {"not a bundle": "bundle", "out inside the data": "inside the dataset folder", "out is a file": "file",
-            "out holds other files": "holds files", "n-boot 0": "--n-boot", "cohort spec": "cohort spec"}[case] in lines[0]
+    expected = {"not a bundle": "bundle", "out inside the data": "inside the dataset folder", "out is a file": "file",
+                "out holds other files": "holds files", "n-boot 0": "--n-boot", "cohort spec": "cohort spec"}
+    assert expected[case] in lines[0]
     assert captured.out == "" and synth.snapshot(root) == before
     assert not (tmp_path / "v" / "metrics.csv").exists() and not (root / "validation").exists()
 
