@@ -11,6 +11,7 @@ import argparse
 import json
 import re
 import shlex
+import shutil
 from pathlib import Path
 
 import nbformat
@@ -132,10 +133,14 @@ def test_banner_for_smoke_and_changed_settings_only(tmp_path):
     assert pipeline.book_banner(config.get_profile("smoke")) == "smoke profile: the numbers mean nothing"
     assert pipeline.book_banner(config.get_profile("fast")) is None
     assert "epochs=3" in pipeline.book_banner(config.get_profile("fast", epochs=3))
-    pipeline.write_book_config(config.PROJECT_ROOT / "_config.yml", tmp_path / "smoke.yml", pipeline.SMOKE_BANNER)
-    pipeline.write_book_config(config.PROJECT_ROOT / "_config.yml", tmp_path / "fast.yml", None)
+    pipeline.write_book_config(config.PROJECT_ROOT / "_config.yml", tmp_path / "smoke.yml", pipeline.SMOKE_BANNER,
+                               "An answer.")
+    pipeline.write_book_config(config.PROJECT_ROOT / "_config.yml", tmp_path / "fast.yml", None, "An answer.")
     original = yaml.safe_load((config.PROJECT_ROOT / "_config.yml").read_text())
-    assert yaml.safe_load((tmp_path / "fast.yml").read_text()) == original
+    fast = yaml.safe_load((tmp_path / "fast.yml").read_text())
+    assert fast["parse"]["myst_substitutions"] == {"answer": "An answer."}
+    fast["parse"]["myst_substitutions"] = original["parse"]["myst_substitutions"]
+    assert fast == original
     smoke = yaml.safe_load((tmp_path / "smoke.yml").read_text())
     assert smoke["html"]["announcement"] == pipeline.SMOKE_BANNER
     assert {k: v for k, v in smoke["html"].items() if k != "announcement"} == original["html"]
@@ -148,6 +153,7 @@ def test_smoke_book_has_the_banner_on_every_page_and_no_parameters(tmp_path, mon
     (project / "_config.yml").write_text((config.PROJECT_ROOT / "_config.yml").read_text())
     (project / "_toc.yml").write_text("format: jb-book\nroot: book/index\nchapters:\n  - file: notebooks/page\n")
     (project / "references.bib").write_text("")
+    shutil.copytree(config.PROJECT_ROOT / "book" / "_static", project / "book" / "_static")
     (project / "book" / "index.md").write_text("# Index\n")
     secret = "/home/someone/secret-outputs/smoke"
     executed = _notebook(tmp_path / "run" / "notebooks" / "page.ipynb", f'run_dir = "{secret}"')
