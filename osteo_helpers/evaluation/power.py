@@ -20,7 +20,8 @@ from scipy import optimize, stats
 
 from .metrics import as_binary, rank_auc
 
-__all__ = ["auroc_difference_sd", "auroc_power", "detectable_auroc_gain", "detectable_gain_summary"]
+__all__ = ["auroc_difference_sd", "auroc_power", "detectable_auroc_gain", "detectable_gain_summary",
+           "within_class_correlation"]
 
 _SINGULAR = 1e-12
 
@@ -101,7 +102,7 @@ def detectable_auroc_gain(
     return float(upper if shortfall(lower) >= 0 else optimize.brentq(shortfall, lower, upper, xtol=1e-7))
 
 
-def _within_class_correlation(y: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
+def within_class_correlation(y: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
     """Mean over the two classes of the Spearman correlation of a and b, as a binormal Pearson r.
 
     Spearman is unaffected by the monotone transforms that make probabilities binormal;
@@ -123,7 +124,7 @@ def detectable_gain_summary(
     _, ref = as_binary(y, score_ref)
     auroc_new, auroc_ref = rank_auc(np.vstack([y, y]), np.vstack([new, ref]))
     n_pos, n_neg = int(y.sum()), int(len(y) - y.sum())
-    correlation = _within_class_correlation(y, new, ref)
+    correlation = within_class_correlation(y, new, ref)
     gain = detectable_auroc_gain(n_pos, n_neg, float(auroc_ref), correlation, alpha, power)
     return pd.DataFrame([{"n_pos": n_pos, "n_neg": n_neg, "auroc_ref": float(auroc_ref), "auroc_new": float(auroc_new),
                           "observed_gain": float(auroc_new - auroc_ref), "correlation": correlation, "alpha": alpha,
