@@ -81,3 +81,28 @@ def test_progress_lines_name_arm_fold_and_time_left(tmp_path, monkeypatch):
     printer({"event": "arm_done", "arm": "age", "task": "binary", "seconds": 0.4})
     assert lines[1:] == ["  age (binary): done in 0s"]
     assert json.loads(path.read_text().splitlines()[0])["arm"] == "fusion"
+
+
+def test_the_forest_legend_covers_no_point():
+    from osteo_helpers import plots
+
+    rows = []
+    for i, m in enumerate(ablation.MAIN_ARMS):
+        v = 0.4 + 0.07 * i
+        rows += [(m, "auroc", v, v - 0.08, min(v + 0.08, 1)), (m, "auroc_fold_mean", v - 0.02, np.nan, np.nan),
+                 (m, "auroc_fold_sd", 0.1, np.nan, np.nan), (m, "auroc_seed1", v - 0.01, np.nan, np.nan),
+                 (m, "auroc_seed2", v + 0.01, np.nan, np.nan)]
+    results = pd.DataFrame(rows, columns=["model", "metric", "value", "ci_low", "ci_high"])
+    fig = plots.forest(results, "auroc", order=ablation.DECLARED_ORDER, labels=ablation.ARM_LABELS, highlight=0.9)
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    legend = ax.get_legend().get_window_extent()
+    points = np.vstack([np.asarray(c.get_offsets(), dtype=float) for c in ax.collections if len(c.get_offsets())]
+                       + [np.column_stack(line.get_data()).astype(float) for line in ax.get_lines()
+                          if line.get_marker() not in ("None", "", None)])
+    shown = ax.transData.transform(points[np.isfinite(points).all(axis=1)])
+    inside = ((shown[:, 0] >= legend.x0) & (shown[:, 0] <= legend.x1) & (shown[:, 1] >= legend.y0)
+              & (shown[:, 1] <= legend.y1))
+    assert len(shown) >= 3 * len(ablation.MAIN_ARMS) and not inside.any()
+    assert {t.get_text() for t in ax.get_legend().get_texts()} >= {"pooled, 95% CI", "fold mean ± fold SD",
+                                                                   "each repeat, pooled"}
