@@ -92,6 +92,24 @@ def image_gallery(images: Sequence[np.ndarray], titles: Sequence[str], ncols: in
     return fig
 
 
+def image_pairs(images: np.ndarray, cohort: pd.DataFrame, pairs: pd.DataFrame) -> plt.Figure:
+    """Pairs of images side by side (two pairs per row), each titled with its record and the pair's pHash
+    distance: what a near-duplicate check found, and the closest pairs it did not flag."""
+    index = {pid: i for i, pid in enumerate(cohort["patient_id"])}
+    record = cohort.set_index("patient_id")
+    shown, titles = [], []
+    for r in pairs.itertuples():
+        for k, pid in enumerate((r.a, r.b)):
+            shown.append(images[index[pid]])
+            rec = record.loc[pid]
+            title = f"{pid}: {rec['sex']}, {rec['age_years']:g}, {rec['diagnosis']}"
+            if k == 1:
+                what = "identical bytes" if r.identical_bytes else ("near-duplicate" if r.hit else "not flagged")
+                title += f"\n{r.bits} bits apart, {what}"
+            titles.append(title)
+    return image_gallery(shown, titles, ncols=4, size=2.3)
+
+
 def crosstab_heatmap(table: pd.DataFrame, row: str, col: str, title: str) -> plt.Figure:
     ct = pd.crosstab(table[row], table[col])
     fig, ax = plt.subplots(figsize=(1.2 * ct.shape[1] + 2, 0.6 * ct.shape[0] + 1.5))

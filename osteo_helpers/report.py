@@ -243,6 +243,40 @@ def findings_text(findings: dict) -> str:
             f"{len(findings['implausible_values'])} clinical values are implausible and are reported, not edited.")
 
 
+def linkage_text(findings: dict) -> str:
+    """The image-to-record mislinkage in words: identical pictures whose records disagree."""
+    conflicts, groups = findings.get("image_record_conflicts", []), findings["duplicate_groups"]
+    if not conflicts:
+        return (f"None of the {len(groups)} groups of byte-identical images links the picture to records that "
+                "disagree in sex or age.")
+    by_sex = sum("sex" in c["disagree"] for c in conflicts)
+    gap = max(max(c["age_years"]) - min(c["age_years"]) for c in conflicts)
+    first = next((c for c in conflicts if "sex" in c["disagree"]), conflicts[0])
+    example = " and ".join(f"{p} ({s}, {a:g}, {d})" for p, s, a, d in
+                           zip(first["patients"], first["sex"], first["age_years"], first["diagnosis"], strict=True))
+    return (f"**The image-to-record link is wrong for part of the cohort.** In {len(conflicts)} of the {len(groups)} "
+            f"groups of byte-identical images the records attached to the one radiograph disagree: {by_sex} in sex, "
+            f"and ages differ by up to {gap:g} years. One radiograph cannot be two people: {example} share one "
+            "image, so at least one of them is shown with another person's knee. These patients share a split "
+            "group (never on both sides of a split) and notebook 5 re-scores every arm without them.")
+
+
+def linkage_table(findings: dict) -> pd.DataFrame:
+    """Every group of identical images whose records disagree, one row per patient."""
+    rows = [{"group": i + 1, "patient_id": p, "sex": s, "age_years": a, "diagnosis": d,
+             "disagree": ", ".join(c["disagree"])} for i, c in enumerate(findings.get("image_record_conflicts", []))
+            for p, s, a, d in zip(c["patients"], c["sex"], c["age_years"], c["diagnosis"], strict=True)]
+    return pd.DataFrame(rows, columns=["group", "patient_id", "sex", "age_years", "diagnosis", "disagree"])
+
+
+def image_pairs(pairs: pd.DataFrame, max_bits: int, hits: int = 4, above: int = 4) -> pd.DataFrame:
+    """The pairs to show side by side: near-duplicate hits (within ``max_bits``; copies that are not
+    byte-identical first) and the closest pairs above the threshold, which show its margin."""
+    within = pairs[pairs["bits"] <= max_bits].sort_values(["identical_bytes", "bits"], kind="stable")
+    return pd.concat([within.head(hits).assign(hit=True),
+                      pairs[pairs["bits"] > max_bits].head(above).assign(hit=False)], ignore_index=True)
+
+
 def group_table(manifest: pd.DataFrame) -> pd.DataFrame:
     """Every split group of more than one patient: its members with diagnosis, age and sex, and why linked."""
     sizes = manifest.groupby("split_group")["patient_id"].transform("size")

@@ -8,12 +8,14 @@ the tests and the command line call the same code. Where things live:
 * :mod:`.clinical` -- the spreadsheet as a tidy clinical table, the free-text rules, the data dictionary;
 * :mod:`.manifest` -- image headers, the manifest, person (split) groups, the modelling table;
 * :mod:`.validation` -- plausibility, the findings of ``data check`` and their text;
+* :mod:`.linkage` -- identical images whose records disagree, near-duplicate images (perceptual hash);
 * :mod:`.errors` -- the errors about raw data (``ImageReadError`` is the project's one image-read error).
 
 Class names and the WHO thresholds live in :mod:`osteo_helpers.tasks`.
 """
 
 from ..tasks import CLASSES_3, CLASSES_BINARY
+from . import linkage
 from .clinical import (
     BOOLEAN_COLUMNS,
     COLUMN_SPECS,
@@ -105,6 +107,7 @@ __all__ = [
     "read_registry",
     "registry_path",
     "sha256_file",
+    "linkage",
     "validate",
     "verify_files",
     "who_diagnosis",
