@@ -372,6 +372,40 @@ def same_scores(oofs: dict[str, pd.DataFrame]) -> dict[str, float]:
     return out
 
 
+def candidate_parameters(rows: pd.DataFrame, profile: Profile) -> dict[str, int]:
+    """Parameters each declared binary model estimates (a network's trainable weights), for the
+    events-per-parameter statement: age, OST and the clinical model count their inputs."""
+    from .models import FusionNet, ResidualNet, build_encoder, build_model
+    from .tabular import CLINICAL_FEATURES, transform_columns
+
+    columns = len(transform_columns(rows))
+    base = len(transform_columns(rows).query("`clinical feature` in @CLINICAL_FEATURES"))
+    count = lambda net: sum(p.numel() for p in net.parameters() if p.requires_grad)  # noqa: E731
+    encoder = lambda: build_encoder(profile.encoder, weights=None, width=profile.cnn_width)  # noqa: E731
+    nets: dict[str, FusionNet | ResidualNet] = {
+        "tabular": ResidualNet(base, 2, extra_dim=columns),
+        "image": build_model("image", 2, profile.encoder, width=profile.cnn_width),
+        "fusion_concat": build_model("fusion", 2, profile.encoder, width=profile.cnn_width, tabular_dim=columns),
+        "fusion": ResidualNet(base, 2, encoder=encoder()),
+    }
+    return {"age": 1, "ost": 1, "clinical": len(CLINICAL_FEATURES), "clinical_full": columns,
+            **{name: count(net) for name, net in nets.items()}}
+
+
+def sample_size_table(rows: pd.DataFrame, parameters: dict[str, int]) -> pd.DataFrame:
+    """Per declared model: candidate parameters, events (the smaller class: normal BMD) per parameter,
+    and the patients Riley et al. (2020) ask for at this prevalence (their conservative R^2)."""
+    events = int(min(rows["label_binary"].sum(), len(rows) - rows["label_binary"].sum()))
+    prevalence = float(rows["label_binary"].mean())
+    out = []
+    for name, p in parameters.items():
+        need = evaluation.riley_sample_size(p, prevalence)
+        out.append({"model": name, "candidate_parameters": p, "events": events, "events_per_parameter": events / p,
+                    "patients": len(rows), "patients_required": need["n_required"],
+                    "enough": len(rows) >= need["n_required"]})
+    return pd.DataFrame(out)
+
+
 def positive_control(rows: pd.DataFrame, folds: pd.DataFrame, profile: Profile, cache: Path | None, n_boot: int,
                      seed: int, groups: pd.Series | None = None) -> pd.DataFrame:
     """The image arm, same folds and profile, asked for what a knee radiograph shows in larger studies:

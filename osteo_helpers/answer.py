@@ -296,6 +296,30 @@ def equation_text(equation: pd.DataFrame, n: int) -> str:
             "men, 0 for women); the table gives each coefficient's Wald 95% CI.")
 
 
+def sample_size_text(sizes: pd.DataFrame) -> str:
+    """Events per candidate parameter of each declared model against Riley et al. (2020)'s minimum."""
+    first = sizes.iloc[0]
+    enough = sizes[sizes["enough"]]
+    short = sizes[~sizes["enough"]]
+    text = (f"**Sample size.** The cohort has {int(first['patients'])} patients and {int(first['events'])} events "
+            "(the smaller outcome class, normal BMD). By the criteria of Riley et al. (2020; conservative anticipated "
+            "R², shrinkage 0.9, overall risk within 0.05), ")
+    if len(enough):
+        text += "it is large enough for " + ", ".join(
+            f"{arm_label(r.model)} ({r.candidate_parameters} parameter{'s' if r.candidate_parameters > 1 else ''}, "
+            f"{r.events_per_parameter:.0f} events each; {r.patients_required:.0f} needed)"
+            for r in enough.itertuples())
+    if len(short):
+        text += ("; " if len(enough) else "") + "it is too small for " + ", ".join(
+            f"{arm_label(r.model)} ({r.candidate_parameters:,} parameters, {r.events_per_parameter:.2g} events each; "
+            f"{r.patients_required:,.0f} needed)" for r in short.itertuples())
+        text += (". Those models are fitted to fewer events than parameters (a network's weights are held back by "
+                 "early stopping, so their count overstates its effective parameters, though not by the thousands-fold "
+                 "that separates it from the need): their results are exploratory, as the wide intervals and the "
+                 "fold SDs show")
+    return text + "."
+
+
 # ----------------------------------------------------------------------------- the positive control
 
 

@@ -64,6 +64,7 @@ from .power import (
     auroc_power,
     detectable_auroc_gain,
     detectable_gain_summary,
+    riley_sample_size,
     within_class_correlation,
 )
 from .resampling import bootstrap_indices, percentile_ci
@@ -127,6 +128,7 @@ __all__ = [
     "regression_metrics",
     "reliability_curve",
     "reliability_figure",
+    "riley_sample_size",
     "threshold_for_sensitivity",
     "verdict",
     "within_class_correlation",
