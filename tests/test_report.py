@@ -106,3 +106,12 @@ def test_the_forest_legend_covers_no_point():
     assert len(shown) >= 3 * len(ablation.MAIN_ARMS) and not inside.any()
     assert {t.get_text() for t in ax.get_legend().get_texts()} >= {"pooled, 95% CI", "fold mean ± fold SD",
                                                                    "each repeat, pooled"}
+
+
+def test_a_patient_without_an_id_or_image_is_named_once():
+    from osteo_helpers import patients
+
+    problems = patients.single_patient({}, None, None, ("age_years",), 32)[0].problems
+    assert problems == ["patient without an ID: age_years: missing (required by the model)",
+                        "patient without an ID: image: missing (give --image)"]
+    assert not any("patient patient" in line for line in problems)
