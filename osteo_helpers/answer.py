@@ -268,6 +268,36 @@ def calibration_text(results: pd.DataFrame, names: Sequence[str]) -> str:
     return " ".join(calibration_words(results, m) for m in names if _row(results, m, "calibration_slope") is not None)
 
 
+def tscore_text(regression: pd.DataFrame, mae: pd.DataFrame | None = None) -> str:
+    """The T-score models in words: error against the no-information MAE, R², and where their 95%
+    predictive intervals cover too little (a coverage CI below 0.95), per WHO class; then the paired MAE."""
+    sentences = []
+    for model in dict.fromkeys(regression["model"]):
+        get = lambda metric, m=model: _row(regression, m, metric)  # noqa: E731
+        mae_row, base, r2 = get("mae"), get("mae_no_information"), get("r2")
+        if mae_row is None:
+            continue
+        text = f"The {arm_label(model)}: MAE {ci(mae_row['value'], mae_row['ci_low'], mae_row['ci_high'])}"
+        if base is not None:
+            text += f" against {number(base['value'])} from the training folds' mean"
+        if r2 is not None:
+            text += f", R² {ci(r2['value'], r2['ci_low'], r2['ci_high'], 2)}"
+        low = [(m.removeprefix("coverage_95_"), get(m)) for m in regression.loc[regression["model"] == model, "metric"]
+               if m.startswith("coverage_95_")]
+        short = [f"{name} {row['value']:.0%}" for name, row in low if row is not None and row["ci_high"] < 0.95]
+        overall = get("coverage_95")
+        if overall is not None:
+            text += f"; its 95% intervals hold {overall['value']:.0%} of the measured T-scores"
+            text += (f", too few in {', '.join(short)} (the spread is under-estimated there)" if short else
+                     ", no class detectably too few")
+        sentences.append(text + ".")
+    if mae is not None and len(mae):
+        row = mae.iloc[0]
+        sentences.append(f"Paired, the {arm_label(row['model_a'])} minus the {arm_label(row['model_b'])} MAE is "
+                         f"{ci(row['diff'], row['ci_low'], row['ci_high'], signed=True)}: {row['conclusion']}.")
+    return " ".join(sentences)
+
+
 # ----------------------------------------------------------------------------- the clinical model
 
 TERM_WORDS = {"intercept": "intercept", "age_years": "age (per year)", "sex_male": "male (against female)",

@@ -168,3 +168,14 @@ def test_the_equation_in_the_book_is_the_fitted_clinical_model():
     assert f"{beta[1]:.4f} × age in years" in text and f"- {abs(beta[2]):.4f} × [male]" in text
     table = answer.equation_table(equation)
     assert table.iloc[1, 0] == "age (per year)" and table.iloc[1, 1].startswith(f"+{beta[1]:.3f}")
+
+
+def test_tscore_text_names_the_classes_whose_intervals_cover_too_few():
+    rows = [("mae", 0.33, 0.29, 0.37), ("mae_no_information", 0.558, 0.5, 0.6), ("r2", 0.59, 0.44, 0.7),
+            ("coverage_95", 0.95, 0.92, 0.97), ("coverage_95_normal", 0.97, 0.93, 1.0),
+            ("coverage_95_osteoporosis", 0.85, 0.7, 0.93)]
+    regression = pd.DataFrame(rows, columns=["metric", "value", "ci_low", "ci_high"]).assign(
+        model="clinical_tscore", subset="all")
+    text = answer.tscore_text(regression)
+    assert "MAE 0.330\u00a0[0.290,\u00a00.370] against 0.558 from the training folds' mean" in text
+    assert "too few in osteoporosis 85% (the spread is under-estimated there)" in text and "normal 97%" not in text
