@@ -88,6 +88,8 @@ def fold_words(row: pd.Series) -> str:
     if n is None or not np.isfinite(n) or int(n) == 0:
         return ""
     a, b = arm_label(row["model_a"]), arm_label(row["model_b"])
+    if row.get("folds_tied", 0) == n:
+        return f"fold by fold the two AUROCs are equal in {of_folds(n, n)}"
     sd = row.get("fold_diff_sd", np.nan)
     spread = f" (SD {number(sd)})" if np.isfinite(sd) else ""
     parts = [f"{a} better in {of_folds(row['folds_a_better'], n)}", f"{b} in {of_folds(row['folds_b_better'], n)}"]
@@ -151,10 +153,9 @@ def power_words(power: pd.DataFrame) -> str:
     text += ". Smaller gains cannot be ruled out."
     same = power[power["correlation_source"] == "same scores"]
     if len(same):
-        names = " and ".join(f"{arm_label(m)} (correlation {r:.3f})" for m, r in zip(same["model"], same["correlation"],
-                                                                                  strict=True))
-        verb = "is" if len(same) == 1 else "are"
-        text += (f" The scores of the {names} {verb} the clinical model's, so no power is stated at that "
+        names = " and of the ".join(f"{arm_label(m)} (within-class correlation {r:.3f})"
+                                    for m, r in zip(same["model"], same["correlation"], strict=True))
+        text += (f" The scores of the {names} are the clinical model's, so no power is stated at that "
                  "correlation: it would describe the design, not the image.")
     return text
 

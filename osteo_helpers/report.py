@@ -37,7 +37,7 @@ def ci(value: float, low: float, high: float, digits: int = 3, signed: bool = Fa
         return shown
     lo, hi = number(low, digits, signed), number(high, digits, signed)
     if lo == hi:
-        return f"{shown} (the same in every resample)"
+        return f"{shown}, identical in every resample"
     return f"{shown}\u00a0[{lo},\u00a0{hi}]"
 
 

@@ -55,6 +55,18 @@ def test_the_primary_answer_follows_its_interval_and_states_the_folds(diff, low,
     assert "Against age alone the fusion shows no detectable difference" in text and "Holm-adjusted p = 0.9" in text
 
 
+def test_identical_arms_are_said_to_be_identical_once():
+    tied = pd.DataFrame([_comparison(0.0, 0.0, 0.0, folds_b_better=0, folds_tied=10, a_untrained_folds=10)])
+    text = answer.comparison_text(tied, "binary")
+    assert ("pooled difference 0.000, identical in every resample; fold by fold the two AUROCs are equal in all 10 "
+            "folds; fusion (residual) kept its untrained state, the clinical model itself, in all 10 folds.") in text
+    assert "better in none" not in text and "(SD" not in text and "((" not in text
+    conclusion = answer.conclusion(tied, pd.DataFrame(columns=["model", "metric", "value", "subset"]))
+    assert conclusion.startswith("The residual fusion reverted to the clinical model in all 10 folds and was better "
+                                 "than it in none of the 10 folds (pooled AUROC difference 0.000, identical in every "
+                                 "resample), so this cohort cannot tell")
+
+
 def test_a_secondary_verdict_follows_holm_not_the_raw_interval():
     row = pd.Series(_comparison(-0.02, -0.04, -0.001, a="clinical_full", role="secondary", p_holm=0.28))
     assert answer.difference_words(row) == "shows no detectable difference from"
@@ -105,7 +117,7 @@ def test_power_says_each_thing_once_and_names_the_arms_whose_scores_are_the_clin
     assert text.count("none up to AUROC 1 (a gain of 0.050)") == 2  # once per place it applies, not doubled
     assert "maximum possible" not in text
     assert "fusion (concatenation) none up to AUROC 1 (a gain of 0.050) (correlation 0.62)" in text
-    assert "The scores of the fusion (residual) (correlation 0.997) is the clinical model's" in text
+    assert "The scores of the fusion (residual) (within-class correlation 0.997) are the clinical model's" in text
     table = answer.power_table(power)
     assert not table.isna().any().any() and "not stated" in table.iloc[-1]["smallest detectable gain"]
 

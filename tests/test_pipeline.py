@@ -150,7 +150,7 @@ def test_results_summary_numbers_equal_output_csvs(smoke_run: Path) -> None:
                     continue
                 text = td.get_text(strip=True)
                 match = re.fullmatch(r"(-?[\d.]+)\s*\[(-?[\d.]+),\s*(-?[\d.]+)\]", text)
-                flat = re.fullmatch(r"(-?[\d.]+) \(the same in every resample\)", text)
+                flat = re.fullmatch(r"(-?[\d.]+), identical in every resample", text)
                 assert match or flat, (model, metric, text)
                 expected = results.loc[(model, metric)]
                 value, low, high = (float(x) for x in (match.groups() if match else flat.groups() * 3))

@@ -25,8 +25,8 @@ def test_ci_keeps_a_value_and_its_interval_on_one_line():
 def test_ci_reads_well_at_the_edges():
     assert report.ci(-0.183, -0.272, -0.1, signed=True) == "-0.183\u00a0[-0.272,\u00a0-0.100]"
     assert "–-" not in report.ci(-0.183, -0.272, -0.1) and "–+" not in report.ci(0.1, -0.2, 0.3, signed=True)
-    assert report.ci(0.0, 0.0, 0.0, signed=True) == "0.000 (the same in every resample)"
-    assert report.ci(-0.00001, -0.0002, 0.0001, signed=True) == "0.000 (the same in every resample)"
+    assert report.ci(0.0, 0.0, 0.0, signed=True) == "0.000, identical in every resample"
+    assert report.ci(-0.00001, -0.0002, 0.0001, signed=True) == "0.000, identical in every resample"
     assert report.number(-0.0001, signed=True) == "0.000" and report.number(np.nan) == "n/a"
     assert report.ci(0.5, np.nan, np.nan) == "0.500"
 
