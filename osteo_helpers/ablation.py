@@ -144,7 +144,7 @@ def declared_comparisons(oofs_by_task: dict[str, dict[str, pd.DataFrame]], n_boo
         primary = (table["model_a"] == PRIMARY[0]) & (table["model_b"] == PRIMARY[1]) & (task == "binary")
         parts.append(table.assign(task=task, role=np.where(primary, "primary", "secondary")))
     table = pd.concat(parts, ignore_index=True)
-    return with_training_states(evaluation.with_holm(table, table["role"] == "secondary"), states)
+    return with_training_states(evaluation.with_holm(table, table["role"] == "secondary", n_boot), states)
 
 
 def tscore_comparison(predictions: dict[str, pd.DataFrame], n_boot: int, seed: int,

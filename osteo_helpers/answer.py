@@ -82,6 +82,12 @@ def row_of(comparisons: pd.DataFrame, task: str, a: str, b: str) -> pd.Series | 
     return None if hit.empty else hit.iloc[0]
 
 
+def holm_words(p: float) -> str:
+    """'Holm-adjusted p = 0.114'; a p of 0 (no resample crossed zero) is not written as 0."""
+    return ("Holm-adjusted p below the bootstrap's resolution" if p == 0 else
+            f"Holm-adjusted p = {evaluation.format_p(p)}")
+
+
 def fold_words(row: pd.Series) -> str:
     """The fold-level reading of a paired comparison: mean difference and which arm each fold favours."""
     n = row.get("n_folds", np.nan)
@@ -119,8 +125,7 @@ def comparison_text(comparisons: pd.DataFrame, task: str) -> str:
     if age is not None:
         text += (f" Against age alone the fusion {difference_words(age)} it "
                  f"({ci(age['diff'], age['ci_low'], age['ci_high'], signed=True)}"
-                 + (f", Holm-adjusted p = {evaluation.format_p(age['p_holm'])}" if age.get("role") == "secondary"
-                    else "") + ").")
+                 + (f", {holm_words(age['p_holm'])}" if age.get("role") == "secondary" else "") + ").")
     return text
 
 
@@ -243,21 +248,23 @@ def calibration_words(results: pd.DataFrame, model: str) -> str:
     """Calibration intercept and slope of one arm, read in words (only where the CI excludes the ideal)."""
     slope, intercept = _row(results, model, "calibration_slope"), _row(results, model, "calibration_intercept")
     scaled = _row(results, model, "brier_scaled")
+    label = arm_label(model)
     if slope is None or intercept is None:
-        return f"The calibration of the {arm_label(model)} was not measured."
+        return f"The calibration of the {label} was not measured."
     parts = []
-    if slope["ci_low"] > 1:
-        parts.append("its predictions are too moderate (slope above 1: too close to the average risk)")
+    if slope["ci_high"] < 0:
+        parts.append("its predictions run the wrong way (slope below 0: higher predicted risk, fewer events)")
     elif slope["ci_high"] < 1:
         parts.append("its predictions are too extreme (slope below 1: overfitted)")
+    elif slope["ci_low"] > 1:
+        parts.append("its predictions are too moderate (slope above 1: too close to the average risk)")
     if intercept["ci_low"] > 0:
         parts.append("it under-estimates the risk on average (intercept above 0)")
     elif intercept["ci_high"] < 0:
         parts.append("it over-estimates the risk on average (intercept below 0)")
-    facts = (f"slope {ci(slope['value'], slope['ci_low'], slope['ci_high'], 2)}, intercept "
-             f"{ci(intercept['value'], intercept['ci_low'], intercept['ci_high'], 2)}")
-    text = f"The {arm_label(model)} ({facts}): " + ("; ".join(parts) if parts else
-                                                    "no miscalibration detectable (both CIs hold the ideal)")
+    text = (f"{label[0].upper()}{label[1:]}: slope {ci(slope['value'], slope['ci_low'], slope['ci_high'], 2)}, "
+            f"intercept {ci(intercept['value'], intercept['ci_low'], intercept['ci_high'], 2)}; "
+            + ("; ".join(parts) if parts else "no miscalibration detectable (both CIs hold the ideal)"))
     if scaled is not None and np.isfinite(scaled["value"]):
         better = "better" if scaled["ci_low"] > 0 else "worse" if scaled["ci_high"] < 0 else "no better"
         text += (f"; scaled Brier {ci(scaled['value'], scaled['ci_low'], scaled['ci_high'], 2)}, {better} than "

@@ -156,11 +156,15 @@ def test_calibration_is_read_in_words():
                             "value": [1.2, -0.3, 0.4], "ci_low": [1.05, -0.5, 0.3], "ci_high": [1.4, -0.1, 0.5],
                             "subset": "all"})
     text = answer.calibration_words(results, "clinical")
+    assert text.startswith("Clinical (age, sex): slope 1.20") and "((" not in text
     assert "too moderate (slope above 1" in text and "over-estimates the risk on average" in text
     assert "better than giving everyone the prevalence" in text
     results["ci_low"], results["ci_high"] = [0.8, -0.2, -0.1], [1.3, 0.2, 0.1]
     text = answer.calibration_words(results, "clinical")
     assert "no miscalibration detectable" in text and "no better than giving everyone" in text
+    results["value"], results["ci_low"], results["ci_high"] = [-1.3, 1.6, -0.9], [-2.3, 1.5, -1.1], [-0.3, 1.7, -0.8]
+    text = answer.calibration_words(results, "clinical")
+    assert "run the wrong way (slope below 0" in text and "overfitted" not in text and "worse than giving" in text
 
 
 def test_the_equation_in_the_book_is_the_fitted_clinical_model():

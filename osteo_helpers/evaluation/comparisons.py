@@ -220,15 +220,17 @@ def format_p(p: float | None, n_boot: int | None = None) -> str:
 
 
 def verdict(diff: float, low: float, high: float, a: str, b: str, p_adjusted: float | None = None,
-            alpha: float = 0.05, lower_is_better: bool = False) -> str:
+            alpha: float = 0.05, lower_is_better: bool = False, p_floor: float | None = None) -> str:
     """A sentence that follows from the test: no claim of a difference when the test finds none.
 
     Without ``p_adjusted`` the 95% CI decides (a primary comparison, tested alone); with it
     (a member of a Holm-adjusted family) the adjusted p-value at ``alpha`` decides, so the
-    words never contradict the family's inference. ``lower_is_better`` for errors (MAE).
+    words never contradict the family's inference. ``lower_is_better`` for errors (MAE). An
+    adjusted p of 0 is written as the bound ``p_floor`` (no resample crossed zero), not as 0.
     """
     if p_adjusted is not None and np.isfinite(p_adjusted):
-        why = f"Holm-adjusted p = {format_p(p_adjusted)}"
+        shown = f"< {p_floor:.3g}" if p_adjusted == 0 and p_floor else f"= {format_p(p_adjusted)}"
+        why = f"Holm-adjusted p {shown}"
         differs = p_adjusted < alpha
     else:
         why = "CI of the difference " + ("excludes 0" if low > 0 or high < 0 else "includes 0")
