@@ -253,7 +253,7 @@ def calibration_words(results: pd.DataFrame, model: str) -> str:
         return f"The calibration of the {label} was not measured."
     parts = []
     if slope["ci_high"] < 0:
-        parts.append("its predictions run the wrong way (slope below 0: higher predicted risk, fewer events)")
+        parts.append("its predictions carry no usable ranking (slope below 0: unstable fits, not a reversed signal)")
     elif slope["ci_high"] < 1:
         parts.append("its predictions are too extreme (slope below 1: overfitted)")
     elif slope["ci_low"] > 1:

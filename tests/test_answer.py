@@ -164,7 +164,7 @@ def test_calibration_is_read_in_words():
     assert "no miscalibration detectable" in text and "no better than giving everyone" in text
     results["value"], results["ci_low"], results["ci_high"] = [-1.3, 1.6, -0.9], [-2.3, 1.5, -1.1], [-0.3, 1.7, -0.8]
     text = answer.calibration_words(results, "clinical")
-    assert "run the wrong way (slope below 0" in text and "overfitted" not in text and "worse than giving" in text
+    assert "no usable ranking (slope below 0" in text and "overfitted" not in text and "worse than giving" in text
 
 
 def test_the_equation_in_the_book_is_the_fitted_clinical_model():
