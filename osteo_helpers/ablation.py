@@ -1,10 +1,11 @@
 """The ablation: every arm on the shared folds, the declared comparisons and the checks around them.
 
-The arms, their order and the comparisons are declared here, before any result is seen, and
-the methods chapter repeats them: tables list arms in ``DECLARED_ORDER``, never by score. The
-primary comparison is the residual ``fusion`` against the pre-specified ``clinical`` model
-(binary AUROC, paired); every other comparison belongs to the secondary family, whose
-bootstrap p-values are Holm-adjusted together (``p_holm``).
+The arms, their order and the comparisons are declared here, and the methods chapter repeats
+them: tables list arms in ``DECLARED_ORDER``, never by score. The primary comparison is the
+residual ``fusion`` against the pre-specified ``clinical`` model (binary AUROC, paired); every
+other comparison belongs to the secondary family, whose bootstrap p-values are Holm-adjusted
+together (``p_holm``) and whose verdicts follow the adjusted p-values. When each of these was
+declared, and what had been seen before, is the protocol page of the book (``book/protocol.md``).
 
 Image-biomarker arms (``biomarker``, ``biomarker+clinical``, ``roi_cnn``, ``roi_cnn+clinical``)
 score only the patients with a localised knee; they are compared with the clinical arms on
@@ -21,8 +22,8 @@ import numpy as np
 import pandas as pd
 from joblib import Parallel, delayed
 
-from . import evaluation, progress
-from .arms import cross_validate, run_arm, run_arms_together, split_arm_name
+from . import evaluation, progress, splits
+from .arms import cross_validate, load_histories, run_arm, run_arms_together, split_arm_name
 from .arms.persons import split_groups
 from .config import Profile
 from .fileio import atomic_to_csv
@@ -36,6 +37,22 @@ NETWORK_ARMS = ("tabular", "image", "fusion_concat", "fusion", "fusion_tscore", 
 BIOMARKER_ARMS = ("biomarker", "biomarker+clinical", "roi_cnn", "roi_cnn+clinical")
 #: classical arms re-run under every label permutation (cheap enough for hundreds)
 PERMUTATION_ARMS = ("age", "ost", "clinical", "clinical_full")
+#: network arms re-run under the first ``network_permutations`` permutations (the primary's
+#: fusion, and the image alone): the profile decides how many their cost allows
+NETWORK_PERMUTATION_ARMS = ("fusion", "image")
+#: residual arms: their untrained state is the clinical model, so the folds that kept it are counted
+RESIDUAL_ARMS = ("tabular", "fusion", "fusion_tscore")
+#: arms compared with the clinical model in the declared comparisons (power is stated for those whose
+#: scores differ from the clinical model's)
+CLINICAL_CHALLENGERS = ("fusion", "fusion_concat", "tabular", "clinical_full")
+#: within-class correlations, declared before any result, at which the detectable gain is stated
+DECLARED_CORRELATIONS = (0.9, 0.7, 0.5)
+#: an arm whose scores correlate with the clinical model's at least this much (within class) has
+#: scores that are the clinical model's: a power statement at that correlation describes the
+#: design, not the image
+SAME_SCORES = 0.95
+#: the regression comparison of the T-score models (paired MAE, reported beside the family, not in it)
+TSCORE_MAE_PAIR = ("fusion_tscore", "clinical_tscore")
 
 PRIMARY = ("fusion", "clinical")
 SECONDARY = (
@@ -68,6 +85,13 @@ def arm_label(name: str) -> str:
 def groups_of(rows: pd.DataFrame) -> pd.Series:
     """patient_id -> split group (one person, one group): what every bootstrap resamples."""
     return split_groups(rows)
+
+
+def who_classes(rows: pd.DataFrame) -> pd.Series:
+    """patient_id -> WHO class name of the measured T-score (the strata of interval coverage)."""
+    from .tasks import CLASSES_3
+
+    return rows.set_index("patient_id")["label_3class"].map(dict(enumerate(CLASSES_3)))
 
 
 def singleton_patients(rows: pd.DataFrame) -> set[str]:
@@ -107,11 +131,13 @@ def tscore_predictions(rows: pd.DataFrame, folds: pd.DataFrame, names: tuple[str
 
 def declared_comparisons(oofs_by_task: dict[str, dict[str, pd.DataFrame]], n_boot: int, seed: int,
                          groups: pd.Series | None = None, subset: set[str] | None = None,
-                         subset_name: str = "all") -> pd.DataFrame:
+                         subset_name: str = "all", states: pd.DataFrame | None = None) -> pd.DataFrame:
     """The primary and the secondary comparisons of every task, with ``role`` and ``p_holm``.
 
     The primary comparison (binary) is tested alone at 5%; the secondary family (the other
-    binary pairs and every three-class pair) is Holm-adjusted as one family.
+    binary pairs and every three-class pair) is Holm-adjusted as one family, and its verdicts
+    follow ``p_holm``. With ``states`` (`training_states`), ``a_untrained_folds`` and
+    ``a_fitted_folds`` say in how many folds a residual arm A kept its untrained state.
     """
     parts = []
     for task, oofs in oofs_by_task.items():
@@ -122,33 +148,87 @@ def declared_comparisons(oofs_by_task: dict[str, dict[str, pd.DataFrame]], n_boo
         primary = (table["model_a"] == PRIMARY[0]) & (table["model_b"] == PRIMARY[1]) & (task == "binary")
         parts.append(table.assign(task=task, role=np.where(primary, "primary", "secondary")))
     table = pd.concat(parts, ignore_index=True)
-    return evaluation.with_holm(table, table["role"] == "secondary")
+    return with_training_states(evaluation.with_holm(table, table["role"] == "secondary", n_boot), states)
+
+
+def tscore_comparison(predictions: dict[str, pd.DataFrame], n_boot: int, seed: int,
+                      groups: pd.Series | None = None) -> pd.DataFrame:
+    """The paired MAE of the T-score models (``TSCORE_MAE_PAIR``), role ``supplementary``: reported
+    beside the declared family (added with the protocol's amendment of issue 19), not in it."""
+    table = evaluation.paired_mae(predictions, [TSCORE_MAE_PAIR], n_boot, seed, groups)
+    return table.assign(task="tscore", role="supplementary", p_holm=np.nan) if len(table) else table
+
+
+def training_states(cache: Path | None, names: tuple[str, ...], task: str, folds: pd.DataFrame) -> pd.DataFrame:
+    """For each residual arm among ``names``: in how many of its fitted folds early stopping kept the
+    untrained state (epoch 0, the clinical model), from the fold histories; rows in the results
+    table's columns, metrics ``untrained_folds`` and ``fitted_folds``."""
+    rows: list[dict[str, Any]] = []
+    if cache is None:
+        return pd.DataFrame(rows, columns=evaluation.RESULT_COLUMNS)
+    layout = set(zip(folds["seed"].astype(int), folds["fold"].astype(int), strict=True))
+    for name in names:
+        if name not in RESIDUAL_ARMS:
+            continue
+        history = load_histories(cache, name, split_arm_name(name)[1] or task)
+        if history.empty or "best" not in history:
+            continue
+        history = history[[(int(s), int(f)) in layout for s, f in zip(history["seed"], history["fold"], strict=True)]]
+        kept = history[history["best"].astype(bool)].groupby(["seed", "fold"])["epoch"].first()
+        for metric, value in (("untrained_folds", int((kept == 0).sum())), ("fitted_folds", len(kept))):
+            rows.append({"model": name, "task": task, "metric": metric, "value": value, "ci_low": np.nan,
+                         "ci_high": np.nan, "subset": "all", "n_patients": folds["patient_id"].nunique()})
+    return pd.DataFrame(rows, columns=evaluation.RESULT_COLUMNS)
+
+
+def with_training_states(comparisons: pd.DataFrame, states: pd.DataFrame | None) -> pd.DataFrame:
+    """``a_untrained_folds`` / ``a_fitted_folds`` of each row's arm A (empty where A is not residual)."""
+    out = comparisons.assign(a_untrained_folds=np.nan, a_fitted_folds=np.nan)
+    if states is None or states.empty:
+        return out
+    wide = states.pivot_table(index=["model", "task"], columns="metric", values="value", aggfunc="first")
+    for i, row in out.iterrows():
+        key = (row["model_a"], row["task"])
+        if key in wide.index:
+            out.at[i, "a_untrained_folds"] = wide.at[key, "untrained_folds"]
+            out.at[i, "a_fitted_folds"] = wide.at[key, "fitted_folds"]
+    return out
 
 
 def _permuted_auroc(k: int, rows: pd.DataFrame, folds: pd.DataFrame, task: str, names: tuple[str, ...],
                     profile: Profile, cache: Path | None) -> list[dict[str, Any]]:
+    """Permutation ``k``: the labels shuffled, the folds made afresh stratified on them (same layout
+    and grouping), and each arm's pooled and fold-averaged AUROC."""
     y = get_task(task).labels(rows)
     y_perm = np.random.default_rng([profile.seed, k]).permutation(y)
+    perm_folds = splits.restratify(folds, rows, y_perm)
     out = []
     for name in names:
-        oof = cross_validate(name, rows, folds, task, profile=profile, y=y_perm, tag=f"_perm{k}", screening=False,
-                             cache=cache if name in NETWORK_ARMS else None, progress_bar=False)
+        oof = cross_validate(name, rows, perm_folds, task, profile=profile, y=y_perm, tag=f"_perm{k}",
+                             screening=False, cache=cache if name in NETWORK_ARMS else None, progress_bar=False)
+        metric = evaluation.discrimination_metric(oof)
         avg = evaluation.average_over_repeats(oof)
         proba = avg[evaluation.prob_columns(avg)].to_numpy()
-        metric = "auroc" if proba.shape[1] == 2 else "macro_auroc"
         value = (evaluation.binary_point_metrics(avg["y_true"], proba[:, 1])["auroc"] if proba.shape[1] == 2 else
                  evaluation.multiclass_point_metrics(avg["y_true"], proba, get_task(task).classes)["macro_auroc"])
-        out.append({"permutation": k, "model": name, "metric": metric, "value": value})
+        fold_mean = evaluation.fold_summary(oof).set_index("metric").at[f"{metric}_fold_mean", "value"]
+        out += [{"permutation": k, "model": name, "metric": metric, "value": value},
+                {"permutation": k, "model": name, "metric": f"{metric}_fold_mean", "value": float(fold_mean)}]
     return out
 
 
 def permutation_null(rows: pd.DataFrame, folds: pd.DataFrame, task: str, profile: Profile, n: int,
                      classical: tuple[str, ...] = PERMUTATION_ARMS, networks: tuple[str, ...] = (),
                      n_networks: int = 0, cache: Path | None = None, n_jobs: int = 2) -> pd.DataFrame:
-    """AUROC of each arm under ``n`` label permutations (same folds): ``permutation, model, metric, value``.
+    """AUROC of each arm under ``n`` label permutations: ``permutation, model, metric, value``, with
+    two metrics per arm and permutation, the pooled AUROC (as the results table's ``auroc``, macro
+    for three classes) and the fold-averaged one (``..._fold_mean``).
 
-    Classical arms run every permutation, two at a time (joblib); the network arms named in
-    ``networks`` run the first ``n_networks`` permutations only (their folds are cached).
+    Each permutation shuffles the labels and re-stratifies the folds on them (same folds, repeats,
+    seeds and grouping by ``split_group``; `splits.restratify`), so an arm without signal centres
+    at 0.5. Classical arms run every permutation, two at a time (joblib); the network arms named in
+    ``networks`` run the first ``n_networks`` permutations only (their folds are cached), on the
+    same permuted labels and folds as the classical arms' permutations of the same number.
     """
     progress.note(f"label permutations: {n} for {', '.join(classical)}"
                   + (f"; {n_networks} for {', '.join(networks)}" if n_networks and networks else ""))
@@ -162,21 +242,24 @@ def permutation_null(rows: pd.DataFrame, folds: pd.DataFrame, task: str, profile
 
 
 def permutation_pvalues(null: pd.DataFrame, results: pd.DataFrame) -> pd.DataFrame:
-    """Permutation p-values of the observed AUROCs and, where both arms were permuted, of the
-    primary difference (fusion - clinical)."""
-    observed = results[(results["subset"] == "all") & results["metric"].isin(["auroc", "macro_auroc"])]
+    """Permutation p-values of the observed AUROCs (pooled and fold-averaged) and, where both arms
+    were permuted, of the primary difference (fusion - clinical)."""
+    metrics = ["auroc", "macro_auroc", "auroc_fold_mean", "macro_auroc_fold_mean"]
+    observed = results[(results["subset"] == "all") & results["metric"].isin(metrics)]
     observed = observed.drop_duplicates(["model", "metric"])[["model", "metric", "value"]]
+    observed = observed[observed["model"].isin(set(null["model"]))]
     table = evaluation.permutation_summary(null, observed)
     a, b = PRIMARY
-    wide = null.pivot_table(index="permutation", columns="model", values="value")
+    wide = null[null["metric"] == "auroc"].pivot_table(index="permutation", columns="model", values="value")
     if a in wide and b in wide:
-        obs = observed.set_index("model")["value"]
+        obs = observed[observed["metric"] == "auroc"].set_index("model")["value"]
         diffs = (wide[a] - wide[b]).dropna().to_numpy()
         table = pd.concat([table, pd.DataFrame([{
             "model": f"{a} - {b}", "metric": "auroc_difference", "observed": float(obs[a] - obs[b]),
-            "null_mean": float(diffs.mean()), "null_q95": float(np.quantile(diffs, 0.95)),
-            "n_permutations": len(diffs), "p_value": evaluation.permutation_p_value(obs[a] - obs[b], diffs)}])],
-            ignore_index=True)
+            "null_mean": float(diffs.mean()), "null_q025": float(np.quantile(diffs, 0.025)),
+            "null_q95": float(np.quantile(diffs, 0.95)), "null_q975": float(np.quantile(diffs, 0.975)),
+            "n_permutations": len(diffs), "p_value": evaluation.permutation_p_value(obs[a] - obs[b], diffs),
+            "p_less": evaluation.permutation_p_value(obs[a] - obs[b], diffs, "less")}])], ignore_index=True)
     return table
 
 
@@ -206,13 +289,17 @@ def run_ablation(profile_name: str, task: str, out: Path, data_dir: str | None =
     (out / "oof").mkdir(parents=True, exist_ok=True)
     for name, oof in oofs.items():
         atomic_to_csv(oof, out / "oof" / f"{name}.csv")
+    states = training_states(study.paths.models if permute_labels != 1 else None, names, task, folds)
     results = [evaluation.score_arms(oofs, task, p.n_boot, p.seed, groups),
-               evaluation.score_arms(oofs, task, p.n_boot, p.seed, groups, singleton_patients(rows), "singletons")]
+               evaluation.score_arms(oofs, task, p.n_boot, p.seed, groups, singleton_patients(rows), "singletons"),
+               states]
+    comparisons = declared_comparisons({task: oofs}, p.n_boot, p.seed, groups, states=states)
     if permute_labels != 1 and task == "binary":
         preds = tscore_predictions(rows, folds, TSCORE_ARMS, p, study.paths.models)
-        results.append(evaluation.tscore_regression(preds, p.n_boot, p.seed, groups))
+        results.append(evaluation.tscore_regression(preds, p.n_boot, p.seed, groups, who_classes(rows)))
+        comparisons = pd.concat([comparisons, tscore_comparison(preds, p.n_boot, p.seed, groups)], ignore_index=True)
+        atomic_to_csv(primary_power(oofs), out / "power.csv")
     results = pd.concat(results, ignore_index=True).assign(permuted_labels=permute_labels == 1)
-    comparisons = declared_comparisons({task: oofs}, p.n_boot, p.seed, groups)
     if biomarkers:
         bio = evaluation.paired_comparisons(oofs, BIOMARKER_COMPARISONS, p.n_boot, p.seed, groups)
         comparisons = pd.concat([comparisons, bio.assign(task=task, role="biomarker", p_holm=np.nan)],
@@ -220,7 +307,7 @@ def run_ablation(profile_name: str, task: str, out: Path, data_dir: str | None =
     atomic_to_csv(comparisons.assign(permuted_labels=permute_labels == 1), out / "comparisons.csv")
     if permute_labels > 1:
         null = permutation_null(rows, folds, task, p, permute_labels, n_networks=p.network_permutations,
-                                networks=("fusion", "clinical") if p.network_permutations else (),
+                                networks=NETWORK_PERMUTATION_ARMS if p.network_permutations else (),
                                 cache=study.paths.models)
         atomic_to_csv(null, out / "permutation_null.csv")
         atomic_to_csv(permutation_pvalues(null, results), out / "permutation_pvalues.csv")
@@ -244,17 +331,82 @@ def age_adjusted(oofs: dict[str, pd.DataFrame], rows: pd.DataFrame, models: tupl
 
 
 def primary_power(oofs: dict[str, pd.DataFrame], alpha: float = 0.05, power: float = 0.8) -> pd.DataFrame:
-    """The smallest AUROC gain of fusion over clinical this cohort detects (binary), with the
-    observed correlation of the two scores and, for reading it, at lower correlations too."""
-    ids, y, fusion, clinical = evaluation.aligned(oofs, *PRIMARY)
-    observed = evaluation.detectable_gain_summary(y, fusion[:, 1], clinical[:, 1], alpha, power)
-    first = observed.iloc[0]
-    rows = [observed.assign(correlation_source="observed")]
-    for r in (0.9, 0.7, 0.5):
-        gain = evaluation.detectable_auroc_gain(int(first["n_pos"]), int(first["n_neg"]), float(first["auroc_ref"]),
-                                                r, alpha, power)
-        rows.append(observed.assign(correlation=r, detectable_gain=gain, correlation_source="assumed"))
-    return pd.concat(rows, ignore_index=True)
+    """The smallest AUROC gain over the clinical model this cohort detects (binary, two-sided DeLong
+    at ``alpha`` with ``power``): at the correlations declared before any result
+    (``DECLARED_CORRELATIONS``; ``model`` "any"), and for each challenger of the clinical model
+    (``CLINICAL_CHALLENGERS``) whose scores differ from the clinical model's (within-class
+    correlation below ``SAME_SCORES``) at its observed correlation. An arm whose scores are the
+    clinical model's gets a row without a gain (``correlation_source`` "same scores"): a power
+    statement at a correlation its own design produced would describe the design, not the image."""
+    ref = PRIMARY[1]
+    first = next((a for a in CLINICAL_CHALLENGERS if a in oofs), None)
+    if first is None or ref not in oofs:
+        raise ValueError("power needs the clinical model and at least one of its challengers")
+    _, y, _, clinical = evaluation.aligned(oofs, first, ref)
+    n_pos, n_neg = int(y.sum()), int(len(y) - y.sum())
+    auroc_ref = float(evaluation.binary_point_metrics(y, clinical[:, 1])["auroc"])
+    rows = [{"model": "any", "correlation_source": "declared", "correlation": r, "n_pos": n_pos, "n_neg": n_neg,
+             "auroc_ref": auroc_ref, "auroc_new": np.nan, "observed_gain": np.nan, "alpha": alpha, "power": power,
+             "detectable_gain": evaluation.detectable_auroc_gain(n_pos, n_neg, auroc_ref, r, alpha, power)}
+            for r in DECLARED_CORRELATIONS]
+    same = same_scores(oofs)
+    for name in CLINICAL_CHALLENGERS:
+        if name in same:
+            rows.append({"model": name, "correlation_source": "same scores", "correlation": same[name], "n_pos": n_pos,
+                         "n_neg": n_neg, "auroc_ref": auroc_ref, "alpha": alpha, "power": power,
+                         "detectable_gain": np.nan})
+        elif name in oofs:
+            _, y, new, clinical = evaluation.aligned(oofs, name, ref)
+            summary = evaluation.detectable_gain_summary(y, new[:, 1], clinical[:, 1], alpha, power).iloc[0]
+            rows.append({"model": name, "correlation_source": "observed", **summary.to_dict()})
+    return pd.DataFrame(rows)
+
+
+def same_scores(oofs: dict[str, pd.DataFrame]) -> dict[str, float]:
+    """The challengers of the clinical model whose scores are the clinical model's (within-class
+    correlation at least ``SAME_SCORES``), with that correlation."""
+    out = {}
+    for name in CLINICAL_CHALLENGERS:
+        if name in oofs and PRIMARY[1] in oofs:
+            _, y, new, clinical = evaluation.aligned(oofs, name, PRIMARY[1])
+            r = evaluation.within_class_correlation(y, new[:, 1], clinical[:, 1])
+            if r >= SAME_SCORES:
+                out[name] = r
+    return out
+
+
+def candidate_parameters(rows: pd.DataFrame, profile: Profile) -> dict[str, int]:
+    """Parameters each declared binary model estimates (a network's trainable weights), for the
+    events-per-parameter statement: age, OST and the clinical model count their inputs."""
+    from .models import FusionNet, ResidualNet, build_encoder, build_model
+    from .tabular import CLINICAL_FEATURES, transform_columns
+
+    columns = len(transform_columns(rows))
+    base = len(transform_columns(rows).query("`clinical feature` in @CLINICAL_FEATURES"))
+    count = lambda net: sum(p.numel() for p in net.parameters() if p.requires_grad)  # noqa: E731
+    encoder = lambda: build_encoder(profile.encoder, weights=None, width=profile.cnn_width)  # noqa: E731
+    nets: dict[str, FusionNet | ResidualNet] = {
+        "tabular": ResidualNet(base, 2, extra_dim=columns),
+        "image": build_model("image", 2, profile.encoder, width=profile.cnn_width),
+        "fusion_concat": build_model("fusion", 2, profile.encoder, width=profile.cnn_width, tabular_dim=columns),
+        "fusion": ResidualNet(base, 2, encoder=encoder()),
+    }
+    return {"age": 1, "ost": 1, "clinical": len(CLINICAL_FEATURES), "clinical_full": columns,
+            **{name: count(net) for name, net in nets.items()}}
+
+
+def sample_size_table(rows: pd.DataFrame, parameters: dict[str, int]) -> pd.DataFrame:
+    """Per declared model: candidate parameters, events (the smaller class: normal BMD) per parameter,
+    and the patients Riley et al. (2020) ask for at this prevalence (their conservative R^2)."""
+    events = int(min(rows["label_binary"].sum(), len(rows) - rows["label_binary"].sum()))
+    prevalence = float(rows["label_binary"].mean())
+    out = []
+    for name, p in parameters.items():
+        need = evaluation.riley_sample_size(p, prevalence)
+        out.append({"model": name, "candidate_parameters": p, "events": events, "events_per_parameter": events / p,
+                    "patients": len(rows), "patients_required": need["n_required"],
+                    "enough": len(rows) >= need["n_required"]})
+    return pd.DataFrame(out)
 
 
 def positive_control(rows: pd.DataFrame, folds: pd.DataFrame, profile: Profile, cache: Path | None, n_boot: int,

@@ -309,6 +309,13 @@ def cohort_facts(study: Any) -> dict[str, Any]:
     }
 
 
+def clinical_equation(rows: pd.DataFrame) -> list[dict[str, Any]]:
+    """The clinical arm's model as an equation with Wald CIs (the same probabilities, unpenalised)."""
+    from .arms import logistic_equation
+
+    return json.loads(logistic_equation(rows, TASKS["binary"].labels(rows)).to_json(orient="records"))
+
+
 def _self_check_values(rows: pd.DataFrame, used: list[str]) -> dict[str, Any]:
     """A typical patient for the self-check: the median of each numeric input used, the commonest category."""
     out: dict[str, Any] = {}
@@ -351,6 +358,7 @@ def make_bundle(study: Any, overrides: dict[str, Any], run: dict[str, Any] | Non
         "inputs": {"used": used, "accepted": list(INPUT_FEATURES), "image_size": profile.image_size,
                    "clinical_model": list(CLINICAL_FEATURES)},
         "calibration": calibration_facts(run, SCREENING_ARM),
+        "clinical_equation": clinical_equation(rows),
         "training_ranges": training_ranges(rows),
         "cohort": cohort_facts(study),
         "data": data_facts(study),

@@ -220,7 +220,9 @@ class Profile:
     correction_penalty: float = 0.1
     #: label permutations of the classical arms (the permutation null distribution)
     n_permutations: int = 200
-    #: how many of those permutations also retrain the primary pair (fusion, clinical): GPU profiles only
+    #: how many of those permutations also retrain the networks (the residual fusion, for the primary
+    #: difference, and the image arm): GPU profiles only (on the fast profile one permutation of the two
+    #: costs about as much as their training, measured 2026-12-04)
     network_permutations: int = 0
 
     def __post_init__(self) -> None:

@@ -19,7 +19,7 @@ from .config import Profile, UsageError
 #: the arms whose cross-validated results the card cites (the saved arms, as the run names them)
 CARD_ARMS = ("fusion", "clinical", "fusion_tscore")
 #: threshold-free metrics (results_binary.csv scores sensitivity and the like at 0.5, not at the screening threshold)
-CARD_METRICS = ("auroc", "auprc", "brier", "calibration_intercept", "calibration_slope")
+CARD_METRICS = ("auroc", "auprc", "brier", "brier_scaled", "calibration_intercept", "calibration_slope")
 #: the run's held-out sensitivity and specificity at each fold's own screening threshold (notebook 3)
 OPERATING_POINTS = "operating_points_binary.csv"
 #: subgroup tables of a run (RESULT_COLUMNS format), by what they split on
@@ -105,6 +105,33 @@ def _metrics_table(records: list[dict[str, Any]], subset: str = "all") -> list[s
     return lines
 
 
+def calibration_words(cal: dict[str, Any]) -> str:
+    """What the intercept and slope mean, said only where the CI excludes the ideal value."""
+    intercept, slope = cal.get("calibration_intercept"), cal.get("calibration_slope")
+    if intercept is None or slope is None:
+        return ""
+    words = []
+    if slope[1] > 1:
+        words.append("slope above 1: predictions too moderate (too close to the average risk)")
+    elif slope[2] < 1:
+        words.append("slope below 1: predictions too extreme")
+    if intercept[1] > 0:
+        words.append("intercept above 0: risks under-estimated on average")
+    elif intercept[2] < 0:
+        words.append("intercept below 0: risks over-estimated on average")
+    return " Read: " + ("; ".join(words) if words else "no miscalibration detectable (both CIs hold the ideal)") + "."
+
+
+def _equation_lines(facts: dict[str, Any]) -> list[str]:
+    """The clinical model's equation (fitted without penalty on the bundle's patients), with Wald CIs."""
+    terms = facts.get("clinical_equation")
+    if not terms:
+        return []
+    lines = ["The clinical model, fitted without penalty on the bundle's training patients (log-odds of low BMD, "
+             "Wald 95% CI):", "", "| term | coefficient [95% CI] |", "|---|---|"]
+    return lines + [f"| {t['term']} | {_ci([t['coefficient'], t['ci_low'], t['ci_high']])} |" for t in terms] + [""]
+
+
 def _operating_lines(run: dict[str, Any] | None) -> list[str]:
     """The run's held-out operating points of the card's arms (each fold's own threshold), if it made them."""
     from .ablation import arm_label
@@ -166,7 +193,7 @@ def model_card(facts: dict[str, Any]) -> str:
     cal = facts["calibration"]
     smoke = p["name"] == "smoke"
     lines = [
-        f"# Model card: osteo low-BMD screening model (profile `{p['name']}`)", "",
+        f"# Model card: osteo low-BMD screening model (QUS T-score, WHO cut-offs; profile `{p['name']}`)", "",
         *(["> **smoke profile: the numbers mean nothing.** This bundle proves that the code runs; "
            "do not interpret any of its outputs.", ""] if smoke else []),
         f"Made {facts['created']} from commit `{facts['git'].get('commit', '?')}`"
@@ -174,7 +201,8 @@ def model_card(facts: dict[str, Any]) -> str:
         f"{facts['versions']['osteo_helpers']}; every number below is read from `bundle.json`.", "",
         "## Intended use", "",
         "Research only: to study whether a knee radiograph adds to age and sex in predicting low bone mineral "
-        "density (BMD, a T-score below -1). **It is not a medical device**, has no regulatory clearance, and must "
+        "density (BMD): a T-score below -1, the WHO cut-off, measured by quantitative ultrasound (QUS), not DXA. "
+        "**It is not a medical device**, has no regulatory clearance, and must "
         "not be used to diagnose, screen or treat anyone. It has never been validated outside the one public "
         "dataset it was fitted on.", "",
         "## The model", "",
@@ -187,7 +215,7 @@ def model_card(facts: dict[str, Any]) -> str:
         "(`t_score_low`, `t_score_high`).",
         f"- Inputs used: {', '.join(facts['inputs']['used'])} and the image. Other clinical inputs are accepted "
         "and checked against the training range but do not change the outputs.",
-        f"- Training: {facts['training']} ({cohort['patients']} patients).", "",
+        f"- Training: {facts['training']} ({cohort['patients']} patients).", "", *_equation_lines(facts),
         "## Data and its known flaws", "",
         f"The public Knee X-ray Osteoporosis Database (Wani & Arora, Mendeley Data, DOI 10.17632/fxjm8fb6mw.2): "
         f"{cohort['patients']} patients with a knee radiograph ({cohort['classes']['normal']} normal, "
@@ -219,7 +247,7 @@ def model_card(facts: dict[str, Any]) -> str:
     lines += [
         "## Calibration", "",
         f"Calibration intercept {_ci(cal['calibration_intercept'])}, slope {_ci(cal['calibration_slope'])} "
-        f"(`{cal['arm']}`; ideal 0 and 1). Source: {cal['source']}.", "",
+        f"(`{cal['arm']}`; ideal 0 and 1).{calibration_words(cal)} Source: {cal['source']}.", "",
         "## Operating point", "",
         f"Screen positive when `p_low_bmd >= {screen['threshold']:.4f}`: the threshold reaching sensitivity "
         f"{screen['target_sensitivity']:.2f} on {screen['chosen_on']}. The sensitivity and specificity a new "

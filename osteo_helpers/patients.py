@@ -122,7 +122,7 @@ def load_image(patient: Patient, path: Path | None, size: int) -> None:
 def single_patient(values: Mapping[str, Any], image: str | None, patient_id: str | None,
                    required: tuple[str, ...], size: int) -> list[Patient]:
     """The patient of the single form (`--image` and options); the ID defaults to the image's file stem."""
-    pid = patient_id or (Path(image).stem if image else "patient")
+    pid = patient_id or (Path(image).stem if image else "without an ID")  # "patient without an ID: ..."
     patient = check_values(pid, values, required)
     if not image:
         patient.problems.append(f"patient {pid}: image: missing (give --image)")

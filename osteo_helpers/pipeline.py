@@ -169,7 +169,7 @@ def build_book(run_dir: Path, executed: dict[str, Path], profile: Profile | None
 
     The copies, not the executed notebooks, lose their parameter cells; `profile` decides the banner.
     """
-    from .report import study_answer
+    from .answer import study_answer
 
     src = run_dir / "book_src"
     if src.exists():

@@ -92,6 +92,24 @@ def image_gallery(images: Sequence[np.ndarray], titles: Sequence[str], ncols: in
     return fig
 
 
+def image_pairs(images: np.ndarray, cohort: pd.DataFrame, pairs: pd.DataFrame) -> plt.Figure:
+    """Pairs of images side by side (two pairs per row), each titled with its record and the pair's pHash
+    distance: what a near-duplicate check found, and the closest pairs it did not flag."""
+    index = {pid: i for i, pid in enumerate(cohort["patient_id"])}
+    record = cohort.set_index("patient_id")
+    shown, titles = [], []
+    for r in pairs.itertuples():
+        for k, pid in enumerate((r.a, r.b)):
+            shown.append(images[index[pid]])
+            rec = record.loc[pid]
+            title = f"{pid}: {rec['sex']}, {rec['age_years']:g}, {rec['diagnosis']}"
+            if k == 1:
+                what = "identical bytes" if r.identical_bytes else ("near-duplicate" if r.hit else "not flagged")
+                title += f"\n{r.bits} bits apart, {what}"
+            titles.append(title)
+    return image_gallery(shown, titles, ncols=4, size=2.3)
+
+
 def crosstab_heatmap(table: pd.DataFrame, row: str, col: str, title: str) -> plt.Figure:
     ct = pd.crosstab(table[row], table[col])
     fig, ax = plt.subplots(figsize=(1.2 * ct.shape[1] + 2, 0.6 * ct.shape[0] + 1.5))
@@ -152,22 +170,37 @@ def training_curves(history: pd.DataFrame, title: str = "") -> plt.Figure:
 def forest(results: pd.DataFrame, metric: str = "auroc", title: str = "", reference: float | None = 0.5,
            order: Sequence[str] | None = None, labels: dict[str, str] | None = None,
            highlight: float | None = None) -> plt.Figure:
-    """Point estimates with 95% CIs, one row per arm in the given (declared) order, top to bottom."""
+    """Point estimates with 95% CIs, one row per arm in the given (declared) order, top to bottom.
+
+    Where the table has them, each arm also shows what its fitted folds did: the fold-averaged value
+    with its fold SD (square, below the point) and each repeat's pooled value (open diamonds, above).
+    The legend sits outside the axes, so it never covers a point.
+    """
+    rows = results.drop_duplicates(["model", "metric"]).set_index(["model", "metric"])["value"]
     part = results[results["metric"] == metric].drop_duplicates("model").set_index("model")
     names = [n for n in (order or part.index) if n in part.index]
     part = part.loc[names[::-1]]
-    fig, ax = plt.subplots(figsize=(6.5, 0.38 * len(part) + 1.3))
+    fig, ax = plt.subplots(figsize=(6.5, 0.45 * len(part) + 1.3))
     y = np.arange(len(part))
     ax.errorbar(part["value"], y, xerr=[part["value"] - part["ci_low"], part["ci_high"] - part["value"]],
-                fmt="o", color="k", ecolor="grey", capsize=3)
+                fmt="o", color="k", ecolor="grey", capsize=3, label="pooled, 95% CI")
+    means = [rows.get((n, f"{metric}_fold_mean"), np.nan) for n in part.index]
+    sds = [rows.get((n, f"{metric}_fold_sd"), np.nan) for n in part.index]
+    if np.isfinite(means).any():
+        ax.errorbar(means, y - 0.22, xerr=np.nan_to_num(sds), fmt="s", ms=4, color="C0", ecolor="C0", capsize=2,
+                    lw=1, label="fold mean ± fold SD")
+    seeds = sorted({m for (_, m) in rows.index if m.startswith(f"{metric}_seed")})
+    for i, n in enumerate(part.index):
+        values = [rows.get((n, m), np.nan) for m in seeds]
+        ax.scatter(values, np.full(len(values), y[i] + 0.22), marker="D", s=14, facecolors="none", edgecolors="C1",
+                   label="each repeat, pooled" if i == 0 and seeds else None)
     ax.set_yticks(y, [(labels or {}).get(n, n) for n in part.index])
     if reference is not None:
         ax.axvline(reference, color="r", ls=":", lw=1, label=f"chance ({reference})")
     if highlight is not None:
         ax.axvline(highlight, color="C0", ls="--", lw=1, label=f"clinical model ({highlight:.3f})")
     ax.set(xlabel=f"{metric} (95% CI)", title=title)
-    if reference is not None or highlight is not None:
-        ax.legend(fontsize=7, loc="lower left")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     fig.tight_layout()
     return fig
 
@@ -197,16 +230,19 @@ def grouped_forest(table: pd.DataFrame, row: str, hue: str, metric: str = "auroc
 
 
 def permutation_null(null: pd.DataFrame, observed: dict[str, float], labels: dict[str, str] | None = None,
-                     title: str = "") -> plt.Figure:
-    """One histogram per arm of its AUROC under label permutations, with the observed AUROC marked."""
-    models = list(dict.fromkeys(null["model"]))
-    fig, axes = plt.subplots(1, len(models), figsize=(3.2 * len(models), 2.8), squeeze=False, sharey=True)
+                     title: str = "", metric: str = "auroc") -> plt.Figure:
+    """One histogram per arm of its ``metric`` under label permutations, with the null's mean and the
+    observed value marked (legend below each panel, clear of the bars)."""
+    part = null[null["metric"] == metric] if "metric" in null and (null["metric"] == metric).any() else null
+    models = list(dict.fromkeys(part["model"]))
+    fig, axes = plt.subplots(1, len(models), figsize=(3.2 * len(models), 3.3), squeeze=False, sharey=True)
     for ax, model in zip(axes[0], models, strict=True):
-        values = null.loc[null["model"] == model, "value"]
+        values = part.loc[part["model"] == model, "value"]
         ax.hist(values, bins=20, color="grey", alpha=0.8)
+        ax.axvline(values.mean(), color="k", ls=":", lw=1, label=f"null mean {values.mean():.3f}")
         if model in observed:
             ax.axvline(observed[model], color="C3", lw=2, label=f"observed {observed[model]:.3f}")
-            ax.legend(fontsize=7)
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.22), frameon=False)
         ax.set(title=f"{(labels or {}).get(model, model)} (n = {len(values)})", xlabel="AUROC")
         ax.title.set_fontsize(9)
     axes[0][0].set_ylabel("permutations")

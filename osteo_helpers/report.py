@@ -13,20 +13,32 @@ import numpy as np
 import pandas as pd
 
 from . import evaluation
-from .ablation import DECLARED_ORDER, PRIMARY, arm_label
+from .ablation import DECLARED_ORDER, arm_label
 from .config import Profile
 
-DASH = "–"
+
+def number(value: float, digits: int = 3, signed: bool = False) -> str:
+    """A number to ``digits`` decimals; one that rounds to zero is written 0.000, never -0.000 or +0.000;
+    a missing one 'n/a'."""
+    if value is None or not np.isfinite(value):
+        return "n/a"
+    text = f"{value:{'+' if signed else ''}.{digits}f}"
+    return text.lstrip("+-") if float(text) == 0 else text
 
 
 def ci(value: float, low: float, high: float, digits: int = 3, signed: bool = False) -> str:
-    """``0.951 [0.915–0.976]``: a value and its CI on one line (non-breaking)."""
+    """``0.951 [0.915, 0.976]``, ``-0.183 [-0.272, -0.100]``: a value and its CI on one line (non-breaking).
+
+    An interval whose bounds print alike (every resample gave the same value) is said in words."""
     if value is None or not np.isfinite(value):
         return "not computed"
-    fmt = f"{{:{'+' if signed else ''}.{digits}f}}"
+    shown = number(value, digits, signed)
     if low is None or high is None or not (np.isfinite(low) and np.isfinite(high)):
-        return fmt.format(value)
-    return f"{fmt.format(value)}\u00a0[{fmt.format(low)}{DASH}{fmt.format(high)}]"
+        return shown
+    lo, hi = number(low, digits, signed), number(high, digits, signed)
+    if lo == hi:
+        return f"{shown}, identical in every resample"
+    return f"{shown}\u00a0[{lo},\u00a0{hi}]"
 
 
 def declared(names: Sequence[str], order: Sequence[str] = DECLARED_ORDER) -> list[str]:
@@ -54,74 +66,76 @@ def wide_table(results: pd.DataFrame, metrics: Sequence[str], subset: str = "all
 
 
 def comparison_table(comparisons: pd.DataFrame, n_boot: int) -> pd.DataFrame:
-    """The declared comparisons as a person reads them: labels, difference [CI], raw and Holm p."""
+    """The declared comparisons as a person reads them: labels, pooled difference [CI], raw and Holm p,
+    the fold-level difference and how many folds favour each arm, and the verdict of the row's own test
+    (the primary by its CI, the secondary family by its Holm-adjusted p)."""
+    from .answer import of_folds
+
+    def folds(r: pd.Series) -> str:
+        if not np.isfinite(r.get("n_folds", np.nan)):
+            return "not computed"
+        sd = f" (SD {number(r['fold_diff_sd'])})" if np.isfinite(r.get("fold_diff_sd", np.nan)) else ""
+        return (f"{number(r['fold_diff_mean'], signed=True)}{sd}; A better in {r['folds_a_better']:.0f}, "
+                f"B in {r['folds_b_better']:.0f}, tied {r['folds_tied']:.0f} of {r['n_folds']:.0f}")
+
+    def untrained(r: pd.Series) -> str:
+        k = r.get("a_untrained_folds", np.nan)
+        return "" if k is None or not np.isfinite(k) else of_folds(k, r["a_fitted_folds"])
+
     out = pd.DataFrame({
         "task": comparisons["task"],
         "role": comparisons["role"],
         "A": comparisons["model_a"].map(arm_label),
         "B": comparisons["model_b"].map(arm_label),
+        "metric": comparisons["metric"],
         "A - B [95% CI]": [ci(d, lo, hi, signed=True) for d, lo, hi in
                            comparisons[["diff", "ci_low", "ci_high"]].itertuples(index=False)],
         "p (bootstrap)": [evaluation.format_p(p, n_boot // 2) for p in comparisons["p_bootstrap"]],
-        "p (Holm)": [evaluation.format_p(p, n_boot // 2) if r == "secondary" else "primary: not adjusted"
+        "p (Holm)": [evaluation.format_p(p, n_boot // 2) if r == "secondary" else f"{r}: not adjusted"
                      for p, r in zip(comparisons["p_holm"], comparisons["role"], strict=False)],
+        "fold-level A - B; folds favouring each": [folds(r) for _, r in comparisons.iterrows()],
+        "A kept its untrained state": [untrained(r) for _, r in comparisons.iterrows()],
+        "verdict": comparisons["conclusion"],
         "patients": comparisons["n_patients"],
     })
+    if not out["A kept its untrained state"].str.len().any():
+        out = out.drop(columns="A kept its untrained state")
     if "p_delong" in comparisons:
-        out.insert(6, "p (DeLong)", [evaluation.format_p(p) if np.isfinite(p) else "3 classes: n/a"
+        out.insert(8, "p (DeLong)", [evaluation.format_p(p) if np.isfinite(p) else "n/a"
                                      for p in comparisons["p_delong"]])
     return out.reset_index(drop=True)
 
 
-def _row(comparisons: pd.DataFrame, task: str, a: str, b: str) -> pd.Series | None:
-    hit = comparisons[(comparisons["task"] == task) & (comparisons["model_a"] == a) & (comparisons["model_b"] == b)]
-    return None if hit.empty else hit.iloc[0]
+def fold_table(results: pd.DataFrame, subset: str = "all") -> pd.DataFrame:
+    """Per arm (declared order): the pooled AUROC [CI] beside what the fitted folds did, the fold
+    mean (SD), each repeat's pooled AUROC, and for residual arms the folds that kept the untrained state."""
+    from .answer import of_folds
 
+    part = results[results["subset"] == subset].drop_duplicates(["model", "metric"]).set_index(["model", "metric"])
+    models = declared(list(dict.fromkeys(part.index.get_level_values(0))))
+    seeds = sorted({m for m in part.index.get_level_values(1) if m.startswith("auroc_seed")},
+                   key=lambda m: int(m.removeprefix("auroc_seed")))
+    def get(m: str, metric: str) -> float:
+        return part.loc[(m, metric), "value"] if (m, metric) in part.index else np.nan
 
-def difference_words(row: pd.Series) -> str:
-    """'adds to' / 'is worse than' / 'shows no detectable difference from', from the CI alone."""
-    if row["ci_low"] > 0:
-        return "is better than"
-    if row["ci_high"] < 0:
-        return "is worse than"
-    return "shows no detectable difference from"
-
-
-def _gain(value: float, room: float) -> str:
-    """A detectable gain, or what it means that none is: not even a perfect model would be found."""
-    if np.isfinite(value):
-        return f"{value:.3f}"
-    return f"none up to the maximum possible ({room:.3f}, to AUROC 1)"
-
-
-def power_words(power: pd.DataFrame) -> str:
-    """The smallest detectable gain, at the observed correlation of the two scores and at lower ones."""
-    observed = power[power["correlation_source"] == "observed"].iloc[0]
-    assumed = power[power["correlation_source"] == "assumed"].sort_values("correlation", ascending=False)
-    room = 1 - float(observed["auroc_ref"]) if "auroc_ref" in observed else np.nan
-    gains = ", ".join(f"{_gain(g, room)} at correlation {r:.1f}"
-                      for g, r in zip(assumed["detectable_gain"], assumed["correlation"], strict=True))
-    return (f"with {int(observed['n_pos'] + observed['n_neg'])} patients ({int(observed['n_neg'])} normal) the "
-            f"smallest AUROC gain over the clinical model that the cohort detects with {observed['power']:.0%} power "
-            f"at alpha {observed['alpha']:.2f} is {_gain(observed['detectable_gain'], room)} at the observed "
-            f"correlation of the two scores ({observed['correlation']:.3f}), and {gains}; smaller gains cannot be "
-            "ruled out")
-
-
-def image_adds(comparisons: pd.DataFrame, task: str, power: pd.DataFrame | None = None) -> str:
-    """The study's answer for one task: what the image adds beyond the clinical model and beyond age."""
-    metric = "AUROC" if task == "binary" else "macro AUROC"
-    clinical, age = _row(comparisons, task, *PRIMARY), _row(comparisons, task, PRIMARY[0], "age")
-    if clinical is None:
-        return "The fusion and clinical arms were not both run, so the question is not answered here."
-    text = (f"The residual fusion ({metric} {clinical['value_a']:.3f}) {difference_words(clinical)} the clinical "
-            f"model of age and sex ({clinical['value_b']:.3f}): difference "
-            f"{ci(clinical['diff'], clinical['ci_low'], clinical['ci_high'], signed=True)}")
-    text += "." if power is None else f"; {power_words(power)}."
-    if age is not None:
-        text += (f" Against age alone the fusion {difference_words(age)} it "
-                 f"({ci(age['diff'], age['ci_low'], age['ci_high'], signed=True)}).")
-    return text
+    rows = []
+    for m in models:
+        if (m, "auroc") not in part.index:
+            continue
+        mean, sd = get(m, "auroc_fold_mean"), get(m, "auroc_fold_sd")
+        row = {"arm": arm_label(m),
+               "pooled AUROC [95% CI]": ci(*part.loc[(m, "auroc"), ["value", "ci_low", "ci_high"]]),
+               "fold mean (SD)": f"{number(mean)} ({number(sd)})" if np.isfinite(mean) else "not computed"}
+        row.update({f"repeat {s.removeprefix('auroc_seed')}": number(get(m, s)) if np.isfinite(get(m, s)) else "n/a"
+                    for s in seeds})
+        k = get(m, "untrained_folds")
+        row["kept the untrained state"] = of_folds(k, get(m, "fitted_folds")) if np.isfinite(k) else ""
+        rows.append(row)
+    table = pd.DataFrame(rows).set_index("arm")
+    if not table["kept the untrained state"].str.len().any():
+        table = table.drop(columns="kept the untrained state")
+    table.index.name = None
+    return table
 
 
 def settings_text(profile: Profile) -> str:
@@ -201,27 +215,6 @@ def side_by_side(results: pd.DataFrame, metric: str, subsets: Sequence[str]) -> 
     return pd.concat(parts, axis=1).fillna("not computed")
 
 
-def permutation_text(pvalues: pd.DataFrame, profile: Profile) -> str:
-    """Which arms were re-run on permuted labels, how often, and what the primary difference got."""
-    table = pvalues.set_index("model")
-    arms = [m for m in table.index if " - " not in m]
-    words = ", ".join(f"{arm_label(m)} p = {evaluation.format_p(table.at[m, 'p_value'])} "
-                      f"(observed {table.at[m, 'observed']:.3f}, null mean {table.at[m, 'null_mean']:.3f})"
-                      for m in arms)
-    n = int(table["n_permutations"].max()) if len(table) else 0
-    text = f"Re-run on {n} label permutations: {words}."
-    primary = f"{PRIMARY[0]} - {PRIMARY[1]}"
-    if primary in table.index:
-        row = table.loc[primary]
-        text += (f" The primary difference (fusion - clinical) was re-run on {int(row['n_permutations'])} "
-                 f"permutations: permutation p = {evaluation.format_p(row['p_value'])}.")
-    else:
-        text += (" The networks were not re-run on permuted labels in this profile "
-                 f"(`network_permutations` = {profile.network_permutations}), so the primary difference has no "
-                 "permutation p-value here; its inference is the paired bootstrap above.")
-    return text
-
-
 def probe_text(results: pd.DataFrame) -> str:
     """Does the acquisition alone predict the label?"""
     row = results[(results["model"] == "batch_only") & (results["metric"] == "auroc") & (results["subset"] == "all")]
@@ -231,29 +224,6 @@ def probe_text(results: pd.DataFrame) -> str:
     says = ("it predicts the label, so an image model could exploit the acquisition batch" if r.ci_low > 0.5 else
             "it does not predict the label better than chance (its CI includes 0.5)")
     return f"Acquisition attributes alone: AUROC {ci(r.value, r.ci_low, r.ci_high)}; {says}."
-
-
-def positive_control_text(control: pd.DataFrame, results: pd.DataFrame) -> str:
-    """What the positive control says about the image arm's result."""
-    c = control.set_index(["target", "metric"])
-    sex = c.loc[("sex", "auroc")]
-    r, mae = c.loc[("age", "pearson_r")], c.loc[("age", "mae")]
-    text = (f"From the image alone, the network predicts sex with AUROC {ci(sex.value, sex.ci_low, sex.ci_high)} and "
-            f"age with Pearson r {ci(r.value, r.ci_low, r.ci_high)} (MAE {ci(mae.value, mae.ci_low, mae.ci_high, 1)} "
-            "years). ")
-    learned = [what for what, ok in (("sex", sex["ci_low"] > 0.5), ("age", r["ci_low"] > 0)) if ok]
-    missed = [what for what in ("sex", "age") if what not in learned]
-    if len(learned) == 2:
-        return text + ("Both are learned (their CIs exclude chance), so the pipeline does see anatomy in these "
-                       "images; the image arm's result is a fair, if weak, test of what the image adds.")
-    if learned:
-        return text + (f"The pipeline learns {learned[0]} (its CI excludes chance) but not {missed[0]}: it sees some "
-                       "anatomy, far less than larger studies report, so the image arm's null result says little "
-                       "about whether the bone holds information a stronger pipeline (pretrained weights, full "
-                       "resolution) could use.")
-    return text + ("Neither signal is detectably above chance, although both are visible on knee radiographs in "
-                   "larger studies: **the image arm's null result reflects this pipeline (or the image-to-record "
-                   "link), not the absence of bone information**.")
 
 
 def findings_text(findings: dict) -> str:
@@ -271,6 +241,40 @@ def findings_text(findings: dict) -> str:
             f"{len(findings['label_tscore_mismatches'])} diagnoses disagree with the WHO T-score thresholds. "
             f"{len(findings.get('unreadable_images', []))} image(s) cannot be decoded. "
             f"{len(findings['implausible_values'])} clinical values are implausible and are reported, not edited.")
+
+
+def linkage_text(findings: dict) -> str:
+    """The image-to-record mislinkage in words: identical pictures whose records disagree."""
+    conflicts, groups = findings.get("image_record_conflicts", []), findings["duplicate_groups"]
+    if not conflicts:
+        return (f"None of the {len(groups)} groups of byte-identical images links the picture to records that "
+                "disagree in sex or age.")
+    by_sex = sum("sex" in c["disagree"] for c in conflicts)
+    gap = max(max(c["age_years"]) - min(c["age_years"]) for c in conflicts)
+    first = next((c for c in conflicts if "sex" in c["disagree"]), conflicts[0])
+    example = " and ".join(f"{p} ({s}, {a:g}, {d})" for p, s, a, d in
+                           zip(first["patients"], first["sex"], first["age_years"], first["diagnosis"], strict=True))
+    return (f"**The image-to-record link is wrong for part of the cohort.** In {len(conflicts)} of the {len(groups)} "
+            f"groups of byte-identical images the records attached to the one radiograph disagree: {by_sex} in sex, "
+            f"and ages differ by up to {gap:g} years. One radiograph cannot be two people: {example} share one "
+            "image, so at least one of them is shown with another person's knee. These patients share a split "
+            "group (never on both sides of a split) and notebook 5 re-scores every arm without them.")
+
+
+def linkage_table(findings: dict) -> pd.DataFrame:
+    """Every group of identical images whose records disagree, one row per patient."""
+    rows = [{"group": i + 1, "patient_id": p, "sex": s, "age_years": a, "diagnosis": d,
+             "disagree": ", ".join(c["disagree"])} for i, c in enumerate(findings.get("image_record_conflicts", []))
+            for p, s, a, d in zip(c["patients"], c["sex"], c["age_years"], c["diagnosis"], strict=True)]
+    return pd.DataFrame(rows, columns=["group", "patient_id", "sex", "age_years", "diagnosis", "disagree"])
+
+
+def image_pairs(pairs: pd.DataFrame, max_bits: int, hits: int = 4, above: int = 4) -> pd.DataFrame:
+    """The pairs to show side by side: near-duplicate hits (within ``max_bits``; copies that are not
+    byte-identical first) and the closest pairs above the threshold, which show its margin."""
+    within = pairs[pairs["bits"] <= max_bits].sort_values(["identical_bytes", "bits"], kind="stable")
+    return pd.concat([within.head(hits).assign(hit=True),
+                      pairs[pairs["bits"] > max_bits].head(above).assign(hit=False)], ignore_index=True)
 
 
 def group_table(manifest: pd.DataFrame) -> pd.DataFrame:
@@ -302,39 +306,17 @@ def shorten_paths(text: str) -> str:
 
 def run_summary(run_dir: Path, seconds: float) -> list[str]:
     """What a finished run says in a few lines: the headline AUROCs with CIs, the answer, the time."""
+    from .answer import study_answer
+
     tables = Path(run_dir) / "tables"
     lines = [f"finished in {int(seconds // 60)} min {int(seconds % 60)} s"]
     results = tables / "results_binary.csv"
-    if results.is_file():
-        table = pd.read_csv(results)
+    table = pd.read_csv(results) if results.is_file() else None
+    if table is not None:
         main = table[(table["subset"] == "all") & (table["metric"] == "auroc")].set_index("model")
         for name in [n for n in ("age", "clinical", "fusion", "fusion_tscore") if n in main.index]:
             row = main.loc[name]
             lines.append(f"binary AUROC, {arm_label(name)}: {ci(row.value, row.ci_low, row.ci_high)}")
-    comparisons = tables / "comparisons.csv"
-    if comparisons.is_file():
-        row = _row(pd.read_csv(comparisons), "binary", *PRIMARY)
-        if row is not None:
-            lines.append(f"fusion - clinical (primary): {ci(row['diff'], row['ci_low'], row['ci_high'], signed=True)}"
-                         f", {row['conclusion']}")
+    if (tables / "comparisons.csv").is_file() and table is not None:
+        lines.append(study_answer(tables))
     return lines
-
-
-def power_table(power: pd.DataFrame) -> pd.DataFrame:
-    """The power analysis as a person reads it: where no gain reaches the power, it says so (no NaN)."""
-    room = 1 - power["auroc_ref"]
-    return pd.DataFrame({
-        "correlation of the two scores": [f"{r:.3f} ({source})" for r, source in
-                                          zip(power["correlation"], power["correlation_source"], strict=True)],
-        "clinical AUROC": power["auroc_ref"].round(3),
-        "smallest detectable gain": [_gain(g, m) for g, m in zip(power["detectable_gain"], room, strict=True)],
-        "patients (normal)": [f"{int(p + n)} ({int(n)})" for p, n in zip(power["n_pos"], power["n_neg"], strict=True)],
-    })
-
-
-def study_answer(tables: Path) -> str:
-    """The study's answer in one or two sentences, from a run's tables (the book's first page, the README)."""
-    path = Path(tables) / "comparisons.csv"
-    if not path.is_file():
-        return "This run did not make the declared comparisons (comparisons.csv), so it does not answer the question."
-    return image_adds(pd.read_csv(path), "binary")

@@ -35,6 +35,22 @@ def make_folds(cohort: pd.DataFrame, label: str, n_folds: int, n_repeats: int, s
     return folds.sort_values(["seed", "fold", "patient_id"]).reset_index(drop=True)
 
 
+def restratify(folds: pd.DataFrame, cohort: pd.DataFrame, labels: np.ndarray,
+               group: str | None = "split_group") -> pd.DataFrame:
+    """The same fold layout as ``folds`` (number of folds, repeats and their seeds, grouping), made
+    afresh stratified on ``labels`` (one per cohort row), e.g. a permutation of the labels.
+
+    Folds stratified on the real labels while the labels are shuffled give training folds whose
+    shuffled class balance varies against their test folds', which pushes a model without signal
+    below AUROC 0.5; folds re-stratified on every permuted label vector keep the null at chance.
+    """
+    seeds = sorted(int(s) for s in folds["seed"].unique())
+    if seeds != list(range(seeds[0], seeds[0] + len(seeds))):
+        raise ValueError(f"folds' seeds {seeds} are not consecutive: not a layout make_folds made")
+    return make_folds(cohort.assign(_stratum=np.asarray(labels)), "_stratum", int(folds["fold"].nunique()),
+                      len(seeds), seeds[0], group=group)
+
+
 def inner_split(cohort: pd.DataFrame, label: str, val_fraction: float, seed: int,
                 group: str = "split_group") -> tuple[np.ndarray, np.ndarray]:
     """Split training patients into fit / validation (for early stopping), grouped and stratified."""

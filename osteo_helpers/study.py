@@ -180,10 +180,17 @@ class Study:
         p, oofs = self.profile, self.oofs(task, names)
         table = pd.concat([evaluation.score_arms(oofs, task, p.n_boot, p.seed, self.groups),
                            evaluation.score_arms(oofs, task, p.n_boot, p.seed, self.groups,
-                                                 singleton_patients(self.cohort), "singletons")], ignore_index=True)
+                                                 singleton_patients(self.cohort), "singletons"),
+                           self.training_states(task, tuple(oofs))], ignore_index=True)
         self.save_table(table, f"results_{task}")
         self._tables[key] = table
         return table
+
+    def training_states(self, task: str, names: tuple[str, ...] | None = None) -> pd.DataFrame:
+        """In how many folds each residual arm kept its untrained state (from the fold histories)."""
+        from .ablation import DECLARED_ORDER, training_states
+
+        return training_states(self.paths.models, tuple(names or DECLARED_ORDER), task, self.shared_folds)
 
     def classes(self, task: str) -> tuple[str, ...]:
         from .tasks import get_task
@@ -202,17 +209,30 @@ class Study:
         return self._oofs["tscore"]
 
     def tscore_regression(self) -> pd.DataFrame:
-        """Pearson r and MAE of every T-score arm (saved as ``results_tscore.csv``)."""
-        table = evaluation.tscore_regression(self.tscore_oofs(), self.profile.n_boot, self.profile.seed, self.groups)
+        """Every T-score arm's regression metrics: MAE, r, R^2, calibration, the no-information MAE and
+        the coverage of its 95% predictive intervals, overall and per WHO class (``results_tscore.csv``)."""
+        from .ablation import who_classes
+
+        table = evaluation.tscore_regression(self.tscore_oofs(), self.profile.n_boot, self.profile.seed, self.groups,
+                                             who_classes(self.cohort))
         self.save_table(table, "results_tscore")
+        return table
+
+    def tscore_comparison(self) -> pd.DataFrame:
+        """Paired MAE of the fusion and clinical T-score models (``comparisons_tscore.csv``)."""
+        from .ablation import tscore_comparison
+
+        table = tscore_comparison(self.tscore_oofs(), self.profile.n_boot, self.profile.seed, self.groups)
+        self.save_table(table, "comparisons_tscore")
         return table
 
     def comparisons(self, tasks: tuple[str, ...] = ("binary", "3class"), save: bool = True) -> pd.DataFrame:
         """The declared comparisons (primary and secondary, Holm over the secondary family of these tasks)."""
         from .ablation import declared_comparisons
 
+        states = pd.concat([self.training_states(t) for t in tasks], ignore_index=True)
         table = declared_comparisons({t: self.oofs(t) for t in tasks}, self.profile.n_boot, self.profile.seed,
-                                     self.groups)
+                                     self.groups, states=states)
         if save:
             self.save_table(table, "comparisons")
         return table

@@ -15,7 +15,7 @@ import torch
 
 from osteo_helpers import arms, config, data, splits, tabular, training
 from osteo_helpers.arms import driver
-from osteo_helpers.arms.classical import ClassicalArm
+from osteo_helpers.arms.classical import ClassicalArm, LinearGaussian
 from osteo_helpers.arms.networks import NetworkArm
 from osteo_helpers.images import ImageCache
 from osteo_helpers.tasks import CLASSES_3, TASKS, who_probabilities
@@ -260,3 +260,21 @@ def test_cache_check_names_the_file(tmp_path):
         driver.check_predictions(table, {"a", "b"}, ["prob_normal", "prob_low_bmd"], tmp_path / "predictions.csv")
     with pytest.raises(driver.FoldCacheError, match="holds 2 of the 3 expected"):
         driver.check_predictions(table, {"a", "b", "c"}, ["prob_normal"], tmp_path / "predictions.csv")
+
+
+def test_the_gaussian_head_lets_its_spread_depend_on_the_inputs():
+    """A T-score whose spread grows with age (as in the cohort: residual SD about 0.2 in normals, 0.5
+    in osteoporosis): one variance for everyone would be too wide for the young and too narrow for
+    the old; the fitted log SD is linear in the inputs and covers 95% in both groups."""
+    rng = np.random.default_rng(0)
+    age = rng.uniform(20, 90, 4000)
+    sd = np.exp(-2.0 + 0.025 * age)
+    t = 1.0 - 0.04 * age + rng.normal(0, 1, 4000) * sd
+    X = ((age - age.mean()) / age.std()).reshape(-1, 1)
+    model = LinearGaussian().fit(X, t)
+    mean, spread = model.predict_distribution(X).T
+    np.testing.assert_allclose(spread, sd, rtol=0.1)
+    covered = np.abs(t - mean) <= 1.96 * spread
+    for group in (age < 40, age > 70):
+        assert abs(covered[group].mean() - 0.95) < 0.02
+    assert model.log_sd_coef_[0] > 0

@@ -322,7 +322,8 @@ def test_card_copies_the_run_metrics_calibration_and_subgroups(fitted, tmp_path)
     evidence = run_evidence(run, profile)
     assert {r["model"] for r in evidence["results"]} == {"fusion", "clinical", "fusion_tscore"}
     card = model_card({**bundle.facts, "run": evidence, "calibration": calibration_facts(evidence, "fusion")})
-    assert "Calibration intercept 0.120\u00a0[0.020–0.220], slope 0.930\u00a0[0.830–1.030]" in card
+    assert "Calibration intercept 0.120\u00a0[0.020,\u00a00.220], slope 0.930\u00a0[0.830,\u00a01.030]" in card
+    assert "intercept above 0: risks under-estimated on average" in card
     assert "From run `smoke-1`" in card and "| age 35-45 | 12 | 0.610" in card
     assert "Not checked in the run: sex (sex_binary.csv absent)" in card
     assert "| fusion (residual) | 0.90 | 0.880 [0.8–0.9] | 0.310 [0.2–0.4] |" in card

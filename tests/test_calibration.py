@@ -91,7 +91,7 @@ def test_intercept_and_slope_match_reference_fits(slope: float, shift: float) ->
 def test_calibration_metrics_table_and_ci() -> None:
     y, p = _calibrated(300, seed=4)
     table = ev.calibration_metrics(y, p, n_boot=300, seed=0).set_index("metric")
-    assert list(table.index) == ["brier", "calibration_intercept", "calibration_slope"]
+    assert list(table.index) == ["brier", "brier_scaled", "calibration_intercept", "calibration_slope"]
     assert table.loc["calibration_slope", "value"] == pytest.approx(ev.calibration_slope(y, p))
     assert table.loc["brier", "value"] == pytest.approx(np.mean((y - p) ** 2))
     assert (table["ci_low"] < table["value"]).all() and (table["value"] < table["ci_high"]).all()
@@ -108,7 +108,23 @@ def test_three_class_calibration_is_about_low_bmd_versus_normal() -> None:
     assert table.loc["calibration_slope", "value"] == pytest.approx(ev.calibration_slope(low_bmd, p_low))
     assert table.loc["calibration_intercept", "value"] == pytest.approx(ev.calibration_intercept(low_bmd, p_low))
     onehot = np.eye(3)[y]
-    assert table.loc["brier", "value"] == pytest.approx(np.mean(((onehot - proba) ** 2).sum(axis=1)))
+    assert table.loc["brier_multiclass", "value"] == pytest.approx(np.mean(((onehot - proba) ** 2).sum(axis=1)))
+    assert table.loc["brier", "value"] == pytest.approx(np.mean((low_bmd - p_low) ** 2))
+
+
+def test_scaled_brier_is_zero_for_the_prevalence_model_and_one_for_a_perfect_one() -> None:
+    y = np.r_[np.zeros(30), np.ones(170)].astype(int)
+    table = ev.calibration_metrics(y, np.full(len(y), y.mean()), n_boot=50, seed=0).set_index("metric")
+    assert table.loc["brier_scaled", "value"] == pytest.approx(0.0, abs=1e-12)
+    assert table.loc["brier", "value"] == pytest.approx(0.85 * 0.15)
+    perfect = ev.calibration_metrics(y, y.astype(float), n_boot=50, seed=0).set_index("metric")
+    assert perfect.loc["brier_scaled", "value"] == pytest.approx(1.0)
+    worse = ev.calibration_metrics(y, np.full(len(y), 0.5), n_boot=50, seed=0).set_index("metric")
+    assert worse.loc["brier_scaled", "value"] < 0  # worse than knowing the prevalence
+    three = np.repeat([0, 1, 2], [30, 100, 70])
+    freq = np.bincount(three) / len(three)
+    table = ev.calibration_metrics(three, np.tile(freq, (len(three), 1)), n_boot=50, seed=0).set_index("metric")
+    assert table.loc["brier_multiclass_scaled", "value"] == pytest.approx(0.0, abs=1e-12)
 
 
 def test_oof_metrics_adds_calibration_rows() -> None:

@@ -574,3 +574,39 @@ def test_interrupted_import_leaves_nothing_and_stale_staging_is_removed(syntheti
     data.import_dataset(synthetic_dataset.root, dest, registry)
     _assert_installed(dest, synthetic_dataset.root, registry)
     assert sorted(p.name for p in dest.parent.iterdir()) == ["raw"]
+
+
+def test_identical_images_with_disagreeing_records_and_near_copies_are_findings(synthetic_dataset_factory):
+    """One radiograph under two records of different sex is a wrong image-to-record link; a re-encoded,
+    resized copy is not byte-identical but the perceptual hash finds it (and only it)."""
+    import io
+
+    from PIL import Image, ImageFilter
+
+    ds = synthetic_dataset_factory("linkage", identical_images=(("N1", "OP2"),))
+    rng = np.random.default_rng(0)
+    for pid, path in ds.images.items():  # distinct pictures: smooth random blobs, not the shared ramp
+        if pid != "OP2":
+            blobs = np.asarray(Image.fromarray((rng.random((64, 64)) * 255).astype(np.uint8)).filter(
+                ImageFilter.GaussianBlur(4)), dtype=float)
+            blobs = (blobs - blobs.min()) / np.ptp(blobs) * 255
+            Image.fromarray(blobs.astype(np.uint8)).resize((128, 128)).save(path, format="JPEG", quality=95)
+    ds.images["OP2"].write_bytes(ds.images["N1"].read_bytes())
+    copy = io.BytesIO()
+    Image.open(ds.images["N2"]).resize((96, 96)).save(copy, format="JPEG", quality=60)
+    ds.images["OS3"].write_bytes(copy.getvalue())
+    clin = data.load_clinical(ds.spreadsheet)
+    clin.loc[clin["patient_id"] == "N1", "sex"] = "male"
+    clin.loc[clin["patient_id"] == "OP2", "sex"] = "female"
+    man = data.build_manifest(ds.root, clin)
+    f = data.validate(man, clin, ds.root)
+    assert [c["patients"] for c in f["image_record_conflicts"]] == [["N1", "OP2"]]
+    conflict = f["image_record_conflicts"][0]
+    assert conflict["sex"] == ["male", "female"] and "sex" in conflict["disagree"]
+    near = {tuple(p["patients"]): p for p in f["near_duplicate_images"]}
+    assert set(near) == {("N1", "OP2"), ("N2", "OS3")}
+    assert near[("N1", "OP2")]["identical_bytes"] and not near[("N2", "OS3")]["identical_bytes"]
+    assert near[("N2", "OS3")]["bits"] <= 3 and "Hamming distance <= 3" in f["near_duplicate_rule"]
+    text = data.format_findings(f)
+    assert "N1 = OP2: sex male/female" in text
+    assert "not byte-identical (pHash of 64 bits, Hamming distance <= 3): 1  N2 ~ OS3" in text

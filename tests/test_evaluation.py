@@ -384,9 +384,12 @@ def test_regression_metrics_point_values_and_ci() -> None:
     y = rng.normal(-1.5, 1.0, 100)
     pred = y + rng.normal(0, 0.5, 100)
     df = ev.regression_metrics(y, pred, n_boot=300, seed=0).set_index("metric")
-    assert list(df.index) == ["mae", "pearson_r"]
+    assert list(df.index) == ["mae", "pearson_r", "r2", "calibration_intercept", "calibration_slope"]
     assert df.loc["mae", "value"] == pytest.approx(np.mean(np.abs(y - pred)))
     assert df.loc["pearson_r", "value"] == pytest.approx(stats.pearsonr(y, pred)[0])
+    assert df.loc["r2", "value"] == pytest.approx(1 - np.sum((y - pred) ** 2) / np.sum((y - y.mean()) ** 2))
+    assert df.loc["calibration_intercept", "value"] == pytest.approx(np.mean(y - pred))
+    assert df.loc["calibration_slope", "value"] == pytest.approx(stats.linregress(pred, y).slope)
     for metric in df.index:
         assert df.loc[metric, "ci_low"] < df.loc[metric, "value"] < df.loc[metric, "ci_high"]
 

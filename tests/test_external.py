@@ -170,15 +170,6 @@ def test_bad_model_or_out_is_exit_2_with_one_line(case, synthetic_bundle, tmp_pa
 # ----------------------------------------------------------------------------- the statistics
 
 
-def test_scaled_brier_is_zero_for_the_prevalence_model_and_one_for_a_perfect_one():
-    y = np.array([0] * 30 + [1] * 70)
-    prevalence = evaluation.scaled_brier(y, np.full(len(y), 0.7), n_boot=50).set_index("metric")
-    assert prevalence.loc["scaled_brier", "value"] == pytest.approx(0.0, abs=1e-12)
-    assert evaluation.scaled_brier(y, y.astype(float), n_boot=10)["value"].iloc[0] == pytest.approx(1.0)
-    worse = evaluation.scaled_brier(y, 1.0 - y, n_boot=10)["value"].iloc[0]
-    assert worse < 0
-
-
 def test_recalibration_of_a_calibrated_score_is_the_identity_and_undoes_a_known_miscalibration():
     rng = np.random.default_rng(0)
     p = rng.beta(2, 2, 20_000)

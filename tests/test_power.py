@@ -85,3 +85,15 @@ def test_power_inputs_are_validated() -> None:
         ev.detectable_auroc_gain(50, 50, 0.7, 1.5)
     with pytest.raises(ValueError, match="AUROC"):
         ev.auroc_power(50, 50, 0.7, 1.0, 0.5)
+
+
+def test_riley_sample_size_reproduces_the_published_example() -> None:
+    """pmsampsize's binary example (Riley et al. 2020): R2cs 0.288, 24 parameters, prevalence 0.174
+    need 623 (shrinkage), 662 (optimism) and 221 (overall risk) patients: 662 in all."""
+    need = ev.riley_sample_size(24, 0.174, r2_cs=0.288)
+    assert np.ceil(need["n_shrinkage"]) == 623 and np.ceil(need["n_optimism"]) == 662
+    assert np.ceil(need["n_overall_risk"]) == 221 and need["n_required"] == 662
+    default = ev.riley_sample_size(2, 0.85)
+    assert default["r2_cs"] == pytest.approx(0.15 * default["max_r2_cs"])
+    with pytest.raises(ValueError):
+        ev.riley_sample_size(0, 0.5)

@@ -6,7 +6,6 @@ import json
 
 import numpy as np
 import pandas as pd
-import pytest
 
 from osteo_helpers import ablation, config, progress, report
 
@@ -17,17 +16,35 @@ def _results(models: list[str], metric: str = "auroc") -> pd.DataFrame:
                          "subset": "all", "n_patients": 239})
 
 
-def _comparison(diff: float, low: float, high: float, a: str = "fusion", b: str = "clinical",
-                task: str = "binary") -> dict:
-    return {"task": task, "model_a": a, "model_b": b, "value_a": 0.95 + diff, "value_b": 0.95, "diff": diff,
-            "ci_low": low, "ci_high": high, "n_patients": 239, "role": "primary", "p_bootstrap": 0.5,
-            "p_holm": 0.5, "p_delong": 0.4}
-
-
 def test_ci_keeps_a_value_and_its_interval_on_one_line():
-    assert report.ci(0.9512, 0.9151, 0.9763) == "0.951\u00a0[0.915–0.976]"
-    assert report.ci(0.01, -0.02, 0.04, signed=True) == "+0.010\u00a0[-0.020–+0.040]"
+    assert report.ci(0.9512, 0.9151, 0.9763) == "0.951\u00a0[0.915,\u00a00.976]"
+    assert report.ci(0.01, -0.02, 0.04, signed=True) == "+0.010\u00a0[-0.020,\u00a0+0.040]"
     assert report.ci(np.nan, 0, 1) == "not computed"
+
+
+def test_ci_reads_well_at_the_edges():
+    assert report.ci(-0.183, -0.272, -0.1, signed=True) == "-0.183\u00a0[-0.272,\u00a0-0.100]"
+    assert "–-" not in report.ci(-0.183, -0.272, -0.1) and "–+" not in report.ci(0.1, -0.2, 0.3, signed=True)
+    assert report.ci(0.0, 0.0, 0.0, signed=True) == "0.000, identical in every resample"
+    assert report.ci(-0.00001, -0.0002, 0.0001, signed=True) == "0.000, identical in every resample"
+    assert report.number(-0.0001, signed=True) == "0.000" and report.number(np.nan) == "n/a"
+    assert report.ci(0.5, np.nan, np.nan) == "0.500"
+
+
+def test_fold_table_shows_pooled_fold_and_repeat_values_and_the_untrained_folds():
+    rows = [("fusion", "auroc", 0.95, 0.9, 0.98), ("fusion", "auroc_fold_mean", 0.93, np.nan, np.nan),
+            ("fusion", "auroc_fold_sd", 0.04, np.nan, np.nan), ("fusion", "auroc_seed42", 0.94, np.nan, np.nan),
+            ("fusion", "auroc_seed43", 0.945, np.nan, np.nan), ("fusion", "untrained_folds", 8, np.nan, np.nan),
+            ("fusion", "fitted_folds", 10, np.nan, np.nan), ("image", "auroc", 0.39, 0.3, 0.49),
+            ("image", "auroc_fold_mean", 0.377, np.nan, np.nan), ("image", "auroc_fold_sd", 0.125, np.nan, np.nan)]
+    results = pd.DataFrame(rows, columns=["model", "metric", "value", "ci_low", "ci_high"]).assign(
+        task="binary", subset="all", n_patients=239)
+    table = report.fold_table(results)
+    assert list(table.index) == ["image only", "fusion (residual)"]
+    assert table.loc["image only", "fold mean (SD)"] == "0.377 (0.125)"
+    assert table.loc["fusion (residual)", "repeat 43"] == "0.945" and table.loc["image only", "repeat 42"] == "n/a"
+    assert table.loc["fusion (residual)", "kept the untrained state"] == "8 of 10 folds"
+    assert table.loc["image only", "kept the untrained state"] == ""
 
 
 def test_wide_table_lists_arms_in_the_declared_order_and_has_no_nan():
@@ -37,50 +54,6 @@ def test_wide_table_lists_arms_in_the_declared_order_and_has_no_nan():
     assert list(table.index) == [ablation.arm_label(m) for m in ("age", "clinical", "image", "fusion")]
     assert not table.isna().any().any()
     assert table.loc["fusion (residual)", "brier"] == "not computed"
-
-
-@pytest.mark.parametrize("diff,low,high,words", [(0.03, 0.01, 0.05, "is better than"),
-                                                 (-0.03, -0.05, -0.01, "is worse than"),
-                                                 (0.001, -0.01, 0.012, "shows no detectable difference from")])
-def test_the_answer_follows_the_interval(diff, low, high, words):
-    comparisons = pd.DataFrame([_comparison(diff, low, high), _comparison(0.0, -0.02, 0.02, b="age")])
-    text = report.image_adds(comparisons, "binary")
-    assert f"residual fusion (AUROC {0.95 + diff:.3f}) {words} the clinical model" in text
-    assert "Against age alone the fusion shows no detectable difference" in text
-
-
-def test_the_answer_states_the_smallest_detectable_gain():
-    power = pd.DataFrame({"n_pos": 203, "n_neg": 36, "power": 0.8, "alpha": 0.05, "auroc_ref": 0.95,
-                          "correlation": [0.999, 0.9, 0.7, 0.5], "detectable_gain": [0.002, 0.03, 0.045, np.nan],
-                          "correlation_source": ["observed", "assumed", "assumed", "assumed"]})
-    text = report.image_adds(pd.DataFrame([_comparison(0.0, -0.01, 0.01)]), "binary", power)
-    assert "239 patients (36 normal)" in text and "is 0.002 at the observed correlation" in text
-    assert "0.030 at correlation 0.9" in text
-    assert "none up to the maximum possible (0.050, to AUROC 1) at correlation 0.5" in text
-    assert "smaller gains cannot be ruled out" in text
-
-
-def test_permutation_text_says_which_arms_were_rerun():
-    pvalues = pd.DataFrame({"model": ["age", "clinical"], "metric": "auroc", "observed": [0.94, 0.95],
-                            "null_mean": 0.5, "null_q95": 0.56, "n_permutations": 200, "p_value": 1 / 201})
-    profile = config.get_profile("fast")
-    text = report.permutation_text(pvalues, profile)
-    assert "200 label permutations" in text and "age p = " in text and "no permutation p-value" in text
-    primary = pd.concat([pvalues, pd.DataFrame([{"model": "fusion - clinical", "metric": "auroc_difference",
-                                                 "observed": 0.0, "null_mean": 0.0, "null_q95": 0.02,
-                                                 "n_permutations": 10, "p_value": 0.6}])])
-    assert "re-run on 10 permutations: permutation p = 0.6" in report.permutation_text(primary, profile)
-
-
-def test_positive_control_text_reads_a_null_control_as_a_pipeline_limit():
-    control = pd.DataFrame({"target": ["sex", "age", "age"], "model": "image",
-                            "metric": ["auroc", "pearson_r", "mae"], "value": [0.52, 0.03, 9.8],
-                            "ci_low": [0.45, -0.1, 8.7], "ci_high": [0.6, 0.15, 10.7]})
-    assert "reflects this pipeline" in report.positive_control_text(control, pd.DataFrame())
-    control.loc[0, ["value", "ci_low"]] = [0.7, 0.62]
-    assert "learns sex (its CI excludes chance) but not age" in report.positive_control_text(control, pd.DataFrame())
-    control.loc[1, ["value", "ci_low"]] = [0.4, 0.2]
-    assert "Both are learned" in report.positive_control_text(control, pd.DataFrame())
 
 
 def test_paths_of_the_machine_never_reach_the_page():
@@ -110,3 +83,37 @@ def test_progress_lines_count_finished_fits_and_time_left(tmp_path, monkeypatch)
     printer({"event": "fits_done", "total": 10, "seconds": 95.0, "executor": "2 local workers"})
     assert lines[1:] == ["  10 fits done in 1m35s (2 local workers)"]
     assert json.loads(path.read_text().splitlines()[0])["arm"] == "fusion"
+
+
+def test_the_forest_legend_covers_no_point():
+    from osteo_helpers import plots
+
+    rows = []
+    for i, m in enumerate(ablation.MAIN_ARMS):
+        v = 0.4 + 0.07 * i
+        rows += [(m, "auroc", v, v - 0.08, min(v + 0.08, 1)), (m, "auroc_fold_mean", v - 0.02, np.nan, np.nan),
+                 (m, "auroc_fold_sd", 0.1, np.nan, np.nan), (m, "auroc_seed1", v - 0.01, np.nan, np.nan),
+                 (m, "auroc_seed2", v + 0.01, np.nan, np.nan)]
+    results = pd.DataFrame(rows, columns=["model", "metric", "value", "ci_low", "ci_high"])
+    fig = plots.forest(results, "auroc", order=ablation.DECLARED_ORDER, labels=ablation.ARM_LABELS, highlight=0.9)
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    legend = ax.get_legend().get_window_extent()
+    points = np.vstack([np.asarray(c.get_offsets(), dtype=float) for c in ax.collections if len(c.get_offsets())]
+                       + [np.column_stack(line.get_data()).astype(float) for line in ax.get_lines()
+                          if line.get_marker() not in ("None", "", None)])
+    shown = ax.transData.transform(points[np.isfinite(points).all(axis=1)])
+    inside = ((shown[:, 0] >= legend.x0) & (shown[:, 0] <= legend.x1) & (shown[:, 1] >= legend.y0)
+              & (shown[:, 1] <= legend.y1))
+    assert len(shown) >= 3 * len(ablation.MAIN_ARMS) and not inside.any()
+    assert {t.get_text() for t in ax.get_legend().get_texts()} >= {"pooled, 95% CI", "fold mean ± fold SD",
+                                                                   "each repeat, pooled"}
+
+
+def test_a_patient_without_an_id_or_image_is_named_once():
+    from osteo_helpers import patients
+
+    problems = patients.single_patient({}, None, None, ("age_years",), 32)[0].problems
+    assert problems == ["patient without an ID: age_years: missing (required by the model)",
+                        "patient without an ID: image: missing (give --image)"]
+    assert not any("patient patient" in line for line in problems)

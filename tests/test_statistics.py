@@ -68,6 +68,10 @@ def test_verdict_follows_the_ci() -> None:
     assert ev.verdict(0.1, 0.02, 0.2, "fusion", "clinical").startswith("fusion is better than clinical")
     assert ev.verdict(-0.1, -0.2, -0.01, "fusion", "clinical").startswith("fusion is worse than clinical")
     assert ev.verdict(0.05, -0.01, 0.1, "fusion", "clinical").startswith("no detectable difference")
+    assert ev.verdict(0.1, 0.02, 0.2, "a", "b", p_adjusted=0.114).startswith("no detectable difference")
+    assert ev.verdict(0.1, 0.02, 0.2, "a", "b", p_adjusted=0.0, p_floor=0.014) == (
+        "a is better than b (Holm-adjusted p < 0.014)")
+    assert ev.verdict(-0.1, -0.2, -0.02, "a", "b", lower_is_better=True).startswith("a is better than b")
 
 
 # --------------------------------------------------------------------------- likelihood-ratio test

@@ -3,7 +3,8 @@
 None is tuned on a test fold: hyper-parameters are fixed a priori, except ``clinical_full``,
 whose regularisation strength is chosen by grouped cross-validation inside each training fold.
 Logistic regressions are not class-weighted, so their probabilities stay calibrated (the
-calibration of every arm is reported).
+calibration of every arm is reported); those of the pre-specified models (age, OST, clinical)
+are unpenalised (`clinical_logistic`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from functools import lru_cache
 
 import numpy as np
 import pandas as pd
+from scipy import optimize
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import HistGradientBoostingClassifier
@@ -23,7 +25,14 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from ..config import Profile
-from ..tabular import CLINICAL_FEATURES, available_inputs, ost_index, preprocessor_for, to_model_frame
+from ..tabular import (
+    CATEGORICAL_FEATURES,
+    CLINICAL_FEATURES,
+    available_inputs,
+    ost_index,
+    preprocessor_for,
+    to_model_frame,
+)
 from .base import Arm, register
 
 #: inverse regularisation strengths searched by ``clinical_full`` (inside each training fold)
@@ -38,27 +47,87 @@ INNER_FOLDS = 5
 
 
 class LinearGaussian(RegressorMixin, BaseEstimator):
-    """Ridge regression with a Gaussian predictive distribution: y ~ N(X b + a, s^2).
+    """Ridge regression with a Gaussian predictive distribution whose spread depends on the inputs:
+    y ~ N(X b + a, s(X)^2), log s(X) = X g + c.
 
-    ``s`` is the residual standard deviation on the training rows (maximum likelihood), so a
-    T-score model gives probabilities for the WHO classes, not only a point prediction.
+    The mean is the ridge fit; the log standard deviation is then fitted by maximum likelihood on
+    the ridge's training residuals, with the same ridge penalty on ``g``. A T-score model thus
+    gives probabilities for the WHO classes, with a wider distribution where the T-score varies
+    more (older patients, where osteoporosis lies), instead of one spread for everyone.
     """
 
     def __init__(self, alpha: float = 1e-3) -> None:
         self.alpha = alpha
 
     def fit(self, X: np.ndarray, y: np.ndarray) -> LinearGaussian:
+        X, y = np.asarray(X, dtype=float), np.asarray(y, dtype=float)
         self.ridge_ = Ridge(alpha=self.alpha).fit(X, y)
-        self.sd_ = float(max(np.sqrt(np.mean((y - self.ridge_.predict(X)) ** 2)), 1e-6))
         self.coef_, self.intercept_ = self.ridge_.coef_, float(self.ridge_.intercept_)
+        squared = (y - self.ridge_.predict(X)) ** 2 + 1e-12
+        n = len(y)
+
+        def objective(theta: np.ndarray) -> tuple[float, np.ndarray]:
+            eta = X @ theta[1:] + theta[0]
+            scaled = squared * np.exp(-2 * eta)
+            grad_eta = 1 - scaled
+            value = np.sum(eta + scaled / 2) + self.alpha / 2 * np.sum(theta[1:] ** 2)
+            return value / n, np.r_[grad_eta.sum(), X.T @ grad_eta + self.alpha * theta[1:]] / n
+
+        start = np.r_[0.5 * np.log(squared.mean()), np.zeros(X.shape[1])]
+        theta = optimize.minimize(objective, start, jac=True, method="L-BFGS-B").x
+        self.log_sd_intercept_, self.log_sd_coef_ = float(theta[0]), theta[1:]
         return self
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         return self.ridge_.predict(X)
 
+    def predict_sd(self, X: np.ndarray) -> np.ndarray:
+        """Standard deviation of the predictive distribution of every row."""
+        return np.exp(np.clip(np.asarray(X, dtype=float) @ self.log_sd_coef_ + self.log_sd_intercept_, -7, 7))
+
     def predict_distribution(self, X: np.ndarray) -> np.ndarray:
-        mean = self.predict(X)
-        return np.column_stack([mean, np.full(len(mean), self.sd_)])
+        return np.column_stack([self.predict(X), self.predict_sd(X)])
+
+
+def clinical_logistic() -> LogisticRegression:
+    """The logistic regression of the pre-specified models (``age``, ``ost``, ``clinical``): unpenalised.
+
+    Two or three parameters, declared before any result and fitted on about 190 patients, need no
+    shrinkage, and scikit-learn's default ridge penalty (C = 1) pulls the predictions towards the
+    average risk (a calibration slope above 1). A tight tolerance makes the fit the maximum-likelihood
+    one (`logistic_equation` gives the same probabilities). The residual arms start from this same model.
+    """
+    return LogisticRegression(C=np.inf, tol=1e-10, max_iter=5000)
+
+
+def logistic_equation(rows: pd.DataFrame, y: np.ndarray, features: tuple[str, ...] = CLINICAL_FEATURES
+                      ) -> pd.DataFrame:
+    """The unpenalised logistic model of ``y`` on ``features`` in readable units, with Wald 95% CIs:
+    one row per term (``intercept``, each numeric input per unit, each category against the first),
+    columns ``term, coefficient, se, ci_low, ci_high, odds_ratio``.
+
+    The same model as the ``clinical`` arm fitted on these rows (its standardised, one-hot inputs span
+    the same space, so both give the same probabilities), written as an equation a reader can apply.
+    Fitted by Newton's method (iteratively reweighted least squares).
+    """
+    frame = to_model_frame(rows, features)
+    categorical = [f for f in features if f in CATEGORICAL_FEATURES]
+    design = pd.get_dummies(frame, columns=categorical, drop_first=True, dtype=float)
+    X = np.column_stack([np.ones(len(design)), design.to_numpy(float)])
+    y = np.asarray(y, dtype=float)
+    beta = np.zeros(X.shape[1])
+    for _ in range(100):
+        p = 1 / (1 + np.exp(-(X @ beta)))
+        hessian = X.T @ (X * (p * (1 - p))[:, None])
+        step = np.linalg.solve(hessian, X.T @ (y - p))
+        beta = beta + step
+        if np.abs(step).max() < 1e-10:
+            break
+    p = 1 / (1 + np.exp(-(X @ beta)))
+    se = np.sqrt(np.diag(np.linalg.inv(X.T @ (X * (p * (1 - p))[:, None]))))
+    return pd.DataFrame({"term": ["intercept", *design.columns], "coefficient": beta, "se": se,
+                         "ci_low": beta - 1.959963984540054 * se, "ci_high": beta + 1.959963984540054 * se,
+                         "odds_ratio": np.exp(beta)})
 
 
 def aligned_proba(model, X, n_classes: int) -> np.ndarray:
@@ -107,7 +176,7 @@ class ClassicalArm(Arm):
         return StandardScaler()
 
     def _classifier(self):
-        return LogisticRegression(max_iter=5000)
+        return clinical_logistic()
 
     def _regressor(self):
         return LinearGaussian()

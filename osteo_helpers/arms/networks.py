@@ -23,7 +23,6 @@ import numpy as np
 import pandas as pd
 import torch
 from sklearn.compose import ColumnTransformer
-from sklearn.linear_model import LogisticRegression
 from tqdm.auto import tqdm
 
 from .. import progress
@@ -34,7 +33,7 @@ from ..splits import inner_split
 from ..tabular import CLINICAL_FEATURES, available_inputs, preprocessor_for, to_model_frame
 from ..training import FoldTrainer, NetInputs, balanced_class_weights, fit_threads, pick_device, seed_everything
 from .base import Arm, register
-from .classical import LinearGaussian
+from .classical import LinearGaussian, clinical_logistic
 
 #: width of the residual fusion's image embedding: narrow, so ~190 images cannot drown the clinical model
 RESIDUAL_EMBED_DIM = 8
@@ -114,10 +113,8 @@ class NetworkArm(Arm):
         k = self.n_outputs
         if self.task_.is_regression:
             lin = LinearGaussian().fit(X, t)
-            weight = np.zeros((2, X.shape[1]))
-            weight[0] = lin.coef_
-            return weight, np.array([lin.intercept_, np.log(lin.sd_)])
-        lr = LogisticRegression(max_iter=5000).fit(X, t)
+            return np.vstack([lin.coef_, lin.log_sd_coef_]), np.array([lin.intercept_, lin.log_sd_intercept_])
+        lr = clinical_logistic().fit(X, t)
         if list(lr.classes_) != list(range(k)):
             raise ValueError(f"a training fold lacks a class: {list(lr.classes_)}")
         if k == 2:

@@ -13,12 +13,14 @@ table -> manifest -> rows); the published dataset is one shipped spec. Where thi
 * :mod:`.manifest` -- image headers, the manifest, person (split) groups, the modelling table;
 * :mod:`.validation` -- plausibility, units, the findings of ``cohort check`` and their text;
 * :mod:`.export` -- writing a cohort (table, images, spec) in another form;
+* :mod:`.linkage` -- identical images whose records disagree, near-duplicate images (perceptual hash);
 * :mod:`.errors` -- the errors about raw data (``ImageReadError`` is the project's one image-read error).
 
 Class names and the WHO thresholds live in :mod:`osteo_helpers.tasks`.
 """
 
 from ..tasks import CLASSES_3, CLASSES_BINARY
+from . import linkage
 from .clinical import (
     COLUMN_SPECS,
     IMAGE_FILE,
@@ -105,6 +107,7 @@ __all__ = [
     "sha256_file",
     "load_spec",
     "unit_problems",
+    "linkage",
     "validate",
     "verify_files",
     "who_diagnosis",

@@ -15,6 +15,7 @@ from ..tabular import UNITS
 from ..tasks import CLASSES_3, who_class_name
 from .clinical import MENTION_COLUMN
 from .image_readers import decode_error
+from .linkage import NEAR_DUPLICATE_RULE, image_record_conflicts, near_duplicate_images, perceptual_hashes
 from .manifest import clinical_duplicate_groups, image_files
 from .spec import CohortSpec, load_spec
 
@@ -136,6 +137,10 @@ def validate(manifest: pd.DataFrame, clinical: pd.DataFrame, data_dir: Path | No
         "outcome_mentioned_in_inputs": sorted(clinical.loc[mentions.astype(bool), "patient_id"]),
         "constant_columns": constant,
         "batches": {str(k): int(v) for k, v in manifest["batch"].value_counts().items()},
+        "image_record_conflicts": image_record_conflicts(manifest, clinical),
+        "near_duplicate_images": near_duplicate_images(
+            perceptual_hashes(images), manifest.set_index("patient_id")["image_sha256"].dropna().to_dict()),
+        "near_duplicate_rule": NEAR_DUPLICATE_RULE,
     }
 
 
@@ -166,5 +171,12 @@ def format_findings(findings: dict[str, object]) -> str:
               for v in findings["unit_problems"]]
     lines.append(f"free text not understood: {len(findings['unparsed_free_text'])}")
     lines += [f"  {v['patient_id']}: {v['column']} = {v['value']!r}" for v in findings["unparsed_free_text"]]
+    conflicts = findings.get("image_record_conflicts", [])
+    lines.append(f"identical images whose records disagree (a wrong image-to-record link): {len(conflicts)}")
+    lines += [f"  {' = '.join(c['patients'])}: sex {'/'.join(c['sex'])}, age "
+              f"{'/'.join(f'{a:g}' for a in c['age_years'])}, {'/'.join(c['diagnosis'])}" for c in conflicts]
+    near = [p for p in findings.get("near_duplicate_images", []) if not p["identical_bytes"]]
+    lines.append(f"near-duplicate images not byte-identical ({findings.get('near_duplicate_rule', 'pHash')}): "
+                 f"{len(near)}" + (f"  {', '.join(' ~ '.join(p['patients']) for p in near)}" if near else ""))
     lines.append("acquisition batches: " + ", ".join(f"{k}: {v}" for k, v in findings["batches"].items()))
     return "\n".join(lines)

@@ -15,6 +15,8 @@ What lives where (everything public is re-exported here, so ``evaluation.X`` wor
 - ``power``: the smallest AUROC gain the cohort can detect.
 - ``pooling``: random-effects pooling of per-site AUROCs (leave-one-site-out validation).
 - ``permutation``: p-values against a label-permutation null.
+- ``folds``: fold-level AUROCs (each fitted model on its own test fold), per-repeat pooled
+  AUROCs and paired fold-level differences.
 - ``tables``: many arms at once: the results table, paired comparisons with Holm's
   adjustment over a declared family, T-score regression metrics.
 
@@ -37,7 +39,6 @@ from .calibration import (
     recalibration,
     reliability_curve,
     reliability_figure,
-    scaled_brier,
 )
 from .comparisons import (
     chi_square_p,
@@ -46,8 +47,10 @@ from .comparisons import (
     holm,
     likelihood_ratio_test,
     paired_bootstrap_difference,
+    paired_mae_difference,
     verdict,
 )
+from .folds import discrimination_metric, fold_aurocs, fold_summary, paired_fold_differences
 from .metrics import (
     PROB_PREFIX,
     apply_threshold,
@@ -61,16 +64,37 @@ from .metrics import (
 )
 from .permutation import permutation_p_value, permutation_summary
 from .pooling import pooled_auroc, random_effects
-from .power import auroc_difference_sd, auroc_power, detectable_auroc_gain, detectable_gain_summary
+from .power import (
+    auroc_difference_sd,
+    auroc_power,
+    detectable_auroc_gain,
+    detectable_gain_summary,
+    riley_sample_size,
+    within_class_correlation,
+)
 from .resampling import bootstrap_indices, percentile_ci
-from .tables import RESULT_COLUMNS, aligned, paired_comparisons, score_arms, tscore_regression, with_holm
+from .tables import (
+    RESULT_COLUMNS,
+    aligned,
+    paired_comparisons,
+    paired_mae,
+    score_arms,
+    tscore_regression,
+    with_holm,
+)
 
 __all__ = [
     "DCA_THRESHOLDS",
     "PROB_PREFIX",
     "RESULT_COLUMNS",
     "aligned",
+    "discrimination_metric",
+    "fold_aurocs",
+    "fold_summary",
     "paired_comparisons",
+    "paired_fold_differences",
+    "paired_mae",
+    "paired_mae_difference",
     "score_arms",
     "tscore_regression",
     "with_holm",
@@ -113,7 +137,8 @@ __all__ = [
     "recalibration",
     "reliability_curve",
     "reliability_figure",
-    "scaled_brier",
+    "riley_sample_size",
     "threshold_for_sensitivity",
     "verdict",
+    "within_class_correlation",
 ]

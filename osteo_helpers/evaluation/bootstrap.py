@@ -27,6 +27,7 @@ from .metrics import (
     multiclass_table,
     prob_columns,
     regression_table,
+    safe_div,
 )
 from .resampling import (
     GroupsLike,
@@ -116,8 +117,18 @@ def regression_metrics(
     seed: int = 0,
     ci: float = 0.95,
     groups: ArrayLike | None = None,
+    baseline: ArrayLike | None = None,
+    covered: ArrayLike | None = None,
+    strata: ArrayLike | None = None,
 ) -> pd.DataFrame:
-    """MAE and Pearson r (e.g. of predicted T-score) with unstratified patient (or group) bootstrap CIs."""
+    """Metrics of a continuous prediction (e.g. of the T-score) with unstratified patient (or group)
+    bootstrap CIs: those of :func:`.metrics.regression_table`, and
+
+    - with ``baseline`` (each patient's no-information prediction, the training fold's mean):
+      ``mae_no_information``, the MAE a model without inputs reaches;
+    - with ``covered`` (each patient's share of predictive intervals that hold the measured value):
+      ``coverage_95``, and with ``strata`` (a class per patient) ``coverage_95_<class>`` too.
+    """
     y = np.asarray(y_true, dtype=float)
     if y.ndim != 1 or y.size < 2:
         raise ValueError("y_true must be 1-D with at least two values")
@@ -125,9 +136,24 @@ def regression_metrics(
     pred = as_scores(y_pred, len(y), "y_pred")
     if pred.ndim != 1:
         raise ValueError("y_pred must be 1-D")
-    point = as_floats(regression_table(y[None], pred[None]))
-    batches = bootstrap_indices(y, n_boot, seed, groups, stratify=False)
-    boot = collect(regression_table(y[i], pred[i]) for i in batches)
+    base = None if baseline is None else as_scores(baseline, len(y), "baseline")
+    cover = None if covered is None else as_scores(covered, len(y), "covered")
+    labels = None if strata is None else np.asarray(strata, dtype=object)
+    names = [] if labels is None or cover is None else list(dict.fromkeys(labels))
+
+    def table(idx: np.ndarray) -> dict[str, np.ndarray]:
+        out = regression_table(y[idx], pred[idx])
+        if base is not None:
+            out["mae_no_information"] = np.abs(y[idx] - base[idx]).mean(axis=1)
+        if cover is not None:
+            out["coverage_95"] = cover[idx].mean(axis=1)
+            for name in names:
+                member = labels[idx] == name
+                out[f"coverage_95_{name}"] = safe_div((cover[idx] * member).sum(axis=1), member.sum(axis=1))
+        return out
+
+    point = as_floats(table(np.arange(len(y))[None]))
+    boot = collect(table(i) for i in bootstrap_indices(y, n_boot, seed, groups, stratify=False))
     return ci_frame(point, boot, ci)
 
 
@@ -143,7 +169,8 @@ def oof_metrics(
 ) -> pd.DataFrame:
     """Metrics with CIs from an OOF table, on each patient's mean prediction over repeats.
 
-    Adds ``brier``, ``calibration_intercept`` and ``calibration_slope`` (see
+    Adds ``brier``, ``brier_scaled``, ``calibration_intercept`` and ``calibration_slope`` (three classes:
+    ``brier_multiclass`` too; see
     :func:`.calibration.calibration_metrics`; with three classes they describe
     P(low BMD) = 1 - P(class 0)). ``groups``: mapping/Series patient_id -> split group,
     or labels aligned with the OOF rows.

@@ -2,17 +2,26 @@
 logistic recalibration, reliability curves and decision curves, with bootstrap CIs.
 
 Binary scores are the probability of the positive class. With three classes the
-screening question is "low BMD or not", so intercept, slope, reliability and net benefit
-use P(low BMD) = 1 - P(class 0) against y != 0 (class 0 is ``normal``); the Brier score
-is then the multiclass one, the mean over patients of the sum over classes of squared
-error (0 = perfect, 2 = worst).
+screening question is "low BMD or not", so the Brier score (``brier``), intercept, slope,
+reliability and net benefit use P(low BMD) = 1 - P(class 0) against y != 0 (class 0 is
+``normal``): ``brier`` means the same in both tasks. The three-class Brier score, the mean
+over patients of the sum over classes of squared error (0 = perfect, 2 = worst), is its own
+metric, ``brier_multiclass``.
+
+``brier_scaled`` is 1 - Brier / Brier of the prevalence model (the model that gives every
+patient the observed event rate, whose Brier score is prevalence x (1 - prevalence)): 0 for
+that model, 1 for a perfect one, negative for a model worse than knowing the prevalence
+(Steyerberg et al. 2010). ``brier_multiclass_scaled`` is the same against the class
+frequencies.
 
 Intercept and slope follow Van Calster et al. (2016, J Clin Epidemiol 74:167): the slope
 is the coefficient of a logistic regression of y on logit(p); the intercept
 (calibration-in-the-large) is that of a logistic model with logit(p) as offset, slope
 fixed at 1. Perfect calibration is intercept 0, slope 1; slope < 1 means predictions are
-too extreme (overfitting). Both are fitted by Newton's method on every bootstrap
-resample at once; a resample where the fit does not converge (separation) is left out.
+too extreme (overfitting), slope > 1 too moderate (too close to the average risk); an
+intercept below 0 means risks are over-estimated on average, above 0 under-estimated. Both
+are fitted by Newton's method on every bootstrap resample at once; a resample where the fit
+does not converge (separation) is left out.
 """
 
 from __future__ import annotations
@@ -25,7 +34,7 @@ import pandas as pd
 from numpy.typing import ArrayLike
 from scipy import special, stats
 
-from .metrics import as_floats, as_labels, as_scores
+from .metrics import as_floats, as_labels, as_scores, safe_div
 from .resampling import bootstrap_indices, ci_frame, collect, group_codes, percentile_ci
 
 if TYPE_CHECKING:
@@ -45,7 +54,6 @@ __all__ = [
     "recalibration",
     "reliability_curve",
     "reliability_figure",
-    "scaled_brier",
 ]
 
 P_CLIP = 1e-6
@@ -151,14 +159,27 @@ def _fit_slope(y: np.ndarray, x: np.ndarray) -> np.ndarray:
     return _logistic_fit(y, design, np.zeros_like(x), np.array([0.0, 1.0]))[:, 1]
 
 
+def _prevalence_brier(y: np.ndarray, k: int) -> np.ndarray:
+    """Brier score (sum over classes for k > 2) of the model that predicts the observed class frequencies."""
+    if k == 2:
+        rate = y.mean(axis=1)
+        return rate * (1 - rate)
+    freq = np.stack([(y == c).mean(axis=1) for c in range(k)], axis=1)
+    return (freq * (1 - freq)).sum(axis=1)
+
+
 def _calibration_table(y: np.ndarray, p: np.ndarray) -> dict[str, np.ndarray]:
     y_pos, p_pos = _screening(y, p)
     lp = _logit(p_pos)
-    return {
-        "brier": _brier(y, p),
-        "calibration_intercept": _fit_intercept(y_pos, lp),
-        "calibration_slope": _fit_slope(y_pos, lp),
-    }
+    brier = _brier(y_pos, p_pos)
+    table = {"brier": brier, "brier_scaled": 1 - safe_div(brier, _prevalence_brier(y_pos, 2))}
+    if p.ndim == y.ndim + 1 and p.shape[-1] > 2:
+        multiclass = _brier(y, p)
+        table["brier_multiclass"] = multiclass
+        table["brier_multiclass_scaled"] = 1 - safe_div(multiclass, _prevalence_brier(y, p.shape[-1]))
+    table["calibration_intercept"] = _fit_intercept(y_pos, lp)
+    table["calibration_slope"] = _fit_slope(y_pos, lp)
+    return table
 
 
 # --------------------------------------------------------------------------
@@ -192,7 +213,8 @@ def calibration_metrics(
     ci: float = 0.95,
     groups: ArrayLike | None = None,
 ) -> pd.DataFrame:
-    """Brier score, calibration intercept and slope with class-stratified (group) bootstrap CIs.
+    """Brier score (scaled too; three classes: also the multiclass one), calibration intercept and
+    slope with class-stratified (group) bootstrap CIs.
 
     Same columns as :func:`.bootstrap.bootstrap_metrics` (metric, value, ci_low, ci_high).
     """
@@ -201,38 +223,6 @@ def calibration_metrics(
     batches = bootstrap_indices(y, n_boot, seed, groups, cells_per_row=p.size)
     boot = collect(_calibration_table(y[idx], p[idx]) for idx in batches)
     return ci_frame(point, boot, ci)
-
-
-def _scaled_brier(y: np.ndarray, p: np.ndarray) -> np.ndarray:
-    """(B,) 1 - Brier / Brier of the resample's prevalence (binary): 0 = no better than the prevalence."""
-    prevalence = y.mean(axis=1)
-    reference = prevalence * (1 - prevalence)
-    out = np.full(len(y), np.nan)
-    np.divide(_brier(y, p), reference, out=out, where=reference > 0)
-    return 1 - out
-
-
-def scaled_brier(
-    y_true: ArrayLike,
-    p_pos: ArrayLike,
-    n_boot: int = 1000,
-    seed: int = 0,
-    ci: float = 0.95,
-    groups: ArrayLike | None = None,
-) -> pd.DataFrame:
-    """Scaled Brier score (Brier skill against the prevalence model) with a stratified (group) bootstrap CI.
-
-    1 - Brier / (prevalence * (1 - prevalence)): 1 is perfect, 0 is what always predicting the
-    cohort's prevalence achieves, negative is worse than that. It compares cohorts of different
-    prevalence, which the Brier score alone does not. Same columns as `calibration_metrics`.
-    """
-    y, p = _as_calibration_input(y_true, p_pos)
-    if p.ndim != 1:
-        raise ValueError("scaled_brier takes the probability of the positive class (1-D)")
-    point = float(_scaled_brier(y[None], p[None])[0])
-    batches = bootstrap_indices(y, n_boot, seed, groups, cells_per_row=p.size)
-    boot = np.concatenate([_scaled_brier(y[idx], p[idx]) for idx in batches])
-    return ci_frame({"scaled_brier": point}, {"scaled_brier": boot}, ci)
 
 
 # --------------------------------------------------------------------------

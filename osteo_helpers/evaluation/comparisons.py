@@ -25,6 +25,7 @@ __all__ = [
     "holm",
     "likelihood_ratio_test",
     "paired_bootstrap_difference",
+    "paired_mae_difference",
     "verdict",
 ]
 
@@ -99,6 +100,34 @@ def paired_bootstrap_difference(
         "ci_high": high,
         "p_value": float(p_value),
     }
+
+
+def paired_mae_difference(
+    y_true: ArrayLike,
+    pred_a: ArrayLike,
+    pred_b: ArrayLike,
+    n_boot: int = 2000,
+    seed: int = 0,
+    ci: float = 0.95,
+    groups: ArrayLike | None = None,
+) -> dict[str, float | str]:
+    """MAE(a) - MAE(b) of two predictions of a continuous target on the same resampled patients
+    (or groups; unstratified), with CI and two-sided p-value as in :func:`paired_bootstrap_difference`.
+    Negative: a errs less."""
+    y = np.asarray(y_true, dtype=float)
+    a = np.asarray(pred_a, dtype=float)
+    b = np.asarray(pred_b, dtype=float)
+    if not (y.ndim == 1 and a.shape == y.shape and b.shape == y.shape) or y.size < 2:
+        raise ValueError("y_true, pred_a and pred_b must be 1-D of one length (>= 2)")
+    if not np.all(np.isfinite(np.c_[y, a, b])):
+        raise ValueError("non-finite values in y_true or the predictions")
+    err_a, err_b = np.abs(y - a), np.abs(y - b)
+    diffs = np.concatenate([err_a[i].mean(axis=1) - err_b[i].mean(axis=1)
+                            for i in bootstrap_indices(y, n_boot, seed, groups, stratify=False)])
+    low, high = percentile_ci(diffs, ci)
+    return {"metric": "mae", "value_a": float(err_a.mean()), "value_b": float(err_b.mean()),
+            "diff": float(err_a.mean() - err_b.mean()), "ci_low": low, "ci_high": high,
+            "p_value": float(min(1.0, 2 * min(np.mean(diffs <= 0), np.mean(diffs >= 0))))}
 
 
 def _delong_covariance(y: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -190,13 +219,26 @@ def format_p(p: float | None, n_boot: int | None = None) -> str:
     return f"{p:.3g}"
 
 
-def verdict(diff: float, low: float, high: float, a: str, b: str) -> str:
-    """A sentence that follows from the CI: no claim of a difference when the CI includes zero."""
-    if low > 0:
-        return f"{a} is better than {b} (CI of the difference excludes 0)"
-    if high < 0:
-        return f"{a} is worse than {b} (CI of the difference excludes 0)"
-    return f"no detectable difference between {a} and {b} (CI includes 0)"
+def verdict(diff: float, low: float, high: float, a: str, b: str, p_adjusted: float | None = None,
+            alpha: float = 0.05, lower_is_better: bool = False, p_floor: float | None = None) -> str:
+    """A sentence that follows from the test: no claim of a difference when the test finds none.
+
+    Without ``p_adjusted`` the 95% CI decides (a primary comparison, tested alone); with it
+    (a member of a Holm-adjusted family) the adjusted p-value at ``alpha`` decides, so the
+    words never contradict the family's inference. ``lower_is_better`` for errors (MAE). An
+    adjusted p of 0 is written as the bound ``p_floor`` (no resample crossed zero), not as 0.
+    """
+    if p_adjusted is not None and np.isfinite(p_adjusted):
+        shown = f"< {p_floor:.3g}" if p_adjusted == 0 and p_floor else f"= {format_p(p_adjusted)}"
+        why = f"Holm-adjusted p {shown}"
+        differs = p_adjusted < alpha
+    else:
+        why = "CI of the difference " + ("excludes 0" if low > 0 or high < 0 else "includes 0")
+        differs = low > 0 or high < 0
+    if not differs or diff == 0:
+        return f"no detectable difference between {a} and {b} ({why})"
+    better = (diff < 0) if lower_is_better else (diff > 0)
+    return f"{a} is {'better' if better else 'worse'} than {b} ({why})"
 
 
 def _columns(x: ArrayLike, n: int, name: str) -> np.ndarray:

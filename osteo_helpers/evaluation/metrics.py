@@ -245,13 +245,20 @@ def multiclass_table(y: np.ndarray, p: np.ndarray, names: Sequence[str]) -> dict
 
 
 def regression_table(y: np.ndarray, pred: np.ndarray) -> dict[str, np.ndarray]:
-    """MAE and Pearson r per row."""
+    """Per row: MAE, Pearson r, out-of-sample R^2 (1 - SSE / SS about the row's mean: 0 for a model
+    no better than the mean, negative for a worse one), and calibration of the predicted value:
+    ``calibration_intercept`` (calibration-in-the-large, mean of measured - predicted, ideal 0) and
+    ``calibration_slope`` (least-squares slope of measured on predicted, ideal 1; below 1 the
+    predictions spread too far, above 1 too little)."""
     dy = y - y.mean(axis=1, keepdims=True)
     dp = pred - pred.mean(axis=1, keepdims=True)
-    denom = np.sqrt((dy**2).sum(axis=1) * (dp**2).sum(axis=1))
+    ss_y, ss_p = (dy**2).sum(axis=1), (dp**2).sum(axis=1)
     return {
         "mae": np.abs(y - pred).mean(axis=1),
-        "pearson_r": safe_div((dy * dp).sum(axis=1), denom),
+        "pearson_r": safe_div((dy * dp).sum(axis=1), np.sqrt(ss_y * ss_p)),
+        "r2": 1 - safe_div(((y - pred) ** 2).sum(axis=1), ss_y),
+        "calibration_intercept": (y - pred).mean(axis=1),
+        "calibration_slope": safe_div((dy * dp).sum(axis=1), ss_p),
     }
 
 

@@ -15,6 +15,8 @@ from numpy.typing import ArrayLike
 __all__ = ["permutation_p_value", "permutation_summary"]
 
 _ALTERNATIVES = ("greater", "less", "two-sided")
+SUMMARY_COLUMNS = ["model", "metric", "observed", "null_mean", "null_q025", "null_q95", "null_q975", "n_permutations",
+                   "p_value", "p_less"]
 
 
 def permutation_p_value(observed: float, null: ArrayLike, alternative: str = "greater") -> float:
@@ -44,7 +46,10 @@ def permutation_p_value(observed: float, null: ArrayLike, alternative: str = "gr
 def permutation_summary(
     null: pd.DataFrame, observed: pd.DataFrame, alternative: str = "greater"
 ) -> pd.DataFrame:
-    """Per model and metric: observed value, null mean, null 95th centile, N and p-value.
+    """Per model and metric: observed value, null mean, null 2.5th, 95th and 97.5th centiles, N, the
+    p-value of ``alternative`` and ``p_less`` (how often the null is at least as low: a small
+    ``p_less`` flags an observed value below its null, which with a fixed bootstrap is not a
+    reversed signal but instability of the fits).
 
     ``null`` has columns permutation, model, metric, value; ``observed`` has model,
     metric, value (e.g. an ``oof_metrics`` table with a ``model`` column). Pairs present
@@ -67,8 +72,9 @@ def permutation_summary(
         if finite.size == 0:
             continue
         rows.append({"model": model, "metric": metric, "observed": float(obs[(model, metric)]),
-                     "null_mean": float(finite.mean()), "null_q95": float(np.quantile(finite, 0.95)),
+                     "null_mean": float(finite.mean()), "null_q025": float(np.quantile(finite, 0.025)),
+                     "null_q95": float(np.quantile(finite, 0.95)), "null_q975": float(np.quantile(finite, 0.975)),
                      "n_permutations": int(finite.size),
-                     "p_value": permutation_p_value(obs[(model, metric)], finite, alternative)})
-    return pd.DataFrame(rows, columns=["model", "metric", "observed", "null_mean", "null_q95", "n_permutations",
-                                       "p_value"])
+                     "p_value": permutation_p_value(obs[(model, metric)], finite, alternative),
+                     "p_less": permutation_p_value(obs[(model, metric)], finite, "less")})
+    return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)

@@ -20,7 +20,8 @@ from scipy import optimize, stats
 
 from .metrics import as_binary, rank_auc
 
-__all__ = ["auroc_difference_sd", "auroc_power", "detectable_auroc_gain", "detectable_gain_summary"]
+__all__ = ["auroc_difference_sd", "auroc_power", "detectable_auroc_gain", "detectable_gain_summary",
+           "riley_sample_size", "within_class_correlation"]
 
 _SINGULAR = 1e-12
 
@@ -101,7 +102,7 @@ def detectable_auroc_gain(
     return float(upper if shortfall(lower) >= 0 else optimize.brentq(shortfall, lower, upper, xtol=1e-7))
 
 
-def _within_class_correlation(y: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
+def within_class_correlation(y: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
     """Mean over the two classes of the Spearman correlation of a and b, as a binormal Pearson r.
 
     Spearman is unaffected by the monotone transforms that make probabilities binormal;
@@ -123,8 +124,35 @@ def detectable_gain_summary(
     _, ref = as_binary(y, score_ref)
     auroc_new, auroc_ref = rank_auc(np.vstack([y, y]), np.vstack([new, ref]))
     n_pos, n_neg = int(y.sum()), int(len(y) - y.sum())
-    correlation = _within_class_correlation(y, new, ref)
+    correlation = within_class_correlation(y, new, ref)
     gain = detectable_auroc_gain(n_pos, n_neg, float(auroc_ref), correlation, alpha, power)
     return pd.DataFrame([{"n_pos": n_pos, "n_neg": n_neg, "auroc_ref": float(auroc_ref), "auroc_new": float(auroc_new),
                           "observed_gain": float(auroc_new - auroc_ref), "correlation": correlation, "alpha": alpha,
                           "power": power, "detectable_gain": gain}])
+
+
+def riley_sample_size(parameters: int, prevalence: float, r2_cs: float | None = None, shrinkage: float = 0.9,
+                      optimism: float = 0.05, margin: float = 0.05) -> dict[str, float]:
+    """Minimum patients to develop a binary-outcome prediction model (Riley et al. 2020, BMJ 368:m441).
+
+    Criterion 1, expected shrinkage at least ``shrinkage``: n = p / ((S - 1) ln(1 - R2cs / S));
+    criterion 2, optimism of Nagelkerke's R^2 at most ``optimism``; criterion 3, the overall risk
+    within ``margin``: n = (1.96 / margin)^2 phi (1 - phi). Without an anticipated Cox-Snell R^2,
+    15% of its maximum for this prevalence, Riley's conservative default. Also returns the events
+    per candidate parameter the required n implies (events: the smaller outcome class).
+    """
+    if parameters < 1 or not 0 < prevalence < 1:
+        raise ValueError("need parameters >= 1 and 0 < prevalence < 1")
+    phi = prevalence
+    max_r2 = 1 - np.exp(2 * (phi * np.log(phi) + (1 - phi) * np.log(1 - phi)))
+    r2 = 0.15 * max_r2 if r2_cs is None else r2_cs
+    if not 0 < r2 < max_r2:
+        raise ValueError(f"anticipated Cox-Snell R^2 must lie in (0, {max_r2:.3f})")
+    n1 = parameters / ((shrinkage - 1) * np.log(1 - r2 / shrinkage))
+    s2 = r2 / (r2 + optimism * max_r2)
+    n2 = parameters / ((s2 - 1) * np.log(1 - r2 / s2))
+    n3 = (1.959963984540054 / margin) ** 2 * phi * (1 - phi)
+    n = float(np.ceil(max(n1, n2, n3)))
+    return {"r2_cs": float(r2), "max_r2_cs": float(max_r2), "n_shrinkage": float(n1), "n_optimism": float(n2),
+            "n_overall_risk": float(n3), "n_required": n, "events_per_parameter_required":
+            n * min(phi, 1 - phi) / parameters}

@@ -2,7 +2,13 @@
 
 Every arm's out-of-fold table is scored by the same code, on each patient's mean prediction
 over repeats, with CIs from the bootstrap of split groups; pairs are compared on the patients
-both arms predicted.
+both arms predicted. Beside each pooled AUROC stand the fold-level numbers (`folds`): the
+AUROC of each fitted model on its own test fold, their mean and SD, and each repeat's pooled
+AUROC; beside each paired difference, the fold-level difference and how many folds favour
+each arm.
+
+The bootstrap holds every fitted model fixed and resamples the test patients, so its CIs leave
+out the variance of training (another training sample of this size would give other models).
 """
 
 from __future__ import annotations
@@ -13,7 +19,8 @@ import numpy as np
 import pandas as pd
 
 from .bootstrap import oof_metrics, regression_metrics
-from .comparisons import delong_test, holm, paired_bootstrap_difference, verdict
+from .comparisons import delong_test, holm, paired_bootstrap_difference, paired_mae_difference, verdict
+from .folds import fold_summary, paired_fold_differences
 from .metrics import average_over_repeats, prob_columns
 from .resampling import GroupsLike, group_lookup, groups_for_patients
 
@@ -29,7 +36,10 @@ def score_arms(oofs: Mapping[str, pd.DataFrame], task: str, n_boot: int, seed: i
                subset_name: str = "all") -> pd.DataFrame:
     """One long table (``RESULT_COLUMNS``) of every arm's metrics with CIs, arms in the order given.
 
-    Three-class tables also carry their macro AUROC as ``auroc``, so one column reads both tasks.
+    Beside the pooled ``auroc`` (each patient's prediction averaged over repeats): ``auroc_fold_mean``
+    and ``auroc_fold_sd`` over the fitted folds and ``auroc_seed<s>`` per repeat, without CIs
+    (see `folds`). Three-class tables also carry their macro AUROC rows as ``auroc...``, so one
+    column reads both tasks.
     """
     rows = []
     for name, oof in oofs.items():
@@ -37,10 +47,15 @@ def score_arms(oofs: Mapping[str, pd.DataFrame], task: str, n_boot: int, seed: i
         if part.empty:
             continue
         table = oof_metrics(part, n_boot, seed, groups=groups)
+        if {"fold", "seed"} <= set(part.columns):
+            table = pd.concat([table, fold_summary(part)], ignore_index=True)
         rows.append(table.assign(model=name, task=task, subset=subset_name, n_patients=part["patient_id"].nunique()))
     out = pd.concat(rows, ignore_index=True)
-    if "macro_auroc" in set(out["metric"]):
-        out = pd.concat([out, out[out["metric"] == "macro_auroc"].assign(metric="auroc")], ignore_index=True)
+    macro = out["metric"].str.startswith("macro_auroc") & ~out["metric"].str.startswith("macro_auroc_")
+    macro |= out["metric"].str.match(r"macro_auroc_(fold_mean|fold_sd|seed\d+)$")
+    if macro.any():
+        out = pd.concat([out, out[macro].assign(metric=out.loc[macro, "metric"].str.removeprefix("macro_"))],
+                        ignore_index=True)
     return out[RESULT_COLUMNS]
 
 
@@ -62,7 +77,9 @@ def aligned(oofs: Mapping[str, pd.DataFrame], a: str, b: str,
 def paired_comparisons(oofs: Mapping[str, pd.DataFrame], pairs: Sequence[tuple[str, str]], n_boot: int, seed: int,
                        groups: GroupsLike | None = None, subset: set[str] | None = None,
                        subset_name: str = "all") -> pd.DataFrame:
-    """AUROC difference (A - B) per pair: paired group-bootstrap CI and p-value, DeLong when binary.
+    """AUROC difference (A - B) per pair: paired group-bootstrap CI and p-value, DeLong when binary,
+    and the fold-level difference (``fold_diff_mean``, ``fold_diff_sd``) with the number of folds
+    that favour each arm (``folds_a_better``, ``folds_b_better``, ``folds_tied``, ``n_folds``).
 
     DeLong treats patients as independent; the bootstrap p-value, which resamples split
     groups, is the one used for inference (and for Holm's adjustment).
@@ -82,29 +99,78 @@ def paired_comparisons(oofs: Mapping[str, pd.DataFrame], pairs: Sequence[tuple[s
                      "ci_high": boot["ci_high"], "p_bootstrap": boot["p_value"],
                      "p_delong": delong_test(y, pa[:, 1], pb[:, 1])["p_value"] if binary else np.nan,
                      "conclusion": verdict(boot["diff"], boot["ci_low"], boot["ci_high"], a, b),
-                     "n_patients": len(y), "subset": subset_name})
+                     "n_patients": len(y), "subset": subset_name,
+                     **paired_fold_differences(oofs[a], oofs[b], subset)})
     return pd.DataFrame(rows)
 
 
-def with_holm(comparisons: pd.DataFrame, family: pd.Series) -> pd.DataFrame:
+def with_holm(comparisons: pd.DataFrame, family: pd.Series, n_boot: int | None = None) -> pd.DataFrame:
     """Add ``p_holm``: Holm's adjustment of ``p_bootstrap`` over the rows where ``family`` is true
-    (the declared secondary family); other rows keep their raw p-value."""
+    (the declared secondary family), whose ``conclusion`` then follows the adjusted p-value; other
+    rows keep their raw p-value and their own test's words. With ``n_boot``, an adjusted p of 0 is
+    written as its bound: the family size times the two-sided bootstrap's resolution, 2 / n_boot."""
     out = comparisons.copy()
     out["p_holm"] = out["p_bootstrap"]
     mask = family.to_numpy(dtype=bool)
     if mask.any():
         out.loc[mask, "p_holm"] = holm(out.loc[mask, "p_bootstrap"].to_numpy())
+        floor = min(1.0, 2 * int(mask.sum()) / n_boot) if n_boot else None
+        out.loc[mask, "conclusion"] = [verdict(r.diff, r.ci_low, r.ci_high, r.model_a, r.model_b, r.p_holm,
+                                               p_floor=floor) for r in out.loc[mask].itertuples()]
     return out
 
 
+def _per_patient(pred: pd.DataFrame) -> pd.DataFrame:
+    """One row per patient of a continuous-target OOF table: the measured value, the mean prediction
+    over repeats, the no-information prediction (the training fold's mean of the target, from the
+    other patients of the same repeat) and the share of 95% predictive intervals holding the value."""
+    n_seed = pred.groupby("seed")["y_true"].transform("size")
+    sum_seed = pred.groupby("seed")["y_true"].transform("sum")
+    n_fold = pred.groupby(["seed", "fold"])["y_true"].transform("size")
+    sum_fold = pred.groupby(["seed", "fold"])["y_true"].transform("sum")
+    half = 1.959963984540054 * pred["pred_sd"] if "pred_sd" in pred else np.nan
+    table = pred.assign(baseline=(sum_seed - sum_fold) / (n_seed - n_fold),
+                        covered=((pred["y_true"] - pred["pred_mean"]).abs() <= half).astype(float))
+    return table.groupby("patient_id").agg(y_true=("y_true", "first"), pred=("pred_mean", "mean"),
+                                           baseline=("baseline", "mean"), covered=("covered", "mean"))
+
+
 def tscore_regression(predictions: Mapping[str, pd.DataFrame], n_boot: int, seed: int,
-                      groups: GroupsLike | None = None) -> pd.DataFrame:
-    """MAE and Pearson r of each T-score arm's predicted mean (per patient, averaged over repeats)."""
+                      groups: GroupsLike | None = None, strata: pd.Series | None = None) -> pd.DataFrame:
+    """Each continuous-target arm's predicted mean (per patient, averaged over repeats) against the
+    measured value: MAE, Pearson r, R^2, calibration, the no-information MAE and, where the table
+    has ``pred_sd``, the coverage of the 95% predictive intervals (per class with ``strata``,
+    patient_id -> class)."""
     rows = []
     for name, pred in predictions.items():
-        per_patient = pred.groupby("patient_id").agg(y_true=("y_true", "first"), pred=("pred_mean", "mean"))
+        per_patient = _per_patient(pred)
         patient_groups = None if groups is None else groups_for_patients(
             per_patient.index, group_lookup(groups, per_patient.index))
-        table = regression_metrics(per_patient["y_true"], per_patient["pred"], n_boot, seed, groups=patient_groups)
+        table = regression_metrics(
+            per_patient["y_true"], per_patient["pred"], n_boot, seed, groups=patient_groups,
+            baseline=per_patient["baseline"], covered=per_patient["covered"] if "pred_sd" in pred else None,
+            strata=None if strata is None else strata.reindex(per_patient.index).to_numpy())
         rows.append(table.assign(model=name, task="tscore", subset="all", n_patients=len(per_patient)))
     return pd.concat(rows, ignore_index=True)[RESULT_COLUMNS] if rows else pd.DataFrame(columns=RESULT_COLUMNS)
+
+
+def paired_mae(predictions: Mapping[str, pd.DataFrame], pairs: Sequence[tuple[str, str]], n_boot: int, seed: int,
+               groups: GroupsLike | None = None) -> pd.DataFrame:
+    """MAE(A) - MAE(B) of continuous-target arms on the patients both predicted (paired bootstrap of
+    split groups), in the columns of :func:`paired_comparisons` (negative: A errs less)."""
+    rows = []
+    for a, b in pairs:
+        if a not in predictions or b not in predictions:
+            continue
+        pa, pb = _per_patient(predictions[a]), _per_patient(predictions[b])
+        common = pa.index[pa.index.isin(pb.index)]
+        y = pa.loc[common, "y_true"].to_numpy()
+        patient_groups = None if groups is None else groups_for_patients(common, group_lookup(groups, common))
+        boot = paired_mae_difference(y, pa.loc[common, "pred"], pb.loc[common, "pred"], n_boot, seed,
+                                     groups=patient_groups)
+        rows.append({"model_a": a, "model_b": b, "metric": "mae", "value_a": boot["value_a"],
+                     "value_b": boot["value_b"], "diff": boot["diff"], "ci_low": boot["ci_low"],
+                     "ci_high": boot["ci_high"], "p_bootstrap": boot["p_value"], "p_delong": np.nan,
+                     "conclusion": verdict(boot["diff"], boot["ci_low"], boot["ci_high"], a, b, lower_is_better=True),
+                     "n_patients": len(y), "subset": "all"})
+    return pd.DataFrame(rows)

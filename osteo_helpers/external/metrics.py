@@ -8,8 +8,8 @@ each patient's recalibration is fitted on the others), so their metrics are not 
 coefficients reported are the fit on every patient, the ones a user of the model would apply.
 
 Metrics come from `evaluation` (`bootstrap_metrics` at the version's saved threshold,
-`calibration_metrics`, `scaled_brier`); a site with one class gets only the metrics that class
-defines (never an AUROC).
+`calibration_metrics`, whose ``brier_scaled`` is the scaled Brier); a site with one class gets only the metrics
+that class defines (never an AUROC).
 """
 
 from __future__ import annotations
@@ -91,10 +91,8 @@ def score_metrics(y: np.ndarray, p: np.ndarray, threshold: float, n_boot: int, s
              evaluation.calibration_metrics(y, p, n_boot, seed, groups=groups),
              pd.DataFrame([{"metric": "mean_predicted", "value": float(p.mean()), "ci_low": np.nan,
                             "ci_high": np.nan}])]
-    if two_classes:
-        parts.insert(2, evaluation.scaled_brier(y, p, n_boot, seed, groups=groups))
     table = pd.concat(parts, ignore_index=True)
-    keep = (*DISCRIMINATION, "brier", "scaled_brier", "calibration_intercept", "calibration_slope", "mean_predicted")
+    keep = (*DISCRIMINATION, "brier", "brier_scaled", "calibration_intercept", "calibration_slope", "mean_predicted")
     table = table[table["metric"].isin(keep if two_classes else ONE_CLASS)]
     return table[table["value"].notna()].reset_index(drop=True)
 

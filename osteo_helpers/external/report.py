@@ -13,7 +13,7 @@ from .. import evaluation, plots
 from ..report import ci
 from .metrics import ALL_SITES
 
-HEADLINE = ("auroc", "auprc", "brier", "scaled_brier", "calibration_intercept", "calibration_slope", "sensitivity",
+HEADLINE = ("auroc", "auprc", "brier", "brier_scaled", "calibration_intercept", "calibration_slope", "sensitivity",
             "specificity")
 PER_SITE = ("auroc", "brier", "calibration_intercept", "calibration_slope", "sensitivity", "specificity")
 #: the versions the figures draw (the intercept-only update sits between them; its numbers are in the tables)

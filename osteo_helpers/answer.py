@@ -1,0 +1,445 @@
+"""What the cohort can and cannot say: sentences generated from a run's tables.
+
+Every sentence applies a rule to numbers (the declared test's verdict, counts of folds, where
+an observed value lies in its permutation null) and handles the edges: none, one or all folds,
+intervals of zero width or with negative bounds, a table that lacks a row. Each thing is said
+once. The notebooks, the results summary and the end-of-run summary call these; none of them
+types a number.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from . import evaluation
+from .ablation import PRIMARY, arm_label
+from .config import Profile
+from .report import ci, number
+
+ALPHA = 0.05
+
+
+def of_folds(k: float, n: float, what: str = "folds") -> str:
+    """'none of the 10 folds', '1 of 10 folds', 'all 10 folds', 'the only fold', '3 of 10 folds'."""
+    if n is None or not np.isfinite(n) or int(n) == 0:
+        return f"no {what}"
+    k, n = int(k), int(n)
+    if n == 1:
+        return f"the only {what.rstrip('s')}" if k == 1 else f"not the only {what.rstrip('s')}"
+    if k == 0:
+        return f"none of the {n} {what}"
+    if k == n:
+        return f"all {n} {what}"
+    return f"{k} of {n} {what}"
+
+
+def kept_epochs_text(history: pd.DataFrame, arm: str = "fusion") -> str:
+    """Which epoch each fold's early stopping kept, epoch 0 being the untrained (clinical) state."""
+    if history.empty or "best" not in history:
+        return f"No training history of the {arm_label(arm)} is stored, so the kept epochs are not known."
+    kept = history[history["best"].astype(bool)].groupby(["seed", "fold"])["epoch"].first()
+    n, untrained = len(kept), int((kept == 0).sum())
+    text = f"The {arm_label(arm)} kept its untrained state (the clinical model) in **{of_folds(untrained, n)}**"
+    trained = sorted(int(e) for e in kept[kept > 0])
+    if not trained:
+        return text + "; no fold found an epoch on which the image term lowered the inner validation loss."
+    epochs = ", ".join(map(str, trained))
+    word = "epoch" if len(trained) == 1 else "epochs"
+    rest = "the other fold" if len(trained) == 1 else f"the other {len(trained)} folds"
+    if untrained == 0:
+        rest = "every fold" if n > 1 else "the fold"
+    return text + f"; {rest} kept {word} {epochs}."
+
+
+# ----------------------------------------------------------------------------- comparisons
+
+
+def direction(row: pd.Series) -> int:
+    """+1 when A is better than B by the row's own test, -1 worse, 0 no detectable difference.
+
+    The primary (and any row outside the secondary family) by its 95% CI; a secondary row by its
+    Holm-adjusted p-value, so the words follow the family's inference."""
+    lower_better = row.get("metric") == "mae"
+    if row.get("role") == "secondary" and np.isfinite(row.get("p_holm", np.nan)):
+        differs = row["p_holm"] < ALPHA
+    else:
+        differs = row["ci_low"] > 0 or row["ci_high"] < 0
+    if not differs or row["diff"] == 0:
+        return 0
+    sign = 1 if row["diff"] > 0 else -1
+    return -sign if lower_better else sign
+
+
+def difference_words(row: pd.Series) -> str:
+    return {1: "is better than", -1: "is worse than", 0: "shows no detectable difference from"}[direction(row)]
+
+
+def row_of(comparisons: pd.DataFrame, task: str, a: str, b: str) -> pd.Series | None:
+    hit = comparisons[(comparisons["task"] == task) & (comparisons["model_a"] == a) & (comparisons["model_b"] == b)]
+    return None if hit.empty else hit.iloc[0]
+
+
+def holm_words(p: float) -> str:
+    """'Holm-adjusted p = 0.114'; a p of 0 (no resample crossed zero) is not written as 0."""
+    return ("Holm-adjusted p below the bootstrap's resolution" if p == 0 else
+            f"Holm-adjusted p = {evaluation.format_p(p)}")
+
+
+def fold_words(row: pd.Series) -> str:
+    """The fold-level reading of a paired comparison: mean difference and which arm each fold favours."""
+    n = row.get("n_folds", np.nan)
+    if n is None or not np.isfinite(n) or int(n) == 0:
+        return ""
+    a, b = arm_label(row["model_a"]), arm_label(row["model_b"])
+    if row.get("folds_tied", 0) == n:
+        return f"fold by fold the two AUROCs are equal in {of_folds(n, n)}"
+    sd = row.get("fold_diff_sd", np.nan)
+    spread = f" (SD {number(sd)})" if np.isfinite(sd) else ""
+    parts = [f"{a} better in {of_folds(row['folds_a_better'], n)}", f"{b} in {of_folds(row['folds_b_better'], n)}"]
+    if row.get("folds_tied", 0):
+        parts.append(f"tied in {of_folds(row['folds_tied'], n)}")
+    return (f"fold by fold the difference averages {number(row['fold_diff_mean'], signed=True)}{spread}, "
+            + ", ".join(parts))
+
+
+def untrained_words(row: pd.Series) -> str:
+    k, n = row.get("a_untrained_folds", np.nan), row.get("a_fitted_folds", np.nan)
+    if k is None or not np.isfinite(k):
+        return ""
+    return f"{arm_label(row['model_a'])} kept its untrained state, the clinical model itself, in {of_folds(k, n)}"
+
+
+def comparison_text(comparisons: pd.DataFrame, task: str) -> str:
+    """The primary comparison for one task and, after it, the fusion against age alone."""
+    metric = "AUROC" if task == "binary" else "macro AUROC"
+    row, age = row_of(comparisons, task, *PRIMARY), row_of(comparisons, task, PRIMARY[0], "age")
+    if row is None:
+        return "The fusion and clinical arms were not both run, so the question is not answered here."
+    pooled = ci(row["diff"], row["ci_low"], row["ci_high"], signed=True)
+    text = (f"The residual fusion ({metric} {row['value_a']:.3f}) {difference_words(row)} the clinical model of age "
+            f"and sex ({row['value_b']:.3f}): pooled difference {pooled}")
+    text += "".join(f"; {words}" for words in (fold_words(row), untrained_words(row)) if words) + "."
+    if age is not None:
+        text += (f" Against age alone the fusion {difference_words(age)} it "
+                 f"({ci(age['diff'], age['ci_low'], age['ci_high'], signed=True)}"
+                 + (f", {holm_words(age['p_holm'])}" if age.get("role") == "secondary" else "") + ").")
+    return text
+
+
+# ----------------------------------------------------------------------------- power
+
+
+def _gain(value: float, room: float) -> str:
+    return f"{value:.3f}" if np.isfinite(value) else f"none up to AUROC 1 (a gain of {room:.3f})"
+
+
+def power_words(power: pd.DataFrame) -> str:
+    """The detectable gain at the declared correlations, then for each arm whose scores differ from the
+    clinical model's; arms whose scores are the clinical model's are named, without a power figure."""
+    declared = power[power["correlation_source"] == "declared"].sort_values("correlation", ascending=False)
+    if declared.empty:
+        return "No power analysis was made."
+    first = declared.iloc[0]
+    room = 1 - float(first["auroc_ref"])
+    gains = ", ".join(f"{_gain(g, room)} at correlation {r:.1f}"
+                      for g, r in zip(declared["detectable_gain"], declared["correlation"], strict=True))
+    text = (f"With {int(first['n_pos'] + first['n_neg'])} patients ({int(first['n_neg'])} normal), the smallest "
+            f"AUROC gain over the clinical model's {first['auroc_ref']:.3f} that a paired DeLong test detects with "
+            f"{first['power']:.0%} power at alpha {first['alpha']:.2f} is {gains} (the within-class correlation of "
+            "the two scores, declared before any result)")
+    observed = power[power["correlation_source"] == "observed"]
+    if len(observed):
+        text += "; for the arms whose scores differ from the clinical model's, at their observed correlation: " + \
+            ", ".join(f"{arm_label(m)} {_gain(g, room)} (correlation {r:.2f})" for m, g, r in
+                      zip(observed["model"], observed["detectable_gain"], observed["correlation"], strict=True))
+    text += ". Smaller gains cannot be ruled out."
+    same = power[power["correlation_source"] == "same scores"]
+    if len(same):
+        names = " and of the ".join(f"{arm_label(m)} (within-class correlation {r:.3f})"
+                                    for m, r in zip(same["model"], same["correlation"], strict=True))
+        text += (f" The scores of the {names} are the clinical model's, so no power is stated at that "
+                 "correlation: it would describe the design, not the image.")
+    return text
+
+
+def power_table(power: pd.DataFrame) -> pd.DataFrame:
+    """The power analysis as a person reads it (never NaN: where no gain reaches the power, it says so)."""
+    room = 1 - power["auroc_ref"]
+    gains = ["not stated: its scores are the clinical model's" if source == "same scores" else _gain(g, m)
+             for g, m, source in zip(power["detectable_gain"], room, power["correlation_source"], strict=True)]
+    return pd.DataFrame({
+        "scores compared with the clinical model": [
+            "any (declared correlation)" if m == "any" else f"{arm_label(m)} (observed correlation)"
+            for m in power["model"]],
+        "within-class correlation": power["correlation"].map(lambda r: f"{r:.3f}"),
+        "clinical AUROC": power["auroc_ref"].round(3),
+        "smallest detectable gain": gains,
+        "patients (normal)": [f"{int(p + n)} ({int(n)})" for p, n in zip(power["n_pos"], power["n_neg"], strict=True)],
+    })
+
+
+# ----------------------------------------------------------------------------- nulls and discrimination
+
+
+def _row(table: pd.DataFrame, model: str, metric: str, subset: str = "all") -> pd.Series | None:
+    hit = table[(table["model"] == model) & (table["metric"] == metric)]
+    if "subset" in hit:
+        hit = hit[hit["subset"] == subset]
+    return None if hit.empty else hit.iloc[0]
+
+
+def discrimination_words(results: pd.DataFrame, model: str, pvalues: pd.DataFrame | None = None,
+                         metric: str = "auroc") -> str:
+    """'showed no discrimination (...)' or 'discriminated (...)': never 'worse than chance'.
+
+    With a permutation null the observed value is read against it (p of the greater tail); without
+    one, against the CI. A value below 0.5 is read as no discrimination: the bootstrap holds each
+    fitted model fixed, so an interval below 0.5 reflects unstable fits, not a reversed signal."""
+    row = _row(results, model, metric)
+    if row is None:
+        return f"was not run ({arm_label(model)})"
+    fold_mean, fold_sd = _row(results, model, f"{metric}_fold_mean"), _row(results, model, f"{metric}_fold_sd")
+    facts = f"pooled AUROC {ci(row['value'], row['ci_low'], row['ci_high'])}"
+    if fold_mean is not None and np.isfinite(fold_mean["value"]):
+        sd = f", SD {number(fold_sd['value'])}" if fold_sd is not None and np.isfinite(fold_sd["value"]) else ""
+        facts += f"; fold-averaged {number(fold_mean['value'])}{sd}"
+    null = None if pvalues is None else pvalues[(pvalues["model"] == model) & (pvalues["metric"] == metric)]
+    if null is not None and len(null):
+        n = null.iloc[0]
+        facts += (f"; its permutation null ({int(n['n_permutations'])} permutations) centres at "
+                  f"{number(n['null_mean'])}, p = {evaluation.format_p(n['p_value'])}")
+        learned = n["p_value"] < ALPHA
+    else:
+        learned = row["ci_low"] > 0.5
+    return f"{'discriminated' if learned else 'showed no discrimination'} ({facts})"
+
+
+def permutation_text(pvalues: pd.DataFrame, profile: Profile) -> str:
+    """Which arms were re-run on permuted labels, how often, where their nulls centre and what the
+    primary difference got."""
+    arms = pvalues[~pvalues["model"].str.contains(" - ") & pvalues["metric"].isin(["auroc", "macro_auroc"])]
+    if arms.empty:
+        return "No arm was re-run on permuted labels."
+    n = int(arms["n_permutations"].max())
+    words = "; ".join(f"{arm_label(r.model)}: observed {r.observed:.3f}, null mean {r.null_mean:.3f} (central 95% "
+                      f"{r.null_q025:.3f} to {r.null_q975:.3f}), p = {evaluation.format_p(r.p_value)}"
+                      for r in arms.itertuples())
+    text = (f"Re-run on {n} label permutations, the folds re-stratified on each permuted label vector (same "
+            f"grouping): {words}.")
+    primary = pvalues[pvalues["model"] == f"{PRIMARY[0]} - {PRIMARY[1]}"]
+    if len(primary):
+        row = primary.iloc[0]
+        text += (f" The primary difference (fusion - clinical) was re-run on {int(row['n_permutations'])} "
+                 f"permutations: permutation p = {evaluation.format_p(row['p_value'])}.")
+    else:
+        text += (" The fusion was not re-run on permuted labels in this profile "
+                 f"(`network_permutations` = {profile.network_permutations}), so the primary difference has no "
+                 "permutation p-value here; its inference is the paired bootstrap.")
+    return text
+
+
+# ----------------------------------------------------------------------------- calibration
+
+
+def calibration_words(results: pd.DataFrame, model: str) -> str:
+    """Calibration intercept and slope of one arm, read in words (only where the CI excludes the ideal)."""
+    slope, intercept = _row(results, model, "calibration_slope"), _row(results, model, "calibration_intercept")
+    scaled = _row(results, model, "brier_scaled")
+    label = arm_label(model)
+    if slope is None or intercept is None:
+        return f"The calibration of the {label} was not measured."
+    parts = []
+    if slope["ci_high"] < 0:
+        parts.append("its predictions carry no usable ranking (slope below 0: unstable fits, not a reversed signal)")
+    elif slope["ci_high"] < 1:
+        parts.append("its predictions are too extreme (slope below 1: overfitted)")
+    elif slope["ci_low"] > 1:
+        parts.append("its predictions are too moderate (slope above 1: too close to the average risk)")
+    if intercept["ci_low"] > 0:
+        parts.append("it under-estimates the risk on average (intercept above 0)")
+    elif intercept["ci_high"] < 0:
+        parts.append("it over-estimates the risk on average (intercept below 0)")
+    text = (f"{label[0].upper()}{label[1:]}: slope {ci(slope['value'], slope['ci_low'], slope['ci_high'], 2)}, "
+            f"intercept {ci(intercept['value'], intercept['ci_low'], intercept['ci_high'], 2)}; "
+            + ("; ".join(parts) if parts else "no miscalibration detectable (both CIs hold the ideal)"))
+    if scaled is not None and np.isfinite(scaled["value"]):
+        better = "better" if scaled["ci_low"] > 0 else "worse" if scaled["ci_high"] < 0 else "no better"
+        text += (f"; scaled Brier {ci(scaled['value'], scaled['ci_low'], scaled['ci_high'], 2)}, {better} than "
+                 "giving everyone the prevalence")
+    return text + "."
+
+
+def calibration_text(results: pd.DataFrame, names: Sequence[str]) -> str:
+    return " ".join(calibration_words(results, m) for m in names if _row(results, m, "calibration_slope") is not None)
+
+
+def tscore_text(regression: pd.DataFrame, mae: pd.DataFrame | None = None) -> str:
+    """The T-score models in words: error against the no-information MAE, R², and where their 95%
+    predictive intervals cover too little (a coverage CI below 0.95), per WHO class; then the paired MAE."""
+    sentences = []
+    for model in dict.fromkeys(regression["model"]):
+        get = lambda metric, m=model: _row(regression, m, metric)  # noqa: E731
+        mae_row, base, r2 = get("mae"), get("mae_no_information"), get("r2")
+        if mae_row is None:
+            continue
+        text = f"The {arm_label(model)}: MAE {ci(mae_row['value'], mae_row['ci_low'], mae_row['ci_high'])}"
+        if base is not None:
+            text += f" against {number(base['value'])} from the training folds' mean"
+        if r2 is not None:
+            text += f", R² {ci(r2['value'], r2['ci_low'], r2['ci_high'], 2)}"
+        low = [(m.removeprefix("coverage_95_"), get(m)) for m in regression.loc[regression["model"] == model, "metric"]
+               if m.startswith("coverage_95_")]
+        short = [f"{name} {row['value']:.0%}" for name, row in low if row is not None and row["ci_high"] < 0.95]
+        overall = get("coverage_95")
+        if overall is not None:
+            text += f"; its 95% intervals hold {overall['value']:.0%} of the measured T-scores"
+            text += (f", too few in {', '.join(short)} (the spread is under-estimated there)" if short else
+                     ", no class detectably too few")
+        sentences.append(text + ".")
+    if mae is not None and len(mae):
+        row = mae.iloc[0]
+        sentences.append(f"Paired, the {arm_label(row['model_a'])} minus the {arm_label(row['model_b'])} MAE is "
+                         f"{ci(row['diff'], row['ci_low'], row['ci_high'], signed=True)}: {row['conclusion']}.")
+    return " ".join(sentences)
+
+
+# ----------------------------------------------------------------------------- the clinical model
+
+TERM_WORDS = {"intercept": "intercept", "age_years": "age (per year)", "sex_male": "male (against female)",
+              "sex_female": "female (against male)"}
+
+
+def equation_table(equation: pd.DataFrame) -> pd.DataFrame:
+    """`arms.logistic_equation` as a person reads it: coefficient [95% CI] and odds ratio per term."""
+    return pd.DataFrame({
+        "term": [TERM_WORDS.get(t, t) for t in equation["term"]],
+        "coefficient (log-odds) [95% CI]": [ci(v, lo, hi, 3, signed=True) for v, lo, hi in
+                                            equation[["coefficient", "ci_low", "ci_high"]].itertuples(index=False)],
+        "odds ratio [95% CI]": [ci(np.exp(v), np.exp(lo), np.exp(hi), 3) for v, lo, hi in
+                                equation[["coefficient", "ci_low", "ci_high"]].itertuples(index=False)],
+    })
+
+
+def equation_text(equation: pd.DataFrame, n: int) -> str:
+    """logit P(low BMD) = a + b x age + c x male, with the numbers of the fit on all ``n`` patients."""
+    terms = equation.set_index("term")["coefficient"]
+    parts = [number(terms["intercept"])]
+    for term, value in terms.drop("intercept").items():
+        name = {"age_years": "age in years", "sex_male": "[male]", "sex_female": "[female]"}.get(term, term)
+        parts.append(f"{'-' if value < 0 else '+'} {abs(value):.4f} × {name}")
+    return (f"logit P(low BMD) = {' '.join(parts)}, fitted without penalty on all {n} patients ([male] is 1 for "
+            "men, 0 for women); the table gives each coefficient's Wald 95% CI.")
+
+
+def sample_size_text(sizes: pd.DataFrame) -> str:
+    """Events per candidate parameter of each declared model against Riley et al. (2020)'s minimum."""
+    first = sizes.iloc[0]
+    enough = sizes[sizes["enough"]]
+    short = sizes[~sizes["enough"]]
+    text = (f"**Sample size.** The cohort has {int(first['patients'])} patients and {int(first['events'])} events "
+            "(the smaller outcome class, normal BMD). By the criteria of Riley et al. (2020; conservative anticipated "
+            "R², shrinkage 0.9, overall risk within 0.05), ")
+    if len(enough):
+        text += "it is large enough for " + ", ".join(
+            f"{arm_label(r.model)} ({r.candidate_parameters} parameter{'s' if r.candidate_parameters > 1 else ''}, "
+            f"{r.events_per_parameter:.0f} events each; {r.patients_required:.0f} needed)"
+            for r in enough.itertuples())
+    if len(short):
+        text += ("; " if len(enough) else "") + "it is too small for " + ", ".join(
+            f"{arm_label(r.model)} ({r.candidate_parameters:,} parameters, {r.events_per_parameter:.2g} events each; "
+            f"{r.patients_required:,.0f} needed)" for r in short.itertuples())
+        text += (". Those models are fitted to fewer events than parameters (a network's weights are held back by "
+                 "early stopping, so their count overstates its effective parameters, though not by the thousands-fold "
+                 "that separates it from the need): their results are exploratory, as the wide intervals and the "
+                 "fold SDs show")
+    return text + "."
+
+
+# ----------------------------------------------------------------------------- the positive control
+
+
+def control_reading(control: pd.DataFrame) -> tuple[str, str]:
+    """How much of sex and of age the image network learned: ('partly', 'not at all') and the like."""
+    c = control.set_index(["target", "metric"])
+    sex = c.loc[("sex", "auroc")]
+    sex_word = "not at all" if sex["ci_low"] <= 0.5 else "partly" if sex["value"] < 0.9 else "well"
+    fit = ("age", "r2") if ("age", "r2") in c.index else ("age", "pearson_r")
+    age = c.loc[fit]
+    age_word = "not at all" if age["ci_low"] <= 0 else "partly" if age["value"] < 0.5 else "well"
+    return sex_word, age_word
+
+
+def positive_control_text(control: pd.DataFrame) -> str:
+    """What the positive control says about the image arm's result."""
+    c = control.set_index(["target", "metric"])
+    sex, r, mae = c.loc[("sex", "auroc")], c.loc[("age", "pearson_r")], c.loc[("age", "mae")]
+    text = (f"From the image alone, the network predicts sex with AUROC {ci(sex.value, sex.ci_low, sex.ci_high)} and "
+            f"age with Pearson r {ci(r.value, r.ci_low, r.ci_high)} (MAE {ci(mae.value, mae.ci_low, mae.ci_high, 1)} "
+            "years")
+    if ("age", "mae_no_information") in c.index:
+        base = c.loc[("age", "mae_no_information")]
+        text += f", against {base.value:.1f} years for the training folds' mean age"
+    text += "). "
+    sex_word, age_word = control_reading(control)
+    if sex_word != "not at all" and age_word != "not at all":
+        return text + ("Both are learned (their CIs exclude chance), so the pipeline does see anatomy in these "
+                       "images; the image arm's result is a fair, if weak, test of what the image adds.")
+    if sex_word == age_word == "not at all":
+        return text + ("Neither is learned, although both are visible on knee radiographs in larger studies: **the "
+                       "image arm's null result reflects this pipeline (or the image-to-record link), not the absence "
+                       "of bone information**.")
+    learned, missed = ("sex", "age") if age_word == "not at all" else ("age", "sex")
+    return text + (f"The pipeline learns {learned} (its CI excludes chance) but not {missed}: it sees some anatomy, "
+                   "far less than larger studies report, so the image arm's null result says little about whether "
+                   "the bone holds information a stronger pipeline (pretrained weights, full resolution) could use.")
+
+
+# ----------------------------------------------------------------------------- the conclusion
+
+
+def conclusion(comparisons: pd.DataFrame, results: pd.DataFrame, pvalues: pd.DataFrame | None = None,
+               control: pd.DataFrame | None = None) -> str:
+    """What this cohort supports, in two to four sentences (binary task)."""
+    row = row_of(comparisons, "binary", *PRIMARY)
+    if row is None:
+        return "The residual fusion and the clinical model were not both run, so the study's question is open."
+    k, n = row.get("a_untrained_folds", np.nan), row.get("a_fitted_folds", row.get("n_folds", np.nan))
+    better = row.get("folds_a_better", np.nan)
+    pooled = ci(row["diff"], row["ci_low"], row["ci_high"], signed=True)
+    how = direction(row)
+    if how == 0:
+        first = "The residual fusion"
+        if k is not None and np.isfinite(k):
+            first += f" reverted to the clinical model in {of_folds(k, n)} and"
+        first += (f" was better than it in {of_folds(better, row.get('n_folds'))}" if np.isfinite(better)
+                  else " showed no detectable difference from it")
+        first += (f" (pooled AUROC difference {pooled}), so this cohort cannot tell whether the knee radiograph adds "
+                  "to age and sex.")
+    else:
+        verb = "better" if how > 0 else "worse"
+        first = (f"The residual fusion was {verb} than the clinical model of age and sex (pooled AUROC difference "
+                 f"{pooled}; {fold_words(row)}), so in this cohort the knee radiograph "
+                 + ("added to age and sex." if how > 0 else "did not add to age and sex."))
+    sentences = [first]
+    if _row(results, "image", "auroc") is not None:
+        sentences.append(f"The image network alone {discrimination_words(results, 'image', pvalues)}.")
+    if control is not None and len(control):
+        sex_word, age_word = control_reading(control)
+        sentences.append(f"The positive control learned sex {sex_word} and age {age_word} from the image.")
+    return " ".join(sentences)
+
+
+def study_answer(tables: Path) -> str:
+    """`conclusion` from a run's tables: what the book's first page, the results summary and the end of
+    `osteo run` say (the README quotes it from the last measured run)."""
+    tables = Path(tables)
+    if not (tables / "comparisons.csv").is_file() or not (tables / "results_binary.csv").is_file():
+        return "This run did not make the declared comparisons, so it does not answer the study's question."
+    read = {name: pd.read_csv(tables / f"{name}.csv") for name in ("permutation_pvalues", "positive_control")
+            if (tables / f"{name}.csv").is_file()}
+    return conclusion(pd.read_csv(tables / "comparisons.csv"), pd.read_csv(tables / "results_binary.csv"),
+                      read.get("permutation_pvalues"), read.get("positive_control"))

@@ -1,0 +1,84 @@
+"""Is each image linked to the right record? Identical images with disagreeing records, and images
+that are near-copies of one another (perceptual hash).
+
+A byte-identical image under two patient IDs is one radiograph; if the two records give a
+different sex or age, at least one of them belongs to someone else, so part of the image-to-record
+link is wrong (not one person entered twice). Byte identity misses a re-encoded, resized or
+re-exposed copy; a perceptual hash (pHash, 64 bits: the signs of the lowest DCT frequencies of a
+32 x 32 grayscale thumbnail, via the maintained ``imagehash`` package) does not. Re-encoded (JPEG
+quality 60, PNG), halved or brightened copies of this cohort's radiographs differ from their
+original by 0-2 bits, and the closest two distinct radiographs by 4 (2026-12, measured on the
+published dataset), so pairs within ``NEAR_DUPLICATE_BITS`` = 3 bits are near-duplicates. Crops
+move the hash: pHash does not find a cropped copy.
+"""
+
+from __future__ import annotations
+
+import itertools
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import imagehash
+import pandas as pd
+from PIL import Image
+
+#: Hamming distance (of 64 pHash bits) at or below which two images are near-duplicates
+NEAR_DUPLICATE_BITS = 3
+HASH_SIZE = 8
+NEAR_DUPLICATE_RULE = f"pHash of {HASH_SIZE * HASH_SIZE} bits, Hamming distance <= {NEAR_DUPLICATE_BITS}"
+
+
+def perceptual_hash(path: Path) -> str | None:
+    """The image's pHash as hex (JPEG decoded at reduced scale: the hash reads a 32 px thumbnail), or None
+    when the file cannot be decoded (`validation.image_error` reports why)."""
+    try:
+        with Image.open(path) as im:
+            im.draft("L", (128, 128))
+            return str(imagehash.phash(im.convert("L"), hash_size=HASH_SIZE))
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+        return None
+
+
+def perceptual_hashes(images: dict[str, Path]) -> dict[str, str]:
+    """patient_id -> pHash of every decodable image (two threads: Pillow decodes without the GIL)."""
+    ordered = sorted(images.items())
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        hashes = list(pool.map(perceptual_hash, [path for _, path in ordered]))
+    return {pid: h for (pid, _), h in zip(ordered, hashes, strict=True) if h is not None}
+
+
+def hash_pairs(hashes: dict[str, str], sha256: dict[str, str] | None = None) -> pd.DataFrame:
+    """Every pair of images with its pHash distance in bits and whether their bytes are identical,
+    closest first: ``a, b, bits, identical_bytes``."""
+    parsed = {pid: imagehash.hex_to_hash(h) for pid, h in hashes.items()}
+    rows = [(a, b, int(parsed[a] - parsed[b]), bool(sha256 and sha256.get(a) and sha256.get(a) == sha256.get(b)))
+            for a, b in itertools.combinations(sorted(parsed), 2)]
+    table = pd.DataFrame(rows, columns=["a", "b", "bits", "identical_bytes"])
+    return table.sort_values(["bits", "a", "b"], kind="stable").reset_index(drop=True)
+
+
+def near_duplicate_images(hashes: dict[str, str], sha256: dict[str, str] | None = None,
+                          max_bits: int = NEAR_DUPLICATE_BITS) -> list[dict[str, object]]:
+    """Pairs of images within ``max_bits`` of each other: ``patients``, ``bits``, ``identical_bytes``
+    (a byte-identical pair is also a duplicate group; the others are copies that byte identity misses)."""
+    pairs = hash_pairs(hashes, sha256)
+    return [{"patients": [r.a, r.b], "bits": r.bits, "identical_bytes": r.identical_bytes}
+            for r in pairs[pairs["bits"] <= max_bits].itertuples()]
+
+
+def image_record_conflicts(manifest: pd.DataFrame, clinical: pd.DataFrame) -> list[dict[str, object]]:
+    """Groups of byte-identical images whose records give a different sex or age: one radiograph cannot
+    be two people, so the image is linked to a wrong record there. Per group: the patients with their
+    sex, age and diagnosis, and what disagrees."""
+    records = clinical.set_index("patient_id")
+    diagnosis = manifest.set_index("patient_id")["diagnosis"]
+    out = []
+    for _, group in manifest.dropna(subset=["duplicate_group"]).groupby("duplicate_group"):
+        ids = sorted(group["patient_id"])
+        sexes = records.loc[ids, "sex"].astype(str).tolist()
+        ages = records.loc[ids, "age_years"].tolist()
+        disagree = [what for what, values in (("sex", sexes), ("age", ages)) if len(set(values)) > 1]
+        if disagree:
+            out.append({"patients": ids, "sex": sexes, "age_years": [float(a) for a in ages],
+                        "diagnosis": diagnosis.loc[ids].astype(str).tolist(), "disagree": disagree})
+    return out
