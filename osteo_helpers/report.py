@@ -269,12 +269,17 @@ def linkage_table(findings: dict) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["group", "patient_id", "sex", "age_years", "diagnosis", "disagree"])
 
 
-def image_pairs(pairs: pd.DataFrame, max_bits: int, hits: int = 4, above: int = 4) -> pd.DataFrame:
-    """The pairs to show side by side: near-duplicate hits (within ``max_bits``; copies that are not
-    byte-identical first) and the closest pairs above the threshold, which show its margin."""
-    within = pairs[pairs["bits"] <= max_bits].sort_values(["identical_bytes", "bits"], kind="stable")
-    return pd.concat([within.head(hits).assign(hit=True),
-                      pairs[pairs["bits"] > max_bits].head(above).assign(hit=False)], ignore_index=True)
+def image_pairs(findings: dict, hits: int = 4) -> pd.DataFrame:
+    """The pairs to show side by side: near-duplicate hits (copies that are not byte-identical first) and
+    the closest pairs above the threshold, which show its margin (``a, b, bits, identical_bytes, hit``)."""
+    within = pd.DataFrame([{"a": p["patients"][0], "b": p["patients"][1], "bits": p["bits"],
+                            "identical_bytes": p["identical_bytes"], "hit": True}
+                           for p in findings["near_duplicate_images"]], columns=["a", "b", "bits", "identical_bytes",
+                                                                                  "hit"])
+    beyond = pd.DataFrame([{"a": p["patients"][0], "b": p["patients"][1], "bits": p["bits"], "identical_bytes": False,
+                            "hit": False} for p in findings["closest_distinct_image_pairs"]])
+    within = within.sort_values(["identical_bytes", "bits"], kind="stable").head(hits)
+    return pd.concat([within, beyond], ignore_index=True)
 
 
 def group_table(manifest: pd.DataFrame) -> pd.DataFrame:

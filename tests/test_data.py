@@ -607,6 +607,25 @@ def test_identical_images_with_disagreeing_records_and_near_copies_are_findings(
     assert set(near) == {("N1", "OP2"), ("N2", "OS3")}
     assert near[("N1", "OP2")]["identical_bytes"] and not near[("N2", "OS3")]["identical_bytes"]
     assert near[("N2", "OS3")]["bits"] <= 3 and "Hamming distance <= 3" in f["near_duplicate_rule"]
+    assert len(f["closest_distinct_image_pairs"]) == 4 and all(p["bits"] > 3 for p in f["closest_distinct_image_pairs"])
     text = data.format_findings(f)
     assert "N1 = OP2: sex male/female" in text
     assert "not byte-identical (pHash of 64 bits, Hamming distance <= 3): 1  N2 ~ OS3" in text
+
+
+def test_near_duplicate_search_equals_every_pair_compared():
+    """The vectorised search keeps exactly the pairs a full comparison keeps, and the nearest ones beyond."""
+    import itertools
+
+    import imagehash
+
+    from osteo_helpers.data.linkage import hash_pairs
+
+    rng = np.random.default_rng(0)
+    hashes = {f"P{i}": f"{int(rng.integers(0, 2**63)):016x}" for i in range(60)}
+    hashes["Q"] = hashes["P3"][:-1] + ("0" if hashes["P3"][-1] != "0" else "1")  # within a few bits of P3
+    every = sorted((int(imagehash.hex_to_hash(hashes[a]) - imagehash.hex_to_hash(hashes[b])), a, b)
+                   for a, b in itertools.combinations(sorted(hashes), 2))
+    pairs = hash_pairs(hashes, max_bits=3, closest_above=5)
+    assert [(r.bits, r.a, r.b) for r in pairs.itertuples()] == [p for p in every if p[0] <= 3] + [
+        p for p in every if p[0] > 3][:5]

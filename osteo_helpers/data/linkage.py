@@ -14,13 +14,16 @@ move the hash: pHash does not find a cropped copy.
 
 from __future__ import annotations
 
-import itertools
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import imagehash
+import numpy as np
 import pandas as pd
 from PIL import Image
+
+from .errors import ImageReadError
+from .image_readers import open_grayscale
 
 #: Hamming distance (of 64 pHash bits) at or below which two images are near-duplicates
 NEAR_DUPLICATE_BITS = 3
@@ -29,41 +32,61 @@ NEAR_DUPLICATE_RULE = f"pHash of {HASH_SIZE * HASH_SIZE} bits, Hamming distance 
 
 
 def perceptual_hash(path: Path) -> str | None:
-    """The image's pHash as hex (JPEG decoded at reduced scale: the hash reads a 32 px thumbnail), or None
-    when the file cannot be decoded (`validation.image_error` reports why)."""
+    """The image's pHash as hex (decoded at reduced scale where the format allows: the hash reads a 32 px
+    thumbnail; any format the image readers know, DICOM included), or None when the file cannot be
+    decoded (`validation.image_error` reports why)."""
     try:
-        with Image.open(path) as im:
-            im.draft("L", (128, 128))
-            return str(imagehash.phash(im.convert("L"), hash_size=HASH_SIZE))
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+        return str(imagehash.phash(open_grayscale(path, draft=128), hash_size=HASH_SIZE))
+    except (ImageReadError, OSError, SyntaxError, ValueError, Image.DecompressionBombError):
         return None
 
 
 def perceptual_hashes(images: dict[str, Path]) -> dict[str, str]:
-    """patient_id -> pHash of every decodable image (two threads: Pillow decodes without the GIL)."""
+    """patient_id -> pHash of every decodable image (two threads: the decoders release the GIL)."""
     ordered = sorted(images.items())
     with ThreadPoolExecutor(max_workers=2) as pool:
         hashes = list(pool.map(perceptual_hash, [path for _, path in ordered]))
     return {pid: h for (pid, _), h in zip(ordered, hashes, strict=True) if h is not None}
 
 
-def hash_pairs(hashes: dict[str, str], sha256: dict[str, str] | None = None) -> pd.DataFrame:
-    """Every pair of images with its pHash distance in bits and whether their bytes are identical,
-    closest first: ``a, b, bits, identical_bytes``."""
-    parsed = {pid: imagehash.hex_to_hash(h) for pid, h in hashes.items()}
-    rows = [(a, b, int(parsed[a] - parsed[b]), bool(sha256 and sha256.get(a) and sha256.get(a) == sha256.get(b)))
-            for a, b in itertools.combinations(sorted(parsed), 2)]
+def hash_pairs(hashes: dict[str, str], sha256: dict[str, str] | None = None,
+               max_bits: int = NEAR_DUPLICATE_BITS, closest_above: int = 0) -> pd.DataFrame:
+    """The pairs of images within ``max_bits`` of each other, and the ``closest_above`` nearest pairs
+    beyond (they show the threshold's margin), closest first: ``a, b, bits, identical_bytes``.
+
+    Vectorised over 64-bit integers (XOR and popcount), one image against all later ones: a cohort of
+    5,000 images (12.5 million pairs) takes about a second.
+    """
+    ids = sorted(hashes)
+    bits = np.array([int(hashes[pid], 16) for pid in ids], dtype=np.uint64)
+    within: list[tuple[int, int, int]] = []
+    beyond: list[tuple[int, int, int]] = []
+    for i in range(len(ids) - 1):
+        distance = np.bitwise_count(bits[i] ^ bits[i + 1:]).astype(int)
+        close = np.flatnonzero(distance <= max_bits)
+        within += [(i, i + 1 + j, distance[j]) for j in close]
+        if closest_above:
+            far = np.flatnonzero(distance > max_bits)
+            nearest = far[np.argsort(distance[far], kind="stable")[:closest_above]]
+            beyond += [(i, i + 1 + j, distance[j]) for j in nearest]
+    beyond = sorted(beyond, key=lambda t: (t[2], t[0], t[1]))[:closest_above]
+    digest = sha256 or {}
+    rows = [(ids[i], ids[j], int(d), bool(digest.get(ids[i])) and digest.get(ids[i]) == digest.get(ids[j]))
+            for i, j, d in within + beyond]
     table = pd.DataFrame(rows, columns=["a", "b", "bits", "identical_bytes"])
     return table.sort_values(["bits", "a", "b"], kind="stable").reset_index(drop=True)
 
 
-def near_duplicate_images(hashes: dict[str, str], sha256: dict[str, str] | None = None,
-                          max_bits: int = NEAR_DUPLICATE_BITS) -> list[dict[str, object]]:
-    """Pairs of images within ``max_bits`` of each other: ``patients``, ``bits``, ``identical_bytes``
+def near_duplicate_images(pairs: pd.DataFrame, max_bits: int = NEAR_DUPLICATE_BITS) -> list[dict[str, object]]:
+    """Pairs (`hash_pairs`) within ``max_bits`` of each other: ``patients``, ``bits``, ``identical_bytes``
     (a byte-identical pair is also a duplicate group; the others are copies that byte identity misses)."""
-    pairs = hash_pairs(hashes, sha256)
     return [{"patients": [r.a, r.b], "bits": r.bits, "identical_bytes": r.identical_bytes}
             for r in pairs[pairs["bits"] <= max_bits].itertuples()]
+
+
+def closest_distinct_pairs(pairs: pd.DataFrame, max_bits: int = NEAR_DUPLICATE_BITS) -> list[dict[str, object]]:
+    """The nearest pairs beyond the threshold (`hash_pairs` with ``closest_above``): its margin, per run."""
+    return [{"patients": [r.a, r.b], "bits": r.bits} for r in pairs[pairs["bits"] > max_bits].itertuples()]
 
 
 def image_record_conflicts(manifest: pd.DataFrame, clinical: pd.DataFrame) -> list[dict[str, object]]:

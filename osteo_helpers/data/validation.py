@@ -15,7 +15,14 @@ from ..tabular import UNITS
 from ..tasks import CLASSES_3, who_class_name
 from .clinical import MENTION_COLUMN
 from .image_readers import decode_error
-from .linkage import NEAR_DUPLICATE_RULE, image_record_conflicts, near_duplicate_images, perceptual_hashes
+from .linkage import (
+    NEAR_DUPLICATE_RULE,
+    closest_distinct_pairs,
+    hash_pairs,
+    image_record_conflicts,
+    near_duplicate_images,
+    perceptual_hashes,
+)
 from .manifest import clinical_duplicate_groups, image_files
 from .spec import CohortSpec, load_spec
 
@@ -120,6 +127,8 @@ def validate(manifest: pd.DataFrame, clinical: pd.DataFrame, data_dir: Path | No
                        if isinstance(folder, str) and folder.lower() in CLASSES_3 and folder.lower() != d]
     constant = [c for c in clinical.columns if clinical[c].nunique(dropna=True) <= 1]
     mentions = clinical[MENTION_COLUMN].fillna(False) if MENTION_COLUMN in clinical else clinical["patient_id"].isna()
+    pairs = hash_pairs(perceptual_hashes(images), manifest.set_index("patient_id")["image_sha256"].dropna().to_dict(),
+                       closest_above=4)
     return {
         "patients": int(len(manifest)),
         "images": int(len(images)),
@@ -138,8 +147,8 @@ def validate(manifest: pd.DataFrame, clinical: pd.DataFrame, data_dir: Path | No
         "constant_columns": constant,
         "batches": {str(k): int(v) for k, v in manifest["batch"].value_counts().items()},
         "image_record_conflicts": image_record_conflicts(manifest, clinical),
-        "near_duplicate_images": near_duplicate_images(
-            perceptual_hashes(images), manifest.set_index("patient_id")["image_sha256"].dropna().to_dict()),
+        "near_duplicate_images": near_duplicate_images(pairs),
+        "closest_distinct_image_pairs": closest_distinct_pairs(pairs),
         "near_duplicate_rule": NEAR_DUPLICATE_RULE,
     }
 
