@@ -1,15 +1,29 @@
-"""Writing files so that a crash never leaves a half-written one: write beside, then rename."""
+"""Files written so that a crash never leaves a half-written one (write beside, then rename), and read
+back only when their bytes are the ones recorded when they were written (SHA-256)."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
 import pandas as pd
 
 
+class ChecksumError(ValueError):
+    """A file whose bytes are not the ones recorded when it was written (or that is gone); names the file."""
+
+    def __init__(self, path: Path, why: str = "content changed since it was written (SHA-256 mismatch)") -> None:
+        super().__init__(f"{path}: {why}")
+        self.path = Path(path)
+
+
 def _temporary(path: Path) -> Path:
     return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 def atomic_write_text(path: Path, text: str) -> Path:
@@ -34,3 +48,18 @@ def atomic_to_csv(table: pd.DataFrame, path: Path, index: bool = False) -> Path:
     table.to_csv(tmp, index=index)
     tmp.replace(path)
     return path
+
+
+def read_verified(path: Path, sha256: str | None) -> bytes:
+    """The file's bytes, read once and checked against the recorded SHA-256; ChecksumError otherwise
+    (None recorded: the file was never checksummed, so it is not trusted either)."""
+    path = Path(path)
+    if sha256 is None:
+        raise ChecksumError(path, "no checksum recorded for it")
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ChecksumError(path, f"cannot be read ({exc.strerror or type(exc).__name__})") from exc
+    if sha256_bytes(data) != sha256:
+        raise ChecksumError(path)
+    return data

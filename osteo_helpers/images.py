@@ -21,7 +21,9 @@ from tqdm.auto import tqdm
 
 from .config import show_progress
 from .data import ImageReadError
-from .fileio import atomic_write_bytes
+from .data.plausibility import too_many_pixels
+from .fileio import ChecksumError, atomic_write_bytes, read_verified, sha256_bytes
+from .progress import note
 
 IMAGENET_MEAN_GRAY = 0.449  # mean of torchvision's ImageNet channel means; the gray image is repeated to RGB
 IMAGENET_STD_GRAY = 0.226
@@ -37,14 +39,22 @@ def decoder_id() -> str:
     return f"decoder{DECODER_VERSION}-pillow{PIL.__version__}"
 
 
+def _check_pixels(path: str | os.PathLike, im: Image.Image) -> None:
+    """Refuse a header above the pixel limit before anything is decoded (a decompression bomb)."""
+    too_many = too_many_pixels(im.width, im.height)
+    if too_many:
+        raise ImageReadError(f"{path}: {too_many}")
+
+
 def decode_letterbox(path: Path, size: int) -> np.ndarray:
     """Decode to grayscale, resize keeping the aspect ratio, pad to size x size (uint8)."""
     try:
         with Image.open(path) as im:
+            _check_pixels(path, im)
             im.draft("L", (size, size))  # JPEG DCT scaling: decodes large files several times faster
             im = ImageOps.exif_transpose(im).convert("L")
             im.load()
-    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+    except (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError) as exc:
         raise ImageReadError(f"{path}: cannot decode image ({exc})") from exc
     scale = size / max(im.size)
     new = (max(1, round(im.width * scale)), max(1, round(im.height * scale)))
@@ -65,6 +75,7 @@ def load_grayscale(path: str | os.PathLike) -> np.ndarray:
     p = os.fspath(path)
     try:
         with Image.open(p) as im:
+            _check_pixels(p, im)
             im = ImageOps.exif_transpose(im)
             im.load()
             mode = im.mode
@@ -80,7 +91,9 @@ def load_grayscale(path: str | os.PathLike) -> np.ndarray:
                 arr = (arr - lo) / (hi - lo) if hi > lo else np.zeros_like(arr)
             else:
                 arr = np.asarray(im.convert("L"), dtype=np.float64) / 255.0
-    except (OSError, UnidentifiedImageError, ValueError) as exc:
+    except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as exc:
+        if isinstance(exc, ImageReadError):
+            raise
         raise ImageReadError(f"cannot read image {p!r}: {exc}") from exc
     if arr.ndim != 2 or arr.size == 0:
         raise ImageReadError(f"cannot read image {p!r}: unexpected shape {arr.shape}")
@@ -104,29 +117,64 @@ def as_grayscale(image: np.ndarray) -> np.ndarray:
 
 
 class ImageCache:
-    """Decoded images on disk, keyed by checksum, size and decoder: decode once, read many times."""
+    """Decoded images on disk, keyed by checksum, size and decoder: decode once, read many times.
+
+    Each entry ``<image sha256>.npy`` is recorded in the folder's ``index.tsv`` with the SHA-256 of
+    the entry's own bytes, and read only when they match: an entry that changed (or was never
+    recorded) is decoded again from the image and recorded anew, with a one-line note naming it
+    when it had changed. The index is only appended to (one line per write), so runs sharing the
+    cache never lose each other's records; the last line of an entry wins.
+    """
+
+    INDEX = "index.tsv"
 
     def __init__(self, root: Path, size: int) -> None:
         self.size = size
         self.root = Path(root) / f"letterbox-{size}" / decoder_id()
         self.root.mkdir(parents=True, exist_ok=True)
+        self.index = self._read_index()
+
+    def _read_index(self) -> dict[str, str]:
+        path = self.root / self.INDEX
+        out: dict[str, str] = {}
+        if path.is_file():
+            for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+                digest, _, name = line.partition("\t")
+                if len(digest) == 64 and name:
+                    out[name] = digest
+        return out
+
+    def _record(self, name: str, digest: str) -> None:
+        with open(self.root / self.INDEX, "a", encoding="utf-8") as fh:
+            fh.write(f"{digest}\t{name}\n")  # one short write: appends of two processes never interleave
+        self.index[name] = digest
 
     def path_for(self, sha256: str) -> Path:
         return self.root / f"{sha256}.npy"
 
+    def _cached(self, cached: Path) -> np.ndarray | None:
+        """The verified entry, or None (never written, never recorded, or changed: then a note)."""
+        if not cached.is_file() or cached.name not in self.index:
+            return None
+        try:
+            array = np.load(io.BytesIO(read_verified(cached, self.index[cached.name])), allow_pickle=False)
+        except ChecksumError as exc:
+            note(f"image cache: {exc}; decoding the image again")
+            return None
+        except (OSError, ValueError, EOFError):
+            return None  # recorded bytes that are no array cannot happen unless the writer was another program
+        return array if array.shape == (self.size, self.size) and array.dtype == np.uint8 else None
+
     def get(self, image_path: Path, sha256: str) -> np.ndarray:
         cached = self.path_for(sha256)
-        if cached.is_file():
-            try:
-                array = np.load(cached, allow_pickle=False)
-                if array.shape == (self.size, self.size) and array.dtype == np.uint8:
-                    return array
-            except (OSError, ValueError, EOFError):
-                pass  # a damaged entry is decoded again and rewritten
+        array = self._cached(cached)
+        if array is not None:
+            return array
         array = decode_letterbox(image_path, self.size)
         buffer = io.BytesIO()
         np.save(buffer, array)
         atomic_write_bytes(cached, buffer.getvalue())
+        self._record(cached.name, sha256_bytes(buffer.getvalue()))
         return array
 
     def load_all(self, manifest: pd.DataFrame, data_dir: Path, progress: bool = True) -> np.ndarray:

@@ -7,7 +7,8 @@ the tests and the command line call the same code. Where things live:
 * :mod:`.layout` -- the dataset folder: class folders and image files;
 * :mod:`.clinical` -- the spreadsheet as a tidy clinical table, the free-text rules, the data dictionary;
 * :mod:`.manifest` -- image headers, the manifest, person (split) groups, the modelling table;
-* :mod:`.validation` -- plausibility, the findings of ``data check`` and their text;
+* :mod:`.plausibility` -- the hard limits (impossible) and plausible ranges (unusual) of values and images;
+* :mod:`.validation` -- the findings of ``data check`` and their text;
 * :mod:`.errors` -- the errors about raw data (``ImageReadError`` is the project's one image-read error).
 
 Class names and the WHO thresholds live in :mod:`osteo_helpers.tasks`.

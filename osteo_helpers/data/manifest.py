@@ -36,7 +36,7 @@ def image_header(path: Path) -> dict[str, object]:
     try:
         with Image.open(path) as im:
             return {"width": im.width, "height": im.height, "mode": im.mode, "format": im.format}
-    except (UnidentifiedImageError, OSError) as exc:
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as exc:
         raise ImageReadError(f"{path}: not a readable image ({exc})") from exc
 
 
