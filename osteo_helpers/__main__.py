@@ -4,7 +4,7 @@
 Errors a user can act on are one line on stderr (`predict`: one line per bad input): exit 2 when
 the command cannot start with the input given (UsageError: an option, a `--set` value, a folder, a
 patient's input; a missing dataset), before any work; exit 1 when the data or a run turned out bad
-(findings, checksums, a failed notebook).
+(findings, checksums, a failed notebook). Ctrl-C ends any command with one line and exit 130.
 """
 
 from __future__ import annotations
@@ -16,6 +16,9 @@ from pathlib import Path
 
 from . import __version__
 from .config import PROFILES, DataNotFoundError, UsageError, get_profile, resolve_data_dir
+
+#: what Ctrl-C prints (exit status 130): finished folds and cached images are kept, half-written files are not
+INTERRUPTED = "interrupted; run the same command again to resume"
 
 
 def _parse_overrides(items: list[str]) -> dict[str, str]:
@@ -35,7 +38,7 @@ def _checked_overrides(args: argparse.Namespace) -> dict[str, str]:
     profile = get_profile(args.profile, **overrides)
     from .models import require_weights
 
-    require_weights(profile.encoder, profile.weights)
+    require_weights(profile.encoder, profile.weights, profile.cnn_width)
     return overrides
 
 
@@ -89,9 +92,19 @@ def _ablation(args: argparse.Namespace) -> int:
     data_root = resolve_data_dir(args.data_dir)
     check_layout(data_root)
     out = check_output_folder(args.out, "--out", data_root)
+    from .study import check_profile_on_data
+
+    profile = get_profile(args.profile, **overrides)
+    check_profile_on_data(profile, data_root)
     with exclusive(out):
         from .ablation import run_ablation
+        from .runfolder import claim_for_run, run_identity, why_moved
 
+        settings = {**profile.to_dict(), "task": args.task, "permute_labels": args.permute_labels,
+                    "biomarkers": args.biomarkers}
+        moved = claim_for_run(out, run_identity("ablation", settings, data_root))
+        if moved is not None:
+            print(why_moved(out, moved))
         path = run_ablation(args.profile, args.task, out, data_dir=str(data_root),
                             permute_labels=args.permute_labels, overrides=overrides, biomarkers=args.biomarkers)
     print(f"results: {path}")
@@ -335,6 +348,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
+    except KeyboardInterrupt:
+        print(f"\n{INTERRUPTED}", file=sys.stderr)
+        return 130
     except Exception as exc:
         status = exit_status(exc)
         if status is None:

@@ -174,12 +174,14 @@ class Bundle:
         })
 
     def score(self, patients: list[Patient]) -> pd.DataFrame:
-        """One row per patient: ``patient_id``, the predictions and ``warnings`` (inputs unlike the training data)."""
+        """One row per patient: ``patient_id``, the predictions and ``warnings`` (inputs unlike the training data,
+        an image not recognised as a knee radiograph)."""
         rows = as_rows(patients)
         out = self.predict(rows)
         out.insert(0, "patient_id", rows["patient_id"].to_numpy())
         ranges = self.facts["training_ranges"]
-        out["warnings"] = ["; ".join(range_warnings(row, ranges)) for _, row in rows.iterrows()]
+        out["warnings"] = ["; ".join(range_warnings(row, ranges) + patient.flags)
+                           for (_, row), patient in zip(rows.iterrows(), patients, strict=True)]
         return out
 
     # -- the self-check ----------------------------------------------------------------------
@@ -334,6 +336,7 @@ def cohort_facts(study: Any) -> dict[str, Any]:
         "duplicate_image_groups": len(findings["duplicate_groups"]),
         "cross_class_duplicate_groups": len(findings["cross_class_duplicate_groups"]),
         "duplicate_clinical_records": len(findings["duplicate_clinical_records"]),
+        "excluded_impossible": dict(study.excluded),
     }
 
 

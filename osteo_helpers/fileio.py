@@ -26,28 +26,30 @@ def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def atomic_write_text(path: Path, text: str) -> Path:
+def _replace(path: Path, write) -> Path:
+    """Write beside ``path`` with ``write(tmp)``, then rename over it; the partial file goes however the
+    write ends (an error, Ctrl-C), so nothing half-written stays behind."""
     path = Path(path)
     tmp = _temporary(path)
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+    try:
+        write(tmp)
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return path
+
+
+def atomic_write_text(path: Path, text: str) -> Path:
+    return _replace(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> Path:
-    path = Path(path)
-    tmp = _temporary(path)
-    tmp.write_bytes(data)
-    tmp.replace(path)
-    return path
+    return _replace(path, lambda tmp: tmp.write_bytes(data))
 
 
 def atomic_to_csv(table: pd.DataFrame, path: Path, index: bool = False) -> Path:
-    path = Path(path)
-    tmp = _temporary(path)
-    table.to_csv(tmp, index=index)
-    tmp.replace(path)
-    return path
+    return _replace(path, lambda tmp: table.to_csv(tmp, index=index))
 
 
 def read_verified(path: Path, sha256: str | None) -> bytes:

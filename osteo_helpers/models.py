@@ -99,13 +99,15 @@ def weights_name(name: str, weights: str | Path | None) -> str:
     return str(resolved) if isinstance(resolved, Path) else f"{type(resolved).__name__}.{resolved.name}"
 
 
-def require_weights(name: str, weights: str | Path | None) -> None:
+def require_weights(name: str, weights: str | Path | None, width: int = 32) -> None:
     """Fail before any work when the weights a profile names cannot be loaded here (offline and not
-    cached, or a missing checkpoint); training from scratch must be asked for (weights=none)."""
+    cached, a missing checkpoint, a file that is not a checkpoint of this encoder); training from
+    scratch must be asked for (weights=none). A checkpoint is loaded into the encoder (tensors only)."""
     resolved = resolve_weights(name, weights)
     if isinstance(resolved, Path):
         if not resolved.is_file():
             raise WeightsUnavailableError(f"{resolved}: checkpoint file not found")
+        build_encoder(name, weights=resolved, width=width)
     elif resolved is not None:
         cached = Path(torch.hub.get_dir()) / "checkpoints" / resolved.url.rsplit("/", 1)[-1]
         if not cached.is_file():
@@ -132,10 +134,15 @@ def _torchvision_state_dict(weights: WeightsEnum) -> dict[str, torch.Tensor]:
 def _checkpoint_state_dict(path: Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise WeightsUnavailableError(f"{path}: checkpoint file not found")
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)  # tensors only: never runs code
+    except Exception as exc:  # unpickling refusals, zip and EOF errors: all mean "not a checkpoint"
+        raise WeightsUnavailableError(f"{path}: not a PyTorch checkpoint ({type(exc).__name__})") from exc
     for key in ("state_dict", "model", "model_state_dict"):
         if isinstance(state, dict) and key in state and isinstance(state[key], dict):
             state = state[key]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise WeightsUnavailableError(f"{path}: not a PyTorch checkpoint (no state dict of tensors)")
     return {k.removeprefix("module."): v for k, v in state.items()}
 
 
@@ -151,7 +158,11 @@ def build_encoder(name: str, *, weights: str | Path | None = None, width: int = 
     if name == "smallcnn":
         model: nn.Module = SmallCNN((width, 2 * width, 4 * width, 4 * width))
         if resolved is not None:
-            model.load_state_dict(_checkpoint_state_dict(resolved))
+            try:
+                model.load_state_dict(_checkpoint_state_dict(resolved))
+            except RuntimeError as exc:
+                raise WeightsUnavailableError(f"weights {weights!s} do not fit smallcnn of width {width}: "
+                                              f"{str(exc).splitlines()[0]}") from exc
     else:
         backbone = _torchvision_models().get_model(name, weights=None)
         if resolved is not None:

@@ -6,6 +6,7 @@ words in the report always follow the numbers; the notebooks only call these.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -326,19 +327,24 @@ def earlier_runs(prov: dict) -> pd.DataFrame:
                          for r in prov.get("previous_runs", [])])
 
 
-def run_summary(run_dir: Path, seconds: float) -> list[str]:
-    """What a finished run says in a few lines: the headline AUROCs with CIs, the answer, the time."""
+def run_summary(run_dir: Path, seconds: float, since: dt.datetime | None = None) -> list[str]:
+    """What a finished run says in a few lines: the headline AUROCs with CIs, the answer, the time.
+    With ``since``, only tables written by this run are quoted (never an earlier run's left in the folder)."""
     tables = Path(run_dir) / "tables"
     lines = [f"finished in {int(seconds // 60)} min {int(seconds % 60)} s"]
+
+    def quoted(path: Path) -> bool:
+        return path.is_file() and (since is None or path.stat().st_mtime >= since.timestamp())
+
     results = tables / "results_binary.csv"
-    if results.is_file():
+    comparisons = tables / "comparisons.csv"
+    if quoted(results):
         table = pd.read_csv(results)
         main = table[(table["subset"] == "all") & (table["metric"] == "auroc")].set_index("model")
         for name in [n for n in ("age", "clinical", "fusion", "fusion_tscore") if n in main.index]:
             row = main.loc[name]
             lines.append(f"binary AUROC, {arm_label(name)}: {ci(row.value, row.ci_low, row.ci_high)}")
-    comparisons = tables / "comparisons.csv"
-    if comparisons.is_file():
+    if quoted(comparisons):
         row = _row(pd.read_csv(comparisons), "binary", *PRIMARY)
         if row is not None:
             lines.append(f"fusion - clinical (primary): {ci(row['diff'], row['ci_low'], row['ci_high'], signed=True)}"

@@ -191,6 +191,8 @@ class FoldCache:
         info = self.record()
         if info.get("fingerprint") != key:
             raise FoldCacheError(f"{self.folder / 'done.json'}: made with other settings, data, labels or code")
+        for name in info["files"]:  # every file the fold wrote, also those only explanations read
+            self.read(name, info)
         pred = self.predictions(info)
         check_predictions(pred, expected_ids, columns, self.folder / "predictions.csv")
         return self.arm(info), pred

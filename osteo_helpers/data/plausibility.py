@@ -118,7 +118,7 @@ def image_header_problem(width: int, height: int, mode: str | None = None) -> st
 def pixel_problem(rgb: np.ndarray) -> str | None:
     """Why decoded pixels (H x W x 3 uint8) are not a radiograph: colour content, or blank; or None."""
     lim = IMAGE_LIMITS
-    a = rgb.astype(np.int16)
+    a = rgb[::2, ::2].astype(np.int16)  # every other row and column: the same fractions, a quarter of the work
     chroma = np.abs(a[..., 0] - a[..., 1]) + np.abs(a[..., 1] - a[..., 2]) + np.abs(a[..., 0] - a[..., 2])
     coloured = float((chroma > lim.colour_step).mean())
     if coloured > lim.max_colour_fraction:
