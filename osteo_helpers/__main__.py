@@ -58,8 +58,8 @@ def _data_check(args: argparse.Namespace) -> int:
         print(data.format_findings(findings))
     unreadable = findings["unreadable_images"]
     if unreadable:
-        print(f"error: {len(unreadable)} image(s) cannot be decoded: {', '.join(u['path'] for u in unreadable)}",
-              file=sys.stderr)
+        print(f"error: {len(unreadable)} image(s) cannot be decoded: "
+              + "; ".join(f"{u['path']} ({u['error']})" for u in unreadable), file=sys.stderr)
         return 1
     return 0
 

@@ -155,11 +155,13 @@ def _folders(root: Path) -> set[Path]:
 
 
 def remove_new_empty_folders(root: Path, existed: set[Path]) -> None:
-    """Remove the folders made since ``existed`` was taken that are empty (deepest first), up to and above
-    ``root``: what a failed command created and never filled."""
+    """Remove the folders made since ``existed`` was taken that are empty, or hold only the run's record
+    (deepest first), up to and above ``root``: what a failed command created and never filled."""
     made = [p for p in _folders(root) if p not in existed]
     for path in sorted(made, key=lambda p: len(p.parts), reverse=True):
         try:
+            if [p.name for p in path.iterdir()] == [IDENTITY_NAME]:  # the record of a run that made nothing
+                (path / IDENTITY_NAME).unlink()
             path.rmdir()  # only an empty folder goes
         except OSError:
             pass

@@ -228,22 +228,29 @@ def _coarse(img: np.ndarray) -> tuple[np.ndarray, np.ndarray, list, int, bool] |
     return s, body, bands, f, inverted
 
 
+#: plateau width as a fraction of the image's long side where `find_joint` accepts a joint (the study's
+#: 382 knee bands: 0.117-0.332; a gray gradient spans the whole image, noise finds a sliver)
+JOINT_PLATEAU_FRAC = (0.08, 0.45)
+
+
 def find_joint(image: np.ndarray) -> str | None:
     """None when some knee band holds a joint line with bone above and below it (a femur over a tibia:
-    the coarse stage of `detect_knees`, which all 239 study images pass); else why not.
+    the coarse stage of `detect_knees`) and a tibial plateau of a knee's share of the picture
+    (`JOINT_PLATEAU_FRAC`); else why not. All 239 study images pass.
 
     Cheaper and more tolerant than a full detection (no ROI or shaft checks): the knee check of
-    ``predict`` (`radiograph_check`), which must not refuse a real knee the ROI rules reject."""
+    ``predict`` (`radiograph_check`), which must not reject a real knee the ROI rules reject."""
     coarse = _coarse(as_grayscale(image))
     if isinstance(coarse, LocalisationResult):
         return "; ".join(coarse.failures)
     s, body, bands, _, _ = coarse
     reasons = []
+    low, high = JOINT_PLATEAU_FRAC
     for band in bands:
         g, why = localise_band(s, body, band)
-        if g is not None:
+        if g is not None and low <= g["W"] / max(s.shape) <= high:
             return None
-        reasons.append(why)
+        reasons.append(why or f"a plateau {g['W'] / max(s.shape):.0%} of the image wide is no knee's")
     return "; ".join(r for r in reasons if r) or "no knee joint found"
 
 
