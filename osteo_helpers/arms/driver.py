@@ -187,7 +187,10 @@ class FoldCache:
         except ArmStateError as exc:
             raise FoldCacheError(str(exc)) from exc
 
-    def load(self, key: str, expected_ids: set[str], columns: list[str]) -> tuple[Arm, pd.DataFrame]:
+    def load(self, key: str, expected_ids: set[str], columns: list[str],
+             with_arm: bool = True) -> tuple[Arm | None, pd.DataFrame]:
+        """The fold's arm (None unless ``with_arm``: rebuilding it costs more than the rest, and the
+        out-of-fold table needs only the predictions) and predictions, every file verified first."""
         info = self.record()
         if info.get("fingerprint") != key:
             raise FoldCacheError(f"{self.folder / 'done.json'}: made with other settings, data, labels or code")
@@ -195,7 +198,7 @@ class FoldCache:
             self.read(name, info)
         pred = self.predictions(info)
         check_predictions(pred, expected_ids, columns, self.folder / "predictions.csv")
-        return self.arm(info), pred
+        return (self.arm(info) if with_arm else None), pred
 
     def save(self, key: str, arm: Arm, pred: pd.DataFrame, info: dict) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -253,12 +256,12 @@ def cross_validate(name: str, rows: pd.DataFrame, folds: pd.DataFrame, task: str
             key = fold_fingerprint(arm, rows, y, train, test)
             store = FoldCache(folder / f"seed{seed}_fold{fold}")
             try:
-                fitted, pred = store.load(key, set(ids[test]), columns)
+                fitted, pred = store.load(key, set(ids[test]), columns, with_arm=keep_arms)
                 reused += 1
             except FoldCacheError as exc:
                 if store.folder.exists():
                     progress.note(f"retraining {name} seed {seed} fold {fold}: {exc}")
-        if fitted is None:
+        if pred is None:
             progress.report("fold", arm=name, task=fit_task.name, fold=k + 1, folds=len(fold_list),
                             elapsed=time.time() - started)
             fitted = arm.fit(rows.iloc[np.flatnonzero(train)], y[train])

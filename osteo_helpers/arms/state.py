@@ -189,18 +189,18 @@ def _build(config: dict[str, Any], prefix: str, tensors: dict[str, torch.Tensor]
 
 
 def _trusted_sklearn(data: bytes, path: Path) -> dict[str, Any]:
-    """The scikit-learn parts, opened only when skops finds no type outside its defaults and TRUSTED_TYPES."""
+    """The scikit-learn parts, opened only when skops finds no type outside its defaults and TRUSTED_TYPES
+    (skops audits the whole file before it constructs anything)."""
     import skops.io
+    from skops.io.exceptions import UntrustedTypesFoundException
 
     try:
-        named = skops.io.get_untrusted_types(data=data)
+        return skops.io.loads(data, trusted=sorted(TRUSTED_TYPES))
+    except UntrustedTypesFoundException as exc:
+        foreign = ", ".join(str(exc).split("[", 1)[-1].rstrip("]").split(", ")[:3])
+        raise ArmStateError(f"{path}: names type(s) outside the trusted list ({foreign}); refused unread") from exc
     except Exception as exc:  # not a skops file: a zip error, a schema error; all mean "refuse"
-        raise ArmStateError(f"{path}: not a scikit-learn (skops) file ({type(exc).__name__}); refused unread") from exc
-    foreign = sorted(set(named) - TRUSTED_TYPES)
-    if foreign:
-        raise ArmStateError(f"{path}: names type(s) outside the trusted list ({', '.join(foreign[:3])}); "
-                            "refused unread")
-    return skops.io.loads(data, trusted=named)
+        raise ArmStateError(f"{path}: not a scikit-learn (skops) file ({type(exc).__name__}); refused") from exc
 
 
 def load_arm(folder: Path, checksums: dict[str, str], stem: str = "arm") -> Arm:
