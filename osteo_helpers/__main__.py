@@ -311,9 +311,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Fit fusion and clinical (normal vs low BMD) and fusion_tscore (the T-score) on ALL patients "
                     "(a refit on every patient: the cross-validated report estimates how this procedure performs; "
                     "no patient is held out), each with its screening threshold at the profile's "
-                    "target_sensitivity, and write a self-contained bundle: arms/* (JSON, safetensors, skops: no pickle), "
-                    "bundle.json (settings, "
-                    "threshold, calibration, training ranges, data checksums, versions, commit) and MODEL_CARD.md. "
+                    "target_sensitivity, and write a self-contained bundle: arms/* (JSON, safetensors, skops: no "
+                    "pickle), bundle.json (settings, threshold, calibration, training ranges, data checksums, "
+                    "versions, commit, the SHA-256 of every arm file) and MODEL_CARD.md. "
                     "The folder is replaced atomically; it is refused inside the dataset folder.")
     _add_profile_options(final)
     final.add_argument("--out", required=True, metavar="DIR", help="the bundle folder (new, empty, or a bundle to "
