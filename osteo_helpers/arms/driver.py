@@ -147,8 +147,17 @@ class FoldCache:
     FORMAT = 2
     LEGACY_FILES = ("arm.pt",)
 
+    #: in an arm's folder: the folds of its latest cross-validation, the only ones explanations read
+    CURRENT = "current.json"
+
     def __init__(self, folder: Path) -> None:
         self.folder = Path(folder)
+
+    @classmethod
+    def mark_current(cls, arm_folder: Path, folds: list[str]) -> None:
+        """Record which fold folders the latest cross-validation used: folds of other settings may stay
+        beside them (kept for reuse), and must never be mixed into this run's figures."""
+        atomic_write_text(Path(arm_folder) / cls.CURRENT, json.dumps({"folds": folds}))
 
     def record(self) -> dict:
         """done.json, checked to describe a finished fold of this format; FoldCacheError otherwise."""
@@ -276,6 +285,8 @@ def cross_validate(name: str, rows: pd.DataFrame, folds: pd.DataFrame, task: str
         parts.append(pred)
         if keep_arms:
             arms.append(fitted)
+    if folder is not None:
+        FoldCache.mark_current(folder, [f"seed{seed}_fold{fold}" for seed, fold, _ in fold_list])
     if folder is not None and reused:
         progress.note(f"{name} ({fit_task.name}{tag}): reusing {reused} of {len(fold_list)} folds")
     progress.report("arm_done", arm=name, task=fit_task.name, seconds=time.time() - started, reused=reused)
@@ -317,9 +328,15 @@ def _finished_folds(cache: Path, name: str, fit_task: str, tag: str = "") -> lis
     """The folds of an arm that finished, each with its verified done.json (FoldCacheError otherwise:
     cross_validate, which notebooks call first, has already rebuilt every fold it found damaged)."""
     folder = Path(cache) / name / f"{fit_task}{tag}"
+    current = folder / FoldCache.CURRENT
+    if current.is_file():  # the folds of the latest cross-validation, not those of other settings beside them
+        names = json.loads(current.read_text())["folds"]
+        folders = [folder / n for n in names if (folder / n / "done.json").is_file()]
+    else:
+        folders = [done.parent for done in sorted(folder.glob("seed*_fold*/done.json"))]
     out = []
-    for done in sorted(folder.glob("seed*_fold*/done.json")):
-        store = FoldCache(done.parent)
+    for path in folders:
+        store = FoldCache(path)
         out.append((store, store.record()))
     return out
 

@@ -131,3 +131,15 @@ def test_train_final_run_check_compares_every_image(cohort, tmp_path):
                                                      "data": pipeline.data_checksums(data_root)}))
     with pytest.raises(config.UsageError, match="made on other data"):
         run_evidence(run, profile, data_root)
+
+
+def test_explanations_read_only_the_folds_of_the_latest_cross_validation(cohort, profile, tmp_path):
+    from osteo_helpers import arms
+
+    rows, folds, _ = cohort
+    for used in (folds, folds[folds["seed"] == 5]):  # two repeats, then one: the second repeat's folds stay
+        arms.cross_validate("clinical", rows, used, "binary", profile=profile, cache=tmp_path, progress_bar=False,
+                            screening=False)
+    assert len(list((tmp_path / "clinical" / "binary").glob("seed6_fold*/done.json"))) == 3
+    fitted = arms.load_fold_arms(tmp_path, "clinical", "binary")
+    assert [(a.seed_, a.fold_) for a in fitted] == [(5, 0), (5, 1), (5, 2)]
