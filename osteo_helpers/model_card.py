@@ -230,6 +230,9 @@ def model_card(facts: dict[str, Any]) -> str:
         f"{cohort['cross_class_duplicate_groups']} of them across diagnoses; clinical records entered twice (one "
         f"person under two IDs): {cohort['duplicate_clinical_records']} group(s). Cross-validation keeps each "
         "group on one side.",
+        "- **Left out of training** (a value or image outside the hard limits of data/plausibility.py): "
+        + ("; ".join(f"{pid} ({why})" for pid, why in cohort.get("excluded_impossible", {}).items()) or "none")
+        + ".",
         "- **Labels** are WHO classes of a quantitative-ultrasound (QUS) T-score, not DXA, the reference standard.",
         "- **No external validation**: one source, one acquisition protocol, one population.", "",
         "## Performance (cross-validated, 95% CI)", "",
