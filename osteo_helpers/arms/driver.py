@@ -191,9 +191,7 @@ class FoldCache:
     def arm(self, info: dict) -> Arm:
         try:
             return load_arm(self.folder, {k: v for k, v in info["files"].items() if k in arm_files()})
-        except ChecksumError as exc:
-            raise FoldCacheError(str(exc)) from exc
-        except ArmStateError as exc:
+        except (ChecksumError, ArmStateError) as exc:
             raise FoldCacheError(str(exc)) from exc
 
     def load(self, key: str, expected_ids: set[str], columns: list[str],
