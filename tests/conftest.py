@@ -220,6 +220,29 @@ def synthetic_dataset(tmp_path: Path) -> SyntheticDataset:
     return make_dataset(tmp_path / "knee-osteoporosis")
 
 
+#: the small model bundle that several test modules load: 30 synthetic patients at 32 px, made once a session
+BUNDLE_COUNTS = {"normal": 10, "osteopenia": 10, "osteoporosis": 10}
+BUNDLE_SETTINGS = {"image_size": "32", "num_threads": "1", "batch_size": "8"}
+
+
+@pytest.fixture(scope="session")
+def bundle_dataset(tmp_path_factory: pytest.TempPathFactory) -> SyntheticDataset:
+    return make_dataset(tmp_path_factory.mktemp("bundle-data") / "knee-osteoporosis", counts=BUNDLE_COUNTS, seed=4)
+
+
+@pytest.fixture(scope="session")
+def small_bundle(tmp_path_factory: pytest.TempPathFactory, bundle_dataset: SyntheticDataset):
+    """(the bundle as fitted in memory, its folder): train-final on `bundle_dataset` (about 7 s, once a
+    session). A test that damages the bundle works on a copy of the folder."""
+    from osteo_helpers.bundle import train_final
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(config.CACHE_ENV_VAR, str(tmp_path_factory.mktemp("bundle-cache")))
+        mp.setenv("TQDM_DISABLE", "1")
+        out = tmp_path_factory.mktemp("bundles") / "model"
+        return train_final("smoke", out, bundle_dataset.root, BUNDLE_SETTINGS, progress=False), out
+
+
 @pytest.fixture
 def synthetic_dataset_factory(tmp_path: Path) -> Callable[..., SyntheticDataset]:
     """Build variants: factory(name, **make_dataset options)."""

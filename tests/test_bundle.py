@@ -41,15 +41,14 @@ def env(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory, synth):
-    return synth.make_dataset(tmp_path_factory.mktemp("bundle-data") / "knee-osteoporosis", counts=COUNTS, seed=4)
+def dataset(bundle_dataset):
+    return bundle_dataset
 
 
 @pytest.fixture(scope="module")
-def fitted(tmp_path_factory, dataset, env):
-    """(the bundle as fitted in memory, its folder)."""
-    out = tmp_path_factory.mktemp("bundles") / "model"
-    return train_final("smoke", out, dataset.root, SETTINGS, progress=False), out
+def fitted(small_bundle, env):
+    """(the bundle as fitted in memory, its folder): the session's (conftest.small_bundle, SETTINGS)."""
+    return small_bundle
 
 
 def _sets() -> list[str]:

@@ -24,8 +24,6 @@ from osteo_helpers import config, data, splits
 from osteo_helpers.images import ImageCache
 
 COUNTS = {"normal": 10, "osteopenia": 10, "osteoporosis": 10}
-#: a tiny, quick model bundle (as tests/test_bundle.py)
-BUNDLE_SETTINGS = {"image_size": "32", "num_threads": "1", "batch_size": "8"}
 
 
 @pytest.fixture
@@ -54,15 +52,9 @@ def profile():
 
 
 @pytest.fixture(scope="package")
-def saved_bundle(tmp_path_factory, cohort):
-    """(the bundle as fitted in memory, its folder): train-final on the synthetic cohort (about 8 s)."""
-    from osteo_helpers.bundle import train_final
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv(config.CACHE_ENV_VAR, str(tmp_path_factory.mktemp("bundle-cache")))
-        mp.setenv("TQDM_DISABLE", "1")
-        out = tmp_path_factory.mktemp("bundles") / "model"
-        return train_final("smoke", out, cohort[2].root, BUNDLE_SETTINGS, progress=False), out
+def saved_bundle(small_bundle):
+    """(the bundle as fitted in memory, its folder): the session's small bundle (tests/conftest.py)."""
+    return small_bundle
 
 
 class _Planted:
@@ -105,5 +97,4 @@ def make():
     """The builders above, for the tests (a module of a test folder is not imported by name)."""
     import types
 
-    return types.SimpleNamespace(planted_pickle=planted_pickle, image_bytes=image_bytes, bomb_jpeg=bomb_jpeg,
-                                 settings=BUNDLE_SETTINGS)
+    return types.SimpleNamespace(planted_pickle=planted_pickle, image_bytes=image_bytes, bomb_jpeg=bomb_jpeg)
