@@ -50,7 +50,7 @@ def check_profile_on_data(profile: Profile, data_dir: Path) -> None:
     clinical = data.load_clinical(Path(data_dir) / SPREADSHEET_NAME)
     cohort = data.modelling_table(data.build_manifest(data_dir, clinical), clinical)
     cohort = cohort[~cohort["patient_id"].isin(excluded_rows(cohort))]
-    splits.check_fold_count(cohort, "label_3class", profile.n_folds)
+    splits.check_fold_count(cohort, "label_3class", profile.n_folds, class_names=data.CLASSES_3)
 
 
 class Study:
