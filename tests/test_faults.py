@@ -1,4 +1,7 @@
-"""Faults a run must survive or refuse: writes into the data, two writers, how a run ended, stale caches."""
+"""Faults a run must survive or refuse: writes into the data, two writers, how a run ended, stale caches.
+
+The faults of issue 21 (verified files, no pickle, one run per folder, impossible inputs, one line,
+leftovers) have a package of their own, one module per family: tests/faults/."""
 
 from __future__ import annotations
 
