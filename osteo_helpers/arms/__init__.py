@@ -6,7 +6,8 @@
   1-NN on pixels and the image-biomarker regressions.
 - `networks`: the image network, the concatenation fusion and the residual arms.
 - `roi`: the ROI networks on per-knee tiles.
-- `driver`: cross-validation over the shared folds, the fold cache, the OOF format.
+- `driver`: cross-validation over the shared folds, the fold cache (every file checksummed), the OOF format.
+- `state`: a fitted arm as files without pickle (JSON, safetensors, skops), for the fold cache and the bundle.
 
 Adding an arm is one class with ``@register("name")`` in one of these modules.
 """
