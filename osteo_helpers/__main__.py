@@ -4,7 +4,8 @@
 Errors a user can act on are one line on stderr (`predict`: one line per bad input): exit 2 when
 the command cannot start with the input given (UsageError: an option, a `--set` value, a folder, a
 cohort spec, a patient's input; a missing dataset; an image that cannot be read), before any work;
-exit 1 when the data or a run turned out bad (findings, checksums, a failed notebook).
+exit 1 when the data or a run turned out bad (findings, checksums, a failed notebook). Ctrl-C ends any
+command with one line and exit 130.
 """
 
 from __future__ import annotations
@@ -16,6 +17,9 @@ from pathlib import Path
 
 from . import __version__
 from .config import PROFILES, DataNotFoundError, UsageError, get_profile
+
+#: what Ctrl-C prints (exit status 130): finished folds and cached images are kept, half-written files are not
+INTERRUPTED = "interrupted; run the same command again to resume"
 
 
 def _parse_overrides(items: list[str]) -> dict[str, str]:
@@ -36,7 +40,7 @@ def _checked_overrides(args: argparse.Namespace) -> dict[str, str]:
     profile = get_profile(args.profile, **overrides)
     from .models import require_weights
 
-    require_weights(profile.encoder, profile.weights)
+    require_weights(profile.encoder, profile.weights, profile.cnn_width)
     from . import executor
 
     executor.configure(executor.from_options(args.workers, args.ray, args.fits_per_gpu))
@@ -56,8 +60,8 @@ def _check(spec: str | None, data_dir: str | None, as_json: bool) -> int:
         print(data.format_findings(findings))
     unreadable = findings["unreadable_images"]
     if unreadable:
-        print(f"error: {len(unreadable)} image(s) cannot be decoded: {', '.join(u['path'] for u in unreadable)}",
-              file=sys.stderr)
+        print(f"error: {len(unreadable)} image(s) cannot be decoded: "
+              + "; ".join(f"{u['path']} ({u['error']})" for u in unreadable), file=sys.stderr)
         return 1
     return 0
 
@@ -105,9 +109,19 @@ def _ablation(args: argparse.Namespace) -> int:
         raise UsageError(f"--permute-labels: {args.permute_labels} is not allowed (must be >= 0)")
     dataset = Cohort.open(args.cohort, args.data_dir)  # spec, folder and layout: checked before any work
     out = check_output_folder(args.out, "--out", dataset.root)
+    from .study import check_profile_on_data
+
+    profile = get_profile(args.profile, **overrides)
+    check_profile_on_data(profile, dataset)
     with exclusive(out):
         from .ablation import run_ablation
+        from .runfolder import claim_for_run, run_identity, why_moved
 
+        settings = {**profile.to_dict(), "task": args.task, "permute_labels": args.permute_labels,
+                    "biomarkers": args.biomarkers}
+        moved = claim_for_run(out, run_identity("ablation", settings, dataset))
+        if moved is not None:
+            print(why_moved(out, moved))
         path = run_ablation(args.profile, args.task, out, data_dir=str(dataset.root),
                             permute_labels=args.permute_labels, overrides=overrides, biomarkers=args.biomarkers,
                             cohort=dataset.spec.source)
@@ -428,8 +442,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Fit fusion and clinical (normal vs low BMD) and fusion_tscore (the T-score) on ALL patients "
                     "(a refit on every patient: the cross-validated report estimates how this procedure performs; "
                     "no patient is held out), each with its screening threshold at the profile's "
-                    "target_sensitivity, and write a self-contained bundle: arms/*.pt, bundle.json (settings, "
-                    "threshold, calibration, training ranges, data checksums, versions, commit) and MODEL_CARD.md. "
+                    "target_sensitivity, and write a self-contained bundle: arms/* (JSON, safetensors, skops: no "
+                    "pickle), bundle.json (settings, threshold, calibration, training ranges, data checksums, "
+                    "versions, commit, the SHA-256 of every arm file) and MODEL_CARD.md. "
                     "The folder is replaced atomically; it is refused inside the dataset folder.")
     _add_profile_options(final)
     final.add_argument("--out", required=True, metavar="DIR", help="the bundle folder (new, empty, or a bundle to "
@@ -468,6 +483,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
+    except KeyboardInterrupt:
+        print(f"\n{INTERRUPTED}", file=sys.stderr)
+        return 130
     except Exception as exc:
         status = exit_status(exc)
         if status is None:

@@ -8,14 +8,18 @@ screening threshold (``threshold_``) at the profile's target sensitivity while f
 A bundle folder::
 
     bundle.json      the facts: profile, classes, threshold, calibration, inputs and their training
-                     ranges, data checksums, package versions, commit, and a self-check
-    arms/<arm>.pt    the fitted arm objects (network weights, fitted clinical transforms), torch.save
+                     ranges, data checksums, package versions, commit, a self-check, the SHA-256
+                     of every arm file, and its own seal (the SHA-256 of the rest of the facts)
+    arms/<arm>.json, .safetensors, .skops
+                     the fitted arms (`arms.state`: configuration as JSON, tensors as safetensors,
+                     scikit-learn parts as skops; never a pickle)
     MODEL_CARD.md    generated from bundle.json (model_card.py)
 
-Loading needs no training data. The arms are pickles: `Bundle.load` refuses a bundle of another
-format or made with other package versions, and re-scores the saved self-check input, so a bundle
-that would not give the predictions it gave when saved is never used. Load only bundles you trust
-(unpickling runs code).
+Loading needs no training data and runs no code from the folder. `Bundle.load` checks, before
+using anything: the format (a format-1 bundle of pickled arms is refused with how to rebuild it),
+the seal and every key it reads, the package versions, every arm file's SHA-256, and then
+re-scores the saved self-check input, so a bundle that would not give the predictions it gave
+when saved is never used. Every refusal is one line naming the file.
 """
 
 from __future__ import annotations
@@ -41,14 +45,20 @@ from .patients import Patient, as_rows
 from .tabular import BOOLEAN_FEATURES, CATEGORICAL_FEATURES, CLINICAL_FEATURES, INPUT_FEATURES, available_inputs
 from .tasks import CLASSES_3, CLASSES_BINARY, TASKS
 
-BUNDLE_FORMAT = 1
+#: 2: arms as JSON + safetensors + skops with checksums (1: pickled arms, refused)
+BUNDLE_FORMAT = 2
+#: the facts `Bundle.load` reads, as key paths: a bundle lacking one is refused in one line
+REQUIRED_FACTS: tuple[tuple[str, ...], ...] = (
+    ("seal",), ("files",), ("versions",), ("git",), ("training_ranges", "numeric"),
+    ("training_ranges", "categories"), ("screening", "threshold"), ("inputs", "used"), ("profile", "image_size"),
+    ("self_check", "input"), ("self_check", "output"))
 FACTS_NAME = "bundle.json"
 CARD_NAME = "MODEL_CARD.md"
 #: the saved arms and the task each is fitted for (``fusion_tscore`` fits the T-score)
 BUNDLE_ARMS: dict[str, str] = {"fusion": "binary", "clinical": "binary", "fusion_tscore": "tscore"}
 #: the arm whose P(low BMD) and threshold make the screening decision
 SCREENING_ARM = "fusion"
-#: packages whose versions must match for the pickled arms to load as they were saved
+#: packages whose versions must match for the saved arms to predict as they did when saved
 CHECKED_PACKAGES = ("torch", "scikit-learn", "numpy")
 PREDICTION_COLUMNS = ("p_low_bmd", "p_low_bmd_clinical", "p_normal", "p_osteopenia", "p_osteoporosis",
                       "t_score_mean", "t_score_low", "t_score_high", "screen_positive")
@@ -66,8 +76,8 @@ def versions() -> dict[str, str]:
 
 
 def _compatible(saved: dict[str, str], here: dict[str, str]) -> list[str]:
-    """The packages whose versions differ where a pickle cares: osteo_helpers and scikit-learn exactly,
-    torch to the minor version, numpy to the major."""
+    """The packages whose versions differ where the saved state's meaning may change: osteo_helpers and
+    scikit-learn exactly, torch to the minor version, numpy to the major."""
     depth = {"osteo_helpers": None, "scikit-learn": None, "torch": 2, "numpy": 1}
     bad = []
     for name, parts in depth.items():
@@ -164,12 +174,14 @@ class Bundle:
         })
 
     def score(self, patients: list[Patient]) -> pd.DataFrame:
-        """One row per patient: ``patient_id``, the predictions and ``warnings`` (inputs unlike the training data)."""
+        """One row per patient: ``patient_id``, the predictions and ``warnings`` (inputs unlike the training data,
+        an image not recognised as a knee radiograph)."""
         rows = as_rows(patients)
         out = self.predict(rows)
         out.insert(0, "patient_id", rows["patient_id"].to_numpy())
         ranges = self.facts["training_ranges"]
-        out["warnings"] = ["; ".join(range_warnings(row, ranges)) for _, row in rows.iterrows()]
+        out["warnings"] = ["; ".join(range_warnings(row, ranges) + patient.flags)
+                           for (_, row), patient in zip(rows.iterrows(), patients, strict=True)]
         return out
 
     # -- the self-check ----------------------------------------------------------------------
@@ -205,54 +217,84 @@ class Bundle:
 
     # -- files -------------------------------------------------------------------------------
     def save(self, folder: Path) -> None:
-        """Write the arms, bundle.json and MODEL_CARD.md into an empty folder."""
-        import torch
-
+        """Write the arms, bundle.json (with the arms' checksums, sealed) and MODEL_CARD.md into an empty folder."""
+        from .arms.state import save_arm
         from .model_card import model_card
 
         (folder / "arms").mkdir(parents=True)
+        files = {}
         for name, arm in self.arms.items():
-            torch.save(arm, folder / "arms" / f"{name}.pt")
+            files.update({f"arms/{k}": v for k, v in save_arm(arm, folder / "arms", stem=name).items()})
+        self.facts["files"] = files
+        self.facts["seal"] = seal(self.facts)
         atomic_write_text(folder / FACTS_NAME, json.dumps(self.facts, indent=2, default=str))
         atomic_write_text(folder / CARD_NAME, model_card(self.facts))
 
     @classmethod
     def load(cls, folder: str | os.PathLike) -> Bundle:
-        """A saved bundle, checked: format, package versions, every arm, the self-check."""
-        import torch
-
-        from .arms import Arm
+        """A saved bundle, checked before use: format, seal, keys, package versions, every arm file's
+        SHA-256, the self-check. UsageError (one line naming the file) for anything else."""
+        from .arms.state import ArmStateError, load_arm
+        from .fileio import ChecksumError
 
         folder = Path(folder)
-        facts_path = folder / FACTS_NAME
-        if not facts_path.is_file():
-            raise UsageError(f"--model {folder}: not a model bundle (no {FACTS_NAME}); make one with "
-                             "`osteo train-final --profile P --out DIR`")
-        try:
-            facts = json.loads(facts_path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise UsageError(f"--model {facts_path}: unreadable ({type(exc).__name__})") from exc
-        if not isinstance(facts, dict) or facts.get("format") != BUNDLE_FORMAT:
-            found = facts.get("format") if isinstance(facts, dict) else "?"
-            raise UsageError(f"--model {facts_path}: bundle format {found}, this osteo_helpers reads format "
-                             f"{BUNDLE_FORMAT}")
-        mismatched = _compatible(facts.get("versions", {}), versions())
+        facts = read_facts(folder)
+        mismatched = _compatible(facts["versions"], versions())
         if mismatched:
             raise UsageError(f"--model {folder}: saved with {', '.join(mismatched)}; install the versions in "
                              f"{FACTS_NAME} or retrain with train-final")
         arms = {}
         for name, task in BUNDLE_ARMS.items():
-            path = folder / "arms" / f"{name}.pt"
+            files = {k.removeprefix("arms/"): v for k, v in facts["files"].items() if k.startswith(f"arms/{name}.")}
             try:
-                arm = torch.load(path, map_location="cpu", weights_only=False)
-            except Exception as exc:  # a missing or damaged pickle fails in many ways; all mean the same
-                raise UsageError(f"--model {folder}: arms/{name}.pt cannot be loaded ({type(exc).__name__})") from exc
-            if not isinstance(arm, Arm) or arm.task != task:
-                raise UsageError(f"--model {folder}: arms/{name}.pt is not a fitted {name} arm")
+                arm = load_arm(folder / "arms", files, stem=name)
+            except (ChecksumError, ArmStateError) as exc:
+                raise UsageError(f"--model {folder}: {exc}; the bundle is damaged or not this code's: rebuild it "
+                                 "with `osteo train-final`") from exc
+            if arm.task != task:
+                raise UsageError(f"--model {folder}: arms/{name}.json is not a fitted {name} arm (task {arm.task})")
             arms[name] = arm
         bundle = cls(facts, arms, folder)
         bundle.verify()
         return bundle
+
+
+def seal(facts: dict[str, Any]) -> str:
+    """SHA-256 of the facts without their seal (canonical JSON): bundle.json's own checksum."""
+    import hashlib
+
+    rest = {k: v for k, v in facts.items() if k != "seal"}
+    return hashlib.sha256(json.dumps(rest, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def read_facts(folder: Path) -> dict[str, Any]:
+    """bundle.json, checked: a bundle of this format, unchanged since saved, with every key loading reads."""
+    facts_path = folder / FACTS_NAME
+    if not facts_path.is_file():
+        raise UsageError(f"--model {folder}: not a model bundle (no {FACTS_NAME}); make one with "
+                         "`osteo train-final --profile P --out DIR`")
+    try:
+        facts = json.loads(facts_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UsageError(f"--model {facts_path}: unreadable ({type(exc).__name__})") from exc
+    found = facts.get("format") if isinstance(facts, dict) else "?"
+    if found == 1:
+        raise UsageError(f"--model {facts_path}: a format-1 bundle (pickled arms), which this osteo_helpers never "
+                         f"loads; rebuild it with `osteo train-final --profile P --out {folder}`")
+    if found != BUNDLE_FORMAT:
+        raise UsageError(f"--model {facts_path}: bundle format {found}, this osteo_helpers reads format "
+                         f"{BUNDLE_FORMAT}")
+    for path in REQUIRED_FACTS:
+        node: Any = facts
+        for depth, key in enumerate(path):
+            if not isinstance(node, dict) or key not in node:
+                raise UsageError(f"--model {facts_path}: lacks {'.'.join(path[:depth + 1])}; rebuild the bundle with "
+                                 "`osteo train-final`")
+            node = node[key]
+    if facts["seal"] != seal(facts):
+        raise UsageError(f"--model {facts_path}: content changed since it was written (its seal does not match); "
+                         "rebuild the bundle with `osteo train-final`")
+    return facts
 
 
 # ----------------------------------------------------------------------------- train-final
@@ -306,6 +348,7 @@ def cohort_facts(study: Any) -> dict[str, Any]:
         "duplicate_image_groups": len(findings["duplicate_groups"]),
         "cross_class_duplicate_groups": len(findings["cross_class_duplicate_groups"]),
         "duplicate_clinical_records": len(findings["duplicate_clinical_records"]),
+        "excluded_impossible": dict(study.excluded),
     }
 
 
@@ -347,7 +390,7 @@ def make_bundle(study: Any, overrides: dict[str, Any], run: dict[str, Any] | Non
         "profile": profile.to_dict(), "overrides": overrides,
         "training": ("refit on all patients: no patient is held out; the performance of this procedure "
                      "is the cross-validated estimate of the run's report"),
-        "arms": {name: {"file": f"arms/{name}.pt", "class": type(arm).__name__, "task": arm.task,
+        "arms": {name: {"file": f"arms/{name}.json", "class": type(arm).__name__, "task": arm.task,
                         "threshold": float(arm.threshold_), "inputs": used_inputs(arm),
                         "image": bool(getattr(arm, "uses_image", False))} for name, arm in arms.items()},
         "classes": {"binary": list(CLASSES_BINARY), "3class": list(CLASSES_3)},
@@ -380,6 +423,12 @@ def _swap_in(built: Path, target: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
+def leftovers(target: Path) -> list[Path]:
+    """The hidden build and swap folders of earlier train-final runs into ``target`` (killed ones leave them)."""
+    return sorted(p for pattern in (f".{target.name}.building-*", f".{target.name}.old-*")
+                  for p in target.parent.glob(pattern) if p.is_dir())
+
+
 def check_bundle_target(out: str | os.PathLike, data_root: Path) -> Path:
     """The bundle folder, refused before any work: inside the data, a file, or a folder holding other things."""
     from .runfolder import check_output_folder
@@ -409,10 +458,11 @@ def train_final(profile: str, out: str | os.PathLike, data_dir: str | os.PathLik
     dataset = Cohort.open(cohort, data_dir)  # spec, folder and layout checked before any work
     data_root = dataset.root
     target = check_bundle_target(out, data_root)
-    evidence = run_evidence(Path(run_dir), prof) if run_dir else None
+    evidence = run_evidence(Path(run_dir), prof, data_root) if run_dir else None
     with exclusive(target.parent, lock_name=f".{target.name}.osteo-writer.lock"):
+        for stale in leftovers(target):  # what a killed train-final left; the lock says none is alive
+            shutil.rmtree(stale, ignore_errors=True)
         built = target.with_name(f".{target.name}.building-{os.getpid()}")
-        shutil.rmtree(built, ignore_errors=True)
         try:
             study = Study.open(profile, built / "scratch-run", data_root, cohort=dataset.spec.source, **overrides)
             bundle = make_bundle(study, overrides, evidence, progress)

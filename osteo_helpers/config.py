@@ -240,6 +240,9 @@ class Profile:
 
     def with_overrides(self, **overrides: Any) -> Profile:
         """Return a copy with fields replaced; unknown names raise (typos must not pass silently)."""
+        if "name" in overrides:
+            raise UsageError("profile field 'name' cannot be set: it names the built-in profile the settings start "
+                             "from; choose one with --profile (smoke, fast, full)")
         known = {f.name for f in dataclasses.fields(self)}
         unknown = sorted(set(overrides) - known)
         if unknown:
@@ -301,7 +304,7 @@ def profile_table() -> list[dict[str, str]]:
     return rows
 
 
-def get_profile(name: str, **overrides: Any) -> Profile:
+def get_profile(name: str, /, **overrides: Any) -> Profile:
     """Look up a named profile, applying overrides (e.g. from notebook parameters)."""
     if name not in PROFILES:
         raise UsageError(f"unknown profile {name!r}; choose one of {', '.join(sorted(PROFILES))}")
@@ -311,6 +314,26 @@ def get_profile(name: str, **overrides: Any) -> Profile:
 
 def _has_dataset(path: Path, table: str = SPREADSHEET_NAME) -> bool:
     return (path / table).is_file()
+
+
+def _why_not_a_dataset(path: Path) -> str:
+    """What a folder given as the dataset holds instead, in one line, with how to get the data."""
+    from .data.layout import IMAGE_EXTENSIONS
+
+    get = (f"get the dataset (CC BY 4.0, DOI {DATASET_DOI}) and install it with "
+           "`python -m osteo_helpers data import download.zip`")
+    if not path.exists():
+        return f"no such folder; {get}"
+    if not path.is_dir():
+        return f"is a file, not a folder; give the folder holding '{SPREADSHEET_NAME}' and the class folders"
+    entries = list(path.iterdir())
+    if not entries:
+        return f"the folder is empty; {get}"
+    images = sum(1 for p in path.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+    if images:
+        return (f"holds {images} image file(s) but no '{SPREADSHEET_NAME}' (the clinical table with the labels); "
+                f"copy it in from the download, or {get}")
+    return f"holds no '{SPREADSHEET_NAME}' and no images; {get}"
 
 
 def data_dir_candidates(explicit: str | os.PathLike | None = None) -> list[tuple[str, Path]]:
@@ -337,7 +360,7 @@ def resolve_data_dir(explicit: str | os.PathLike | None = None, table: str = SPR
         if _has_dataset(path, table):
             return path.resolve()
         if source == "argument":
-            break
+            raise DataNotFoundError(f"data folder {path}: {_why_not_a_dataset(path)}")
     looked = "\n".join(f"  - {src}: {p}" for src, p in candidates)
     if table != SPREADSHEET_NAME:
         raise DataNotFoundError(f"No cohort folder holding '{table}' was found. Looked in:\n{looked}\n"

@@ -38,9 +38,9 @@ def _records(table: pd.DataFrame) -> list[dict[str, Any]]:
     return json.loads(keep.to_json(orient="records"))
 
 
-def run_evidence(run_dir: Path, profile: Profile) -> dict[str, Any]:
-    """The cross-validated results of a run made with the bundle's training settings; UsageError otherwise
-    (checked before any training)."""
+def run_evidence(run_dir: Path, profile: Profile, data_dir: Path | None = None) -> dict[str, Any]:
+    """The cross-validated results of a finished run made with the bundle's training settings on the same
+    data; UsageError (one line, before any training) otherwise."""
     results = run_dir / "tables" / "results_binary.csv"
     if not results.is_file():
         raise UsageError(f"--run {run_dir}: no tables/results_binary.csv; give a finished run of this profile "
@@ -51,6 +51,10 @@ def run_evidence(run_dir: Path, profile: Profile) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         raise UsageError(f"--run {run_dir}: no readable provenance.json, so the settings that made its tables "
                          "are unknown; give a folder made by `osteo run`") from None
+    if not isinstance(record, dict) or record.get("status") != "finished":
+        status = record.get("status", "unknown") if isinstance(record, dict) else "unknown"
+        raise UsageError(f"--run {run_dir}: the run is {status}, not finished; its tables may be partial or "
+                         "another run's: finish it (`osteo run`) or leave --run out")
     ran = _training_fields(record.get("profile", {}))
     want = json.loads(json.dumps(_training_fields(profile.to_dict())))
     differ = sorted(k for k in set(ran) | set(want) if ran.get(k) != want.get(k))
@@ -58,6 +62,8 @@ def run_evidence(run_dir: Path, profile: Profile) -> dict[str, Any]:
         shown = ", ".join(f"{k}={ran.get(k)!r} (here {want.get(k)!r})" for k in differ[:4])
         raise UsageError(f"--run {run_dir}: made with other training settings: {shown}"
                          + (f" and {len(differ) - 4} more" if len(differ) > 4 else ""))
+    if data_dir is not None:
+        _check_same_data(run_dir, record, Path(data_dir))
     tables = run_dir / "tables"
     subgroups = {what: _records(pd.read_csv(tables / name)) for what, name in SUBGROUP_TABLES.items()
                  if (tables / name).is_file()}
@@ -67,6 +73,26 @@ def run_evidence(run_dir: Path, profile: Profile) -> dict[str, Any]:
     return {"folder": str(run_dir.resolve()), "run_id": record.get("run_id"), "status": record.get("status"),
             "commit": record.get("git", {}).get("commit"), "results": _records(pd.read_csv(results)),
             "subgroups": subgroups, "operating_points": points}
+
+
+def _check_same_data(run_dir: Path, record: dict[str, Any], data_dir: Path) -> None:
+    """UsageError unless the run read the same spreadsheet and image files as ``data_dir`` holds."""
+    from .config import SPREADSHEET_NAME
+    from .data import sha256_file
+
+    saved = (record.get("data") or {}).get("spreadsheet_sha256")
+    here = sha256_file(data_dir / SPREADSHEET_NAME)
+    if saved != here:
+        raise UsageError(f"--run {run_dir}: made on other data (spreadsheet SHA-256 {str(saved)[:12]}, here "
+                         f"{here[:12]} in {data_dir}); give a run of this dataset or leave --run out")
+    manifest = run_dir / "tables" / "manifest.csv"
+    if manifest.is_file():
+        table = pd.read_csv(manifest, dtype={"image_path": str, "image_sha256": str}).dropna(subset=["image_path"])
+        for rel, sha in zip(table["image_path"], table["image_sha256"], strict=True):
+            path = data_dir / rel
+            if not path.is_file() or sha256_file(path) != sha:
+                raise UsageError(f"--run {run_dir}: made on other data ({rel} differs from {path}); give a run of "
+                                 "this dataset or leave --run out")
 
 
 def _ci(rec: dict[str, Any] | list[float] | None) -> str:
@@ -232,6 +258,9 @@ def model_card(facts: dict[str, Any]) -> str:
         f"{cohort['cross_class_duplicate_groups']} of them across diagnoses; clinical records entered twice (one "
         f"person under two IDs): {cohort['duplicate_clinical_records']} group(s). Cross-validation keeps each "
         "group on one side.",
+        "- **Left out of training** (a value or image outside the hard limits of data/plausibility.py): "
+        + ("; ".join(f"{pid} ({why})" for pid, why in cohort.get("excluded_impossible", {}).items()) or "none")
+        + ".",
         "- **Labels** are WHO classes of a quantitative-ultrasound (QUS) T-score, not DXA, the reference standard.",
         "- **No external validation**: one source, one acquisition protocol, one population.", "",
         "## Performance (cross-validated, 95% CI)", "",

@@ -4,6 +4,9 @@ Weights are a keyword-only argument, as in torchvision: None (random initialisat
 torchvision weights name such as ``"DenseNet121_Weights.IMAGENET1K_V1"`` (``"imagenet"`` is the
 alias of the encoder's default ImageNet weights), resolved through torchvision's weights API
 with its hash check and cache under TORCH_HOME, or the path of a local checkpoint.
+
+Every network records its ``architecture`` (plain JSON: the constructor's arguments), so a saved
+network is rebuilt by `from_architecture` and given its tensors: no code is stored with it.
 """
 
 from __future__ import annotations
@@ -96,13 +99,15 @@ def weights_name(name: str, weights: str | Path | None) -> str:
     return str(resolved) if isinstance(resolved, Path) else f"{type(resolved).__name__}.{resolved.name}"
 
 
-def require_weights(name: str, weights: str | Path | None) -> None:
+def require_weights(name: str, weights: str | Path | None, width: int = 32) -> None:
     """Fail before any work when the weights a profile names cannot be loaded here (offline and not
-    cached, or a missing checkpoint); training from scratch must be asked for (weights=none)."""
+    cached, a missing checkpoint, a file that is not a checkpoint of this encoder); training from
+    scratch must be asked for (weights=none). A checkpoint is loaded into the encoder (tensors only)."""
     resolved = resolve_weights(name, weights)
     if isinstance(resolved, Path):
         if not resolved.is_file():
             raise WeightsUnavailableError(f"{resolved}: checkpoint file not found")
+        build_encoder(name, weights=resolved, width=width)
     elif resolved is not None:
         cached = Path(torch.hub.get_dir()) / "checkpoints" / resolved.url.rsplit("/", 1)[-1]
         if not cached.is_file():
@@ -129,10 +134,15 @@ def _torchvision_state_dict(weights: WeightsEnum) -> dict[str, torch.Tensor]:
 def _checkpoint_state_dict(path: Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise WeightsUnavailableError(f"{path}: checkpoint file not found")
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)  # tensors only: never runs code
+    except Exception as exc:  # unpickling refusals, zip and EOF errors: all mean "not a checkpoint"
+        raise WeightsUnavailableError(f"{path}: not a PyTorch checkpoint ({type(exc).__name__})") from exc
     for key in ("state_dict", "model", "model_state_dict"):
         if isinstance(state, dict) and key in state and isinstance(state[key], dict):
             state = state[key]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise WeightsUnavailableError(f"{path}: not a PyTorch checkpoint (no state dict of tensors)")
     return {k.removeprefix("module."): v for k, v in state.items()}
 
 
@@ -148,7 +158,11 @@ def build_encoder(name: str, *, weights: str | Path | None = None, width: int = 
     if name == "smallcnn":
         model: nn.Module = SmallCNN((width, 2 * width, 4 * width, 4 * width))
         if resolved is not None:
-            model.load_state_dict(_checkpoint_state_dict(resolved))
+            try:
+                model.load_state_dict(_checkpoint_state_dict(resolved))
+            except RuntimeError as exc:
+                raise WeightsUnavailableError(f"weights {weights!s} do not fit smallcnn of width {width}: "
+                                              f"{str(exc).splitlines()[0]}") from exc
     else:
         backbone = _torchvision_models().get_model(name, weights=None)
         if resolved is not None:
@@ -167,6 +181,7 @@ def build_encoder(name: str, *, weights: str | Path | None = None, width: int = 
             out_dim = backbone.classifier.in_features
             backbone.classifier = nn.Identity()
         model = GrayToRGB(backbone, out_dim)
+    model.architecture = {"name": name, "width": width}
     return model
 
 
@@ -199,6 +214,9 @@ class FusionNet(nn.Module):
         if mode in ("tabular", "fusion") and tabular_dim <= 0:
             raise ValueError(f"mode {mode!r} needs tabular_dim > 0")
         self.mode = mode
+        self.architecture = {"net": "FusionNet", "mode": mode, "n_outputs": n_outputs,
+                             "encoder": _encoder_architecture(encoder) if mode != "tabular" else None,
+                             "tabular_dim": tabular_dim, "hidden": hidden, "dropout": dropout}
         self.image_encoder = encoder if mode != "tabular" else None
         self.tabular_encoder = TabularMLP(tabular_dim) if mode != "image" else None
         width = (self.image_encoder.out_dim if self.image_encoder is not None else 0) + \
@@ -244,6 +262,9 @@ class ResidualNet(nn.Module):
         if (encoder is None) == (extra_dim <= 0):
             raise ValueError("ResidualNet needs exactly one correction: an image encoder or extra_dim > 0")
         self.base_dim = base_dim
+        self.architecture = {"net": "ResidualNet", "base_dim": base_dim, "n_outputs": n_outputs,
+                             "encoder": None if encoder is None else _encoder_architecture(encoder),
+                             "extra_dim": extra_dim, "embed_dim": embed_dim, "hidden": hidden, "dropout": dropout}
         self.base = nn.Linear(base_dim, n_outputs)
         self.image_encoder = encoder
         if encoder is not None:
@@ -284,3 +305,28 @@ class ResidualNet(nn.Module):
 
     def penalty(self) -> torch.Tensor:
         return torch.zeros(()) if self.last_correction is None else self.last_correction.pow(2).mean()
+
+
+def _encoder_architecture(encoder: nn.Module | None) -> dict | None:
+    """What `build_encoder` recorded; an encoder made otherwise is named, and `from_architecture` refuses it."""
+    if encoder is None:
+        return None
+    return getattr(encoder, "architecture", None) or {"name": None, "class": type(encoder).__name__}
+
+
+NETWORKS: dict[str, type[nn.Module]] = {"FusionNet": FusionNet, "ResidualNet": ResidualNet}
+
+
+def from_architecture(spec: dict) -> nn.Module:
+    """An untrained network of the recorded architecture (no pretrained weights: the caller loads its
+    saved tensors); ValueError for an architecture this code does not know."""
+    if not isinstance(spec, dict) or spec.get("net") not in NETWORKS:
+        raise ValueError(f"unknown network architecture {spec!r}")
+    args = {k: v for k, v in spec.items() if k != "net"}
+    enc = args.pop("encoder")
+    if enc is not None and enc.get("name") not in ENCODERS:
+        raise ValueError(f"encoder {enc!r} was not made by build_encoder: it cannot be rebuilt")
+    encoder = None if enc is None else build_encoder(enc["name"], weights=None, width=int(enc["width"]))
+    if spec["net"] == "FusionNet":
+        return FusionNet(args.pop("mode"), args.pop("n_outputs"), encoder, **args)
+    return ResidualNet(args.pop("base_dim"), args.pop("n_outputs"), encoder=encoder, **args)

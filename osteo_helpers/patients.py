@@ -3,7 +3,9 @@
 Inputs use the tidy names of the cohort table (``tabular.INPUT_FEATURES``), from command-line
 options or a CSV file with a ``patient_id`` column. Every problem is collected as one line naming
 the patient and the field, so a batch reports all its bad rows at once; nothing is scored until
-the inputs are known to be good (or the bad rows are explicitly skipped).
+the inputs are known to be good (or the bad rows are explicitly skipped). A value outside its hard
+limit (`data.plausibility.HARD_LIMITS`: an age of 300) is such a problem; an image that is not a
+knee radiograph is refused or flagged by the check of `radiograph_check`.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import pandas as pd
 
 from .config import UsageError
 from .data import IMAGE_EXTENSIONS, DataValidationError, find_images
+from .data.plausibility import value_problem
 from .tabular import (
     BOOLEAN_FEATURES,
     CATEGORICAL_FEATURES,
@@ -54,6 +57,8 @@ class Patient:
     values: dict[str, Any]
     image: np.ndarray | None = None
     problems: list[str] = field(default_factory=list)
+    #: things to say beside the score (the image was not recognised as a knee radiograph)
+    flags: list[str] = field(default_factory=list)
 
 
 def _is_missing(raw: Any) -> bool:
@@ -97,6 +102,10 @@ def check_values(patient_id: str, raw: Mapping[str, Any], required: tuple[str, .
             patient.values[name] = parse_field(name, raw.get(name))
         except ValueError as exc:
             patient.problems.append(f"patient {patient_id}: {name}: {exc}")
+            continue
+        impossible = value_problem(name, patient.values[name])
+        if impossible:
+            patient.problems.append(f"patient {patient_id}: {name}: {impossible}")
     for name in required:
         if _is_missing(raw.get(name)):
             patient.problems.append(f"patient {patient_id}: {name}: missing (required by the model)")
@@ -104,8 +113,10 @@ def check_values(patient_id: str, raw: Mapping[str, Any], required: tuple[str, .
 
 
 def load_image(patient: Patient, path: Path | None, size: int) -> None:
-    """Decode the knee image as the training images were (letterboxed to `size`), or record why not."""
+    """Check the file is a knee radiograph (`radiograph_check`), then decode it as the training images were
+    (letterboxed to `size`); or record why not."""
     from .images import decode_letterbox  # here, not at the top: the CLI's parser reads this module, torch is slow
+    from .radiograph_check import radiograph_problems
 
     if path is None:
         return
@@ -113,10 +124,17 @@ def load_image(patient: Patient, path: Path | None, size: int) -> None:
         patient.problems.append(f"patient {patient.patient_id}: image: {path}: no such file")
         return
     try:
+        refused, flag = radiograph_problems(Path(path))
+        if refused:
+            patient.problems.append(f"patient {patient.patient_id}: image: {path}: {refused}")
+            return
         patient.image = decode_letterbox(Path(path), size)
     except DataValidationError as exc:
         reason = str(exc).split(": ", 1)[-1]
         patient.problems.append(f"patient {patient.patient_id}: image: {path}: {reason}")
+        return
+    if flag:
+        patient.flags.append(f"image: {flag}")
 
 
 def single_patient(values: Mapping[str, Any], image: str | None, patient_id: str | None,

@@ -8,15 +8,18 @@ parameter cells, with a banner on every page when the numbers are not the study'
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +29,7 @@ from . import progress
 from .config import PROJECT_ROOT, Profile, RunPaths, changed_fields, get_profile, run_folder
 from .data import Cohort
 from .provenance import Provenance, run_record
-from .runfolder import check_output_folder, exclusive
+from .runfolder import check_output_folder, claim_for_run, exclusive, run_identity, why_moved
 
 NOTEBOOKS: tuple[str, ...] = (
     "notebooks/01_eda_manifest.ipynb",
@@ -106,16 +109,44 @@ def execute_notebook(source: Path, target: Path, parameters: dict[str, Any]) -> 
     # and the kernel has no "running over TCP without encryption" warning to print
     with tempfile.TemporaryDirectory(prefix="osteo-kernel-") as sockets:
         km = KernelManager(kernel_name="python3", transport="ipc", ip=str(Path(sockets) / "kernel"))
-        try:
-            pm.execute_notebook(str(source), str(target), parameters=parameters, kernel_name="python3",
-                                cwd=str(PROJECT_ROOT), progress_bar=False, log_output=False, km=km)
-        except PapermillExecutionError as exc:
-            raise _notebook_failure(source, target, exc) from exc
-        finally:
-            if km.has_kernel:
-                km.shutdown_kernel(now=False)
-            km.cleanup_resources()
+        with _interrupts_kernel(km) as interrupted:
+            try:
+                pm.execute_notebook(str(source), str(target), parameters=parameters, kernel_name="python3",
+                                    cwd=str(PROJECT_ROOT), progress_bar=False, log_output=False, km=km)
+            except PapermillExecutionError as exc:
+                if interrupted.is_set():
+                    raise KeyboardInterrupt from None
+                raise _notebook_failure(source, target, exc) from exc
+            finally:
+                if km.has_kernel:
+                    km.shutdown_kernel(now=interrupted.is_set())
+                km.cleanup_resources()
     return time.time() - start
+
+
+@contextlib.contextmanager
+def _interrupts_kernel(km) -> Iterator[threading.Event]:
+    """Ctrl-C while a notebook runs interrupts its kernel (which runs in a session of its own, so the
+    terminal's signal never reaches it): the running cell stops at once and the run ends with
+    KeyboardInterrupt, instead of waiting for the cell to finish. Between cells, or a second Ctrl-C,
+    raises KeyboardInterrupt here directly."""
+    interrupted = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield interrupted
+        return
+
+    def on_sigint(signum, frame) -> None:
+        busy = km.has_kernel and not interrupted.is_set()
+        interrupted.set()
+        if not busy:
+            raise KeyboardInterrupt
+        km.interrupt_kernel()
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield interrupted
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _notebook_failure(source: Path, target: Path, exc) -> PipelineError:
@@ -207,7 +238,7 @@ def run(profile: str = "fast", run_dir: str | os.PathLike | None = None, data_di
     Settings, the data folder and the run folder are checked before anything is written; the run
     holds the folder's writer lock throughout, and provenance.json says how it ended.
     """
-    from .study import RUN_ID_ENV  # imports torch: only once the input is known to be good
+    from .study import RUN_ID_ENV, check_profile_on_data  # imports torch: only once the input is known to be good
 
     overrides = overrides or {}
     prof = get_profile(profile, **overrides)
@@ -215,7 +246,11 @@ def run(profile: str = "fast", run_dir: str | os.PathLike | None = None, data_di
     dataset.manifest()  # every table value and image header: a bad one is one line before any notebook runs
     data_root = dataset.root
     root = check_output_folder(run_folder(run_dir, prof, announce=True), "run folder", data_root)
+    check_profile_on_data(prof, dataset)
     with exclusive(root) as lock:
+        moved = claim_for_run(root, run_identity("run", prof.to_dict(), dataset))
+        if moved is not None:
+            tqdm.write(why_moved(root, moved))
         paths = RunPaths(root)
         started = dt.datetime.now(dt.UTC)
         run_id = f"{profile}-{started:%Y%m%dT%H%M%SZ}"
@@ -265,6 +300,6 @@ def run(profile: str = "fast", run_dir: str | os.PathLike | None = None, data_di
         prov.finish("finished", started)
     from .report import run_summary
 
-    for line in run_summary(paths.root, (dt.datetime.now(dt.UTC) - started).total_seconds()):
+    for line in run_summary(paths.root, (dt.datetime.now(dt.UTC) - started).total_seconds(), since=started):
         tqdm.write(line)
     return result

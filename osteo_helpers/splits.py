@@ -12,6 +12,21 @@ import pandas as pd
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
 
+def check_fold_count(cohort: pd.DataFrame, label: str, n_folds: int, group: str = "split_group",
+                     class_names: tuple[str, ...] | None = None) -> None:
+    """UsageError unless every class has at least ``n_folds`` person groups: otherwise some test fold
+    would hold no one of that class (checked before any work)."""
+    from .config import UsageError
+
+    counts = cohort.groupby(label)[group].nunique()
+    if counts.empty or int(counts.min()) < n_folds:
+        smallest = counts.idxmin() if not counts.empty else None
+        name = class_names[int(smallest)] if class_names and smallest is not None else smallest
+        have = int(counts.min()) if not counts.empty else 0
+        raise UsageError(f"profile field 'n_folds': {n_folds} is not allowed for this dataset (must be at most "
+                         f"{have}: the class {name} has {have} people)")
+
+
 def make_folds(cohort: pd.DataFrame, label: str, n_folds: int, n_repeats: int, seed: int,
                group: str | None = "split_group") -> pd.DataFrame:
     """Outer folds for repeated CV: one row per (patient, repeat) with `seed` and `fold`.

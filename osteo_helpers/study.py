@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from . import data, evaluation, splits
+from . import data, evaluation, progress, splits
 from .config import Profile, RunPaths, cache_dir, ensure_outside_data, get_profile, run_paths
 from .fileio import atomic_to_csv, atomic_write_text
 from .images import ImageCache
@@ -40,6 +40,16 @@ def with_biomarkers(rows: pd.DataFrame, bio: BiomarkerData) -> pd.DataFrame:
     tiles = {pid: bio.rois[np.flatnonzero(bio.knees["patient_id"].to_numpy() == pid)] for pid in bio.localised_ids}
     out["roi_tiles"] = [tiles.get(pid) for pid in out["patient_id"]]
     return out
+
+
+def check_profile_on_data(profile: Profile, dataset: data.Cohort) -> None:
+    """UsageError (one line, before any work) when the profile cannot run on this cohort: more folds
+    than the smallest class has people. Reads the data as `Study.cohort` does; writes nothing."""
+    from .data.plausibility import excluded_rows
+
+    cohort = data.modelling_table(dataset.manifest(), dataset.clinical)
+    cohort = cohort[~cohort["patient_id"].isin(excluded_rows(cohort))]
+    splits.check_fold_count(cohort, "label_3class", profile.n_folds, class_names=data.CLASSES_3)
 
 
 class Study:
@@ -97,8 +107,21 @@ class Study:
 
     @cached_property
     def cohort(self) -> pd.DataFrame:
-        """Patients with an image and their clinical inputs: what every model sees."""
-        return data.modelling_table(self.manifest, self.clinical).reset_index(drop=True)
+        """Patients with an image and their clinical inputs: what every model sees. Rows holding a value or
+        an image outside the hard limits (`data.plausibility`) are left out, and listed in one line."""
+        table = data.modelling_table(self.manifest, self.clinical)
+        if self.excluded:
+            table = table[~table["patient_id"].isin(self.excluded)]
+            reasons = "; ".join(f"{pid}: {why}" for pid, why in self.excluded.items())
+            progress.note(f"left out of training, outside the hard limits (data/plausibility.py): {reasons}")
+        return table.reset_index(drop=True)
+
+    @cached_property
+    def excluded(self) -> dict[str, str]:
+        """patient_id -> why the row cannot be used (a value or image outside the hard limits)."""
+        from .data.plausibility import excluded_rows
+
+        return excluded_rows(data.modelling_table(self.manifest, self.clinical))
 
     def folds(self, group: str | None = "split_group") -> pd.DataFrame:
         """The outer folds all arms share (stratified by the 3-class label, grouped by image bytes)."""

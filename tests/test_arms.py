@@ -209,7 +209,7 @@ def test_resume_reuses_finished_folds_and_retrains_stale_ones(cohort, profile, t
     done.write_text(json.dumps({**json.loads(done.read_text()), "fingerprint": "0" * 16}))
     pred = folder / "seed6_fold0" / "predictions.csv"
     pred.write_bytes(pred.read_bytes()[: len(pred.read_bytes()) // 2])
-    (folder / "seed6_fold1" / "arm.pt").write_bytes(b"not a model")
+    (folder / "seed6_fold1" / "arm.safetensors").write_bytes(b"not a model")
     third = _cv("fusion", cohort, profile, tmp_path)
     assert sorted(calls) == ["s5 f1", "s5 f2", "s6 f0", "s6 f1"]
     pd.testing.assert_frame_equal(first, third)

@@ -63,7 +63,9 @@ def _predict(capsys, *argv: str) -> tuple[int, str, str]:
 def test_bundle_holds_arms_facts_and_card(fitted, dataset):
     bundle, folder = fitted
     assert sorted(p.name for p in folder.iterdir()) == ["MODEL_CARD.md", "arms", "bundle.json"]
-    assert sorted(p.name for p in (folder / "arms").iterdir()) == ["clinical.pt", "fusion.pt", "fusion_tscore.pt"]
+    assert sorted(p.name for p in (folder / "arms").iterdir()) == [
+        "clinical.json", "clinical.skops", "fusion.json", "fusion.safetensors", "fusion.skops", "fusion_tscore.json",
+        "fusion_tscore.safetensors", "fusion_tscore.skops"]
     facts = json.loads((folder / "bundle.json").read_text())
     assert facts["profile"]["name"] == "smoke" and facts["profile"]["image_size"] == 32
     assert facts["classes"] == {"binary": ["normal", "low_bmd"], "3class": ["normal", "osteopenia", "osteoporosis"]}
@@ -161,7 +163,8 @@ def test_train_final_refuses_a_bad_set_value_and_a_run_of_other_settings(dataset
     run = tmp_path / "run"
     (run / "tables").mkdir(parents=True)
     (run / "tables" / "results_binary.csv").write_text("model,task,metric,value,ci_low,ci_high,subset,n_patients\n")
-    (run / "provenance.json").write_text(json.dumps({"profile": config.get_profile("fast").to_dict()}))
+    (run / "provenance.json").write_text(json.dumps({"profile": config.get_profile("fast").to_dict(),
+                                                     "status": "finished"}))
     assert main([*base, "--run", str(run)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "made with other training settings" in err[0] and str(run) in err[0]
@@ -177,14 +180,15 @@ def test_loading_checks_versions_and_the_self_check(fitted, tmp_path):
         shutil.copytree(folder, copy)
         facts = json.loads((copy / "bundle.json").read_text())
         edit(facts)
+        facts["seal"] = bundle_mod.seal(facts)  # as a bundle saved by such a version would be
         (copy / "bundle.json").write_text(json.dumps(facts))
         with pytest.raises(UsageError, match=message) as err:
             Bundle.load(copy)
         assert "\n" not in str(err.value)
     damaged = tmp_path / "damaged"
     shutil.copytree(folder, damaged)
-    (damaged / "arms" / "clinical.pt").write_bytes(b"not a pickle")
-    with pytest.raises(UsageError, match=r"arms/clinical.pt cannot be loaded"):
+    (damaged / "arms" / "clinical.skops").write_bytes(b"not a skops file")
+    with pytest.raises(UsageError, match=r"arms/clinical.skops: content changed"):
         Bundle.load(damaged)
 
 

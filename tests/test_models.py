@@ -198,8 +198,10 @@ def test_missing_pretrained_weights_stop_a_run_before_any_work(tmp_path, monkeyp
         models.require_weights("densenet121", "imagenet")
     models.require_weights("densenet121", None)
     checkpoint = tmp_path / "encoder.pth"
-    checkpoint.write_bytes(b"x")
-    models.require_weights("resnet18", checkpoint)
+    torch.save(models.build_encoder("smallcnn", width=8).state_dict(), checkpoint)
+    models.require_weights("smallcnn", checkpoint, width=8)
+    with pytest.raises(models.WeightsUnavailableError, match="do not fit smallcnn of width 16"):
+        models.require_weights("smallcnn", checkpoint, width=16)
     out = tmp_path / "run"
     assert main(["run", "--profile", "full", "--no-book", "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip().splitlines()

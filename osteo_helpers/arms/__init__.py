@@ -7,7 +7,8 @@
 - `networks`: the image network, the concatenation fusion and the residual arms.
 - `roi`: the ROI networks on per-knee tiles.
 - `driver`: cross-validation over the shared folds (plan the fits, execute them, assemble the
-  tables), the fold cache, the OOF format.
+  tables), the fold cache (every file checksummed), the OOF format.
+- `state`: a fitted arm as files without pickle (JSON, safetensors, skops), for the fold cache and the bundle.
 
 Adding an arm is one class with ``@register("name")`` in one of these modules.
 """

@@ -5,12 +5,13 @@ y_true, prob_<class>...`` (plus ``threshold`` where the arm screens, and ``pred_
 pred_sd`` for a continuous target). A T-score arm is fitted once per fold; `task_view` turns
 its table into the binary or three-class table by the WHO thresholds.
 
-Network folds are kept on disk (``<cache>/<arm>/<target><tag>/seed<s>_fold<k>/``): the fitted
-arm, its predictions, its training history and ``done.json`` with a fingerprint of everything
-that determined the fold (the arm's definition, the profile fields that change numbers, the
-labels, the train and test patients, the data they hold and the code that trains). A cached
-fold is reused only when the fingerprint matches and its files load and are complete;
-otherwise it is retrained and a one-line note says which file and why.
+Fitted folds are kept on disk (``<cache>/<arm>/<target><tag>/seed<s>_fold<k>/``): the fitted
+arm (`state`: JSON, safetensors, skops; never a pickle), its predictions, its training history
+and ``done.json`` with a fingerprint of everything that determined the fold (the arm's
+definition, the profile fields that change numbers, the labels, the train and test patients,
+the data they hold and the code that trains) and the SHA-256 of every file written. A cached
+fold is reused only when the fingerprint matches, every file has the bytes recorded, and they
+load and are complete; otherwise it is retrained and a one-line note says which file and why.
 
 A run is planned, executed, assembled: `plan_arm` loads the folds the cache holds and makes a
 `Fit` (the unit of work) of every other one; `execute` hands the fits of one or more plans to an
@@ -34,19 +35,19 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
 from sklearn.base import clone
 
 from .. import progress
 from ..config import Profile
 from ..evaluation import PROB_PREFIX
 from ..executor import Executor, current
-from ..fileio import atomic_to_csv, atomic_write_bytes, atomic_write_text
+from ..fileio import ChecksumError, atomic_write_bytes, atomic_write_text, read_verified, sha256_bytes
 from ..splits import iter_folds
 from ..tabular import INPUT_FEATURES
 from ..tasks import WHO_TASKS, collapse_to_binary, get_task
 from .base import Arm, make_arm, split_arm_name
 from .persons import per_person, person_labels, several_rows_per_person
+from .state import ArmStateError, arm_files, load_arm, save_arm
 
 #: profile fields that cannot change a fold's numbers (reporting, explanation, task lists)
 NON_TRAINING_FIELDS = ("name", "n_boot", "explain_patients", "shap_background", "shap_samples", "tasks",
@@ -148,12 +149,30 @@ def check_predictions(table: pd.DataFrame, expected_ids: set[str], columns: list
 
 
 class FoldCache:
-    """One fitted fold on disk: ``arm.pt`` (the fitted arm), ``predictions.csv``, ``history.csv``, ``done.json``."""
+    """One fitted fold on disk: the arm's files (`state.save_arm`: ``arm.json``, ``arm.safetensors``,
+    ``arm.skops``), ``predictions.csv``, ``history.csv`` and ``done.json``, which records the
+    fingerprint and the SHA-256 of every other file. A file is read only when its bytes are the
+    recorded ones; nothing in the folder is ever unpickled (an ``arm.pt`` of an older cache is ignored
+    and removed when the fold is saved again)."""
+
+    #: the layout of done.json and the files beside it; a fold of another format is retrained
+    FORMAT = 2
+    LEGACY_FILES = ("arm.pt",)
+
+    #: in an arm's folder: the folds of its latest cross-validation, the only ones explanations read
+    CURRENT = "current.json"
 
     def __init__(self, folder: Path) -> None:
         self.folder = Path(folder)
 
-    def load(self, key: str, expected_ids: set[str], columns: list[str]) -> tuple[Arm, pd.DataFrame]:
+    @classmethod
+    def mark_current(cls, arm_folder: Path, folds: list[str]) -> None:
+        """Record which fold folders the latest cross-validation used: folds of other settings may stay
+        beside them (kept for reuse), and must never be mixed into this run's figures."""
+        atomic_write_text(Path(arm_folder) / cls.CURRENT, json.dumps({"folds": folds}))
+
+    def record(self) -> dict:
+        """done.json, checked to describe a finished fold of this format; FoldCacheError otherwise."""
         done = self.folder / "done.json"
         if not done.is_file():
             raise FoldCacheError(f"{done}: missing (fold never finished)")
@@ -161,33 +180,62 @@ class FoldCache:
             info = json.loads(done.read_text())
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise FoldCacheError(f"{done}: unreadable ({type(exc).__name__})") from exc
-        if not isinstance(info, dict) or info.get("fingerprint") != key:
-            raise FoldCacheError(f"{done}: made with other settings, data, labels or code")
-        pred_path = self.folder / "predictions.csv"
+        if not isinstance(info, dict) or info.get("format") != self.FORMAT or not isinstance(info.get("files"), dict):
+            raise FoldCacheError(f"{done}: an older cache format (pickled arm.pt), never loaded")
+        return info
+
+    def read(self, name: str, info: dict) -> bytes:
+        """A file of the fold, verified against done.json (FoldCacheError naming it otherwise)."""
         try:
-            pred = pd.read_csv(pred_path, dtype={"patient_id": str})
+            return read_verified(self.folder / name, info["files"].get(name))
+        except ChecksumError as exc:
+            raise FoldCacheError(str(exc)) from exc
+
+    def predictions(self, info: dict) -> pd.DataFrame:
+        path = self.folder / "predictions.csv"
+        try:
+            return pd.read_csv(io.BytesIO(self.read("predictions.csv", info)), dtype={"patient_id": str})
+        except FoldCacheError:
+            raise
         except Exception as exc:  # pandas raises many types for a damaged file
-            raise FoldCacheError(f"{pred_path}: unreadable ({type(exc).__name__})") from exc
-        check_predictions(pred, expected_ids, columns, pred_path)
-        arm_path = self.folder / "arm.pt"
+            raise FoldCacheError(f"{path}: unreadable ({type(exc).__name__})") from exc
+
+    def arm(self, info: dict) -> Arm:
         try:
-            arm = torch.load(arm_path, map_location="cpu", weights_only=False)
-        except Exception as exc:  # unpickling errors of every kind mean the same: retrain
-            raise FoldCacheError(f"{arm_path}: cannot be loaded ({type(exc).__name__})") from exc
-        if not isinstance(arm, Arm):
-            raise FoldCacheError(f"{arm_path}: holds a {type(arm).__name__}, not a fitted arm")
-        return arm, pred
+            return load_arm(self.folder, {k: v for k, v in info["files"].items() if k in arm_files()})
+        except (ChecksumError, ArmStateError) as exc:
+            raise FoldCacheError(str(exc)) from exc
+
+    def load(self, key: str, expected_ids: set[str], columns: list[str],
+             with_arm: bool = True) -> tuple[Arm | None, pd.DataFrame]:
+        """The fold's arm (None unless ``with_arm``: rebuilding it costs more than the rest, and the
+        out-of-fold table needs only the predictions) and predictions, every file verified first."""
+        info = self.record()
+        if info.get("fingerprint") != key:
+            raise FoldCacheError(f"{self.folder / 'done.json'}: made with other settings, data, labels or code")
+        for name in info["files"]:  # every file the fold wrote, also those only explanations read
+            self.read(name, info)
+        pred = self.predictions(info)
+        check_predictions(pred, expected_ids, columns, self.folder / "predictions.csv")
+        return (self.arm(info) if with_arm else None), pred
 
     def save(self, key: str, arm: Arm, pred: pd.DataFrame, info: dict) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
         (self.folder / "done.json").unlink(missing_ok=True)  # a crash below leaves no stale 'done'
-        buffer = io.BytesIO()
-        torch.save(arm, buffer)
-        atomic_write_bytes(self.folder / "arm.pt", buffer.getvalue())
+        for name in self.LEGACY_FILES:
+            (self.folder / name).unlink(missing_ok=True)
+        files = save_arm(arm, self.folder)
+        tables = {"predictions.csv": pred}
         if hasattr(arm, "history_"):
-            atomic_to_csv(arm.history_, self.folder / "history.csv")
-        atomic_to_csv(pred, self.folder / "predictions.csv")
-        atomic_write_text(self.folder / "done.json", json.dumps({"fingerprint": key, **info}))
+            tables["history.csv"] = arm.history_
+        for name, table in tables.items():
+            data = table.to_csv(index=False).encode()
+            atomic_write_bytes(self.folder / name, data)
+            files[name] = sha256_bytes(data)
+        if "history.csv" not in files:
+            (self.folder / "history.csv").unlink(missing_ok=True)
+        atomic_write_text(self.folder / "done.json", json.dumps({"fingerprint": key, "format": self.FORMAT,
+                                                                  "files": files, **info}))
 
 
 @dataclass
@@ -281,6 +329,8 @@ class ArmPlan:
     #: ``patient_id, person_id`` of the rows where a person has several images (their scores are
     #: joined per person when the table is assembled), else None
     persons: pd.DataFrame | None = None
+    #: the arm's fold-cache folder (None: not cached)
+    folder: Path | None = None
 
 
 def plan_arm(name: str, rows: pd.DataFrame, folds: pd.DataFrame, task: str, *, profile: Profile | None,
@@ -300,7 +350,8 @@ def plan_arm(name: str, rows: pd.DataFrame, folds: pd.DataFrame, task: str, *, p
     ids = rows["patient_id"].to_numpy()
     folder = None if cache is None or not template.cache_folds else Path(cache) / name / f"{fit_task.name}{tag}"
     plan = ArmPlan(name, fit_task.name, tag, y, output_columns(template), [], keep_arms=keep_arms,
-                   persons=rows[["patient_id", "person_id"]] if several_rows_per_person(rows) else None)
+                   persons=rows[["patient_id", "person_id"]] if several_rows_per_person(rows) else None,
+                   folder=folder)
     for seed, fold, test_ids in iter_folds(folds):
         test = np.isin(ids, list(test_ids)) & supported
         train = ~np.isin(ids, list(test_ids)) & supported
@@ -314,7 +365,7 @@ def plan_arm(name: str, rows: pd.DataFrame, folds: pd.DataFrame, task: str, *, p
             key = fold_fingerprint(arm, rows, y, train, test)
             store = FoldCache(folder / f"seed{seed}_fold{fold}")
             try:
-                plan.cached[k] = store.load(key, set(ids[test]), plan.columns)
+                plan.cached[k] = store.load(key, set(ids[test]), plan.columns, with_arm=keep_arms)
                 continue
             except FoldCacheError as exc:
                 if store.folder.exists():
@@ -349,6 +400,8 @@ def assemble(plan: ArmPlan, results: dict[int, FitResult]) -> pd.DataFrame | tup
         pred.insert(3, "y_true", plan.y[test])
         parts.append(pred)
         arms.append(fitted)
+    if plan.folder is not None:  # the folds this cross-validation used (others may stay beside them)
+        FoldCache.mark_current(plan.folder, [f"seed{seed}_fold{fold}" for seed, fold, _ in plan.folds])
     oof = pd.concat(parts, ignore_index=True)
     if plan.persons is not None:
         oof = per_person(oof, plan.persons)  # a person's images: one score
@@ -416,29 +469,44 @@ def run_arms_together(names: Sequence[str], rows: pd.DataFrame, folds: pd.DataFr
             for p, r in zip(plans, results, strict=True)}
 
 
-def load_fold_arms(cache: Path, name: str, fit_task: str, tag: str = "", seed: int | None = None) -> list[Arm]:
-    """The fitted arms of a cached network arm (one repeat if ``seed`` is given), for explanation."""
+def _finished_folds(cache: Path, name: str, fit_task: str, tag: str = "") -> list[tuple[FoldCache, dict]]:
+    """The folds of an arm that finished, each with its verified done.json (FoldCacheError otherwise:
+    cross_validate, which notebooks call first, has already rebuilt every fold it found damaged)."""
     folder = Path(cache) / name / f"{fit_task}{tag}"
+    current = folder / FoldCache.CURRENT
+    if current.is_file():  # the folds of the latest cross-validation, not those of other settings beside them
+        names = json.loads(current.read_text())["folds"]
+        folders = [folder / n for n in names if (folder / n / "done.json").is_file()]
+    else:
+        folders = [done.parent for done in sorted(folder.glob("seed*_fold*/done.json"))]
     out = []
-    for done in sorted(folder.glob("seed*_fold*/done.json")):
-        info = json.loads(done.read_text())
+    for path in folders:
+        store = FoldCache(path)
+        out.append((store, store.record()))
+    return out
+
+
+def load_fold_arms(cache: Path, name: str, fit_task: str, tag: str = "", seed: int | None = None) -> list[Arm]:
+    """The fitted arms of a cached network arm (one repeat if ``seed`` is given), for explanation;
+    every file is verified against its fold's done.json and no file is unpickled."""
+    out = []
+    for store, info in _finished_folds(cache, name, fit_task, tag):
         if seed is not None and info["seed"] != seed:
             continue
-        arm = torch.load(done.parent / "arm.pt", map_location="cpu", weights_only=False)
-        arm.test_ids_ = pd.read_csv(done.parent / "predictions.csv", dtype={"patient_id": str})["patient_id"].tolist()
+        arm = store.arm(info)
+        arm.test_ids_ = store.predictions(info)["patient_id"].tolist()
         arm.seed_, arm.fold_ = info["seed"], info["fold"]
         out.append(arm)
     if not out:
-        raise FileNotFoundError(f"{folder}: no finished folds; run the arm first")
+        raise FileNotFoundError(f"{Path(cache) / name / (fit_task + tag)}: no finished folds; run the arm first")
     return out
 
 
 def load_histories(cache: Path, name: str, fit_task: str, tag: str = "") -> pd.DataFrame:
-    """All per-fold training histories of a network arm, with seed and fold columns."""
+    """All per-fold training histories of a network arm, with seed and fold columns (verified files)."""
     frames = []
-    for done in sorted((Path(cache) / name / f"{fit_task}{tag}").glob("seed*_fold*/done.json")):
-        info = json.loads(done.read_text())
-        history = done.parent / "history.csv"
-        if history.is_file():
-            frames.append(pd.read_csv(history).assign(seed=info["seed"], fold=info["fold"]))
+    for store, info in _finished_folds(cache, name, fit_task, tag):
+        if "history.csv" in info["files"]:
+            history = pd.read_csv(io.BytesIO(store.read("history.csv", info)))
+            frames.append(history.assign(seed=info["seed"], fold=info["fold"]))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()

@@ -11,9 +11,10 @@ table -> manifest -> rows); the published dataset is one shipped spec. Where thi
 * :mod:`.layout` -- where the images are: folder patterns, the layout check;
 * :mod:`.clinical` -- a cohort's table as the tidy clinical table, the data dictionary;
 * :mod:`.manifest` -- image headers, the manifest, person (split) groups, the modelling table;
-* :mod:`.validation` -- plausibility, units, the findings of ``cohort check`` and their text;
+* :mod:`.validation` -- units, the findings of ``cohort check`` (and ``data check``) and their text;
 * :mod:`.export` -- writing a cohort (table, images, spec) in another form;
 * :mod:`.linkage` -- identical images whose records disagree, near-duplicate images (perceptual hash);
+* :mod:`.plausibility` -- the hard limits (impossible) and plausible ranges (unusual) of values and images;
 * :mod:`.errors` -- the errors about raw data (``ImageReadError`` is the project's one image-read error).
 
 Class names and the WHO thresholds live in :mod:`osteo_helpers.tasks`.

@@ -65,10 +65,14 @@ class Cohort:
         return self._cache["clinical"]
 
     def manifest(self, strict: bool = True) -> pd.DataFrame:
-        """The manifest (`build_manifest`); ``strict`` False keeps unreadable images for `findings`."""
+        """The manifest (`build_manifest`, built once per `Cohort`: it reads every image's checksum and
+        header); ``strict`` False keeps unreadable images for `findings`."""
         from .manifest import build_manifest
 
-        return build_manifest(self.root, self.clinical, strict=strict, spec=self.spec)
+        key = f"manifest-{strict}"
+        if key not in self._cache:
+            self._cache[key] = build_manifest(self.root, self.clinical, strict=strict, spec=self.spec)
+        return self._cache[key].copy()
 
     def findings(self, manifest: pd.DataFrame | None = None) -> dict[str, Any]:
         """Every problem found in the cohort (`validate`), read only."""

@@ -27,6 +27,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import ImageReadError
+from .plausibility import too_many_pixels
 
 PILLOW_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp"})
 DICOM_SUFFIXES = frozenset({".dcm", ".dicom"})
@@ -46,16 +47,25 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
+def check_pixels(name: str, width: int, height: int) -> None:
+    """ImageReadError naming the file when a header is above the pixel limit: it is never decoded
+    (a decompression bomb: a few bytes that would decode to gigabytes)."""
+    too_many = too_many_pixels(width, height)
+    if too_many:
+        raise ImageReadError(f"{name}: {too_many}")
+
+
 def pil_grayscale(source: str | os.PathLike | io.BytesIO, draft: int | None, name: str) -> Image.Image:
     """A Pillow-readable image as 8-bit grey, EXIF orientation honoured; ``draft`` lets JPEG decode at a
     reduced scale (DCT scaling, several times faster) when only a ``draft`` px image is needed."""
     try:
         with Image.open(source) as im:
+            check_pixels(name, im.width, im.height)
             if draft is not None:
                 im.draft("L", (draft, draft))
             im = ImageOps.exif_transpose(im).convert("L")
             im.load()
-    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+    except (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError) as exc:
         raise ImageReadError(f"{name}: cannot decode image ({_one_line(exc)})") from exc
     return im
 
@@ -65,6 +75,7 @@ def pil_float(source: str | os.PathLike | io.BytesIO, name: str) -> np.ndarray:
     8- and 16-bit grey levels scaled by their full range, EXIF orientation honoured."""
     try:
         with Image.open(source) as im:
+            check_pixels(name, im.width, im.height)
             im = ImageOps.exif_transpose(im)
             im.load()
             mode = im.mode
@@ -80,7 +91,9 @@ def pil_float(source: str | os.PathLike | io.BytesIO, name: str) -> np.ndarray:
                 arr = (arr - lo) / (hi - lo) if hi > lo else np.zeros_like(arr)
             else:
                 arr = np.asarray(im.convert("L"), dtype=np.float64) / 255.0
-    except (OSError, UnidentifiedImageError, ValueError) as exc:
+    except ImageReadError:
+        raise
+    except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as exc:
         raise ImageReadError(f"cannot read image {name!r}: {_one_line(exc)}") from exc
     return arr
 
@@ -95,7 +108,7 @@ class PillowReader:
             with Image.open(path) as im:
                 return {"width": im.width, "height": im.height, "mode": im.mode, "format": im.format,
                         "pixel_spacing_row_mm": np.nan, "pixel_spacing_col_mm": np.nan}
-        except (UnidentifiedImageError, OSError) as exc:
+        except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as exc:
             raise ImageReadError(f"{path}: not a readable image ({_one_line(exc)})") from exc
 
     def grayscale(self, path: Path, draft: int | None = None) -> Image.Image:
@@ -112,7 +125,10 @@ class PillowReader:
     def decode_error(self, path: Path) -> str | None:
         try:
             with Image.open(path) as im:
+                check_pixels(str(path), im.width, im.height)
                 im.load()
+        except ImageReadError as exc:
+            return str(exc).removeprefix(f"{path}: ")
         except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
             return _one_line(exc)
         return None
@@ -137,6 +153,7 @@ class DicomReader:
             raise ImageReadError(f"{path}: DICOM file without {', '.join(missing)}: not an image")
         if int(ds.get("NumberOfFrames", 1) or 1) != 1:
             raise ImageReadError(f"{path}: DICOM file with {ds.NumberOfFrames} frames; a radiograph is one frame")
+        check_pixels(str(path), int(ds.Columns), int(ds.Rows))
         return ds
 
     @staticmethod

@@ -106,8 +106,11 @@ def import_dataset(source: Path, dest: Path | None = None, registry: pd.DataFram
         raise UsageError(f"{source}: no such file or folder")
     if not (source.is_dir() or zipfile.is_zipfile(source)):
         raise UsageError(f"{source}: expected a folder or a .zip file")
-    dest = check_output_folder(dest or PROJECT_ROOT / "data" / "raw", "import destination",
-                               data_dir=source if source.is_dir() else None)
+    installed = Path(dest or PROJECT_ROOT / "data" / "raw")
+    if (installed / SPREADSHEET_NAME).is_file():
+        raise UsageError(f"import destination {installed} already holds an installed dataset ({SPREADSHEET_NAME}); "
+                         "nothing was imported: use it as it is, or move it away first to import again")
+    dest = check_output_folder(installed, "import destination", data_dir=source if source.is_dir() else None)
     if dest.exists() and any(dest.iterdir()):
         raise UsageError(f"import destination {dest} already holds files; move them away before importing again")
     registry = read_registry() if registry is None else registry

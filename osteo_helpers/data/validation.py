@@ -24,11 +24,15 @@ from .linkage import (
     perceptual_hashes,
 )
 from .manifest import clinical_duplicate_groups, image_files
+from .plausibility import PLAUSIBLE_RANGES, impossible_images, impossible_values
 from .spec import CohortSpec, load_spec
+
+__all__ = ["PLAUSIBLE_RANGES", "format_findings", "image_error", "implausible_values", "validate", "who_diagnosis"]
 
 
 def image_error(path: Path) -> str | None:
-    """Why an image cannot be decoded to its last byte, or None. A truncated JPEG has a readable header."""
+    """Why an image cannot be decoded to its last byte, or None. A truncated JPEG has a readable header;
+    a header above the pixel limit (a decompression bomb) is reported without decoding."""
     return decode_error(path)
 
 
@@ -37,16 +41,9 @@ def who_diagnosis(t_score: float) -> str:
     return who_class_name(t_score)
 
 
-# Plausibility limits for an adult clinical cohort; values outside are reported, not changed.
-PLAUSIBLE_RANGES: dict[str, tuple[float, float]] = {
-    "age_years": (18, 100), "height_m": (1.2, 2.1), "weight_kg": (30, 200), "bmi": (15, 50),
-    "menopause_age_years": (35, 60), "pregnancies": (0, 15), "max_walking_km": (0, 30),
-    "t_score": (-6, 4), "z_score": (-6, 4),
-}
-
-
 def implausible_values(clinical: pd.DataFrame) -> list[dict[str, object]]:
-    """Values outside physiological ranges or inconsistent with each other (over the columns the cohort has)."""
+    """Values outside the usual ranges (`plausibility.PLAUSIBLE_RANGES`) or inconsistent with each other:
+    unusual, reported and kept (the impossible ones are `plausibility.impossible_values`)."""
     out: list[dict[str, object]] = []
     has = set(clinical.columns)
     for col, (lo, hi) in PLAUSIBLE_RANGES.items():
@@ -142,6 +139,8 @@ def validate(manifest: pd.DataFrame, clinical: pd.DataFrame, data_dir: Path | No
         "folder_label_mismatches": sorted(folder_mismatch),
         "implausible_values": implausible_values(clinical),
         "unit_problems": unit_problems(clinical, spec),
+        "impossible_values": impossible_values(clinical),
+        "impossible_images": impossible_images(manifest),
         "unparsed_free_text": [{**u, "value": str(u["value"])} for u in clinical.attrs.get("unparsed_free_text", [])],
         "outcome_mentioned_in_inputs": sorted(clinical.loc[mentions.astype(bool), "patient_id"]),
         "constant_columns": constant,
@@ -172,7 +171,12 @@ def format_findings(findings: dict[str, object]) -> str:
     unreadable = findings["unreadable_images"]
     lines.append(f"unreadable images (cannot be decoded to the last byte): {len(unreadable)}")
     lines += [f"  {u['patient_id']} ({u['path']}): {u['error']}" for u in unreadable]
-    lines.append(f"implausible values: {len(findings['implausible_values'])}")
+    impossible = findings["impossible_values"] + findings["impossible_images"]
+    lines.append(f"impossible values and images (outside the hard limits; not used for training): {len(impossible)}")
+    lines += [f"  {v['patient_id']}: {v['column']} = {v['value']:g} (possible {v['possible']})"
+              for v in findings["impossible_values"]]
+    lines += [f"  {v['patient_id']} ({v['path']}): {v['problem']}" for v in findings["impossible_images"]]
+    lines.append(f"implausible values (unusual, kept): {len(findings['implausible_values'])}")
     lines += [f"  {v['patient_id']}: {v['column']} = {v['value']} (expected {v['expected']})"
               for v in findings["implausible_values"]]
     lines.append(f"values that look like another unit: {len(findings['unit_problems'])}")
