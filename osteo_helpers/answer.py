@@ -421,8 +421,9 @@ def conclusion(comparisons: pd.DataFrame, results: pd.DataFrame, pvalues: pd.Dat
                   "to age and sex.")
     else:
         verb = "better" if how > 0 else "worse"
+        folds = fold_words(row)
         first = (f"The residual fusion was {verb} than the clinical model of age and sex (pooled AUROC difference "
-                 f"{pooled}; {fold_words(row)}), so in this cohort the knee radiograph "
+                 f"{pooled}{'; ' + folds if folds else ''}), so in this cohort the knee radiograph "
                  + ("added to age and sex." if how > 0 else "did not add to age and sex."))
     sentences = [first]
     if _row(results, "image", "auroc") is not None:

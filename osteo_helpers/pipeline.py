@@ -254,8 +254,10 @@ def run(profile: str = "fast", run_dir: str | os.PathLike | None = None, data_di
         paths = RunPaths(root)
         started = dt.datetime.now(dt.UTC)
         run_id = f"{profile}-{started:%Y%m%dT%H%M%SZ}"
+        # what the notebooks' kernels inherit: the run's id, and no bars (progress comes through this process)
+        restore = {name: os.environ.get(name) for name in (RUN_ID_ENV, "TQDM_DISABLE")}
         os.environ[RUN_ID_ENV] = run_id
-        os.environ.setdefault("TQDM_DISABLE", "1")  # progress is shown per notebook here, not inside the book
+        os.environ.setdefault("TQDM_DISABLE", "1")
         prov = Provenance(paths.root / "provenance.json", {
             "run_id": run_id, "started": started.isoformat(), "command": lock.owner["command"],
             **run_record(prof, dataset, overrides), "pid": lock.owner["pid"], "host": lock.owner["host"],
@@ -297,6 +299,9 @@ def run(profile: str = "fast", run_dir: str | os.PathLike | None = None, data_di
                            "error": f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__}
             prov.finish("failed", started, failure)
             raise
+        finally:
+            for name, value in restore.items():
+                os.environ.pop(name, None) if value is None else os.environ.__setitem__(name, value)
         prov.finish("finished", started)
     from .report import run_summary
 

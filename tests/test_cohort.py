@@ -57,7 +57,7 @@ def tiny_cohort(root: Path, persons: int = 12, knees: int = 1, table_extra: str 
         t = [-0.2, -1.8, -3.0][p % 3] + rng.uniform(-0.3, 0.3)
         for k in range(knees):
             exam = f"E{p:02d}{'LR'[k] if knees > 1 else ''}"
-            pixels = rng.integers(0, 255, (24, 32), dtype=np.uint8)
+            pixels = rng.integers(0, 255, (32, 40), dtype=np.uint8)
             Image.fromarray(pixels, mode="L").save(root / "img" / f"{exam}.png")
             rows.append({"Exam": exam, "Person": f"P{p:02d}", "Knee": "LR"[k], "File": f"img/{exam}.png",
                          "Age": 50 + p, "Sex": "FM"[p % 2], "Height": 150 + p, "Weight": 130 + 3 * p,
@@ -219,7 +219,7 @@ def test_voi_lut_and_window_are_applied(tmp_path):
 
 
 def _broken_dicoms(folder: Path) -> dict[str, Path]:
-    good = write_dicom(folder / "good.dcm", np.zeros((8, 8), np.uint8))
+    good = write_dicom(folder / "good.dcm", np.zeros((40, 40), np.uint8))  # a size the image limits accept
     out = {"not DICOM": folder / "garbage.dcm", "no pixel data": folder / "nopixels.dcm",
            "truncated pixels": folder / "short.dcm"}
     out["not DICOM"].write_bytes(b"this is not a DICOM file" * 20)
@@ -228,7 +228,7 @@ def _broken_dicoms(folder: Path) -> dict[str, Path]:
     ds = pydicom.dcmread(good)
     del ds.PixelData
     ds.save_as(out["no pixel data"])
-    write_dicom(out["truncated pixels"], np.zeros((8, 8), np.uint8))
+    write_dicom(out["truncated pixels"], np.zeros((40, 40), np.uint8))
     ds = pydicom.dcmread(out["truncated pixels"])
     ds.PixelData = ds.PixelData[:20]
     ds.save_as(out["truncated pixels"])

@@ -152,8 +152,11 @@ def _grouped_cv(rows: pd.DataFrame, seed: int) -> list[tuple[np.ndarray, np.ndar
 @lru_cache(maxsize=256)
 def _inner_folds(strata: tuple, groups: tuple, seed: int) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
     """Memoised: the folds depend on the training fold only, not on the (possibly permuted) target,
-    and StratifiedGroupKFold's search costs more than the permutation null's fits."""
-    splitter = StratifiedGroupKFold(n_splits=INNER_FOLDS, shuffle=True, random_state=seed)
+    and StratifiedGroupKFold's search costs more than the permutation null's fits. A small cohort
+    whose smallest class has fewer than ``INNER_FOLDS`` people gets as many folds as it has (at least 2)."""
+    people = pd.Series(groups).groupby(np.asarray(strata)).nunique()
+    splitter = StratifiedGroupKFold(n_splits=max(2, min(INNER_FOLDS, int(people.min()))), shuffle=True,
+                                    random_state=seed)
     return tuple(splitter.split(np.zeros(len(strata)), np.asarray(strata), np.asarray(groups)))
 
 

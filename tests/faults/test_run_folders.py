@@ -14,15 +14,16 @@ import os
 import pandas as pd
 import pytest
 
-from osteo_helpers import ablation, bundle, config, pipeline, report, runfolder
+from osteo_helpers import ablation, bundle, config, pipeline, provenance, report, runfolder
 from osteo_helpers.__main__ import main
+from osteo_helpers.data import Cohort
 
 RESULTS = "model,task,metric,value,ci_low,ci_high,subset,n_patients\nfusion,binary,auroc,{v},0.5,0.9,all,30\n"
 
 
 def _ablation_writes(monkeypatch):
     """run_ablation replaced by a stand-in that writes results.csv and, with N > 1, permutation_null.csv."""
-    def fake(profile_name, task, out, data_dir=None, permute_labels=0, overrides=None, biomarkers=False):
+    def fake(profile_name, task, out, data_dir=None, permute_labels=0, overrides=None, biomarkers=False, cohort=None):
         (out / "results.csv").write_text(RESULTS.format(v=0.7 if task == "binary" else 0.6))
         if permute_labels > 1:
             (out / "permutation_null.csv").write_text(f"permutation,model,metric,value\n1,age,auroc,0.5 ({task})\n")
@@ -73,11 +74,11 @@ def test_a_run_of_other_settings_never_shows_the_earlier_tables(cohort, tmp_path
     argv = ["run", "--profile", "smoke", "--out", str(out), "--data-dir", str(cohort[2].root), "--no-book",
             "--notebook", "notebooks/03_binary_fusion.ipynb"]
     assert main([*argv, "--set", "epochs=1"]) == 0
-    assert "epochs=1 says better" in capsys.readouterr().out
+    assert "+0.050" in capsys.readouterr().out  # the epochs=1 run's primary comparison (fusion - clinical)
     monkeypatch.setattr(pipeline, "execute_notebook", _fake_notebook({}))  # the next run writes no tables
     assert main([*argv, "--set", "epochs=2"]) == 0
     out_text = capsys.readouterr().out
-    assert "epochs=1 says better" not in out_text and "moved them to" in out_text and "epochs=1" in out_text
+    assert "+0.050" not in out_text and "moved them to" in out_text and "epochs=1" in out_text
     assert not (out / "tables" / "comparisons.csv").exists()
     record = json.loads((out / "provenance.json").read_text())
     assert record["profile"]["epochs"] == 2 and "previous_runs" not in record
@@ -100,13 +101,13 @@ def test_train_final_takes_only_a_finished_run_of_the_same_data(case, cohort, tm
     (run / "tables").mkdir(parents=True)
     (run / "tables" / "results_binary.csv").write_text(RESULTS.format(v=0.7))
     record = {"profile": profile.to_dict(), "status": "finished",
-              "data": pipeline.data_checksums(data_root)}
+              "data": provenance.data_checksums(Cohort.open(None, data_root))}
     if case == "failed":
         record["status"] = "failed"
     else:
         other = synth.make_dataset(tmp_path / "other", counts={"normal": 10, "osteopenia": 10, "osteoporosis": 10},
                                    seed=9)
-        record["data"] = pipeline.data_checksums(other.root)
+        record["data"] = provenance.data_checksums(Cohort.open(None, other.root))
     (run / "provenance.json").write_text(json.dumps(record))
     rc = main(["train-final", "--profile", "smoke", "--out", str(tmp_path / "m"), "--data-dir", str(data_root),
                "--run", str(run)])
@@ -128,7 +129,7 @@ def test_train_final_run_check_compares_every_image(cohort, tmp_path):
                              "image_sha256": "0" * 64})
     manifest.to_csv(run / "tables" / "manifest.csv", index=False)
     (run / "provenance.json").write_text(json.dumps({"profile": profile.to_dict(), "status": "finished",
-                                                     "data": pipeline.data_checksums(data_root)}))
+                                                     "data": provenance.data_checksums(Cohort.open(None, data_root))}))
     with pytest.raises(config.UsageError, match="made on other data"):
         run_evidence(run, profile, data_root)
 
