@@ -97,30 +97,74 @@ class Follower:
         os.environ.pop(progress.PROGRESS_ENV, None)
 
 
-def execute_notebook(source: Path, target: Path, parameters: dict[str, Any]) -> float:
-    """Run one notebook with papermill; raise PipelineError naming the failing cell."""
+class Kernel:
+    """One Python kernel for the notebooks of a run: the kernel's start and the package imports are paid
+    once, not once per notebook; its namespace is cleared between notebooks (``%reset``, figures
+    closed, execution count back to 1), so each notebook starts as it would on its own.
+
+    The kernel talks over local sockets (ipc) in a private folder: nothing listens on a TCP port, and
+    the kernel has no "running over TCP without encryption" warning to print.
+    """
+
+    #: run (unrecorded) before every notebook but the first
+    RESET = ("get_ipython().run_line_magic('reset', '-f')\n"
+             "import gc, matplotlib.pyplot\nmatplotlib.pyplot.close('all')\ngc.collect()\n"
+             "get_ipython().execution_count = 1")
+
+    def __enter__(self) -> Kernel:
+        from jupyter_client.manager import KernelManager
+
+        self._sockets = tempfile.TemporaryDirectory(prefix="osteo-kernel-")
+        self.km = KernelManager(kernel_name="python3", transport="ipc", ip=str(Path(self._sockets.name) / "kernel"))
+        self.used = False
+        return self
+
+    def fresh(self) -> None:
+        """Clear what the previous notebook left in the kernel (nothing to do before the first)."""
+        if self.used and self.km.has_kernel:
+            client = self.km.client()
+            client.start_channels()
+            try:
+                client.wait_for_ready(timeout=60)
+                reply = client.execute_interactive(self.RESET, store_history=False, timeout=120,
+                                                   output_hook=lambda msg: None)
+                if reply["content"]["status"] != "ok":
+                    raise PipelineError(f"the notebook kernel could not be reset: {reply['content'].get('evalue')}")
+            finally:
+                client.stop_channels()
+        self.used = True
+
+    def stop(self, now: bool = False) -> None:
+        if self.km.has_kernel:
+            self.km.shutdown_kernel(now=now)
+        self.km.cleanup_resources()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop(now=exc[0] is not None)
+        self._sockets.cleanup()
+
+
+def execute_notebook(source: Path, target: Path, parameters: dict[str, Any], kernel: Kernel | None = None) -> float:
+    """Run one notebook with papermill (in ``kernel`` when given, else in a kernel of its own); raise
+    PipelineError naming the failing cell."""
     import papermill as pm
-    from jupyter_client.manager import KernelManager
     from papermill.exceptions import PapermillExecutionError
 
     target.parent.mkdir(parents=True, exist_ok=True)
     start = time.time()
-    # the kernel talks over local sockets (ipc) in a private folder: nothing listens on a TCP port,
-    # and the kernel has no "running over TCP without encryption" warning to print
-    with tempfile.TemporaryDirectory(prefix="osteo-kernel-") as sockets:
-        km = KernelManager(kernel_name="python3", transport="ipc", ip=str(Path(sockets) / "kernel"))
-        with _interrupts_kernel(km) as interrupted:
+    with contextlib.nullcontext(kernel) if kernel is not None else Kernel() as k:
+        k.fresh()
+        with _interrupts_kernel(k.km) as interrupted:
             try:
                 pm.execute_notebook(str(source), str(target), parameters=parameters, kernel_name="python3",
-                                    cwd=str(PROJECT_ROOT), progress_bar=False, log_output=False, km=km)
+                                    cwd=str(PROJECT_ROOT), progress_bar=False, log_output=False, km=k.km)
             except PapermillExecutionError as exc:
                 if interrupted.is_set():
                     raise KeyboardInterrupt from None
                 raise _notebook_failure(source, target, exc) from exc
             finally:
-                if km.has_kernel:
-                    km.shutdown_kernel(now=interrupted.is_set())
-                km.cleanup_resources()
+                if interrupted.is_set():
+                    k.stop(now=True)
     return time.time() - start
 
 
@@ -272,18 +316,19 @@ def run(profile: str = "fast", run_dir: str | os.PathLike | None = None, data_di
         executed: dict[str, Path] = {}
         current = None
         try:
-            for i, nb in enumerate(tqdm(selected, desc=f"run {profile}", unit="notebook", disable=not live), 1):
-                current = nb
-                if nb == PROVENANCE_PAGE:  # the page shows how the analysis ended, so record it first
-                    prov.finish("finished", started)
-                target = paths.root / "notebooks" / Path(nb).name
-                so_far = (dt.datetime.now(dt.UTC) - started).total_seconds()
-                tqdm.write(f"executing {nb} ({i} of {len(selected)}, {so_far / 60:.1f} min so far)")
-                printer.context = Path(nb).stem
-                with follower:
-                    seconds = execute_notebook(PROJECT_ROOT / nb, target, params)
-                executed[nb] = target
-                prov.step(nb, seconds=round(seconds, 1), finished=dt.datetime.now(dt.UTC).isoformat())
+            with Kernel() as kernel:  # one kernel for every notebook: imports paid once
+                for i, nb in enumerate(tqdm(selected, desc=f"run {profile}", unit="notebook", disable=not live), 1):
+                    current = nb
+                    if nb == PROVENANCE_PAGE:  # the page shows how the analysis ended, so record it first
+                        prov.finish("finished", started)
+                    target = paths.root / "notebooks" / Path(nb).name
+                    so_far = (dt.datetime.now(dt.UTC) - started).total_seconds()
+                    tqdm.write(f"executing {nb} ({i} of {len(selected)}, {so_far / 60:.1f} min so far)")
+                    printer.context = Path(nb).stem
+                    with follower:
+                        seconds = execute_notebook(PROJECT_ROOT / nb, target, params, kernel)
+                    executed[nb] = target
+                    prov.step(nb, seconds=round(seconds, 1), finished=dt.datetime.now(dt.UTC).isoformat())
             result = paths.root
             if build:
                 current = "jupyter-book build"
