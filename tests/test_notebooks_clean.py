@@ -81,3 +81,19 @@ def test_checker_reports_each_problem() -> None:
     nb.metadata = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
                    "language_info": {"name": "python"}}
     assert notebook_problems(nb) == []
+
+
+#: what `osteo run` passes every notebook (pipeline.run's ``params``); a notebook without one of them
+#: would silently ignore it (papermill only warns "Passed unknown parameter")
+PIPELINE_PARAMETERS = {"profile", "run_dir", "data_dir", "cohort", "overrides"}
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.relative_to(PROJECT_ROOT).as_posix())
+def test_notebook_declares_every_pipeline_parameter_and_cell_ids(path: Path) -> None:
+    import ast
+
+    nb = nbformat.read(path, as_version=nbformat.NO_CONVERT)
+    cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+    declared = {t.id for node in ast.parse(cell.source).body if isinstance(node, ast.Assign) for t in node.targets}
+    assert PIPELINE_PARAMETERS <= declared, f"{path.name} lacks {PIPELINE_PARAMETERS - declared}"
+    assert all("id" in c for c in nb.cells), f"{path.name}: cells without an id (nbformat 4.5)"
