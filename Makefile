@@ -30,13 +30,17 @@ report: setup
 lint: setup
 	$(VENV)/bin/ruff check .
 
+# two workers (pytest-xdist): the smoke pipeline's tests stay together on one (xdist_group "smoke"),
+# every other test runs on the other meanwhile
+PYTEST_WORKERS ?= -n 2 --dist loadgroup
+
 test: lint
 	bash scripts/ensure_chromium.sh
-	$(VENV)/bin/python -m pytest
+	$(VENV)/bin/python -m pytest $(PYTEST_WORKERS)
 
 test-fast: lint
 	bash scripts/ensure_chromium.sh
-	$(VENV)/bin/python -m pytest -m "not slow"
+	$(VENV)/bin/python -m pytest $(PYTEST_WORKERS) -m "not slow"
 
 constraints:
 	{ echo "# The tested set: \`make constraints\` writes this file from $(VENV) (pip freeze --all --exclude-editable)."; \
