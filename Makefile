@@ -30,9 +30,9 @@ report: setup
 lint: setup
 	$(VENV)/bin/ruff check .
 
-# two workers (pytest-xdist): the smoke pipeline's tests stay together on one (xdist_group "smoke"),
-# every other test runs on the other meanwhile
-PYTEST_WORKERS ?= -n 2 --dist loadgroup
+# two workers (pytest-xdist), a test file on one worker: the smoke pipeline's tests (tests/test_pipeline.py,
+# one session run) stay together on one while the other files run on the other
+PYTEST_WORKERS ?= -n 2 --dist loadfile
 
 test: lint
 	bash scripts/ensure_chromium.sh

@@ -28,7 +28,7 @@ NOT_MEASURED = "not measured"
 
 
 def _training_fields(profile: dict[str, Any]) -> dict[str, Any]:
-    from .arms.driver import NON_TRAINING_FIELDS
+    from .arms.foldcache import NON_TRAINING_FIELDS
 
     return {k: v for k, v in profile.items() if k not in NON_TRAINING_FIELDS}
 

@@ -139,8 +139,10 @@ class Kernel:
             self.km.shutdown_kernel(now=now)
         self.km.cleanup_resources()
 
-    def __exit__(self, *exc: object) -> None:
-        self.stop(now=exc[0] is not None)
+    def __exit__(self, kind: type | None, *exc: object) -> None:
+        # a failed notebook's kernel shuts down as usual (its exit handlers record the failure); an
+        # interrupted one at once
+        self.stop(now=kind is not None and issubclass(kind, KeyboardInterrupt))
         self._sockets.cleanup()
 
 

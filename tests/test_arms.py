@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from osteo_helpers import arms, config, data, splits, tabular, training
-from osteo_helpers.arms import driver
+from osteo_helpers.arms import foldcache
 from osteo_helpers.arms.classical import ClassicalArm, LinearGaussian
 from osteo_helpers.arms.networks import NetworkArm
 from osteo_helpers.images import ImageCache
@@ -256,10 +256,10 @@ def test_class_names_and_three_class_labels(cohort, profile, tmp_path):
 
 def test_cache_check_names_the_file(tmp_path):
     table = pd.DataFrame({"patient_id": ["a", "b"], "prob_normal": [0.2, 1.5], "prob_low_bmd": [0.8, -0.5]})
-    with pytest.raises(driver.FoldCacheError, match=r"predictions.csv: probabilities outside"):
-        driver.check_predictions(table, {"a", "b"}, ["prob_normal", "prob_low_bmd"], tmp_path / "predictions.csv")
-    with pytest.raises(driver.FoldCacheError, match="holds 2 of the 3 expected"):
-        driver.check_predictions(table, {"a", "b", "c"}, ["prob_normal"], tmp_path / "predictions.csv")
+    with pytest.raises(foldcache.FoldCacheError, match=r"predictions.csv: probabilities outside"):
+        foldcache.check_predictions(table, {"a", "b"}, ["prob_normal", "prob_low_bmd"], tmp_path / "predictions.csv")
+    with pytest.raises(foldcache.FoldCacheError, match="holds 2 of the 3 expected"):
+        foldcache.check_predictions(table, {"a", "b", "c"}, ["prob_normal"], tmp_path / "predictions.csv")
 
 
 def test_the_gaussian_head_lets_its_spread_depend_on_the_inputs():

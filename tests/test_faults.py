@@ -81,7 +81,7 @@ def _run(tmp_path: Path, data_root: Path, **kwargs) -> Path:
 def test_provenance_says_running_then_finished(synthetic_dataset, tmp_path, quiet_env, monkeypatch):
     seen = []
 
-    def execute(source, target, params):
+    def execute(source, target, params, kernel=None):
         seen.append(json.loads((tmp_path / "run" / "provenance.json").read_text())["status"])
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text("{}")
@@ -103,7 +103,7 @@ def test_provenance_says_running_then_finished(synthetic_dataset, tmp_path, quie
 ])
 def test_provenance_says_failed_with_notebook_cell_and_error(synthetic_dataset, tmp_path, quiet_env, monkeypatch,
                                                              error):
-    def execute(source, target, params):
+    def execute(source, target, params, kernel=None):
         raise error
 
     monkeypatch.setattr(pipeline, "execute_notebook", execute)
@@ -173,7 +173,7 @@ def test_lock_of_a_killed_run_is_taken_over(holder, synthetic_dataset, tmp_path,
     holder.kill()  # as a run killed with SIGKILL: no clean-up, the lock file stays behind
     holder.wait()
     assert json.loads((tmp_path / "run" / runfolder.LOCK_NAME).read_text())["pid"] == holder.pid
-    monkeypatch.setattr(pipeline, "execute_notebook", lambda source, target, params: 0.0)
+    monkeypatch.setattr(pipeline, "execute_notebook", lambda source, target, params, kernel=None: 0.0)
     _run(tmp_path, synthetic_dataset.root)
     record = json.loads((tmp_path / "run" / "provenance.json").read_text())
     assert record["status"] == "finished" and record["replaced_stale_lock"]["pid"] == holder.pid

@@ -57,7 +57,7 @@ def test_only_a_profile_as_defined_writes_its_own_folder(outputs, tmp_path, caps
 
 
 def _fake_execute(seen: list[str]):
-    def execute(source, target, params):
+    def execute(source, target, params, kernel=None):
         seen.append(params["run_dir"])
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text("{}")

@@ -25,10 +25,6 @@ from sphinx_external_toc.parsing import parse_toc_yaml
 
 from osteo_helpers.config import PROJECT_ROOT
 
-# the tests of this module share one smoke run: with pytest-xdist (`make test` runs two workers) they go to
-# one worker, so the run is made once
-pytestmark = pytest.mark.xdist_group("smoke")
-
 ARTIFACTS = PROJECT_ROOT / "test-artifacts"
 SCREENSHOTS = ARTIFACTS / "screenshots"
 TOC_PAGES = list(parse_toc_yaml(PROJECT_ROOT / "_toc.yml"))  # docnames, in the order of the book

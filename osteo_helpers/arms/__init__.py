@@ -7,7 +7,8 @@
 - `networks`: the image network, the concatenation fusion and the residual arms.
 - `roi`: the ROI networks on per-knee tiles.
 - `driver`: cross-validation over the shared folds (plan the fits, execute them, assemble the
-  tables), the fold cache (every file checksummed), the OOF format.
+  tables), the OOF format.
+- `foldcache`: a fitted fold on disk, its fingerprint, read back only when every file is verified.
 - `state`: a fitted arm as files without pickle (JSON, safetensors, skops), for the fold cache and the bundle.
 
 Adding an arm is one class with ``@register("name")`` in one of these modules.
@@ -16,7 +17,8 @@ Adding an arm is one class with ``@register("name")`` in one of these modules.
 from . import classical, networks, roi  # noqa: F401  (registers the arms)
 from .base import ARM_REGISTRY, Arm, known_arms, make_arm, register, split_arm_name
 from .classical import logistic_equation
-from .driver import cross_validate, load_fold_arms, load_histories, run_arm, run_arms_together, task_view
+from .driver import cross_validate, run_arm, run_arms_together, task_view
+from .foldcache import load_fold_arms, load_histories
 
 __all__ = ["ARM_REGISTRY", "Arm", "cross_validate", "known_arms", "load_fold_arms", "load_histories",
            "logistic_equation", "make_arm", "register", "run_arm", "run_arms_together", "split_arm_name", "task_view"]

@@ -53,7 +53,7 @@ def test_ablation_into_a_folder_of_another_task_moves_the_old_results_aside(coho
 
 
 def _fake_notebook(tables: dict[str, str]):
-    def execute(source, target, params):
+    def execute(source, target, params, kernel=None):
         folder = os.path.join(params["run_dir"], "tables")
         for name, text in tables.items():
             with open(os.path.join(folder, name), "w") as fh:

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from osteo_helpers import arms
-from osteo_helpers.arms import driver
+from osteo_helpers.arms import foldcache
 from osteo_helpers.bundle import Bundle, seal
 from osteo_helpers.config import UsageError
 from osteo_helpers.images import ImageCache
@@ -107,9 +107,9 @@ def test_explanations_and_histories_read_only_verified_files(cohort, profile, tm
     assert len(arms.load_histories(tmp_path, "fusion", "binary")) > 0
     history = tmp_path / "fusion" / "binary" / "seed5_fold2" / "history.csv"
     history.write_text(history.read_text().replace("0.", "9.", 1))
-    with pytest.raises(driver.FoldCacheError, match="history.csv: content changed"):
+    with pytest.raises(foldcache.FoldCacheError, match="history.csv: content changed"):
         arms.load_histories(tmp_path, "fusion", "binary")
     model = tmp_path / "fusion" / "binary" / "seed5_fold0" / "arm.safetensors"
     model.write_bytes(model.read_bytes()[:-8])
-    with pytest.raises(driver.FoldCacheError, match="arm.safetensors: content changed"):
+    with pytest.raises(foldcache.FoldCacheError, match="arm.safetensors: content changed"):
         arms.load_fold_arms(tmp_path, "fusion", "binary", seed=5)
