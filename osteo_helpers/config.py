@@ -378,6 +378,12 @@ def resolve_data_dir(explicit: str | os.PathLike | None = None, table: str = SPR
     )
 
 
+def shorten_paths(text: str) -> str:
+    """Absolute paths of the machine that ran the analysis, made relative (project) or cut to their last part."""
+    text = str(text).replace(str(PROJECT_ROOT) + "/", "").replace(str(PROJECT_ROOT), ".")
+    return re.sub(r"(?<![\w.])/(?:[^\s/`'\"]+/)+([^\s/`'\"]+)", r"…/\1", text)
+
+
 def output_root(explicit: str | os.PathLike | None = None) -> Path:
     """Where runs write their artefacts (ignored by git)."""
     return Path(explicit or os.environ.get(OUTPUT_ENV_VAR) or PROJECT_ROOT / "outputs").resolve()

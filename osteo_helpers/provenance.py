@@ -193,7 +193,7 @@ def status_text(prov: dict) -> str:
 
 def summary_table(prov: dict) -> pd.DataFrame:
     """Run, status, time, commit, command, data and weights as a short two-column table."""
-    from .report import shorten_paths
+    from .config import shorten_paths
 
     git = prov["git"]
     duration = prov.get("duration_s")

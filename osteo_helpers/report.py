@@ -300,16 +300,6 @@ def age_text(age: pd.DataFrame) -> str:
             "with age alone, and within the age band where the classes overlap.")
 
 
-def shorten_paths(text: str) -> str:
-    """Absolute paths of the machine that ran the analysis, made relative (project) or cut to their last part."""
-    import re
-
-    from .config import PROJECT_ROOT
-
-    text = str(text).replace(str(PROJECT_ROOT) + "/", "").replace(str(PROJECT_ROOT), ".")
-    return re.sub(r"(?<![\w.])/(?:[^\s/`'\"]+/)+([^\s/`'\"]+)", r"…/\1", text)
-
-
 def run_summary(run_dir: Path, seconds: float, since: dt.datetime | None = None) -> list[str]:
     """What a finished run says in a few lines: the headline AUROCs with CIs, the answer, the time.
     With ``since``, only tables written by this run are quoted (never an earlier run's left in the folder)."""

@@ -57,7 +57,7 @@ def test_wide_table_lists_arms_in_the_declared_order_and_has_no_nan():
 
 
 def test_paths_of_the_machine_never_reach_the_page():
-    text = report.shorten_paths(f"run --out {config.PROJECT_ROOT}/outputs/fast --data-dir /srv/data/knee-osteo")
+    text = config.shorten_paths(f"run --out {config.PROJECT_ROOT}/outputs/fast --data-dir /srv/data/knee-osteo")
     assert text == "run --out outputs/fast --data-dir …/knee-osteo"
 
 

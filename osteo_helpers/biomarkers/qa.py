@@ -16,6 +16,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
+from ..config import shorten_paths
 from ..images import as_grayscale
 from .cohort import STATUS_LOCALISED, STATUS_SKIPPED, BiomarkerData
 from .localise import KneeDetection
@@ -69,6 +70,11 @@ def _scaled(det: KneeDetection, f: int) -> KneeDetection:
     return KneeDetection(**d)
 
 
+def _wrapped(reason: str, width: int) -> str:
+    """A failure reason for a small panel: folders cut to the file name, lines wrapped between words."""
+    return textwrap.fill(shorten_paths(reason), width, break_long_words=False, break_on_hyphens=False)
+
+
 def qa_sheets(data: BiomarkerData, per_page: int = 30, ncols: int = 6, panel: float = 2.1,
               titles: dict[str, str] | None = None) -> list[Figure]:
     """The localisation QA gallery: one Figure per ``per_page`` images, in
@@ -100,12 +106,12 @@ def qa_sheets(data: BiomarkerData, per_page: int = 30, ncols: int = 6, panel: fl
             else:
                 ax.set_title(title, fontsize=7)
             if q.status != STATUS_LOCALISED:
-                ax.text(0.5, 0.5, textwrap.fill("; ".join(q.reasons) or q.status, 34), transform=ax.transAxes,
+                ax.text(0.5, 0.5, _wrapped("; ".join(q.reasons) or q.status, 34), transform=ax.transAxes,
                         ha="center", va="center", color="red", fontsize=6.5,
                         bbox=dict(facecolor="white", alpha=0.8, edgecolor="red"))
                 ax.title.set_color("red")
             elif q.reasons:
-                ax.text(0.02, 0.02, textwrap.fill("; ".join(q.reasons), 48), transform=ax.transAxes, ha="left",
+                ax.text(0.02, 0.02, _wrapped("; ".join(q.reasons), 48), transform=ax.transAxes, ha="left",
                         va="bottom", color="orange", fontsize=5)
         fig.suptitle(f"Knee localisation QA, page {page + 1} of {n_pages} (red line: joint line; green: femoral ROI; "
                      "blue: tibial ROI; cyan: plateau width; magenta: cortical rows)", fontsize=9)
