@@ -33,14 +33,16 @@ lint: setup
 # two workers (pytest-xdist), a test file on one worker: the smoke pipeline's tests (tests/test_pipeline.py,
 # one session run) stay together on one while the other files run on the other
 PYTEST_WORKERS ?= -n 2 --dist loadfile
+# one BLAS thread per process: two workers on two cores, never more threads than cores
+SINGLE_THREADED := OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1
 
 test: lint
 	bash scripts/ensure_chromium.sh
-	$(VENV)/bin/python -m pytest $(PYTEST_WORKERS)
+	$(SINGLE_THREADED) $(VENV)/bin/python -m pytest $(PYTEST_WORKERS)
 
 test-fast: lint
 	bash scripts/ensure_chromium.sh
-	$(VENV)/bin/python -m pytest $(PYTEST_WORKERS) -m "not slow"
+	$(SINGLE_THREADED) $(VENV)/bin/python -m pytest $(PYTEST_WORKERS) -m "not slow"
 
 constraints:
 	{ echo "# The tested set: \`make constraints\` writes this file from $(VENV) (pip freeze --all --exclude-editable)."; \

@@ -43,11 +43,17 @@ UNDECODED_IMAGES_JS = """async () => {
 UPSTREAM_EXCEPTIONS = {"Identifier 'THEBE_JS_URL' has already been declared"}
 
 
+#: one torch thread per fit: `make test` runs two pytest workers on two cores, and more threads than cores
+#: make every one of them several times slower
+SMOKE_SETTINGS = ("--set", "num_threads=1")
+
+
 @pytest.fixture(scope="session")
 def smoke_run(real_data_dir: Path) -> Path:
     run_dir = ARTIFACTS / "smoke-run"
     proc = subprocess.run([sys.executable, "-m", "osteo_helpers", "run", "--profile", "smoke", "--out", str(run_dir),
-                           "--data-dir", str(real_data_dir)], capture_output=True, text=True, cwd=PROJECT_ROOT)
+                           "--data-dir", str(real_data_dir), *SMOKE_SETTINGS], capture_output=True, text=True,
+                          cwd=PROJECT_ROOT)
     assert proc.returncode == 0, f"smoke pipeline failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
     return run_dir
 
@@ -183,7 +189,7 @@ def test_rerun_of_one_notebook_is_identical_and_does_not_clobber(smoke_run: Path
     before = {p: p.stat().st_mtime_ns for p in (smoke_run / "tables").glob("*.csv")}
     other = ARTIFACTS / "rerun-03"
     proc = subprocess.run([sys.executable, "-m", "osteo_helpers", "run", "--profile", "smoke", "--out", str(other),
-                           "--data-dir", str(real_data_dir), "--no-book",
+                           "--data-dir", str(real_data_dir), "--no-book", *SMOKE_SETTINGS,
                            "--notebook", "notebooks/03_binary_fusion.ipynb"],
                           capture_output=True, text=True, cwd=PROJECT_ROOT)
     assert proc.returncode == 0, proc.stderr[-3000:]
