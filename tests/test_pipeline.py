@@ -185,16 +185,17 @@ def test_provenance_page_names_commit_parameters_and_checksums(smoke_run: Path) 
 @pytest.mark.realdata
 @pytest.mark.slow
 def test_rerun_of_one_notebook_is_identical_and_does_not_clobber(smoke_run: Path, real_data_dir: Path) -> None:
-    """Same seed on CPU, a fresh run folder: identical metrics; the first run's files untouched."""
+    """Same seed on CPU, a fresh run folder and a kernel of its own (the full run executed notebook 4 in the
+    kernel that had run notebooks 1-3): identical metrics; the first run's files untouched."""
     before = {p: p.stat().st_mtime_ns for p in (smoke_run / "tables").glob("*.csv")}
-    other = ARTIFACTS / "rerun-03"
+    other = ARTIFACTS / "rerun-04"
     proc = subprocess.run([sys.executable, "-m", "osteo_helpers", "run", "--profile", "smoke", "--out", str(other),
                            "--data-dir", str(real_data_dir), "--no-book", *SMOKE_SETTINGS,
-                           "--notebook", "notebooks/03_binary_fusion.ipynb"],
+                           "--notebook", "notebooks/04_three_class.ipynb"],
                           capture_output=True, text=True, cwd=PROJECT_ROOT)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    first = pd.read_csv(smoke_run / "tables" / "results_binary.csv")
-    second = pd.read_csv(other / "tables" / "results_binary.csv")
+    first = pd.read_csv(smoke_run / "tables" / "results_3class.csv")
+    second = pd.read_csv(other / "tables" / "results_3class.csv")
     pd.testing.assert_frame_equal(first, second)
     assert before == {p: p.stat().st_mtime_ns for p in (smoke_run / "tables").glob("*.csv")}
 
