@@ -23,6 +23,7 @@ from sklearn.model_selection import GridSearchCV, StratifiedGroupKFold
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
+from threadpoolctl import threadpool_limits
 
 from ..config import Profile
 from ..tabular import (
@@ -286,6 +287,16 @@ class GbmArm(ClassicalArm):
         n_iter = self.profile.gbm_estimators if self.profile is not None else 200
         return HistGradientBoostingClassifier(max_iter=n_iter, learning_rate=0.05, max_depth=3,
                                               random_state=self.random_state)
+
+    # One OpenMP thread: on a few hundred rows the threads' start and synchronisation cost twenty times
+    # the work (a fit took 2 s with two threads, 0.1 s with one, the same predictions; benchmarks/README.md).
+    def _fit(self, rows: pd.DataFrame, y: np.ndarray) -> None:
+        with threadpool_limits(limits=1, user_api="openmp"):
+            super()._fit(rows, y)
+
+    def _predict_raw(self, rows: pd.DataFrame) -> np.ndarray:
+        with threadpool_limits(limits=1, user_api="openmp"):
+            return super()._predict_raw(rows)
 
 
 @register("batch_only")
