@@ -204,8 +204,9 @@ def _permuted_auroc(k: int, rows: pd.DataFrame, folds: pd.DataFrame, task: str, 
     perm_folds = splits.restratify(folds, rows, y_perm)
     out = []
     for name in names:
-        oof = cross_validate(name, rows, perm_folds, task, profile=profile, y=y_perm, tag=f"_perm{k}",
-                             screening=False, cache=cache if name in NETWORK_ARMS else None, progress_bar=False)
+        with progress.silenced():
+            oof = cross_validate(name, rows, perm_folds, task, profile=profile, y=y_perm, tag=f"_perm{k}",
+                                 screening=False, cache=cache if name in NETWORK_ARMS else None, progress_bar=False)
         metric = evaluation.discrimination_metric(oof)
         avg = evaluation.average_over_repeats(oof)
         proba = avg[evaluation.prob_columns(avg)].to_numpy()
@@ -233,10 +234,10 @@ def permutation_null(rows: pd.DataFrame, folds: pd.DataFrame, task: str, profile
     progress.note(f"label permutations: {n} for {', '.join(classical)}"
                   + (f"; {n_networks} for {', '.join(networks)}" if n_networks and networks else ""))
     tabular_rows = rows.drop(columns=["image", "roi_tiles"], errors="ignore")  # what the workers need, no pixels
-    jobs = Parallel(n_jobs=n_jobs)(delayed(_permuted_auroc)(k, tabular_rows, folds, task, classical, profile, None)
-                                   for k in range(1, n + 1))
-    records = [r for job in jobs for r in job]
-    for k in range(1, min(n_networks, n) + 1):
+    jobs = Parallel(n_jobs=n_jobs, return_as="generator")(
+        delayed(_permuted_auroc)(k, tabular_rows, folds, task, classical, profile, None) for k in range(1, n + 1))
+    records = [r for job in progress.track(jobs, "label permutations", total=n) for r in job]
+    for k in progress.track(range(1, min(n_networks, n) + 1), "network label permutations"):
         records += _permuted_auroc(k, rows, folds, task, networks, profile, cache)
     return pd.DataFrame(records, columns=["permutation", "model", "metric", "value"])
 

@@ -11,6 +11,7 @@ few lines of progress, not megabytes of redrawn bars.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -22,10 +23,26 @@ T = TypeVar("T")
 
 PROGRESS_ENV = "OSTEO_PROGRESS_FILE"
 
+_silenced = False
+
+
+@contextlib.contextmanager
+def silenced() -> Iterator[None]:
+    """Drop the fit events of the work inside (notes still pass): for loops of many quick runs,
+    such as label permutations, that report their own progress once per run instead."""
+    global _silenced
+    before, _silenced = _silenced, True
+    try:
+        yield
+    finally:
+        _silenced = before
+
 
 def report(event: str, **fields: Any) -> None:
     """Append one event (``arm``, ``fold``, ``epoch``, ``note``, ...) to the progress file; without one,
     print it as a plain line here (notes are printed by `note` itself)."""
+    if _silenced and event != "note":
+        return
     record = {"time": time.time(), "event": event, **fields}
     path = os.environ.get(PROGRESS_ENV)
     if not path:

@@ -6,8 +6,11 @@ so nothing downstream re-reads the spreadsheet or re-decodes an image.
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import os
+from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,7 +20,7 @@ import pandas as pd
 
 from . import data, evaluation, progress, splits
 from .config import Profile, RunPaths, cache_dir, ensure_outside_data, get_profile, run_paths
-from .fileio import atomic_to_csv, atomic_write_text
+from .fileio import ChecksumError, atomic_to_csv, atomic_write_text, read_verified, sha256_bytes
 from .images import ImageCache
 
 if TYPE_CHECKING:
@@ -196,17 +199,42 @@ class Study:
         """Every arm's metrics with group-bootstrap CIs, on all patients and on the patients alone in
         their split group (sensitivity analysis); saved as ``results_<task>.csv``."""
         from .ablation import singleton_patients
+        from .arms.foldcache import frame_digest
 
         key = ("results", task, names)
         if key in self._tables:
             return self._tables[key]
         p, oofs = self.profile, self.oofs(task, names)
-        table = pd.concat([evaluation.score_arms(oofs, task, p.n_boot, p.seed, self.groups),
-                           evaluation.score_arms(oofs, task, p.n_boot, p.seed, self.groups,
-                                                 singleton_patients(self.cohort), "singletons"),
-                           self.training_states(task, tuple(oofs))], ignore_index=True)
-        self.save_table(table, f"results_{task}")
+        singletons, states = singleton_patients(self.cohort), self.training_states(task, tuple(oofs))
+        inputs = {"task": task, "n_boot": p.n_boot, "seed": p.seed, "singletons": sorted(singletons),
+                  "oofs": {name: frame_digest(oof) for name, oof in oofs.items()},
+                  "groups": frame_digest(self.groups.reset_index()), "states": frame_digest(states)}
+        table = self._reused(f"results_{task}", inputs, lambda: pd.concat(
+            [evaluation.score_arms(oofs, task, p.n_boot, p.seed, self.groups),
+             evaluation.score_arms(oofs, task, p.n_boot, p.seed, self.groups, singletons, "singletons"), states],
+            ignore_index=True))
         self._tables[key] = table
+        return table
+
+    def _reused(self, name: str, inputs: dict[str, Any], compute: Callable[[], pd.DataFrame]) -> pd.DataFrame:
+        """Table ``name`` as an earlier notebook of this run saved it, when it was made from the same
+        ``inputs`` by the same package source and its file still has the SHA-256 recorded beside it
+        (``tables/<name>.inputs.json``); else ``compute()``, saved with that record. The bootstrap
+        tables take seconds each and several notebooks read them; a CSV reads back exactly."""
+        from .arms.foldcache import code_version
+
+        record, path = self.paths.tables / f"{name}.inputs.json", self.paths.tables / f"{name}.csv"
+        digest = hashlib.sha256(json.dumps({**inputs, "code": code_version((".",))}, sort_keys=True,
+                                           default=str).encode()).hexdigest()
+        try:
+            saved = json.loads(record.read_text())
+            if saved["inputs"] == digest:
+                return pd.read_csv(io.BytesIO(read_verified(path, saved["sha256"])), dtype={"patient_id": str})
+        except (OSError, ValueError, KeyError, TypeError, ChecksumError):
+            pass
+        table = compute()
+        self.save_table(table, name)
+        atomic_write_text(record, json.dumps({"inputs": digest, "sha256": sha256_bytes(path.read_bytes())}))
         return table
 
     def training_states(self, task: str, names: tuple[str, ...] | None = None) -> pd.DataFrame:

@@ -85,6 +85,18 @@ def test_progress_lines_count_finished_fits_and_time_left(tmp_path, monkeypatch)
     assert json.loads(path.read_text().splitlines()[0])["arm"] == "fusion"
 
 
+def test_silenced_work_reports_notes_but_no_fits(tmp_path, monkeypatch):
+    """Label permutations run thousands of quick fits: their own line per 30 s, not a line per permutation."""
+    path = tmp_path / "progress.jsonl"
+    monkeypatch.setenv(progress.PROGRESS_ENV, str(path))
+    with progress.silenced():
+        progress.report("fits_done", total=10, seconds=1.5, executor="in-process")
+        progress.note("label permutations: 3 of 200, about 2m left")
+    progress.report("fits_done", total=10, seconds=2.0, executor="in-process")
+    events, _ = progress.read_events(path)
+    assert [(e["event"], e.get("seconds")) for e in events] == [("note", None), ("fits_done", 2.0)]
+
+
 def test_the_forest_legend_covers_no_point():
     from osteo_helpers import plots
 

@@ -40,12 +40,13 @@ class FoldCacheError(ValueError):
     """A cached fold that cannot be reused (the message names the file and why)."""
 
 
-@lru_cache(maxsize=1)
-def code_version() -> str:
-    """SHA-256 over the source of the modules that train, so a code change never reuses old folds."""
+@lru_cache(maxsize=4)
+def code_version(modules: tuple[str, ...] = TRAINING_MODULES) -> str:
+    """SHA-256 over the source of ``modules`` (default: those that train; ``(".",)``: the whole
+    package), so a code change never reuses old folds or tables."""
     root = Path(__file__).resolve().parent.parent
     digest = hashlib.sha256()
-    for name in TRAINING_MODULES:
+    for name in modules:
         path = root / name
         files = sorted(path.rglob("*.py")) if path.is_dir() else [path] if path.is_file() else []
         for f in files:
@@ -58,12 +59,16 @@ def _hash(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def frame_digest(table: pd.DataFrame) -> str:
+    """A short SHA-256 of a table's values, row order included (not its index)."""
+    return hashlib.sha256(pd.util.hash_pandas_object(table, index=False).to_numpy().tobytes()).hexdigest()[:16]
+
+
 def data_fingerprint(rows: pd.DataFrame) -> str:
     """What the rows hold: image checksums, clinical inputs and targets (changes with the data)."""
     cols = [c for c in ("patient_id", "image_sha256", *INPUT_FEATURES, "label_3class", "t_score", "split_group")
             if c in rows.columns]
-    table = rows[cols].sort_values("patient_id").astype(str)
-    return hashlib.sha256(pd.util.hash_pandas_object(table, index=False).to_numpy().tobytes()).hexdigest()[:16]
+    return frame_digest(rows[cols].sort_values("patient_id").astype(str))
 
 
 def _arm_definition(arm: Arm) -> dict:

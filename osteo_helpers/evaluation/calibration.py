@@ -119,32 +119,38 @@ def _logistic_fit(y: np.ndarray, X: np.ndarray, offset: np.ndarray, start: np.nd
     """Per row b, coefficients of the logistic model y[b] ~ expit(X[b] @ beta + offset[b]).
 
     Newton's method with step halving, run on all rows at once; the log-likelihood is
-    concave, so this converges whenever the maximum exists. Rows that have not
-    converged after the iteration limit (separation: coefficients run off to infinity)
-    are nan. X is (B, n, d), offset (B, n), start (d,).
+    concave, so this converges whenever the maximum exists. A row stops as soon as its
+    Newton step is below the tolerance, so the few rows that do not converge within the
+    iteration limit (separation: coefficients run off to infinity; they are nan) do not
+    keep the others iterating. X is (B, n, d), offset (B, n), start (d,).
     """
     beta = np.tile(start, (y.shape[0], 1)).astype(float)
-    eta = np.einsum("bnd,bd->bn", X, beta) + offset
-    ll = _log_likelihood(y, eta)
     done = np.zeros(y.shape[0], dtype=bool)
+    rows = np.arange(y.shape[0])  # the rows still iterating
+    ya, Xa, oa, ba = y, X, offset, beta.copy()
+    eta = np.einsum("bnd,bd->bn", Xa, ba) + oa
+    ll = _log_likelihood(ya, eta)
     for _ in range(_NEWTON_MAX_ITER):
         q = special.expit(eta)
-        grad = np.einsum("bnd,bn->bd", X, y - q)
-        hess = np.einsum("bnd,bne->bde", X * (q * (1 - q))[:, :, None], X)
+        grad = np.einsum("bnd,bn->bd", Xa, ya - q)
+        hess = np.einsum("bnd,bne->bde", Xa * (q * (1 - q))[:, :, None], Xa)
         step = np.einsum("bde,be->bd", np.linalg.pinv(hess), grad)
-        done = np.abs(step).max(axis=1) < _NEWTON_TOL
-        if done.all():
+        converged = np.abs(step).max(axis=1) < _NEWTON_TOL
+        beta[rows[converged]], done[rows[converged]] = ba[converged] + step[converged], True
+        if converged.all():
             break
-        scale = np.ones(len(beta))
+        keep = ~converged
+        rows, ya, Xa, oa, ba, step, ll = rows[keep], ya[keep], Xa[keep], oa[keep], ba[keep], step[keep], ll[keep]
+        scale = np.ones(len(ba))
         for _ in range(_MAX_HALVINGS):
-            trial = beta + scale[:, None] * step
-            eta_trial = np.einsum("bnd,bd->bn", X, trial) + offset
-            ll_trial = _log_likelihood(y, eta_trial)
+            trial = ba + scale[:, None] * step
+            eta_trial = np.einsum("bnd,bd->bn", Xa, trial) + oa
+            ll_trial = _log_likelihood(ya, eta_trial)
             worse = ll_trial < ll - 1e-12 * np.abs(ll)
             if not worse.any():
                 break
             scale[worse] /= 2
-        beta, eta, ll = trial, eta_trial, ll_trial
+        ba, eta, ll = trial, eta_trial, ll_trial
     return np.where(done[:, None], beta, np.nan)
 
 

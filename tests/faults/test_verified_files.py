@@ -113,3 +113,34 @@ def test_explanations_and_histories_read_only_verified_files(cohort, profile, tm
     model.write_bytes(model.read_bytes()[:-8])
     with pytest.raises(foldcache.FoldCacheError, match="arm.safetensors: content changed"):
         arms.load_fold_arms(tmp_path, "fusion", "binary", seed=5)
+
+
+def test_a_results_table_is_reused_only_when_its_inputs_and_bytes_are_the_recorded_ones(cohort, tmp_path,
+                                                                                          monkeypatch):
+    """Notebooks 3, 4 and 5 read the same bootstrap tables: the later ones reuse the saved file only
+    when it is provably current, and recompute it (to the same numbers) when it was edited."""
+    from osteo_helpers import evaluation
+    from osteo_helpers.study import RUN_ID_ENV, Study
+
+    monkeypatch.setenv(RUN_ID_ENV, "test")
+    settings = dict(image_size=32, n_folds=3, n_repeats=1, n_boot=20, num_threads=1, seed=5)
+    names = ("age", "clinical")
+    first = Study.open("smoke", tmp_path / "run", cohort[2].root, **settings).results("binary", names)
+    score_arms = evaluation.score_arms
+
+    def refused(*args, **kwargs):
+        raise AssertionError("recomputed a table that was current")
+
+    monkeypatch.setattr(evaluation, "score_arms", refused)
+    pd.testing.assert_frame_equal(Study.open("smoke", tmp_path / "run", cohort[2].root, **settings)
+                                  .results("binary", names), first, check_exact=True, check_dtype=False)
+    table = tmp_path / "run" / "tables" / "results_binary.csv"
+    table.write_text(table.read_text().replace("0.", "0.9", 1))  # a plausible, wrong number
+    with pytest.raises(AssertionError, match="recomputed"):
+        Study.open("smoke", tmp_path / "run", cohort[2].root, **settings).results("binary", names)
+    monkeypatch.setattr(evaluation, "score_arms", score_arms)
+    pd.testing.assert_frame_equal(Study.open("smoke", tmp_path / "run", cohort[2].root, **settings)
+                                  .results("binary", names), first, check_exact=True, check_dtype=False)
+    with pytest.raises(AssertionError, match="recomputed"):  # other settings: other inputs
+        monkeypatch.setattr(evaluation, "score_arms", refused)
+        Study.open("smoke", tmp_path / "run", cohort[2].root, **{**settings, "n_boot": 30}).results("binary", names)
