@@ -9,7 +9,28 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
+from sklearn import model_selection
+from sklearn.model_selection import StratifiedKFold
+
+
+class StratifiedGroupKFold(model_selection.StratifiedGroupKFold):
+    """scikit-learn's StratifiedGroupKFold, the same folds for the same input, with its search for each
+    group's fold done for all folds at once: the permutation null makes thousands of these splits, and
+    the per-fold loop cost more than the models fitted on them (tests/test_splits.py compares both)."""
+
+    def _find_best_fold(self, y_counts_per_fold: np.ndarray, y_cnt: np.ndarray,
+                        group_y_counts: np.ndarray) -> int:
+        k = self.n_splits
+        proposed = np.repeat(y_counts_per_fold[None], k, axis=0)  # proposal i: the group added to fold i
+        proposed[np.arange(k), np.arange(k)] += group_y_counts
+        fold_eval = np.mean(np.std(proposed / y_cnt.reshape(1, 1, -1), axis=1), axis=1).tolist()
+        samples = y_counts_per_fold.sum(axis=1).tolist()
+        best, min_eval, min_samples = 0, np.inf, np.inf
+        for i in range(k):  # scikit-learn's order and tie-breaking (np.isclose): the least populated of equal folds
+            close = min_eval != np.inf and abs(fold_eval[i] - min_eval) <= 1e-8 + 1e-5 * abs(min_eval)
+            if fold_eval[i] < min_eval or (close and samples[i] < min_samples):
+                best, min_eval, min_samples = i, fold_eval[i], samples[i]
+        return best
 
 
 def check_fold_count(cohort: pd.DataFrame, label: str, n_folds: int, group: str = "split_group",

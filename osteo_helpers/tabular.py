@@ -124,16 +124,15 @@ def to_model_frame(table: pd.DataFrame, features: tuple[str, ...] | None = None)
     missing = [f for f in features if f not in table.columns]
     if missing:
         raise KeyError(f"clinical table lacks input column(s) {missing}")
-    out = pd.DataFrame(index=table.index)
-    for f in features:
+    def plain(f: str) -> pd.Series:
         col = table[f]
         if f in BOOLEAN_FEATURES:
-            out[f] = col.astype("Float64").astype(float)
-        elif f in CATEGORICAL_FEATURES:
-            out[f] = col.astype(object).where(col.notna(), np.nan)
-        else:
-            out[f] = col.astype(float)
-    return out
+            return col.astype("Float64").astype(float)
+        if f in CATEGORICAL_FEATURES:
+            return col.astype(object).where(col.notna(), np.nan)
+        return col.astype(float)
+
+    return pd.DataFrame({f: plain(f) for f in features}, index=table.index)
 
 
 def original_feature(transformed_name: str) -> str:

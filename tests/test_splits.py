@@ -125,3 +125,22 @@ def test_folds_keep_one_person_together_across_image_and_clinical_duplicates(syn
     assert splits.check_group_integrity(folds, cohort) == []
     for seed, part in folds.groupby("seed"):
         assert part.set_index("patient_id").loc[["N2", "OP4", "OP5"], "fold"].nunique() == 1, seed
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_the_vectorised_splitter_makes_scikit_learns_folds(seed):
+    """Same test folds as scikit-learn's StratifiedGroupKFold on cohorts like the study's: three or two
+    unbalanced classes, many singletons and some groups, shuffled or not."""
+    import numpy as np
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(40, 240))
+    y = rng.choice(3 if seed % 2 else 2, size=n, p=[0.15, 0.45, 0.4] if seed % 2 else [0.2, 0.8])
+    groups = np.where(rng.random(n) < 0.15, rng.integers(0, 12, size=n), np.arange(100, 100 + n))
+    for k in (2, 3, 5):
+        for shuffle in (True, False):
+            kwargs = dict(n_splits=k, shuffle=shuffle, random_state=seed if shuffle else None)
+            ours = [t.tolist() for _, t in splits.StratifiedGroupKFold(**kwargs).split(np.zeros(n), y, groups)]
+            theirs = [t.tolist() for _, t in StratifiedGroupKFold(**kwargs).split(np.zeros(n), y, groups)]
+            assert ours == theirs, (k, shuffle)

@@ -20,9 +20,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, clone
-from sklearn.model_selection import StratifiedGroupKFold
 
 from ..evaluation import threshold_for_sensitivity
+from ..splits import StratifiedGroupKFold
 from ..tasks import Task, collapse_to_binary, get_task, who_probabilities
 
 

@@ -19,9 +19,9 @@ from collections.abc import Iterator
 import numpy as np
 import pandas as pd
 from scipy import special
-from sklearn.model_selection import StratifiedGroupKFold
 
 from .. import evaluation
+from ..splits import StratifiedGroupKFold
 
 #: the bundle's models: name -> the prediction column that holds its P(low BMD)
 MODELS = {"fusion": "p_low_bmd", "clinical": "p_low_bmd_clinical"}
