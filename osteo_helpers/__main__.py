@@ -15,7 +15,7 @@ import json
 import sys
 from pathlib import Path
 
-from . import __version__
+from . import __version__, progress
 from .config import PROFILES, DataNotFoundError, UsageError, get_profile
 
 #: what Ctrl-C prints (exit status 130): finished folds and cached images are kept, half-written files are not
@@ -482,7 +482,8 @@ def main(argv: list[str] | None = None) -> int:
     """Run a subcommand; errors a user can act on become `error: ...` on stderr and an exit status."""
     args = build_parser().parse_args(argv)
     try:
-        return args.func(args)
+        with progress.interruptible():
+            return args.func(args)
     except KeyboardInterrupt:
         print(f"\n{INTERRUPTED}", file=sys.stderr)
         return 130

@@ -14,6 +14,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
+import threading
 import time
 from collections.abc import Iterable, Iterator, Sized
 from pathlib import Path
@@ -24,6 +26,7 @@ T = TypeVar("T")
 PROGRESS_ENV = "OSTEO_PROGRESS_FILE"
 
 _silenced = False
+_interrupted = False  # a Ctrl-C arrived inside `interruptible`
 
 
 @contextlib.contextmanager
@@ -38,9 +41,35 @@ def silenced() -> Iterator[None]:
         _silenced = before
 
 
+@contextlib.contextmanager
+def interruptible() -> Iterator[None]:
+    """Ctrl-C stops the work inside for certain: KeyboardInterrupt at once, as Python does, and again
+    at the next progress event should the first be lost (Python drops an exception raised while a
+    finaliser runs, and the command would then run to its end). Main thread only; elsewhere a no-op."""
+    global _interrupted
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_sigint(signum, frame) -> None:
+        global _interrupted
+        _interrupted = True
+        raise KeyboardInterrupt
+
+    previous, _interrupted = signal.signal(signal.SIGINT, on_sigint), False
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        _interrupted = False
+
+
 def report(event: str, **fields: Any) -> None:
     """Append one event (``arm``, ``fold``, ``epoch``, ``note``, ...) to the progress file; without one,
-    print it as a plain line here (notes are printed by `note` itself)."""
+    print it as a plain line here (notes are printed by `note` itself). Within `interruptible`, the
+    point where a lost Ctrl-C is raised again."""
+    if _interrupted:
+        raise KeyboardInterrupt
     if _silenced and event != "note":
         return
     record = {"time": time.time(), "event": event, **fields}

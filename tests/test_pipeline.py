@@ -123,8 +123,7 @@ def test_toc_page_loads_in_chromium(book_url: str, page: Page, docname: str) -> 
     page.on("pageerror", on_pageerror)
     shot = SCREENSHOTS / f"{docname.replace('/', '__')}.png"
     shot.unlink(missing_ok=True)
-    response = page.goto(f"{book_url}/{docname}.html", wait_until="load")
-    page.wait_for_load_state("networkidle")
+    response = page.goto(f"{book_url}/{docname}.html", wait_until="load")  # the page, its scripts and styles
     undecoded = page.evaluate(UNDECODED_IMAGES_JS)
     page.screenshot(path=shot, full_page=True)
     assert response is not None and response.status == 200, f"{docname}.html answered {response and response.status}"

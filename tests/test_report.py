@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from osteo_helpers import ablation, config, progress, report
 
@@ -129,3 +130,27 @@ def test_a_patient_without_an_id_or_image_is_named_once():
     assert problems == ["patient without an ID: age_years: missing (required by the model)",
                         "patient without an ID: image: missing (give --image)"]
     assert not any("patient patient" in line for line in problems)
+
+
+def test_a_lost_ctrl_c_is_raised_again_at_the_next_progress_event():
+    """Python drops a KeyboardInterrupt raised while a finaliser runs; the command must still stop."""
+    import os
+    import signal
+    import time
+
+    class Finaliser:
+        def __del__(self):
+            time.sleep(0.3)  # Ctrl-C lands here and is lost ("Exception ignored in ...")
+
+    previous = signal.signal(signal.SIGALRM, lambda *_: os.kill(os.getpid(), signal.SIGINT))
+    try:
+        with progress.interruptible():
+            obj = Finaliser()
+            signal.setitimer(signal.ITIMER_REAL, 0.05)
+            del obj
+            with pytest.raises(KeyboardInterrupt):
+                progress.report("fit_done", arm="age", task="binary", done=1, total=2, elapsed=0.1)
+    finally:
+        signal.signal(signal.SIGALRM, previous)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    progress.report("note", message="after the command: no stale interrupt")
