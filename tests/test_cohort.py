@@ -112,6 +112,14 @@ def test_excel_table_with_a_sheet(tmp_path):
     assert list(data.Cohort.open(spec).clinical["patient_id"]) == list(table["Exam"])
 
 
+def test_parquet_table(tmp_path):
+    spec = tiny_cohort(tmp_path / "c")
+    from_csv = data.Cohort.open(spec).clinical
+    pd.read_csv(tmp_path / "c" / "table.csv").to_parquet(tmp_path / "c" / "table.parquet", index=False)
+    spec.write_text(spec.read_text().replace('file = "table.csv"', 'file = "table.parquet"'))
+    pd.testing.assert_frame_equal(data.Cohort.open(spec).clinical, from_csv)
+
+
 def test_heights_in_centimetres_in_a_metre_column_are_a_unit_problem(tmp_path, capsys):
     spec = tiny_cohort(tmp_path / "c")
     spec.write_text(spec.read_text().replace('unit = "cm"', 'unit = "m"'))
