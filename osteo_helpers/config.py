@@ -490,12 +490,3 @@ def run_paths(run_dir: str | os.PathLike | None, profile: str | Profile,
     """Resolve and create the run folder a Study opens (see `run_folder`; without run_dir it is a notebook session)."""
     return RunPaths(run_folder(run_dir, profile, overrides, interactive=interactive, announce=True))
 
-
-def show_progress(progress: bool = True) -> bool:
-    """tqdm bars only on a terminal, unless asked off (or TQDM_DISABLE=1). A notebook's output and a log
-    file get plain progress lines instead (`progress.report`, `progress.track`): redrawn bars there
-    are megabytes of text."""
-    import sys
-
-    return (progress and sys.stderr.isatty()
-            and os.environ.get("TQDM_DISABLE", "").lower() not in {"1", "true", "yes"})

@@ -19,11 +19,10 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
-from .config import show_progress
 from .data import sha256_file
 from .data.image_readers import LUMA_WEIGHTS, open_grayscale, read_grayscale
 from .fileio import ChecksumError, atomic_write_bytes, sha256_bytes
-from .progress import note
+from .progress import note, show_progress
 
 IMAGENET_MEAN_GRAY = 0.449  # mean of torchvision's ImageNet channel means; the gray image is repeated to RGB
 IMAGENET_STD_GRAY = 0.226

@@ -5,7 +5,7 @@ The pipeline therefore sets ``OSTEO_PROGRESS_FILE``; the package appends one JSO
 event (arm planned, fit finished, epoch finished, note) and the pipeline follows the file
 and prints what is happening. Without the variable (a notebook run on its own, the `ablation`
 command, a script) the same events are printed as plain lines where they happen: tqdm bars are
-drawn only on a terminal (`config.show_progress`), so an executed notebook or a log file holds a
+drawn only on a terminal (`show_progress`), so an executed notebook or a log file holds a
 few lines of progress, not megabytes of redrawn bars.
 """
 
@@ -15,6 +15,7 @@ import contextlib
 import json
 import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sized
@@ -144,12 +145,17 @@ class Printer:
 _LOCAL = Printer(write=lambda line, end="\n": print(line, end=end, flush=True))
 
 
+def show_progress(progress: bool = True) -> bool:
+    """tqdm bars only on a terminal, unless asked off (or TQDM_DISABLE=1). A notebook's output and a log
+    file get plain progress lines instead (`report`, `track`): redrawn bars there are megabytes of text."""
+    return (progress and sys.stderr.isatty()
+            and os.environ.get("TQDM_DISABLE", "").lower() not in {"1", "true", "yes"})
+
+
 def track(items: Iterable[T], desc: str, total: int | None = None, every: float = 30.0) -> Iterator[T]:
     """Iterate with a tqdm bar on a terminal; elsewhere (notebooks, logs) a plain line every ``every``
     seconds with how many are done and about how long is left."""
     from tqdm.auto import tqdm
-
-    from .config import show_progress
 
     total = total if total is not None else (len(items) if isinstance(items, Sized) else None)
     if show_progress():

@@ -297,7 +297,7 @@ def test_a_notebook_run_by_papermill_records_its_provenance(tmp_path: Path, synt
 def test_progress_is_plain_lines_outside_a_terminal(capsys: pytest.CaptureFixture[str], monkeypatch) -> None:
     """No redrawn bars in a notebook or a log: a line per fit with the time left, and a line every few seconds."""
     from osteo_helpers import progress
-    from osteo_helpers.config import show_progress
+    from osteo_helpers.progress import show_progress
 
     monkeypatch.delenv(progress.PROGRESS_ENV, raising=False)
     assert not show_progress()  # pytest's stderr is not a terminal

@@ -26,7 +26,7 @@ from sklearn.compose import ColumnTransformer
 from tqdm.auto import tqdm
 
 from .. import progress
-from ..config import Profile, show_progress
+from ..config import Profile
 from ..images import normalisation
 from ..models import ResidualNet, build_encoder, build_model
 from ..splits import inner_split
@@ -143,7 +143,7 @@ class NetworkArm(Arm):
         weight = None
         if not self.task_.is_regression and not self.residual:
             weight = balanced_class_weights(t_fit.astype(int), self.n_outputs)
-        bar = tqdm(total=epochs, desc=desc, leave=False, disable=not show_progress(self.progress))
+        bar = tqdm(total=epochs, desc=desc, leave=False, disable=not progress.show_progress(self.progress))
 
         def on_epoch(epoch: int, epochs: int, train: float, val: float) -> None:
             bar.update(1)
