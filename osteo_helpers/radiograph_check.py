@@ -37,14 +37,17 @@ def radiograph_problems(path: Path) -> tuple[str | None, str | None]:
             refused = image_header_problem(im.width, im.height, im.mode)
             if refused:
                 return refused, None
-            im.draft("RGB", (CHECK_SIDE, CHECK_SIDE))
-            rgb = np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
+            one_channel = im.mode in ("L", "I;16", "I", "F")
+            im.draft("L" if one_channel else "RGB", (CHECK_SIDE, CHECK_SIDE))
+            im = ImageOps.exif_transpose(im)
+            rgb = None if one_channel else np.asarray(im.convert("RGB"))
+            gray = np.asarray(im.convert("L"))  # PIL's luma: one C pass, no float copy of three channels
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         raise ImageReadError(f"{path}: cannot decode image ({exc})") from exc
-    refused = pixel_problem(rgb)
+    refused = pixel_problem(gray, rgb)
     if refused:
         return refused, None
-    why = find_joint(rgb)
+    why = find_joint(gray)
     if why:
         return None, f"not recognised as a knee radiograph (no knee joint found: {why}); the score may mean nothing"
     return None, None

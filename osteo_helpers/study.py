@@ -24,6 +24,7 @@ from .fileio import ChecksumError, atomic_to_csv, atomic_write_text, read_verifi
 from .images import ImageCache
 
 if TYPE_CHECKING:
+    from IPython.display import Image
     from matplotlib.figure import Figure
 
     from .biomarkers import BiomarkerData
@@ -288,8 +289,9 @@ class Study:
             self.save_table(table, "comparisons")
         return table
 
-    def figure(self, fig: Figure, name: str) -> Figure:
-        """Save a figure under the run, stamped with the run and profile that made it."""
+    def figure(self, fig: Figure, name: str) -> Image:
+        """Save a figure under the run, stamped with the run and profile that made it; the saved PNG,
+        for the notebook to show."""
         from .plots import save
 
         return save(fig, self.paths.figures, name, stamp=f"run {self.run_id} · profile {self.profile.name}")

@@ -161,14 +161,18 @@ def test_restratified_folds_keep_the_layout_and_the_groups():
     assert counts.max() - counts.min() <= 2  # stratified on the permuted labels
 
 
-def test_permutation_null_is_reproducible_and_its_p_values_count_the_observed_run(profile):
+def test_permutation_null_is_reproducible_and_its_p_values_count_the_observed_run(profile, monkeypatch):
     c = make_cohort(90, age_effect=3.0)
     folds = splits.make_folds(c, "label_3class", 3, 1, seed=1)
+    monkeypatch.setattr(ablation, "PARALLEL_FROM", 6)  # 6 permutations in two worker processes
     null = ablation.permutation_null(c, folds, "binary", profile, 6, classical=("age", "clinical"), n_jobs=2)
     assert list(null.columns) == ["permutation", "model", "metric", "value"]
     assert len(null) == 24 and set(null["model"]) == {"age", "clinical"}
     again = ablation.permutation_null(c, folds, "binary", profile, 6, classical=("age", "clinical"), n_jobs=1)
     pd.testing.assert_frame_equal(null, again)
+    monkeypatch.setattr(ablation, "PARALLEL_FROM", 7)  # fewer permutations than that: in this process
+    pd.testing.assert_frame_equal(null, ablation.permutation_null(c, folds, "binary", profile, 6,
+                                                                  classical=("age", "clinical"), n_jobs=2))
     observed = evaluation.score_arms(ablation.run_arms(c, folds, "binary", ("age", "clinical"), profile, None),
                                      "binary", 50, 0)
     pvalues = ablation.permutation_pvalues(null, observed)

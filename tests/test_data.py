@@ -473,13 +473,24 @@ def _check(root: Path, capsys, *extra: str) -> tuple[int, str, str]:
     return rc, out, err
 
 
-@pytest.mark.parametrize("damage", ["truncated", "garbage"])
+@pytest.mark.parametrize("damage", ["truncated", "truncated progressive", "garbage"])
 def test_data_check_decodes_every_image(synthetic_dataset, capsys, damage):
+    """Every byte is read although JPEGs are decoded at 1/8 scale: a cut in the last scan of a progressive
+    JPEG is found too."""
+    import io
     import json
+
+    from PIL import Image
 
     victim = synthetic_dataset.images["OP2"]
     good = victim.read_bytes()
-    victim.write_bytes(good[: len(good) // 2] if damage == "truncated" else np.random.default_rng(0).bytes(3000))
+    if damage == "truncated progressive":
+        buffer = io.BytesIO()
+        Image.open(victim).resize((400, 320)).save(buffer, "JPEG", progressive=True, quality=95)
+        good = buffer.getvalue()
+        victim.write_bytes(good[: len(good) * 19 // 20])
+    else:
+        victim.write_bytes(good[: len(good) // 2] if damage == "truncated" else np.random.default_rng(0).bytes(3000))
     rc, out, err = _check(synthetic_dataset.root, capsys, "--json")
     assert rc == 1
     findings = json.loads(out)

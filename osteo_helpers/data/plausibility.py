@@ -115,15 +115,17 @@ def image_header_problem(width: int, height: int, mode: str | None = None) -> st
     return None
 
 
-def pixel_problem(rgb: np.ndarray) -> str | None:
-    """Why decoded pixels (H x W x 3 uint8) are not a radiograph: colour content, or blank; or None."""
+def pixel_problem(gray: np.ndarray, rgb: np.ndarray | None = None) -> str | None:
+    """Why decoded pixels (H x W uint8 gray levels, and H x W x 3 uint8 colours unless the file has one
+    channel) are not a radiograph: colour content, or blank; or None."""
     lim = IMAGE_LIMITS
-    a = rgb[::2, ::2].astype(np.int16)  # every other row and column: the same fractions, a quarter of the work
-    chroma = np.abs(a[..., 0] - a[..., 1]) + np.abs(a[..., 1] - a[..., 2]) + np.abs(a[..., 0] - a[..., 2])
-    coloured = float((chroma > lim.colour_step).mean())
-    if coloured > lim.max_colour_fraction:
-        return f"a colour picture ({coloured:.1%} of pixels coloured), not a grayscale radiograph"
-    lo, hi = np.percentile(a.mean(axis=2), [1, 99]) / 255
+    if rgb is not None:
+        a = rgb[::2, ::2].astype(np.int16)  # every other row and column: the same fractions, a quarter of the work
+        chroma = np.abs(a[..., 0] - a[..., 1]) + np.abs(a[..., 1] - a[..., 2]) + np.abs(a[..., 0] - a[..., 2])
+        coloured = float((chroma > lim.colour_step).mean())
+        if coloured > lim.max_colour_fraction:
+            return f"a colour picture ({coloured:.1%} of pixels coloured), not a grayscale radiograph"
+    lo, hi = np.percentile(gray[::2, ::2], [1, 99]) / 255
     if hi - lo < lim.min_contrast:
         return f"blank (gray levels span {hi - lo:.3f} of the range from the 1st to the 99th percentile)"
     return None

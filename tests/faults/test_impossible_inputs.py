@@ -150,6 +150,6 @@ def test_real_knees_are_neither_refused_nor_excluded(real_data_dir, tmp_path, pr
 @pytest.mark.realdata
 @pytest.mark.slow
 def test_no_real_knee_is_refused_or_flagged(real_data_dir):
-    """All 239 real images through predict's knee check (about a minute on two cores)."""
+    """All 239 real images through predict's knee check (11 s on a quiet core)."""
     paths = sorted(p for p in real_data_dir.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg"))
     assert [p.name for p in paths if radiograph_problems(p) != (None, None)] == []
