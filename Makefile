@@ -30,9 +30,10 @@ report: setup
 lint: setup
 	$(VENV)/bin/ruff check .
 
-# two workers (pytest-xdist), a test file on one worker: the smoke pipeline's tests (tests/test_pipeline.py,
-# one session run) stay together on one while the other files run on the other
-PYTEST_WORKERS ?= -n 2 --dist loadfile
+# two workers (pytest-xdist), a test file on one worker, in the order of collection: the smoke run's maker
+# (tests/test_pipeline.py) starts at once on one while the other takes the other files, and the files that
+# read the run come last (tests/conftest.py)
+PYTEST_WORKERS ?= -n 2 --dist loadfile --no-loadscope-reorder
 # one BLAS thread per process: two workers on two cores, never more threads than cores
 SINGLE_THREADED := OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1
 

@@ -11,6 +11,7 @@ them; `real_data_dir` points at the real dataset and fails (never skips) without
 from __future__ import annotations
 
 import io
+import os
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -300,6 +301,53 @@ def bundle_env(synthetic_bundle: SyntheticBundle):
         mp.setenv(config.CACHE_ENV_VAR, str(synthetic_bundle.cache))
         mp.setenv("TQDM_DISABLE", "1")
         yield mp
+
+
+# ----------------------------------------------------------------------------- the smoke run
+ARTIFACTS = config.PROJECT_ROOT / "test-artifacts"
+#: one torch thread per fit: `make test` runs two pytest workers on two cores, and more threads than cores
+#: make every one of them several times slower
+SMOKE_SETTINGS = ("--set", "num_threads=1")
+#: the file that makes the smoke run (its checks of the book and tables need nothing else)
+SMOKE_MAKER = "test_pipeline.py"
+
+
+@pytest.fixture(scope="session")
+def smoke_run(real_data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`osteo run --profile smoke` on the real data into test-artifacts/smoke-run, once per session: under
+    pytest-xdist the first worker to ask makes it while a file lock holds the others, which then read it."""
+    import subprocess
+    import sys
+
+    from filelock import FileLock
+
+    run_dir = ARTIFACTS / "smoke-run"
+    session = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        session = session.parent  # the folder all workers of this session share
+    outcome = session / "smoke-run.outcome"
+    with FileLock(session / "smoke-run.lock"):
+        if not outcome.is_file():
+            proc = subprocess.run([sys.executable, "-m", "osteo_helpers", "run", "--profile", "smoke", "--out",
+                                   str(run_dir), "--data-dir", str(real_data_dir), *SMOKE_SETTINGS],
+                                  capture_output=True, text=True, cwd=config.PROJECT_ROOT)
+            failure = f"smoke pipeline failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+            outcome.write_text("" if proc.returncode == 0 else failure, encoding="utf-8")
+    failure = outcome.read_text(encoding="utf-8")
+    assert not failure, failure
+    return run_dir
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The smoke run's maker first and the other files that read the run last: with `--dist loadfile
+    --no-loadscope-reorder` (`make test`) one worker starts the run at once while the other takes the rest,
+    and the readers find it made."""
+    readers = {item.path for item in items if "smoke_run" in getattr(item, "fixturenames", ())}
+
+    def rank(item: pytest.Item) -> int:  # whole files move: xdist's unit of work is the file
+        return 0 if item.path.name == SMOKE_MAKER else 2 if item.path in readers else 1
+
+    items.sort(key=rank)  # stable: the order within each rank is kept
 
 
 # ----------------------------------------------------------------------------- pytest-playwright

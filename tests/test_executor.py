@@ -40,7 +40,7 @@ def cohort(tmp_path_factory, synth):
     return rows, splits.make_folds(rows, "label_3class", 3, 1, seed=2)
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def profile():
     return config.get_profile("smoke", image_size=32, epochs=2, patience=1, batch_size=8, n_folds=3, n_repeats=1,
                               num_threads=1, seed=2)
@@ -59,12 +59,19 @@ def _tables(cohort, profile, cache: Path, ex: executor.Executor) -> dict[str, pd
                                   executor=ex)
 
 
+@pytest.fixture(scope="module")
+def here(cohort, profile, tmp_path_factory) -> tuple[dict[str, pd.DataFrame], Path]:
+    """The tables made in this process, and their cache folder: what every executor must reproduce."""
+    cache = tmp_path_factory.mktemp("in-process")
+    return _tables(cohort, profile, cache, executor.InProcess()), cache
+
+
 def _ignores_ctrl_c(task, shared) -> bool:
     return signal.getsignal(signal.SIGINT) == signal.SIG_IGN
 
 
-def test_two_local_workers_give_the_in_process_tables(cohort, profile, tmp_path, monkeypatch):
-    here = _tables(cohort, profile, tmp_path / "here", executor.InProcess())
+def test_two_local_workers_give_the_in_process_tables(cohort, profile, here, tmp_path, monkeypatch):
+    here, here_cache = here
     events = tmp_path / "progress.jsonl"
     monkeypatch.setenv(progress.PROGRESS_ENV, str(events))
     workers = executor.LocalWorkers(2)
@@ -76,7 +83,7 @@ def test_two_local_workers_give_the_in_process_tables(cohort, profile, tmp_path,
     for name in ARMS:
         pd.testing.assert_frame_equal(here[name], there[name], check_exact=True)
     saved = sorted(p.relative_to(tmp_path / "workers").as_posix() for p in (tmp_path / "workers").rglob("done.json"))
-    assert saved == sorted(p.relative_to(tmp_path / "here").as_posix() for p in (tmp_path / "here").rglob("done.json"))
+    assert saved == sorted(p.relative_to(here_cache).as_posix() for p in here_cache.rglob("done.json"))
     assert len(saved) == 6
     done = [e for e in progress.read_events(events)[0] if e["event"] == "fit_done"]
     assert [e["done"] for e in done] == list(range(1, 7)) and {e["total"] for e in done} == {6}
@@ -136,10 +143,10 @@ def test_a_dying_worker_leaves_no_half_written_fold_and_the_rerun_retrains_only_
 
 
 @pytest.mark.slow
-def test_a_local_ray_instance_gives_the_in_process_tables(cohort, profile, tmp_path):
+def test_a_local_ray_instance_gives_the_in_process_tables(cohort, profile, here, tmp_path):
     import ray  # a dependency of the test extra: the test fails, never skips, without it
 
-    here = _tables(cohort, profile, tmp_path / "here", executor.InProcess())
+    here, _ = here
     ray.init(num_cpus=2, log_to_driver=False, include_dashboard=False,
              runtime_env={"py_modules": [str(Path(executor.__file__).parent)]})
     try:

@@ -44,7 +44,7 @@ def test_a_decompression_bomb_is_one_line_naming_the_file(command, cohort, saved
 
 SETTINGS = [("name=mine", "profile field 'name' cannot be set"),
             ("weights={not_a_checkpoint}", "not a PyTorch checkpoint"),
-            ("weights={other_width}", "do not fit smallcnn of width 32"),
+            ("weights={other_width}", "do not fit smallcnn of width 16"),
             ("n_folds=500", "profile field 'n_folds': 500 is not allowed for this dataset (must be at most")]
 
 

@@ -1,0 +1,129 @@
+"""The smoke run's book in Chromium, page by page, as a reader sees it (screenshots into test-artifacts/)."""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import json
+import subprocess
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, ConsoleMessage, Page
+from playwright.sync_api import Error as PlaywrightError
+from sphinx_external_toc.parsing import parse_toc_yaml
+
+from osteo_helpers.config import PROJECT_ROOT
+
+SCREENSHOTS = PROJECT_ROOT / "test-artifacts" / "screenshots"
+TOC_PAGES = list(parse_toc_yaml(PROJECT_ROOT / "_toc.yml"))  # docnames, in the order of the book
+
+# Lazy images are made eager so that images below the fold are checked too; decode() rejects for an
+# image that cannot be fetched or decoded. Returns the sources of the images left without pixels.
+UNDECODED_IMAGES_JS = """async () => {
+  const images = Array.from(document.images);
+  images.forEach(img => { img.loading = "eager"; });
+  await Promise.all(images.map(img => img.decode().catch(() => null)));
+  return images.filter(img => !img.complete || img.naturalWidth === 0).map(img => img.currentSrc || img.src);
+}"""
+# Sphinx 7.4 writes sphinx-thebe 0.3.1's inline `const THEBE_JS_URL = ...` script twice into every page (it
+# registers the script after the builder started, and the builder then adds it again); the second copy throws.
+# Nothing in the book's sources can remove it, and thebe (off here) keeps working.
+UPSTREAM_EXCEPTIONS = {"Identifier 'THEBE_JS_URL' has already been declared"}
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture(scope="session")
+def book_url(smoke_run: Path) -> Iterator[str]:
+    """The smoke run's book served over HTTP from 127.0.0.1, on a free port."""
+    handler = functools.partial(_QuietHandler, directory=str(smoke_run / "_build" / "html"))
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler) as server:
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+        server.shutdown()
+        thread.join()
+
+
+
+def test_browser_is_the_system_chromium(browser: Browser, browser_type_launch_args: dict) -> None:
+    """pytest-playwright launches the Chromium of scripts/ensure_chromium.sh, never a browser of its own."""
+    chromium = browser_type_launch_args["executable_path"]
+    version = subprocess.run([chromium, "--version"], capture_output=True, text=True, check=True).stdout
+    assert browser.version in version, f"Playwright launched {browser.version}, not {chromium} ({version.strip()})"
+
+
+@pytest.mark.realdata
+@pytest.mark.slow
+@pytest.mark.parametrize("docname", TOC_PAGES)
+def test_toc_page_loads_in_chromium(book_url: str, page: Page, docname: str) -> None:
+    """HTTP 200, no console error or uncaught exception, every image decoded; a full-page screenshot."""
+    errors: list[str] = []
+
+    def on_console(msg: ConsoleMessage) -> None:
+        # The browser asks for /favicon.ico by itself; the book declares none.
+        if msg.type == "error" and not msg.location["url"].endswith("/favicon.ico"):
+            errors.append(f"console error: {msg.text} ({msg.location['url']})")
+
+    def on_pageerror(exc: PlaywrightError) -> None:
+        if exc.message not in UPSTREAM_EXCEPTIONS:
+            errors.append(f"uncaught exception: {exc.message}")
+
+    page.on("console", on_console)
+    page.on("pageerror", on_pageerror)
+    shot = SCREENSHOTS / f"{docname.replace('/', '__')}.png"
+    shot.unlink(missing_ok=True)
+    response = page.goto(f"{book_url}/{docname}.html", wait_until="load")  # the page, its scripts and styles
+    undecoded = page.evaluate(UNDECODED_IMAGES_JS)
+    page.screenshot(path=shot, full_page=True)
+    assert response is not None and response.status == 200, f"{docname}.html answered {response and response.status}"
+    assert not undecoded, f"images without pixels on {docname}.html: {undecoded}"
+    assert not errors, f"{docname}.html:\n" + "\n".join(errors)
+
+
+CLIPPED_TABLES_JS = """() => Array.from(document.querySelectorAll('main table')).filter(table => {
+  let box = table.parentElement;
+  while (box && box.tagName !== 'MAIN') {
+    const overflow = getComputedStyle(box).overflowX;
+    if (overflow === 'auto' || overflow === 'scroll') return false;
+    box = box.parentElement;
+  }
+  return table.getBoundingClientRect().right > document.querySelector('main').getBoundingClientRect().right + 1;
+}).map(table => (table.querySelector('caption') || table).textContent.slice(0, 80))"""
+
+
+@pytest.mark.realdata
+@pytest.mark.slow
+def test_first_page_provenance_and_wide_tables_read_well(book_url: str, page: Page, smoke_run: Path) -> None:
+    """The first page states the run's answer; provenance shows the final status, the device and the
+    parameters as tables and every full checksum; no download menu to unbuilt files; wide tables scroll."""
+    record = json.loads((smoke_run / "provenance.json").read_text())
+    page.set_viewport_size({"width": 1000, "height": 900})
+    page.goto(f"{book_url}/book/index.html", wait_until="load")
+    first = page.inner_text("main")
+    page.screenshot(path=SCREENSHOTS / "narrow__index.png", full_page=True)
+    assert "The answer of this run." in first and "residual fusion" in first, first[:600]
+    assert "{{" not in first and "filled in by the pipeline" not in first
+    assert page.locator(".dropdown-download-buttons").count() == 0, "download menu links to _sources/, not built"
+
+    page.goto(f"{book_url}/book/provenance.html", wait_until="load")
+    status = page.locator("main table").first.inner_text()
+    assert "finished" in status and "running" not in status, status
+    assert "CPU cores" in page.inner_text("main") and "changed for this run" in page.inner_text("main")
+    page.locator("summary", has_text="SHA-256 of all").click()
+    digest = record["data"]["spreadsheet_sha256"]
+    assert page.get_by_text(digest).first.is_visible(), "full checksums are not shown"
+    page.screenshot(path=SCREENSHOTS / "narrow__provenance.png", full_page=True)
+
+    clipped = {}
+    for docname in ("book/results_summary", "notebooks/03_binary_fusion", "notebooks/05_ablation"):
+        page.goto(f"{book_url}/{docname}.html", wait_until="load")
+        clipped[docname] = page.evaluate(CLIPPED_TABLES_JS)
+    page.screenshot(path=SCREENSHOTS / "narrow__05_ablation.png", full_page=True)
+    assert not any(clipped.values()), f"tables cut off at the right: {clipped}"

@@ -1,0 +1,76 @@
+"""Notebooks run one at a time (papermill, as a researcher would): a failure names its cell, a session
+records its provenance, and progress is plain lines outside a terminal."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+
+def test_failing_notebook_is_named_with_its_cell(tmp_path: Path) -> None:
+    import nbformat
+
+    from osteo_helpers.pipeline import PipelineError, execute_notebook
+
+    nb = nbformat.v4.new_notebook()
+    nb.metadata = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
+                   "language_info": {"name": "python"}}
+    nb.cells = [nbformat.v4.new_code_cell("x = 1"), nbformat.v4.new_code_cell("raise ValueError('boom')")]
+    src = tmp_path / "broken.ipynb"
+    nbformat.write(nb, src)
+    with pytest.raises(PipelineError, match=re.escape("broken.ipynb failed in cell 1")):
+        execute_notebook(src, tmp_path / "out.ipynb", {})
+
+
+@pytest.mark.parametrize("fails", [False, True], ids=["finished", "failed"])
+def test_a_notebook_run_by_papermill_records_its_provenance(tmp_path: Path, synthetic_dataset, fails: bool) -> None:
+    """Without `osteo run`, `Study.open` records the session as the pipeline would: settings, code,
+    data, steps and how it ended (a failure names the cell)."""
+    import nbformat
+
+    from osteo_helpers.pipeline import PipelineError, execute_notebook
+
+    nb = nbformat.v4.new_notebook()
+    nb.metadata = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
+                   "language_info": {"name": "python"}}
+    nb.cells = [nbformat.v4.new_code_cell(f"from osteo_helpers.study import Study\n"
+                                          f"study = Study.open('smoke', {str(tmp_path / 'run')!r}, "
+                                          f"{str(synthetic_dataset.root)!r}, epochs=1)"),
+                nbformat.v4.new_code_cell("raise ValueError('boom')" if fails else "x = 1")]
+    src = tmp_path / "session.ipynb"
+    nbformat.write(nb, src)
+    if fails:
+        with pytest.raises(PipelineError):
+            execute_notebook(src, tmp_path / "out.ipynb", {})
+    else:
+        execute_notebook(src, tmp_path / "out.ipynb", {})
+    record = json.loads((tmp_path / "run" / "provenance.json").read_text())
+    assert record["status"] == ("failed" if fails else "finished")
+    assert record["profile"]["epochs"] == 1 and record["overrides"] == {"epochs": 1}
+    assert record["git"]["commit"] and record["packages"]["torch"] and "duration_s" in record
+    assert [s["name"] for s in record["steps"]] == ["notebook session"]
+    if fails:
+        assert record["failure"]["source"] == "raise ValueError('boom')"
+        assert record["failure"]["error"] == "ValueError: boom"
+
+
+def test_progress_is_plain_lines_outside_a_terminal(capsys: pytest.CaptureFixture[str], monkeypatch) -> None:
+    """No redrawn bars in a notebook or a log: a line per fit with the time left, and a line every few seconds."""
+    from osteo_helpers import progress
+    from osteo_helpers.progress import show_progress
+
+    monkeypatch.delenv(progress.PROGRESS_ENV, raising=False)
+    assert not show_progress()  # pytest's stderr is not a terminal
+    for done in (1, 2, 3):
+        progress.report("fit_done", arm="image", task="binary", seed=42, fold=done - 1, done=done, total=3,
+                        elapsed=10.0 * done)
+    progress.report("fits_done", total=3, seconds=30.0, executor="in-process")
+    assert list(progress.track(range(3), "images", every=0.0)) == [0, 1, 2]
+    out = capsys.readouterr().out
+    assert "2/3 fits done (last: image (binary), seed 42 fold 1), about 10s left" in out
+    assert "3 fits done in 30s (in-process)" in out
+    assert "images: 1 of 3, about" in out and "\r" not in out
+
