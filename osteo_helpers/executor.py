@@ -6,9 +6,10 @@ result as it finishes, so the caller counts progress, saves every finished fold 
 assembles the tables in the plan's order, whatever order the fits finished in.
 
 - `InProcess` (the default): one fit after another, here; nothing to set up.
-- `LocalWorkers(n)`: n worker processes of the standard library's process pool (spawned:
-  CUDA cannot be forked) that share the machine's GPUs round robin, each capped to its share
-  of its GPU's memory and of the CPU cores.
+- `LocalWorkers(n)`: n worker processes of the standard library's process pool (forked from a
+  fork server that imported the package once: CUDA cannot be forked from a process that uses it)
+  that share the machine's GPUs round robin, each capped to its share of its GPU's memory and of
+  the CPU cores.
 - `RayCluster(address)`: each fit a Ray task with a fraction of a GPU (``1 / fits_per_gpu``)
   where the cluster has GPUs. The package travels with the job (Ray's ``py_modules``), so every
   node runs this code. Ray is optional: ``pip install -e ".[ray]"``.
@@ -114,10 +115,15 @@ def _future_outcome(future: Future) -> Any:
     return _CANCELLED if future.cancelled() else future.result()
 
 
-def _init_worker(counter: Any, workers: int, gpus: int) -> None:
-    """A local worker: no progress bars; its share of the cores; on a GPU machine its GPU (round robin)
-    and that GPU's memory shared with the other workers on it."""
+def _init_worker(counter: Any, workers: int, gpus: int, environ: dict[str, str], cwd: str) -> None:
+    """A local worker: the environment and folder of the process that made the pool now (a fork server's
+    child has the server's, from when it started); no progress bars; its share of the cores; on a GPU
+    machine its GPU (round robin) and that GPU's memory shared with the other workers on it."""
     from .training import THREADS_ENV, available_cores
+
+    os.environ.clear()
+    os.environ.update(environ)
+    os.chdir(cwd)
 
     with counter.get_lock():
         index = counter.value
@@ -132,6 +138,18 @@ def _init_worker(counter: Any, workers: int, gpus: int) -> None:
         sharing = len(range(gpu, workers, gpus))
         torch.cuda.set_device(gpu)
         torch.cuda.set_per_process_memory_fraction(1.0 / sharing, gpu)
+
+
+def worker_context() -> multiprocessing.context.BaseContext:
+    """How local workers start: forked from a fork server that imported the package once (a worker then
+    starts in a fraction of a second instead of importing torch again, several seconds each); spawned
+    where there is no fork server (Windows). Never forked from this process: CUDA cannot be forked, and
+    the fork server never touches CUDA."""
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([f"{__package__}.arms"])  # no effect once the server runs: it has them
+    return context
 
 
 class LocalWorkers(Executor):
@@ -149,10 +167,11 @@ class LocalWorkers(Executor):
         if self._pool is None:
             import torch
 
-            context = multiprocessing.get_context("spawn")
+            context = worker_context()
             gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+            here = (dict(os.environ), os.getcwd())
             self._pool = ProcessPoolExecutor(self.workers, mp_context=context, initializer=_init_worker,
-                                             initargs=(context.Value("i", 0), self.workers, gpus))
+                                             initargs=(context.Value("i", 0), self.workers, gpus, *here))
         return self._pool
 
     def map(self, fn: Work, tasks: Sequence[Any], shared: Any) -> Iterator[tuple[int, Any]]:

@@ -90,6 +90,25 @@ def test_two_local_workers_give_the_in_process_tables(cohort, profile, here, tmp
     assert {(e["arm"], e["fold"]) for e in done} == {(a, f) for a in ARMS for f in range(3)}
 
 
+def _where_am_i(task, shared) -> tuple[str | None, str]:
+    return os.environ.get(task), os.getcwd()
+
+
+def test_a_worker_sees_the_environment_and_folder_of_now_not_of_the_fork_servers_start(tmp_path, monkeypatch):
+    """Workers fork from a server started once; each pool's workers still get the caller's current
+    environment and working folder, as spawned ones would."""
+    for value in ("first", "second"):
+        monkeypatch.setenv("OSTEO_TEST_WHERE", value)
+        folder = tmp_path / value
+        folder.mkdir()
+        monkeypatch.chdir(folder)
+        workers = executor.LocalWorkers(1)
+        try:
+            assert list(workers.map(_where_am_i, ["OSTEO_TEST_WHERE"], None)) == [(0, (value, str(folder)))]
+        finally:
+            workers.close()
+
+
 class DyingFusion(FusionArm):
     """The residual fusion, except that the fit named by $OSTEO_TEST_DIE_AT ("random_state:cache folder")
     kills its worker once the other folds are saved (so none of theirs is in flight)."""

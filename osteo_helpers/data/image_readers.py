@@ -122,20 +122,6 @@ class PillowReader:
 
         return sha256_file(path)
 
-    def decode_error(self, path: Path) -> str | None:
-        try:
-            with Image.open(path) as im:
-                check_pixels(str(path), im.width, im.height)
-                # a JPEG decoded at 1/8 scale still reads every byte of its entropy-coded data (a truncated
-                # file fails the same way) in 60 % of the time; other formats ignore the draft
-                im.draft(im.mode, (max(1, im.width // 8), max(1, im.height // 8)))
-                im.load()
-        except ImageReadError as exc:
-            return str(exc).removeprefix(f"{path}: ")
-        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-            return _one_line(exc)
-        return None
-
 
 class DicomReader:
     """DICOM files through pydicom (compressed transfer syntaxes through the pylibjpeg plugins)."""
@@ -233,13 +219,6 @@ class DicomReader:
         digest.update(ds.PixelData)
         return digest.hexdigest()
 
-    def decode_error(self, path: Path) -> str | None:
-        try:
-            self.grayscale_float(path)
-        except ImageReadError as exc:
-            return str(exc).removeprefix(f"{path}: ")
-        return None
-
 
 def voi_range(ds) -> tuple[float | None, float | None]:
     """The output range of the file's VOI transform (LUT or window), as pydicom applies it; (None, None)
@@ -304,8 +283,3 @@ def read_grayscale(path: str | os.PathLike) -> np.ndarray:
 def image_sha256(path: str | os.PathLike) -> str:
     """The content checksum that identifies an image (the file's SHA-256; for DICOM, its pixels')."""
     return reader_for(path).content_sha256(Path(path))
-
-
-def decode_error(path: str | os.PathLike) -> str | None:
-    """Why an image cannot be decoded to its last byte, or None (a truncated JPEG has a readable header)."""
-    return reader_for(path).decode_error(Path(path))

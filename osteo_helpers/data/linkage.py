@@ -31,22 +31,25 @@ HASH_SIZE = 8
 NEAR_DUPLICATE_RULE = f"pHash of {HASH_SIZE * HASH_SIZE} bits, Hamming distance <= {NEAR_DUPLICATE_BITS}"
 
 
-def perceptual_hash(path: Path) -> str | None:
-    """The image's pHash as hex (decoded at reduced scale where the format allows: the hash reads a 32 px
-    thumbnail; any format the image readers know, DICOM included), or None when the file cannot be
-    decoded (`validation.image_error` reports why)."""
+def decode_and_hash(path: Path) -> tuple[str | None, str | None]:
+    """(why the image cannot be decoded to its last byte, its pHash as hex): one decode serves both, at
+    reduced scale where the format allows (the hash reads a 32 px thumbnail; a JPEG's DCT scaling still
+    reads every byte, so a truncated file fails) and for any format the image readers know, DICOM
+    included. A header above the pixel limit (a decompression bomb) is reported without decoding."""
     try:
-        return str(imagehash.phash(open_grayscale(path, draft=128), hash_size=HASH_SIZE))
-    except (ImageReadError, OSError, SyntaxError, ValueError, Image.DecompressionBombError):
-        return None
+        return None, str(imagehash.phash(open_grayscale(path, draft=128), hash_size=HASH_SIZE))
+    except ImageReadError as exc:
+        return str(exc).removeprefix(f"{path}: "), None
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        return f"{type(exc).__name__}: {' '.join(str(exc).split())}", None
 
 
-def perceptual_hashes(images: dict[str, Path]) -> dict[str, str]:
-    """patient_id -> pHash of every decodable image (two threads: the decoders release the GIL)."""
+def decode_and_hash_all(images: dict[str, Path]) -> dict[str, tuple[str | None, str | None]]:
+    """patient_id -> `decode_and_hash` of its image (two threads: the decoders release the GIL)."""
     ordered = sorted(images.items())
     with ThreadPoolExecutor(max_workers=2) as pool:
-        hashes = list(pool.map(perceptual_hash, [path for _, path in ordered]))
-    return {pid: h for (pid, _), h in zip(ordered, hashes, strict=True) if h is not None}
+        return dict(zip([pid for pid, _ in ordered], pool.map(decode_and_hash, [path for _, path in ordered]),
+                        strict=True))
 
 
 def hash_pairs(hashes: dict[str, str], sha256: dict[str, str] | None = None,

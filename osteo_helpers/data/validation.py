@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pandas as pd
@@ -14,14 +13,14 @@ import pandas as pd
 from ..tabular import UNITS
 from ..tasks import CLASSES_3, who_class_name
 from .clinical import MENTION_COLUMN
-from .image_readers import decode_error
 from .linkage import (
     NEAR_DUPLICATE_RULE,
     closest_distinct_pairs,
+    decode_and_hash,
+    decode_and_hash_all,
     hash_pairs,
     image_record_conflicts,
     near_duplicate_images,
-    perceptual_hashes,
 )
 from .manifest import clinical_duplicate_groups, image_files
 from .plausibility import PLAUSIBLE_RANGES, impossible_images, impossible_values
@@ -33,7 +32,7 @@ __all__ = ["PLAUSIBLE_RANGES", "format_findings", "image_error", "implausible_va
 def image_error(path: Path) -> str | None:
     """Why an image cannot be decoded to its last byte, or None. A truncated JPEG has a readable header;
     a header above the pixel limit (a decompression bomb) is reported without decoding."""
-    return decode_error(path)
+    return decode_and_hash(path)[0]
 
 
 def who_diagnosis(t_score: float) -> str:
@@ -106,11 +105,9 @@ def validate(manifest: pd.DataFrame, clinical: pd.DataFrame, data_dir: Path | No
     spec = load_spec() if spec is None else spec
     data_dir = cohort_root(spec, data_dir)
     images = found_images(data_dir, clinical, spec)
-    ordered = sorted(images.items())
-    with ThreadPoolExecutor(max_workers=2) as pool:  # Pillow decodes without the GIL
-        errors = list(pool.map(image_error, [path for _, path in ordered]))
-    unreadable = [{"patient_id": pid, "path": path.relative_to(data_dir).as_posix(), "error": error}
-                  for (pid, path), error in zip(ordered, errors, strict=True) if error is not None]
+    decoded = decode_and_hash_all(images)  # every image decoded once: readable to the last byte, and its pHash
+    unreadable = [{"patient_id": pid, "path": images[pid].relative_to(data_dir).as_posix(), "error": error}
+                  for pid, (error, _) in decoded.items() if error is not None]
     ids = set(manifest["patient_id"])
     dup_groups = [sorted(g["patient_id"])
                   for _, g in manifest.dropna(subset=["duplicate_group"]).groupby("duplicate_group")]
@@ -124,8 +121,8 @@ def validate(manifest: pd.DataFrame, clinical: pd.DataFrame, data_dir: Path | No
                        if isinstance(folder, str) and folder.lower() in CLASSES_3 and folder.lower() != d]
     constant = [c for c in clinical.columns if clinical[c].nunique(dropna=True) <= 1]
     mentions = clinical[MENTION_COLUMN].fillna(False) if MENTION_COLUMN in clinical else clinical["patient_id"].isna()
-    pairs = hash_pairs(perceptual_hashes(images), manifest.set_index("patient_id")["image_sha256"].dropna().to_dict(),
-                       closest_above=4)
+    hashes = {pid: phash for pid, (_, phash) in decoded.items() if phash is not None}
+    pairs = hash_pairs(hashes, manifest.set_index("patient_id")["image_sha256"].dropna().to_dict(), closest_above=4)
     return {
         "patients": int(len(manifest)),
         "images": int(len(images)),
