@@ -36,13 +36,26 @@ def _cli(root: Path, *args: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, env=env, timeout=120, cwd=config.PROJECT_ROOT)
 
 
+def _in_process(*args: str) -> subprocess.CompletedProcess:
+    """The text mode in this process (the JSON mode above runs as its own process: nothing but JSON on stdout)."""
+    import contextlib
+    import io
+
+    from osteo_helpers.__main__ import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(["data", "check", *args])
+    return subprocess.CompletedProcess(["data", "check", *args], code, out.getvalue(), err.getvalue())
+
+
 @pytest.fixture(scope="module")
 def runs(real_data_dir):
     """Registry check and file stats before, both CLI modes, then the registry check and stats after."""
     before = data.verify_files(real_data_dir)
     stats_before = _stat_snapshot(real_data_dir)
     as_json = _cli(real_data_dir, "--json")
-    as_text = _cli(real_data_dir, "--data-dir", str(real_data_dir))
+    as_text = _in_process("--data-dir", str(real_data_dir))
     clinical = data.load_clinical(real_data_dir / config.SPREADSHEET_NAME)
     manifest = data.build_manifest(real_data_dir, clinical)
     findings = data.validate(manifest, clinical, real_data_dir)
