@@ -25,6 +25,36 @@ def test_failing_notebook_is_named_with_its_cell(tmp_path: Path) -> None:
         execute_notebook(src, tmp_path / "out.ipynb", {})
 
 
+def _notebook(path: Path, *sources: str) -> Path:
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.metadata = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
+                   "language_info": {"name": "python"}}
+    nb.cells = [nbformat.v4.new_code_cell(source) for source in sources]
+    nbformat.write(nb, path)
+    return path
+
+
+def test_notebooks_sharing_a_kernel_start_as_if_alone(tmp_path: Path) -> None:
+    """`osteo run` runs every notebook in one kernel: the next one finds no variable, output or figure of
+    the last, and counts its cells from 1."""
+    import nbformat
+
+    from osteo_helpers.pipeline import Kernel, execute_notebook
+
+    first = _notebook(tmp_path / "first.ipynb", "import matplotlib.pyplot as plt\nleftover = 1\nplt.figure()",
+                      "leftover")
+    second = _notebook(tmp_path / "second.ipynb",
+                       "import matplotlib.pyplot as plt\n"
+                       "assert 'leftover' not in globals() and not Out and globals().get('_', '') == ''\n"
+                       "assert plt.get_fignums() == []")
+    with Kernel() as kernel:
+        execute_notebook(first, tmp_path / "first-out.ipynb", {}, kernel)
+        execute_notebook(second, tmp_path / "second-out.ipynb", {}, kernel)
+    assert nbformat.read(tmp_path / "second-out.ipynb", as_version=4).cells[0].execution_count == 1
+
+
 @pytest.mark.parametrize("fails", [False, True], ids=["finished", "failed"])
 def test_a_notebook_run_by_papermill_records_its_provenance(tmp_path: Path, synthetic_dataset, fails: bool) -> None:
     """Without `osteo run`, `Study.open` records the session as the pipeline would: settings, code,
