@@ -141,19 +141,27 @@ def oof_permutation_importance(fold_models: Sequence[FoldModel], cohort: pd.Data
             if fm.model.mode == "fusion":
                 embeddings[k] = fm.model.image_encoder(model_inputs(images[rows], weights).to(_device(fm)))
 
-    def score(X: np.ndarray) -> float:
-        frame = pd.DataFrame(X, columns=X_raw.columns).astype(X_raw.dtypes.to_dict())
-        prob = np.empty(len(cohort))
-        for k, (fm, rows) in enumerate(fold_rows):
-            tab = torch.from_numpy(fm.preprocessor.transform(frame.iloc[rows]).astype(np.float32)).to(_device(fm))
-            with torch.no_grad():
-                parts = ([embeddings[k]] if k in embeddings else []) + [fm.model.tabular_encoder(tab)]
-                out = fm.model.head(torch.cat(parts, dim=1))
-            prob[rows] = torch.softmax(out, 1)[:, 1].cpu().numpy()
-        return binary_point_metrics(y, prob)["auroc"]
+    def scores(matrices: list[np.ndarray]) -> list[float]:
+        # every matrix through each fold's preprocessor in one call (its transformers work row by row, so
+        # the rows come out as they would one matrix at a time; the calls' overhead was 80 % of the time)
+        n, m = len(cohort), len(matrices)
+        frame = pd.DataFrame(np.concatenate(matrices), columns=X_raw.columns).astype(X_raw.dtypes.to_dict())
+        tables = [fm.preprocessor.transform(frame.iloc[(rows[None, :] + n * np.arange(m)[:, None]).ravel()])
+                  .astype(np.float32).reshape(m, len(rows), -1) for fm, rows in fold_rows]
+        out = []
+        for b in range(m):
+            prob = np.empty(n)
+            for k, (fm, rows) in enumerate(fold_rows):
+                tab = torch.from_numpy(tables[k][b]).to(_device(fm))
+                with torch.no_grad():
+                    parts = ([embeddings[k]] if k in embeddings else []) + [fm.model.tabular_encoder(tab)]
+                    logits = fm.model.head(torch.cat(parts, dim=1))
+                prob[rows] = torch.softmax(logits, 1)[:, 1].cpu().numpy()
+            out.append(binary_point_metrics(y, prob)["auroc"])
+        return out
 
-    return permutation_importance_grouped(score, X_raw.to_numpy(dtype=object), list(X_raw.columns),
-                                          groups=lambda name: name, n_repeats=n_repeats, seed=seed)
+    return permutation_importance_grouped(scores, X_raw.to_numpy(dtype=object), list(X_raw.columns),
+                                          groups=lambda name: name, n_repeats=n_repeats, seed=seed, batched=True)
 
 
 def gallery_picks(truth: np.ndarray, prob: np.ndarray, n: int, seed: int) -> dict[tuple[int, bool], list[int]]:
