@@ -400,19 +400,23 @@ def test_permutation_importance_finds_the_informative_feature():
     assert result.set_index("feature").loc["sex", "n_columns"] == 2
 
 
-def test_batched_scoring_sees_the_same_matrices_in_the_same_order():
+def test_batched_scoring_sees_the_same_matrices_in_the_same_order(monkeypatch):
+    monkeypatch.setattr(ex.tabular, "SCORE_BATCH", 5)
     X, y, names = _logistic()
     one_at_a_time = ex.permutation_importance_grouped(lambda A: roc_auc_score(y, A[:, 1]), X, names, n_repeats=4,
                                                       seed=3)
     seen: list[np.ndarray] = []
+    calls: list[int] = []
 
     def scores(matrices: list[np.ndarray]) -> list[float]:
         seen.extend(matrices)
+        calls.append(len(matrices))
         return [roc_auc_score(y, A[:, 1]) for A in matrices]
 
     batched = ex.permutation_importance_grouped(scores, X, names, n_repeats=4, seed=3, batched=True)
     pd.testing.assert_frame_equal(one_at_a_time, batched, check_exact=True)
     assert len(seen) == 1 + 3 * 4 and np.array_equal(seen[0], X)  # the unpermuted matrix first, then 3 features
+    assert calls == [5, 5, 3]
 
 
 def test_permutation_importance_shuffles_one_hot_columns_jointly():

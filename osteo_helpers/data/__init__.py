@@ -57,7 +57,6 @@ from .spec import PUBLISHED, CohortSpec, SpecError, load_spec, published_spec_pa
 from .validation import (
     PLAUSIBLE_RANGES,
     format_findings,
-    image_error,
     implausible_values,
     unit_problems,
     validate,
@@ -94,7 +93,6 @@ __all__ = [
     "find_images",
     "format_findings",
     "image_batch",
-    "image_error",
     "implausible_values",
     "import_dataset",
     "load_clinical",

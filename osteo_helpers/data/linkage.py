@@ -23,7 +23,7 @@ import pandas as pd
 from PIL import Image
 
 from .errors import ImageReadError
-from .image_readers import open_grayscale
+from .image_readers import _one_line, open_grayscale
 
 #: Hamming distance (of 64 pHash bits) at or below which two images are near-duplicates
 NEAR_DUPLICATE_BITS = 3
@@ -41,7 +41,7 @@ def decode_and_hash(path: Path) -> tuple[str | None, str | None]:
     except ImageReadError as exc:
         return str(exc).removeprefix(f"{path}: "), None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        return f"{type(exc).__name__}: {' '.join(str(exc).split())}", None
+        return _one_line(exc), None
 
 
 def decode_and_hash_all(images: dict[str, Path]) -> dict[str, tuple[str | None, str | None]]:

@@ -16,7 +16,6 @@ from .clinical import MENTION_COLUMN
 from .linkage import (
     NEAR_DUPLICATE_RULE,
     closest_distinct_pairs,
-    decode_and_hash,
     decode_and_hash_all,
     hash_pairs,
     image_record_conflicts,
@@ -26,13 +25,7 @@ from .manifest import clinical_duplicate_groups, image_files
 from .plausibility import PLAUSIBLE_RANGES, impossible_images, impossible_values
 from .spec import CohortSpec, load_spec
 
-__all__ = ["PLAUSIBLE_RANGES", "format_findings", "image_error", "implausible_values", "validate", "who_diagnosis"]
-
-
-def image_error(path: Path) -> str | None:
-    """Why an image cannot be decoded to its last byte, or None. A truncated JPEG has a readable header;
-    a header above the pixel limit (a decompression bomb) is reported without decoding."""
-    return decode_and_hash(path)[0]
+__all__ = ["PLAUSIBLE_RANGES", "format_findings", "implausible_values", "validate", "who_diagnosis"]
 
 
 def who_diagnosis(t_score: float) -> str:

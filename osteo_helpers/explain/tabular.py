@@ -216,6 +216,10 @@ def shap_importance(grouped: shap.Explanation, class_index: int | None = None) -
 # --------------------------------------------------------------------------- permutation importance
 
 
+#: matrices a batched score function gets per call (`permutation_importance_grouped`)
+SCORE_BATCH = 32
+
+
 def permutation_importance_grouped(score_fn: Callable, X: np.ndarray, feature_names: Sequence[str],
                                    groups: Callable[[str], str] | Mapping[str, str] = original_feature,
                                    n_repeats: int = 10, seed: int = 0, batched: bool = False) -> pd.DataFrame:
@@ -224,8 +228,8 @@ def permutation_importance_grouped(score_fn: Callable, X: np.ndarray, feature_na
     All transformed columns of a feature (one-hot levels, value + missing indicator) are permuted
     with the same row order, so every shuffled row is still a valid encoding. `score_fn(X)` must
     score predictions of a model not fitted on these rows (out-of-fold), higher = better (e.g.
-    AUROC); with ``batched`` it takes the list of every matrix to score (the unpermuted one first)
-    and returns their scores, so that a costly per-call step can run once for all. Returns feature,
+    AUROC); with ``batched`` it takes a list of up to `SCORE_BATCH` matrices (the unpermuted one
+    first) and returns their scores, so that a costly per-call step runs once per list. Returns feature,
     n_columns, mean_drop, std_drop (population std over repeats, as in scikit-learn) and the
     unpermuted baseline, sorted by mean_drop.
     """
@@ -243,8 +247,10 @@ def permutation_importance_grouped(score_fn: Callable, X: np.ndarray, feature_na
                 Xp[:, idx] = X[rng.permutation(len(X))][:, idx]
                 yield Xp
 
-    if batched:
-        scores = np.asarray(score_fn([X, *permuted()]), dtype=float)
+    if batched:  # SCORE_BATCH matrices per call: the speed of one call for all, in bounded memory
+        matrices = itertools.chain([X], permuted())
+        scores = np.concatenate([np.asarray(score_fn(chunk), dtype=float)
+                                 for chunk in iter(lambda: list(itertools.islice(matrices, SCORE_BATCH)), [])])
     else:
         scores = np.fromiter((score_fn(m) for m in itertools.chain([X], permuted())), dtype=float)
     baseline = float(scores[0])
