@@ -199,7 +199,8 @@ def test_ablation_command_writes_the_contract(synthetic_dataset_factory, tmp_pat
 
     ds = synthetic_dataset_factory("abl", counts={"normal": 8, "osteopenia": 10, "osteoporosis": 8})
     out = tmp_path / "ablation"
-    sets = ["--set", "image_size=32", "--set", "epochs=1", "--set", "n_boot=50", "--set", "n_folds=2"]
+    sets = ["--set", "image_size=32", "--set", "epochs=1", "--set", "n_boot=50", "--set", "n_folds=2",
+            "--set", "num_threads=1"]  # the other worker has the other core: two threads would fight over one
     status = main(["ablation", "--profile", "smoke", "--task", "binary", "--out", str(out), "--data-dir",
                    str(ds.root), "--permute-labels", "3", *sets])
     assert status == 0

@@ -187,11 +187,16 @@ def _fit_count(monkeypatch) -> list[str]:
     """The folds trained (outer fits only: the threshold's inner fits run inside them)."""
     calls: list[str] = []
     original = arms.Arm.fit
+    depth = [0]
 
     def fit(self, rows, y):
-        if getattr(self, "fixed_epochs", None) is None:
+        if depth[0] == 0:
             calls.append(f"s{self.random_state // 1000} f{self.random_state % 1000}")
-        return original(self, rows, y)
+        depth[0] += 1
+        try:
+            return original(self, rows, y)
+        finally:
+            depth[0] -= 1
 
     monkeypatch.setattr(arms.Arm, "fit", fit)
     return calls
@@ -218,22 +223,24 @@ def test_resume_reuses_finished_folds_and_retrains_stale_ones(cohort, profile, t
 
 
 def test_changed_settings_labels_or_data_retrain(cohort, profile, tmp_path, monkeypatch):
+    """The fingerprint is the arm's: a quick arm that carries the profile, as every arm does (a network's
+    training setting such as ``lr`` retrains it too)."""
     rows, folds = cohort
-    _cv("tabular", cohort, profile, tmp_path)
+    _cv("age", cohort, profile, tmp_path)
     calls = _fit_count(monkeypatch)
-    _cv("tabular", cohort, profile.with_overrides(lr=0.01), tmp_path)
+    _cv("age", cohort, profile.with_overrides(lr=0.01), tmp_path)
     assert len(calls) == 6
     calls.clear()
-    _cv("tabular", cohort, profile.with_overrides(target_sensitivity=0.8), tmp_path)
+    _cv("age", cohort, profile.with_overrides(target_sensitivity=0.8), tmp_path)
     assert len(calls) == 6
     calls.clear()
     y = np.random.default_rng(0).permutation(TASKS["binary"].labels(rows))
-    _cv("tabular", cohort, profile, tmp_path, y=y, tag="_perm1")
+    _cv("age", cohort, profile, tmp_path, y=y, tag="_perm1")
     assert len(calls) == 6
     calls.clear()
     changed = rows.copy()
     changed.loc[0, "image_sha256"] = "0" * 64  # another image for the first patient
-    arms.run_arm("tabular", changed, folds, "binary", profile=profile, cache=tmp_path, progress_bar=False)
+    arms.run_arm("age", changed, folds, "binary", profile=profile, cache=tmp_path, progress_bar=False)
     assert len(calls) == 6  # every fold trains or tests on that patient
 
 

@@ -1,4 +1,9 @@
-"""The smoke run's book in Chromium, page by page, as a reader sees it (screenshots into test-artifacts/)."""
+"""The smoke run's book in Chromium, page by page, as a reader sees it.
+
+A failing test leaves a full-page screenshot of its page in test-artifacts/playwright/ (pytest-playwright's
+``--screenshot=only-on-failure``, set in pyproject.toml); ``--screenshot=on`` keeps one of every page to look at:
+``pytest tests/test_book_in_browser.py --screenshot=on``.
+"""
 
 from __future__ import annotations
 
@@ -17,7 +22,6 @@ from sphinx_external_toc.parsing import parse_toc_yaml
 
 from osteo_helpers.config import PROJECT_ROOT
 
-SCREENSHOTS = PROJECT_ROOT / "test-artifacts" / "screenshots"
 TOC_PAGES = list(parse_toc_yaml(PROJECT_ROOT / "_toc.yml"))  # docnames, in the order of the book
 
 # Lazy images are made eager so that images below the fold are checked too; decode() rejects for an
@@ -63,7 +67,7 @@ def test_browser_is_the_system_chromium(browser: Browser, browser_type_launch_ar
 @pytest.mark.slow
 @pytest.mark.parametrize("docname", TOC_PAGES)
 def test_toc_page_loads_in_chromium(book_url: str, page: Page, docname: str) -> None:
-    """HTTP 200, no console error or uncaught exception, every image decoded; a full-page screenshot."""
+    """HTTP 200, no console error or uncaught exception, every image decoded."""
     errors: list[str] = []
 
     def on_console(msg: ConsoleMessage) -> None:
@@ -77,11 +81,8 @@ def test_toc_page_loads_in_chromium(book_url: str, page: Page, docname: str) -> 
 
     page.on("console", on_console)
     page.on("pageerror", on_pageerror)
-    shot = SCREENSHOTS / f"{docname.replace('/', '__')}.png"
-    shot.unlink(missing_ok=True)
     response = page.goto(f"{book_url}/{docname}.html", wait_until="load")  # the page, its scripts and styles
     undecoded = page.evaluate(UNDECODED_IMAGES_JS)
-    page.screenshot(path=shot, full_page=True)
     assert response is not None and response.status == 200, f"{docname}.html answered {response and response.status}"
     assert not undecoded, f"images without pixels on {docname}.html: {undecoded}"
     assert not errors, f"{docname}.html:\n" + "\n".join(errors)
@@ -107,7 +108,6 @@ def test_first_page_provenance_and_wide_tables_read_well(book_url: str, page: Pa
     page.set_viewport_size({"width": 1000, "height": 900})
     page.goto(f"{book_url}/book/index.html", wait_until="load")
     first = page.inner_text("main")
-    page.screenshot(path=SCREENSHOTS / "narrow__index.png", full_page=True)
     assert "The answer of this run." in first and "residual fusion" in first, first[:600]
     assert "{{" not in first and "filled in by the pipeline" not in first
     assert page.locator(".dropdown-download-buttons").count() == 0, "download menu links to _sources/, not built"
@@ -119,11 +119,9 @@ def test_first_page_provenance_and_wide_tables_read_well(book_url: str, page: Pa
     page.locator("summary", has_text="SHA-256 of all").click()
     digest = record["data"]["spreadsheet_sha256"]
     assert page.get_by_text(digest).first.is_visible(), "full checksums are not shown"
-    page.screenshot(path=SCREENSHOTS / "narrow__provenance.png", full_page=True)
 
     clipped = {}
     for docname in ("book/results_summary", "notebooks/03_binary_fusion", "notebooks/05_ablation"):
         page.goto(f"{book_url}/{docname}.html", wait_until="load")
         clipped[docname] = page.evaluate(CLIPPED_TABLES_JS)
-    page.screenshot(path=SCREENSHOTS / "narrow__05_ablation.png", full_page=True)
     assert not any(clipped.values()), f"tables cut off at the right: {clipped}"
