@@ -1,7 +1,7 @@
 """End to end: the smoke profile on the real data, its book, provenance and results tables.
 
 The smoke run (fixture `smoke_run`, tests/conftest.py) happens once per session into test-artifacts/,
-with the screenshots of any browser test that failed; this file starts first, and the
+with pytest-playwright's artefacts (test-artifacts/playwright); this file starts first, and the
 other files that read the run (the browser's pages, the rerun) come last.
 """
 
