@@ -93,7 +93,7 @@ def test_toc_page_loads_in_chromium(book_url: str, reader: Page, docname: str, p
         response = reader.goto(f"{book_url}/{docname}.html", wait_until="load")  # the page, its scripts and styles
         undecoded = reader.evaluate(UNDECODED_IMAGES_JS)
         if pytestconfig.getoption("--screenshot") != "off":
-            shot = pytestconfig.getoption("--output") + f"/pages/{docname.replace('/', '__')}.png"
+            shot = Path(pytestconfig.getoption("--output")) / "pages" / f"{docname.replace('/', '__')}.png"
             reader.screenshot(path=shot, full_page=pytestconfig.getoption("--full-page-screenshot"))
     finally:
         reader.remove_listener("console", on_console)
