@@ -310,9 +310,6 @@ ARTIFACTS = config.PROJECT_ROOT / "test-artifacts"
 SMOKE_SETTINGS = ("--set", "num_threads=1")
 #: the file that makes the smoke run (its checks of the book and tables need nothing else)
 SMOKE_MAKER = "test_pipeline.py"
-#: the longest of the files that read the run (a fresh run of a notebook, 17 s), handed out before the others,
-#: so that the suite does not end on one worker while the other idles
-LONGEST_READER = "test_rerun.py"
 
 
 @pytest.fixture(scope="session")
@@ -342,17 +339,13 @@ def smoke_run(real_data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> 
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The smoke run's maker first and the other files that read the run last, the longest of them first:
-    with `--dist loadfile --no-loadscope-reorder` (`make test`) one worker starts the run at once while the
-    other takes the rest, and the readers find it made."""
+    """The smoke run's maker first and the other files that read the run last: with `--dist loadfile
+    --no-loadscope-reorder` (`make test`) one worker starts the run at once while the other takes the rest,
+    and the readers find it made."""
     readers = {item.path for item in items if "smoke_run" in getattr(item, "fixturenames", ())}
 
     def rank(item: pytest.Item) -> int:  # whole files move: xdist's unit of work is the file
-        if item.path.name == SMOKE_MAKER:
-            return 0
-        if item.path not in readers:
-            return 1
-        return 2 if item.path.name == LONGEST_READER else 3
+        return 0 if item.path.name == SMOKE_MAKER else 2 if item.path in readers else 1
 
     items.sort(key=rank)  # stable: the order within each rank is kept
 
