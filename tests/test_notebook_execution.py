@@ -38,17 +38,20 @@ def _notebook(path: Path, *sources: str) -> Path:
 
 def test_notebooks_sharing_a_kernel_start_as_if_alone(tmp_path: Path) -> None:
     """`osteo run` runs every notebook in one kernel: the next one finds no variable, output or figure of
-    the last, and counts its cells from 1."""
+    the last, counts its cells from 1, and the memory the last one held in a reference cycle is freed."""
     import nbformat
 
     from osteo_helpers.pipeline import Kernel, execute_notebook
 
     first = _notebook(tmp_path / "first.ipynb", "import matplotlib.pyplot as plt\nleftover = 1\nplt.figure()",
-                      "leftover")
+                      "leftover",
+                      "import builtins, weakref\nclass Node:\n    pass\n"
+                      "cycle = Node()\ncycle.itself = cycle\nbuiltins._osteo_probe = weakref.ref(cycle)")
     second = _notebook(tmp_path / "second.ipynb",
                        "import matplotlib.pyplot as plt\n"
                        "assert 'leftover' not in globals() and not Out and globals().get('_', '') == ''\n"
-                       "assert plt.get_fignums() == []")
+                       "assert plt.get_fignums() == []\n"
+                       "import builtins\nassert builtins._osteo_probe() is None, 'a cycle of the last notebook lives'")
     with Kernel() as kernel:
         execute_notebook(first, tmp_path / "first-out.ipynb", {}, kernel)
         execute_notebook(second, tmp_path / "second-out.ipynb", {}, kernel)
