@@ -25,22 +25,29 @@ from _common import write_result
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from tests.conftest import CHROMIUM, CHROMIUM_ARGS  # noqa: E402  the browser the tests launch
-from tests.test_book_in_browser import UNDECODED_IMAGES_JS, _QuietHandler  # noqa: E402  the test's own
+from tests.test_book_in_browser import (  # noqa: E402  the test's own checks and window
+    CLIPPED_TABLES_JS,
+    UNDECODED_IMAGES_JS,
+    VIEWPORT,
+    _QuietHandler,
+)
 
 
 def walk(browser: Browser, url: str, pages: list[str], mode: str, shots: Path) -> float:
-    """Seconds to load every page and decode its images in ``mode``."""
+    """Seconds to load every page, decode its images and look for cut-off tables, in ``mode``."""
     start = time.perf_counter()
-    tab = browser.new_page() if mode != "context per page" else None
+    tab = None if mode == "context per page" else browser.new_context(viewport=VIEWPORT).new_page()
     for name in pages:
-        context = browser.new_context() if tab is None else None
-        page = tab or context.new_page()
+        page = tab or browser.new_context(viewport=VIEWPORT).new_page()
         page.goto(f"{url}/{name}.html", wait_until="load")
         page.evaluate(UNDECODED_IMAGES_JS)
+        page.evaluate(CLIPPED_TABLES_JS)
         if mode == "one tab, screenshots":
             page.screenshot(path=shots / f"{name.replace('/', '__')}.png", full_page=True)
-        if context is not None:
-            context.close()
+        if tab is None:
+            page.context.close()
+        else:
+            page.goto("about:blank")  # as the test leaves each page
     if tab is not None:
         tab.context.close()
     return time.perf_counter() - start

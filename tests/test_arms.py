@@ -183,13 +183,13 @@ def test_no_matrix_reaching_an_arm_carries_the_t_or_z_score(cohort, profile, tmp
                 assert abs(r) < 0.999, f"{name} received a copy of {target}"
 
 
-def _fit_count(monkeypatch) -> list[str]:
+def _fit_count(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The folds trained (outer fits only: the threshold's inner fits run inside them)."""
     calls: list[str] = []
     original = arms.Arm.fit
     depth = [0]
 
-    def fit(self, rows, y):
+    def fit(self: arms.Arm, rows: pd.DataFrame, y: np.ndarray) -> arms.Arm:
         if depth[0] == 0:
             calls.append(f"s{self.random_state // 1000} f{self.random_state % 1000}")
         depth[0] += 1
@@ -223,25 +223,42 @@ def test_resume_reuses_finished_folds_and_retrains_stale_ones(cohort, profile, t
 
 
 def test_changed_settings_labels_or_data_retrain(cohort, profile, tmp_path, monkeypatch):
-    """The fingerprint is the arm's: a quick arm that carries the profile, as every arm does (a network's
-    training setting such as ``lr`` retrains it too)."""
+    """Every fold retrains when what determined it changes (a setting of the arm, the labels, a patient's
+    image) and none when nothing did; on a quick arm (the fingerprint is computed alike for every arm)."""
     rows, folds = cohort
-    _cv("age", cohort, profile, tmp_path)
-    calls = _fit_count(monkeypatch)
-    _cv("age", cohort, profile.with_overrides(lr=0.01), tmp_path)
-    assert len(calls) == 6
-    calls.clear()
-    _cv("age", cohort, profile.with_overrides(target_sensitivity=0.8), tmp_path)
-    assert len(calls) == 6
-    calls.clear()
     y = np.random.default_rng(0).permutation(TASKS["binary"].labels(rows))
-    _cv("age", cohort, profile, tmp_path, y=y, tag="_perm1")
-    assert len(calls) == 6
-    calls.clear()
     changed = rows.copy()
-    changed.loc[0, "image_sha256"] = "0" * 64  # another image for the first patient
-    arms.run_arm("age", changed, folds, "binary", profile=profile, cache=tmp_path, progress_bar=False)
-    assert len(calls) == 6  # every fold trains or tests on that patient
+    changed.loc[0, "image_sha256"] = "0" * 64  # another image for the first patient: every fold trains or tests on it
+    changes = {
+        "target_sensitivity": lambda: _cv("age", cohort, profile.with_overrides(target_sensitivity=0.8), tmp_path),
+        "labels": lambda: _cv("age", cohort, profile, tmp_path, y=y),
+        "image": lambda: arms.run_arm("age", changed, folds, "binary", profile=profile, cache=tmp_path,
+                                      progress_bar=False),
+    }
+    calls = _fit_count(monkeypatch)
+    for what, run_changed in changes.items():
+        _cv("age", cohort, profile, tmp_path)  # the unchanged run's folds, current again
+        calls.clear()
+        _cv("age", cohort, profile, tmp_path)
+        assert calls == [], f"folds retrained with nothing changed (before the {what} change)"
+        run_changed()
+        assert len(calls) == 6, what
+
+
+def test_a_networks_training_settings_are_in_its_fold_fingerprint(cohort, profile):
+    """No training: the fingerprint a network fold is saved under changes with each training setting, not
+    with a setting of the evaluation."""
+    rows, folds = cohort
+    first = folds[(folds["seed"] == folds["seed"].min()) & (folds["fold"] == 0)]
+    test = rows["patient_id"].isin(first["patient_id"]).to_numpy()
+    y = TASKS["binary"].labels(rows)
+
+    def key(p: config.Profile) -> str:
+        return foldcache.fold_fingerprint(arms.make_arm("tabular", "binary", profile=p), rows, y, ~test, test)
+
+    for change in ({"lr": 0.01}, {"epochs": 3}, {"batch_size": 4}, {"weight_decay": 0.1}):
+        assert key(profile.with_overrides(**change)) != key(profile), change
+    assert key(profile.with_overrides(n_boot=7)) == key(profile)
 
 
 def test_same_seed_gives_identical_tables(cohort, profile, tmp_path):

@@ -3,7 +3,9 @@
 19 pages).
 
 To look at the pages: ``pytest tests/test_book_in_browser.py --screenshot=on`` keeps a full-page screenshot
-of each in test-artifacts/playwright/pages/ (pytest-playwright's option; off by default, 0.4 s a page).
+of each in test-artifacts/playwright/pages/, ``--screenshot=only-on-failure`` of each page that failed
+(pytest-playwright's option, read by the page test; off by default: 0.4 s a page). The plugin's ``--video``
+and ``--tracing`` do not apply to this tab.
 """
 
 from __future__ import annotations
@@ -70,7 +72,8 @@ def book_url(smoke_run: Path) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def reader(browser: Browser, browser_context_args: dict) -> Iterator[Page]:
-    """One tab for every page of the book, as a reader clicks through it (its cache warm after the first)."""
+    """One tab for every page of the book, as a reader clicks through it: every page after the first is
+    visited with the browser's cache and storage warm."""
     context: BrowserContext = browser.new_context(**{**browser_context_args, "viewport": VIEWPORT})
     yield context.new_page()
     context.close()
@@ -105,19 +108,19 @@ def test_toc_page_loads_in_chromium(book_url: str, reader: Page, docname: str, p
         response = reader.goto(f"{book_url}/{docname}.html", wait_until="load")  # the page, its scripts and styles
         undecoded = reader.evaluate(UNDECODED_IMAGES_JS)
         clipped = reader.evaluate(CLIPPED_TABLES_JS)
-        if pytestconfig.getoption("--screenshot") != "off":
+        failed = response is None or response.status != 200 or bool(undecoded or clipped or errors)
+        wanted = pytestconfig.getoption("--screenshot")
+        if wanted == "on" or (wanted == "only-on-failure" and failed):
             shot = Path(pytestconfig.getoption("--output")) / "pages" / f"{docname.replace('/', '__')}.png"
-            reader.screenshot(path=shot, full_page=pytestconfig.getoption("--full-page-screenshot"))
+            reader.screenshot(path=shot, full_page=True)
     finally:
+        reader.goto("about:blank")  # the page's late events (timers, unload) reach this test's listeners
         reader.remove_listener("console", on_console)
         reader.remove_listener("pageerror", on_pageerror)
     assert response is not None and response.status == 200, f"{docname}.html answered {response and response.status}"
     assert not undecoded, f"images without pixels on {docname}.html: {undecoded}"
     assert not errors, f"{docname}.html:\n" + "\n".join(errors)
     assert not clipped, f"tables cut off at the right on {docname}.html: {clipped}"
-
-
-
 
 
 @pytest.mark.realdata
