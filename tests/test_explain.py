@@ -436,3 +436,12 @@ def test_rank_comparison_and_spearman():
     assert np.isnan(row.loc["d", "perm_rank"]) and np.isnan(row.loc["e", "shap_rank"])
     rho, n = ex.rank_spearman(table)
     assert n == 3 and rho == pytest.approx(0.5)
+
+
+def test_where_text_counts_flagged_maps_per_batch_in_words():
+    where = pd.DataFrame({"bone_share": [0.1, 0.5, 0.2, 0.6], "border_share": [0.5, 0.1, 0.4, 0.1],
+                          "flag_border": [True, False, True, False], "batch": ["rgb-1k", "rgb-1k", "gray", "gray"]})
+    text = ex.where_text(where)
+    assert text.endswith("2 of 4 maps (50%) are flagged (border-dominated or off the bone); by batch: gray 1 of 2, "
+                         "rgb-1k 1 of 2.")
+    assert "{" not in text and "by batch" not in ex.where_text(where.assign(flag_border=False))

@@ -202,6 +202,7 @@ def where_text(where: pd.DataFrame) -> str:
     text = (f"Median share of Grad-CAM energy on bone: **{where.bone_share.median():.2f}**; in the border band: "
             f"**{where.border_share.median():.2f}**. {len(flagged)} of {len(where)} maps "
             f"({len(flagged) / max(len(where), 1):.0%}) are flagged (border-dominated or off the bone)")
-    if len(flagged):
-        text += f"; flagged maps by batch: {flagged.batch.value_counts().to_dict()}"
+    if len(flagged) and "batch" in where:
+        totals, counts = where["batch"].value_counts().sort_index(), flagged["batch"].value_counts()
+        text += "; by batch: " + ", ".join(f"{batch} {counts.get(batch, 0)} of {n}" for batch, n in totals.items())
     return text + "."
