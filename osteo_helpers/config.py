@@ -256,9 +256,9 @@ class Profile:
 PROFILES: dict[str, Profile] = {
     # CI: proves every notebook runs end to end on the real data; numbers are not meaningful.
     "smoke": Profile(
-        name="smoke", image_size=64, cnn_width=16, epochs=2, patience=2, n_folds=3, n_repeats=1,
-        n_boot=100, gbm_estimators=30, network_threshold_folds=2, explain_patients=2, shap_background=20,
-        shap_samples=10, biomarker_limit=45, roi_size=64, roi_epochs=2, n_permutations=10,
+        name="smoke", image_size=64, cnn_width=16, epochs=1, patience=2, n_folds=3, n_repeats=1,
+        n_boot=50, gbm_estimators=30, network_threshold_folds=2, explain_patients=2, shap_background=20,
+        shap_samples=10, biomarker_limit=45, roi_size=64, roi_epochs=1, n_permutations=5,
     ),
     # Default: the whole analysis on 2 CPU cores; settings chosen by measurement (benchmarks/README.md).
     "fast": Profile(

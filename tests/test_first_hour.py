@@ -71,11 +71,11 @@ def test_run_with_set_goes_to_its_own_folder_and_says_where(synthetic_dataset, o
     monkeypatch.setattr(pipeline, "execute_notebook", _fake_execute(seen))
     argv = ["run", "--profile", "smoke", "--data-dir", str(synthetic_dataset.root), "--no-book",
             "--notebook", "notebooks/01_eda_manifest.ipynb"]
-    assert main([*argv, "--set", "epochs=1"]) == 0
-    folder = config.run_folder(None, "smoke", {"epochs": "1"})
+    assert main([*argv, "--set", "epochs=3"]) == 0
+    folder = config.run_folder(None, "smoke", {"epochs": "3"})
     assert f"run folder: {folder} (" in capsys.readouterr().out
     assert seen == [str(folder)] and not (outputs / "smoke").exists()
-    assert json.loads((folder / "provenance.json").read_text())["profile"]["epochs"] == 1
+    assert json.loads((folder / "provenance.json").read_text())["profile"]["epochs"] == 3
     assert main(argv) == 0  # no overrides: the profile's own folder, as before
     assert "run folder:" not in capsys.readouterr().out
     assert seen[-1] == str(outputs / "smoke") and (outputs / "smoke" / "provenance.json").is_file()
@@ -85,7 +85,7 @@ def test_a_notebook_session_never_opens_the_report_folder(synthetic_dataset, out
     study = Study.open("smoke", None, synthetic_dataset.root)
     assert study.paths.root == outputs / "smoke-interactive"
     assert "run folder:" in capsys.readouterr().out
-    assert Study.open("smoke", None, synthetic_dataset.root, epochs=1).paths.root != outputs / "smoke"
+    assert Study.open("smoke", None, synthetic_dataset.root, epochs=3).paths.root != outputs / "smoke"
     assert Study.open("smoke", outputs / "given", synthetic_dataset.root).paths.root == outputs / "given"
     assert not (outputs / "smoke").exists()
 

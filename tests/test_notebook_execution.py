@@ -71,7 +71,7 @@ def test_a_notebook_run_by_papermill_records_its_provenance(tmp_path: Path, synt
                    "language_info": {"name": "python"}}
     nb.cells = [nbformat.v4.new_code_cell(f"from osteo_helpers.study import Study\n"
                                           f"study = Study.open('smoke', {str(tmp_path / 'run')!r}, "
-                                          f"{str(synthetic_dataset.root)!r}, epochs=1)"),
+                                          f"{str(synthetic_dataset.root)!r}, epochs=3)"),
                 nbformat.v4.new_code_cell("raise ValueError('boom')" if fails else "x = 1")]
     src = tmp_path / "session.ipynb"
     nbformat.write(nb, src)
@@ -82,7 +82,7 @@ def test_a_notebook_run_by_papermill_records_its_provenance(tmp_path: Path, synt
         execute_notebook(src, tmp_path / "out.ipynb", {})
     record = json.loads((tmp_path / "run" / "provenance.json").read_text())
     assert record["status"] == ("failed" if fails else "finished")
-    assert record["profile"]["epochs"] == 1 and record["overrides"] == {"epochs": 1}
+    assert record["profile"]["epochs"] == 3 and record["overrides"] == {"epochs": 3}
     assert record["git"]["commit"] and record["packages"]["torch"] and "duration_s" in record
     assert [s["name"] for s in record["steps"]] == ["notebook session"]
     if fails:

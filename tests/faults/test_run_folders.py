@@ -67,18 +67,18 @@ def _fake_notebook(tables: dict[str, str]):
 
 def test_a_run_of_other_settings_never_shows_the_earlier_tables(cohort, tmp_path, monkeypatch, capsys):
     comparisons = ("model_a,model_b,task,diff,ci_low,ci_high,p_value,p_holm,role,conclusion\n"
-                   "fusion,clinical,binary,0.05,0.01,0.09,0.01,,primary,epochs=1 says better\n")
+                   "fusion,clinical,binary,0.05,0.01,0.09,0.01,,primary,epochs=3 says better\n")
     monkeypatch.setattr(pipeline, "execute_notebook", _fake_notebook({"comparisons.csv": comparisons,
                                                                         "results_binary.csv": RESULTS.format(v=0.7)}))
     out = tmp_path / "run"
     argv = ["run", "--profile", "smoke", "--out", str(out), "--data-dir", str(cohort[2].root), "--no-book",
             "--notebook", "notebooks/03_binary_fusion.ipynb"]
-    assert main([*argv, "--set", "epochs=1"]) == 0
-    assert "+0.050" in capsys.readouterr().out  # the epochs=1 run's primary comparison (fusion - clinical)
+    assert main([*argv, "--set", "epochs=3"]) == 0
+    assert "+0.050" in capsys.readouterr().out  # the epochs=3 run's primary comparison (fusion - clinical)
     monkeypatch.setattr(pipeline, "execute_notebook", _fake_notebook({}))  # the next run writes no tables
     assert main([*argv, "--set", "epochs=2"]) == 0
     out_text = capsys.readouterr().out
-    assert "+0.050" not in out_text and "moved them to" in out_text and "epochs=1" in out_text
+    assert "+0.050" not in out_text and "moved them to" in out_text and "epochs=3" in out_text
     assert not (out / "tables" / "comparisons.csv").exists()
     record = json.loads((out / "provenance.json").read_text())
     assert record["profile"]["epochs"] == 2 and "previous_runs" not in record
