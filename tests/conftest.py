@@ -303,6 +303,20 @@ def bundle_env(synthetic_bundle: SyntheticBundle):
         yield mp
 
 
+# ----------------------------------------------------------------------------- notebooks written by tests
+def write_notebook(path: Path, *cells: Any) -> Path:
+    """A notebook for the python3 kernel written to ``path``: each cell a code cell's source, or a cell
+    already made (a markdown cell, a tagged one)."""
+    import nbformat
+
+    nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                                           "language": "python"}, "language_info": {"name": "python"}})
+    nb.cells = [nbformat.v4.new_code_cell(cell) if isinstance(cell, str) else cell for cell in cells]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, path)
+    return path
+
+
 # ----------------------------------------------------------------------------- the smoke run
 ARTIFACTS = config.PROJECT_ROOT / "test-artifacts"
 #: one torch thread per fit: `make test` runs two pytest workers on two cores, and more threads than cores

@@ -19,6 +19,7 @@ import pytest
 from osteo_helpers import config, images, pipeline, runfolder
 from osteo_helpers.__main__ import main
 from osteo_helpers.study import RUN_ID_ENV, Study
+from tests.conftest import write_notebook
 
 
 @pytest.fixture
@@ -120,16 +121,11 @@ def test_provenance_says_failed_with_notebook_cell_and_error(synthetic_dataset, 
 
 
 def test_failing_cell_is_named_by_notebook_index_and_error_line(tmp_path):
-    import nbformat
-
-    nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
-                                                           "language": "python"}, "language_info": {"name": "python"}})
-    nb.cells = [nbformat.v4.new_code_cell("x = 1"), nbformat.v4.new_code_cell("raise ValueError('boom\\nmore')")]
-    source = tmp_path / "broken.ipynb"
-    nbformat.write(nb, source)
+    source = write_notebook(tmp_path / "broken.ipynb", "x = 1", "raise ValueError('boom\\nmore')")
     with pytest.raises(pipeline.PipelineError) as err:
         pipeline.execute_notebook(source, tmp_path / "out" / "broken.ipynb", {})
     assert (err.value.notebook, err.value.cell, err.value.error) == ("broken.ipynb", 1, "ValueError: boom")
+    assert "broken.ipynb failed in cell 1" in str(err.value)
 
 
 # ----------------------------------------------------------------------------- one writer per run folder

@@ -21,6 +21,7 @@ import yaml
 from osteo_helpers import __version__, config, pipeline
 from osteo_helpers.__main__ import build_parser, main
 from osteo_helpers.study import RUN_ID_ENV, Study
+from tests.conftest import write_notebook
 
 README = config.PROJECT_ROOT / "README.md"
 
@@ -105,9 +106,6 @@ def test_default_notebook_parameters_stay_out_of_the_report_folder(notebook, out
 
 
 def _notebook(path: Path, injected: str) -> Path:
-    nb = nbformat.v4.new_notebook()
-    nb.metadata = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
-                   "language_info": {"name": "python"}}
     params = nbformat.v4.new_code_cell('profile = "fast"\nrun_dir = None')
     params.metadata["tags"] = ["parameters", "remove-cell"]
     inj = nbformat.v4.new_code_cell(injected)
@@ -115,10 +113,7 @@ def _notebook(path: Path, injected: str) -> Path:
     body = nbformat.v4.new_markdown_cell("# A page\n\nThe text a reader sees.")
     code = nbformat.v4.new_code_cell("x = 1")
     code.metadata["tags"] = ["hide-input"]
-    nb.cells = [params, inj, body, code]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    nbformat.write(nb, path)
-    return path
+    return write_notebook(path, params, inj, body, code)
 
 
 def test_parameter_cells_are_removed_from_the_book_copy_only(tmp_path):

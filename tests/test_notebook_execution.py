@@ -1,39 +1,15 @@
-"""Notebooks run one at a time (papermill, as a researcher would): a failure names its cell, a session
-records its provenance, and progress is plain lines outside a terminal."""
+"""Notebooks run one at a time (papermill, as a researcher would) or in one shared kernel: a session records
+its provenance, and progress is plain lines outside a terminal (a failure that names its cell:
+tests/test_faults.py)."""
 
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 import pytest
 
-
-def test_failing_notebook_is_named_with_its_cell(tmp_path: Path) -> None:
-    import nbformat
-
-    from osteo_helpers.pipeline import PipelineError, execute_notebook
-
-    nb = nbformat.v4.new_notebook()
-    nb.metadata = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
-                   "language_info": {"name": "python"}}
-    nb.cells = [nbformat.v4.new_code_cell("x = 1"), nbformat.v4.new_code_cell("raise ValueError('boom')")]
-    src = tmp_path / "broken.ipynb"
-    nbformat.write(nb, src)
-    with pytest.raises(PipelineError, match=re.escape("broken.ipynb failed in cell 1")):
-        execute_notebook(src, tmp_path / "out.ipynb", {})
-
-
-def _notebook(path: Path, *sources: str) -> Path:
-    import nbformat
-
-    nb = nbformat.v4.new_notebook()
-    nb.metadata = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
-                   "language_info": {"name": "python"}}
-    nb.cells = [nbformat.v4.new_code_cell(source) for source in sources]
-    nbformat.write(nb, path)
-    return path
+from tests.conftest import write_notebook
 
 
 def test_notebooks_sharing_a_kernel_start_as_if_alone(tmp_path: Path) -> None:
@@ -43,15 +19,15 @@ def test_notebooks_sharing_a_kernel_start_as_if_alone(tmp_path: Path) -> None:
 
     from osteo_helpers.pipeline import Kernel, execute_notebook
 
-    first = _notebook(tmp_path / "first.ipynb", "import matplotlib.pyplot as plt\nleftover = 1\nplt.figure()",
-                      "leftover",
-                      "import builtins, weakref\nclass Node:\n    pass\n"
-                      "cycle = Node()\ncycle.itself = cycle\nbuiltins._osteo_probe = weakref.ref(cycle)")
-    second = _notebook(tmp_path / "second.ipynb",
-                       "import matplotlib.pyplot as plt\n"
-                       "assert 'leftover' not in globals() and not Out and globals().get('_', '') == ''\n"
-                       "assert plt.get_fignums() == []\n"
-                       "import builtins\nassert builtins._osteo_probe() is None, 'a cycle of the last notebook lives'")
+    first = write_notebook(tmp_path / "first.ipynb", "import matplotlib.pyplot as plt\nleftover = 1\nplt.figure()",
+                           "leftover",
+                           "import builtins, weakref\nclass Node:\n    pass\n"
+                           "cycle = Node()\ncycle.itself = cycle\nbuiltins._osteo_probe = weakref.ref(cycle)")
+    second = write_notebook(tmp_path / "second.ipynb",
+                            "import matplotlib.pyplot as plt\n"
+                            "assert 'leftover' not in globals() and not Out and globals().get('_', '') == ''\n"
+                            "assert plt.get_fignums() == []\n"
+                            "import builtins\nassert builtins._osteo_probe() is None, 'a cycle of the last one lives'")
     with Kernel() as kernel:
         execute_notebook(first, tmp_path / "first-out.ipynb", {}, kernel)
         execute_notebook(second, tmp_path / "second-out.ipynb", {}, kernel)
@@ -62,19 +38,13 @@ def test_notebooks_sharing_a_kernel_start_as_if_alone(tmp_path: Path) -> None:
 def test_a_notebook_run_by_papermill_records_its_provenance(tmp_path: Path, synthetic_dataset, fails: bool) -> None:
     """Without `osteo run`, `Study.open` records the session as the pipeline would: settings, code,
     data, steps and how it ended (a failure names the cell)."""
-    import nbformat
-
     from osteo_helpers.pipeline import PipelineError, execute_notebook
 
-    nb = nbformat.v4.new_notebook()
-    nb.metadata = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
-                   "language_info": {"name": "python"}}
-    nb.cells = [nbformat.v4.new_code_cell(f"from osteo_helpers.study import Study\n"
-                                          f"study = Study.open('smoke', {str(tmp_path / 'run')!r}, "
-                                          f"{str(synthetic_dataset.root)!r}, epochs=3)"),
-                nbformat.v4.new_code_cell("raise ValueError('boom')" if fails else "x = 1")]
-    src = tmp_path / "session.ipynb"
-    nbformat.write(nb, src)
+    src = write_notebook(tmp_path / "session.ipynb",
+                         f"from osteo_helpers.study import Study\n"
+                         f"study = Study.open('smoke', {str(tmp_path / 'run')!r}, {str(synthetic_dataset.root)!r}, "
+                         "epochs=3)",
+                         "raise ValueError('boom')" if fails else "x = 1")
     if fails:
         with pytest.raises(PipelineError):
             execute_notebook(src, tmp_path / "out.ipynb", {})

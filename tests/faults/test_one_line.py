@@ -13,7 +13,6 @@ import threading
 import time
 from pathlib import Path
 
-import nbformat
 import pytest
 import torch
 
@@ -21,6 +20,7 @@ from osteo_helpers import config
 from osteo_helpers.__main__ import INTERRUPTED, main
 from osteo_helpers.bundle import Bundle, seal
 from osteo_helpers.config import UsageError
+from tests.conftest import write_notebook
 
 
 def _one_line(capsys) -> str:
@@ -129,11 +129,8 @@ def test_ctrl_c_interrupts_the_running_notebook_of_a_run(cohort, tmp_path):
     """A real process and kernel (about 10 s on quiet cores): the terminal's Ctrl-C never reaches the kernel,
     which runs in a session of its own; before, the run ended only when the running cell did."""
     ready = tmp_path / "cell-started"
-    nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
-                                                           "language": "python"}, "language_info": {"name": "python"}})
-    nb.cells = [nbformat.v4.new_code_cell(f"import time, pathlib\npathlib.Path({str(ready)!r}).touch()\n"
-                                          "time.sleep(120)")]
-    nbformat.write(nb, tmp_path / "slow.ipynb")
+    write_notebook(tmp_path / "slow.ipynb", f"import time, pathlib\npathlib.Path({str(ready)!r}).touch()\n"
+                                           "time.sleep(120)")
     out = tmp_path / "run"
     rc, err, seconds = _interrupt(["run", "--profile", "smoke", "--out", str(out), "--data-dir", str(cohort[2].root),
                                    "--no-book", "--notebook", str(tmp_path / "slow.ipynb")], ready, tmp_path)
