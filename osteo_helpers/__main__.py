@@ -1,4 +1,4 @@
-"""Command line (`osteo`, the same as `python -m osteo_helpers`): `data check|import`, `cohort check|export`,
+"""Command line (`osteo`, the same as `python -m osteo_helpers`): `data check|import`, `cohort check|export|schema`,
 `run`, `ablation`, `train-final`, `predict`, `validate`, `profiles`.
 
 Exit status, the same for the same input whatever the command (README: Exit status):
@@ -81,6 +81,13 @@ def _cohort_export(args: argparse.Namespace) -> int:
 
     spec = export_cohort(args.to, args.format, args.cohort, args.data_dir)
     print(f"cohort written to {spec.parent}; its spec: {spec}")
+    return 0
+
+
+def _cohort_schema(args: argparse.Namespace) -> int:
+    from .data.spec_schema import reference_markdown, spec_schema
+
+    sys.stdout.write(reference_markdown() if args.markdown else json.dumps(spec_schema(), indent=2) + "\n")
     return 0
 
 
@@ -390,7 +397,7 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--dest", default=None, metavar="DIR", help="where to install it (default: data/raw)")
     imp.set_defaults(func=_data_import)
 
-    cohort = sub.add_parser("cohort", help="check or export a cohort described by a spec")
+    cohort = sub.add_parser("cohort", help="check or export a cohort described by a spec, or print its schema")
     cohort = cohort.add_subparsers(dest="cohort_command", required=True, metavar="SUBCOMMAND")
     ccheck = cohort.add_parser("check", help="validate a cohort and report every problem found",
                                description="Read a cohort spec (TOML) and every row, column and image (read only) "
@@ -414,6 +421,14 @@ def build_parser() -> argparse.ArgumentParser:
                                                                              "published dataset)")
     cexport.add_argument("--data-dir", default=None, metavar="DIR", help="its folder when the spec names none")
     cexport.set_defaults(func=_cohort_export)
+    cschema = cohort.add_parser(
+        "schema", help="print the cohort spec's JSON Schema, for editors",
+        description="Print every key of a cohort spec as a JSON Schema (draft 2020-12): save it and put "
+                    "`#:schema ./cohort-spec.schema.json` on a spec's first line, and Even Better TOML (taplo) "
+                    "checks the spec as you type. --markdown prints the book's reference page instead.")
+    cschema.add_argument("--markdown", action="store_true",
+                         help="print the reference page (book/cohort_spec.md) instead of the JSON Schema")
+    cschema.set_defaults(func=_cohort_schema)
 
     run = sub.add_parser("run", help="execute the notebooks and build the report",
                          description="Execute the notebooks with papermill and build the HTML book. Without --out, "
