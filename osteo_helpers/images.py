@@ -1,7 +1,8 @@
 """Image decoding and its cache, intensity normalisation, and batch augmentation.
 
-Each radiograph is decoded once per target size into a grayscale, aspect-preserving,
-square-padded uint8 array keyed by the file's SHA-256; later runs read the cache.
+Each radiograph is decoded once per target size (at full resolution, whatever its container) into a
+grayscale, aspect-preserving, square-padded uint8 array keyed by the file's SHA-256; later runs read
+the cache.
 The image biomarkers measure at native resolution instead: `load_grayscale` reads a file and
 `as_grayscale` converts an array, with the same luminance weights.
 """
@@ -28,7 +29,13 @@ IMAGENET_MEAN_GRAY = 0.449  # mean of torchvision's ImageNet channel means; the 
 IMAGENET_STD_GRAY = 0.226
 SCRATCH_MEAN, SCRATCH_STD = 0.5, 0.25
 #: Bump whenever decode_letterbox's output changes: caches made by another decoder are then never reused.
-DECODER_VERSION = 1
+#: 2: every container decoded at full resolution and resampled alike (1 decoded JPEG at a reduced DCT scale).
+DECODER_VERSION = 2
+#: Pillow's reducing_gap: the decoded image is first shrunk by an integer factor (a box filter) while it
+#: stays at least 3 times the target size, then resampled with Lanczos: what Pillow documents as close to a
+#: fair Lanczos resampling, at a fraction of its cost on 2,000 px radiographs. It acts on decoded pixels,
+#: so it is the same for a JPEG, a PNG and a DICOM of one picture (benchmarks/README.md has the cost).
+REDUCING_GAP = 3.0
 
 
 def decoder_id() -> str:
@@ -37,12 +44,12 @@ def decoder_id() -> str:
 
 
 def decode_letterbox(path: Path, size: int) -> np.ndarray:
-    """Decode to grayscale (any format `image_readers` reads), resize keeping the aspect ratio, pad to
-    size x size (uint8)."""
-    im = open_grayscale(path, draft=size)  # JPEG DCT scaling: decodes large files several times faster
+    """Decode to grayscale at full resolution (any format `image_readers` reads), resize keeping the aspect
+    ratio (`REDUCING_GAP`), pad to size x size (uint8): the same picture gives the same array whatever its file."""
+    im = open_grayscale(path)
     scale = size / max(im.size)
     new = (max(1, round(im.width * scale)), max(1, round(im.height * scale)))
-    im = im.resize(new, Image.Resampling.LANCZOS)
+    im = im.resize(new, Image.Resampling.LANCZOS, reducing_gap=REDUCING_GAP)
     canvas = Image.new("L", (size, size), 0)
     canvas.paste(im, ((size - new[0]) // 2, (size - new[1]) // 2))
     return np.asarray(canvas, dtype=np.uint8)

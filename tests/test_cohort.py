@@ -260,6 +260,67 @@ def test_each_unreadable_dicom_is_exit_2_with_one_line(tmp_path, capsys, kind):
     assert rc == 1 and [u["patient_id"] for u in json.loads(out)["unreadable_images"]] == ["E03"]
 
 
+def _first_real_image(root: Path, mode: str) -> Path:
+    """The first radiograph of the published dataset (sorted paths) whose JPEG has this colour mode."""
+    for path in sorted(root.rglob("*")):
+        if path.suffix.lower() in (".jpg", ".jpeg"):
+            with Image.open(path) as im:
+                if im.mode == mode:
+                    return path
+    raise AssertionError(f"no {mode} JPEG in {root}")
+
+
+@pytest.mark.realdata
+@pytest.mark.parametrize("mode", ["L", "RGB"])
+def test_the_same_picture_as_jpeg_png_and_dicom_gives_the_same_network_input(real_data_dir, tmp_path, mode):
+    """One resampling policy for every container: a real radiograph as its JPEG file, a PNG of its pixels,
+    an uncompressed DICOM of its pixels and a DICOM encapsulating the JPEG decode to the same letterbox
+    (JPEG used to be decoded at a reduced DCT scale, the others at full size: up to 33 grey levels apart)."""
+    from osteo_helpers.data.export import _jpeg_to_dicom
+
+    source = _first_real_image(real_data_dir, mode)
+    with Image.open(source) as im:
+        pixels = np.asarray(im.convert(mode))
+    files = {"jpeg": tmp_path / "knee.jpg", "png": tmp_path / "knee.png", "encapsulated": tmp_path / "jpeg.dcm"}
+    files["jpeg"].write_bytes(source.read_bytes())
+    Image.fromarray(pixels, mode=mode).save(files["png"])
+    _jpeg_to_dicom(source, files["encapsulated"], "P1")
+    colour = {"SamplesPerPixel": 3, "PhotometricInterpretation": "RGB", "PlanarConfiguration": 0} if mode == "RGB" \
+        else {}
+    files["dicom"] = write_dicom(tmp_path / "pixels.dcm", pixels, **colour)
+    for size in (64, 96):
+        inputs = {name: decode_letterbox(path, size) for name, path in files.items()}
+        for name, array in inputs.items():
+            worst = int(np.abs(array.astype(int) - inputs["png"]).max())
+            assert worst == 0, f"{mode} at {size} px: {name} differs from the PNG by up to {worst} grey levels"
+
+
+def test_a_dicom_whose_stored_values_exceed_bits_stored_is_a_fatal_finding(tmp_path, capsys):
+    """pydicom masks the bits above BitsStored: a 16-bit image labelled 12-bit would lose its high bits (parts of
+    the image wrap to white). The file is refused by name (cohort check: a finding, exit 1), never masked; a
+    file whose high bits hold a (retired) embedded overlay is masked as the standard says."""
+    spec = tiny_cohort(tmp_path / "c")
+    ramp = (np.add.outer(np.arange(40), np.arange(40)) * 840).astype(np.uint16)  # 0..65520: 16 bits used
+    bad = write_dicom(tmp_path / "c" / "img" / "wide.dcm", ramp, BitsStored=12, HighBit=11)
+    with pytest.raises(data.ImageReadError, match=r"wide\.dcm.*BitsStored"):
+        decode_letterbox(bad, 16)
+    table = pd.read_csv(tmp_path / "c" / "table.csv")
+    table.loc[3, "File"] = "img/wide.dcm"
+    table.to_csv(tmp_path / "c" / "table.csv", index=False)
+    rc, out, _ = _check(capsys, str(spec), "--json")
+    found = json.loads(out)["unreadable_images"]
+    assert rc == 1 and [u["patient_id"] for u in found] == ["E03"] and "BitsStored" in found[0]["error"]
+    overlay = write_dicom(tmp_path / "overlay.dcm", ramp & 0x1FFF, BitsStored=12, HighBit=11)
+    import pydicom
+
+    ds = pydicom.dcmread(overlay)
+    ds.add_new(0x60000100, "US", 1)   # OverlayBitsAllocated
+    ds.add_new(0x60000102, "US", 12)  # OverlayBitPosition: the overlay plane is bit 12 of the pixel data
+    ds.save_as(overlay)
+    np.testing.assert_allclose(image_readers.read_grayscale(overlay), (ramp & 0x0FFF) / (ramp & 0x0FFF).max(),
+                               atol=1e-6)
+
+
 # ----------------------------------------------------------------------------- several images per person
 
 
