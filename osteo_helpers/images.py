@@ -21,7 +21,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from .data import sha256_file
-from .data.image_readers import LUMA_WEIGHTS, open_grayscale, read_grayscale
+from .data.image_readers import LUMA_WEIGHTS, open_grayscale, pixel_sha256, read_grayscale
 from .fileio import ChecksumError, atomic_write_bytes, sha256_bytes
 from .progress import note, show_progress
 
@@ -82,6 +82,46 @@ def as_grayscale(image: np.ndarray) -> np.ndarray:
     return img
 
 
+def read_index(path: Path) -> dict[str, str]:
+    """A cache index (lines ``<64 hex digits> TAB <key>``, appended to by every writer): key -> digest, the
+    last line of a key winning."""
+    out: dict[str, str] = {}
+    if path.is_file():
+        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+            digest, _, name = line.partition("\t")
+            if len(digest) == 64 and name:
+                out[name] = digest
+    return out
+
+
+def append_index(path: Path, key: str, digest: str) -> None:
+    """Record one entry of a cache index: one short write, so appends of two processes never interleave."""
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(f"{digest}\t{key}\n")
+
+
+class PixelHashes:
+    """Each image's decoded-pixel checksum (`image_readers.pixel_sha256`), computed once per image and decoder
+    and kept in ``<cache>/pixel-sha256/<decoder>/index.tsv`` by the image's content checksum: decoding every
+    image of a cohort at full resolution costs seconds, and every study of the cohort needs them."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root) / "pixel-sha256" / decoder_id()
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.index = read_index(self.root / ImageCache.INDEX)
+
+    def get(self, image_path: Path, sha256: str) -> str:
+        if sha256 not in self.index:
+            self.index[sha256] = pixel_sha256(image_path)
+            append_index(self.root / ImageCache.INDEX, sha256, self.index[sha256])
+        return self.index[sha256]
+
+    def of(self, table: pd.DataFrame, data_dir: Path) -> list[str | None]:
+        """The checksum of every row's image (None for a row without one), aligned with ``table``."""
+        return [self.get(Path(data_dir) / rel, sha) if isinstance(rel, str) else None
+                for rel, sha in zip(table["image_path"], table["image_sha256"], strict=True)]
+
+
 class ImageCache:
     """Decoded images on disk, keyed by checksum, size and decoder: decode once, read many times.
 
@@ -98,21 +138,10 @@ class ImageCache:
         self.size = size
         self.root = Path(root) / f"letterbox-{size}" / decoder_id()
         self.root.mkdir(parents=True, exist_ok=True)
-        self.index = self._read_index()
-
-    def _read_index(self) -> dict[str, str]:
-        path = self.root / self.INDEX
-        out: dict[str, str] = {}
-        if path.is_file():
-            for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-                digest, _, name = line.partition("\t")
-                if len(digest) == 64 and name:
-                    out[name] = digest
-        return out
+        self.index = read_index(self.root / self.INDEX)
 
     def _record(self, name: str, digest: str) -> None:
-        with open(self.root / self.INDEX, "a", encoding="utf-8") as fh:
-            fh.write(f"{digest}\t{name}\n")  # one short write: appends of two processes never interleave
+        append_index(self.root / self.INDEX, name, digest)
         self.index[name] = digest
 
     def path_for(self, sha256: str) -> Path:

@@ -321,3 +321,13 @@ def read_grayscale(path: str | os.PathLike) -> np.ndarray:
 def image_sha256(path: str | os.PathLike) -> str:
     """The content checksum that identifies an image (the file's SHA-256; for DICOM, its pixels')."""
     return reader_for(path).content_sha256(Path(path))
+
+
+def pixel_sha256(path: str | os.PathLike) -> str:
+    """SHA-256 of the decoded picture (`open_grayscale`: 8-bit grey at full resolution, with its size): a JPEG,
+    a PNG and a DICOM of one picture share it, whatever their bytes or tags. What the folds are ordered by
+    and what a saved model records of its training images (`images.PixelHashes` caches it)."""
+    array = np.asarray(open_grayscale(path), dtype=np.uint8)
+    digest = hashlib.sha256(f"{array.shape[0]}x{array.shape[1]}:".encode())
+    digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()
