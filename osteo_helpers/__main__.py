@@ -191,27 +191,20 @@ def _predict(args: argparse.Namespace) -> int:
     return 0
 
 
-def _validation_rows(args: argparse.Namespace, bundle, scratch: Path):
-    """The cohort rows `validate` scores, their site and person columns, and a description of the cohort."""
-    if args.cohort:
-        from .data import cohort_rows
+def _validation_rows(dataset, bundle):
+    """The cohort rows `validate` scores (every table row), their site and person columns, the cohort's name
+    (its spec's) and where it lies."""
+    from .data import cohort_rows
 
-        rows = cohort_rows(args.cohort, bundle.image_size, args.data_dir)
-        if rows["person_id"].duplicated().any():  # several images of one person: one patient, scored once
-            rows = rows.assign(image_id=rows["patient_id"], patient_id=rows["person_id"])
-        site = next((c for c in ("site", "batch") if c in rows.columns), None)
-        return rows, site, "split_group", f"the cohort of {args.cohort}" + (f" (sites: {site})" if site else "")
-    from .config import resolve_data_dir
-    from .external import published_rows
-
-    data_root = resolve_data_dir(args.data_dir)
-    return (published_rows(bundle, data_root, scratch), "batch", "split_group",
-            f"the published dataset in {data_root} (sites: acquisition batches)")
+    rows = cohort_rows(dataset.spec, bundle.image_size, dataset.root)
+    if rows["person_id"].duplicated().any():  # several images of one person: one patient, scored once
+        rows = rows.assign(image_id=rows["patient_id"], patient_id=rows["person_id"])
+    site = next((c for c in ("site", "batch") if c in rows.columns and rows[c].notna().any()), None)
+    where = f"{dataset.spec.source}, folder {dataset.root}" + (f"; sites: {site}" if site else "")
+    return rows, site, "split_group", dataset.spec.name, where
 
 
 def _validate(args: argparse.Namespace) -> int:
-    import tempfile
-
     from .bundle import Bundle
     from .external import validate
     from .external.validate import check_target
@@ -220,19 +213,20 @@ def _validate(args: argparse.Namespace) -> int:
         raise UsageError(f"--n-boot: {args.n_boot} is not allowed (must be >= 1)")
     from .data import Cohort
 
-    data_root = Cohort.open(args.cohort, args.data_dir).root  # the spec and its folder, checked before any work
-    target = check_target(args.out, data_root)
+    dataset = Cohort.open(args.cohort, args.data_dir)  # the spec and its folder, checked before any work
+    target = check_target(args.out, dataset.root)
     bundle = Bundle.load(args.model)
-    with tempfile.TemporaryDirectory(prefix="osteo-validate-") as scratch:
-        rows, site, person, cohort = _validation_rows(args, bundle, Path(scratch))
-        result = validate(rows, bundle, target, site=site, person=person, recalibrate=args.recalibrate,
-                          n_boot=args.n_boot, cohort=cohort)
+    rows, site, person, cohort, where = _validation_rows(dataset, bundle)
+    result = validate(rows, bundle, target, site=site, person=person, recalibrate=args.recalibrate,
+                      n_boot=args.n_boot, cohort=cohort, cohort_source=where)
     headline = result.metrics[(result.metrics["site"] == "all") & (result.metrics["subset"] == "all")]
     shown = headline.pivot_table(index=["model", "recalibration"], columns="metric", values="value", sort=False)
     columns = ["auroc", "brier", "calibration_intercept", "calibration_slope", "sensitivity", "specificity"]
     print(text_table([{"model": m, "recalibration": r, **{c: f"{row[c]:.3f}" for c in columns}}
                       for (m, r), row in shown.iterrows()]))
-    print(f"scored {result.summary['patients']} patients, refused {result.summary['refused_patients']}; "
+    summary = result.summary
+    print(f"{summary['training_overlap']['statement']}")
+    print(f"scored {summary['patients']} patients, refused {summary['refused_rows']} of {summary['rows']} rows; "
           f"report: {target / 'report.html'}")
     return 0
 

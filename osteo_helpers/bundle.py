@@ -65,6 +65,9 @@ PREDICTION_COLUMNS = ("p_low_bmd", "p_low_bmd_clinical", "p_normal", "p_osteopen
 INTERVAL = 0.95
 #: largest difference allowed between the self-check's saved and recomputed outputs
 SELF_CHECK_TOLERANCE = 1e-6
+#: relative margin around a numeric input's training range inside which a value is not flagged: a unit
+#: round trip with rounding (kg through lb, m through cm, to two decimals) moves a value by less than 1e-4
+RANGE_TOLERANCE = 1e-3
 
 
 def versions() -> dict[str, str]:
@@ -115,7 +118,8 @@ def training_ranges(rows: pd.DataFrame) -> dict[str, Any]:
 
 
 def range_warnings(row: pd.Series, ranges: dict[str, Any]) -> list[str]:
-    """An input outside its training range, or a category never seen in training."""
+    """An input outside its training range, or a category never seen in training. A number within
+    `RANGE_TOLERANCE` of a bound is inside: a unit round trip (39 kg as 85.98 lb, 38.9999 kg) is no new value."""
     out = []
     for name, bounds in ranges["numeric"].items():
         value = row.get(name)
@@ -123,7 +127,7 @@ def range_warnings(row: pd.Series, ranges: dict[str, Any]) -> list[str]:
             continue
         if bounds is None:
             out.append(f"{name} {value:g}: never recorded in training")
-        elif not bounds[0] <= value <= bounds[1]:
+        elif not bounds[0] - RANGE_TOLERANCE * abs(bounds[0]) <= value <= bounds[1] + RANGE_TOLERANCE * abs(bounds[1]):
             out.append(f"{name} {value:g} outside the training range {bounds[0]:g}-{bounds[1]:g}")
     for name, seen in ranges["categories"].items():
         value = row.get(name)
@@ -319,8 +323,10 @@ def fit_arms(rows: pd.DataFrame, profile: Profile, progress: bool = True) -> dic
 
 
 def data_facts(study: Any) -> dict[str, Any]:
-    """Checksums of what the bundle learned from (spreadsheet, every image), and whether they are the
-    published files (the registry shipped with the package)."""
+    """Checksums of what the bundle learned from (spreadsheet, every image), whether they are the
+    published files (the registry shipped with the package), and the training set as `validate` compares a
+    cohort with it: the checksums of the images' decoded pixels (a re-encoded copy of a training image
+    matches) and the person IDs; never the images."""
     from .data import read_registry, sha256_file
 
     cohort = study.cohort
@@ -329,7 +335,9 @@ def data_facts(study: Any) -> dict[str, Any]:
     registry = read_registry()
     published = set(registry["sha256"])
     return {"spreadsheet_sha256": spreadsheet, "images_sha256": images,
-            "matches_published_dataset": spreadsheet in published and set(images.values()) <= published}
+            "matches_published_dataset": spreadsheet in published and set(images.values()) <= published,
+            "pixel_sha256": sorted(set(cohort["pixel_sha256"].dropna())),
+            "person_ids": sorted(set(cohort["person_id"].astype(str)))}
 
 
 def cohort_facts(study: Any) -> dict[str, Any]:

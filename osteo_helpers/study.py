@@ -21,7 +21,7 @@ import pandas as pd
 from . import data, evaluation, progress, splits
 from .config import Profile, RunPaths, cache_dir, ensure_outside_data, get_profile, run_paths
 from .fileio import ChecksumError, atomic_to_csv, atomic_write_text, read_verified, sha256_bytes
-from .images import ImageCache
+from .images import ImageCache, PixelHashes
 
 if TYPE_CHECKING:
     from IPython.display import Image
@@ -112,13 +112,16 @@ class Study:
     @cached_property
     def cohort(self) -> pd.DataFrame:
         """Patients with an image and their clinical inputs: what every model sees. Rows holding a value or
-        an image outside the hard limits (`data.plausibility`) are left out, and listed in one line."""
+        an image outside the hard limits (`data.plausibility`) are left out, and listed in one line. Each row
+        carries its image's decoded-pixel checksum (``pixel_sha256``); rows are in the order of their content
+        (`splits.content_order`), so that folds and fits do not depend on the IDs or the table's order."""
         table = data.modelling_table(self.manifest, self.clinical)
         if self.excluded:
             table = table[~table["patient_id"].isin(self.excluded)]
             reasons = "; ".join(f"{pid}: {why}" for pid, why in self.excluded.items())
             progress.note(f"left out of training, outside the hard limits (data/plausibility.py): {reasons}")
-        return table.reset_index(drop=True)
+        table = table.assign(pixel_sha256=PixelHashes(cache_dir()).of(table, self.data_dir))
+        return table.iloc[splits.content_order(table)].reset_index(drop=True)
 
     @cached_property
     def excluded(self) -> dict[str, str]:

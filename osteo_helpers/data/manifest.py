@@ -171,8 +171,9 @@ def load_manifest(path: Path) -> pd.DataFrame:
                                     "duplicate_group": str})
 
 
-def modelling_table(manifest: pd.DataFrame, clinical: pd.DataFrame) -> pd.DataFrame:
-    """Patients with an image joined to their clinical row: the cohort every model sees."""
-    cohort = manifest[manifest["has_image"]].drop(columns=["age_years", "sex"])
+def modelling_table(manifest: pd.DataFrame, clinical: pd.DataFrame, every_row: bool = False) -> pd.DataFrame:
+    """Patients with an image joined to their clinical row: the cohort every model sees (``every_row``: the
+    rows without an image too, as a validation lists them)."""
+    cohort = (manifest if every_row else manifest[manifest["has_image"]]).drop(columns=["age_years", "sex"])
     shared = [c for c in ("diagnosis", "t_score", "person_id", "batch", IMAGE_FILE) if c in clinical.columns]
     return cohort.merge(clinical.drop(columns=shared), on="patient_id", how="left", validate="one_to_one")
