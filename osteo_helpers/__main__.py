@@ -15,7 +15,7 @@ import json
 import sys
 from pathlib import Path
 
-from . import __version__, progress
+from . import __version__, library_warnings, progress
 from .config import PROFILES, DataNotFoundError, UsageError, get_profile
 
 #: what Ctrl-C prints (exit status 130): finished folds and cached images are kept, half-written files are not
@@ -482,7 +482,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run a subcommand; errors a user can act on become `error: ...` on stderr and an exit status."""
     args = build_parser().parse_args(argv)
     try:
-        with progress.interruptible():
+        with library_warnings.routed(), progress.interruptible():  # stderr holds the command's own lines
             return args.func(args)
     except KeyboardInterrupt:
         print(f"\n{INTERRUPTED}", file=sys.stderr)
