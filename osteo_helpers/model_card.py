@@ -294,6 +294,12 @@ def model_card(facts: dict[str, Any]) -> str:
         "- The threshold was chosen on cross-fitted predictions of the training patients (few normal patients); "
         "the screening decision is unstable near it.",
         "- QUS labels, one site, no external validation: the model is a research artefact, not a clinical tool.",
+        "", "## Integrity", "",
+        "`bundle.json` records the SHA-256 of every arm file and a seal (the SHA-256 of its other facts); loading "
+        "checks them. They catch damage (a truncated copy, a changed byte), **not a deliberate edit**: they are "
+        "not keyed, so whoever changes a file can recompute them. For tamper evidence, sign the bundle with a "
+        "secret key (`osteo train-final --sign-key KEY` writes `signature.json`, an HMAC-SHA256 over every file) "
+        "and give `predict` and `validate` the same `--sign-key`: an edited or unsigned bundle is then refused.",
         "", "## Versions", "",
         ", ".join(f"{k} {v}" for k, v in facts["versions"].items()) + ".", "",
     ]
