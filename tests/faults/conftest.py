@@ -27,6 +27,7 @@ from PIL import Image
 
 from osteo_helpers import config, data, splits
 from osteo_helpers.images import ImageCache
+from tests.test_cohort import BASE_SPEC
 
 COUNTS = {"normal": 10, "osteopenia": 10, "osteoporosis": 10}
 
@@ -97,46 +98,23 @@ def bomb_jpeg(path: Path, width: int = 65500, height: int = 65500) -> Path:
     return path
 
 
-#: a cohort spec for `real_cohort`: a CSV table naming each image, T-scores measured by DXA, a site column
-REAL_COHORT_SPEC = """
-[cohort]
-name = "real-images"
-citation = "knee radiographs of the published dataset, copied by tests/faults"
-root = "."
-
-[table]
-file = "table.csv"
-id = "Exam"
-site = "Hospital"
-
-[images]
-column = "File"
-
-[outcome]
-t_score = "TScore"
-t_score_method = "DXA"
-
-[inputs]
-age_years = { column = "Age" }
-sex = { column = "Sex", values = { F = "female", M = "male" } }
-"""
-
-
 def real_cohort(data_dir: Path, root: Path, ids: list[str], sites: list[str] | None = None) -> Path:
     """A CSV cohort of real knee radiographs (one per ID, copied from the published dataset, every class
-    in turn) with invented ages, sexes and T-scores under ``root``; the path of its spec."""
+    in turn) with invented ages, sexes, heights (cm), weights (lb) and T-scores and a site column under
+    ``root``, described by the spec of tests/test_cohort.py; the path of its spec."""
     images = {c: sorted(p for p in (data_dir / c).iterdir() if p.suffix.lower() in (".jpg", ".jpeg"))
               for c in ("normal", "osteopenia", "osteoporosis")}
     (root / "img").mkdir(parents=True)
-    lines = ["Exam,File,Age,Sex,TScore,Hospital"]
+    lines = ["Exam,File,Age,Sex,Height,Weight,TScore,Hospital"]
     for i, pid in enumerate(ids):
         source = images[("normal", "osteopenia", "osteoporosis")[i % 3]][i // 3]
         shutil.copyfile(source, root / "img" / f"knee{i}.jpg")
         site = (sites or ["A"])[i % len(sites or ["A"])]
-        cells = [pid, f"img/knee{i}.jpg", str(50 + i), "FM"[i % 2], ("0.2", "-1.8", "-3.0")[i % 3], site]
+        cells = [pid, f"img/knee{i}.jpg", str(50 + i), "FM"[i % 2], str(150 + i), str(130 + 3 * i),
+                 ("0.2", "-1.8", "-3.0")[i % 3], site]
         lines.append(",".join('"' + c.replace('"', '""') + '"' for c in cells))
     (root / "table.csv").write_text("\n".join(lines) + "\n", newline="")
-    (root / "cohort.toml").write_text(REAL_COHORT_SPEC)
+    (root / "cohort.toml").write_text(BASE_SPEC.format(table_extra='site = "Hospital"', inputs_extra=""))
     return root / "cohort.toml"
 
 
