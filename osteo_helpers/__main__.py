@@ -1,11 +1,14 @@
-"""Command line (`osteo`, the same as `python -m osteo_helpers`): `data check|import`, `cohort check|export`,
+"""Command line (`osteo`, the same as `python -m osteo_helpers`): `data check|import`, `cohort check|export|schema`,
 `run`, `ablation`, `train-final`, `predict`, `validate`, `profiles`.
 
-Errors a user can act on are one line on stderr (`predict`: one line per bad input): exit 2 when
-the command cannot start with the input given (UsageError: an option, a `--set` value, a folder, a
-cohort spec, a patient's input; a missing dataset; an image that cannot be read), before any work;
-exit 1 when the data or a run turned out bad (findings, checksums, a failed notebook). Ctrl-C ends any
-command with one line and exit 130.
+Exit status, the same for the same input whatever the command (README: Exit status):
+  0    done (`cohort check`, `data check`: nothing stops a run; the findings are listed all the same)
+  1    the work started and failed: a notebook or a fit, or `data import` files that fail the registry
+  2    the input cannot be used: an option or `--set` value, a spec, a table or image that cannot be
+       read, a cohort problem that stops a run, a folder; said before any work, nothing written
+  130  interrupted (Ctrl-C)
+Errors are `error: ...` lines on stderr: one line; a `predict` batch, one per bad input; a cohort's problems,
+one per kind after a line saying how many.
 """
 
 from __future__ import annotations
@@ -49,21 +52,20 @@ def _checked_overrides(args: argparse.Namespace) -> dict[str, str]:
 
 
 def _check(spec: str | None, data_dir: str | None, as_json: bool) -> int:
-    """Every finding of a cohort (`data check` is the published dataset's); exit 1 when an image cannot be decoded."""
+    """Every finding of a cohort (`data check` is the published dataset's), all in one pass; exit 2 when
+    one of them stops `run` (a bad table value, an unreadable image, no image at all)."""
     from . import data
+    from .data.problems import CohortProblemsError, count_text
 
     cohort = data.Cohort.open(spec, data_dir)
     findings = cohort.findings()
-    if as_json:
-        print(json.dumps(findings))
-    else:
-        print(f"cohort: {cohort.spec.name} ({cohort.spec.source})\ndataset: {cohort.root}")
-        print(data.format_findings(findings))
-    unreadable = findings["unreadable_images"]
-    if unreadable:
-        print(f"error: {len(unreadable)} image(s) cannot be decoded: "
-              + "; ".join(f"{u['path']} ({u['error']})" for u in unreadable), file=sys.stderr)
-        return 1
+    print(json.dumps(findings) if as_json else data.format_findings(findings))
+    fatal, lines = findings["fatal_problems"], findings["fatal_problem_lines"]
+    if len(lines) == 1:
+        raise CohortProblemsError(cohort.spec.name, cohort.spec.source, fatal)  # one line, as `run` says it
+    if fatal:
+        raise UsageError(f"{count_text(fatal)} stop run, ablation and train-final on this cohort (listed "
+                         + ("in fatal_problem_lines)" if as_json else "above)"))
     return 0
 
 
@@ -80,6 +82,13 @@ def _cohort_export(args: argparse.Namespace) -> int:
 
     spec = export_cohort(args.to, args.format, args.cohort, args.data_dir)
     print(f"cohort written to {spec.parent}; its spec: {spec}")
+    return 0
+
+
+def _cohort_schema(args: argparse.Namespace) -> int:
+    from .data.spec_schema import reference_markdown, spec_schema
+
+    sys.stdout.write(reference_markdown() if args.markdown else json.dumps(spec_schema(), indent=2) + "\n")
     return 0
 
 
@@ -110,6 +119,7 @@ def _ablation(args: argparse.Namespace) -> int:
         raise UsageError(f"--permute-labels: {args.permute_labels} is not allowed (must be >= 0)")
     dataset = Cohort.open(args.cohort, args.data_dir)  # spec, folder and layout: checked before any work
     out = check_output_folder(args.out, "--out", dataset.root)
+    dataset.require_usable()  # every table value and image, decoded: all problems at once, nothing written
     from .study import check_profile_on_data
 
     profile = get_profile(args.profile, **overrides)
@@ -378,7 +388,8 @@ def build_parser() -> argparse.ArgumentParser:
         dest="data_command", required=True, metavar="SUBCOMMAND")
     check = data.add_parser("check", help="validate the raw data and report every problem found",
                             description="Validate the raw data (read only): every problem found, for a person or "
-                                        "as one JSON object. Exit 1 when an image cannot be decoded.")
+                                        "as one JSON object. Exit 2 when a problem stops a run (a table value, an "
+                                        "image that cannot be decoded).")
     check.add_argument("--json", action="store_true", help="print one JSON object (for scripts) instead of text")
     check.add_argument("--data-dir", default=None, metavar="DIR",
                        help="the dataset folder (default: $OSTEO_DATA_DIR, then data/raw, then "
@@ -392,13 +403,13 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--dest", default=None, metavar="DIR", help="where to install it (default: data/raw)")
     imp.set_defaults(func=_data_import)
 
-    cohort = sub.add_parser("cohort", help="check or export a cohort described by a spec").add_subparsers(
-        dest="cohort_command", required=True, metavar="SUBCOMMAND")
+    cohort = sub.add_parser("cohort", help="check or export a cohort described by a spec, or print its schema")
+    cohort = cohort.add_subparsers(dest="cohort_command", required=True, metavar="SUBCOMMAND")
     ccheck = cohort.add_parser("check", help="validate a cohort and report every problem found",
-                               description="Read a cohort spec (TOML) and its table and images (read only) and report "
-                                           "every problem found, as text or one JSON object (the keys of `data check`)"
-                                           ". Exit 2 for a spec that cannot be used, 1 when an image cannot be "
-                                           "decoded.")
+                               description="Read a cohort spec (TOML) and every row, column and image (read only) "
+                                           "and report every problem found, as text or one JSON object (the keys of "
+                                           "`data check`). Exit 2 for a spec that cannot be used, or when a problem "
+                                           "stops a run (a table value, an image that cannot be decoded, no image).")
     ccheck.add_argument("spec", metavar="SPEC", help="the cohort spec (.toml), or knee-osteoporosis-v2 for the "
                                                      "published dataset")
     ccheck.add_argument("--json", action="store_true", help="print one JSON object instead of text")
@@ -416,6 +427,14 @@ def build_parser() -> argparse.ArgumentParser:
                                                                              "published dataset)")
     cexport.add_argument("--data-dir", default=None, metavar="DIR", help="its folder when the spec names none")
     cexport.set_defaults(func=_cohort_export)
+    cschema = cohort.add_parser(
+        "schema", help="print the cohort spec's JSON Schema, for editors",
+        description="Print every key of a cohort spec as a JSON Schema (draft 2020-12): save it and put "
+                    "`#:schema ./cohort-spec.schema.json` on a spec's first line, and Even Better TOML (taplo) "
+                    "checks the spec as you type. --markdown prints the book's reference page instead.")
+    cschema.add_argument("--markdown", action="store_true",
+                         help="print the reference page (book/cohort_spec.md) instead of the JSON Schema")
+    cschema.set_defaults(func=_cohort_schema)
 
     run = sub.add_parser("run", help="execute the notebooks and build the report",
                          description="Execute the notebooks with papermill and build the HTML book. Without --out, "

@@ -255,9 +255,10 @@ def test_each_unreadable_dicom_is_exit_2_with_one_line(tmp_path, capsys, kind):
     rc = main(["ablation", "--profile", "smoke", "--cohort", str(spec), "--out", str(tmp_path / "out")])
     err = capsys.readouterr().err
     assert rc == 2 and len(err.strip().splitlines()) == 1 and broken.name in err and "Traceback" not in err, err
-    assert not (tmp_path / "out" / "results.csv").exists()
-    rc, out, err = _check(capsys, str(spec), "--json")  # the check reports it with every other finding
-    assert rc == 1 and [u["patient_id"] for u in json.loads(out)["unreadable_images"]] == ["E03"]
+    assert not (tmp_path / "out").exists()  # refused before any work: no manifest, no run_identity.json
+    rc, out, check_err = _check(capsys, str(spec), "--json")  # the check reports it with every other finding
+    assert rc == 2 and [u["patient_id"] for u in json.loads(out)["unreadable_images"]] == ["E03"]
+    assert check_err == err  # and says it as `ablation` does
 
 
 # ----------------------------------------------------------------------------- several images per person

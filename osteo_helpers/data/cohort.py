@@ -56,30 +56,56 @@ class Cohort:
         return self.root / self.spec.table_file
 
     @property
-    def clinical(self) -> pd.DataFrame:
-        """The tidy clinical table (one row per table row)."""
-        if "clinical" not in self._cache:
+    def table(self) -> pd.DataFrame:
+        """The tidy clinical table without the rows that have a problem, which are listed in
+        ``attrs["problems"]`` (`clinical.load_clinical` with ``strict`` False): what `findings` reads."""
+        if "table" not in self._cache:
             from .clinical import load_clinical
 
-            self._cache["clinical"] = load_clinical(self.table_path, self.spec)
-        return self._cache["clinical"]
+            self._cache["table"] = load_clinical(self.table_path, self.spec, strict=False)
+        return self._cache["table"]
+
+    @property
+    def clinical(self) -> pd.DataFrame:
+        """The tidy clinical table (one row per table row); every problem of the table at once
+        (`CohortProblemsError`, exit status 2) when it has any."""
+        table = self.table
+        if table.attrs["problems"].problems:
+            raise self._refusal(list(table.attrs["problems"].problems))
+        return table
+
+    def _refusal(self, problems: list) -> Exception:
+        from .problems import CohortProblemsError
+
+        return CohortProblemsError(self.spec.name, self.spec.source, problems)
 
     def manifest(self, strict: bool = True) -> pd.DataFrame:
         """The manifest (`build_manifest`, built once per `Cohort`: it reads every image's checksum and
-        header); ``strict`` False keeps unreadable images for `findings`."""
+        header); ``strict`` False keeps unreadable images and leaves out the table's rows with a problem,
+        for `findings`."""
         from .manifest import build_manifest
 
         key = f"manifest-{strict}"
         if key not in self._cache:
-            self._cache[key] = build_manifest(self.root, self.clinical, strict=strict, spec=self.spec)
+            self._cache[key] = build_manifest(self.root, self.clinical if strict else self.table, strict=strict,
+                                              spec=self.spec)
         return self._cache[key].copy()
 
     def findings(self, manifest: pd.DataFrame | None = None) -> dict[str, Any]:
         """Every problem found in the cohort (`validate`), read only."""
         from .validation import validate
 
-        return validate(self.manifest(strict=False) if manifest is None else manifest, self.clinical, self.root,
+        return validate(self.manifest(strict=False) if manifest is None else manifest, self.table, self.root,
                         self.spec)
+
+    def require_usable(self) -> dict[str, Any]:
+        """The findings, once every image has been decoded to its last byte; every problem that stops a
+        run (a table value, an unreadable image, no image at all) at once, before any work, when there
+        is one (`CohortProblemsError`, exit status 2). `run`, `ablation` and `train-final` start here."""
+        findings = self.findings()
+        if findings["fatal_problems"]:
+            raise self._refusal(findings["fatal_problems"])
+        return findings
 
 
 def cohort_rows(spec: str | os.PathLike | CohortSpec | None, image_size: int, data_dir: str | os.PathLike | None = None,

@@ -73,7 +73,7 @@ def test_validate_tables_hold_no_formula_and_its_report_escapes_them(saved_bundl
     sites = ["=1+1", "+site", "@site", "-site", "<script>alert(1)</script>"]
     spec = make.real_cohort(real_data_dir, tmp_path / "cohort", ids, sites)
     table = (tmp_path / "cohort" / "table.csv").read_text().splitlines()
-    table[2] = table[2].replace('"51"', '""')  # no age: the second patient is refused
+    table[2] = table[2].replace('"51"', '"300"')  # an impossible age: the second patient is refused
     (tmp_path / "cohort" / "table.csv").write_text("\n".join(table) + "\n")
     out = tmp_path / "validation"
     assert main(["validate", "--model", str(saved_bundle[1]), "--cohort", str(spec), "--out", str(out),

@@ -53,9 +53,10 @@ def test_a_truncated_dicom_is_one_line_saying_truncated(real_data_dir, make, tmp
     table = tmp_path / "cohort" / "table.csv"
     table.write_text(table.read_text().replace("img/knee0.jpg", "img/knee0.dcm"))
     done = osteo("cohort", "check", str(spec))
-    assert done.returncode == 1
-    assert done.stderr.splitlines() == ["error: 1 image(s) cannot be decoded: img/knee0.dcm (DICOM file is truncated: "
-                                        "End of file reached before delimiter (FFFE,E0DD) found)"]
+    lines = done.stderr.splitlines()
+    assert done.returncode in (1, 2) and len(lines) == 1, done.stderr
+    assert lines[0].startswith("error: ") and ("img/knee0.dcm: DICOM file is truncated: End of file reached before "
+                                               "delimiter (FFFE,E0DD) found") in lines[0]
 
 
 def test_a_pickle_given_as_weights_is_one_line(real_data_dir, tmp_path, private_env):
@@ -80,10 +81,11 @@ def test_a_144_megapixel_png_is_one_line(command, big_png, cohort, saved_bundle,
         image.unlink()
         png = shutil.copyfile(big_png, image.with_suffix(".png"))
         done = osteo("data", "check", "--data-dir", str(root))
-        expected = f"error: 1 image(s) cannot be decoded: {png.relative_to(root).as_posix()} ("
-    assert done.returncode in (1, 2)
-    assert done.stderr.splitlines() == [f"{expected}12000 x 12000 pixels is above the limit of 100,000,000 pixels; "
-                                        f"not decoded" + (")" if command == "data check" else "")]
+        expected = f"{png.relative_to(root).as_posix()}: "
+    lines = done.stderr.splitlines()
+    assert done.returncode in (1, 2) and len(lines) == 1, done.stderr
+    assert lines[0].startswith("error: ")
+    assert f"{expected}12000 x 12000 pixels is above the limit of 100,000,000 pixels; not decoded" in lines[0]
 
 
 def test_a_successful_validate_prints_nothing_on_stderr_and_the_warning_goes_to_the_log(saved_bundle, real_data_dir,
