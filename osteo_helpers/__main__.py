@@ -18,8 +18,9 @@ import json
 import sys
 from pathlib import Path
 
-from . import __version__, progress
+from . import __version__, library_warnings, progress
 from .config import PROFILES, DataNotFoundError, UsageError, get_profile
+from .signing import add_key_option, read_key
 
 #: what Ctrl-C prints (exit status 130): finished folds and cached images are kept, half-written files are not
 INTERRUPTED = "interrupted; run the same command again to resume"
@@ -140,10 +141,11 @@ def _ablation(args: argparse.Namespace) -> int:
 
 
 def _train_final(args: argparse.Namespace) -> int:
+    key = read_key(args.sign_key)
     overrides = _checked_overrides(args)
     from .bundle import train_final  # checks data, folders and the run before training
 
-    bundle = train_final(args.profile, args.out, args.data_dir, overrides, args.run, cohort=args.cohort)
+    bundle = train_final(args.profile, args.out, args.data_dir, overrides, args.run, cohort=args.cohort, sign_key=key)
     print(f"model bundle: {bundle.path} (model card: {bundle.path / 'MODEL_CARD.md'})")
     return 0
 
@@ -156,6 +158,7 @@ def _predict(args: argparse.Namespace) -> int:
     from .runfolder import check_output_folder
     from .tabular import INPUT_FEATURES
 
+    key = read_key(args.sign_key)
     values = {name: getattr(args, name) for name in INPUT_FEATURES}
     given = [f"--{name.replace('_', '-')}" for name, v in values.items() if v is not None]
     if args.clinical or args.images:
@@ -170,7 +173,7 @@ def _predict(args: argparse.Namespace) -> int:
         if out.is_dir():
             raise UsageError(f"--out {out}: is a folder; give a file name such as predictions.csv")
         check_output_folder(out.parent, "--out folder")
-    bundle = Bundle.load(args.model)
+    bundle = Bundle.load(args.model, key)
     if args.clinical:
         patients = batch_patients(Path(args.clinical), Path(args.images), bundle.required, bundle.image_size)
     else:
@@ -209,13 +212,14 @@ def _validate(args: argparse.Namespace) -> int:
     from .external import validate
     from .external.validate import check_target
 
+    key = read_key(args.sign_key)
     if args.n_boot is not None and args.n_boot < 1:
         raise UsageError(f"--n-boot: {args.n_boot} is not allowed (must be >= 1)")
     from .data import Cohort
 
     dataset = Cohort.open(args.cohort, args.data_dir)  # the spec and its folder, checked before any work
     target = check_target(args.out, dataset.root)
-    bundle = Bundle.load(args.model)
+    bundle = Bundle.load(args.model, key)
     rows, site, person, cohort, where = _validation_rows(dataset, bundle)
     result = validate(rows, bundle, target, site=site, person=person, recalibrate=args.recalibrate,
                       n_boot=args.n_boot, cohort=cohort, cohort_source=where)
@@ -314,6 +318,7 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     pred.add_argument("--model", required=True, metavar="DIR", help="a bundle folder made by `osteo train-final`")
     pred.add_argument("--out", default=None, metavar="FILE.csv",
                       help="also write the table here (atomically; refused inside the dataset folder)")
+    add_key_option(pred, "refuse a bundle not signed")
     one = pred.add_argument_group("one patient")
     one.add_argument("--image", default=None, metavar="KNEE.jpg", help="the knee radiograph (any format Pillow reads)")
     one.add_argument("--patient-id", default=None, metavar="ID", help="the ID printed (default: the image's file stem)")
@@ -358,6 +363,7 @@ def _add_validate(sub: argparse._SubParsersAction) -> None:
                           "recalibration, cross-fitted) and report both beside the original")
     val.add_argument("--n-boot", type=int, default=None, metavar="N",
                      help="bootstrap resamples of the CIs (default: the bundle's profile)")
+    add_key_option(val, "refuse a bundle not signed")
     val.set_defaults(func=_validate)
 
 
@@ -465,6 +471,7 @@ def build_parser() -> argparse.ArgumentParser:
     final.add_argument("--run", default=None, metavar="RUN_DIR",
                        help="a finished `osteo run` folder of the same settings: its tables give the model card's "
                             "metrics, calibration and subgroups (without it: 'not measured')")
+    add_key_option(final, "sign the bundle")
     final.set_defaults(func=_train_final)
 
     _add_predict(sub)
@@ -495,7 +502,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run a subcommand; errors a user can act on become `error: ...` on stderr and an exit status."""
     args = build_parser().parse_args(argv)
     try:
-        with progress.interruptible():
+        with library_warnings.routed(), progress.interruptible():  # stderr holds the command's own lines
             return args.func(args)
     except KeyboardInterrupt:
         print(f"\n{INTERRUPTED}", file=sys.stderr)

@@ -14,6 +14,7 @@ A bundle folder::
                      the fitted arms (`arms.state`: configuration as JSON, tensors as safetensors,
                      scikit-learn parts as skops; never a pickle)
     MODEL_CARD.md    generated from bundle.json (model_card.py)
+    signature.json   only in a signed bundle: an HMAC-SHA256 over every other file (`signing`)
 
 Loading needs no training data and runs no code from the folder. `Bundle.load` checks, before
 using anything: the format (a format-1 bundle of pickled arms is refused with how to rebuild it),
@@ -235,14 +236,19 @@ class Bundle:
         atomic_write_text(folder / CARD_NAME, model_card(self.facts))
 
     @classmethod
-    def load(cls, folder: str | os.PathLike) -> Bundle:
-        """A saved bundle, checked before use: format, seal, keys, package versions, every arm file's
-        SHA-256, the self-check. UsageError (one line naming the file) for anything else."""
+    def load(cls, folder: str | os.PathLike, key: bytes | None = None) -> Bundle:
+        """A saved bundle, checked before use: format, seal, keys, with ``key`` its signature (`signing`),
+        package versions, every arm file's SHA-256, the self-check. UsageError (one line naming the file)
+        for anything else."""
         from .arms.state import ArmStateError, load_arm
         from .fileio import ChecksumError
 
         folder = Path(folder)
         facts = read_facts(folder)
+        if key is not None:
+            from .signing import verify
+
+            verify(folder, key)
         mismatched = _compatible(facts["versions"], versions())
         if mismatched:
             raise UsageError(f"--model {folder}: saved with {', '.join(mismatched)}; install the versions in "
@@ -449,8 +455,10 @@ def check_bundle_target(out: str | os.PathLike, data_root: Path) -> Path:
 
 def train_final(profile: str, out: str | os.PathLike, data_dir: str | os.PathLike | None = None,
                 overrides: dict[str, Any] | None = None, run_dir: str | os.PathLike | None = None,
-                progress: bool = True, cohort: str | os.PathLike | None = None) -> Bundle:
-    """Fit the bundle's arms on all patients and write the bundle into `out` (replacing a bundle there).
+                progress: bool = True, cohort: str | os.PathLike | None = None,
+                sign_key: bytes | None = None) -> Bundle:
+    """Fit the bundle's arms on all patients and write the bundle into `out` (replacing a bundle there),
+    signed with ``sign_key`` when given (`signing`).
 
     Input, data and folders are checked first; the folder's writer lock is held throughout; the
     bundle is built in a hidden sibling folder and renamed into place, so a crash leaves nothing
@@ -477,6 +485,10 @@ def train_final(profile: str, out: str | os.PathLike, data_dir: str | os.PathLik
             bundle = make_bundle(study, overrides, evidence, progress)
             shutil.rmtree(built / "scratch-run")
             bundle.save(built)
+            if sign_key is not None:
+                from .signing import sign
+
+                sign(built, sign_key)
             _swap_in(built, target)
         finally:
             shutil.rmtree(built, ignore_errors=True)

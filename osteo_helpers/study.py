@@ -20,7 +20,7 @@ import pandas as pd
 
 from . import data, evaluation, progress, splits
 from .config import Profile, RunPaths, cache_dir, ensure_outside_data, get_profile, run_paths
-from .fileio import ChecksumError, atomic_to_csv, atomic_write_text, read_verified, sha256_bytes
+from .fileio import ChecksumError, atomic_to_csv, atomic_write_text, read_csv, read_verified, sha256_bytes
 from .images import ImageCache, PixelHashes
 
 if TYPE_CHECKING:
@@ -233,7 +233,7 @@ class Study:
         try:
             saved = json.loads(record.read_text())
             if saved["inputs"] == digest:
-                return pd.read_csv(io.BytesIO(read_verified(path, saved["sha256"])), dtype={"patient_id": str})
+                return read_csv(io.BytesIO(read_verified(path, saved["sha256"])), dtype={"patient_id": str})
         except (OSError, ValueError, KeyError, TypeError, ChecksumError):
             pass
         table = compute()
@@ -307,7 +307,7 @@ class Study:
         path = self.paths.tables / f"{name}.csv"
         if not path.is_file():
             raise FileNotFoundError(f"{path}: not produced yet; run the notebook that makes it first")
-        return pd.read_csv(path, dtype={"patient_id": str})
+        return read_csv(path, dtype={"patient_id": str})
 
     def save_json(self, obj: Any, name: str) -> Path:
         return atomic_write_text(self.paths.tables / f"{name}.json", json.dumps(obj, indent=2, default=str))

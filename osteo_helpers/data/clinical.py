@@ -20,7 +20,7 @@ import pandas as pd
 
 from ..tabular import CATEGORY_VALUES, INPUT_FEATURES
 from ..tasks import who_class_name
-from .errors import TableColumnError
+from .errors import TableColumnError, separator_note, some_columns
 from .problems import CohortProblemsError, Problem, TableProblems
 from .spec import REQUIRED_INPUTS, YES_NO, CohortSpec, InputSpec, load_spec, normalise_header, normalise_text
 
@@ -64,9 +64,13 @@ def _columns(raw: pd.DataFrame, spec: CohortSpec, name: str) -> dict[str, str]:
         by_key[key] = col
     used = spec.columns_used()
     missing = [c for c in used if normalise_header(c) not in by_key]
+    separator = separator_note(raw.columns) if spec.table_format == "csv" else ""
+    if missing and separator:
+        raise TableColumnError(f"{name}: read as one column {str(raw.columns[0])[:60]!r}: {separator}; save it with "
+                               "commas, or as .xlsx")
     if missing:
-        raise TableColumnError(f"{name}: column(s) {', '.join(map(repr, missing))} named in {spec.source} "
-                               f"are missing (the table has: {', '.join(map(str, raw.columns))})")
+        raise TableColumnError(f"{name}: column(s) {', '.join(map(repr, missing))} named in {spec.source} are "
+                               f"missing (the table has {len(raw.columns)}: {some_columns(raw.columns, missing)})")
     if spec.all_columns_named:
         unnamed = [c for k, c in by_key.items() if k not in {normalise_header(u) for u in used}]
         if unnamed:
@@ -202,6 +206,9 @@ def load_clinical(path: Path | None = None, spec: CohortSpec | None = None, stri
     if not spec.skip_rows_without_id:
         problems += [Problem(_where(name, spec.id_column), "no ID", table_row(idx)) for idx in ids.index[ids.isna()]]
     raw = raw[ids.notna()]
+    if raw.empty:
+        raise TableColumnError(f"{name}: no data rows, only a header: nothing to analyse" if ids.empty else
+                               f"{name}: no row has an ID in column {spec.id_column!r}: nothing to analyse")
     df = pd.DataFrame({"patient_id": [str(v).strip() for v in raw[cols[spec.id_column]]]}, index=raw.index)
     dup = df["patient_id"][df["patient_id"].duplicated(keep=False)]
     problems += [Problem(_where(name, spec.id_column), "duplicated ID", table_row(i), repr(pid))

@@ -26,7 +26,9 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import logging
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -130,6 +132,19 @@ class PillowReader:
         return sha256_file(path)
 
 
+class _Heard(logging.Handler):
+    """What pydicom logs in the calling thread (the readers run in threads): it reads a truncated file
+    without an error, logs "End of file reached before delimiter" and returns what it read."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.thread, self.messages = threading.get_ident(), []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.thread == self.thread:
+            self.messages.append(record.getMessage())
+
+
 class DicomReader:
     """DICOM files through pydicom (compressed transfer syntaxes through the pylibjpeg plugins)."""
 
@@ -138,10 +153,17 @@ class DicomReader:
     def _dataset(self, path: Path, pixels: bool = True):
         import pydicom
 
+        heard, logger = _Heard(), logging.getLogger("pydicom")
+        logger.addHandler(heard)
         try:
             ds = pydicom.dcmread(path, stop_before_pixels=not pixels)
         except Exception as exc:  # pydicom raises many types for a file that is not (all) DICOM
             raise ImageReadError(f"{path}: not a readable DICOM file ({_one_line(exc)})") from exc
+        finally:
+            logger.removeHandler(heard)
+        ended = next((m for m in heard.messages if m.startswith("End of file reached")), None)
+        if ended is not None:
+            raise ImageReadError(f"{path}: DICOM file is truncated: {ended.split(' in file ')[0]}")
         missing = [k for k in ("Rows", "Columns", "PhotometricInterpretation") if k not in ds]
         if pixels and "PixelData" not in ds:
             missing.append("PixelData")

@@ -13,6 +13,7 @@ import pandas as pd
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
+from ..fileio import read_csv
 from ..tabular import INPUT_FEATURES
 from ..tasks import CLASSES_3
 from .clinical import IMAGE_FILE, load_clinical
@@ -167,7 +168,7 @@ def load_manifest(path: Path) -> pd.DataFrame:
     if not Path(path).is_file():
         raise FileNotFoundError(f"{path}: no manifest; run notebooks/01_eda_manifest.ipynb "
                                 "(or `python -m osteo_helpers run`) first")
-    return pd.read_csv(path, dtype={"patient_id": str, "person_id": str, "image_path": str, "image_sha256": str,
+    return read_csv(path, dtype={"patient_id": str, "person_id": str, "image_path": str, "image_sha256": str,
                                     "duplicate_group": str})
 
 
