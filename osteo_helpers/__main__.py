@@ -1,5 +1,5 @@
 """Command line (`osteo`, the same as `python -m osteo_helpers`): `data check|import`, `cohort check|export|schema`,
-`run`, `ablation`, `train-final`, `predict`, `validate`, `profiles`.
+`run`, `answer`, `ablation`, `train-final`, `predict`, `validate`, `profiles`.
 
 Exit status, the same for the same input whatever the command (README: Exit status):
   0    done (`cohort check`, `data check`: nothing stops a run; the findings are listed all the same)
@@ -190,6 +190,13 @@ def _predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _answer(args: argparse.Namespace) -> int:
+    from .headline import headline
+
+    print("\n".join(headline(args.run)))
+    return 0
+
+
 def _validation_rows(args: argparse.Namespace, bundle, scratch: Path):
     """The cohort rows `validate` scores, their site and person columns, and a description of the cohort."""
     if args.cohort:
@@ -356,6 +363,18 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     pred.set_defaults(func=_predict)
 
 
+def _add_answer(sub: argparse._SubParsersAction) -> None:
+    ans = sub.add_parser(
+        "answer", help="print the answer and headline numbers of a finished run",
+        description="Print what a finished `osteo run` found, read from its folder: the run (profile, status, "
+                    "commit), the answer in words (as the report's first page states it), the primary comparison "
+                    "(binary AUROC of the residual fusion minus the clinical model) with its 95% CI, the clinical "
+                    "and fusion AUROCs with CIs and the positive control (sex and age from the image). A folder "
+                    "that is not a finished run is one line, exit status 2.")
+    ans.add_argument("run", metavar="RUN", help="a run folder made by `osteo run` (e.g. outputs/fast)")
+    ans.set_defaults(func=_answer)
+
+
 def _add_validate(sub: argparse._SubParsersAction) -> None:
     val = sub.add_parser(
         "validate", help="validate a saved model bundle on a cohort (external validation)",
@@ -459,6 +478,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="run only this notebook, e.g. notebooks/03_binary_fusion.ipynb (repeatable)")
     run.add_argument("--no-book", action="store_true", help="execute the notebooks without building the book")
     run.set_defaults(func=_run)
+
+    _add_answer(sub)
 
     abl = sub.add_parser("ablation", help="run the ablation arms on shared folds and write results.csv",
                          description="Every arm on the same folds: results.csv, comparisons.csv and the out-of-fold "
