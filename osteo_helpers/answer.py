@@ -59,19 +59,12 @@ def kept_epochs_text(history: pd.DataFrame, arm: str = "fusion") -> str:
 
 
 def direction(row: pd.Series) -> int:
-    """+1 when A is better than B by the row's own test, -1 worse, 0 no detectable difference.
-
-    The primary (and any row outside the secondary family) by its 95% CI; a secondary row by its
-    Holm-adjusted p-value, so the words follow the family's inference."""
-    lower_better = row.get("metric") == "mae"
-    if row.get("role") == "secondary" and np.isfinite(row.get("p_holm", np.nan)):
-        differs = row["p_holm"] < ALPHA
-    else:
-        differs = row["ci_low"] > 0 or row["ci_high"] < 0
-    if not differs or row["diff"] == 0:
-        return 0
-    sign = 1 if row["diff"] > 0 else -1
-    return -sign if lower_better else sign
+    """+1 when A is better than B by the row's own test, -1 worse, 0 no detectable difference or a tie:
+    `evaluation.direction`, the rule of the table's ``conclusion`` (a secondary row by its Holm-adjusted
+    p-value, any other by its 95% CI, ties below `evaluation.TIE_TOLERANCE`)."""
+    secondary = row.get("role") == "secondary" and np.isfinite(row.get("p_holm", np.nan))
+    return evaluation.direction(row["diff"], row["ci_low"], row["ci_high"], row["p_holm"] if secondary else None,
+                                ALPHA, lower_is_better=row.get("metric") == "mae")
 
 
 def difference_words(row: pd.Series) -> str:

@@ -41,8 +41,11 @@ from .calibration import (
     reliability_figure,
 )
 from .comparisons import (
+    TIE_TOLERANCE,
+    bootstrap_p_value,
     chi_square_p,
     delong_test,
+    direction,
     format_p,
     holm,
     likelihood_ratio_test,
@@ -87,6 +90,9 @@ __all__ = [
     "DCA_THRESHOLDS",
     "PROB_PREFIX",
     "RESULT_COLUMNS",
+    "TIE_TOLERANCE",
+    "bootstrap_p_value",
+    "direction",
     "aligned",
     "discrimination_metric",
     "fold_aurocs",
