@@ -191,6 +191,22 @@ def calibration_curves(oofs: dict[str, pd.DataFrame], names: Sequence[str], grou
     return reliability, decision
 
 
+def coverage_table(coverage: pd.DataFrame) -> pd.DataFrame:
+    """`Study.tscore_coverage` as a person reads it: per arm and group, the bias of the mean, the predicted
+    and the residual spread, and the coverage [CI] beside its benchmark (95% given the predictors; per
+    measured class, what the model itself expects there)."""
+    return pd.DataFrame({
+        "arm": coverage["model"].map(arm_label), "given": coverage["conditioned_on"], "group": coverage["group"],
+        "patients": coverage["n_patients"],
+        "measured - predicted [95% CI]": [ci(v, lo, hi, 2, signed=True) for v, lo, hi in coverage[
+            ["mean_residual", "mean_residual_ci_low", "mean_residual_ci_high"]].itertuples(index=False)],
+        "predicted SD": coverage["predicted_sd"].map(lambda v: f"{v:.2f}"),
+        "residual SD": coverage["residual_sd"].map(lambda v: number(v, 2)),
+        "coverage [95% CI]": [ci(v, lo, hi, 2) for v, lo, hi in coverage[
+            ["coverage", "coverage_ci_low", "coverage_ci_high"]].itertuples(index=False)],
+        "benchmark": coverage["expected_coverage"].map(lambda v: f"{v:.2f}")})
+
+
 def osteopenia_text(results: pd.DataFrame, cohort: pd.DataFrame, arm: str = "fusion") -> str:
     """Why the middle class is hard, with the arm's per-class AUROCs."""
     main = results[(results["subset"] == "all") & (results["model"] == arm)].set_index("metric")

@@ -270,6 +270,16 @@ class Study:
         self.save_table(table, "results_tscore")
         return table
 
+    def tscore_coverage(self) -> pd.DataFrame:
+        """Coverage of every T-score arm's 95% predictive intervals judged given the predictors (quarters of the
+        predicted T-score) and per measured WHO class against what the model expects there
+        (`evaluation.conditional_coverage`, column ``model``; ``coverage_tscore.csv``)."""
+        p = self.profile
+        table = pd.concat([evaluation.conditional_coverage(pred, 4, p.n_boot, p.seed, self.groups).assign(model=name)
+                           for name, pred in self.tscore_oofs().items()], ignore_index=True)
+        self.save_table(table, "coverage_tscore")
+        return table
+
     def tscore_comparison(self) -> pd.DataFrame:
         """Paired MAE of the fusion and clinical T-score models (``comparisons_tscore.csv``)."""
         from .ablation import tscore_comparison

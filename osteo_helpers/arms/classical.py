@@ -26,6 +26,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from threadpoolctl import threadpool_limits
 
 from ..config import Profile
+from ..splines import RestrictedCubicSpline
 from ..splits import StratifiedGroupKFold
 from ..tabular import (
     CATEGORICAL_FEATURES,
@@ -33,6 +34,7 @@ from ..tabular import (
     available_inputs,
     ost_index,
     preprocessor_for,
+    spline_inputs,
     to_model_frame,
 )
 from .base import Arm, register
@@ -186,9 +188,14 @@ class ClassicalArm(Arm):
     def _regressor(self):
         return LinearGaussian()
 
+    def _regression_preprocessor(self):
+        """The inputs' transform for a continuous target: as for the classes, unless the arm declares a spline."""
+        return self._preprocessor()
+
     def _estimator(self, rows: pd.DataFrame):
-        final = self._regressor() if self.task_.is_regression else self._classifier()
-        return make_pipeline(self._preprocessor(), final)
+        if self.task_.is_regression:
+            return make_pipeline(self._regression_preprocessor(), self._regressor())
+        return make_pipeline(self._preprocessor(), self._classifier())
 
     def _fit(self, rows: pd.DataFrame, y: np.ndarray) -> None:
         self.inputs_ = available_inputs(rows)  # the allow-listed inputs this cohort has
@@ -210,6 +217,12 @@ class AgeArm(ClassicalArm):
     def _inputs(self, rows: pd.DataFrame) -> np.ndarray:
         return rows[["age_years"]].to_numpy(float)
 
+    def _regression_preprocessor(self):
+        """The T-score model of age: a restricted cubic spline of age (`tabular.TSCORE_SPLINE`)."""
+        if "age_years" in spline_inputs(self.task):
+            return make_pipeline(RestrictedCubicSpline(), StandardScaler())
+        return self._preprocessor()
+
 
 @register("ost")
 class OstArm(ClassicalArm):
@@ -228,6 +241,10 @@ class ClinicalArm(ClassicalArm):
 
     def _preprocessor(self):
         return preprocessor_for(CLINICAL_FEATURES)
+
+    def _regression_preprocessor(self):
+        """The T-score model: age through a restricted cubic spline (`tabular.TSCORE_SPLINE`), sex as is."""
+        return preprocessor_for(CLINICAL_FEATURES, spline=spline_inputs(self.task))
 
 
 @register("clinical_full")

@@ -13,6 +13,8 @@ What lives where (everything public is re-exported here, so ``evaluation.X`` wor
 - ``comparisons``: paired bootstrap difference, DeLong, Holm, p-value formatting, the
   verdict sentence and the likelihood-ratio test of "does a score add to age".
 - ``power``: the smallest AUROC gain the cohort can detect.
+- ``predictive``: is a predictive distribution (the T-score models') calibrated: coverage in bins of
+  the predicted mean and per measured class against what the model expects there, and the PIT.
 - ``pooling``: random-effects pooling of per-site AUROCs (leave-one-site-out validation).
 - ``permutation``: p-values against a label-permutation null.
 - ``folds``: fold-level AUROCs (each fitted model on its own test fold), per-repeat pooled
@@ -75,6 +77,7 @@ from .power import (
     riley_sample_size,
     within_class_correlation,
 )
+from .predictive import conditional_coverage, pit_figure, pit_values
 from .resampling import bootstrap_indices, percentile_ci
 from .tables import (
     RESULT_COLUMNS,
@@ -117,6 +120,7 @@ __all__ = [
     "calibration_metrics",
     "calibration_slope",
     "chi_square_p",
+    "conditional_coverage",
     "class_names_from",
     "confusion",
     "decision_curve",
@@ -133,6 +137,8 @@ __all__ = [
     "operating_point",
     "paired_bootstrap_difference",
     "percentile_ci",
+    "pit_figure",
+    "pit_values",
     "permutation_p_value",
     "permutation_summary",
     "pooled_auroc",
