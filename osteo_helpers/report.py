@@ -278,6 +278,23 @@ def linkage_text(findings: dict) -> str:
             "group (never on both sides of a split) and notebook 5 re-scores every arm without them.")
 
 
+def batch_blocks_text(manifest: pd.DataFrame, column: str = "batch", word: str = "acquisition batch") -> str:
+    """Whether the acquisition batches follow blocks of consecutive patient IDs within each class (a batch
+    is then a period of collection as much as an acquisition setting): runs of one batch per class, the
+    patients ordered by the number in their ID. Empty where the IDs hold no number."""
+    table = manifest.dropna(subset=[column])
+    number = pd.to_numeric(table["patient_id"].astype(str).str.extract(r"(\d+)", expand=False), errors="coerce")
+    if table.empty or number.isna().any():
+        return ""
+    table = table.assign(_n=number).sort_values(["diagnosis", "_n"], kind="stable")
+    runs = {d: int((g[column] != g[column].shift()).sum()) for d, g in table.groupby("diagnosis", sort=False)}
+    k = table[column].nunique()
+    return (f"Ordered by patient ID within each class, the {k} {word}es form {', '.join(map(str, runs.values()))} "
+            f"runs ({', '.join(runs)}; {k} per class would be perfect blocks): the {word}es follow blocks of "
+            f"consecutive IDs, so each {word} is a period of collection as much as an acquisition setting, and its "
+            "patients are not a random sample of the cohort.")
+
+
 def linkage_table(findings: dict) -> pd.DataFrame:
     """Every group of identical images whose records disagree, one row per patient."""
     rows = [{"group": i + 1, "patient_id": p, "sex": s, "age_years": a, "diagnosis": d,

@@ -155,3 +155,12 @@ def test_a_lost_ctrl_c_is_raised_again_at_the_next_progress_event():
         signal.signal(signal.SIGALRM, previous)
     assert signal.getsignal(signal.SIGINT) is before
     progress.report("note", message="after the command: no stale interrupt")
+
+def test_batches_that_follow_blocks_of_patient_ids_are_said_to():
+    manifest = pd.DataFrame({"patient_id": [f"N{i}" for i in range(1, 7)] + [f"OP{i}" for i in range(1, 7)],
+                             "diagnosis": ["normal"] * 6 + ["osteopenia"] * 6,
+                             "batch": ["a", "a", "a", "b", "b", "b", "a", "b", "a", "b", "a", "b"]})
+    text = report.batch_blocks_text(manifest)
+    assert text.startswith("Ordered by patient ID within each class, the 2 acquisition batches form 2, 6 runs "
+                           "(normal, osteopenia; 2 per class would be perfect blocks)")
+    assert report.batch_blocks_text(manifest.assign(patient_id=list("abcdefghijkl"))) == ""

@@ -15,7 +15,8 @@ What lives where (everything public is re-exported here, so ``evaluation.X`` wor
 - ``power``: the smallest AUROC gain the cohort can detect.
 - ``predictive``: is a predictive distribution (the T-score models') calibrated: coverage in bins of
   the predicted mean and per measured class against what the model expects there, and the PIT.
-- ``pooling``: random-effects pooling of per-site AUROCs (leave-one-site-out validation).
+- ``pooling``: random-effects pooling of per-site AUROCs and calibration, with prediction intervals
+  (leave-one-site-out validation).
 - ``permutation``: p-values against a label-permutation null.
 - ``folds``: fold-level AUROCs (each fitted model on its own test fold), per-repeat pooled
   AUROCs and paired fold-level differences.
@@ -31,6 +32,7 @@ from .bootstrap import bootstrap_confusion, bootstrap_metrics, oof_metrics, oper
 from .calibration import (
     DCA_THRESHOLDS,
     brier_score,
+    calibration_estimates,
     calibration_intercept,
     calibration_metrics,
     calibration_slope,
@@ -68,7 +70,7 @@ from .metrics import (
     threshold_for_sensitivity,
 )
 from .permutation import permutation_p_value, permutation_summary
-from .pooling import pooled_auroc, random_effects
+from .pooling import POOLED_METRICS, pooled_auroc, pooled_sites, random_effects
 from .power import (
     auroc_difference_sd,
     auroc_power,
@@ -116,6 +118,7 @@ __all__ = [
     "bootstrap_indices",
     "bootstrap_metrics",
     "brier_score",
+    "calibration_estimates",
     "calibration_intercept",
     "calibration_metrics",
     "calibration_slope",
@@ -141,7 +144,9 @@ __all__ = [
     "pit_values",
     "permutation_p_value",
     "permutation_summary",
+    "POOLED_METRICS",
     "pooled_auroc",
+    "pooled_sites",
     "random_effects",
     "prob_columns",
     "regression_metrics",
