@@ -341,15 +341,31 @@ def equation_table(equation: pd.DataFrame) -> pd.DataFrame:
     })
 
 
-def equation_text(equation: pd.DataFrame, n: int) -> str:
-    """logit P(low BMD) = a + b x age + c x male, with the numbers of the fit on all ``n`` patients."""
+def equation_text(equation: pd.DataFrame, n: int, ages: tuple[float, float] | None = None) -> str:
+    """logit P(low BMD) = a + b x age + c x male, with the numbers of the fit on all ``n`` patients; with
+    ``ages`` (`arms.overlap_range` of age and the outcome), the ages it holds for and what it says beyond them."""
     terms = equation.set_index("term")["coefficient"]
     parts = [number(terms["intercept"])]
     for term, value in terms.drop("intercept").items():
         name = {"age_years": "age in years", "sex_male": "[male]", "sex_female": "[female]"}.get(term, term)
         parts.append(f"{'-' if value < 0 else '+'} {abs(value):.4f} × {name}")
-    return (f"logit P(low BMD) = {' '.join(parts)}, fitted without penalty on all {n} patients ([male] is 1 for "
+    text = (f"logit P(low BMD) = {' '.join(parts)}, fitted without penalty on all {n} patients ([male] is 1 for "
             "men, 0 for women); the table gives each coefficient's Wald 95% CI.")
+    if ages is None or not np.all(np.isfinite(ages)) or "age_years" not in terms:
+        return text
+    low, high = ages
+    beyond = int(np.floor(high)) + 1 if terms["age_years"] > 0 else int(np.ceil(low)) - 1
+    sexes = {"women": 0.0, "men": 0.0}
+    for term, value in terms.items():
+        if term in ("sex_male", "sex_female"):
+            sexes["men" if term == "sex_male" else "women"] += value
+    risk = {who: 1 / (1 + np.exp(-(terms["intercept"] + terms["age_years"] * beyond + shift)))
+            for who, shift in sexes.items()}
+    where = f"from age {beyond}" if beyond > high else f"at age {beyond} and younger"
+    return text + (f" **It holds for ages {low:g} to {high:g} only**, where both normal and low-BMD patients were "
+                   f"seen; outside that range it extrapolates from one class: {where} it gives P(low BMD) of at least "
+                   + " and ".join(f"{p:.2f} for {who}" for who, p in risk.items())
+                   + ", because no patient of the other class was seen there, not because the risk was measured.")
 
 
 def sample_size_text(sizes: pd.DataFrame) -> str:

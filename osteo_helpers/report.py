@@ -191,6 +191,46 @@ def calibration_curves(oofs: dict[str, pd.DataFrame], names: Sequence[str], grou
     return reliability, decision
 
 
+#: age bands (years) of the calibration table: under 40, 40-49, 50 and over (50: about menopause, and the
+#: age from which the cohort holds no normal patient)
+AGE_BAND_EDGES = (40, 50)
+
+
+def subgroups_by_sex_and_age(cohort: pd.DataFrame, edges: Sequence[float] = AGE_BAND_EDGES) -> dict[str, set[str]]:
+    """Patient IDs per sex and per age band (``edges``: the bands' lower bounds after the first)."""
+    out = {f"{sex}": set(part["patient_id"]) for sex, part in cohort.groupby("sex", sort=True)}
+    bounds = [-np.inf, *edges, np.inf]
+    for low, high in zip(bounds[:-1], bounds[1:], strict=True):
+        name = (f"age < {high:g}" if not np.isfinite(low) else f"age >= {low:g}" if not np.isfinite(high)
+                else f"age {low:g}-{high - 1:g}")
+        members = set(cohort.loc[(cohort["age_years"] >= low) & (cohort["age_years"] < high), "patient_id"])
+        if members:
+            out[name] = members
+    return out
+
+
+def calibration_by_subgroup(oofs: dict[str, pd.DataFrame], cohort: pd.DataFrame, names: Sequence[str], n_boot: int,
+                            seed: int, groups: pd.Series) -> pd.DataFrame:
+    """Calibration intercept and slope of P(low BMD) [CI] of the named arms by sex and by age band, as a
+    person reads them (`evaluation.subgroup_calibration`); the long table is ``.attrs["table"]``."""
+    table = evaluation.subgroup_calibration({n: oofs[n] for n in declared([n for n in names if n in oofs])},
+                                            subgroups_by_sex_and_age(cohort), n_boot, seed, groups)
+
+    def cell(r: pd.Series, metric: str) -> str:
+        return r["note"] or ci(r[metric], r[f"{metric}_ci_low"], r[f"{metric}_ci_high"], 2,
+                               signed=metric == "calibration_intercept")
+
+    out = pd.DataFrame({
+        "arm": table["model"].map(arm_label), "subgroup": table["subgroup"],
+        "patients (normal)": [f"{n} ({k})" for n, k in zip(table["n_patients"], table["n_normal"], strict=True)],
+        "observed low BMD": table["observed"].map(lambda v: f"{v:.0%}"),
+        "mean predicted": table["mean_predicted"].map(lambda v: f"{v:.0%}"),
+        "calibration intercept [95% CI]": [cell(r, "calibration_intercept") for _, r in table.iterrows()],
+        "calibration slope [95% CI]": [cell(r, "calibration_slope") for _, r in table.iterrows()]})
+    out.attrs["table"] = table
+    return out
+
+
 def coverage_table(coverage: pd.DataFrame) -> pd.DataFrame:
     """`Study.tscore_coverage` as a person reads it: per arm and group, the bias of the mean, the predicted
     and the residual spread, and the coverage [CI] beside its benchmark (95% given the predictors; per

@@ -134,6 +134,17 @@ def logistic_equation(rows: pd.DataFrame, y: np.ndarray, features: tuple[str, ..
                          "odds_ratio": np.exp(beta)})
 
 
+def overlap_range(values: np.ndarray | pd.Series, y: np.ndarray | pd.Series) -> tuple[float, float]:
+    """Where both classes of ``y`` were seen along ``values`` (an input such as age): from the larger of the
+    classes' minima to the smaller of their maxima. A model fitted on these rows interpolates there; outside,
+    only one class was ever observed and the model extrapolates from it. (NaN, NaN) without an overlap."""
+    x, labels = np.asarray(values, dtype=float), np.asarray(y)
+    classes = np.unique(labels)
+    low = max(float(np.nanmin(x[labels == c])) for c in classes)
+    high = min(float(np.nanmax(x[labels == c])) for c in classes)
+    return (low, high) if len(classes) > 1 and low <= high else (float("nan"), float("nan"))
+
+
 def aligned_proba(model, X, n_classes: int) -> np.ndarray:
     """predict_proba with one column per task class, also when a class was absent from training."""
     proba = np.zeros((len(X), n_classes))

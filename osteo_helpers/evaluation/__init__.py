@@ -20,6 +20,8 @@ What lives where (everything public is re-exported here, so ``evaluation.X`` wor
 - ``permutation``: p-values against a label-permutation null.
 - ``folds``: fold-level AUROCs (each fitted model on its own test fold), per-repeat pooled
   AUROCs and paired fold-level differences.
+- ``usefulness``: the decision curve in one sentence over a declared threshold range, and
+  calibration within subgroups (sex, age band).
 - ``tables``: many arms at once: the results table, paired comparisons with Holm's
   adjustment over a declared family, T-score regression metrics.
 
@@ -90,9 +92,11 @@ from .tables import (
     tscore_regression,
     with_holm,
 )
+from .usefulness import DECISION_RANGE, decision_sentence, decision_summary, subgroup_calibration
 
 __all__ = [
     "DCA_THRESHOLDS",
+    "DECISION_RANGE",
     "PROB_PREFIX",
     "RESULT_COLUMNS",
     "TIE_TOLERANCE",
@@ -107,6 +111,7 @@ __all__ = [
     "paired_mae",
     "paired_mae_difference",
     "score_arms",
+    "subgroup_calibration",
     "tscore_regression",
     "with_holm",
     "apply_threshold",
@@ -128,6 +133,8 @@ __all__ = [
     "confusion",
     "decision_curve",
     "decision_curve_figure",
+    "decision_sentence",
+    "decision_summary",
     "delong_test",
     "detectable_auroc_gain",
     "detectable_gain_summary",
