@@ -318,6 +318,28 @@ def linkage_text(findings: dict) -> str:
             "group (never on both sides of a split) and notebook 5 re-scores every arm without them.")
 
 
+def linkage_implications(findings: dict) -> str:
+    """What the wrong image-to-record links imply for every result that uses the image (a finding of the data,
+    stated before any model): how many patients carry a picture that cannot be theirs, and why an image
+    model's null result, or a failed positive control, is then expected whatever the bone holds."""
+    conflicts = findings.get("image_record_conflicts", [])
+    if not conflicts:
+        return ("**For the image results.** No identical radiograph joins disagreeing records, so nothing here "
+                "shows a wrong image-to-record link; that does not prove every link right.")
+    involved = sum(len(c["patients"]) for c in conflicts)
+    wrong = involved - len(conflicts)
+    patients = int(findings.get("images") or findings.get("patients") or 0)
+    share = f" ({wrong / patients:.0%} of the {patients} images)" if patients else ""
+    return (f"**What this implies for every image result.** The {len(conflicts)} groups hold {involved} patients; "
+            f"each radiograph belongs to at most one of its records, so at least {wrong} patients{share} are "
+            "modelled with another person's knee. The error is visible only where a picture happens to be "
+            "duplicated: nothing shows that the other links are right. An image that is not the patient's can "
+            "predict neither their BMD nor their age or sex, so every result that uses the image (the image arm, "
+            "the fusions, the image biomarkers, the Grad-CAM maps) is bounded by this link: a null image result is "
+            "expected here whatever the bone holds, and the positive control of notebook 5 (sex and age from the "
+            "image) tests the link as much as the network.")
+
+
 def batch_blocks_text(manifest: pd.DataFrame, column: str = "batch", word: str = "acquisition batch") -> str:
     """Whether the acquisition batches follow blocks of consecutive patient IDs within each class (a batch
     is then a period of collection as much as an acquisition setting): runs of one batch per class, the
