@@ -36,6 +36,8 @@ def test_the_decision_curve_in_one_sentence_over_the_declared_range():
     assert "its 95% CI lies above treat-all at every threshold: it is more useful than treating everyone" in better
     mixed = evaluation.decision_sentence(_curve(np.where(t < 0.15, 0.05, -0.05)), "m")
     assert "lies above treat-all at 10 and below it at 16 of the 26 thresholds" in mixed
+    flat = evaluation.decision_sentence(_curve(np.zeros(len(t))), "m")
+    assert "runs from 0.000 to 0.000 (at best 0.0 true positives" in flat and "+0.0" not in flat
     with pytest.raises(ValueError, match="no threshold between"):
         evaluation.decision_summary(_curve(gains), 0.6, 0.7)
 

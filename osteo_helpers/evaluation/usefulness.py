@@ -47,15 +47,21 @@ def decision_summary(curve: pd.DataFrame, low: float = DECISION_RANGE[0], high: 
             "prevalence_net_benefit": float(part["treat_all"].iloc[0])}
 
 
+def _signed(value: float, digits: int = 3) -> str:
+    """+0.007, -0.003; a value that rounds to zero as 0.000, never +0.000 or -0.000."""
+    text = f"{value:+.{digits}f}"
+    return text[1:] if float(text) == 0 else text
+
+
 def decision_sentence(curve: pd.DataFrame, model: str, low: float = DECISION_RANGE[0],
                       high: float = DECISION_RANGE[1]) -> str:
     """The decision curve's result in one sentence: the gain over treat-all across the range, in true
     positives per 100 patients, and what the 95% CI allows."""
     s = decision_summary(curve, low, high)
     text = (f"{model}: over threshold probabilities of {s['low']:.0%} to {s['high']:.0%}, the net benefit of acting "
-            f"on its predictions minus that of treating everyone runs from {s['gain_min']:+.3f} to "
-            f"{s['gain_max']:+.3f} (at best {100 * s['gain_max']:+.1f} true positives per 100 patients at no more "
-            "false positives)")
+            f"on its predictions minus that of treating everyone runs from {_signed(s['gain_min'])} to "
+            f"{_signed(s['gain_max'])} (at best {_signed(100 * s['gain_max'], 1)} true positives per 100 patients at "
+            "no more false positives)")
     n = s["n_thresholds"]
     if s["above_all"] == n:
         verdict = "its 95% CI lies above treat-all at every threshold: it is more useful than treating everyone"
