@@ -64,6 +64,8 @@ SECONDARY = (
     ("clinical", "age"),                       # does sex add to age?
     ("clinical", "ost"),                       # the pre-specified model against the tool in use
 )
+#: the tasks whose secondary comparisons are Holm-adjusted as one family (methods: declared comparisons)
+FAMILY_TASKS = ("binary", "3class")
 BIOMARKER_COMPARISONS = tuple((a, b) for a in BIOMARKER_ARMS for b in ("age", "clinical"))
 
 #: how arms are named in figures and tables a person reads
@@ -148,7 +150,7 @@ def declared_comparisons(oofs_by_task: dict[str, dict[str, pd.DataFrame]], n_boo
         primary = (table["model_a"] == PRIMARY[0]) & (table["model_b"] == PRIMARY[1]) & (task == "binary")
         parts.append(table.assign(task=task, role=np.where(primary, "primary", "secondary")))
     table = pd.concat(parts, ignore_index=True)
-    return with_training_states(evaluation.with_holm(table, table["role"] == "secondary", n_boot), states)
+    return with_training_states(evaluation.with_holm(table, table["role"] == "secondary"), states)
 
 
 def tscore_comparison(predictions: dict[str, pd.DataFrame], n_boot: int, seed: int,

@@ -59,19 +59,12 @@ def kept_epochs_text(history: pd.DataFrame, arm: str = "fusion") -> str:
 
 
 def direction(row: pd.Series) -> int:
-    """+1 when A is better than B by the row's own test, -1 worse, 0 no detectable difference.
-
-    The primary (and any row outside the secondary family) by its 95% CI; a secondary row by its
-    Holm-adjusted p-value, so the words follow the family's inference."""
-    lower_better = row.get("metric") == "mae"
-    if row.get("role") == "secondary" and np.isfinite(row.get("p_holm", np.nan)):
-        differs = row["p_holm"] < ALPHA
-    else:
-        differs = row["ci_low"] > 0 or row["ci_high"] < 0
-    if not differs or row["diff"] == 0:
-        return 0
-    sign = 1 if row["diff"] > 0 else -1
-    return -sign if lower_better else sign
+    """+1 when A is better than B by the row's own test, -1 worse, 0 no detectable difference or a tie:
+    `evaluation.direction`, the rule of the table's ``conclusion`` (a secondary row by its Holm-adjusted
+    p-value, any other by its 95% CI, ties below `evaluation.TIE_TOLERANCE`)."""
+    secondary = row.get("role") == "secondary" and np.isfinite(row.get("p_holm", np.nan))
+    return evaluation.direction(row["diff"], row["ci_low"], row["ci_high"], row["p_holm"] if secondary else None,
+                                ALPHA, lower_is_better=row.get("metric") == "mae")
 
 
 def difference_words(row: pd.Series) -> str:
@@ -277,9 +270,36 @@ def calibration_text(results: pd.DataFrame, names: Sequence[str]) -> str:
     return " ".join(calibration_words(results, m) for m in names if _row(results, m, "calibration_slope") is not None)
 
 
-def tscore_text(regression: pd.DataFrame, mae: pd.DataFrame | None = None) -> str:
-    """The T-score models in words: error against the no-information MAE, R², and where their 95%
-    predictive intervals cover too little (a coverage CI below 0.95), per WHO class; then the paired MAE."""
+def coverage_words(coverage: pd.DataFrame) -> str:
+    """Where a T-score model's 95% intervals hold too few or too many measured values, judged where 95% is
+    the benchmark: in bins of the predicted T-score (`evaluation.conditional_coverage`). Per measured WHO
+    class the coverage is set beside what the model itself expects there, never against 95%: the class is
+    chosen by the T-score, so even a correct model covers less at the edges (selection on the outcome)."""
+    bins = coverage[coverage["conditioned_on"] == "predicted mean"]
+    if bins.empty:
+        return ""
+    word = {3: "third", 4: "quarter", 5: "fifth"}.get(len(bins), f"one of {len(bins)} bins")
+    text = (f"; by {word} of the predicted T-score: "
+            + ", ".join(f"{r.coverage:.0%} ({r.group})" for r in bins.itertuples()))
+    low = [r.group for r in bins.itertuples() if r.coverage_ci_high < 0.95]
+    high = [r.group for r in bins.itertuples() if r.coverage_ci_low > 0.95]
+    flags = ([f"below 95% where the predicted T-score is {' or '.join(low)} (the spread is too narrow or the mean "
+              "biased there)"] if low else []) + (
+             [f"above 95% where it is {' or '.join(high)} (the spread is too wide there)"] if high else [])
+    text += "; " + ("; ".join(flags) if flags else "every bin's CI holds 95%")
+    classes = coverage[coverage["conditioned_on"] == "measured class"]
+    if len(classes):
+        text += ("; per measured WHO class " + ", ".join(f"{r.group} {r.coverage:.0%} (the model expects "
+                                                         f"{r.expected_coverage:.0%})" for r in classes.itertuples())
+                 + ", not a shortfall against 95%: the class is chosen by the T-score (selection on the outcome)")
+    return text
+
+
+def tscore_text(regression: pd.DataFrame, mae: pd.DataFrame | None = None,
+                coverage: pd.DataFrame | None = None) -> str:
+    """The T-score models in words: error against the no-information MAE, R², the coverage of their 95%
+    predictive intervals, judged given the predictors (``coverage``: `evaluation.conditional_coverage` with
+    a ``model`` column; `coverage_words`); then the paired MAE."""
     sentences = []
     for model in dict.fromkeys(regression["model"]):
         get = lambda metric, m=model: _row(regression, m, metric)  # noqa: E731
@@ -291,14 +311,11 @@ def tscore_text(regression: pd.DataFrame, mae: pd.DataFrame | None = None) -> st
             text += f" against {number(base['value'])} from the training folds' mean"
         if r2 is not None:
             text += f", R² {ci(r2['value'], r2['ci_low'], r2['ci_high'], 2)}"
-        low = [(m.removeprefix("coverage_95_"), get(m)) for m in regression.loc[regression["model"] == model, "metric"]
-               if m.startswith("coverage_95_")]
-        short = [f"{name} {row['value']:.0%}" for name, row in low if row is not None and row["ci_high"] < 0.95]
         overall = get("coverage_95")
         if overall is not None:
             text += f"; its 95% intervals hold {overall['value']:.0%} of the measured T-scores"
-            text += (f", too few in {', '.join(short)} (the spread is under-estimated there)" if short else
-                     ", no class detectably too few")
+            if coverage is not None and "model" in coverage:
+                text += coverage_words(coverage[coverage["model"] == model])
         sentences.append(text + ".")
     if mae is not None and len(mae):
         row = mae.iloc[0]
@@ -324,15 +341,31 @@ def equation_table(equation: pd.DataFrame) -> pd.DataFrame:
     })
 
 
-def equation_text(equation: pd.DataFrame, n: int) -> str:
-    """logit P(low BMD) = a + b x age + c x male, with the numbers of the fit on all ``n`` patients."""
+def equation_text(equation: pd.DataFrame, n: int, ages: tuple[float, float] | None = None) -> str:
+    """logit P(low BMD) = a + b x age + c x male, with the numbers of the fit on all ``n`` patients; with
+    ``ages`` (`arms.overlap_range` of age and the outcome), the ages it holds for and what it says beyond them."""
     terms = equation.set_index("term")["coefficient"]
     parts = [number(terms["intercept"])]
     for term, value in terms.drop("intercept").items():
         name = {"age_years": "age in years", "sex_male": "[male]", "sex_female": "[female]"}.get(term, term)
         parts.append(f"{'-' if value < 0 else '+'} {abs(value):.4f} × {name}")
-    return (f"logit P(low BMD) = {' '.join(parts)}, fitted without penalty on all {n} patients ([male] is 1 for "
+    text = (f"logit P(low BMD) = {' '.join(parts)}, fitted without penalty on all {n} patients ([male] is 1 for "
             "men, 0 for women); the table gives each coefficient's Wald 95% CI.")
+    if ages is None or not np.all(np.isfinite(ages)) or "age_years" not in terms:
+        return text
+    low, high = ages
+    beyond = int(np.floor(high)) + 1 if terms["age_years"] > 0 else int(np.ceil(low)) - 1
+    sexes = {"women": 0.0, "men": 0.0}
+    for term, value in terms.items():
+        if term in ("sex_male", "sex_female"):
+            sexes["men" if term == "sex_male" else "women"] += value
+    risk = {who: 1 / (1 + np.exp(-(terms["intercept"] + terms["age_years"] * beyond + shift)))
+            for who, shift in sexes.items()}
+    where = f"from age {beyond}" if beyond > high else f"at age {beyond} and younger"
+    return text + (f" **It holds for ages {low:g} to {high:g} only**, where both normal and low-BMD patients were "
+                   f"seen; outside that range it extrapolates from one class: {where} it gives P(low BMD) of at least "
+                   + " and ".join(f"{p:.2f} for {who}" for who, p in risk.items())
+                   + ", because no patient of the other class was seen there, not because the risk was measured.")
 
 
 def sample_size_text(sizes: pd.DataFrame) -> str:

@@ -28,6 +28,7 @@ from __future__ import annotations
 import datetime as dt
 import importlib.metadata
 import json
+import math
 import os
 import platform
 import shutil
@@ -373,6 +374,14 @@ def clinical_equation(rows: pd.DataFrame) -> list[dict[str, Any]]:
     return json.loads(logistic_equation(rows, TASKS["binary"].labels(rows)).to_json(orient="records"))
 
 
+def clinical_equation_ages(rows: pd.DataFrame) -> list[float] | None:
+    """The ages the clinical equation holds for: where both classes were seen in training (`arms.overlap_range`)."""
+    from .arms import overlap_range
+
+    ages = overlap_range(rows["age_years"], TASKS["binary"].labels(rows))
+    return [float(a) for a in ages] if all(map(math.isfinite, ages)) else None
+
+
 def _self_check_values(rows: pd.DataFrame, used: list[str]) -> dict[str, Any]:
     """A typical patient for the self-check: the median of each numeric input used, the commonest category."""
     out: dict[str, Any] = {}
@@ -416,6 +425,7 @@ def make_bundle(study: Any, overrides: dict[str, Any], run: dict[str, Any] | Non
                    "clinical_model": list(CLINICAL_FEATURES)},
         "calibration": calibration_facts(run, SCREENING_ARM),
         "clinical_equation": clinical_equation(rows),
+        "clinical_equation_ages": clinical_equation_ages(rows),
         "training_ranges": training_ranges(rows),
         "cohort": cohort_facts(study),
         "data": data_facts(study),

@@ -140,13 +140,23 @@ def calibration_words(cal: dict[str, Any]) -> str:
 
 
 def _equation_lines(facts: dict[str, Any]) -> list[str]:
-    """The clinical model's equation (fitted without penalty on the bundle's patients), with Wald CIs."""
+    """The clinical model's equation (fitted without penalty on the bundle's patients), with Wald CIs and
+    the ages it holds for (where both classes were seen in training; `answer.equation_text` says it)."""
+    from .answer import equation_text
+
     terms = facts.get("clinical_equation")
     if not terms:
         return []
     lines = ["The clinical model, fitted without penalty on the bundle's training patients (log-odds of low BMD, "
              "Wald 95% CI):", "", "| term | coefficient [95% CI] |", "|---|---|"]
-    return lines + [f"| {t['term']} | {_ci([t['coefficient'], t['ci_low'], t['ci_high']])} |" for t in terms] + [""]
+    lines += [f"| {t['term']} | {_ci([t['coefficient'], t['ci_low'], t['ci_high']])} |" for t in terms] + [""]
+    ages = facts.get("clinical_equation_ages")
+    if ages:
+        lines += [equation_text(pd.DataFrame(terms), facts["cohort"]["patients"], tuple(ages)), ""]
+    else:
+        lines += ["The ages it holds for are not recorded in this bundle (or the classes' ages never overlap): "
+                  "read it only where both classes were seen in training.", ""]
+    return lines
 
 
 def _operating_lines(run: dict[str, Any] | None) -> list[str]:

@@ -189,6 +189,62 @@ def calibration_curves(oofs: dict[str, pd.DataFrame], names: Sequence[str], grou
     return reliability, decision
 
 
+#: age bands (years) of the calibration table: under 40, 40-49, 50 and over (50: about menopause, and the
+#: age from which the cohort holds no normal patient)
+AGE_BAND_EDGES = (40, 50)
+
+
+def subgroups_by_sex_and_age(cohort: pd.DataFrame, edges: Sequence[float] = AGE_BAND_EDGES) -> dict[str, set[str]]:
+    """Patient IDs per sex and per age band (``edges``: the bands' lower bounds after the first)."""
+    out = {f"{sex}": set(part["patient_id"]) for sex, part in cohort.groupby("sex", sort=True)}
+    bounds = [-np.inf, *edges, np.inf]
+    for low, high in zip(bounds[:-1], bounds[1:], strict=True):
+        name = (f"age < {high:g}" if not np.isfinite(low) else f"age >= {low:g}" if not np.isfinite(high)
+                else f"age {low:g}-{high - 1:g}")
+        members = set(cohort.loc[(cohort["age_years"] >= low) & (cohort["age_years"] < high), "patient_id"])
+        if members:
+            out[name] = members
+    return out
+
+
+def calibration_by_subgroup(oofs: dict[str, pd.DataFrame], cohort: pd.DataFrame, names: Sequence[str], n_boot: int,
+                            seed: int, groups: pd.Series) -> pd.DataFrame:
+    """Calibration intercept and slope of P(low BMD) [CI] of the named arms by sex and by age band, as a
+    person reads them (`evaluation.subgroup_calibration`); the long table is ``.attrs["table"]``."""
+    table = evaluation.subgroup_calibration({n: oofs[n] for n in declared([n for n in names if n in oofs])},
+                                            subgroups_by_sex_and_age(cohort), n_boot, seed, groups)
+
+    def cell(r: pd.Series, metric: str) -> str:
+        return r["note"] or ci(r[metric], r[f"{metric}_ci_low"], r[f"{metric}_ci_high"], 2,
+                               signed=metric == "calibration_intercept")
+
+    out = pd.DataFrame({
+        "arm": table["model"].map(arm_label), "subgroup": table["subgroup"],
+        "patients (normal)": [f"{n} ({k})" for n, k in zip(table["n_patients"], table["n_normal"], strict=True)],
+        "observed low BMD": table["observed"].map(lambda v: f"{v:.0%}"),
+        "mean predicted": table["mean_predicted"].map(lambda v: f"{v:.0%}"),
+        "calibration intercept [95% CI]": [cell(r, "calibration_intercept") for _, r in table.iterrows()],
+        "calibration slope [95% CI]": [cell(r, "calibration_slope") for _, r in table.iterrows()]})
+    out.attrs["table"] = table
+    return out
+
+
+def coverage_table(coverage: pd.DataFrame) -> pd.DataFrame:
+    """`Study.tscore_coverage` as a person reads it: per arm and group, the bias of the mean, the predicted
+    and the residual spread, and the coverage [CI] beside its benchmark (95% given the predictors; per
+    measured class, what the model itself expects there)."""
+    return pd.DataFrame({
+        "arm": coverage["model"].map(arm_label), "given": coverage["conditioned_on"], "group": coverage["group"],
+        "patients": coverage["n_patients"],
+        "measured - predicted [95% CI]": [ci(v, lo, hi, 2, signed=True) for v, lo, hi in coverage[
+            ["mean_residual", "mean_residual_ci_low", "mean_residual_ci_high"]].itertuples(index=False)],
+        "predicted SD": coverage["predicted_sd"].map(lambda v: f"{v:.2f}"),
+        "residual SD": coverage["residual_sd"].map(lambda v: number(v, 2)),
+        "coverage [95% CI]": [ci(v, lo, hi, 2) for v, lo, hi in coverage[
+            ["coverage", "coverage_ci_low", "coverage_ci_high"]].itertuples(index=False)],
+        "benchmark": coverage["expected_coverage"].map(lambda v: f"{v:.2f}")})
+
+
 def osteopenia_text(results: pd.DataFrame, cohort: pd.DataFrame, arm: str = "fusion") -> str:
     """Why the middle class is hard, with the arm's per-class AUROCs."""
     main = results[(results["subset"] == "all") & (results["model"] == arm)].set_index("metric")
@@ -258,6 +314,45 @@ def linkage_text(findings: dict) -> str:
             f"and ages differ by up to {gap:g} years. One radiograph cannot be two people: {example} share one "
             "image, so at least one of them is shown with another person's knee. These patients share a split "
             "group (never on both sides of a split) and notebook 5 re-scores every arm without them.")
+
+
+def linkage_implications(findings: dict) -> str:
+    """What the wrong image-to-record links imply for every result that uses the image (a finding of the data,
+    stated before any model): how many patients carry a picture that cannot be theirs, and why an image
+    model's null result, or a failed positive control, is then expected whatever the bone holds."""
+    conflicts = findings.get("image_record_conflicts", [])
+    if not conflicts:
+        return ("**For the image results.** No identical radiograph joins disagreeing records, so nothing here "
+                "shows a wrong image-to-record link; that does not prove every link right.")
+    involved = sum(len(c["patients"]) for c in conflicts)
+    wrong = involved - len(conflicts)
+    patients = int(findings.get("images") or findings.get("patients") or 0)
+    share = f" ({wrong / patients:.0%} of the {patients} images)" if patients else ""
+    return (f"**What this implies for every image result.** The {len(conflicts)} groups hold {involved} patients; "
+            f"each radiograph belongs to at most one of its records, so at least {wrong} patients{share} are "
+            "modelled with another person's knee. The error is visible only where a picture happens to be "
+            "duplicated: nothing shows that the other links are right. An image that is not the patient's can "
+            "predict neither their BMD nor their age or sex, so every result that uses the image (the image arm, "
+            "the fusions, the image biomarkers, the Grad-CAM maps) is bounded by this link: a null image result is "
+            "expected here whatever the bone holds, and the positive control of notebook 5 (sex and age from the "
+            "image) tests the link as much as the network.")
+
+
+def batch_blocks_text(manifest: pd.DataFrame, column: str = "batch", word: str = "acquisition batch") -> str:
+    """Whether the acquisition batches follow blocks of consecutive patient IDs within each class (a batch
+    is then a period of collection as much as an acquisition setting): runs of one batch per class, the
+    patients ordered by the number in their ID. Empty where the IDs hold no number."""
+    table = manifest.dropna(subset=[column])
+    number = pd.to_numeric(table["patient_id"].astype(str).str.extract(r"(\d+)", expand=False), errors="coerce")
+    if table.empty or number.isna().any():
+        return ""
+    table = table.assign(_n=number).sort_values(["diagnosis", "_n"], kind="stable")
+    runs = {d: int((g[column] != g[column].shift()).sum()) for d, g in table.groupby("diagnosis", sort=False)}
+    k = table[column].nunique()
+    return (f"Ordered by patient ID within each class, the {k} {word}es form {', '.join(map(str, runs.values()))} "
+            f"runs ({', '.join(runs)}; {k} per class would be perfect blocks): the {word}es follow blocks of "
+            f"consecutive IDs, so each {word} is a period of collection as much as an acquisition setting, and its "
+            "patients are not a random sample of the cohort.")
 
 
 def linkage_table(findings: dict) -> pd.DataFrame:

@@ -273,6 +273,16 @@ class Study:
         self.save_table(table, "results_tscore")
         return table
 
+    def tscore_coverage(self) -> pd.DataFrame:
+        """Coverage of every T-score arm's 95% predictive intervals judged given the predictors (quarters of the
+        predicted T-score) and per measured WHO class against what the model expects there
+        (`evaluation.conditional_coverage`, column ``model``; ``coverage_tscore.csv``)."""
+        p = self.profile
+        table = pd.concat([evaluation.conditional_coverage(pred, 4, p.n_boot, p.seed, self.groups).assign(model=name)
+                           for name, pred in self.tscore_oofs().items()], ignore_index=True)
+        self.save_table(table, "coverage_tscore")
+        return table
+
     def tscore_comparison(self) -> pd.DataFrame:
         """Paired MAE of the fusion and clinical T-score models (``comparisons_tscore.csv``)."""
         from .ablation import tscore_comparison
@@ -281,16 +291,23 @@ class Study:
         self.save_table(table, "comparisons_tscore")
         return table
 
-    def comparisons(self, tasks: tuple[str, ...] = ("binary", "3class"), save: bool = True) -> pd.DataFrame:
-        """The declared comparisons (primary and secondary, Holm over the secondary family of these tasks)."""
-        from .ablation import declared_comparisons
+    def comparisons(self, tasks: tuple[str, ...] | None = None) -> pd.DataFrame:
+        """The declared comparisons: the primary, and the secondary family of every task of
+        `ablation.FAMILY_TASKS` Holm-adjusted as ONE family. Computed once per run and saved as
+        ``comparisons.csv``, so every notebook reads the same ``p_holm``; ``tasks`` picks the rows returned."""
+        from .ablation import FAMILY_TASKS, declared_comparisons
+        from .arms.foldcache import frame_digest
 
-        states = pd.concat([self.training_states(t) for t in tasks], ignore_index=True)
-        table = declared_comparisons({t: self.oofs(t) for t in tasks}, self.profile.n_boot, self.profile.seed,
-                                     self.groups, states=states)
-        if save:
-            self.save_table(table, "comparisons")
-        return table
+        if ("comparisons",) not in self._tables:
+            p, oofs = self.profile, {t: self.oofs(t) for t in FAMILY_TASKS}
+            states = pd.concat([self.training_states(t) for t in FAMILY_TASKS], ignore_index=True)
+            inputs = {"n_boot": p.n_boot, "seed": p.seed, "groups": frame_digest(self.groups.reset_index()),
+                      "oofs": {f"{name}_{t}": frame_digest(oof) for t, by in oofs.items() for name, oof in by.items()},
+                      "states": frame_digest(states)}
+            self._tables[("comparisons",)] = self._reused("comparisons", inputs, lambda: declared_comparisons(
+                oofs, p.n_boot, p.seed, self.groups, states=states))
+        table = self._tables[("comparisons",)]
+        return table if tasks is None else table[table["task"].isin(tasks)].reset_index(drop=True)
 
     def figure(self, fig: Figure, name: str) -> Image:
         """Save a figure under the run, stamped with the run and profile that made it; the saved PNG,

@@ -59,6 +59,17 @@ def available_inputs(table: pd.DataFrame) -> tuple[str, ...]:
 #: age and sex, the two inputs every clinical risk tool shares (FRAX, OST, ORAI, SCORE) and that are
 #: recorded for every patient; two parameters suit the ~30 normal patients of a training fold.
 CLINICAL_FEATURES: tuple[str, ...] = ("age_years", "sex")
+#: Inputs the T-score models (``age_tscore``, ``clinical_tscore`` and the base of ``fusion_tscore``) take
+#: through a restricted cubic spline (`splines.RestrictedCubicSpline`, four knots at Harrell's quantiles of the
+#: training fold), in the mean and the log standard deviation: the T-score falls with age non-linearly, and a
+#: linear mean left miscalibrated class probabilities (the protocol's T-score amendment, 7 December 2026).
+#: The binary and three-class models keep their declared linear form.
+TSCORE_SPLINE: tuple[str, ...] = ("age_years",)
+
+
+def spline_inputs(task: str) -> tuple[str, ...]:
+    """The inputs an arm fitted for ``task`` takes through a spline: `TSCORE_SPLINE` for the T-score, else none."""
+    return TSCORE_SPLINE if task == "tscore" else ()
 
 # Anything matching these names carries the label (or is the label) and must never be an input.
 FORBIDDEN_PATTERNS: tuple[str, ...] = (r"t[\s_-]?score", r"z[\s_-]?score", r"diagnos", r"^label", r"who_",
@@ -83,38 +94,49 @@ def check_features(features: tuple[str, ...] | list[str]) -> None:
 def make_preprocessor(numeric: tuple[str, ...] = NUMERIC_FEATURES,
                       numeric_with_indicator: tuple[str, ...] = NUMERIC_WITH_INDICATOR,
                       boolean: tuple[str, ...] = BOOLEAN_FEATURES,
-                      categorical: tuple[str, ...] = CATEGORICAL_FEATURES) -> ColumnTransformer:
-    """The clinical ColumnTransformer; fit it on training folds only."""
+                      categorical: tuple[str, ...] = CATEGORICAL_FEATURES,
+                      spline: tuple[str, ...] = ()) -> ColumnTransformer:
+    """The clinical ColumnTransformer; fit it on training folds only. Numeric inputs named in ``spline``
+    are expanded into a restricted cubic spline (knots from the training fold) instead of one column."""
     # imported here: the command line reads this module's feature lists, scikit-learn takes a second
     from sklearn.compose import ColumnTransformer
     from sklearn.impute import SimpleImputer
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
+    from .splines import RestrictedCubicSpline
+
     check_features(tuple(numeric) + tuple(numeric_with_indicator) + tuple(boolean) + tuple(categorical))
+    if set(spline) - set(numeric):
+        raise KeyError(f"spline input(s) {sorted(set(spline) - set(numeric))} are not numeric inputs of this transform")
     num = Pipeline([("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())])
     num_ind = Pipeline([("impute", SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True)),
                         ("scale", StandardScaler())])
     boo = SimpleImputer(strategy="most_frequent")
     cat = Pipeline([("impute", SimpleImputer(strategy="constant", fill_value="missing")),
                     ("onehot", OneHotEncoder(handle_unknown="ignore", sparse_output=False))])
+    splines = [(f"spline_{name}", Pipeline([("impute", SimpleImputer(strategy="median")),
+                                            ("spline", RestrictedCubicSpline()), ("scale", StandardScaler())]),
+                [name]) for name in spline]
     transformer = ColumnTransformer(
-        [("numeric", num, list(numeric)), ("numeric_missing", num_ind, list(numeric_with_indicator)),
+        [("numeric", num, [f for f in numeric if f not in spline]), *splines,
+         ("numeric_missing", num_ind, list(numeric_with_indicator)),
          ("boolean", boo, list(boolean)), ("categorical", cat, list(categorical))],
         remainder="drop", verbose_feature_names_out=True,
     )
     return transformer
 
 
-def preprocessor_for(features: tuple[str, ...] | list[str]) -> ColumnTransformer:
-    """The ColumnTransformer for a subset of the allow-list (each feature keeps its own treatment)."""
+def preprocessor_for(features: tuple[str, ...] | list[str], spline: tuple[str, ...] = ()) -> ColumnTransformer:
+    """The ColumnTransformer for a subset of the allow-list (each feature keeps its own treatment; those
+    in ``spline`` that the subset holds through a restricted cubic spline)."""
     unknown = [f for f in features if f not in INPUT_FEATURES]
     if unknown:
         check_features(unknown)
         raise KeyError(f"feature(s) {unknown} are not in the clinical allow-list")
     pick = lambda group: tuple(f for f in group if f in features)  # noqa: E731
     return make_preprocessor(pick(NUMERIC_FEATURES), pick(NUMERIC_WITH_INDICATOR), pick(BOOLEAN_FEATURES),
-                             pick(CATEGORICAL_FEATURES))
+                             pick(CATEGORICAL_FEATURES), pick(spline))
 
 
 def to_model_frame(table: pd.DataFrame, features: tuple[str, ...] | None = None) -> pd.DataFrame:

@@ -89,7 +89,7 @@ def test_age_arm_ranks_patients_by_age_within_each_fold(profile):
 
 def test_declared_comparisons_mark_the_primary_and_adjust_only_the_secondary_family():
     oofs = _fake_oofs()
-    table = ablation.declared_comparisons({"binary": oofs}, n_boot=200, seed=0)
+    table = ablation.declared_comparisons({"binary": oofs}, n_boot=500, seed=0)  # resolution 2 x 7 / 501 < 0.05
     primary = table[table["role"] == "primary"]
     assert len(primary) == 1 and tuple(primary[["model_a", "model_b"]].iloc[0]) == ablation.PRIMARY
     assert (primary["p_holm"] == primary["p_bootstrap"]).all()
@@ -225,3 +225,46 @@ def test_ablation_command_writes_the_contract(synthetic_dataset_factory, tmp_pat
     assert comparisons.loc[comparisons.model_a == "fusion", "a_untrained_folds"].notna().all()
     null = pd.read_csv(out / "permutation_null.csv")
     assert list(null.columns) == ["permutation", "model", "metric", "value"] and null["permutation"].nunique() == 3
+
+
+def _fake_3class(binary: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+    """Three-class tables of the same arms: the low-BMD probability split between the two low classes."""
+    out = {}
+    for name, oof in binary.items():
+        y = np.where(oof["y_true"] == 0, 0, 1 + (np.arange(len(oof)) % 2))
+        low = oof["prob_low_bmd"].to_numpy()
+        out[name] = oof[["patient_id", "fold", "seed"]].assign(y_true=y, prob_normal=1 - low, prob_osteopenia=low / 2,
+                                                                prob_osteoporosis=low / 2)
+    return out
+
+
+def test_every_notebook_reads_one_holm_family_of_both_tasks(tmp_path):
+    """The declared secondary family (binary and three classes, 15 tests) is Holm-adjusted once per run:
+    notebook 4's three-class rows carry the same p_holm as notebook 5's table, and a second session of
+    the run reads the saved table instead of adjusting anew over another family."""
+    from osteo_helpers.config import RunPaths
+    from osteo_helpers.study import Study
+
+    binary = _fake_oofs(200, 1)
+    oofs = {"binary": binary, "3class": _fake_3class(binary)}
+
+    def session() -> Study:
+        study = Study(config.get_profile("smoke", n_boot=200, seed=0), RunPaths(tmp_path / "run"), dataset=None)
+        study.oofs = lambda task, names=None: oofs[task]
+        study.training_states = lambda task, names=None: pd.DataFrame(columns=evaluation.RESULT_COLUMNS)
+        study.__dict__["groups"] = pd.Series({pid: pid for pid in binary["age"]["patient_id"]})
+        return study
+
+    everything = session().comparisons()
+    secondary = everything[everything["role"] == "secondary"]
+    assert len(secondary) == len(ablation.SECONDARY) + len(ablation.SECONDARY) + 1 == 15
+    assert (secondary["holm_tests"] == 15).all()
+    np.testing.assert_allclose(secondary["p_holm"], evaluation.holm(secondary["p_bootstrap"].to_numpy()))
+    three = session().comparisons(("3class",))
+    assert set(three["task"]) == {"3class"}
+    merged = three.merge(everything, on=["task", "model_a", "model_b"], suffixes=("", "_all"))
+    assert len(merged) == len(three) and np.allclose(merged["p_holm"], merged["p_holm_all"])
+    alone = ablation.declared_comparisons({"3class": oofs["3class"]}, 200, 0)  # what notebook 4 used to print
+    assert not np.allclose(alone.loc[alone["role"] == "secondary", "p_holm"].to_numpy(),
+                           merged.loc[merged["role"] == "secondary", "p_holm"].to_numpy())
+    assert (tmp_path / "run" / "tables" / "comparisons.csv").is_file()

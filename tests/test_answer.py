@@ -186,7 +186,9 @@ def test_the_equation_in_the_book_is_the_fitted_clinical_model():
     assert table.iloc[1, 0] == "age (per year)" and table.iloc[1, 1].startswith(f"+{beta[1]:.3f}")
 
 
-def test_tscore_text_names_the_classes_whose_intervals_cover_too_few():
+def test_tscore_text_never_reads_a_measured_class_coverage_against_95_percent():
+    """Coverage per measured WHO class is below 95% at the edges even for a correct model (selection on the
+    outcome): without the coverage given the predictors, the text says nothing about it."""
     rows = [("mae", 0.33, 0.29, 0.37), ("mae_no_information", 0.558, 0.5, 0.6), ("r2", 0.59, 0.44, 0.7),
             ("coverage_95", 0.95, 0.92, 0.97), ("coverage_95_normal", 0.97, 0.93, 1.0),
             ("coverage_95_osteoporosis", 0.85, 0.7, 0.93)]
@@ -194,4 +196,25 @@ def test_tscore_text_names_the_classes_whose_intervals_cover_too_few():
         model="clinical_tscore", subset="all")
     text = answer.tscore_text(regression)
     assert "MAE 0.330\u00a0[0.290,\u00a00.370] against 0.558 from the training folds' mean" in text
-    assert "too few in osteoporosis 85% (the spread is under-estimated there)" in text and "normal 97%" not in text
+    assert "its 95% intervals hold 95% of the measured T-scores." in text
+    assert "too few" not in text and "osteoporosis" not in text
+
+
+def test_the_clinical_equation_states_the_ages_it_holds_for():
+    """No normal patient is 50 or older: the equation holds for 23-49 and gives every woman from 50 on a
+    risk of at least 0.98 by extrapolation, which the text and the model card say."""
+    from osteo_helpers.model_card import _equation_lines
+
+    age = np.r_[np.arange(23, 50), np.arange(17, 108)]
+    y = np.r_[np.zeros(27), np.ones(91)]
+    assert arms.overlap_range(age, y) == (23.0, 49.0)
+    assert all(np.isnan(arms.overlap_range([1, 2, 3, 4], [0, 0, 1, 1])))  # classes that never overlap
+    equation = pd.DataFrame({"term": ["intercept", "age_years", "sex_male"], "coefficient": [-8.1955, 0.24525, -1.7941],
+                             "se": 0.1, "ci_low": 0.0, "ci_high": 0.0})
+    text = answer.equation_text(equation, 239, (23.0, 49.0))
+    assert "**It holds for ages 23 to 49 only**, where both normal and low-BMD patients were seen" in text
+    assert "from age 50 it gives P(low BMD) of at least 0.98 for women and 0.91 for men" in text
+    assert "It holds" not in answer.equation_text(equation, 239)
+    card = "\n".join(_equation_lines({"clinical_equation": equation.to_dict("records"),
+                                       "clinical_equation_ages": [23.0, 49.0], "cohort": {"patients": 239}}))
+    assert "It holds for ages 23 to 49 only" in card and "0.98 for women" in card

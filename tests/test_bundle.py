@@ -88,7 +88,9 @@ def test_bundle_holds_arms_facts_and_card(fitted, dataset):
     assert facts["git"]["commit"]
     assert facts["calibration"]["calibration_intercept"] is None and "not measured" in facts["calibration"]["source"]
     assert "all patients" in facts["training"]
+    low, high = facts["clinical_equation_ages"]  # where both classes were seen: the equation's range
     card = (folder / "MODEL_CARD.md").read_text()
+    assert f"It holds for ages {low:g} to {high:g} only" in card
     assert card == model_card(facts)
     for words in ("not a medical device", "smoke profile: the numbers mean nothing", "Calibration intercept not "
                   "measured", "QUS", "No external validation", "Duplicates", "Spectrum bias", "Prevalence",

@@ -155,3 +155,28 @@ def test_a_lost_ctrl_c_is_raised_again_at_the_next_progress_event():
         signal.signal(signal.SIGALRM, previous)
     assert signal.getsignal(signal.SIGINT) is before
     progress.report("note", message="after the command: no stale interrupt")
+
+
+def test_the_wrong_image_links_are_a_finding_with_consequences_for_every_image_result():
+    """20 of 21 identical-image groups joining disagreeing records: how many patients carry another person's
+    knee, and that every image result (and the positive control) is bounded by the link."""
+    conflicts = [{"patients": ["N23", "OP107"], "sex": ["male", "female"], "age_years": [35.0, 50.0],
+                  "diagnosis": ["normal", "osteopenia"], "disagree": ["sex", "age"]},
+                 {"patients": ["OP53", "OS8", "OS9"], "sex": ["male"] * 3, "age_years": [66.0, 55.0, 55.0],
+                  "diagnosis": ["osteopenia", "osteoporosis", "osteoporosis"], "disagree": ["age"]}]
+    text = report.linkage_implications({"image_record_conflicts": conflicts, "images": 239,
+                                        "duplicate_groups": [[1], [2], [3]]})
+    assert "The 2 groups hold 5 patients" in text and "at least 3 patients (1% of the 239 images)" in text
+    assert "another person's knee" in text and "a null image result is expected" in text
+    assert "positive control of notebook 5" in text
+    assert "nothing here shows a wrong" in report.linkage_implications({"image_record_conflicts": []})
+
+
+def test_batches_that_follow_blocks_of_patient_ids_are_said_to():
+    manifest = pd.DataFrame({"patient_id": [f"N{i}" for i in range(1, 7)] + [f"OP{i}" for i in range(1, 7)],
+                             "diagnosis": ["normal"] * 6 + ["osteopenia"] * 6,
+                             "batch": ["a", "a", "a", "b", "b", "b", "a", "b", "a", "b", "a", "b"]})
+    text = report.batch_blocks_text(manifest)
+    assert text.startswith("Ordered by patient ID within each class, the 2 acquisition batches form 2, 6 runs "
+                           "(normal, osteopenia; 2 per class would be perfect blocks)")
+    assert report.batch_blocks_text(manifest.assign(patient_id=list("abcdefghijkl"))) == ""

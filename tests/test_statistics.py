@@ -69,9 +69,54 @@ def test_verdict_follows_the_ci() -> None:
     assert ev.verdict(-0.1, -0.2, -0.01, "fusion", "clinical").startswith("fusion is worse than clinical")
     assert ev.verdict(0.05, -0.01, 0.1, "fusion", "clinical").startswith("no detectable difference")
     assert ev.verdict(0.1, 0.02, 0.2, "a", "b", p_adjusted=0.114).startswith("no detectable difference")
-    assert ev.verdict(0.1, 0.02, 0.2, "a", "b", p_adjusted=0.0, p_floor=0.014) == (
-        "a is better than b (Holm-adjusted p < 0.014)")
+    assert ev.verdict(0.1, 0.02, 0.2, "a", "b", p_adjusted=0.0066) == "a is better than b (Holm-adjusted p = 0.0066)"
     assert ev.verdict(-0.1, -0.2, -0.02, "a", "b", lower_is_better=True).startswith("a is better than b")
+
+
+def test_a_difference_below_the_tie_tolerance_is_a_tie_whatever_its_interval() -> None:
+    """An MAE difference of -2e-8 with a CI that excludes 0 (every resample a hair below) states no
+    difference between two models: the verdict and the rule every table reads call it a tie."""
+    text = ev.verdict(-2e-8, -3e-8, -1e-8, "fusion_tscore", "clinical_tscore", lower_is_better=True)
+    assert text.startswith("fusion_tscore and clinical_tscore tie (|difference| 2e-08, below the tie tolerance 1e-06")
+    assert ev.direction(-2e-8, -3e-8, -1e-8, lower_is_better=True) == 0
+    assert ev.direction(-2e-8, -3e-8, -1e-8, p_adjusted=0.001) == 0
+    assert ev.direction(2 * ev.TIE_TOLERANCE, 1e-6, 3e-6) == 1  # just above the tolerance the CI decides again
+    assert "tie" in ev.verdict(0.0, 0.0, 0.0, "fusion", "clinical")
+
+
+def test_a_bootstrap_p_value_is_never_zero() -> None:
+    """(1 + b) / (1 + B), two-sided: with no resample on the far side of 0 the p-value is 2 / (B + 1),
+    the resolution B resamples have, not 0."""
+    assert ev.bootstrap_p_value(np.full(99, 0.1)) == pytest.approx(2 / 100)
+    assert ev.bootstrap_p_value([-0.1, 0.2, 0.3, 0.4]) == pytest.approx(2 * (1 + 1) / 5)
+    assert ev.bootstrap_p_value([0.0, 0.0, 0.0]) == 1.0
+    assert np.isnan(ev.bootstrap_p_value([np.nan]))
+    rng = np.random.default_rng(0)
+    y = np.tile([0, 1], 60)
+    good, noise = y + rng.normal(0, 0.3, 120), rng.normal(0, 1, 120)
+    res = ev.paired_bootstrap_difference(y, good, noise, n_boot=199, seed=0)
+    assert res["ci_low"] > 0 and res["p_value"] == pytest.approx(2 / 200)
+    mae = ev.paired_mae_difference(y.astype(float), y + 0.01, y + 1.0, n_boot=99, seed=0)
+    assert mae["p_value"] == pytest.approx(2 / 100)
+
+
+def test_the_table_and_the_sentences_read_a_comparison_by_one_rule() -> None:
+    """The secondary verdicts show the adjusted p the table stores (never a bound beside a stored 0), and
+    `answer.direction` says what the table's ``conclusion`` says, ties included."""
+    from osteo_helpers import answer
+
+    rows = pd.DataFrame({"model_a": ["a", "b", "c", "d"], "model_b": "clinical", "metric": "auroc",
+                         "diff": [0.05, -0.04, 0.01, -2e-8], "ci_low": [0.02, -0.07, -0.01, -3e-8],
+                         "ci_high": [0.08, -0.01, 0.03, -1e-8], "p_bootstrap": [2 / 101, 4 / 101, 0.4, 2 / 101],
+                         "conclusion": "", "role": "secondary"})
+    table = ev.with_holm(rows, rows["role"] == "secondary")
+    assert (table["p_holm"] > 0).all() and (table["holm_tests"] == 4).all()
+    for row in table.itertuples():
+        assert f"Holm-adjusted p = {ev.format_p(row.p_holm)})" in row.conclusion
+        words = {1: " is better than ", -1: " is worse than ", 0: ""}[answer.direction(pd.Series(row._asdict()))]
+        assert (words in row.conclusion) if words else not (" better " in row.conclusion or " worse " in
+                                                            row.conclusion)
+    assert "tie" in table.loc[3, "conclusion"]
 
 
 # --------------------------------------------------------------------------- likelihood-ratio test

@@ -26,6 +26,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from threadpoolctl import threadpool_limits
 
 from ..config import Profile
+from ..splines import RestrictedCubicSpline
 from ..splits import StratifiedGroupKFold, group_keys
 from ..tabular import (
     CATEGORICAL_FEATURES,
@@ -33,6 +34,7 @@ from ..tabular import (
     available_inputs,
     ost_index,
     preprocessor_for,
+    spline_inputs,
     to_model_frame,
 )
 from .base import Arm, register
@@ -132,6 +134,17 @@ def logistic_equation(rows: pd.DataFrame, y: np.ndarray, features: tuple[str, ..
                          "odds_ratio": np.exp(beta)})
 
 
+def overlap_range(values: np.ndarray | pd.Series, y: np.ndarray | pd.Series) -> tuple[float, float]:
+    """Where both classes of ``y`` were seen along ``values`` (an input such as age): from the larger of the
+    classes' minima to the smaller of their maxima. A model fitted on these rows interpolates there; outside,
+    only one class was ever observed and the model extrapolates from it. (NaN, NaN) without an overlap."""
+    x, labels = np.asarray(values, dtype=float), np.asarray(y)
+    classes = np.unique(labels)
+    low = max(float(np.nanmin(x[labels == c])) for c in classes)
+    high = min(float(np.nanmax(x[labels == c])) for c in classes)
+    return (low, high) if len(classes) > 1 and low <= high else (float("nan"), float("nan"))
+
+
 def aligned_proba(model, X, n_classes: int) -> np.ndarray:
     """predict_proba with one column per task class, also when a class was absent from training."""
     proba = np.zeros((len(X), n_classes))
@@ -186,9 +199,14 @@ class ClassicalArm(Arm):
     def _regressor(self):
         return LinearGaussian()
 
+    def _regression_preprocessor(self):
+        """The inputs' transform for a continuous target: as for the classes, unless the arm declares a spline."""
+        return self._preprocessor()
+
     def _estimator(self, rows: pd.DataFrame):
-        final = self._regressor() if self.task_.is_regression else self._classifier()
-        return make_pipeline(self._preprocessor(), final)
+        if self.task_.is_regression:
+            return make_pipeline(self._regression_preprocessor(), self._regressor())
+        return make_pipeline(self._preprocessor(), self._classifier())
 
     def _fit(self, rows: pd.DataFrame, y: np.ndarray) -> None:
         self.inputs_ = available_inputs(rows)  # the allow-listed inputs this cohort has
@@ -210,6 +228,12 @@ class AgeArm(ClassicalArm):
     def _inputs(self, rows: pd.DataFrame) -> np.ndarray:
         return rows[["age_years"]].to_numpy(float)
 
+    def _regression_preprocessor(self):
+        """The T-score model of age: a restricted cubic spline of age (`tabular.TSCORE_SPLINE`)."""
+        if "age_years" in spline_inputs(self.task):
+            return make_pipeline(RestrictedCubicSpline(), StandardScaler())
+        return self._preprocessor()
+
 
 @register("ost")
 class OstArm(ClassicalArm):
@@ -228,6 +252,10 @@ class ClinicalArm(ClassicalArm):
 
     def _preprocessor(self):
         return preprocessor_for(CLINICAL_FEATURES)
+
+    def _regression_preprocessor(self):
+        """The T-score model: age through a restricted cubic spline (`tabular.TSCORE_SPLINE`), sex as is."""
+        return preprocessor_for(CLINICAL_FEATURES, spline=spline_inputs(self.task))
 
 
 @register("clinical_full")

@@ -41,7 +41,7 @@ NON_TRAINING_FIELDS = ("name", "n_boot", "explain_patients", "shap_background", 
 #: package modules whose source decides how a fold is trained and its threshold chosen (the code
 #: version in fingerprints)
 TRAINING_MODULES = ("arms", "models.py", "training.py", "images.py", "data/image_readers.py", "tabular.py",
-                    "tasks.py", "splits.py", "biomarkers", "evaluation/metrics.py")
+                    "splines.py", "tasks.py", "splits.py", "biomarkers", "evaluation/metrics.py")
 
 
 class FoldCacheError(ValueError):

@@ -30,7 +30,7 @@ from ..config import Profile
 from ..images import normalisation
 from ..models import ResidualNet, build_encoder, build_model
 from ..splits import inner_split
-from ..tabular import CLINICAL_FEATURES, available_inputs, preprocessor_for, to_model_frame
+from ..tabular import CLINICAL_FEATURES, available_inputs, preprocessor_for, spline_inputs, to_model_frame
 from ..training import FoldTrainer, NetInputs, balanced_class_weights, fit_threads, pick_device, seed_everything
 from .base import Arm, register
 from .classical import LinearGaussian, clinical_logistic
@@ -82,8 +82,10 @@ class NetworkArm(Arm):
 
     def _make_preprocessor(self) -> ColumnTransformer | None:
         """One transform of the clinical inputs: the clinical model's block (residual arms) first,
-        then the whole allow-list (arms with an MLP); columns may feed both blocks."""
-        blocks = [(name, preprocessor_for(feats), list(feats)) for name, feats in self._clinical_blocks()]
+        then the whole allow-list (arms with an MLP); columns may feed both blocks. For the T-score the
+        clinical block is the T-score model's (age through a spline), so the untrained network is it."""
+        blocks = [(name, preprocessor_for(feats, spline=spline_inputs(self.task) if name == "clinical" else ()),
+                   list(feats)) for name, feats in self._clinical_blocks()]
         return ColumnTransformer(blocks, remainder="drop") if blocks else None
 
     def _tabular(self, rows: pd.DataFrame) -> np.ndarray | None:

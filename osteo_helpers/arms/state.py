@@ -42,6 +42,7 @@ TRUSTED_TYPES = frozenset({
     "numpy.dtype",
     "osteo_helpers.arms.classical.LinearGaussian",
     "osteo_helpers.arms.classical._neg_log_loss",
+    "osteo_helpers.splines.RestrictedCubicSpline",
     "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
     "sklearn.metrics._regression.mean_squared_error",
     "sklearn.metrics._scorer._Scorer",

@@ -13,10 +13,15 @@ What lives where (everything public is re-exported here, so ``evaluation.X`` wor
 - ``comparisons``: paired bootstrap difference, DeLong, Holm, p-value formatting, the
   verdict sentence and the likelihood-ratio test of "does a score add to age".
 - ``power``: the smallest AUROC gain the cohort can detect.
-- ``pooling``: random-effects pooling of per-site AUROCs (leave-one-site-out validation).
+- ``predictive``: is a predictive distribution (the T-score models') calibrated: coverage in bins of
+  the predicted mean and per measured class against what the model expects there, and the PIT.
+- ``pooling``: random-effects pooling of per-site AUROCs and calibration, with prediction intervals
+  (leave-one-site-out validation).
 - ``permutation``: p-values against a label-permutation null.
 - ``folds``: fold-level AUROCs (each fitted model on its own test fold), per-repeat pooled
   AUROCs and paired fold-level differences.
+- ``usefulness``: the decision curve in one sentence over a declared threshold range, and
+  calibration within subgroups (sex, age band).
 - ``tables``: many arms at once: the results table, paired comparisons with Holm's
   adjustment over a declared family, T-score regression metrics.
 
@@ -29,6 +34,7 @@ from .bootstrap import bootstrap_confusion, bootstrap_metrics, oof_metrics, oper
 from .calibration import (
     DCA_THRESHOLDS,
     brier_score,
+    calibration_estimates,
     calibration_intercept,
     calibration_metrics,
     calibration_slope,
@@ -41,8 +47,11 @@ from .calibration import (
     reliability_figure,
 )
 from .comparisons import (
+    TIE_TOLERANCE,
+    bootstrap_p_value,
     chi_square_p,
     delong_test,
+    direction,
     format_p,
     holm,
     likelihood_ratio_test,
@@ -63,7 +72,7 @@ from .metrics import (
     threshold_for_sensitivity,
 )
 from .permutation import permutation_p_value, permutation_summary
-from .pooling import pooled_auroc, random_effects
+from .pooling import POOLED_METRICS, pooled_auroc, pooled_sites, random_effects
 from .power import (
     auroc_difference_sd,
     auroc_power,
@@ -72,6 +81,7 @@ from .power import (
     riley_sample_size,
     within_class_correlation,
 )
+from .predictive import conditional_coverage, pit_figure, pit_values
 from .resampling import bootstrap_indices, percentile_ci
 from .tables import (
     RESULT_COLUMNS,
@@ -82,11 +92,16 @@ from .tables import (
     tscore_regression,
     with_holm,
 )
+from .usefulness import DECISION_RANGE, decision_sentence, decision_summary, subgroup_calibration
 
 __all__ = [
     "DCA_THRESHOLDS",
+    "DECISION_RANGE",
     "PROB_PREFIX",
     "RESULT_COLUMNS",
+    "TIE_TOLERANCE",
+    "bootstrap_p_value",
+    "direction",
     "aligned",
     "discrimination_metric",
     "fold_aurocs",
@@ -96,6 +111,7 @@ __all__ = [
     "paired_mae",
     "paired_mae_difference",
     "score_arms",
+    "subgroup_calibration",
     "tscore_regression",
     "with_holm",
     "apply_threshold",
@@ -107,14 +123,18 @@ __all__ = [
     "bootstrap_indices",
     "bootstrap_metrics",
     "brier_score",
+    "calibration_estimates",
     "calibration_intercept",
     "calibration_metrics",
     "calibration_slope",
     "chi_square_p",
+    "conditional_coverage",
     "class_names_from",
     "confusion",
     "decision_curve",
     "decision_curve_figure",
+    "decision_sentence",
+    "decision_summary",
     "delong_test",
     "detectable_auroc_gain",
     "detectable_gain_summary",
@@ -127,9 +147,13 @@ __all__ = [
     "operating_point",
     "paired_bootstrap_difference",
     "percentile_ci",
+    "pit_figure",
+    "pit_values",
     "permutation_p_value",
     "permutation_summary",
+    "POOLED_METRICS",
     "pooled_auroc",
+    "pooled_sites",
     "random_effects",
     "prob_columns",
     "regression_metrics",

@@ -46,6 +46,7 @@ __all__ = [
     "brier_score",
     "calibration_intercept",
     "calibration_metrics",
+    "calibration_estimates",
     "calibration_slope",
     "decision_curve",
     "decision_curve_figure",
@@ -209,6 +210,33 @@ def calibration_slope(y_true: ArrayLike, proba: ArrayLike) -> float:
     """Slope of y on logit(p): 1 when the spread of predictions is right, < 1 when too extreme."""
     y, p = _as_calibration_input(y_true, proba)
     return as_floats(_calibration_table(y[None], p[None]))["calibration_slope"]
+
+
+def calibration_estimates(y_true: ArrayLike, proba: ArrayLike) -> dict[str, float]:
+    """Calibration intercept and slope with their model-based (Wald) variances: what a meta-analysis
+    across sites pools (`pooling.pooled_sites`). The variances are the inverse Fisher information of
+    each logistic fit (patients independent): 1 / sum q(1 - q) for the intercept with logit(p) as
+    offset; the slope's diagonal entry of the inverse information of y ~ a + b logit(p). NaN where a
+    fit has no maximum: one class (the intercept runs off to infinity), separation."""
+    y, p = _as_calibration_input(y_true, proba)
+    y_pos, p_pos = _screening(y, p)
+    out = dict.fromkeys(("calibration_intercept", "calibration_intercept_var", "calibration_slope",
+                         "calibration_slope_var"), np.nan)
+    if len(np.unique(y_pos)) < 2:
+        return out
+    lp = _logit(p_pos)
+    intercept = float(_fit_intercept(y_pos[None], lp[None])[0])
+    design = np.column_stack([np.ones_like(lp), lp])
+    a, b = _logistic_fit(y_pos[None], design[None], np.zeros((1, len(lp))), np.array([0.0, 1.0]))[0]
+    out.update(calibration_intercept=intercept, calibration_slope=float(b))
+    if np.isfinite(intercept):
+        q = special.expit(intercept + lp)
+        out["calibration_intercept_var"] = float(1 / np.sum(q * (1 - q)))
+    if np.isfinite(b):
+        q = special.expit(a + b * lp)
+        information = design.T @ (design * (q * (1 - q))[:, None])
+        out["calibration_slope_var"] = float(np.linalg.pinv(information)[1, 1])
+    return out
 
 
 def calibration_metrics(

@@ -2,8 +2,9 @@
 
 Paired bootstrap differences and DeLong's test compare two scores on identical patients;
 ``holm`` adjusts a family of p-values; ``format_p`` writes a p-value without claiming more
-resolution than the bootstrap has; ``verdict`` turns a CI into a sentence; and
-``likelihood_ratio_test`` asks whether a score adds information to a base model (age).
+resolution than the bootstrap has; ``direction`` is the one rule that reads a comparison (its
+CI, or its Holm-adjusted p in a family, with ties below ``TIE_TOLERANCE``) and ``verdict`` says it
+in a sentence; ``likelihood_ratio_test`` asks whether a score adds information to a base model (age).
 """
 
 from __future__ import annotations
@@ -20,7 +21,10 @@ from .metrics import as_binary, as_labels, as_proba, average_precision, macro, r
 from .resampling import bootstrap_indices, percentile_ci
 
 __all__ = [
+    "TIE_TOLERANCE",
+    "bootstrap_p_value",
     "delong_test",
+    "direction",
     "format_p",
     "holm",
     "likelihood_ratio_test",
@@ -30,6 +34,11 @@ __all__ = [
 ]
 
 _ZERO_VARIANCE = 1e-15
+
+TIE_TOLERANCE = 1e-6
+"""Two models whose metrics differ by less than this (in absolute value) are tied, whatever the test says:
+differences of AUROCs on the same patients move in steps of 1 / (positives x negatives), about 1e-4
+here, and an MAE difference of 1e-8 T-score units is rounding, not a model being better."""
 
 _PAIRED_METRICS: dict[str, tuple[Callable, bool]] = {
     "auroc": (rank_auc, False),
@@ -77,8 +86,7 @@ def paired_bootstrap_difference(
     is what makes the difference far tighter than two separate CIs suggest.
     ``metric`` is ``auroc``/``auprc`` (1-D scores, or (n, 2) probabilities) or
     ``macro_auroc``/``macro_auprc`` ((n, k) probabilities). The two-sided p-value is
-    2 * min(P(diff <= 0), P(diff >= 0)) over resamples, so it cannot resolve below
-    about ``2 / n_boot``; a reported 0 means "smaller than that" (see :func:`format_p`).
+    `bootstrap_p_value` of the resampled differences: never 0, at least 2 / (n_boot + 1).
     """
     kernel, y, a, b = _paired_inputs(y_true, score_a, score_b, metric)
     value_a = float(kernel(y[None], a[None])[0])
@@ -87,10 +95,6 @@ def paired_bootstrap_difference(
     diffs = np.concatenate([kernel(y[i], a[i]) - kernel(y[i], b[i]) for i in batches])
     diffs = diffs[np.isfinite(diffs)]
     low, high = percentile_ci(diffs, ci)
-    if diffs.size:
-        p_value = min(1.0, 2 * min(np.mean(diffs <= 0), np.mean(diffs >= 0)))
-    else:
-        p_value = np.nan
     return {
         "metric": metric,
         "value_a": value_a,
@@ -98,8 +102,23 @@ def paired_bootstrap_difference(
         "diff": value_a - value_b,
         "ci_low": low,
         "ci_high": high,
-        "p_value": float(p_value),
+        "p_value": bootstrap_p_value(diffs),
     }
+
+
+def bootstrap_p_value(diffs: ArrayLike) -> float:
+    """Two-sided p-value of "no difference" from resampled differences: 2 (1 + b) / (1 + B), capped at 1,
+    where b counts the resamples on the far side of 0 (the smaller of #(d <= 0) and #(d >= 0)) among B.
+
+    The +1s count the observed sample as one of the resamples (Davison & Hinkley 1997, eq. 4.11;
+    Phipson & Smyth 2010), so a p-value is never 0: with no resample crossing zero it is 2 / (B + 1),
+    the resolution B resamples have. NaN without resamples."""
+    d = np.asarray(diffs, dtype=float)
+    d = d[np.isfinite(d)]
+    if not d.size:
+        return float("nan")
+    far = min(int(np.sum(d <= 0)), int(np.sum(d >= 0)))
+    return float(min(1.0, 2 * (1 + far) / (1 + d.size)))
 
 
 def paired_mae_difference(
@@ -127,7 +146,7 @@ def paired_mae_difference(
     low, high = percentile_ci(diffs, ci)
     return {"metric": "mae", "value_a": float(err_a.mean()), "value_b": float(err_b.mean()),
             "diff": float(err_a.mean() - err_b.mean()), "ci_low": low, "ci_high": high,
-            "p_value": float(min(1.0, 2 * min(np.mean(diffs <= 0), np.mean(diffs >= 0))))}
+            "p_value": bootstrap_p_value(diffs)}
 
 
 def _delong_covariance(y: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -219,26 +238,43 @@ def format_p(p: float | None, n_boot: int | None = None) -> str:
     return f"{p:.3g}"
 
 
-def verdict(diff: float, low: float, high: float, a: str, b: str, p_adjusted: float | None = None,
-            alpha: float = 0.05, lower_is_better: bool = False, p_floor: float | None = None) -> str:
-    """A sentence that follows from the test: no claim of a difference when the test finds none.
+def direction(diff: float, low: float, high: float, p_adjusted: float | None = None, alpha: float = 0.05,
+              lower_is_better: bool = False, tolerance: float = TIE_TOLERANCE) -> int:
+    """+1 when A is better than B, -1 when worse, 0 when the test detects no difference or the two tie.
 
-    Without ``p_adjusted`` the 95% CI decides (a primary comparison, tested alone); with it
-    (a member of a Holm-adjusted family) the adjusted p-value at ``alpha`` decides, so the
-    words never contradict the family's inference. ``lower_is_better`` for errors (MAE). An
-    adjusted p of 0 is written as the bound ``p_floor`` (no resample crossed zero), not as 0.
-    """
+    The one rule every table and sentence reads: a member of a Holm-adjusted family by its adjusted
+    p-value at ``alpha``; any other comparison (the primary, tested alone) by whether its 95% CI
+    excludes 0; and a difference smaller than ``tolerance`` in absolute value is a tie, whatever the
+    test says (a CI of [-3e-8, -1e-8] excludes 0 but states no difference between models).
+    ``lower_is_better`` for errors (MAE)."""
+    if not np.isfinite(diff) or abs(diff) < tolerance:
+        return 0
     if p_adjusted is not None and np.isfinite(p_adjusted):
-        shown = f"< {p_floor:.3g}" if p_adjusted == 0 and p_floor else f"= {format_p(p_adjusted)}"
-        why = f"Holm-adjusted p {shown}"
         differs = p_adjusted < alpha
     else:
-        why = "CI of the difference " + ("excludes 0" if low > 0 or high < 0 else "includes 0")
         differs = low > 0 or high < 0
-    if not differs or diff == 0:
+    if not differs:
+        return 0
+    sign = 1 if diff > 0 else -1
+    return -sign if lower_is_better else sign
+
+
+def verdict(diff: float, low: float, high: float, a: str, b: str, p_adjusted: float | None = None,
+            alpha: float = 0.05, lower_is_better: bool = False) -> str:
+    """A sentence that follows from the test (`direction`): no claim of a difference when the test finds
+    none, and a tie said as one. Without ``p_adjusted`` the 95% CI decides (a primary comparison, tested
+    alone); with it (a member of a Holm-adjusted family) the adjusted p-value at ``alpha`` decides, so the
+    words never contradict the family's inference. ``lower_is_better`` for errors (MAE)."""
+    if p_adjusted is not None and np.isfinite(p_adjusted):
+        why = f"Holm-adjusted p = {format_p(p_adjusted)}"
+    else:
+        why = "CI of the difference " + ("excludes 0" if low > 0 or high < 0 else "includes 0")
+    if np.isfinite(diff) and abs(diff) < TIE_TOLERANCE:
+        return f"{a} and {b} tie (|difference| {abs(diff):.2g}, below the tie tolerance {TIE_TOLERANCE:g}; {why})"
+    how = direction(diff, low, high, p_adjusted, alpha, lower_is_better)
+    if how == 0:
         return f"no detectable difference between {a} and {b} ({why})"
-    better = (diff < 0) if lower_is_better else (diff > 0)
-    return f"{a} is {'better' if better else 'worse'} than {b} ({why})"
+    return f"{a} is {'better' if how > 0 else 'worse'} than {b} ({why})"
 
 
 def _columns(x: ArrayLike, n: int, name: str) -> np.ndarray:

@@ -17,12 +17,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from .comparisons import TIE_TOLERANCE as TIE
 from .metrics import macro, prob_columns, rank_auc
 
 __all__ = ["TIE", "discrimination_metric", "fold_aurocs", "fold_summary", "paired_fold_differences"]
-
-TIE = 1e-9
-"""Two fold AUROCs closer than this are the same (identical predictions give identical ranks)."""
 
 
 def discrimination_metric(oof: pd.DataFrame) -> str:
@@ -76,7 +74,8 @@ def fold_summary(oof: pd.DataFrame, subset: set[str] | None = None) -> pd.DataFr
 def paired_fold_differences(oof_a: pd.DataFrame, oof_b: pd.DataFrame, subset: set[str] | None = None
                             ) -> dict[str, float]:
     """Per (seed, fold), AUROC of A minus AUROC of B on the test patients both arms predicted there:
-    the mean and SD of the differences, and how many folds favour A, favour B or tie (``TIE``)."""
+    the mean and SD of the differences, and how many folds favour A, favour B or tie (``TIE``:
+    `comparisons.TIE_TOLERANCE`)."""
     _check(oof_a)
     _check(oof_b)
     keys = ["patient_id", "seed", "fold"]

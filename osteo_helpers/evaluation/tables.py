@@ -104,19 +104,19 @@ def paired_comparisons(oofs: Mapping[str, pd.DataFrame], pairs: Sequence[tuple[s
     return pd.DataFrame(rows)
 
 
-def with_holm(comparisons: pd.DataFrame, family: pd.Series, n_boot: int | None = None) -> pd.DataFrame:
+def with_holm(comparisons: pd.DataFrame, family: pd.Series) -> pd.DataFrame:
     """Add ``p_holm``: Holm's adjustment of ``p_bootstrap`` over the rows where ``family`` is true
-    (the declared secondary family), whose ``conclusion`` then follows the adjusted p-value; other
-    rows keep their raw p-value and their own test's words. With ``n_boot``, an adjusted p of 0 is
-    written as its bound: the family size times the two-sided bootstrap's resolution, 2 / n_boot."""
+    (the declared secondary family), whose ``conclusion`` then follows the adjusted p-value, and
+    ``holm_tests``, the number of tests adjusted together (so a reader sees which family a p belongs
+    to); other rows keep their raw p-value and their own test's words."""
     out = comparisons.copy()
     out["p_holm"] = out["p_bootstrap"]
     mask = family.to_numpy(dtype=bool)
+    out["holm_tests"] = np.where(mask, int(mask.sum()), 0)
     if mask.any():
         out.loc[mask, "p_holm"] = holm(out.loc[mask, "p_bootstrap"].to_numpy())
-        floor = min(1.0, 2 * int(mask.sum()) / n_boot) if n_boot else None
-        out.loc[mask, "conclusion"] = [verdict(r.diff, r.ci_low, r.ci_high, r.model_a, r.model_b, r.p_holm,
-                                               p_floor=floor) for r in out.loc[mask].itertuples()]
+        out.loc[mask, "conclusion"] = [verdict(r.diff, r.ci_low, r.ci_high, r.model_a, r.model_b, r.p_holm)
+                                       for r in out.loc[mask].itertuples()]
     return out
 
 

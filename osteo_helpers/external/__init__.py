@@ -9,13 +9,25 @@ What lives where:
 - ``report``: the figures and the self-contained HTML page.
 - ``validate``: `evaluate` (rows + bundle -> numbers), `validate` (-> one folder, written atomically);
   `data.cohort_rows` gives the rows of any cohort, the published dataset included.
-- ``sites``: leave-one-site-out cross-validation, its per-site and pooled AUROCs, and the sentences
+- ``sites``: leave-one-site-out cross-validation, its per-site and pooled AUROCs and calibration (with
+  prediction intervals), what a site is called (`site_unit`: sites, or acquisition batches), and the sentences
   about sites whose class sizes limit what they can show.
 """
 
 from .inputs import check_rows, flag_counts, training_overlap
-from .sites import leave_one_site_out, site_counts, site_folds, site_notes, site_results, site_table, site_text
+from .sites import (
+    leave_one_site_out,
+    site_counts,
+    site_folds,
+    site_intro,
+    site_notes,
+    site_results,
+    site_table,
+    site_text,
+    site_unit,
+)
 from .validate import Validation, evaluate, validate
 
 __all__ = ["Validation", "check_rows", "evaluate", "flag_counts", "leave_one_site_out", "site_counts", "site_folds",
-           "site_notes", "site_results", "site_table", "site_text", "training_overlap", "validate"]
+           "site_intro", "site_notes", "site_results", "site_table", "site_text", "site_unit", "training_overlap",
+           "validate"]
