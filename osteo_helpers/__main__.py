@@ -1,11 +1,14 @@
-"""Command line (`osteo`, the same as `python -m osteo_helpers`): `data check|import`, `cohort check|export`,
+"""Command line (`osteo`, the same as `python -m osteo_helpers`): `data check|import`, `cohort check|export|schema`,
 `run`, `ablation`, `train-final`, `predict`, `validate`, `profiles`.
 
-Errors a user can act on are one line on stderr (`predict`: one line per bad input): exit 2 when
-the command cannot start with the input given (UsageError: an option, a `--set` value, a folder, a
-cohort spec, a patient's input; a missing dataset; an image that cannot be read), before any work;
-exit 1 when the data or a run turned out bad (findings, checksums, a failed notebook). Ctrl-C ends any
-command with one line and exit 130.
+Exit status, the same for the same input whatever the command (README: Exit status):
+  0    done (`cohort check`, `data check`: nothing stops a run; the findings are listed all the same)
+  1    the work started and failed: a notebook or a fit, or `data import` files that fail the registry
+  2    the input cannot be used: an option or `--set` value, a spec, a table or image that cannot be
+       read, a cohort problem that stops a run, a folder; said before any work, nothing written
+  130  interrupted (Ctrl-C)
+Errors are `error: ...` lines on stderr: one line; a `predict` batch, one per bad input; a cohort's problems,
+one per kind after a line saying how many.
 """
 
 from __future__ import annotations
@@ -15,8 +18,9 @@ import json
 import sys
 from pathlib import Path
 
-from . import __version__, progress
+from . import __version__, library_warnings, progress
 from .config import PROFILES, DataNotFoundError, UsageError, get_profile
+from .signing import add_key_option, read_key
 
 #: what Ctrl-C prints (exit status 130): finished folds and cached images are kept, half-written files are not
 INTERRUPTED = "interrupted; run the same command again to resume"
@@ -48,21 +52,20 @@ def _checked_overrides(args: argparse.Namespace) -> dict[str, str]:
 
 
 def _check(spec: str | None, data_dir: str | None, as_json: bool) -> int:
-    """Every finding of a cohort (`data check` is the published dataset's); exit 1 when an image cannot be decoded."""
+    """Every finding of a cohort (`data check` is the published dataset's), all in one pass; exit 2 when
+    one of them stops `run` (a bad table value, an unreadable image, no image at all)."""
     from . import data
+    from .data.problems import CohortProblemsError, count_text
 
     cohort = data.Cohort.open(spec, data_dir)
     findings = cohort.findings()
-    if as_json:
-        print(json.dumps(findings))
-    else:
-        print(f"cohort: {cohort.spec.name} ({cohort.spec.source})\ndataset: {cohort.root}")
-        print(data.format_findings(findings))
-    unreadable = findings["unreadable_images"]
-    if unreadable:
-        print(f"error: {len(unreadable)} image(s) cannot be decoded: "
-              + "; ".join(f"{u['path']} ({u['error']})" for u in unreadable), file=sys.stderr)
-        return 1
+    print(json.dumps(findings) if as_json else data.format_findings(findings))
+    fatal, lines = findings["fatal_problems"], findings["fatal_problem_lines"]
+    if len(lines) == 1:
+        raise CohortProblemsError(cohort.spec.name, cohort.spec.source, fatal)  # one line, as `run` says it
+    if fatal:
+        raise UsageError(f"{count_text(fatal)} stop run, ablation and train-final on this cohort (listed "
+                         + ("in fatal_problem_lines)" if as_json else "above)"))
     return 0
 
 
@@ -79,6 +82,13 @@ def _cohort_export(args: argparse.Namespace) -> int:
 
     spec = export_cohort(args.to, args.format, args.cohort, args.data_dir)
     print(f"cohort written to {spec.parent}; its spec: {spec}")
+    return 0
+
+
+def _cohort_schema(args: argparse.Namespace) -> int:
+    from .data.spec_schema import reference_markdown, spec_schema
+
+    sys.stdout.write(reference_markdown() if args.markdown else json.dumps(spec_schema(), indent=2) + "\n")
     return 0
 
 
@@ -109,6 +119,7 @@ def _ablation(args: argparse.Namespace) -> int:
         raise UsageError(f"--permute-labels: {args.permute_labels} is not allowed (must be >= 0)")
     dataset = Cohort.open(args.cohort, args.data_dir)  # spec, folder and layout: checked before any work
     out = check_output_folder(args.out, "--out", dataset.root)
+    dataset.require_usable()  # every table value and image, decoded: all problems at once, nothing written
     from .study import check_profile_on_data
 
     profile = get_profile(args.profile, **overrides)
@@ -130,10 +141,11 @@ def _ablation(args: argparse.Namespace) -> int:
 
 
 def _train_final(args: argparse.Namespace) -> int:
+    key = read_key(args.sign_key)
     overrides = _checked_overrides(args)
     from .bundle import train_final  # checks data, folders and the run before training
 
-    bundle = train_final(args.profile, args.out, args.data_dir, overrides, args.run, cohort=args.cohort)
+    bundle = train_final(args.profile, args.out, args.data_dir, overrides, args.run, cohort=args.cohort, sign_key=key)
     print(f"model bundle: {bundle.path} (model card: {bundle.path / 'MODEL_CARD.md'})")
     return 0
 
@@ -146,6 +158,7 @@ def _predict(args: argparse.Namespace) -> int:
     from .runfolder import check_output_folder
     from .tabular import INPUT_FEATURES
 
+    key = read_key(args.sign_key)
     values = {name: getattr(args, name) for name in INPUT_FEATURES}
     given = [f"--{name.replace('_', '-')}" for name, v in values.items() if v is not None]
     if args.clinical or args.images:
@@ -160,7 +173,7 @@ def _predict(args: argparse.Namespace) -> int:
         if out.is_dir():
             raise UsageError(f"--out {out}: is a folder; give a file name such as predictions.csv")
         check_output_folder(out.parent, "--out folder")
-    bundle = Bundle.load(args.model)
+    bundle = Bundle.load(args.model, key)
     if args.clinical:
         patients = batch_patients(Path(args.clinical), Path(args.images), bundle.required, bundle.image_size)
     else:
@@ -181,48 +194,43 @@ def _predict(args: argparse.Namespace) -> int:
     return 0
 
 
-def _validation_rows(args: argparse.Namespace, bundle, scratch: Path):
-    """The cohort rows `validate` scores, their site and person columns, and a description of the cohort."""
-    if args.cohort:
-        from .data import cohort_rows
+def _validation_rows(dataset, bundle):
+    """The cohort rows `validate` scores (every table row), their site and person columns, the cohort's name
+    (its spec's) and where it lies."""
+    from .data import cohort_rows
 
-        rows = cohort_rows(args.cohort, bundle.image_size, args.data_dir)
-        if rows["person_id"].duplicated().any():  # several images of one person: one patient, scored once
-            rows = rows.assign(image_id=rows["patient_id"], patient_id=rows["person_id"])
-        site = next((c for c in ("site", "batch") if c in rows.columns), None)
-        return rows, site, "split_group", f"the cohort of {args.cohort}" + (f" (sites: {site})" if site else "")
-    from .config import resolve_data_dir
-    from .external import published_rows
-
-    data_root = resolve_data_dir(args.data_dir)
-    return (published_rows(bundle, data_root, scratch), "batch", "split_group",
-            f"the published dataset in {data_root} (sites: acquisition batches)")
+    rows = cohort_rows(dataset.spec, bundle.image_size, dataset.root)
+    if rows["person_id"].duplicated().any():  # several images of one person: one patient, scored once
+        rows = rows.assign(image_id=rows["patient_id"], patient_id=rows["person_id"])
+    site = next((c for c in ("site", "batch") if c in rows.columns and rows[c].notna().any()), None)
+    where = f"{dataset.spec.source}, folder {dataset.root}" + (f"; sites: {site}" if site else "")
+    return rows, site, "split_group", dataset.spec.name, where
 
 
 def _validate(args: argparse.Namespace) -> int:
-    import tempfile
-
     from .bundle import Bundle
     from .external import validate
     from .external.validate import check_target
 
+    key = read_key(args.sign_key)
     if args.n_boot is not None and args.n_boot < 1:
         raise UsageError(f"--n-boot: {args.n_boot} is not allowed (must be >= 1)")
     from .data import Cohort
 
-    data_root = Cohort.open(args.cohort, args.data_dir).root  # the spec and its folder, checked before any work
-    target = check_target(args.out, data_root)
-    bundle = Bundle.load(args.model)
-    with tempfile.TemporaryDirectory(prefix="osteo-validate-") as scratch:
-        rows, site, person, cohort = _validation_rows(args, bundle, Path(scratch))
-        result = validate(rows, bundle, target, site=site, person=person, recalibrate=args.recalibrate,
-                          n_boot=args.n_boot, cohort=cohort)
+    dataset = Cohort.open(args.cohort, args.data_dir)  # the spec and its folder, checked before any work
+    target = check_target(args.out, dataset.root)
+    bundle = Bundle.load(args.model, key)
+    rows, site, person, cohort, where = _validation_rows(dataset, bundle)
+    result = validate(rows, bundle, target, site=site, person=person, recalibrate=args.recalibrate,
+                      n_boot=args.n_boot, cohort=cohort, cohort_source=where)
     headline = result.metrics[(result.metrics["site"] == "all") & (result.metrics["subset"] == "all")]
     shown = headline.pivot_table(index=["model", "recalibration"], columns="metric", values="value", sort=False)
     columns = ["auroc", "brier", "calibration_intercept", "calibration_slope", "sensitivity", "specificity"]
     print(text_table([{"model": m, "recalibration": r, **{c: f"{row[c]:.3f}" for c in columns}}
                       for (m, r), row in shown.iterrows()]))
-    print(f"scored {result.summary['patients']} patients, refused {result.summary['refused_patients']}; "
+    summary = result.summary
+    print(f"{summary['training_overlap']['statement']}")
+    print(f"scored {summary['patients']} patients, refused {summary['refused_rows']} of {summary['rows']} rows; "
           f"report: {target / 'report.html'}")
     return 0
 
@@ -310,6 +318,7 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     pred.add_argument("--model", required=True, metavar="DIR", help="a bundle folder made by `osteo train-final`")
     pred.add_argument("--out", default=None, metavar="FILE.csv",
                       help="also write the table here (atomically; refused inside the dataset folder)")
+    add_key_option(pred, "refuse a bundle not signed")
     one = pred.add_argument_group("one patient")
     one.add_argument("--image", default=None, metavar="KNEE.jpg", help="the knee radiograph (any format Pillow reads)")
     one.add_argument("--patient-id", default=None, metavar="ID", help="the ID printed (default: the image's file stem)")
@@ -354,6 +363,7 @@ def _add_validate(sub: argparse._SubParsersAction) -> None:
                           "recalibration, cross-fitted) and report both beside the original")
     val.add_argument("--n-boot", type=int, default=None, metavar="N",
                      help="bootstrap resamples of the CIs (default: the bundle's profile)")
+    add_key_option(val, "refuse a bundle not signed")
     val.set_defaults(func=_validate)
 
 
@@ -372,7 +382,8 @@ def build_parser() -> argparse.ArgumentParser:
         dest="data_command", required=True, metavar="SUBCOMMAND")
     check = data.add_parser("check", help="validate the raw data and report every problem found",
                             description="Validate the raw data (read only): every problem found, for a person or "
-                                        "as one JSON object. Exit 1 when an image cannot be decoded.")
+                                        "as one JSON object. Exit 2 when a problem stops a run (a table value, an "
+                                        "image that cannot be decoded).")
     check.add_argument("--json", action="store_true", help="print one JSON object (for scripts) instead of text")
     check.add_argument("--data-dir", default=None, metavar="DIR",
                        help="the dataset folder (default: $OSTEO_DATA_DIR, then data/raw, then "
@@ -386,13 +397,13 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--dest", default=None, metavar="DIR", help="where to install it (default: data/raw)")
     imp.set_defaults(func=_data_import)
 
-    cohort = sub.add_parser("cohort", help="check or export a cohort described by a spec").add_subparsers(
-        dest="cohort_command", required=True, metavar="SUBCOMMAND")
+    cohort = sub.add_parser("cohort", help="check or export a cohort described by a spec, or print its schema")
+    cohort = cohort.add_subparsers(dest="cohort_command", required=True, metavar="SUBCOMMAND")
     ccheck = cohort.add_parser("check", help="validate a cohort and report every problem found",
-                               description="Read a cohort spec (TOML) and its table and images (read only) and report "
-                                           "every problem found, as text or one JSON object (the keys of `data check`)"
-                                           ". Exit 2 for a spec that cannot be used, 1 when an image cannot be "
-                                           "decoded.")
+                               description="Read a cohort spec (TOML) and every row, column and image (read only) "
+                                           "and report every problem found, as text or one JSON object (the keys of "
+                                           "`data check`). Exit 2 for a spec that cannot be used, or when a problem "
+                                           "stops a run (a table value, an image that cannot be decoded, no image).")
     ccheck.add_argument("spec", metavar="SPEC", help="the cohort spec (.toml), or knee-osteoporosis-v2 for the "
                                                      "published dataset")
     ccheck.add_argument("--json", action="store_true", help="print one JSON object instead of text")
@@ -410,6 +421,14 @@ def build_parser() -> argparse.ArgumentParser:
                                                                              "published dataset)")
     cexport.add_argument("--data-dir", default=None, metavar="DIR", help="its folder when the spec names none")
     cexport.set_defaults(func=_cohort_export)
+    cschema = cohort.add_parser(
+        "schema", help="print the cohort spec's JSON Schema, for editors",
+        description="Print every key of a cohort spec as a JSON Schema (draft 2020-12): save it and put "
+                    "`#:schema ./cohort-spec.schema.json` on a spec's first line, and Even Better TOML (taplo) "
+                    "checks the spec as you type. --markdown prints the book's reference page instead.")
+    cschema.add_argument("--markdown", action="store_true",
+                         help="print the reference page (book/cohort_spec.md) instead of the JSON Schema")
+    cschema.set_defaults(func=_cohort_schema)
 
     run = sub.add_parser("run", help="execute the notebooks and build the report",
                          description="Execute the notebooks with papermill and build the HTML book. Without --out, "
@@ -452,6 +471,7 @@ def build_parser() -> argparse.ArgumentParser:
     final.add_argument("--run", default=None, metavar="RUN_DIR",
                        help="a finished `osteo run` folder of the same settings: its tables give the model card's "
                             "metrics, calibration and subgroups (without it: 'not measured')")
+    add_key_option(final, "sign the bundle")
     final.set_defaults(func=_train_final)
 
     _add_predict(sub)
@@ -482,7 +502,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run a subcommand; errors a user can act on become `error: ...` on stderr and an exit status."""
     args = build_parser().parse_args(argv)
     try:
-        with progress.interruptible():
+        with library_warnings.routed(), progress.interruptible():  # stderr holds the command's own lines
             return args.func(args)
     except KeyboardInterrupt:
         print(f"\n{INTERRUPTED}", file=sys.stderr)

@@ -458,7 +458,9 @@ def study_answer(tables: Path) -> str:
     tables = Path(tables)
     if not (tables / "comparisons.csv").is_file() or not (tables / "results_binary.csv").is_file():
         return "This run did not make the declared comparisons, so it does not answer the study's question."
-    read = {name: pd.read_csv(tables / f"{name}.csv") for name in ("permutation_pvalues", "positive_control")
+    from .fileio import read_csv
+
+    read = {name: read_csv(tables / f"{name}.csv") for name in ("permutation_pvalues", "positive_control")
             if (tables / f"{name}.csv").is_file()}
-    return conclusion(pd.read_csv(tables / "comparisons.csv"), pd.read_csv(tables / "results_binary.csv"),
+    return conclusion(read_csv(tables / "comparisons.csv"), read_csv(tables / "results_binary.csv"),
                       read.get("permutation_pvalues"), read.get("positive_control"))

@@ -14,6 +14,7 @@ A bundle folder::
                      the fitted arms (`arms.state`: configuration as JSON, tensors as safetensors,
                      scikit-learn parts as skops; never a pickle)
     MODEL_CARD.md    generated from bundle.json (model_card.py)
+    signature.json   only in a signed bundle: an HMAC-SHA256 over every other file (`signing`)
 
 Loading needs no training data and runs no code from the folder. `Bundle.load` checks, before
 using anything: the format (a format-1 bundle of pickled arms is refused with how to rebuild it),
@@ -67,6 +68,9 @@ PREDICTION_COLUMNS = ("p_low_bmd", "p_low_bmd_clinical", "p_normal", "p_osteopen
 INTERVAL = 0.95
 #: largest difference allowed between the self-check's saved and recomputed outputs
 SELF_CHECK_TOLERANCE = 1e-6
+#: relative margin around a numeric input's training range inside which a value is not flagged: a unit
+#: round trip with rounding (kg through lb, m through cm, to two decimals) moves a value by less than 1e-4
+RANGE_TOLERANCE = 1e-3
 
 
 def versions() -> dict[str, str]:
@@ -117,7 +121,8 @@ def training_ranges(rows: pd.DataFrame) -> dict[str, Any]:
 
 
 def range_warnings(row: pd.Series, ranges: dict[str, Any]) -> list[str]:
-    """An input outside its training range, or a category never seen in training."""
+    """An input outside its training range, or a category never seen in training. A number within
+    `RANGE_TOLERANCE` of a bound is inside: a unit round trip (39 kg as 85.98 lb, 38.9999 kg) is no new value."""
     out = []
     for name, bounds in ranges["numeric"].items():
         value = row.get(name)
@@ -125,7 +130,7 @@ def range_warnings(row: pd.Series, ranges: dict[str, Any]) -> list[str]:
             continue
         if bounds is None:
             out.append(f"{name} {value:g}: never recorded in training")
-        elif not bounds[0] <= value <= bounds[1]:
+        elif not bounds[0] - RANGE_TOLERANCE * abs(bounds[0]) <= value <= bounds[1] + RANGE_TOLERANCE * abs(bounds[1]):
             out.append(f"{name} {value:g} outside the training range {bounds[0]:g}-{bounds[1]:g}")
     for name, seen in ranges["categories"].items():
         value = row.get(name)
@@ -243,14 +248,19 @@ class Bundle:
         atomic_write_text(folder / CARD_NAME, model_card(self.facts))
 
     @classmethod
-    def load(cls, folder: str | os.PathLike) -> Bundle:
-        """A saved bundle, checked before use: format, seal, keys, package versions, every arm file's
-        SHA-256, the self-check. UsageError (one line naming the file) for anything else."""
+    def load(cls, folder: str | os.PathLike, key: bytes | None = None) -> Bundle:
+        """A saved bundle, checked before use: format, seal, keys, with ``key`` its signature (`signing`),
+        package versions, every arm file's SHA-256, the self-check. UsageError (one line naming the file)
+        for anything else."""
         from .arms.state import ArmStateError, load_arm
         from .fileio import ChecksumError
 
         folder = Path(folder)
         facts = read_facts(folder)
+        if key is not None:
+            from .signing import verify
+
+            verify(folder, key)
         mismatched = _compatible(facts["versions"], versions())
         if mismatched:
             raise UsageError(f"--model {folder}: saved with {', '.join(mismatched)}; install the versions in "
@@ -346,8 +356,10 @@ def fit_arms(rows: pd.DataFrame, profile: Profile, progress: bool = True) -> dic
 
 
 def data_facts(study: Any) -> dict[str, Any]:
-    """Checksums of what the bundle learned from (spreadsheet, every image), and whether they are the
-    published files (the registry shipped with the package)."""
+    """Checksums of what the bundle learned from (spreadsheet, every image), whether they are the
+    published files (the registry shipped with the package), and the training set as `validate` compares a
+    cohort with it: the checksums of the images' decoded pixels (a re-encoded copy of a training image
+    matches) and the person IDs; never the images."""
     from .data import read_registry, sha256_file
 
     cohort = study.cohort
@@ -356,7 +368,9 @@ def data_facts(study: Any) -> dict[str, Any]:
     registry = read_registry()
     published = set(registry["sha256"])
     return {"spreadsheet_sha256": spreadsheet, "images_sha256": images,
-            "matches_published_dataset": spreadsheet in published and set(images.values()) <= published}
+            "matches_published_dataset": spreadsheet in published and set(images.values()) <= published,
+            "pixel_sha256": sorted(set(cohort["pixel_sha256"].dropna())),
+            "person_ids": sorted(set(cohort["person_id"].astype(str)))}
 
 
 def cohort_facts(study: Any) -> dict[str, Any]:
@@ -470,8 +484,10 @@ def check_bundle_target(out: str | os.PathLike, data_root: Path) -> Path:
 
 def train_final(profile: str, out: str | os.PathLike, data_dir: str | os.PathLike | None = None,
                 overrides: dict[str, Any] | None = None, run_dir: str | os.PathLike | None = None,
-                progress: bool = True, cohort: str | os.PathLike | None = None) -> Bundle:
-    """Fit the bundle's arms on all patients and write the bundle into `out` (replacing a bundle there).
+                progress: bool = True, cohort: str | os.PathLike | None = None,
+                sign_key: bytes | None = None) -> Bundle:
+    """Fit the bundle's arms on all patients and write the bundle into `out` (replacing a bundle there),
+    signed with ``sign_key`` when given (`signing`).
 
     Input, data and folders are checked first; the folder's writer lock is held throughout; the
     bundle is built in a hidden sibling folder and renamed into place, so a crash leaves nothing
@@ -487,6 +503,7 @@ def train_final(profile: str, out: str | os.PathLike, data_dir: str | os.PathLik
     dataset = Cohort.open(cohort, data_dir)  # spec, folder and layout checked before any work
     data_root = dataset.root
     target = check_bundle_target(out, data_root)
+    dataset.require_usable()  # every table value and image, decoded: all problems at once, nothing written
     evidence = run_evidence(Path(run_dir), prof, data_root) if run_dir else None
     with exclusive(target.parent, lock_name=f".{target.name}.osteo-writer.lock"):
         for stale in leftovers(target):  # what a killed train-final left; the lock says none is alive
@@ -497,6 +514,10 @@ def train_final(profile: str, out: str | os.PathLike, data_dir: str | os.PathLik
             bundle = make_bundle(study, overrides, evidence, progress)
             shutil.rmtree(built / "scratch-run")
             bundle.save(built)
+            if sign_key is not None:
+                from .signing import sign
+
+                sign(built, sign_key)
             _swap_in(built, target)
         finally:
             shutil.rmtree(built, ignore_errors=True)

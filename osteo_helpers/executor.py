@@ -16,8 +16,13 @@ assembles the tables in the plan's order, whatever order the fits finished in.
 
 When a fit fails, the fits not yet started are cancelled (on Ray, running ones too), the local
 workers' running fits finish and are yielded (so they are saved), then the first error is
-raised. A local worker that dies breaks its pool: the fits it took down are retrained by the
-next run. Ray retries a fit whose worker died once.
+raised. A worker that dies (killed, out of memory) ends the command within seconds with
+ExecutorError: every local worker is killed (the pool notices a death itself, except when the
+worker died while sending its result: it would then wait for the rest of the message for ever,
+so `LocalWorkers` also watches its workers), nothing is retried (a Ray task neither), and the fits
+it took down are retrained by the next run. Workers print nothing: their library warnings go where
+the command's go (`library_warnings`), and their progress bars' lock is a thread lock, not a named
+semaphore that the resource tracker would report as leaked when a worker is killed.
 
 The command line's ``--workers`` / ``--ray`` reach notebook kernels and worker processes through
 ``$OSTEO_EXECUTOR`` (`configure` sets it; `current` reads it).
@@ -27,13 +32,16 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import logging
 import multiprocessing
 import os
 import signal
 import socket
+import threading
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
+from multiprocessing.connection import wait as wait_for_ends
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +52,12 @@ EXECUTOR_ENV = "OSTEO_EXECUTOR"
 FITS_PER_GPU = 4
 #: seconds to wait for a Ray cluster's address to answer before refusing it
 CONNECT_TIMEOUT = 5.0
+#: seconds between two looks at whether every local worker still lives
+WATCH_INTERVAL = 0.5
+#: seconds to wait for killed workers, and then for the pool's manager thread, to end
+STOP_TIMEOUT = 10.0
+
+log = logging.getLogger(__name__)
 
 Work = Callable[[Any, Any], Any]
 
@@ -119,11 +133,16 @@ def _init_worker(counter: Any, workers: int, gpus: int, environ: dict[str, str],
     """A local worker: the environment and folder of the process that made the pool now (a fork server's
     child has the server's, from when it started); no progress bars; its share of the cores; on a GPU
     machine its GPU (round robin) and that GPU's memory shared with the other workers on it."""
+    from tqdm import tqdm
+
+    from . import library_warnings
     from .training import THREADS_ENV, available_cores
 
     os.environ.clear()
     os.environ.update(environ)
     os.chdir(cwd)
+    library_warnings.route()
+    tqdm.set_lock(threading.RLock())  # not the default multiprocessing lock: a named semaphore of this process
 
     with counter.get_lock():
         index = counter.value
@@ -138,6 +157,60 @@ def _init_worker(counter: Any, workers: int, gpus: int, environ: dict[str, str],
         sharing = len(range(gpu, workers, gpus))
         torch.cuda.set_device(gpu)
         torch.cuda.set_per_process_memory_fraction(1.0 / sharing, gpu)
+
+
+def _workers(pool: ProcessPoolExecutor) -> list[Any]:
+    """The pool's worker processes (the standard library has no public way to them before Python 3.14)."""
+    return list((getattr(pool, "_processes", None) or {}).values())
+
+
+def _dead_worker(pool: ProcessPoolExecutor) -> str | None:
+    """How the first worker that ended ended, or None while they all live (they end only with their pool)."""
+    workers = _workers(pool)
+    ended = wait_for_ends([w.sentinel for w in workers], timeout=0)
+    for worker in workers:
+        if worker.sentinel in ended:
+            code = worker.exitcode
+            how = f"killed by {signal.Signals(-code).name}" if code is not None and code < 0 else f"exit code {code}"
+            return f"worker process {worker.pid} ended: {how}"
+    return None
+
+
+def _finished(pool: ProcessPoolExecutor, futures: dict[Future, int]) -> Iterator[Future]:
+    """Each future as it finishes; once a worker has died, a future failed with BrokenProcessPool, and no more.
+
+    The pool notices a dead worker itself, except one that died while sending its result: its manager
+    thread then waits for the rest of that message for ever, and every other worker for the lock the
+    dead one held; so the workers are watched here too."""
+    pending = set(futures)
+    while pending:
+        done, pending = wait(pending, timeout=WATCH_INTERVAL, return_when=FIRST_COMPLETED)
+        yield from done
+        dead = _dead_worker(pool) if pending else None
+        if dead is not None:
+            failed: Future = Future()
+            failed.set_exception(BrokenProcessPool(dead))
+            yield failed
+            return
+
+
+def _kill_workers(pool: ProcessPoolExecutor) -> None:
+    """Kill every worker of the pool and let its manager thread end, so that this process can: a manager
+    waiting for the rest of a dead worker's result reads the end of the pipe once no worker and not this
+    process holds its writing end."""
+    workers = _workers(pool)
+    for worker in workers:
+        try:
+            os.kill(worker.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    wait_for_ends([w.sentinel for w in workers], timeout=STOP_TIMEOUT)
+    results = getattr(pool, "_result_queue", None)
+    if results is not None:
+        results._writer.close()
+    manager = getattr(pool, "_executor_manager_thread", None)
+    if manager is not None and manager is not threading.current_thread():
+        manager.join(STOP_TIMEOUT)
 
 
 def worker_context() -> multiprocessing.context.BaseContext:
@@ -184,12 +257,9 @@ class LocalWorkers(Executor):
 
         def results() -> Iterator[tuple[int, Any]]:
             try:
-                yield from _drain(futures, as_completed(futures), _future_outcome, cancel, BrokenProcessPool)
-            except ExecutorError:
-                self.close()  # a broken pool takes no more work; the next run makes a fresh one
-                raise
-            except BaseException:  # Ctrl-C, or the caller stopped reading: what still runs would be lost anyway
-                self.close(terminate=True)
+                yield from _drain(futures, _finished(pool, futures), _future_outcome, cancel, BrokenProcessPool)
+            except BaseException:  # a dead worker, Ctrl-C, or the caller stopped reading: the rest would be lost
+                self.close(terminate=True)  # a broken pool takes no more work; the next run makes a fresh one
                 raise
             finally:
                 cancel()
@@ -197,17 +267,12 @@ class LocalWorkers(Executor):
         return results()
 
     def close(self, terminate: bool = False) -> None:
-        """Shut the pool down; ``terminate`` also stops the fits still running."""
+        """Shut the pool down; ``terminate`` also kills the workers, and so the fits still running."""
         if self._pool is None:
             return
         pool, self._pool = self._pool, None
-        if terminate:  # the standard library has no public way before Python 3.14 (terminate_workers)
-            stop = getattr(pool, "terminate_workers", None)
-            if stop is not None:
-                stop()
-            else:
-                for process in list((getattr(pool, "_processes", None) or {}).values()):
-                    process.terminate()
+        if terminate:
+            _kill_workers(pool)
         pool.shutdown(wait=False, cancel_futures=True)
 
     def spec(self) -> dict[str, Any]:
@@ -239,6 +304,25 @@ def check_ray_address(address: str) -> None:
         socket.create_connection(target, timeout=CONNECT_TIMEOUT).close()
     except OSError as exc:
         raise UsageError(f"--ray {address}: no Ray cluster answers there ({exc.strerror or exc})") from None
+
+
+def _raylet_to_log() -> None:
+    """Ray prints its raylet's messages (a worker died, a task is retried) on stdout from a thread of its own,
+    whatever ``log_to_driver`` says: they become log records of this module instead. Ray keeps the printer
+    in a private module; where it has moved, its messages stay on stdout."""
+    try:
+        from ray._private import worker
+    except ImportError:
+        return
+    if getattr(worker, "print_to_stdstream", None) is None or getattr(worker.print_to_stdstream, "to_log", False):
+        return
+
+    def to_log(data: dict[str, Any], ignore_prefix: bool = False) -> None:
+        for line in data.get("lines", []):
+            log.warning("(%s) %s", data.get("pid", "ray"), line)
+
+    to_log.to_log = True  # type: ignore[attr-defined]
+    worker.print_to_stdstream = to_log
 
 
 def _ray_call(fn: Work, task: Any, shared: Any, gpu_share: float, cpus: int) -> Any:
@@ -273,14 +357,16 @@ class RayCluster(Executor):
             check_ray_address(given)
 
     def prepare(self) -> None:
-        """Join (or start) the cluster now; processes started later join the same one."""
+        """Join (or start) the cluster now; processes started later join the same one. Ray's log records
+        go where library warnings go (`library_warnings`), as do its raylet's messages (`_raylet_to_log`)."""
         import ray
 
         if not ray.is_initialized():
             package = Path(__file__).resolve().parent
             ray.init(address=None if self.address == "auto" else self.address, log_to_driver=False,
-                     runtime_env={"py_modules": [str(package)]})
+                     configure_logging=False, runtime_env={"py_modules": [str(package)]})
             self.address = ray.get_runtime_context().gcs_address or self.address
+        _raylet_to_log()
 
     def map(self, fn: Work, tasks: Sequence[Any], shared: Any) -> Iterator[tuple[int, Any]]:
         import ray
@@ -288,7 +374,7 @@ class RayCluster(Executor):
 
         self.prepare()
         gpu_share = 1.0 / self.fits_per_gpu if ray.cluster_resources().get("GPU", 0) > 0 else 0.0
-        remote = ray.remote(_ray_call).options(num_cpus=1, num_gpus=gpu_share, max_retries=1)
+        remote = ray.remote(_ray_call).options(num_cpus=1, num_gpus=gpu_share, max_retries=0)
         shared_ref = ray.put(shared)
         refs = {remote.remote(fn, task, shared_ref, gpu_share, 1): i for i, task in enumerate(tasks)}
         pending = list(refs)

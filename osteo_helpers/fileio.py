@@ -1,15 +1,31 @@
 """Files written so that a crash never leaves a half-written one (write beside, then rename), and read
-back only when their bytes are the ones recorded when they were written (SHA-256)."""
+back only when their bytes are the ones recorded when they were written (SHA-256).
+
+Every CSV table the project writes goes through `csv_bytes` (`atomic_to_csv`), and every one it reads
+back through `read_csv`. A spreadsheet runs a cell that starts with ``=``, ``+``, ``-``, ``@``, a tab or
+a carriage return as a formula (CSV injection: a patient ID ``=HYPERLINK(...)`` from a cohort's table
+would be a live link in ``predictions.csv``), so text cells that start so are written with a single
+quote before them (OWASP's rule), as are text cells already starting with quotes before such a
+character, which keeps the rule reversible: `read_csv` takes exactly one quote off what `csv_bytes`
+put on, so every table reads back as it was written. Numbers are never quoted (-0.5 is a number, not
+a formula); a patient ID "-12" is text and is.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import io
 import os
+import re
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
+
+#: a text cell a spreadsheet would run as a formula, after any quotes already there
+_FORMULA = re.compile(r"'*[=+\-@\t\r]")
 
 
 class ChecksumError(ValueError):
@@ -50,8 +66,55 @@ def atomic_write_bytes(path: Path, data: bytes) -> Path:
     return _replace(path, lambda tmp: tmp.write_bytes(data))
 
 
+def neutralised(value: Any) -> Any:
+    """A text cell that a spreadsheet would run as a formula, with a quote before it; anything else as it is."""
+    return "'" + value if isinstance(value, str) and _FORMULA.match(value) else value
+
+
+def restored(value: Any) -> Any:
+    """`neutralised` undone: the quote it put before a text cell taken off again."""
+    return value[1:] if isinstance(value, str) and value.startswith("'") and _FORMULA.match(value, 1) else value
+
+
+def _text_columns(table: pd.DataFrame) -> list[int]:
+    """The positions of the text and category columns (numbers and booleans are never formulas)."""
+    return [i for i, dtype in enumerate(table.dtypes) if pd.api.types.is_object_dtype(dtype)
+            or pd.api.types.is_string_dtype(dtype) or isinstance(dtype, pd.CategoricalDtype)]
+
+
+def _text_cells(table: pd.DataFrame, change: Callable[[Any], Any], index: bool = False) -> pd.DataFrame:
+    """``table`` with ``change`` applied to its column names (and ``index`` labels) and to the cells of its
+    text columns."""
+    table = table.rename(columns=change, index=change if index else None)
+    text = _text_columns(table)
+    if text:
+        table = table.copy()
+        for i in text:
+            table.isetitem(i, table.iloc[:, i].astype(object).map(change))
+    return table
+
+
+def csv_bytes(table: pd.DataFrame, index: bool = False) -> bytes:
+    """The table as CSV, every text cell a spreadsheet would run as a formula neutralised (module docstring).
+
+    Lines end in CRLF when a text cell holds a carriage return: the csv module quotes a cell holding a
+    character of the line ending only, and an unquoted one would start a new row in a spreadsheet, whose
+    first cell could be a formula."""
+    table = _text_cells(table, neutralised, index)
+    text = [table.columns, *([table.index] if index else []), *(table.iloc[:, i] for i in _text_columns(table))]
+    carriage = any(isinstance(v, str) and "\r" in v for values in text for v in values)
+    return table.to_csv(index=index, lineterminator="\r\n" if carriage else "\n").encode("utf-8")
+
+
 def atomic_to_csv(table: pd.DataFrame, path: Path, index: bool = False) -> Path:
-    return _replace(path, lambda tmp: table.to_csv(tmp, index=index))
+    """Write the table as `csv_bytes`, atomically."""
+    return atomic_write_bytes(path, csv_bytes(table, index))
+
+
+def read_csv(source: Any, **options: Any) -> pd.DataFrame:
+    """A CSV table written by `csv_bytes`, as it was before it was neutralised (``options``: pandas'
+    read_csv). Only for the project's own tables: a cohort's or a user's table is read as it is."""
+    return _text_cells(pd.read_csv(source, **options), restored)
 
 
 def read_verified(path: Path, sha256: str | None) -> bytes:
@@ -69,6 +132,24 @@ def read_verified(path: Path, sha256: str | None) -> bytes:
     return data
 
 
+def read_index(path: Path) -> dict[str, str]:
+    """A cache index (lines ``<64 hex digits> TAB <key>``, appended to by every writer): key -> digest, the
+    last line of a key winning."""
+    out: dict[str, str] = {}
+    if path.is_file():
+        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+            digest, _, name = line.partition("\t")
+            if len(digest) == 64 and name:
+                out[name] = digest
+    return out
+
+
+def append_index(path: Path, key: str, digest: str) -> None:
+    """Record one entry of a cache index: one short write, so appends of two processes never interleave."""
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(f"{digest}\t{key}\n")
+
+
 class ArrayStore:
     """Arrays on disk (``<name>.npy``), each read back only when its bytes are the ones recorded when it was
     written: the decoded-image and feature caches.
@@ -84,13 +165,7 @@ class ArrayStore:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
-        self.index: dict[str, str] = {}
-        path = self.root / self.INDEX
-        if path.is_file():
-            for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-                digest, _, name = line.partition("\t")
-                if len(digest) == 64 and name:
-                    self.index[name] = digest
+        self.index = read_index(self.root / self.INDEX)
 
     def path_for(self, key: str) -> Path:
         return self.root / f"{key}.npy"
@@ -119,7 +194,6 @@ class ArrayStore:
         np.save(buffer, np.ascontiguousarray(array))
         atomic_write_bytes(self.path_for(key), buffer.getvalue())
         digest = sha256_bytes(buffer.getvalue())
-        with open(self.root / self.INDEX, "a", encoding="utf-8") as fh:
-            fh.write(f"{digest}\t{self.path_for(key).name}\n")
+        append_index(self.root / self.INDEX, self.path_for(key).name, digest)
         self.index[self.path_for(key).name] = digest
         return array

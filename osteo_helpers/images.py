@@ -1,7 +1,8 @@
 """Image decoding and its cache, intensity normalisation, and batch augmentation.
 
-Each radiograph is decoded once per target size into a grayscale, aspect-preserving,
-square-padded uint8 array keyed by the file's SHA-256; later runs read the cache.
+Each radiograph is decoded once per target size (at full resolution, whatever its container) into a
+grayscale, aspect-preserving, square-padded uint8 array keyed by the file's SHA-256; later runs read
+the cache.
 The image biomarkers measure at native resolution instead: `load_grayscale` reads a file and
 `as_grayscale` converts an array, with the same luminance weights.
 """
@@ -19,8 +20,8 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from .config import LITE_ENCODERS
-from .data.image_readers import LUMA_WEIGHTS, open_grayscale, read_grayscale
-from .fileio import ArrayStore
+from .data.image_readers import LUMA_WEIGHTS, open_grayscale, pixel_sha256, read_grayscale
+from .fileio import ArrayStore, append_index, read_index
 from .progress import show_progress
 
 IMAGENET_MEAN_GRAY = 0.449  # mean of torchvision's ImageNet channel means; the gray image is repeated to RGB
@@ -29,7 +30,13 @@ SCRATCH_MEAN, SCRATCH_STD = 0.5, 0.25
 #: EfficientNet-Lite's input: (x - 127) / 128 for x in 0..255 (models.lite_input)
 LITE_INPUT_SHIFT, LITE_INPUT_SCALE = 127.0, 128.0
 #: Bump whenever decode_letterbox's output changes: caches made by another decoder are then never reused.
-DECODER_VERSION = 1
+#: 2: every container decoded at full resolution and resampled alike (1 decoded JPEG at a reduced DCT scale).
+DECODER_VERSION = 2
+#: Pillow's reducing_gap: the decoded image is first shrunk by an integer factor (a box filter) while it
+#: stays at least 3 times the target size, then resampled with Lanczos: what Pillow documents as close to a
+#: fair Lanczos resampling, at a fraction of its cost on 2,000 px radiographs. It acts on decoded pixels,
+#: so it is the same for a JPEG, a PNG and a DICOM of one picture (benchmarks/README.md has the cost).
+REDUCING_GAP = 3.0
 
 
 def decoder_id() -> str:
@@ -38,12 +45,12 @@ def decoder_id() -> str:
 
 
 def decode_letterbox(path: Path, size: int) -> np.ndarray:
-    """Decode to grayscale (any format `image_readers` reads), resize keeping the aspect ratio, pad to
-    size x size (uint8)."""
-    im = open_grayscale(path, draft=size)  # JPEG DCT scaling: decodes large files several times faster
+    """Decode to grayscale at full resolution (any format `image_readers` reads), resize keeping the aspect
+    ratio (`REDUCING_GAP`), pad to size x size (uint8): the same picture gives the same array whatever its file."""
+    im = open_grayscale(path)
     scale = size / max(im.size)
     new = (max(1, round(im.width * scale)), max(1, round(im.height * scale)))
-    im = im.resize(new, Image.Resampling.LANCZOS)
+    im = im.resize(new, Image.Resampling.LANCZOS, reducing_gap=REDUCING_GAP)
     canvas = Image.new("L", (size, size), 0)
     canvas.paste(im, ((size - new[0]) // 2, (size - new[1]) // 2))
     return np.asarray(canvas, dtype=np.uint8)
@@ -74,6 +81,28 @@ def as_grayscale(image: np.ndarray) -> np.ndarray:
     if not np.all(np.isfinite(img)):
         img = np.nan_to_num(img)
     return img
+
+
+class PixelHashes:
+    """Each image's decoded-pixel checksum (`image_readers.pixel_sha256`), computed once per image and decoder
+    and kept in ``<cache>/pixel-sha256/<decoder>/index.tsv`` by the image's content checksum: decoding every
+    image of a cohort at full resolution costs seconds, and every study of the cohort needs them."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root) / "pixel-sha256" / decoder_id()
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.index = read_index(self.root / ArrayStore.INDEX)
+
+    def get(self, image_path: Path, sha256: str) -> str:
+        if sha256 not in self.index:
+            self.index[sha256] = pixel_sha256(image_path)
+            append_index(self.root / ArrayStore.INDEX, sha256, self.index[sha256])
+        return self.index[sha256]
+
+    def of(self, table: pd.DataFrame, data_dir: Path) -> list[str | None]:
+        """The checksum of every row's image (None for a row without one), aligned with ``table``."""
+        return [self.get(Path(data_dir) / rel, sha) if isinstance(rel, str) else None
+                for rel, sha in zip(table["image_path"], table["image_sha256"], strict=True)]
 
 
 class ImageCache:

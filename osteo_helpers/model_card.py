@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 
 from .config import Profile, UsageError
+from .fileio import read_csv
 
 #: the arms whose cross-validated results the card cites (the saved arms, as the run names them)
 CARD_ARMS = ("fusion", "clinical", "fusion_tscore")
@@ -65,13 +66,13 @@ def run_evidence(run_dir: Path, profile: Profile, data_dir: Path | None = None) 
     if data_dir is not None:
         _check_same_data(run_dir, record, Path(data_dir))
     tables = run_dir / "tables"
-    subgroups = {what: _records(pd.read_csv(tables / name)) for what, name in SUBGROUP_TABLES.items()
+    subgroups = {what: _records(read_csv(tables / name)) for what, name in SUBGROUP_TABLES.items()
                  if (tables / name).is_file()}
     points = None
     if (tables / OPERATING_POINTS).is_file():
-        points = json.loads(pd.read_csv(tables / OPERATING_POINTS, dtype=str).to_json(orient="records"))
+        points = json.loads(read_csv(tables / OPERATING_POINTS, dtype=str).to_json(orient="records"))
     return {"folder": str(run_dir.resolve()), "run_id": record.get("run_id"), "status": record.get("status"),
-            "commit": record.get("git", {}).get("commit"), "results": _records(pd.read_csv(results)),
+            "commit": record.get("git", {}).get("commit"), "results": _records(read_csv(results)),
             "subgroups": subgroups, "operating_points": points}
 
 
@@ -87,7 +88,7 @@ def _check_same_data(run_dir: Path, record: dict[str, Any], data_dir: Path) -> N
                          f"{here[:12]} in {data_dir}); give a run of this dataset or leave --run out")
     manifest = run_dir / "tables" / "manifest.csv"
     if manifest.is_file():
-        table = pd.read_csv(manifest, dtype={"image_path": str, "image_sha256": str}).dropna(subset=["image_path"])
+        table = read_csv(manifest, dtype={"image_path": str, "image_sha256": str}).dropna(subset=["image_path"])
         for rel, sha in zip(table["image_path"], table["image_sha256"], strict=True):
             path = data_dir / rel
             if not path.is_file() or sha256_file(path) != sha:
@@ -303,6 +304,12 @@ def model_card(facts: dict[str, Any]) -> str:
         "- The threshold was chosen on cross-fitted predictions of the training patients (few normal patients); "
         "the screening decision is unstable near it.",
         "- QUS labels, one site, no external validation: the model is a research artefact, not a clinical tool.",
+        "", "## Integrity", "",
+        "`bundle.json` records the SHA-256 of every arm file and a seal (the SHA-256 of its other facts); loading "
+        "checks them. They catch damage (a truncated copy, a changed byte), **not a deliberate edit**: they are "
+        "not keyed, so whoever changes a file can recompute them. For tamper evidence, sign the bundle with a "
+        "secret key (`osteo train-final --sign-key KEY` writes `signature.json`, an HMAC-SHA256 over every file) "
+        "and give `predict` and `validate` the same `--sign-key`: an edited or unsigned bundle is then refused.",
         "", "## Versions", "",
         ", ".join(f"{k} {v}" for k, v in facts["versions"].items()) + ".", "",
     ]

@@ -21,6 +21,7 @@ import pandas as pd
 
 from .config import UsageError
 from .data import IMAGE_EXTENSIONS, DataValidationError, find_images
+from .data.errors import separator_note, some_columns
 from .data.plausibility import value_problem
 from .tabular import (
     BOOLEAN_FEATURES,
@@ -159,10 +160,13 @@ def read_clinical_csv(path: Path) -> pd.DataFrame:
         raise UsageError(f"--clinical {path}: cannot be read as CSV ({type(exc).__name__}: {exc})") from exc
     table.columns = [str(c).strip() for c in table.columns]
     if "patient_id" not in table.columns:
-        raise UsageError(f"--clinical {path}: no patient_id column (columns: {', '.join(table.columns)})")
+        separator = separator_note(table.columns)
+        raise UsageError(f"--clinical {path}: " + (f"read as one column: {separator}; save it with commas" if separator
+                         else f"no patient_id column (it has {len(table.columns)}: "
+                              f"{some_columns(table.columns, ['patient_id'])})"))
     unknown = [c for c in table.columns if c != "patient_id" and c not in INPUT_FEATURES]
     if unknown:
-        raise UsageError(f"--clinical {path}: column(s) {', '.join(unknown)} are not clinical inputs; "
+        raise UsageError(f"--clinical {path}: column(s) {some_columns(unknown)} are not clinical inputs; "
                          f"known: patient_id, {', '.join(INPUT_FEATURES)}")
     return table
 

@@ -295,7 +295,7 @@ def run(profile: str = "fast", run_dir: str | os.PathLike | None = None, data_di
     overrides = overrides or {}
     prof = get_profile(profile, **overrides)
     dataset = Cohort.open(cohort, data_dir)  # the spec, the folder and its layout, checked before any work
-    dataset.manifest()  # every table value and image header: a bad one is one line before any notebook runs
+    dataset.require_usable()  # every table value and image, decoded: all problems at once before any work
     data_root = dataset.root
     root = check_output_folder(run_folder(run_dir, prof, announce=True), "run folder", data_root)
     check_profile_on_data(prof, dataset)

@@ -16,6 +16,7 @@ import pandas as pd
 from . import evaluation
 from .ablation import DECLARED_ORDER, arm_label
 from .config import Profile
+from .fileio import read_csv
 
 
 def number(value: float, digits: int = 3, signed: bool = False) -> str:
@@ -336,7 +337,7 @@ def run_summary(run_dir: Path, seconds: float, since: dt.datetime | None = None)
 
     results = tables / "results_binary.csv"
     if quoted(results):
-        table = pd.read_csv(results)
+        table = read_csv(results)
         main = table[(table["subset"] == "all") & (table["metric"] == "auroc")].set_index("model")
         for name in [n for n in ("age", "clinical", "fusion", "fusion_tscore") if n in main.index]:
             row = main.loc[name]

@@ -3,6 +3,10 @@
 Rows that are one person (byte-identical images, or an identical clinical record; see
 `data.person_groups`) share a `split_group`, so they always land in the same fold; otherwise
 a model could be tested on an image, or a patient, it was trained on.
+
+Which fold a group lands in follows the group's content, not its name (`group_keys`): scikit-learn
+orders groups by their labels before shuffling, so labels made of patient IDs gave a pseudonymised
+copy of a cohort (every ID hashed) other folds, other inner folds and other numbers.
 """
 
 from __future__ import annotations
@@ -11,6 +15,54 @@ import numpy as np
 import pandas as pd
 from sklearn import model_selection
 from sklearn.model_selection import StratifiedKFold
+
+from .tabular import INPUT_FEATURES
+
+#: each row's decoded-pixel checksum (`images.PixelHashes`; absent in tables made without images)
+CONTENT_COLUMN = "pixel_sha256"
+#: significant digits of a record's numbers in its key: a unit round trip (39 kg as 85.98 lb) keeps the key
+RECORD_DIGITS = 4
+
+
+def _record_keys(rows: pd.DataFrame) -> pd.Series:
+    """A row's outcome and clinical inputs as text, numbers to `RECORD_DIGITS` significant digits: the
+    content of a row without an image."""
+    columns = [c for c in ("label_3class", "t_score", *INPUT_FEATURES) if c in rows.columns]
+
+    def cell(value: object) -> str:
+        if value is None or (not isinstance(value, str) and pd.isna(value)):
+            return ""
+        return f"{value:.{RECORD_DIGITS}g}" if isinstance(value, (float, np.floating)) else str(value)
+
+    return pd.Series(["|".join(map(cell, record)) for record in rows[columns].itertuples(index=False)],
+                     index=rows.index, dtype=object)
+
+
+def group_keys(rows: pd.DataFrame, group: str = "split_group") -> np.ndarray:
+    """Each row's group, labelled by its content: the smallest pixel checksum among its rows' images (a
+    row without an image: its record, `_record_keys`). Splitters order groups by label, so folds then do
+    not depend on how IDs are spelled or rows ordered. Two groups holding the same picture under
+    different bytes get one label and share a fold. Without a `CONTENT_COLUMN` the names are kept."""
+    names = rows[group].to_numpy()
+    if CONTENT_COLUMN not in rows.columns:
+        return names
+    return _row_keys(rows).groupby(names).transform("min").to_numpy()
+
+
+def _row_keys(rows: pd.DataFrame) -> pd.Series:
+    """Each row's own content: its image's pixel checksum, else its record."""
+    if CONTENT_COLUMN not in rows.columns:
+        return _record_keys(rows)
+    content = rows[CONTENT_COLUMN]
+    return content.where(content.notna(), _record_keys(rows)) if content.isna().any() else content
+
+
+def content_order(rows: pd.DataFrame, group: str = "split_group") -> np.ndarray:
+    """Positions that sort rows by their group's content, then their own (image, then record): a table in
+    this order is the same whatever order its rows came in, and so are the mini-batches and optimiser
+    sums of every fit on it. Ties (the same picture twice) keep the given order."""
+    keys = _row_keys(rows)
+    return np.lexsort((_record_keys(rows).to_numpy(), keys.to_numpy(), group_keys(rows, group)))
 
 
 class StratifiedGroupKFold(model_selection.StratifiedGroupKFold):
@@ -63,7 +115,7 @@ def make_folds(cohort: pd.DataFrame, label: str, n_folds: int, n_repeats: int, s
             splits = splitter.split(np.zeros(len(y)), y)
         else:
             splitter = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=rep_seed)
-            splits = splitter.split(np.zeros(len(y)), y, groups=cohort[group].to_numpy())
+            splits = splitter.split(np.zeros(len(y)), y, groups=group_keys(cohort, group))
         for k, (_, test_idx) in enumerate(splits):
             rows.append(pd.DataFrame({"patient_id": cohort["patient_id"].to_numpy()[test_idx],
                                       "seed": rep_seed, "fold": k}))
@@ -93,7 +145,7 @@ def inner_split(cohort: pd.DataFrame, label: str, val_fraction: float, seed: int
     n_splits = max(2, round(1 / val_fraction))
     splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
     fit_idx, val_idx = next(splitter.split(np.zeros(len(cohort)), cohort[label].to_numpy(),
-                                           groups=cohort[group].to_numpy()))
+                                           groups=group_keys(cohort, group)))
     return fit_idx, val_idx
 
 

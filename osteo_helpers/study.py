@@ -21,8 +21,8 @@ import pandas as pd
 from . import data, evaluation, progress, splits
 from .config import Profile, RunPaths, cache_dir, ensure_outside_data, get_profile, run_paths
 from .features import FeatureRecipe, feature_matrix
-from .fileio import ChecksumError, atomic_to_csv, atomic_write_text, read_verified, sha256_bytes
-from .images import ImageCache
+from .fileio import ChecksumError, atomic_to_csv, atomic_write_text, read_csv, read_verified, sha256_bytes
+from .images import ImageCache, PixelHashes
 
 if TYPE_CHECKING:
     from IPython.display import Image
@@ -114,13 +114,16 @@ class Study:
     @cached_property
     def cohort(self) -> pd.DataFrame:
         """Patients with an image and their clinical inputs: what every model sees. Rows holding a value or
-        an image outside the hard limits (`data.plausibility`) are left out, and listed in one line."""
+        an image outside the hard limits (`data.plausibility`) are left out, and listed in one line. Each row
+        carries its image's decoded-pixel checksum (``pixel_sha256``); rows are in the order of their content
+        (`splits.content_order`), so that folds and fits do not depend on the IDs or the table's order."""
         table = data.modelling_table(self.manifest, self.clinical)
         if self.excluded:
             table = table[~table["patient_id"].isin(self.excluded)]
             reasons = "; ".join(f"{pid}: {why}" for pid, why in self.excluded.items())
             progress.note(f"left out of training, outside the hard limits (data/plausibility.py): {reasons}")
-        return table.reset_index(drop=True)
+        table = table.assign(pixel_sha256=PixelHashes(cache_dir()).of(table, self.data_dir))
+        return table.iloc[splits.content_order(table)].reset_index(drop=True)
 
     @cached_property
     def excluded(self) -> dict[str, str]:
@@ -243,7 +246,7 @@ class Study:
         try:
             saved = json.loads(record.read_text())
             if saved["inputs"] == digest:
-                return pd.read_csv(io.BytesIO(read_verified(path, saved["sha256"])), dtype={"patient_id": str})
+                return read_csv(io.BytesIO(read_verified(path, saved["sha256"])), dtype={"patient_id": str})
         except (OSError, ValueError, KeyError, TypeError, ChecksumError):
             pass
         table = compute()
@@ -329,7 +332,7 @@ class Study:
         path = self.paths.tables / f"{name}.csv"
         if not path.is_file():
             raise FileNotFoundError(f"{path}: not produced yet; run the notebook that makes it first")
-        return pd.read_csv(path, dtype={"patient_id": str})
+        return read_csv(path, dtype={"patient_id": str})
 
     def save_json(self, obj: Any, name: str) -> Path:
         return atomic_write_text(self.paths.tables / f"{name}.json", json.dumps(obj, indent=2, default=str))

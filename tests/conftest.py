@@ -320,6 +320,21 @@ def bundle_env(synthetic_bundle: SyntheticBundle):
         yield mp
 
 
+# ----------------------------------------------------------------------------- one local Ray instance
+@pytest.fixture(scope="session")
+def local_ray():
+    """A local 2-CPU Ray instance for every Ray test of the session (starting one takes 15-20 s); Ray is a
+    dependency of the test extra, so a test using it fails, never skips, without it."""
+    import ray
+
+    from osteo_helpers import executor
+
+    ray.init(num_cpus=2, log_to_driver=False, include_dashboard=False, configure_logging=False,
+             runtime_env={"py_modules": [str(Path(executor.__file__).parent)]})
+    yield ray
+    ray.shutdown()
+
+
 # ----------------------------------------------------------------------------- notebooks written by tests
 def write_notebook(path: Path, *cells: Any) -> Path:
     """A notebook for the python3 kernel written to ``path``: each cell a code cell's source, or a cell

@@ -255,9 +255,71 @@ def test_each_unreadable_dicom_is_exit_2_with_one_line(tmp_path, capsys, kind):
     rc = main(["ablation", "--profile", "smoke", "--cohort", str(spec), "--out", str(tmp_path / "out")])
     err = capsys.readouterr().err
     assert rc == 2 and len(err.strip().splitlines()) == 1 and broken.name in err and "Traceback" not in err, err
-    assert not (tmp_path / "out" / "results.csv").exists()
-    rc, out, err = _check(capsys, str(spec), "--json")  # the check reports it with every other finding
-    assert rc == 1 and [u["patient_id"] for u in json.loads(out)["unreadable_images"]] == ["E03"]
+    assert not (tmp_path / "out").exists()  # refused before any work: no manifest, no run_identity.json
+    rc, out, check_err = _check(capsys, str(spec), "--json")  # the check reports it with every other finding
+    assert rc == 2 and [u["patient_id"] for u in json.loads(out)["unreadable_images"]] == ["E03"]
+    assert check_err == err  # and says it as `ablation` does
+
+
+def _first_real_image(root: Path, mode: str) -> Path:
+    """The first radiograph of the published dataset (sorted paths) whose JPEG has this colour mode."""
+    for path in sorted(root.rglob("*")):
+        if path.suffix.lower() in (".jpg", ".jpeg"):
+            with Image.open(path) as im:
+                if im.mode == mode:
+                    return path
+    raise AssertionError(f"no {mode} JPEG in {root}")
+
+
+@pytest.mark.realdata
+@pytest.mark.parametrize("mode", ["L", "RGB"])
+def test_the_same_picture_as_jpeg_png_and_dicom_gives_the_same_network_input(real_data_dir, tmp_path, mode):
+    """One resampling policy for every container: a real radiograph as its JPEG file, a PNG of its pixels,
+    an uncompressed DICOM of its pixels and a DICOM encapsulating the JPEG decode to the same letterbox
+    (JPEG used to be decoded at a reduced DCT scale, the others at full size: up to 33 grey levels apart)."""
+    from osteo_helpers.data.export import _jpeg_to_dicom
+
+    source = _first_real_image(real_data_dir, mode)
+    with Image.open(source) as im:
+        pixels = np.asarray(im.convert(mode))
+    files = {"jpeg": tmp_path / "knee.jpg", "png": tmp_path / "knee.png", "encapsulated": tmp_path / "jpeg.dcm"}
+    files["jpeg"].write_bytes(source.read_bytes())
+    Image.fromarray(pixels, mode=mode).save(files["png"])
+    _jpeg_to_dicom(source, files["encapsulated"], "P1")
+    colour = {"SamplesPerPixel": 3, "PhotometricInterpretation": "RGB", "PlanarConfiguration": 0} if mode == "RGB" \
+        else {}
+    files["dicom"] = write_dicom(tmp_path / "pixels.dcm", pixels, **colour)
+    for size in (64, 96):
+        inputs = {name: decode_letterbox(path, size) for name, path in files.items()}
+        for name, array in inputs.items():
+            worst = int(np.abs(array.astype(int) - inputs["png"]).max())
+            assert worst == 0, f"{mode} at {size} px: {name} differs from the PNG by up to {worst} grey levels"
+
+
+def test_a_dicom_whose_stored_values_exceed_bits_stored_is_a_fatal_finding(tmp_path, capsys):
+    """pydicom masks the bits above BitsStored: a 16-bit image labelled 12-bit would lose its high bits (parts of
+    the image wrap to white). The file is refused by name (cohort check: a finding, exit 1), never masked; a
+    file whose high bits hold a (retired) embedded overlay is masked as the standard says."""
+    spec = tiny_cohort(tmp_path / "c")
+    ramp = (np.add.outer(np.arange(40), np.arange(40)) * 840).astype(np.uint16)  # 0..65520: 16 bits used
+    bad = write_dicom(tmp_path / "c" / "img" / "wide.dcm", ramp, BitsStored=12, HighBit=11)
+    with pytest.raises(data.ImageReadError, match=r"wide\.dcm.*BitsStored"):
+        decode_letterbox(bad, 16)
+    table = pd.read_csv(tmp_path / "c" / "table.csv")
+    table.loc[3, "File"] = "img/wide.dcm"
+    table.to_csv(tmp_path / "c" / "table.csv", index=False)
+    rc, out, _ = _check(capsys, str(spec), "--json")
+    found = json.loads(out)["unreadable_images"]
+    assert rc == 1 and [u["patient_id"] for u in found] == ["E03"] and "BitsStored" in found[0]["error"]
+    overlay = write_dicom(tmp_path / "overlay.dcm", ramp & 0x1FFF, BitsStored=12, HighBit=11)
+    import pydicom
+
+    ds = pydicom.dcmread(overlay)
+    ds.add_new(0x60000100, "US", 1)   # OverlayBitsAllocated
+    ds.add_new(0x60000102, "US", 12)  # OverlayBitPosition: the overlay plane is bit 12 of the pixel data
+    ds.save_as(overlay)
+    np.testing.assert_allclose(image_readers.read_grayscale(overlay), (ramp & 0x0FFF) / (ramp & 0x0FFF).max(),
+                               atol=1e-6)
 
 
 # ----------------------------------------------------------------------------- several images per person
@@ -291,23 +353,40 @@ def test_two_images_per_person_share_a_fold_and_one_score(tmp_path):
 # ----------------------------------------------------------------------------- the export
 
 
+#: one network epoch (the arms see identical inputs or they do not), one thread (the other worker has the other core)
+CHEAP = {"image_size": 32, "epochs": 1, "num_threads": 1}
+
+
+@pytest.fixture(scope="module")
+def published_export(real_data_dir, tmp_path_factory) -> Path:
+    """The published dataset exported as a DICOM cohort (`osteo cohort export`), once for this file's tests."""
+    folder = tmp_path_factory.mktemp("published") / "export"
+    assert main(["cohort", "export", "--to", str(folder), "--data-dir", str(real_data_dir)]) == 0
+    return folder
+
+
+@pytest.fixture(scope="module")
+def native_study(real_data_dir, tmp_path_factory):
+    """The published dataset as a study with `CHEAP` settings."""
+    from osteo_helpers.study import Study
+
+    return Study.open("smoke", tmp_path_factory.mktemp("native"), real_data_dir, **CHEAP)
+
+
 @pytest.mark.realdata
-def test_dicom_export_of_the_published_dataset_gives_the_same_predictions(real_data_dir, tmp_path, capsys):
+def test_dicom_export_of_the_published_dataset_gives_the_same_predictions(published_export, native_study, tmp_path):
     """Issue 18's acceptance check (~30 s on 2 cores): the published dataset exported as a second cohort
     (DICOM from the real JPEG bitstreams, renamed columns, pounds, centimetres, a site column) gives the
     same manifest, split groups, folds, pixels and out-of-fold predictions as the native run."""
     from osteo_helpers.arms import run_arm
     from osteo_helpers.study import Study
 
-    assert main(["cohort", "export", "--to", str(tmp_path / "export"), "--data-dir", str(real_data_dir)]) == 0
-    spec = tmp_path / "export" / "cohort.toml"
-    exported = pd.read_csv(tmp_path / "export" / "cohort.csv")
+    spec = published_export / "cohort.toml"
+    exported = pd.read_csv(published_export / "cohort.csv")
     assert {"Weight_lb", "Height_cm", "Site", "ImageFile"} <= set(exported.columns)
     assert exported["ImageFile"].dropna().str.endswith(".dcm").all()
-    # one network epoch (the arms see identical inputs or they do not), one thread (the other worker has the other core)
-    cheap = {"image_size": 32, "epochs": 1, "num_threads": 1}
-    native = Study.open("smoke", tmp_path / "native", real_data_dir, **cheap)
-    other = Study.open("smoke", tmp_path / "other", cohort=spec, **cheap)
+    native = native_study
+    other = Study.open("smoke", tmp_path / "other", cohort=spec, **CHEAP)
     a, b = native.rows(), other.rows()
     assert list(a["patient_id"]) == list(b["patient_id"])
     for column in ("split_group", "label_3class", "batch", "mode", "width", "height"):
@@ -330,3 +409,54 @@ def test_dicom_export_of_the_published_dataset_gives_the_same_predictions(real_d
         worst = max(worst, float(np.abs(x[numbers].to_numpy(float) - y[numbers].to_numpy(float)).max()))
     print(f"max abs OOF difference, native vs DICOM export: {worst:.3g}")
     assert worst < 1e-9
+
+
+@pytest.mark.realdata
+def test_a_pseudonymised_export_gets_the_same_folds_and_predictions(published_export, native_study, tmp_path):
+    """Issue 28: the export as a hospital pseudonymises it (every ID hashed, every image file renamed, rows in
+    another order) with weight and height written in pounds and centimetres to two decimals gives the same
+    folds as the published dataset, the same `clinical` out-of-fold predictions and thresholds (1e-9), and
+    `clinical_full` within 0.01. Folds used to follow the IDs' spelling: 77 of the 239 patients kept their fold."""
+    import hashlib
+    import os
+
+    from osteo_helpers.arms import run_arm
+    from osteo_helpers.study import Study
+
+    table = pd.read_csv(published_export / "cohort.csv", dtype={"StudyID": str})
+    hashed = {pid: hashlib.sha256(f"hospital salt {pid}".encode()).hexdigest()[:16] for pid in table["StudyID"]}
+    (published_export / "pseudo").mkdir()
+    for pid, image in zip(table["StudyID"], table["ImageFile"], strict=True):
+        if isinstance(image, str):
+            os.link(published_export / image, published_export / "pseudo" / f"{hashed[pid]}.dcm")
+    table = table.assign(StudyID=table["StudyID"].map(hashed), Weight_lb=table["Weight_lb"].round(2),
+                         Height_cm=table["Height_cm"].round(2),
+                         ImageFile=[f"pseudo/{hashed[pid]}.dcm" if isinstance(image, str) else image
+                                    for pid, image in zip(table["StudyID"], table["ImageFile"], strict=True)])
+    table.sample(frac=1.0, random_state=0).to_csv(published_export / "pseudo.csv", index=False)
+    spec = published_export / "pseudo.toml"
+    spec.write_text((published_export / "cohort.toml").read_text().replace('"cohort.csv"', '"pseudo.csv"'))
+    pseudo = Study.open("smoke", tmp_path / "pseudo", cohort=spec, **CHEAP)
+    back = {v: k for k, v in hashed.items()}
+
+    def original(frame: pd.DataFrame) -> pd.DataFrame:
+        out = frame.assign(patient_id=frame["patient_id"].map(back))
+        return out.sort_values(["seed", "fold", "patient_id"]).reset_index(drop=True)
+
+    a, b = native_study.folds(), original(pseudo.folds())
+    fold_a = a.set_index(["seed", "patient_id"])["fold"]
+    kept = int((fold_a == b.set_index(["seed", "patient_id"])["fold"].reindex(fold_a.index)).sum())
+    assert kept == len(a), f"{kept} of {len(a)} patients kept their fold"
+    rows = {"native": native_study.cohort, "pseudo": pseudo.cohort}
+    assert (rows["pseudo"]["weight_kg"] != rows["pseudo"]["patient_id"].map(
+        dict(zip(rows["native"]["patient_id"].map(hashed), rows["native"]["weight_kg"], strict=True)))).any()
+    for name, tolerance in (("clinical", 1e-9), ("clinical_full", 0.01)):
+        x = run_arm(name, rows["native"], a, "binary", profile=native_study.profile, progress_bar=False)
+        y = original(run_arm(name, rows["pseudo"], pseudo.folds(), "binary", profile=pseudo.profile,
+                             progress_bar=False))
+        x = x.sort_values(["seed", "fold", "patient_id"]).reset_index(drop=True)
+        assert x[["patient_id", "fold", "seed"]].equals(y[["patient_id", "fold", "seed"]]), name
+        numbers = [c for c in x.columns if c != "patient_id"]
+        worst = float(np.abs(x[numbers].to_numpy(float) - y[numbers].to_numpy(float)).max())
+        print(f"{name}: max abs OOF difference, published vs pseudonymised export: {worst:.3g}")
+        assert worst <= tolerance, (name, worst)

@@ -158,16 +158,9 @@ def test_a_dying_worker_leaves_no_half_written_fold_and_the_rerun_retrains_only_
 
 
 @pytest.mark.slow
-def test_a_local_ray_instance_gives_the_in_process_tables(cohort, profile, here, tmp_path):
-    import ray  # a dependency of the test extra: the test fails, never skips, without it
-
+def test_a_local_ray_instance_gives_the_in_process_tables(cohort, profile, here, tmp_path, local_ray):
     here, _ = here
-    ray.init(num_cpus=2, log_to_driver=False, include_dashboard=False,
-             runtime_env={"py_modules": [str(Path(executor.__file__).parent)]})
-    try:
-        there = _tables(cohort, profile, tmp_path / "ray", executor.RayCluster("auto"))
-    finally:
-        ray.shutdown()
+    there = _tables(cohort, profile, tmp_path / "ray", executor.RayCluster("auto"))
     for name in ARMS:
         pd.testing.assert_frame_equal(here[name], there[name], check_exact=True)
     assert len(list((tmp_path / "ray").rglob("done.json"))) == 6

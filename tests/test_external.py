@@ -44,15 +44,22 @@ def rows(synthetic_bundle, bundle_env, tmp_path_factory):
 # ----------------------------------------------------------------------------- osteo validate
 
 
+TRAINING_IMAGES = "30 of 30 images were in the training set: this is not an external validation"
+
+
 def test_validation_on_the_training_cohort_reproduces_the_bundles_in_sample_scores(synthetic_bundle, rows, tmp_path,
                                                                                    capsys):
-    """A bundle trained on the native cohort and validated on it gives back its in-sample scores and metrics."""
+    """A bundle trained on the native cohort and validated on it gives back its in-sample scores and metrics,
+    and says in its title, its tables and its output that this is no external validation (issue 28: a cohort
+    of training images was reported as "External validation", no warning); the report names the cohort by
+    its spec, adds the ROC curves and the fusion-minus-clinical AUROC difference with its CI."""
     bundle, folder = synthetic_bundle.bundle, synthetic_bundle.folder
     out = tmp_path / "validation"
     code = main(["validate", "--model", str(folder), "--data-dir", str(synthetic_bundle.dataset.root),
                  "--out", str(out), "--n-boot", "50"])
     assert code == 0, capsys.readouterr().err
-    assert "report:" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "report:" in printed and TRAINING_IMAGES in printed
     pred = pd.read_csv(out / "predictions.csv", dtype={"patient_id": str}).set_index("patient_id")
     expected = bundle.predict(rows).set_index(rows["patient_id"])
     assert set(pred.index) == set(rows["patient_id"])
@@ -75,9 +82,65 @@ def test_validation_on_the_training_cohort_reproduces_the_bundles_in_sample_scor
     sites = set(metrics["site"]) - {"all"}
     assert sites == set(rows["batch"]) and CONTRACT <= set(metrics.loc[metrics["site"].isin(sites), "metric"])
     page = (out / "report.html").read_text()
-    assert "smoke profile: the numbers mean nothing" in page and page.count("data:image/png;base64,") == 3
+    assert "smoke profile: the numbers mean nothing" in page and page.count("data:image/png;base64,") == 4
+    title = page[page.index("<h1>") + 4:page.index("</h1>")]
+    assert title == f"Validation of model on knee-osteoporosis-v2: {TRAINING_IMAGES}", title
+    assert page.count(f"<caption>{TRAINING_IMAGES}</caption>") >= 4 and (out / "figures" / "roc.png").is_file()
     facts = json.loads((out / "validation.json").read_text())
     assert facts["patients"] == len(rows) and facts["site_column"] == "batch" and facts["n_boot"] == 50
+    assert facts["training_overlap"] | {"statement": None} == {
+        "recorded": True, "images": 30, "of_images": 30, "persons": 30, "of_persons": 30, "external": False,
+        "statement": None}
+    assert pred["in_training_set"].all() and facts["cohort"] == "knee-osteoporosis-v2"
+    comparison = pd.read_csv(out / "comparison.csv").set_index("subset").loc["all"]
+    auroc = metrics[(metrics["metric"] == "auroc") & (metrics["site"] == "all") & (metrics["subset"] == "all")
+                    & (metrics["recalibration"] == "none")].set_index("model")["value"]
+    assert comparison["diff"] == pytest.approx(auroc["fusion"] - auroc["clinical"], abs=1e-12)
+    assert comparison["ci_low"] <= comparison["diff"] <= comparison["ci_high"] and 0 <= comparison["p_value"] <= 1
+
+
+def test_a_bundle_without_its_training_record_says_it_cannot_tell(synthetic_bundle, tmp_path, capsys):
+    """A bundle made before the training set was recorded validates without crashing and says it cannot tell."""
+    import shutil
+
+    from osteo_helpers.bundle import FACTS_NAME, seal
+    from osteo_helpers.external.inputs import UNRECORDED
+
+    old = shutil.copytree(synthetic_bundle.folder, tmp_path / "old-model")
+    facts = json.loads((old / FACTS_NAME).read_text())
+    del facts["data"]["pixel_sha256"], facts["data"]["person_ids"]
+    facts["seal"] = seal(facts)
+    (old / FACTS_NAME).write_text(json.dumps(facts, indent=2))
+    out = tmp_path / "validation"
+    code = main(["validate", "--model", str(old), "--data-dir", str(synthetic_bundle.dataset.root),
+                 "--out", str(out), "--n-boot", "20"])
+    assert code == 0, capsys.readouterr().err
+    assert UNRECORDED in capsys.readouterr().out
+    page = (out / "report.html").read_text()
+    assert f"<h1>Validation of old-model on knee-osteoporosis-v2: {UNRECORDED}</h1>" in page
+    assert f"<caption>{UNRECORDED}</caption>" in page
+    assert pd.read_csv(out / "predictions.csv")["in_training_set"].isna().all()
+
+
+def test_a_value_one_unit_round_trip_from_the_training_range_is_not_flagged():
+    from osteo_helpers.bundle import range_warnings
+
+    ranges = {"numeric": {"weight_kg": [39.0, 120.0], "height_m": [1.42, 1.83]}, "categories": {}}
+    assert range_warnings({"weight_kg": 38.9999, "height_m": 1.42 * (1 - 1e-5)}, ranges) == []
+    assert range_warnings({"weight_kg": 85.98 * 0.45359237}, ranges) == []  # 39 kg written as 85.98 lb
+    assert range_warnings({"weight_kg": 38.5, "height_m": 1.84}, ranges) == [
+        "weight_kg 38.5 outside the training range 39-120", "height_m 1.84 outside the training range 1.42-1.83"]
+
+
+def test_one_and_two_images_per_patient_give_the_same_columns(synthetic_bundle, rows):
+    """A cohort with both knees of every patient scores one row per patient with the columns of a cohort
+    of one image each (issue 28: the two-image table lost the three-class and T-score columns)."""
+    one = evaluate(rows, synthetic_bundle.bundle, person="split_group", n_boot=20).predictions
+    knees = pd.concat([rows, rows.assign(image=[np.ascontiguousarray(im[:, ::-1]) for im in rows["image"]])],
+                      ignore_index=True)
+    two = evaluate(knees, synthetic_bundle.bundle, person="split_group", n_boot=20).predictions
+    assert list(two.columns) == list(one.columns) and len(two) == len(one) and (two["n_images"] == 2).all()
+    assert two[["p_normal", "p_osteopenia", "p_osteoporosis"]].sum(axis=1).to_numpy() == pytest.approx(1.0)
 
 
 def test_unseen_inputs_are_scored_flagged_and_counted_bad_rows_refused(synthetic_bundle, rows):
@@ -134,6 +197,74 @@ def test_validation_on_the_dicom_export_reproduces_the_bundles_in_sample_scores(
         np.testing.assert_allclose(pred.loc[expected.index, column], expected[column], atol=1e-6, err_msg=column)
     sites = set(pd.read_csv(out / "metrics.csv")["site"]) - {"all"}
     assert sites, "the export's site column gives per-site rows"
+
+
+@pytest.fixture(scope="module")
+def pseudonymised(synthetic_bundle, bundle_env, tmp_path_factory):
+    """The bundle's cohort exported (DICOM) with 64-character pseudonyms for IDs, one row naming no image, one
+    naming a file that is not there and one whose file is no DICOM; its validation folder."""
+    import hashlib
+
+    export = tmp_path_factory.mktemp("pseudonymised") / "export"
+    assert main(["cohort", "export", "--to", str(export), "--data-dir", str(synthetic_bundle.dataset.root)]) == 0
+    table = pd.read_csv(export / "cohort.csv", dtype={"StudyID": str})
+    table["StudyID"] = [hashlib.sha256(pid.encode()).hexdigest() for pid in table["StudyID"]]
+    (export / table.loc[2, "ImageFile"]).write_bytes(b"not a DICOM file" * 20)
+    table.loc[0, "ImageFile"], table.loc[1, "ImageFile"] = None, "images/nowhere.dcm"
+    table.to_csv(export / "cohort.csv", index=False)
+    out = export.parent / "validation"
+    assert main(["validate", "--model", str(synthetic_bundle.folder), "--cohort", str(export / "cohort.toml"),
+                 "--out", str(out), "--n-boot", "20"]) == 0
+    return export, table, out
+
+
+def test_every_row_is_scored_or_refused_with_its_reason(pseudonymised, synthetic_bundle, capsys):
+    """Issue 28: a row without an image was in neither predictions.csv nor refused.csv, an undecodable image
+    stopped the command, and a cohort of rows without images was "a cohort that holds no rows"."""
+    export, table, out = pseudonymised
+    ids = table["StudyID"]
+    scored = pd.read_csv(out / "predictions.csv", dtype={"patient_id": str})
+    refused = pd.read_csv(out / "refused.csv", dtype={"patient_id": str}).set_index("patient_id")
+    assert set(scored["patient_id"]) == set(ids[3:]) and set(refused.index) == set(ids[:3])
+    assert "the table names no image (column 'ImageFile')" in refused.loc[ids[0], "problem"]
+    assert "'images/nowhere.dcm' is not a file" in refused.loc[ids[1], "problem"]
+    assert "not a readable DICOM file" in refused.loc[ids[2], "problem"]
+    assert list(refused.loc[ids[:3], "row"]) == [2, 3, 4]  # the table's rows (the header is row 1)
+    assert json.loads((out / "validation.json").read_text())["cohort"] == "knee-osteoporosis-v2-export"
+    table.assign(ImageFile=None).to_csv(export / "none.csv", index=False)
+    (export / "none.toml").write_text((export / "cohort.toml").read_text().replace('"cohort.csv"', '"none.csv"'))
+    capsys.readouterr()
+    code = main(["validate", "--model", str(synthetic_bundle.folder), "--cohort", str(export / "none.toml"),
+                 "--out", str(out.parent / "none")])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and lines[0] == f"error: knee-osteoporosis-v2-export: none of its {len(ids)} rows can be scored:"
+    assert len(lines) == len(ids) + 1 and all("names no image" in line for line in lines[1:])
+    assert not (out.parent / "none").exists()
+
+
+#: tables reaching beyond the page's text column, and how wide the page is against the window
+OVERFLOW_JS = """() => {
+  const column = document.body.getBoundingClientRect().right;
+  const wide = Array.from(document.querySelectorAll('table'))
+    .filter(t => t.getBoundingClientRect().right > column + 1)
+    .map(t => t.textContent.replace(/\\s+/g, ' ').slice(0, 60));
+  return {wide, page: document.documentElement.scrollWidth, window: window.innerWidth};
+}"""
+
+
+def test_the_report_fits_a_1280_px_window(pseudonymised, browser, browser_context_args):
+    """Every table of the report (with 64-character IDs and refused rows) fits a 1,280 px window: no table
+    reaches beyond the text column, nothing scrolls sideways (issue 28: its tables were cut off)."""
+    context = browser.new_context(**{**browser_context_args, "viewport": {"width": 1280, "height": 900}})
+    try:
+        page = context.new_page()
+        page.goto((pseudonymised[2] / "report.html").as_uri(), wait_until="load")
+        layout = page.evaluate(OVERFLOW_JS)
+        links = page.eval_on_selector_all("p.csv a", "links => links.map(a => a.getAttribute('href'))")
+    finally:
+        context.close()
+    assert not layout["wide"] and layout["page"] <= layout["window"], layout
+    assert {"metrics.csv", "comparison.csv", "refused.csv"} <= set(links)
 
 
 @pytest.mark.parametrize("case", ["not a bundle", "out inside the data", "out is a file", "out holds other files",

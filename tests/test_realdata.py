@@ -85,6 +85,8 @@ def test_cli_json_values(cli_findings, real_data_dir):
     f = cli_findings
     assert f["patients"] == 240
     assert f["images"] == 239
+    assert f["rows"] == f["people"] == 240 and f["fatal_problems"] == [] and f["image_formats"] == {".jpeg": 63,
+                                                                                                  ".jpg": 176}
     assert "N37" in f["rows_without_image"]
     assert f["images_without_row"] == []
     assert len(f["cross_class_duplicate_groups"]) >= 1
@@ -116,10 +118,10 @@ def test_cli_human_readable_reports_the_same(cli_findings, runs):
     text = proc.stdout
     with pytest.raises(json.JSONDecodeError):
         json.loads(text)
-    assert f"patients: {cli_findings['patients']}" in text
-    assert f"images: {cli_findings['images']}" in text
-    assert "N37" in text
-    assert f"duplicate image groups (identical bytes): {len(cli_findings['duplicate_groups'])}" in text
+    assert f"table: patient details.xlsx, {cli_findings['rows']} rows\npeople: {cli_findings['people']} " in text
+    assert f"images: {cli_findings['images']} found" in text
+    assert "N37 (row " in text and "/{class_folder}/**/N37.*" in text  # the row without image and where it was sought
+    assert f"duplicate image groups (identical file bytes): {len(cli_findings['duplicate_groups'])}" in text
     assert f"of which {len(cli_findings['cross_class_duplicate_groups'])} span more than one class" in text
     for group in cli_findings["duplicate_groups"]:
         line = " = ".join(group)

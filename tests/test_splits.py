@@ -43,6 +43,40 @@ def test_grouped_folds_keep_groups_together(n_folds, n_repeats):
         assert not test_groups & train_groups
 
 
+def test_folds_and_inner_splits_do_not_depend_on_how_ids_are_spelled_or_rows_ordered():
+    """Folds follow the split groups' content (their images' pixel checksums; the record where a row has no
+    image), not their names: a pseudonymised copy (every ID hashed) with its rows shuffled gets the same folds,
+    the same early-stopping split and the same inner folds of clinical_full."""
+    import hashlib
+
+    import numpy as np
+
+    from osteo_helpers.arms.classical import _grouped_cv
+
+    cohort = _cohort(groups=GROUPS)
+    cohort["pixel_sha256"] = [hashlib.sha256(f"pixels of {pid}".encode()).hexdigest() for pid in cohort["patient_id"]]
+    cohort.loc[cohort["patient_id"] == "OS11", "pixel_sha256"] = None  # no image: its record orders it
+    cohort["age_years"] = np.arange(len(cohort)) * 0.7 + 40
+    hashed = {pid: hashlib.sha256(pid.encode()).hexdigest()[:10] for pid in cohort["patient_id"]}
+    renamed = cohort.assign(patient_id=cohort["patient_id"].map(hashed),
+                            split_group=cohort["split_group"].map(lambda g: f"G{hashlib.md5(g.encode()).hexdigest()}"))
+    renamed = renamed.sample(frac=1.0, random_state=3).reset_index(drop=True)
+    back = {v: k for k, v in hashed.items()}
+    for n_folds, n_repeats in ((3, 2), (5, 1)):
+        a = splits.make_folds(cohort, "label_3class", n_folds, n_repeats, seed=7)
+        b = splits.make_folds(renamed, "label_3class", n_folds, n_repeats, seed=7)
+        b = b.assign(patient_id=b["patient_id"].map(back)).sort_values(["seed", "fold", "patient_id"])
+        pd.testing.assert_frame_equal(a, b.reset_index(drop=True))
+    for table in (cohort, renamed):  # positions -> the patients they hold, compared by original ID
+        ids = table["patient_id"].map(lambda x: back.get(x, x)).to_numpy()
+        fit, val = splits.inner_split(table, "label_3class", 0.2, seed=5)
+        inner = [(sorted(ids[tr]), sorted(ids[te])) for tr, te in _grouped_cv(table, 5)]
+        if table is cohort:
+            expected = (sorted(ids[fit]), sorted(ids[val]), inner)
+        else:
+            assert (sorted(ids[fit]), sorted(ids[val]), inner) == expected
+
+
 def test_every_patient_once_per_repeat():
     cohort = _cohort(groups=GROUPS)
     folds = splits.make_folds(cohort, "label_3class", 4, 3, seed=1)

@@ -22,7 +22,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator, clone
 
 from ..evaluation import threshold_for_sensitivity
-from ..splits import StratifiedGroupKFold
+from ..splits import StratifiedGroupKFold, group_keys
 from ..tasks import Task, collapse_to_binary, get_task, who_probabilities
 
 
@@ -117,7 +117,7 @@ class Arm(BaseEstimator):
                              "a screening threshold needs at least 2")
         splitter = StratifiedGroupKFold(n_splits=min(self._threshold_folds(), minority), shuffle=True,
                                         random_state=int(self.get_params().get("random_state", 0) or 0))
-        for train, test in splitter.split(np.zeros(len(rows)), rows["label_3class"], rows["split_group"]):
+        for train, test in splitter.split(np.zeros(len(rows)), rows["label_3class"], group_keys(rows)):
             inner = clone(self).set_params(target_sensitivity=None, **self._inner_fit_params())
             inner.fit(rows.iloc[train], y[train])
             scores[test] = inner.predict_low_bmd(rows.iloc[test])

@@ -26,7 +26,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from threadpoolctl import threadpool_limits
 
 from ..config import Profile
-from ..splits import StratifiedGroupKFold
+from ..splits import StratifiedGroupKFold, group_keys
 from ..tabular import (
     CATEGORICAL_FEATURES,
     CLINICAL_FEATURES,
@@ -148,7 +148,7 @@ def _neg_log_loss(estimator, X, y) -> float:
 
 def _grouped_cv(rows: pd.DataFrame, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
     """Inner folds of a training fold: grouped by person, stratified by the WHO class."""
-    return list(_inner_folds(tuple(rows["label_3class"]), tuple(rows["split_group"]), seed))
+    return list(_inner_folds(tuple(rows["label_3class"]), tuple(group_keys(rows)), seed))
 
 
 @lru_cache(maxsize=256)

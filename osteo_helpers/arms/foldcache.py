@@ -22,7 +22,15 @@ import pandas as pd
 
 from ..config import Profile
 from ..evaluation import PROB_PREFIX
-from ..fileio import ChecksumError, atomic_write_bytes, atomic_write_text, read_verified, sha256_bytes
+from ..fileio import (
+    ChecksumError,
+    atomic_write_bytes,
+    atomic_write_text,
+    csv_bytes,
+    read_csv,
+    read_verified,
+    sha256_bytes,
+)
 from ..tabular import INPUT_FEATURES
 from .base import Arm
 from .state import ArmStateError, arm_files, load_arm, save_arm
@@ -154,7 +162,7 @@ class FoldCache:
     def predictions(self, info: dict) -> pd.DataFrame:
         path = self.folder / "predictions.csv"
         try:
-            return pd.read_csv(io.BytesIO(self.read("predictions.csv", info)), dtype={"patient_id": str})
+            return read_csv(io.BytesIO(self.read("predictions.csv", info)), dtype={"patient_id": str})
         except FoldCacheError:
             raise
         except Exception as exc:  # pandas raises many types for a damaged file
@@ -189,7 +197,7 @@ class FoldCache:
         if hasattr(arm, "history_"):
             tables["history.csv"] = arm.history_
         for name, table in tables.items():
-            data = table.to_csv(index=False).encode()
+            data = csv_bytes(table)
             atomic_write_bytes(self.folder / name, data)
             files[name] = sha256_bytes(data)
         if "history.csv" not in files:
@@ -237,6 +245,6 @@ def load_histories(cache: Path, name: str, fit_task: str, tag: str = "") -> pd.D
     frames = []
     for store, info in _finished_folds(cache, name, fit_task, tag):
         if "history.csv" in info["files"]:
-            history = pd.read_csv(io.BytesIO(store.read("history.csv", info)))
+            history = read_csv(io.BytesIO(store.read("history.csv", info)))
             frames.append(history.assign(seed=info["seed"], fold=info["fold"]))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()

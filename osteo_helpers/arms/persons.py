@@ -31,6 +31,15 @@ def person_labels(rows: pd.DataFrame, column: str) -> pd.Series:
     return values.first().rename_axis("patient_id")
 
 
+def pooled_probabilities(probs: pd.DataFrame, by) -> pd.DataFrame:
+    """Class probabilities of one person's images pooled, per group ``by`` (groupby keys, first-seen order):
+    the softmax of the mean log-probabilities; for two classes, the logistic of the mean logit."""
+    logp = np.log(np.clip(probs.to_numpy(float), 1e-15, 1.0))
+    mean = pd.DataFrame(logp, columns=probs.columns).groupby(by, sort=False).mean()
+    p = np.exp(mean.to_numpy() - mean.to_numpy().max(axis=1, keepdims=True))
+    return pd.DataFrame(p / p.sum(axis=1, keepdims=True), index=mean.index, columns=probs.columns)
+
+
 def per_person(oof: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
     """An out-of-fold table of image rows as one row per person (``patient_id`` the person ID); unchanged
     when every person has one row."""
@@ -45,10 +54,7 @@ def per_person(oof: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
     out = grouped[[c for c in ("y_true", "threshold") if c in table.columns]].first()
     probs = [c for c in table.columns if c.startswith(PROB_PREFIX)]
     if probs:
-        logp = np.log(np.clip(table[probs].to_numpy(float), 1e-15, 1.0))
-        mean = pd.DataFrame(logp, columns=probs).groupby([table[k].to_numpy() for k in keys], sort=False).mean()
-        p = np.exp(mean.to_numpy() - mean.to_numpy().max(axis=1, keepdims=True))
-        out[probs] = p / p.sum(axis=1, keepdims=True)
+        out[probs] = pooled_probabilities(table[probs], [table[k].to_numpy() for k in keys]).to_numpy()
     if "pred_mean" in table.columns:
         out["pred_mean"] = grouped["pred_mean"].mean()
         out["pred_sd"] = np.sqrt(grouped["pred_sd"].apply(lambda s: float(np.mean(np.square(s)))))

@@ -5,6 +5,8 @@ the tests and the command line call the same code. A cohort is a value passed do
 table -> manifest -> rows); the published dataset is one shipped spec. Where things live:
 
 * :mod:`.spec` -- the cohort spec (TOML): reading and checking it, the shipped spec;
+* :mod:`.spec_schema` -- the spec's keys declared once: the reader's, the JSON Schema, the book's reference page;
+* :mod:`.problems` -- problems that stop a run, collected over every row and image and grouped for a person;
 * :mod:`.cohort` -- `Cohort` (a spec and its folder) and `cohort_rows` (what a model scores);
 * :mod:`.registry` -- checksums, the shipped registry, importing a downloaded copy;
 * :mod:`.image_readers` -- one reader per image format (Pillow; DICOM through pydicom) behind one function;

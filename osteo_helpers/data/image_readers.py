@@ -1,13 +1,20 @@
 """Knee images as clinics store them: one reader per format behind `reader_for`.
 
-* `PillowReader`: JPEG, PNG, TIFF, BMP (the published dataset's JPEGs decode exactly as before,
-  with Pillow's JPEG draft mode).
+* `PillowReader`: JPEG, PNG, TIFF, BMP.
 * `DicomReader`: DICOM through pydicom and its pixel-data plugins (pylibjpeg, libjpeg, openjpeg).
   A single JPEG Baseline frame with nothing to apply (MONOCHROME2 or colour, no rescale, no VOI)
   is decoded by the Pillow path above, so a JPEG and its DICOM encapsulation give the same pixels.
   Everything else goes through ``pixel_array``, the modality LUT (rescale slope and intercept) and
   the VOI LUT or window, and is normalised the same way every time: the VOI output range to [0, 1]
-  when the file has a VOI, else the image's own range; MONOCHROME1 is inverted afterwards.
+  when the file has a VOI, else the image's own range; MONOCHROME1 is inverted afterwards. 8-bit
+  colour pixels become grey by Pillow's conversion, as a colour JPEG or PNG of them does.
+  Stored values above ``BitsStored`` are refused (`ImageReadError`), never masked: pydicom clears
+  those bits, which wraps parts of a 16-bit image labelled 12-bit to white; only a file whose high
+  bits hold a (retired) embedded overlay plane is masked, as the standard says.
+
+Every reader decodes at full resolution: the letterbox (`images.decode_letterbox`) resamples the
+decoded pixels one way for every container. Only the data check's thumbnail (``draft``) lets a
+JPEG decode at a reduced scale.
 
 Every reader answers the same questions: the header (size, mode, pixel spacing), the grey image
 for the letterbox, the grey image at native resolution in [0, 1], a content checksum, and why the
@@ -19,7 +26,9 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import logging
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -123,6 +132,19 @@ class PillowReader:
         return sha256_file(path)
 
 
+class _Heard(logging.Handler):
+    """What pydicom logs in the calling thread (the readers run in threads): it reads a truncated file
+    without an error, logs "End of file reached before delimiter" and returns what it read."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.thread, self.messages = threading.get_ident(), []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.thread == self.thread:
+            self.messages.append(record.getMessage())
+
+
 class DicomReader:
     """DICOM files through pydicom (compressed transfer syntaxes through the pylibjpeg plugins)."""
 
@@ -131,10 +153,17 @@ class DicomReader:
     def _dataset(self, path: Path, pixels: bool = True):
         import pydicom
 
+        heard, logger = _Heard(), logging.getLogger("pydicom")
+        logger.addHandler(heard)
         try:
             ds = pydicom.dcmread(path, stop_before_pixels=not pixels)
         except Exception as exc:  # pydicom raises many types for a file that is not (all) DICOM
             raise ImageReadError(f"{path}: not a readable DICOM file ({_one_line(exc)})") from exc
+        finally:
+            logger.removeHandler(heard)
+        ended = next((m for m in heard.messages if m.startswith("End of file reached")), None)
+        if ended is not None:
+            raise ImageReadError(f"{path}: DICOM file is truncated: {ended.split(' in file ')[0]}")
         missing = [k for k in ("Rows", "Columns", "PhotometricInterpretation") if k not in ds]
         if pixels and "PixelData" not in ds:
             missing.append("PixelData")
@@ -172,13 +201,33 @@ class DicomReader:
         return {"width": int(ds.Columns), "height": int(ds.Rows), "mode": mode, "format": "DICOM",
                 "pixel_spacing_row_mm": row_mm, "pixel_spacing_col_mm": col_mm}
 
-    def _float(self, path: Path, ds) -> np.ndarray:
-        from pydicom.pixels import apply_modality_lut, apply_voi_lut
-
+    def _pixels(self, path: Path, ds) -> np.ndarray:
+        """The stored pixel values; ImageReadError when they use bits above BitsStored (see the module
+        docstring): masking them, as pydicom does, would change the image."""
+        allocated, stored = int(ds.get("BitsAllocated", 8)), int(ds.get("BitsStored", 8))
+        check = stored < allocated and not _embedded_overlay(ds)
         try:
+            if check:
+                ds.pixel_array_options(correct_unused_bits=False)
             arr = ds.pixel_array
         except Exception as exc:  # pydicom and its plugins raise many types for undecodable pixel data
             raise ImageReadError(f"{path}: DICOM pixel data cannot be decoded ({_one_line(exc)})") from exc
+        if not check:
+            return arr
+        shift = arr.dtype.itemsize * 8 - stored
+        masked = np.right_shift(np.left_shift(arr, shift), shift)  # pydicom's correction: clear (or sign-extend)
+        excess = masked != arr
+        if excess.any():
+            raise ImageReadError(f"{path}: stored pixel values exceed BitsStored {stored} ({excess.mean():.0%} of "
+                                 f"pixels use higher bits; largest stored value {int(arr.max())}): the header or "
+                                 "the pixel data is wrong, and masking them would change the image; correct "
+                                 "BitsStored/HighBit or export the image again")
+        return arr
+
+    def _float(self, path: Path, ds) -> np.ndarray:
+        from pydicom.pixels import apply_modality_lut, apply_voi_lut
+
+        arr = self._pixels(path, ds)
         if int(ds.get("SamplesPerPixel", 1)) == 3:
             bits = int(ds.get("BitsStored", 8))
             return arr.astype(np.float64) @ LUMA_WEIGHTS / (2**bits - 1)
@@ -198,6 +247,8 @@ class DicomReader:
         frame = self._jpeg_frame(ds)
         if frame is not None:
             return pil_grayscale(io.BytesIO(frame), draft, str(path))
+        if int(ds.get("SamplesPerPixel", 1)) == 3 and int(ds.get("BitsAllocated", 8)) == 8:
+            return Image.fromarray(self._pixels(path, ds).astype(np.uint8), mode="RGB").convert("L")
         return Image.fromarray(np.rint(self._float(path, ds) * 255).astype(np.uint8), mode="L")
 
     def grayscale_float(self, path: Path) -> np.ndarray:
@@ -218,6 +269,15 @@ class DicomReader:
                 digest.update(bytes(item.LUTData) if isinstance(item.LUTData, bytes) else str(item.LUTData).encode())
         digest.update(ds.PixelData)
         return digest.hexdigest()
+
+
+def _embedded_overlay(ds) -> bool:
+    """Whether an overlay plane lives in the pixel data's unused high bits (retired DICOM: an overlay group
+    with an OverlayBitPosition and no OverlayData of its own): then masking those bits is right."""
+    for group in range(0x6000, 0x6020, 2):
+        if (group << 16 | 0x0102) in ds and (group << 16 | 0x3000) not in ds:
+            return True
+    return False
 
 
 def voi_range(ds) -> tuple[float | None, float | None]:
@@ -283,3 +343,13 @@ def read_grayscale(path: str | os.PathLike) -> np.ndarray:
 def image_sha256(path: str | os.PathLike) -> str:
     """The content checksum that identifies an image (the file's SHA-256; for DICOM, its pixels')."""
     return reader_for(path).content_sha256(Path(path))
+
+
+def pixel_sha256(path: str | os.PathLike) -> str:
+    """SHA-256 of the decoded picture (`open_grayscale`: 8-bit grey at full resolution, with its size): a JPEG,
+    a PNG and a DICOM of one picture share it, whatever their bytes or tags. What the folds are ordered by
+    and what a saved model records of its training images (`images.PixelHashes` caches it)."""
+    array = np.asarray(open_grayscale(path), dtype=np.uint8)
+    digest = hashlib.sha256(f"{array.shape[0]}x{array.shape[1]}:".encode())
+    digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()

@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 
 from ..tasks import CLASSES_3
-from .errors import DatasetLayoutError, DataValidationError
+from .errors import DatasetLayoutError
 from .image_readers import IMAGE_SUFFIXES
 from .spec import CohortSpec, load_spec
 
@@ -67,7 +67,7 @@ def locate_images(root: Path, pattern: str = STEM_PATTERN) -> dict[str, Path]:
             continue
         pid = match["id"].strip()
         if pid in found:
-            raise DataValidationError(f"two image files claim patient {pid!r}: {found[pid]} and {path}; remove one")
+            raise DatasetLayoutError(f"two image files claim patient {pid!r}: {found[pid]} and {path}; remove one")
         found[pid] = path
     return found
 

@@ -13,10 +13,11 @@ import pandas as pd
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
+from ..fileio import read_csv
 from ..tabular import INPUT_FEATURES
 from ..tasks import CLASSES_3
 from .clinical import IMAGE_FILE, load_clinical
-from .errors import DataValidationError, ImageReadError
+from .errors import ImageReadError
 from .image_readers import image_header, image_sha256
 from .layout import check_layout, locate_images
 from .spec import CohortSpec, load_spec
@@ -30,14 +31,26 @@ def image_batch(mode: str, width: int, height: int) -> str:
     return f"{colour}-{size}"
 
 
+#: the manifest's columns before the derived ones (has_image, duplicate_group, split_group, age_years, sex)
+MANIFEST_COLUMNS = ("patient_id", "person_id", "diagnosis", "label_3class", "label_binary", "t_score", "image_path",
+                    "image_sha256", "width", "height", "mode", "image_folder", "batch", "pixel_spacing_row_mm",
+                    "pixel_spacing_col_mm")
 #: One person entered twice has the same clinical record: every cleaned model input, T- and Z-score.
 CLINICAL_RECORD_COLUMNS: tuple[str, ...] = INPUT_FEATURES + ("t_score", "z_score")
+
+
+def record_columns(clinical: pd.DataFrame) -> list[str]:
+    """The columns of `CLINICAL_RECORD_COLUMNS` this cohort has (with at least one value): what
+    "identical clinical records" compares."""
+    return [c for c in CLINICAL_RECORD_COLUMNS if c in clinical.columns and clinical[c].notna().any()]
 
 
 def _record_ids(clinical: pd.DataFrame) -> pd.Series:
     """Patient ID -> an id shared by identical clinical records (NaN equals NaN), over the record's
     columns the cohort has."""
-    columns = [c for c in CLINICAL_RECORD_COLUMNS if c in clinical.columns and clinical[c].notna().any()]
+    columns = record_columns(clinical)
+    if not columns:  # an empty table
+        return pd.Series(np.arange(len(clinical)), index=clinical["patient_id"].to_numpy())
     codes = clinical.groupby(columns, dropna=False, sort=False).ngroup()
     return pd.Series(codes.to_numpy(), index=clinical["patient_id"].to_numpy())
 
@@ -76,22 +89,16 @@ def person_groups(manifest: pd.DataFrame, clinical: pd.DataFrame) -> pd.Series:
 
 def image_files(root: Path, clinical: pd.DataFrame, spec: CohortSpec) -> tuple[dict[str, Path], dict[str, Path]]:
     """(ID -> image of each row that has one, every image the spec finds): a folder pattern finds files
-    without a row too; a column of paths finds only the rows' (a path that is not there is no image)."""
+    without a row too; a column of paths finds only the rows' (a path that is not there is no image).
+    Both are relative to the cohort folder ``root``."""
     root = Path(root)
     if spec.image_pattern is not None:
         found = locate_images(root, spec.image_pattern)
         return {pid: found[pid] for pid in clinical["patient_id"] if pid in found}, found
-    resolved = root.resolve()
     rows = {}
-    for pid, rel, line in zip(clinical["patient_id"], clinical[IMAGE_FILE], clinical["source_row"], strict=True):
-        if not isinstance(rel, str) or not rel.strip():
-            continue
-        path = root / rel.strip()
-        if Path(rel.strip()).is_absolute() or resolved not in path.resolve().parents:
-            raise DataValidationError(f"{spec.table_file}: row {line}, column {spec.image_column!r}: {rel!r} is not "
-                                      "a path inside the cohort folder")
-        if path.is_file():
-            rows[pid] = path
+    for pid, rel in zip(clinical["patient_id"], clinical[IMAGE_FILE], strict=True):
+        if isinstance(rel, str) and (root / rel).is_file():  # load_clinical let only paths inside root through
+            rows[pid] = root / rel
     return rows, dict(rows)
 
 
@@ -144,7 +151,7 @@ def build_manifest(data_dir: Path | None = None, clinical: pd.DataFrame | None =
                 if header_batch:
                     row["batch"] = image_batch(str(header["mode"]), int(header["width"]), int(header["height"]))
         rows.append(row)
-    manifest = pd.DataFrame(rows)
+    manifest = pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
     manifest["has_image"] = manifest["image_path"].notna()
     sha = manifest["image_sha256"]
     group_ids = {h: f"dup{i:02d}" for i, h in enumerate(sorted(sha[sha.duplicated(keep=False) & sha.notna()].unique()))}
@@ -161,12 +168,13 @@ def load_manifest(path: Path) -> pd.DataFrame:
     if not Path(path).is_file():
         raise FileNotFoundError(f"{path}: no manifest; run notebooks/01_eda_manifest.ipynb "
                                 "(or `python -m osteo_helpers run`) first")
-    return pd.read_csv(path, dtype={"patient_id": str, "person_id": str, "image_path": str, "image_sha256": str,
+    return read_csv(path, dtype={"patient_id": str, "person_id": str, "image_path": str, "image_sha256": str,
                                     "duplicate_group": str})
 
 
-def modelling_table(manifest: pd.DataFrame, clinical: pd.DataFrame) -> pd.DataFrame:
-    """Patients with an image joined to their clinical row: the cohort every model sees."""
-    cohort = manifest[manifest["has_image"]].drop(columns=["age_years", "sex"])
+def modelling_table(manifest: pd.DataFrame, clinical: pd.DataFrame, every_row: bool = False) -> pd.DataFrame:
+    """Patients with an image joined to their clinical row: the cohort every model sees (``every_row``: the
+    rows without an image too, as a validation lists them)."""
+    cohort = (manifest if every_row else manifest[manifest["has_image"]]).drop(columns=["age_years", "sex"])
     shared = [c for c in ("diagnosis", "t_score", "person_id", "batch", IMAGE_FILE) if c in clinical.columns]
     return cohort.merge(clinical.drop(columns=shared), on="patient_id", how="left", validate="one_to_one")

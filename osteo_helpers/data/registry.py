@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..config import PROJECT_ROOT, SPREADSHEET_NAME, UsageError
-from ..fileio import atomic_to_csv
+from ..fileio import atomic_to_csv, read_csv
 from ..runfolder import check_output_folder, exclusive
 from .errors import DataValidationError
 from .layout import IMAGE_EXTENSIONS
@@ -42,7 +42,7 @@ def registry_path() -> Path:
 
 def read_registry(path: Path | None = None) -> pd.DataFrame:
     """The shipped checksum registry: relative path, byte size and SHA-256 of every file."""
-    return pd.read_csv(path or registry_path(), dtype={"path": str, "bytes": int, "sha256": str})
+    return read_csv(path or registry_path(), dtype={"path": str, "bytes": int, "sha256": str})
 
 
 def write_registry(data_dir: Path, out: Path) -> pd.DataFrame:

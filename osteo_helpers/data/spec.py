@@ -5,7 +5,9 @@ class column), and each clinical input the models use, mapped from the cohort's 
 canonical input (``tabular.INPUT_FEATURES``) with its unit and category values; free text becomes
 inputs by ordered regular-expression rules. It is checked completely when it is read: a problem is
 one line naming the file, the key and what is wrong (`SpecError`, exit status 2), before any work.
-The published dataset is one such spec, shipped in ``osteo_helpers/cohorts/``.
+The keys, their types and allowed values are declared once, in `spec_schema` (also the JSON Schema
+of `osteo cohort schema` and the book's reference page). The published dataset is one such spec,
+shipped in ``osteo_helpers/cohorts/``.
 """
 
 from __future__ import annotations
@@ -21,22 +23,21 @@ from typing import Any
 from ..config import UsageError
 from ..tabular import BOOLEAN_FEATURES, CATEGORICAL_FEATURES, CATEGORY_VALUES, INPUT_FEATURES, UNITS
 from ..tasks import CLASSES_3
+from .spec_schema import (
+    GENERIC_DERIVED,
+    PATTERN_TOKENS,
+    REQUIRED_INPUTS,
+    ROLE_COLUMNS,
+    T_SCORE_METHODS,
+    TABLE_SUFFIXES,
+    keys,
+)
 
 #: the spec of the published dataset, shipped as package data
 PUBLISHED = "knee-osteoporosis-v2"
-#: the table formats a spec may name, by file suffix
-TABLE_SUFFIXES = {".csv": "csv", ".xlsx": "excel", ".xls": "excel", ".parquet": "parquet", ".pq": "parquet"}
-#: inputs computed from others in code, never mapped by a spec
-GENERIC_DERIVED = ("postmenopausal", "years_since_menopause")
-#: inputs every cohort must give: the pre-specified clinical model uses them
-REQUIRED_INPUTS = ("age_years", "sex")
 #: how a boolean column is read when the spec gives no values
 YES_NO: dict[str, bool] = {"yes": True, "y": True, "true": True, "1": True,
                            "no": False, "n": False, "false": False, "0": False}
-#: optional columns with a role in the manifest (one person's rows, sites, knees, views)
-ROLE_COLUMNS = ("person", "site", "batch", "knee_side", "view")
-#: what the folder pattern's tokens match
-PATTERN_TOKENS = ("id", "class_folder")
 
 
 class SpecError(UsageError):
@@ -224,8 +225,7 @@ def _read_input(r: _Reader, name: str, doc: object, inputs: Mapping[str, object]
         doc = {"column": doc}
     if not isinstance(doc, dict):
         raise r.error(key, "must be a column name or a table")
-    r.known(doc, f"inputs.{name}", ("column", "unit", "values", "rules", "default", "pattern", "when_missing",
-                                     "from_input"))
+    r.known(doc, f"inputs.{name}", keys("inputs.*"))
     spec = InputSpec(name)
     kind = spec.kind
     column, source = r.text(doc, "column", f"inputs.{name}"), doc.get("from_input")
@@ -292,7 +292,7 @@ def _read_keep(r: _Reader, name: str, doc: object) -> KeepSpec:
         doc = {"column": doc}
     if not isinstance(doc, dict):
         raise r.error(key, "must be a column name or a table")
-    r.known(doc, f"keep.{name}", ("column", "kind", "values", "meaning"))
+    r.known(doc, f"keep.{name}", keys("keep.*"))
     if not re.fullmatch(r"[a-z][a-z0-9_]*", name) or name in INPUT_FEATURES:
         raise r.error(key, "a kept column needs a snake_case name that is not a model input")
     kind = doc.get("kind", "raw")
@@ -326,14 +326,11 @@ def _check_pattern(r: _Reader, pattern: str) -> str:
 def parse_spec(doc: Mapping[str, Any], source: str, folder: Path | None) -> CohortSpec:
     """A checked CohortSpec from a parsed TOML document (`folder`: where relative paths start)."""
     r = _Reader(source)
-    r.known(doc, "", ("cohort", "table", "images", "outcome", "inputs", "keep"))
+    r.known(doc, "", keys(""))
     cohort, table, images = r.table(doc, "cohort"), r.table(doc, "table"), r.table(doc, "images")
     outcome, inputs_doc, keep_doc = r.table(doc, "outcome"), r.table(doc, "inputs"), r.table(doc, "keep", False)
-    r.known(cohort, "cohort", ("name", "title", "citation", "root"))
-    r.known(table, "table", ("file", "sheet", "id", *ROLE_COLUMNS, "all_columns_named", "skip_rows_without_id"))
-    r.known(images, "images", ("column", "pattern", "batch"))
-    r.known(outcome, "outcome", ("t_score", "t_score_method", "z_score", "class", "class_values", "mentioned_in",
-                                 "mention_pattern"))
+    for section, values in (("cohort", cohort), ("table", table), ("images", images), ("outcome", outcome)):
+        r.known(values, section, keys(section))
     name = r.text(cohort, "name", "cohort", required=True)
     root_text = r.text(cohort, "root", "cohort")
     root = None if root_text is None else (folder or Path.cwd()) / Path(root_text).expanduser()
@@ -361,7 +358,10 @@ def parse_spec(doc: Mapping[str, Any], source: str, folder: Path | None) -> Coho
         raise r.error("[outcome]", "give t_score and/or class")
     method = r.text(outcome, "t_score_method", "outcome")
     if t_score is not None and method is None:
-        raise r.error("[outcome] t_score_method", "missing: say how the T-score was measured (e.g. DXA or QUS)")
+        raise r.error("[outcome] t_score_method",
+                      f"missing: say how the T-score was measured ({', '.join(T_SCORE_METHODS)})")
+    if method is not None and method not in T_SCORE_METHODS:
+        raise r.error("[outcome] t_score_method", f"{method!r} is not one of {', '.join(T_SCORE_METHODS)}")
     class_values = {c: c for c in CLASSES_3}
     if "class_values" in outcome:
         if klass is None:

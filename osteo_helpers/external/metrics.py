@@ -33,22 +33,36 @@ ALL_SITES = "all"
 METRIC_COLUMNS = ["model", "recalibration", "site", "subset", "metric", "value", "ci_low", "ci_high", "n_patients",
                   "n_low_bmd", "n_normal", "threshold"]
 RECAL_FOLDS = 5
+#: the subset of patients none of whose images the bundle was trained on (when some were)
+NOT_IN_TRAINING = "not_in_training_set"
+DIFFERENCE_COLUMNS = ["comparison", "metric", "subset", "value_a", "value_b", "diff", "ci_low", "ci_high", "p_value",
+                      "n_patients", "n_boot"]
 
 
 def per_patient(scored: pd.DataFrame) -> pd.DataFrame:
-    """One row per patient. A patient with several images (both knees, several views) scores the mean of
-    the images' logits of each model; the other per-image outputs stay in the image table."""
+    """One row per patient, the columns of ``scored`` and ``n_images``, whatever the number of images per
+    patient. A patient with several images (both knees, several views) scores the mean of the images'
+    logits of each model, the three classes' pooled probabilities (`persons.pooled_probabilities`) and the
+    mean of the T-score outputs; flags hold when any image holds them (``screen_positive`` is decided
+    again on the pooled score by the caller)."""
     if not scored["patient_id"].duplicated().any():
         return scored.assign(n_images=1)
+    from ..arms.persons import pooled_probabilities
+
     probs = list(MODELS.values())
+    classes = [c for c in ("p_normal", "p_osteopenia", "p_osteoporosis") if c in scored]
     logits = scored.assign(**{c: special.logit(np.clip(scored[c], 1e-12, 1 - 1e-12)) for c in probs})
-    agg = {c: "first" for c in ("y_true", "t_score", "site", "group") if c in scored}
-    agg |= {c: "mean" for c in probs} | {"outside_training": "any",
-                                         "warnings": lambda w: "; ".join(dict.fromkeys(x for x in w if x))}
-    out = logits.groupby("patient_id", sort=False).agg(agg)
-    out["n_images"] = logits.groupby("patient_id", sort=False).size()
+    agg = {c: "first" for c in scored.columns if c != "patient_id"}
+    agg |= {c: "mean" for c in (*probs, "t_score_mean", "t_score_low", "t_score_high") if c in scored}
+    agg |= {c: "any" for c in ("outside_training", "in_training_set", "screen_positive") if c in scored}
+    agg["warnings"] = lambda w: "; ".join(dict.fromkeys(x for x in w if x))
+    grouped = logits.groupby("patient_id", sort=False)
+    out = grouped.agg(agg)
+    out["n_images"] = grouped.size()
     out[probs] = special.expit(out[probs])
-    return out.reset_index()
+    if classes:
+        out[classes] = pooled_probabilities(scored[classes], scored["patient_id"].to_numpy()).to_numpy()
+    return out.reset_index()[[*scored.columns, "n_images"]]
 
 
 def crossfit_recalibration(y: np.ndarray, p: np.ndarray, groups: np.ndarray, method: str, seed: int) -> np.ndarray:
@@ -98,12 +112,17 @@ def score_metrics(y: np.ndarray, p: np.ndarray, threshold: float, n_boot: int, s
 
 
 def _subsets(patients: pd.DataFrame, site: str | None) -> Iterator[tuple[str, str, np.ndarray]]:
-    """(site, subset, mask): every patient; the patients without a flag on a used input; each site."""
+    """(site, subset, mask): every patient; the patients without a flag on a used input; those none of whose
+    images the bundle was trained on; each site."""
     everyone = np.ones(len(patients), dtype=bool)
     yield ALL_SITES, "all", everyone
     inside = ~patients["outside_training"].to_numpy(bool)
     if 0 < inside.sum() < len(patients):
         yield ALL_SITES, "within_training_range", inside
+    known = "in_training_set" in patients and patients["in_training_set"].notna().all()
+    unseen = ~patients["in_training_set"].to_numpy(bool) if known else everyone
+    if 0 < unseen.sum() < len(patients):
+        yield ALL_SITES, NOT_IN_TRAINING, unseen
     if site is not None:
         for name in sorted(patients["site"].astype(str).unique()):
             yield name, "all", (patients["site"].astype(str) == name).to_numpy()
@@ -136,3 +155,20 @@ def curves(patients: pd.DataFrame, scores: dict[tuple[str, str], np.ndarray], n_
                                                                                                  recalibration=r)
                 for (m, r), p in scores.items()]
     return pd.concat(reliability, ignore_index=True), pd.concat(decision, ignore_index=True)
+
+
+def fusion_minus_clinical(patients: pd.DataFrame, n_boot: int, seed: int) -> pd.DataFrame:
+    """The fusion's AUROC minus the clinical model's on the same patients, as saved (``DIFFERENCE_COLUMNS``):
+    a paired bootstrap of persons, stratified by class, on every subset of all sites holding both classes.
+    Whether the image adds to the clinical model on this cohort: the question the bundle was built for."""
+    y_all, groups = patients["y_true"].to_numpy(int), patients["group"].to_numpy()
+    fusion, clinical = (patients[MODELS[m]].to_numpy(float) for m in ("fusion", "clinical"))
+    out = []
+    for _, subset, mask in _subsets(patients, None):
+        y = y_all[mask]
+        if 0 < y.sum() < len(y):
+            diff = evaluation.paired_bootstrap_difference(y, fusion[mask], clinical[mask], "auroc", n_boot, seed,
+                                                          groups=groups[mask])
+            out.append({**diff, "comparison": "fusion - clinical", "subset": subset, "n_patients": int(mask.sum()),
+                        "n_boot": n_boot})
+    return pd.DataFrame(out, columns=DIFFERENCE_COLUMNS)

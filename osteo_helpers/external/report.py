@@ -1,57 +1,93 @@
-"""The figures and the self-contained HTML page of an external validation (figures inlined as PNG)."""
+"""The figures and the self-contained HTML page of an external validation (figures inlined as PNG).
+
+The page fits a 1,280 px window without scrolling sideways: each metric table holds four metrics at
+most, an estimate and its CI share one cell (they wrap between the two), long identifiers (hashed IDs)
+are shortened, and every table links the CSV file that holds all of it. When some of the cohort's
+images were training images, or the bundle does not record its training set, the title and every
+metric table say so.
+"""
 
 from __future__ import annotations
 
 import base64
 import html
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from .. import evaluation, plots
 from ..report import ci
-from .metrics import ALL_SITES
+from .metrics import ALL_SITES, MODELS, NOT_IN_TRAINING
 
-HEADLINE = ("auroc", "auprc", "brier", "brier_scaled", "calibration_intercept", "calibration_slope", "sensitivity",
-            "specificity")
-PER_SITE = ("auroc", "brier", "calibration_intercept", "calibration_slope", "sensitivity", "specificity")
+if TYPE_CHECKING:
+    from .validate import Validation
+
+DISCRIMINATION = ("auroc", "auprc", "sensitivity", "specificity")
+CALIBRATION = ("brier", "brier_scaled", "calibration_intercept", "calibration_slope")
+PER_SITE = (("auroc", "sensitivity", "specificity"), ("brier", "calibration_intercept", "calibration_slope"))
+HEADERS = {"auroc": "AUROC", "auprc": "AUPRC", "brier": "Brier", "brier_scaled": "scaled Brier",
+           "calibration_intercept": "calibration intercept", "calibration_slope": "calibration slope"}
+SUBSETS = {"all": "All patients", "within_training_range": "Patients inside the training range",
+           NOT_IN_TRAINING: "Patients none of whose images the bundle was trained on"}
 #: the versions the figures draw (the intercept-only update sits between them; its numbers are in the tables)
 FIGURE_VERSIONS = ("none", "logistic")
 LABELS = {"fusion": "fusion (p_low_bmd)", "clinical": "clinical (p_low_bmd_clinical)"}
+#: identifiers longer than this are shown as their first `SHORT_ID` characters and an ellipsis
+LONG_ID, SHORT_ID = 16, 12
+COUNTS = "patients (low BMD / normal)"
+CAPTIONS = {"roc": "ROC and precision-recall curves of both models as saved (legend: AUROC, AUPRC with 95% CI)",
+            "calibration": "calibration: observed against predicted, per bin", "decision_curve": "decision curve",
+            "sites_auroc": "AUROC per site"}
 
 
 def version_label(model: str, recalibration: str) -> str:
     return LABELS.get(model, model) + ("" if recalibration == "none" else f", recalibrated ({recalibration})")
 
 
+def _cell(value: float, low: float, high: float) -> str:
+    """``value [low, high]``, breakable between the estimate and its interval only."""
+    return ci(value, low, high).replace("\u00a0[", " [")
+
+
 def wide(metrics: pd.DataFrame, site: str = ALL_SITES, subset: str = "all",
-         columns: tuple[str, ...] = HEADLINE) -> pd.DataFrame:
-    """One row per version (and site), one column per metric, cells ``value [CI]``."""
+         columns: tuple[str, ...] = DISCRIMINATION) -> pd.DataFrame:
+    """One row per version (and site), the patients counted in one column, one column per metric, cells
+    ``value [CI]``."""
     part = metrics[(metrics["subset"] == subset) & metrics["metric"].isin(columns)]
     if site != "*":
         part = part[part["site"] == site]
-    part = part.assign(version=[version_label(m, r) for m, r in zip(part["model"], part["recalibration"],
-                                                                    strict=True)],
-                       cell=[ci(v, lo, hi) for v, lo, hi in part[["value", "ci_low", "ci_high"]].itertuples(
+    part = part.assign(version=[m if r == "none" else f"{m}, recalibrated ({r})"
+                                for m, r in zip(part["model"], part["recalibration"], strict=True)],
+                       cell=[_cell(v, lo, hi) for v, lo, hi in part[["value", "ci_low", "ci_high"]].itertuples(
                            index=False)])
     index = ["site", "version"] if site == "*" else ["version"]
     table = part.pivot_table(index=index, columns="metric", values="cell", aggfunc="first", sort=False)
     counts = part.groupby(index, sort=False)[["n_patients", "n_low_bmd", "n_normal"]].first()
+    counts = pd.DataFrame({COUNTS: [f"{n} ({low} / {normal})" for n, low, normal in counts.itertuples(index=False)]},
+                          index=counts.index)
     table = counts.join(table[[c for c in columns if c in table.columns]]).fillna("not defined")
     table.columns.name = None
-    return table.reset_index()
+    return table.reset_index().rename(columns=HEADERS)
 
 
-def figures(folder: Path, reliability: pd.DataFrame, decision: pd.DataFrame,
-            metrics: pd.DataFrame, stamp: str) -> dict[str, Path]:
-    """calibration.png, decision_curve.png and, with sites, sites_auroc.png; their paths by name."""
+def figures(folder: Path, result: Validation, stamp: str) -> dict[str, Path]:
+    """roc.png, calibration.png, decision_curve.png and, with sites, sites_auroc.png; their paths by name."""
     def by_version(table: pd.DataFrame) -> dict[str, pd.DataFrame]:
         shown = table[table["recalibration"].isin(FIGURE_VERSIONS)]
         return {version_label(m, r): part for (m, r), part in shown.groupby(["model", "recalibration"], sort=False)}
 
-    out = {"calibration": evaluation.reliability_figure(by_version(reliability)),
-           "decision_curve": evaluation.decision_curve_figure(by_version(decision))}
+    metrics, patients = result.metrics, result.predictions
+    headline = metrics[(metrics["site"] == ALL_SITES) & (metrics["subset"] == "all")
+                       & (metrics["recalibration"] == "none")].set_index(["model", "metric"])
+    y = patients["y_true"].to_numpy(int)
+    curves = {LABELS[m]: (y, patients[column].to_numpy(float)) for m, column in MODELS.items()}
+    legend = {LABELS[m]: tuple(ci(*headline.loc[(m, metric), ["value", "ci_low", "ci_high"]])
+                               if (m, metric) in headline.index else "" for metric in ("auroc", "auprc"))
+              for m in MODELS}
+    out = {"roc": plots.roc_pr_curves(curves, f"{result.summary['cohort']}: all patients, models as saved", legend),
+           "calibration": evaluation.reliability_figure(by_version(result.reliability)),
+           "decision_curve": evaluation.decision_curve_figure(by_version(result.decision))}
     sites = metrics[(metrics["site"] != ALL_SITES) & (metrics["recalibration"] == "none")]
     if not sites.empty:
         out["sites_auroc"] = plots.grouped_forest(sites, "site", "model", "auroc", "AUROC per site (95% CI)",
@@ -63,8 +99,53 @@ def figures(folder: Path, reliability: pd.DataFrame, decision: pd.DataFrame,
     return paths
 
 
-def _table_html(table: pd.DataFrame) -> str:
-    return f'<div class="wide">{table.to_html(index=False, border=0, classes="t", na_rep="", escape=True)}</div>'
+def short_ids(table: pd.DataFrame, columns: tuple[str, ...] = ("patient_id",)) -> pd.DataFrame:
+    """Long identifiers (hashed IDs) shortened to their first characters, in their own columns and wherever
+    a ``problem`` or ``reason`` text repeats them; the CSV files keep them whole."""
+    out = table.copy()
+    long = {v: f"{v[:SHORT_ID]}…" for c in columns if c in out for v in out[c].astype(str) if len(v) > LONG_ID}
+    if not long:
+        return out
+    for c in columns:
+        if c in out:
+            out[c] = out[c].astype(str).map(lambda v: long.get(v, v))
+    for c in ("problem", "reason"):
+        if c in out:
+            out[c] = [_replace_all(str(text), long) for text in out[c]]
+    return out
+
+
+def _replace_all(text: str, mapping: dict[str, str]) -> str:
+    for old, new in mapping.items():
+        text = text.replace(old, new)
+    return text
+
+
+def p_text(p: float, n_boot: int) -> str:
+    """A bootstrap p-value to three decimals; 0 as the bound the resamples allow; below 0.001 as a bound."""
+    if p == 0:
+        return evaluation.format_p(0.0, max(1, n_boot // 2))
+    return "< 0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def difference_table(comparison: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame({
+        "patients": [SUBSETS.get(s, s) for s in comparison["subset"]],
+        "n": comparison["n_patients"],
+        "fusion AUROC": [f"{v:.3f}" for v in comparison["value_a"]],
+        "clinical AUROC": [f"{v:.3f}" for v in comparison["value_b"]],
+        "fusion - clinical [95% CI]": [ci(d, lo, hi, signed=True).replace("\u00a0[", " [") for d, lo, hi in
+                                       comparison[["diff", "ci_low", "ci_high"]].itertuples(index=False)],
+        "p": [p_text(p, n) for p, n in comparison[["p_value", "n_boot"]].itertuples(index=False)]})
+
+
+def _table_html(table: pd.DataFrame, csv: str, what: str, caption: str | None = None) -> str:
+    """A table that wraps rather than scrolls, its caption, and the link to the CSV file holding all of it."""
+    body = table.to_html(index=False, border=0, classes="t", na_rep="", escape=True)
+    if caption:
+        body = body.replace('<table class="dataframe t">',
+                            f'<table class="dataframe t"><caption>{html.escape(caption)}</caption>', 1)
+    return f'{body}<p class="csv">{html.escape(what)}: <a href="{csv}">{csv}</a></p>'
 
 
 def _figure_html(path: Path, alt: str) -> str:
@@ -74,48 +155,75 @@ def _figure_html(path: Path, alt: str) -> str:
 
 
 STYLE = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;line-height:1.45}
-table.t{border-collapse:collapse;font-size:.85em;margin:.5em 0 1.5em}table.t th,table.t td{padding:.25em .6em;
-border-bottom:1px solid #ddd;text-align:left}.banner{background:#fff3cd;border:1px solid #e0c36b;padding:.6em}
-img{max-width:100%}.wide{overflow-x:auto}figure{margin:1em 0}figcaption{font-size:.85em;color:#555}"""
+table.t{border-collapse:collapse;font-size:.85em;margin:.5em 0 .3em}table.t th,table.t td{padding:.25em .6em;
+border-bottom:1px solid #ddd;text-align:left;vertical-align:top}table.t td{overflow-wrap:anywhere}
+caption{text-align:left;font-weight:bold;color:#8a5a00;padding:.2em 0}.csv{font-size:.8em;margin:0 0 1.5em}
+.banner{background:#fff3cd;border:1px solid #e0c36b;padding:.6em}img{max-width:100%}figure{margin:1em 0}
+figcaption{font-size:.85em;color:#555}"""
 
 
-def html_page(summary: dict[str, Any], metrics: pd.DataFrame, coefficients: pd.DataFrame, flags: pd.DataFrame,
-              refused: pd.DataFrame, notes: list[str], figure_paths: dict[str, Path]) -> str:
-    """The report: what was scored, the headline table, per-site table, recalibration, inputs, figures."""
-    esc = html.escape
-    parts = [f"<h1>External validation of {esc(summary['bundle'])}</h1>",
-             "<p><em>Research use only: not a medical device.</em></p>"]
+def _title(summary: dict[str, Any]) -> str:
+    overlap = summary["training_overlap"]
+    name = f"{Path(summary['bundle']).name} on {summary['cohort']}"
+    return f"External validation of {name}" if overlap["external"] else f"Validation of {name}: {overlap['statement']}"
+
+
+def html_page(result: Validation, flags: pd.DataFrame, figure_paths: dict[str, Path]) -> str:
+    """The report: what was scored, the metric tables, fusion minus clinical, per site, recalibration,
+    inputs, refused rows, figures."""
+    summary, metrics, esc = result.summary, result.metrics, html.escape
+    overlap = summary["training_overlap"]
+    warning = None if overlap["external"] else overlap["statement"]
+    parts = [f"<h1>{esc(_title(summary))}</h1>", "<p><em>Research use only: not a medical device.</em></p>"]
+    if warning:
+        parts.append(f'<p class="banner"><strong>{esc(warning[0].upper() + warning[1:])}.</strong> Metrics on images '
+                     "a model was trained on estimate how well it fits them, not how it does on new patients.</p>")
+    elif overlap["persons"]:
+        parts.append(f"<p>{esc(overlap['statement'][0].upper() + overlap['statement'][1:])}.</p>")
     if summary["profile"] == "smoke":
         parts.append('<p class="banner"><strong>smoke profile: the numbers mean nothing.</strong> The bundle was '
                      "trained with the smoke profile; this report proves that the code runs.</p>")
     s = {k: esc(str(v)) for k, v in summary.items()}
-    parts.append(f"<p>Cohort: {s['cohort']}. {s['rows']} rows given, {s['patients']} patients scored "
-                 f"({s['n_low_bmd']} low BMD, {s['n_normal']} normal), {s['refused_patients']} refused, "
-                 f"{s['flagged_patients']} scored with an input the saved arms use outside what they saw in "
-                 f"training. Bundle: profile {s['profile']}, created {s['created']}, commit {s['commit']}; "
-                 f"screening threshold {summary['threshold']:.4f} (p_low_bmd &ge; threshold). Intervals: 95% "
-                 f"percentile, {s['n_boot']} bootstrap resamples of {s['resampled']}, stratified by class.</p>")
-    parts += [f"<p>{esc(n)}</p>" for n in notes]
-    parts += ["<h2>All patients</h2>", _table_html(wide(metrics))]
-    if (metrics["subset"] == "within_training_range").any():
-        parts += ["<h2>Patients inside the training range</h2>",
-                  _table_html(wide(metrics, subset="within_training_range"))]
+    parts.append(f"<p>Cohort: {s['cohort']} ({s.get('cohort_source', s['cohort'])}). {s['rows']} rows given, "
+                 f"{s['patients']} patients scored ({s['n_low_bmd']} low BMD, {s['n_normal']} normal), "
+                 f"{s['refused_rows']} rows refused, {s['flagged_patients']} patients scored with an input the saved "
+                 f"arms use outside what they saw in training. Bundle: {s['bundle']}, profile {s['profile']}, created "
+                 f"{s['created']}, commit {s['commit']}; screening threshold {summary['threshold']:.4f} (p_low_bmd "
+                 f"&ge; threshold). Intervals: 95% percentile, {s['n_boot']} bootstrap resamples of {s['resampled']}, "
+                 "stratified by class.</p>")
+    parts += [f"<p>{esc(n)}</p>" for n in result.notes]
+    for subset, title in SUBSETS.items():
+        if (metrics["subset"] == subset).any():
+            parts.append(f"<h2>{esc(title)}</h2>")
+            parts += [_table_html(wide(metrics, subset=subset, columns=columns), "metrics.csv",
+                                  "every number, per model, recalibration, site and subset", warning)
+                      for columns in (DISCRIMINATION, CALIBRATION)]
+    if not result.comparison.empty:
+        parts += ["<h2>Does the image add to the clinical model?</h2><p>The fusion's AUROC minus the clinical "
+                  "model's, on the same patients (models as saved; paired bootstrap of persons). Positive: the knee "
+                  "image adds discrimination to the clinical model on this cohort.</p>",
+                  _table_html(difference_table(result.comparison), "comparison.csv", "the differences", warning)]
     if (metrics["site"] != ALL_SITES).any():
-        parts += ["<h2>Per site</h2>", _table_html(wide(metrics, "*", columns=PER_SITE))]
-    if not coefficients.empty:
+        parts.append("<h2>Per site</h2>")
+        parts += [_table_html(wide(metrics, "*", columns=columns), "metrics.csv", "every site's numbers", warning)
+                  for columns in PER_SITE]
+    if not result.coefficients.empty:
         parts += ["<h2>Recalibration</h2><p>logit(p') = intercept + slope &middot; logit(p), fitted on every patient "
                   "(the coefficients to apply); the recalibrated rows above are cross-fitted. They apply the saved "
                   "probability threshold to the recalibrated probabilities, a different decision rule from the "
-                  "bundle's.</p>", _table_html(coefficients.round(4))]
-    parts += ["<h2>Inputs the bundle never saw</h2>",
-              _table_html(flags) if not flags.empty else "<p>None: every input lies inside the training range.</p>"]
+                  "bundle's.</p>", _table_html(result.coefficients.round(3), "recalibration.csv", "the coefficients")]
+    parts.append("<h2>Inputs the bundle never saw</h2>")
+    parts.append(_table_html(flags.round(3), "unseen_inputs.csv", "per input; every value in input_flags.csv")
+                 if not flags.empty else "<p>None: every input lies inside the training range.</p>")
+    refused = result.refused
     if not refused.empty:
-        shown = refused.head(50)
-        parts += [f"<h2>Refused rows ({len(refused)} problems)</h2>", _table_html(shown)]
-    parts += [_figure_html(path, name.replace("_", " ")) for name, path in figure_paths.items()]
-    parts.append("<p>Tables: metrics.csv (every number above), predictions.csv, refused.csv, unseen_inputs.csv, "
-                 "input_flags.csv, reliability.csv, decision_curve.csv, recalibration.csv; facts: "
-                 "validation.json.</p>")
+        parts += [f"<h2>Refused rows ({summary['refused_rows']} rows, {len(refused)} problems)</h2>",
+                  _table_html(short_ids(refused.head(50)), "refused.csv",
+                              "every problem of every refused row" + (" (the first 50 shown)" if len(refused) > 50
+                                                                      else ""))]
+    parts += [_figure_html(path, CAPTIONS.get(name, name)) for name, path in figure_paths.items()]
+    parts.append('<p>Tables: <a href="predictions.csv">predictions.csv</a> (every patient scored, with '
+                 "in_training_set and outside_training); facts: validation.json.</p>")
     body = "\n".join(parts)
-    return (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>External validation</title>'
+    return (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{esc(_title(summary))}</title>'
             f"<style>{STYLE}</style></head><body>\n{body}\n</body></html>\n")

@@ -3,14 +3,16 @@
 The core (`evaluate`, `validate`) takes cohort rows and a loaded `Bundle` and knows nothing of
 where the rows came from: one row per image with ``patient_id``, the clinical inputs by their tidy
 names (``tabular.INPUT_FEATURES``), ``label_binary`` (the truth), optionally ``t_score``, a site
-column and a person column (named by the caller), and ``image`` (letterboxed at the bundle's size).
-`published_rows` gives those rows for the published dataset (sites: its acquisition batches).
+column and a person column (named by the caller), ``image`` (letterboxed at the bundle's size; None
+with ``image_problem`` where there is none) and ``pixel_sha256`` (the decoded pixels' checksum, which
+tells the images the bundle was trained on). `data.cohort_rows` gives those rows for any cohort, the
+published dataset included.
 
 The folder is built beside its target and renamed into place, so it is never half-written:
 ``metrics.csv`` (every number; the contract: ``auroc``, ``brier``, ``calibration_intercept``,
-``calibration_slope``, per site where there are sites), ``predictions.csv``, ``refused.csv``,
-``input_flags.csv``, ``unseen_inputs.csv``, ``reliability.csv``, ``decision_curve.csv``,
-``recalibration.csv``, ``figures/*.png``, ``report.html`` and ``validation.json``.
+``calibration_slope``, per site where there are sites), ``comparison.csv`` (fusion minus clinical),
+``predictions.csv``, ``refused.csv``, ``input_flags.csv``, ``unseen_inputs.csv``, ``reliability.csv``,
+``decision_curve.csv``, ``recalibration.csv``, ``figures/*.png``, ``report.html`` and ``validation.json``.
 """
 
 from __future__ import annotations
@@ -31,8 +33,8 @@ from ..bundle import Bundle, _swap_in
 from ..config import UsageError
 from ..fileio import atomic_to_csv, atomic_write_text
 from ..patients import BadInputError
-from .inputs import OUTCOME, check_rows, flag_counts
-from .metrics import MODELS, curves, per_patient, validation_metrics, versions
+from .inputs import OUTCOME, Overlap, check_rows, flag_counts, training_overlap
+from .metrics import MODELS, curves, fusion_minus_clinical, per_patient, validation_metrics, versions
 from .report import figures, html_page
 from .sites import site_counts, site_notes
 
@@ -53,10 +55,13 @@ class Validation:
     scores: dict[tuple[str, str], np.ndarray]
     summary: dict[str, Any]
     notes: list[str] = field(default_factory=list)
+    comparison: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
-def _scored_rows(bundle: Bundle, checked: Any, site: str | None, person: str | None) -> pd.DataFrame:
-    """The bundle's outputs per scored row with the truth, site, person and the flag on used inputs."""
+def _scored_rows(bundle: Bundle, checked: Any, site: str | None, person: str | None,
+                 overlap: Overlap) -> pd.DataFrame:
+    """The bundle's outputs per scored row with the truth, site, person, the flag on used inputs and whether
+    the image was a training image."""
     table = bundle.score(checked.patients)
     rows = checked.rows
     table.insert(1, "y_true", rows[OUTCOME].astype(int).to_numpy())
@@ -67,15 +72,17 @@ def _scored_rows(bundle: Bundle, checked: Any, site: str | None, person: str | N
     table["group"] = groups.where(groups.notna(), rows["patient_id"]).astype(str).to_numpy()
     flagged = set(checked.flags.loc[checked.flags["used_by_model"].astype(bool), "patient_id"])
     table["outside_training"] = table["patient_id"].isin(flagged)
+    table["in_training_set"] = overlap.in_training[checked.kept] if overlap.recorded else pd.NA
     return table
 
 
 def evaluate(rows: pd.DataFrame, bundle: Bundle, *, site: str | None = None, person: str | None = None,
              recalibrate: bool = False, n_boot: int | None = None, seed: int | None = None,
-             cohort: str = "cohort rows") -> Validation:
+             cohort: str = "cohort rows", cohort_source: str | None = None) -> Validation:
     """Score the rows with the bundle and measure both of its models (see `metrics`); nothing is written.
 
     ``site``, ``person``: the columns holding each row's site and person (bootstrap groups), or None.
+    ``cohort``: the cohort's name (its spec's), ``cohort_source``: where it lies (both for the report).
     ``n_boot``, ``seed``: default to the bundle's profile. BadInputError when no row can be scored,
     UsageError when the scored patients hold one class only.
     """
@@ -85,10 +92,14 @@ def evaluate(rows: pd.DataFrame, bundle: Bundle, *, site: str | None = None, per
     for name, column in (("site", site), ("person", person)):
         if column is not None and column not in rows:
             raise UsageError(f"{name} column {column!r} is not in the cohort rows")
+    if rows.empty:
+        raise BadInputError([f"{cohort}: the table holds no rows"])
     checked = check_rows(rows, bundle, site)
     if not checked.patients:
-        raise BadInputError(checked.refused["problem"].tolist() or ["the cohort holds no rows"])
-    scored = _scored_rows(bundle, checked, site, person)
+        raise BadInputError([f"{cohort}: none of its {len(rows)} rows can be scored:",
+                             *checked.refused["problem"].tolist()])
+    overlap = training_overlap(rows, bundle)
+    scored = _scored_rows(bundle, checked, site, person, overlap)
     patients = per_patient(scored)
     thresholds = {"fusion": bundle.threshold, "clinical": float(bundle.facts["arms"]["clinical"]["threshold"])}
     patients["screen_positive"] = patients[MODELS["fusion"]] >= thresholds["fusion"]
@@ -107,38 +118,42 @@ def evaluate(rows: pd.DataFrame, bundle: Bundle, *, site: str | None = None, per
     metrics = validation_metrics(patients, scores, thresholds, site, n_boot, seed)
     reliability, decision = curves(patients, scores, n_boot, seed)
     notes = site_notes(site_counts(patients["y_true"], patients["site"])) if site else []
-    refused_patients = checked.refused["patient_id"].nunique()
-    if refused_patients:
-        notes.insert(0, f"{refused_patients} patient(s) refused and not scored (refused.csv lists every problem).")
+    refused_rows = len(rows) - len(checked.rows)
+    refused_patients = len(set(checked.refused["patient_id"]) - set(patients["patient_id"]))
+    if refused_rows:
+        notes.insert(0, f"{refused_rows} of the {len(rows)} rows refused and not scored ({refused_patients} "
+                        "patient(s) left without a score); refused.csv lists every problem of every refused row.")
     facts = bundle.facts
     summary = {
         "bundle": str(bundle.path), "profile": profile["name"], "created": facts.get("created", "?"),
         "commit": facts.get("git", {}).get("commit", "?"), "threshold": thresholds["fusion"],
-        "thresholds": thresholds, "cohort": cohort, "rows": len(rows), "patients": len(patients),
-        "n_low_bmd": n_low, "n_normal": len(patients) - n_low, "refused_patients": int(refused_patients),
+        "thresholds": thresholds, "cohort": cohort, "cohort_source": cohort_source or cohort, "rows": len(rows),
+        "patients": len(patients),
+        "n_low_bmd": n_low, "n_normal": len(patients) - n_low, "refused_rows": int(refused_rows),
+        "refused_patients": int(refused_patients), "training_overlap": overlap.facts(),
         "flagged_patients": int(patients["outside_training"].sum()), "site_column": site, "person_column": person,
         "resampled": f"persons ({person})" if person else "patients", "n_boot": n_boot, "seed": seed,
         "recalibrate": recalibrate, "osteo_helpers": __version__,
         "validated": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
     return Validation(patients, metrics, coefficients, reliability, decision, checked.flags, checked.refused, scores,
-                      summary, notes)
+                      summary, notes, fusion_minus_clinical(patients, n_boot, seed))
 
 
 def write(result: Validation, folder: Path) -> None:
     """Every table, figure and the HTML page of a validation, into an empty folder."""
     (folder / "figures").mkdir(parents=True, exist_ok=True)
     counts = flag_counts(result.flags, result.summary["patients"])
-    tables = {"metrics": result.metrics, "predictions": result.predictions, "refused": result.refused,
-              "input_flags": result.flags, "unseen_inputs": counts, "reliability": result.reliability,
-              "decision_curve": result.decision, "recalibration": result.coefficients}
+    tables = {"metrics": result.metrics, "comparison": result.comparison, "predictions": result.predictions,
+              "refused": result.refused, "input_flags": result.flags, "unseen_inputs": counts,
+              "reliability": result.reliability, "decision_curve": result.decision,
+              "recalibration": result.coefficients}
     for name, table in tables.items():
         atomic_to_csv(table, folder / f"{name}.csv")
     summary = result.summary
-    stamp = f"validation of {Path(summary['bundle']).name} · profile {summary['profile']}"
-    paths = figures(folder / "figures", result.reliability, result.decision, result.metrics, stamp)
-    atomic_write_text(folder / "report.html", html_page(summary, result.metrics, result.coefficients, counts,
-                                                        result.refused, result.notes, paths))
+    stamp = f"validation of {Path(summary['bundle']).name} on {summary['cohort']} · profile {summary['profile']}"
+    paths = figures(folder / "figures", result, stamp)
+    atomic_write_text(folder / "report.html", html_page(result, counts, paths))
     atomic_write_text(folder / FACTS_NAME, json.dumps(summary, indent=2, default=str))
 
 
@@ -168,16 +183,3 @@ def validate(rows: pd.DataFrame, bundle: Bundle, out: str | os.PathLike, **optio
         finally:
             shutil.rmtree(built, ignore_errors=True)
     return result
-
-
-def published_rows(bundle: Bundle, data_dir: str | os.PathLike | None, scratch: Path) -> pd.DataFrame:
-    """Rows of the published dataset for `validate`: every spreadsheet patient (one without an image has
-    ``image`` None and is refused), images letterboxed at the bundle's size; site column ``batch``,
-    person column ``split_group``. ``scratch``: a folder for the study's manifest, deleted by the caller."""
-    from ..data import modelling_table
-    from ..study import Study
-
-    study = Study.open(bundle.facts["profile"]["name"], scratch, data_dir, image_size=bundle.image_size)
-    images = dict(zip(study.cohort["patient_id"], study.images(bundle.image_size, progress=False), strict=True))
-    everyone = modelling_table(study.manifest.assign(has_image=True), study.clinical)
-    return everyone.assign(image=[images.get(pid) for pid in everyone["patient_id"]])

@@ -7,7 +7,11 @@ The fault families, one module each (issue 21 and point 3 of issue 20):
 - `test_run_folders`: a run folder holds one run; `train-final --run` takes only a matching, finished run;
 - `test_impossible_inputs`: values and images outside the hard limits never train and are refused by predict;
 - `test_one_line`: bad input and Ctrl-C end in one line, never a traceback;
-- `test_leftovers`: nothing half-built or empty stays behind; each wrong data folder has its own message.
+- `test_leftovers`: nothing half-built or empty stays behind; each wrong data folder has its own message;
+- `test_formula_injection`: no CSV cell a spreadsheet would run as a formula; the project's tables read back exactly;
+- `test_dying_workers`: a killed worker ends the command in seconds, alone, in one line;
+- `test_quiet_libraries`: library warnings never reach stderr; what a user needs is in the one line;
+- `test_tables_and_seals`: header-only and semicolon tables, wide tables, signed bundles.
 """
 
 from __future__ import annotations
@@ -15,12 +19,14 @@ from __future__ import annotations
 import io
 import os
 import pickle
+import shutil
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
 from osteo_helpers import config, splits
+from tests.test_cohort import BASE_SPEC
 
 COUNTS = {"normal": 10, "osteopenia": 10, "osteoporosis": 10}
 
@@ -88,9 +94,30 @@ def bomb_jpeg(path: Path, width: int = 65500, height: int = 65500) -> Path:
     return path
 
 
+def real_cohort(data_dir: Path, root: Path, ids: list[str], sites: list[str] | None = None) -> Path:
+    """A CSV cohort of real knee radiographs (one per ID, copied from the published dataset, every class
+    in turn) with invented ages, sexes, heights (cm), weights (lb) and T-scores and a site column under
+    ``root``, described by the spec of tests/test_cohort.py; the path of its spec."""
+    images = {c: sorted(p for p in (data_dir / c).iterdir() if p.suffix.lower() in (".jpg", ".jpeg"))
+              for c in ("normal", "osteopenia", "osteoporosis")}
+    (root / "img").mkdir(parents=True)
+    lines = ["Exam,File,Age,Sex,Height,Weight,TScore,Hospital"]
+    for i, pid in enumerate(ids):
+        source = images[("normal", "osteopenia", "osteoporosis")[i % 3]][i // 3]
+        shutil.copyfile(source, root / "img" / f"knee{i}.jpg")
+        site = (sites or ["A"])[i % len(sites or ["A"])]
+        cells = [pid, f"img/knee{i}.jpg", str(50 + i), "FM"[i % 2], str(150 + i), str(130 + 3 * i),
+                 ("0.2", "-1.8", "-3.0")[i % 3], site]
+        lines.append(",".join('"' + c.replace('"', '""') + '"' for c in cells))
+    (root / "table.csv").write_text("\n".join(lines) + "\n", newline="")
+    (root / "cohort.toml").write_text(BASE_SPEC.format(table_extra='site = "Hospital"', inputs_extra=""))
+    return root / "cohort.toml"
+
+
 @pytest.fixture(scope="session")
 def make():
     """The builders above, for the tests (a module of a test folder is not imported by name)."""
     import types
 
-    return types.SimpleNamespace(planted_pickle=planted_pickle, image_bytes=image_bytes, bomb_jpeg=bomb_jpeg)
+    return types.SimpleNamespace(planted_pickle=planted_pickle, image_bytes=image_bytes, bomb_jpeg=bomb_jpeg,
+                                 real_cohort=real_cohort)
