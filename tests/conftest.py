@@ -284,7 +284,7 @@ def synth():
 # ----------------------------------------------------------------------------- one saved model bundle
 #: the synthetic cohort and settings of the bundle every scoring test shares (30 patients, 32 px, smoke)
 BUNDLE_COUNTS = {"normal": 10, "osteopenia": 10, "osteoporosis": 10}
-BUNDLE_SETTINGS = {"image_size": "32", "num_threads": "1", "batch_size": "8"}
+BUNDLE_SETTINGS = {"image_size": "32", "feature_size": "32", "num_threads": "1", "batch_size": "8"}
 
 
 @dataclass
