@@ -1,5 +1,5 @@
 """Command line (`osteo`, the same as `python -m osteo_helpers`): `data check|import`, `cohort check|export|schema`,
-`run`, `ablation`, `train-final`, `predict`, `validate`, `profiles`.
+`run`, `answer`, `ablation`, `train-final`, `predict`, `validate`, `profiles`.
 
 Exit status, the same for the same input whatever the command (README: Exit status):
   0    done (`cohort check`, `data check`: nothing stops a run; the findings are listed all the same)
@@ -154,12 +154,11 @@ def _predict(args: argparse.Namespace) -> int:
     from .bundle import Bundle
     from .config import ensure_outside_data
     from .fileio import atomic_to_csv
-    from .patients import BadInputError, batch_patients, single_patient
+    from .patients import FIELDS, BadInputError, batch_patients, single_patient
     from .runfolder import check_output_folder
-    from .tabular import INPUT_FEATURES
 
     key = read_key(args.sign_key)
-    values = {name: getattr(args, name) for name in INPUT_FEATURES}
+    values = {name: getattr(args, name) for name in FIELDS}
     given = [f"--{name.replace('_', '-')}" for name, v in values.items() if v is not None]
     if args.clinical or args.images:
         if not (args.clinical and args.images):
@@ -191,6 +190,13 @@ def _predict(args: argparse.Namespace) -> int:
         out.parent.mkdir(parents=True, exist_ok=True)
         atomic_to_csv(table, out)
         print(f"predictions: {out}")
+    return 0
+
+
+def _answer(args: argparse.Namespace) -> int:
+    from .headline import headline
+
+    print("\n".join(headline(args.run)))
     return 0
 
 
@@ -281,12 +287,16 @@ def _add_profile_options(parser: argparse.ArgumentParser, default: str | None = 
                        help="with --ray: each fit takes 1/K of a GPU (default 4)")
 
 
-def _clinical_help(name: str) -> str:
+def _clinical_help(name: str, unit: str | None = None) -> str:
+    """What an option says: the input's meaning, and its unit (``unit``: one of its other units)."""
     from .data import COLUMN_SPECS
     from .patients import CATEGORY_SPELLINGS, NUMBER_FIELDS
+    from .tabular import UNIT_NAMES
 
     spec = COLUMN_SPECS.get(name)
     text = spec.meaning if spec else name
+    if unit is not None:
+        return f"{text} in {UNIT_NAMES[unit]} ({unit}): a number, instead of --{name.replace('_', '-')}"
     if name in NUMBER_FIELDS:
         return f"{text}" + (f" ({spec.unit})" if spec and spec.unit else "") + ": a number"
     if name in CATEGORY_SPELLINGS:
@@ -301,41 +311,67 @@ def _clinical_metavar(name: str) -> str:
 
 
 def _add_predict(sub: argparse._SubParsersAction) -> None:
+    from .patients import spellings
     from .tabular import INPUT_FEATURES
 
     pred = sub.add_parser(
         "predict", help="score new patients with a saved model bundle",
         description="Score one patient (--image and clinical options) or a batch (--clinical ROWS.csv --images "
-                    "FOLDER) with a bundle made by train-final. Prints a table; --out writes it as CSV: patient_id, "
+                    "FOLDER) with a bundle made by train-final. Images: JPEG, PNG, TIFF, BMP or DICOM (read as "
+                    "cohorts and training read them). Numbers may be given in any unit a cohort spec accepts "
+                    "(--height-m, --height-cm or --height-in; --weight-kg or --weight-lb; in a CSV, columns "
+                    "height_cm, weight_lb, ...). Prints a table; --out writes it as CSV: patient_id, "
                     "p_low_bmd (fusion), p_low_bmd_clinical, p_normal, p_osteopenia, p_osteoporosis (T-score "
                     "model), t_score_mean, t_score_low, t_score_high (95% predictive interval), screen_positive "
                     "(p_low_bmd >= the saved threshold) and warnings (inputs outside the training range, "
-                    "categories never seen). Bad input (an unreadable or missing image, a missing age or sex, an "
-                    "unknown category, a non-number) is one line per problem naming the patient and the field, "
-                    "exit status 2, nothing written. The saved arms use age, sex and the image; other inputs are "
-                    "checked and compared with the training range but do not change the scores. Research use "
-                    "only: not a medical device.")
+                    "categories never seen, an image not recognised as a knee radiograph: no knee joint found, or "
+                    "random noise). Bad input (an unreadable or missing image, an image that cannot be a knee "
+                    "radiograph: too small, a colour picture, blank; a missing age or sex, an unknown category, a "
+                    "non-number, a value outside its possible range, which says when another unit would make it "
+                    "plausible) is one line per problem naming the patient and the field, exit status 2, nothing "
+                    "written. The saved arms use age, sex and the image; other inputs are checked and compared "
+                    "with the training range but do not change the scores. Research use only: not a medical "
+                    "device.")
     pred.add_argument("--model", required=True, metavar="DIR", help="a bundle folder made by `osteo train-final`")
     pred.add_argument("--out", default=None, metavar="FILE.csv",
                       help="also write the table here (atomically; refused inside the dataset folder)")
     add_key_option(pred, "refuse a bundle not signed")
     one = pred.add_argument_group("one patient")
-    one.add_argument("--image", default=None, metavar="KNEE.jpg", help="the knee radiograph (any format Pillow reads)")
+    one.add_argument("--image", default=None, metavar="KNEE",
+                     help="the knee radiograph: JPEG, PNG, TIFF, BMP or DICOM (.dcm, .dicom or no extension)")
     one.add_argument("--patient-id", default=None, metavar="ID", help="the ID printed (default: the image's file stem)")
     batch = pred.add_argument_group("a batch")
     batch.add_argument("--clinical", default=None, metavar="ROWS.csv",
                        help="one row per patient: patient_id and clinical inputs by their tidy names (the options "
-                            "below without the leading dashes, with _ for -: age_years, sex, weight_kg, ...)")
+                            "below without the leading dashes, with _ for -: age_years, sex, weight_kg or "
+                            "weight_lb, height_m or height_cm, ...; one column per input)")
     batch.add_argument("--images", default=None, metavar="FOLDER",
-                       help="the knee images, matched by patient ID = file stem, any image extension, any depth")
+                       help="the knee images, matched by patient ID = file stem (any image extension, or a DICOM "
+                            "file without one), at any depth")
     batch.add_argument("--skip-bad", action="store_true",
                        help="score the good rows and list the bad ones (default: list every bad row, score none)")
-    clinical = pred.add_argument_group("clinical inputs of one patient (age and sex required)")
+    clinical = pred.add_argument_group("clinical inputs of one patient (age and sex required; a number in one of "
+                                       "its units)")
     for name in INPUT_FEATURES:
         flags = ["--age", "--age-years"] if name == "age_years" else [f"--{name.replace('_', '-')}"]
         clinical.add_argument(*flags, dest=name, default=None, metavar=_clinical_metavar(name),
                               help=_clinical_help(name))
+        for field, unit in spellings(name)[1:]:
+            clinical.add_argument(f"--{field.replace('_', '-')}", dest=field, default=None, metavar="N",
+                                  help=_clinical_help(name, unit))
     pred.set_defaults(func=_predict)
+
+
+def _add_answer(sub: argparse._SubParsersAction) -> None:
+    ans = sub.add_parser(
+        "answer", help="print the answer and headline numbers of a finished run",
+        description="Print what a finished `osteo run` found, read from its folder: the run (profile, status, "
+                    "commit), the answer in words (as the report's first page states it), the primary comparison "
+                    "(binary AUROC of the residual fusion minus the clinical model) with its 95% CI, the clinical "
+                    "and fusion AUROCs with CIs and the positive control (sex and age from the image). A folder "
+                    "that is not a finished run is one line, exit status 2.")
+    ans.add_argument("run", metavar="RUN", help="a run folder made by `osteo run` (e.g. outputs/fast)")
+    ans.set_defaults(func=_answer)
 
 
 def _add_validate(sub: argparse._SubParsersAction) -> None:
@@ -442,6 +478,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="run only this notebook, e.g. notebooks/03_binary_fusion.ipynb (repeatable)")
     run.add_argument("--no-book", action="store_true", help="execute the notebooks without building the book")
     run.set_defaults(func=_run)
+
+    _add_answer(sub)
 
     abl = sub.add_parser("ablation", help="run the ablation arms on shared folds and write results.csv",
                          description="Every arm on the same folds: results.csv, comparisons.csv and the out-of-fold "

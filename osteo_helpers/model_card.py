@@ -42,20 +42,10 @@ def _records(table: pd.DataFrame) -> list[dict[str, Any]]:
 def run_evidence(run_dir: Path, profile: Profile, data_dir: Path | None = None) -> dict[str, Any]:
     """The cross-validated results of a finished run made with the bundle's training settings on the same
     data; UsageError (one line, before any training) otherwise."""
+    from .provenance import finished_record
+
+    record = finished_record(run_dir, "--run", "; or leave --run out (the card then says: not measured)")
     results = run_dir / "tables" / "results_binary.csv"
-    if not results.is_file():
-        raise UsageError(f"--run {run_dir}: no tables/results_binary.csv; give a finished run of this profile "
-                         "(`osteo run --profile P`) or leave --run out (calibration: not measured)")
-    provenance = run_dir / "provenance.json"
-    try:
-        record = json.loads(provenance.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        raise UsageError(f"--run {run_dir}: no readable provenance.json, so the settings that made its tables "
-                         "are unknown; give a folder made by `osteo run`") from None
-    if not isinstance(record, dict) or record.get("status") != "finished":
-        status = record.get("status", "unknown") if isinstance(record, dict) else "unknown"
-        raise UsageError(f"--run {run_dir}: the run is {status}, not finished; its tables may be partial or "
-                         "another run's: finish it (`osteo run`) or leave --run out")
     ran = _training_fields(record.get("profile", {}))
     want = json.loads(json.dumps(_training_fields(profile.to_dict())))
     differ = sorted(k for k in set(ran) | set(want) if ran.get(k) != want.get(k))

@@ -1,11 +1,15 @@
 """New patients for `predict`: clinical inputs and knee images, checked before anything is scored.
 
 Inputs use the tidy names of the cohort table (``tabular.INPUT_FEATURES``), from command-line
-options or a CSV file with a ``patient_id`` column. Every problem is collected as one line naming
-the patient and the field, so a batch reports all its bad rows at once; nothing is scored until
-the inputs are known to be good (or the bad rows are explicitly skipped). A value outside its hard
-limit (`data.plausibility.HARD_LIMITS`: an age of 300) is such a problem; an image that is not a
-knee radiograph is refused or flagged by the check of `radiograph_check`.
+options or a CSV file with a ``patient_id`` column; a number named for its unit (``height_m``) may
+instead be given in any other unit a cohort spec accepts (``height_cm``, ``height_in``:
+`UNIT_FIELDS`). Every problem is collected as one line naming the patient and the field, so a batch
+reports all its bad rows at once; nothing is scored until the inputs are known to be good (or the
+bad rows are explicitly skipped). A value outside its hard limit (`data.plausibility.HARD_LIMITS`:
+an age of 300) is such a problem, and when it is plausible in another unit the line says which
+(``--height-m 162``: did you mean centimetres?). Images are read in every format a cohort may hold
+(JPEG, PNG, TIFF, BMP, DICOM); one that is not a knee radiograph is refused or flagged by the check
+of `radiograph_check`.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import pandas as pd
 from .config import UsageError
 from .data import IMAGE_EXTENSIONS, DataValidationError, find_images
 from .data.errors import separator_note, some_columns
-from .data.plausibility import value_problem
+from .data.plausibility import likely_unit, value_problem
 from .tabular import (
     BOOLEAN_FEATURES,
     CATEGORICAL_FEATURES,
@@ -30,6 +34,8 @@ from .tabular import (
     INPUT_FEATURES,
     NUMERIC_FEATURES,
     NUMERIC_WITH_INDICATOR,
+    UNIT_NAMES,
+    UNITS,
 )
 
 NUMBER_FIELDS: tuple[str, ...] = NUMERIC_FEATURES + NUMERIC_WITH_INDICATOR
@@ -40,6 +46,33 @@ CATEGORY_SPELLINGS: dict[str, dict[str, str]] = {
     name: {v: v for v in values} | ({"m": "male", "f": "female"} if name == "sex" else {})
     for name, values in CATEGORY_VALUES.items()
 }
+
+
+def _unit_fields() -> dict[str, tuple[str, str]]:
+    fields: dict[str, tuple[str, str]] = {}
+    for name, units in UNITS.items():
+        own = next(iter(units))
+        if name.endswith(f"_{own}"):
+            stem = name[: -len(own)]
+            fields.update({stem + unit: (name, unit) for unit in units if unit != own})
+    return fields
+
+
+#: a number named for its unit in each other unit of `tabular.UNITS` (those a cohort spec accepts):
+#: height_cm -> (height_m, cm), weight_lb -> (weight_kg, lb), max_walking_mi -> (max_walking_km, mi)
+UNIT_FIELDS: dict[str, tuple[str, str]] = _unit_fields()
+#: every option (without dashes) and CSV column of a clinical input
+FIELDS: tuple[str, ...] = INPUT_FEATURES + tuple(UNIT_FIELDS)
+
+
+def spellings(name: str) -> list[tuple[str, str | None]]:
+    """(field, unit) of every way to give input ``name``: its own name (its own unit, None) first."""
+    return [(name, None)] + [(field, unit) for field, (input_, unit) in UNIT_FIELDS.items() if input_ == name]
+
+
+def field_of(name: str, unit: str) -> str:
+    """The field that gives input ``name`` in ``unit``: height_m in cm -> height_cm."""
+    return next((field for field, given in spellings(name) if given == unit), name)
 
 
 class BadInputError(UsageError):
@@ -95,21 +128,41 @@ def parse_field(name: str, raw: Any) -> Any:
     raise ValueError(f"{name!r} is not a clinical input")
 
 
-def check_values(patient_id: str, raw: Mapping[str, Any], required: tuple[str, ...]) -> Patient:
-    """Parse every given field; a problem line for each bad value and each missing required one."""
+def check_values(patient_id: str, raw: Mapping[str, Any], required: tuple[str, ...], options: bool = False
+                 ) -> Patient:
+    """Parse every given field (`FIELDS`: a number in any of its units, converted to the input's own); a problem
+    line for each bad value and each missing required one. ``options``: the fields came as command-line options
+    (``--height-cm``), not CSV columns, which is how a line names them."""
+    def named(field: str) -> str:
+        return f"--{field.replace('_', '-')}" if options else field
+
     patient = Patient(patient_id, {name: None for name in INPUT_FEATURES})
     for name in INPUT_FEATURES:
-        try:
-            patient.values[name] = parse_field(name, raw.get(name))
-        except ValueError as exc:
-            patient.problems.append(f"patient {patient_id}: {name}: {exc}")
+        given = [(field, unit) for field, unit in spellings(name) if not _is_missing(raw.get(field))]
+        if len(given) > 1:
+            patient.problems.append(f"patient {patient_id}: {name}: given twice, as "
+                                    f"{' and '.join(named(field) for field, _ in given)}; give one")
             continue
-        impossible = value_problem(name, patient.values[name])
+        if not given:
+            if name in required:
+                patient.problems.append(f"patient {patient_id}: {name}: missing (required by the model)")
+            continue
+        field, unit = given[0]
+        try:
+            value = parse_field(name, raw[field])
+        except ValueError as exc:
+            patient.problems.append(f"patient {patient_id}: {field}: {exc}")
+            continue
+        impossible = value_problem(name, value, unit)
         if impossible:
-            patient.problems.append(f"patient {patient_id}: {name}: {impossible}")
-    for name in required:
-        if _is_missing(raw.get(name)):
-            patient.problems.append(f"patient {patient_id}: {name}: missing (required by the model)")
+            meant = likely_unit(name, value, unit)
+            if meant:
+                other = field_of(name, meant)
+                impossible += (f"; did you mean {UNIT_NAMES[meant]} "
+                               + (f"({named(other)} {str(raw[field]).strip()})?" if options else f"(column {other})?"))
+            patient.problems.append(f"patient {patient_id}: {field}: {impossible}")
+            continue
+        patient.values[name] = value * UNITS[name][unit] if unit else value
     return patient
 
 
@@ -142,7 +195,7 @@ def single_patient(values: Mapping[str, Any], image: str | None, patient_id: str
                    required: tuple[str, ...], size: int) -> list[Patient]:
     """The patient of the single form (`--image` and options); the ID defaults to the image's file stem."""
     pid = patient_id or (Path(image).stem if image else "without an ID")  # "patient without an ID: ..."
-    patient = check_values(pid, values, required)
+    patient = check_values(pid, values, required, options=True)
     if not image:
         patient.problems.append(f"patient {pid}: image: missing (give --image)")
     else:
@@ -164,16 +217,21 @@ def read_clinical_csv(path: Path) -> pd.DataFrame:
         raise UsageError(f"--clinical {path}: " + (f"read as one column: {separator}; save it with commas" if separator
                          else f"no patient_id column (it has {len(table.columns)}: "
                               f"{some_columns(table.columns, ['patient_id'])})"))
-    unknown = [c for c in table.columns if c != "patient_id" and c not in INPUT_FEATURES]
+    unknown = [c for c in table.columns if c != "patient_id" and c not in FIELDS]
     if unknown:
         raise UsageError(f"--clinical {path}: column(s) {some_columns(unknown)} are not clinical inputs; "
-                         f"known: patient_id, {', '.join(INPUT_FEATURES)}")
+                         f"known: patient_id, {', '.join(INPUT_FEATURES)} (numbers also in other units: "
+                         f"{', '.join(UNIT_FIELDS)})")
+    for name in INPUT_FEATURES:
+        twice = [field for field, _ in spellings(name) if field in table.columns]
+        if len(twice) > 1:
+            raise UsageError(f"--clinical {path}: columns {' and '.join(twice)} both give {name}; keep one")
     return table
 
 
 def batch_patients(clinical: Path, images: Path, required: tuple[str, ...], size: int) -> list[Patient]:
     """Every row of the CSV, matched to its image in the folder by patient ID (the file stem, any
-    image extension, at any depth, as in the dataset)."""
+    image extension, at any depth, as in the dataset; a DICOM file may have no extension)."""
     table = read_clinical_csv(clinical)
     if not images.is_dir():
         raise UsageError(f"--images {images}: no such folder")
@@ -194,7 +252,8 @@ def batch_patients(clinical: Path, images: Path, required: tuple[str, ...], size
             patient.problems.append(f"patient {pid}: patient_id: appears in rows {rows} of {clinical.name}")
         if pid not in found:
             extensions = ", ".join(sorted(IMAGE_EXTENSIONS))
-            patient.problems.append(f"patient {pid}: image: no file named {pid}.* ({extensions}) in {images}")
+            patient.problems.append(f"patient {pid}: image: no file named {pid}.* ({extensions}) or {pid} (DICOM) "
+                                    f"in {images}")
         else:
             load_image(patient, found[pid], size)
         patients.append(patient)

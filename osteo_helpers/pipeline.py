@@ -356,7 +356,7 @@ def run(profile: str = "fast", run_dir: str | os.PathLike | None = None, data_di
             for name, value in restore.items():
                 os.environ.pop(name, None) if value is None else os.environ.__setitem__(name, value)
         prov.finish("finished", started)
-    from .report import run_summary
+    from .headline import run_summary
 
     for line in run_summary(paths.root, (dt.datetime.now(dt.UTC) - started).total_seconds(), since=started):
         tqdm.write(line)

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from .config import PROJECT_ROOT, Profile
+from .config import PROJECT_ROOT, Profile, UsageError
 from .fileio import atomic_write_text
 
 if TYPE_CHECKING:
@@ -180,6 +180,32 @@ def record_session(run_dir: Path, profile: Profile, cohort: Cohort, overrides: d
     atexit.register(at_exit)
     _SESSION.update(path=Path(run_dir) / RECORD_NAME, provenance=prov)
     return prov
+
+
+def finished_record(run_dir: str | os.PathLike, what: str, otherwise: str = "") -> dict[str, Any]:
+    """The record of a finished run that made its cross-validated results (tables/results_binary.csv): what
+    `train-final --run` and `osteo answer` read. UsageError, one line naming ``what`` and the folder, for any
+    other folder; ``otherwise`` (``"; or leave --run out"``) ends the line with what else the user can do."""
+    run = Path(run_dir)
+    where = f"{what} {run}"
+    if not run.is_dir():
+        raise UsageError(f"{where}: " + ("is a file, not a run folder" if run.exists() else "no such folder")
+                         + otherwise)
+    if not (run / RECORD_NAME).is_file():
+        raise UsageError(f"{where}: no {RECORD_NAME}, so not a folder made by `osteo run`{otherwise}")
+    try:
+        record = json.loads((run / RECORD_NAME).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UsageError(f"{where}: {RECORD_NAME} cannot be read ({type(exc).__name__}), so the settings that "
+                         f"made its tables are unknown{otherwise}") from None
+    status = record.get("status", "unknown") if isinstance(record, dict) else "unknown"
+    if status != "finished":
+        raise UsageError(f"{where}: the run is {status}, not finished; its tables may be partial or another "
+                         f"run's: finish it (`osteo run`){otherwise}")
+    if not (run / "tables" / "results_binary.csv").is_file():
+        raise UsageError(f"{where}: no tables/results_binary.csv: the run made no cross-validated results (run "
+                         f"with every notebook){otherwise}")
+    return record
 
 
 # ----------------------------------------------------------------------------------------- the page

@@ -6,9 +6,7 @@ words in the report always follow the numbers; the notebooks only call these.
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -16,7 +14,6 @@ import pandas as pd
 from . import evaluation
 from .ablation import DECLARED_ORDER, arm_label
 from .config import Profile
-from .fileio import read_csv
 
 
 def number(value: float, digits: int = 3, signed: bool = False) -> str:
@@ -322,26 +319,3 @@ def age_text(age: pd.DataFrame) -> str:
             f"{age.loc['osteopenia', 'mean']:.0f} in osteopenia and {age.loc['osteoporosis', 'mean']:.0f} in "
             "osteoporosis. Any model, image-based or not, can score well by recognising age; every model is compared "
             "with age alone, and within the age band where the classes overlap.")
-
-
-def run_summary(run_dir: Path, seconds: float, since: dt.datetime | None = None) -> list[str]:
-    """What a finished run says in a few lines: the headline AUROCs with CIs, the answer, the time.
-    With ``since``, only tables written by this run are quoted (never an earlier run's left in the folder)."""
-    from .answer import study_answer
-
-    tables = Path(run_dir) / "tables"
-    lines = [f"finished in {int(seconds // 60)} min {int(seconds % 60)} s"]
-
-    def quoted(path: Path) -> bool:
-        return path.is_file() and (since is None or path.stat().st_mtime >= since.timestamp())
-
-    results = tables / "results_binary.csv"
-    if quoted(results):
-        table = read_csv(results)
-        main = table[(table["subset"] == "all") & (table["metric"] == "auroc")].set_index("model")
-        for name in [n for n in ("age", "clinical", "fusion", "fusion_tscore") if n in main.index]:
-            row = main.loc[name]
-            lines.append(f"binary AUROC, {arm_label(name)}: {ci(row.value, row.ci_low, row.ci_high)}")
-        if quoted(tables / "comparisons.csv"):
-            lines.append(study_answer(tables))
-    return lines

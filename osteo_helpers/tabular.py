@@ -45,6 +45,9 @@ UNITS: dict[str, dict[str, float]] = {
     "years_since_menopause": {"years": 1.0},
     "pregnancies": {"count": 1.0},
 }
+#: What each unit is called in a sentence ("did you mean centimetres?").
+UNIT_NAMES: dict[str, str] = {"m": "metres", "cm": "centimetres", "in": "inches", "kg": "kilograms", "lb": "pounds",
+                              "km": "kilometres", "mi": "miles", "years": "years", "kg/m2": "kg/m2", "count": "count"}
 
 
 def available_inputs(table: pd.DataFrame) -> tuple[str, ...]:

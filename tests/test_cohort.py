@@ -298,8 +298,8 @@ def test_the_same_picture_as_jpeg_png_and_dicom_gives_the_same_network_input(rea
 
 def test_a_dicom_whose_stored_values_exceed_bits_stored_is_a_fatal_finding(tmp_path, capsys):
     """pydicom masks the bits above BitsStored: a 16-bit image labelled 12-bit would lose its high bits (parts of
-    the image wrap to white). The file is refused by name (cohort check: a finding, exit 1), never masked; a
-    file whose high bits hold a (retired) embedded overlay is masked as the standard says."""
+    the image wrap to white). The file is refused by name (cohort check: a finding, exit 2 as for any unreadable
+    image), never masked; a file whose high bits hold a (retired) embedded overlay is masked as the standard says."""
     spec = tiny_cohort(tmp_path / "c")
     ramp = (np.add.outer(np.arange(40), np.arange(40)) * 840).astype(np.uint16)  # 0..65520: 16 bits used
     bad = write_dicom(tmp_path / "c" / "img" / "wide.dcm", ramp, BitsStored=12, HighBit=11)
@@ -310,7 +310,7 @@ def test_a_dicom_whose_stored_values_exceed_bits_stored_is_a_fatal_finding(tmp_p
     table.to_csv(tmp_path / "c" / "table.csv", index=False)
     rc, out, _ = _check(capsys, str(spec), "--json")
     found = json.loads(out)["unreadable_images"]
-    assert rc == 1 and [u["patient_id"] for u in found] == ["E03"] and "BitsStored" in found[0]["error"]
+    assert rc == 2 and [u["patient_id"] for u in found] == ["E03"] and "BitsStored" in found[0]["error"]
     overlay = write_dicom(tmp_path / "overlay.dcm", ramp & 0x1FFF, BitsStored=12, HighBit=11)
     import pydicom
 

@@ -17,8 +17,9 @@ decoded pixels one way for every container. Only the data check's thumbnail (``d
 JPEG decode at a reduced scale.
 
 Every reader answers the same questions: the header (size, mode, pixel spacing), the grey image
-for the letterbox, the grey image at native resolution in [0, 1], a content checksum, and why the
-file cannot be decoded. Errors are `ImageReadError`, one line naming the file.
+for the letterbox, the grey image at native resolution in [0, 1], the colour image of a file with
+colour channels (the knee check of ``predict`` refuses colour pictures), a content checksum, and why
+the file cannot be decoded. Errors are `ImageReadError`, one line naming the file.
 """
 
 from __future__ import annotations
@@ -43,6 +44,8 @@ DICOM_SUFFIXES = frozenset({".dcm", ".dicom"})
 IMAGE_SUFFIXES = PILLOW_SUFFIXES | DICOM_SUFFIXES
 #: ITU-R BT.601 luminance weights of R, G and B, applied in float (no 8-bit rounding)
 LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114], dtype=np.float64)
+#: Pillow modes of one channel (grey levels of any depth, bilevel)
+ONE_CHANNEL_MODES = frozenset({"1", "L", "I", "F", "I;16", "I;16B", "I;16L", "I;16N"})
 #: the transfer syntax whose frames Pillow decodes exactly as it decodes a .jpg file
 JPEG_BASELINE = "1.2.840.10008.1.2.4.50"
 #: DICOM attributes that change the pixels a file decodes to (part of its content checksum)
@@ -67,12 +70,24 @@ def check_pixels(name: str, width: int, height: int) -> None:
 def pil_grayscale(source: str | os.PathLike | io.BytesIO, draft: int | None, name: str) -> Image.Image:
     """A Pillow-readable image as 8-bit grey, EXIF orientation honoured; ``draft`` lets JPEG decode at a
     reduced scale (DCT scaling, several times faster) when only a ``draft`` px image is needed."""
+    return _pil_decode(source, draft, name, "L")
+
+
+def pil_colour(source: str | os.PathLike | io.BytesIO, draft: int | None, name: str) -> Image.Image | None:
+    """A Pillow-readable image with colour channels as 8-bit RGB (EXIF orientation honoured, ``draft`` as
+    in `pil_grayscale`); None for a one-channel image, whose pixels cannot hold colour."""
+    return _pil_decode(source, draft, name, "RGB")
+
+
+def _pil_decode(source: str | os.PathLike | io.BytesIO, draft: int | None, name: str, mode: str) -> Image.Image | None:
     try:
         with Image.open(source) as im:
             check_pixels(name, im.width, im.height)
+            if mode == "RGB" and im.mode in ONE_CHANNEL_MODES:
+                return None
             if draft is not None:
-                im.draft("L", (draft, draft))
-            im = ImageOps.exif_transpose(im).convert("L")
+                im.draft(mode, (draft, draft))
+            im = ImageOps.exif_transpose(im).convert(mode)
             im.load()
     except (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError) as exc:
         raise ImageReadError(f"{name}: cannot decode image ({_one_line(exc)})") from exc
@@ -125,6 +140,9 @@ class PillowReader:
 
     def grayscale_float(self, path: Path) -> np.ndarray:
         return pil_float(path, os.fspath(path))
+
+    def colour(self, path: Path, draft: int | None = None) -> Image.Image | None:
+        return pil_colour(path, draft, str(path))
 
     def content_sha256(self, path: Path) -> str:
         from .registry import sha256_file
@@ -256,6 +274,17 @@ class DicomReader:
         frame = self._jpeg_frame(ds)
         return pil_float(io.BytesIO(frame), str(path)) if frame is not None else self._float(path, ds)
 
+    def colour(self, path: Path, draft: int | None = None) -> Image.Image | None:
+        ds = self._dataset(path)
+        frame = self._jpeg_frame(ds)
+        if frame is not None:
+            return pil_colour(io.BytesIO(frame), draft, str(path))
+        if int(ds.get("SamplesPerPixel", 1)) != 3:
+            return None
+        arr = self._pixels(path, ds)  # pydicom returns RGB, whatever the colour space stored
+        scale = 255 / (2 ** int(ds.get("BitsStored", 8)) - 1)
+        return Image.fromarray(np.rint(arr * scale).astype(np.uint8), mode="RGB")
+
     def content_sha256(self, path: Path) -> str:
         """SHA-256 of what decides the pixels (the decoding attributes and the pixel data), not of the
         file: two files of one image under two patients' tags are the same image."""
@@ -329,6 +358,11 @@ def image_header(path: str | os.PathLike) -> dict[str, Any]:
 def open_grayscale(path: str | os.PathLike, draft: int | None = None) -> Image.Image:
     """The image as 8-bit grey (Pillow 'L'), whatever its format: what the letterbox resizes."""
     return reader_for(path).grayscale(Path(path), draft)
+
+
+def open_colour(path: str | os.PathLike, draft: int | None = None) -> Image.Image | None:
+    """The image as 8-bit RGB when the file has colour channels (None when it has one), whatever its format."""
+    return reader_for(path).colour(Path(path), draft)
 
 
 def read_grayscale(path: str | os.PathLike) -> np.ndarray:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ..tasks import CLASSES_3
 from .errors import DatasetLayoutError
-from .image_readers import IMAGE_SUFFIXES
+from .image_readers import IMAGE_SUFFIXES, is_dicom
 from .spec import CohortSpec, load_spec
 
 IMAGE_EXTENSIONS = IMAGE_SUFFIXES
@@ -45,24 +45,30 @@ def pattern_regex(pattern: str) -> re.Pattern[str]:
     return re.compile("".join(out), re.IGNORECASE)
 
 
-def _image_files(root: Path) -> list[Path]:
-    """Every image file under root (not hidden), in a stable order, from one walk of the tree."""
+def _image_files(root: Path, bare_dicom: bool = False) -> list[Path]:
+    """Every image file under root (not hidden), in a stable order, from one walk of the tree; with
+    ``bare_dicom``, also every file without an extension that holds DICOM (as PACS exports name them)."""
     found = []
     for folder, dirs, files in os.walk(root):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in sorted(files):
-            if not name.startswith(".") and Path(name).suffix.lower() in IMAGE_SUFFIXES:
+            if name.startswith("."):
+                continue
+            suffix = Path(name).suffix.lower()
+            if suffix in IMAGE_SUFFIXES or (bare_dicom and not suffix and is_dicom(Path(folder) / name)):
                 found.append(Path(folder) / name)
     return sorted(found)
 
 
-def locate_images(root: Path, pattern: str = STEM_PATTERN) -> dict[str, Path]:
-    """Map ID to image path for every image file under root that the pattern matches."""
+def locate_images(root: Path, pattern: str = STEM_PATTERN, bare_dicom: bool = False) -> dict[str, Path]:
+    """Map ID to image path for every image file under root that the pattern matches (with ``bare_dicom``,
+    a DICOM file without an extension matches ``.*`` as an empty one)."""
     regex = pattern_regex(pattern)
     classes = "{class_folder}" in pattern
     found: dict[str, Path] = {}
-    for path in _image_files(Path(root)):
-        match = regex.fullmatch(path.relative_to(root).as_posix())
+    for path in _image_files(Path(root), bare_dicom):
+        relative = path.relative_to(root).as_posix()
+        match = regex.fullmatch(relative if path.suffix else relative + ".")
         if match is None or (classes and match["class_folder"].lower() not in CLASSES_3):
             continue
         pid = match["id"].strip()
@@ -73,8 +79,9 @@ def locate_images(root: Path, pattern: str = STEM_PATTERN) -> dict[str, Path]:
 
 
 def find_images(data_dir: Path) -> dict[str, Path]:
-    """Map ID (file stem) to image path, whatever the extension's case or nesting."""
-    return locate_images(Path(data_dir), STEM_PATTERN)
+    """Map ID (file stem) to image path, whatever the extension's case or nesting; a DICOM file without an
+    extension is named by its whole name (`predict --images`)."""
+    return locate_images(Path(data_dir), STEM_PATTERN, bare_dicom=True)
 
 
 def check_layout(data_dir: Path, images: dict[str, Path] | None = None, spec: CohortSpec | None = None) -> None:

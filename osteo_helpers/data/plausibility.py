@@ -17,9 +17,12 @@ bomb (a header claiming 65500 x 65500 pixels) is refused without being decoded.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from ..tabular import UNITS
 
 
 @dataclass(frozen=True)
@@ -79,17 +82,46 @@ class ImageLimits:
     #: 1st to 99th percentile of the gray levels (0-1): below this the image is blank
     #: (the study's images span at least 0.68)
     min_contrast: float = 0.05
+    #: correlation of each pixel with its right and lower neighbours (the smaller of the two), at the
+    #: check's 1024 px: a radiograph is smooth at that scale (the study's images: at least 0.988), random
+    #: noise is not (about 0, whatever its distribution, size or JPEG compression)
+    min_neighbour_correlation: float = 0.5
 
 
 IMAGE_LIMITS = ImageLimits()
 
 
-def value_problem(name: str, value: float | None) -> str | None:
-    """Why a clinical value cannot be true (outside its hard limit), or None."""
+def value_problem(name: str, value: float | None, unit: str | None = None) -> str | None:
+    """Why a clinical value cannot be true (outside its hard limit), or None. ``value`` is in ``unit``, one of
+    the input's `tabular.UNITS` (default: its own unit, that of the limit)."""
     limit = HARD_LIMITS.get(name)
-    if limit is None or value is None or pd.isna(value) or limit.contains(float(value)):
+    if limit is None or value is None or pd.isna(value):
         return None
-    return f"{float(value):g} is outside the possible range {limit.describe()}"
+    factor = UNITS.get(name, {}).get(unit, 1.0) if unit else 1.0
+    own = float(value) * factor
+    if limit.contains(own):
+        return None
+    shown = f"{float(value):g}" if factor == 1.0 else f"{float(value):g} {unit} ({own:g} {limit.unit})"
+    return f"{shown} is outside the possible range {limit.describe()}"
+
+
+def plausible_in(name: str, values: Any, unit: str) -> dict[str, Any]:
+    """Each other unit of input ``name`` (`tabular.UNITS`, the units a cohort spec accepts) -> whether
+    ``values`` (a number or a Series), given in ``unit``, are plausible read in that unit: a height of 162
+    typed as metres is plausible in centimetres. A value impossible or unusual in its own unit and plausible
+    in another most likely carries the wrong unit."""
+    low, high = PLAUSIBLE_RANGES[name]
+    return {other: (values * factor >= low) & (values * factor <= high)
+            for other, factor in UNITS.get(name, {}).items() if other != unit}
+
+
+def likely_unit(name: str, value: float, unit: str | None = None) -> str | None:
+    """The first other unit in which ``value`` (given in ``unit``; default the input's own) is a plausible
+    ``name``, or None: what someone who typed an impossible value most likely meant."""
+    if name not in PLAUSIBLE_RANGES or name not in UNITS:
+        return None
+    unit = unit or next(iter(UNITS[name]))
+    return next((other for other, plausible in plausible_in(name, float(value), unit).items() if plausible), None)
 
 
 def too_many_pixels(width: int, height: int) -> str | None:

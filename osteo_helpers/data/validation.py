@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..tabular import UNITS
 from ..tasks import CLASSES_3, who_class_name
 from .clinical import IMAGE_FILE, MENTION_COLUMN
 from .linkage import (
@@ -23,7 +22,7 @@ from .linkage import (
     near_duplicate_images,
 )
 from .manifest import clinical_duplicate_groups, image_files, record_columns
-from .plausibility import PLAUSIBLE_RANGES, impossible_images, impossible_values
+from .plausibility import PLAUSIBLE_RANGES, impossible_images, impossible_values, plausible_in
 from .problems import Problem, TableProblems, count_text, group_lines
 from .spec import CohortSpec, load_spec
 
@@ -72,11 +71,8 @@ def unit_problems(clinical: pd.DataFrame, spec: CohortSpec) -> list[dict[str, ob
         lo, hi = PLAUSIBLE_RANGES[name]
         values = clinical[name]
         outside = (values < lo) | (values > hi)
-        for unit, factor in UNITS.get(name, {}).items():
-            if unit == item.unit:
-                continue
-            other = values / item.factor * factor
-            looks = outside & other.between(lo, hi)
+        for unit, plausible in plausible_in(name, values / item.factor, item.unit).items():
+            looks = outside & plausible
             for pid, value in clinical.loc[looks, ["patient_id", name]].itertuples(index=False):
                 out.append({"patient_id": pid, "column": item.column, "value": float(value / item.factor),
                             "unit": item.unit, "looks_like": unit})

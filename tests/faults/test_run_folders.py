@@ -14,7 +14,7 @@ import os
 import pandas as pd
 import pytest
 
-from osteo_helpers import ablation, bundle, config, pipeline, provenance, report, runfolder
+from osteo_helpers import ablation, bundle, config, headline, pipeline, provenance, runfolder
 from osteo_helpers.__main__ import main
 from osteo_helpers.data import Cohort
 
@@ -87,9 +87,9 @@ def test_a_run_of_other_settings_never_shows_the_earlier_tables(cohort, tmp_path
 def test_the_summary_quotes_only_tables_this_run_wrote(tmp_path):
     (tmp_path / "tables").mkdir()
     (tmp_path / "tables" / "results_binary.csv").write_text(RESULTS.format(v=0.7))
-    assert any("AUROC" in line for line in report.run_summary(tmp_path, 1.0))
+    assert any("AUROC" in line for line in headline.run_summary(tmp_path, 1.0))
     later = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=5)
-    assert report.run_summary(tmp_path, 1.0, since=later) == ["finished in 0 min 1 s"]
+    assert headline.run_summary(tmp_path, 1.0, since=later) == ["finished in 0 min 1 s"]
 
 
 @pytest.mark.parametrize("case", ["failed", "other data"])

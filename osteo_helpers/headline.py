@@ -1,0 +1,95 @@
+"""A run in a few lines of text for the terminal: the end of `osteo run` and `osteo answer RUN`.
+
+Every line is read from the run's files (``provenance.json`` and ``tables/``), never typed: the
+answer is `answer.study_answer`'s sentence (the book's first page says the same), and every number
+carries its 95% CI as the report prints it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from .ablation import PRIMARY, arm_label
+from .answer import direction, row_of, study_answer
+from .fileio import read_csv
+from .report import ci
+
+#: the arms whose binary AUROC the end of `osteo run` quotes; `osteo answer` quotes the primary two
+SUMMARY_ARMS = ("age", "clinical", "fusion", "fusion_tscore")
+
+
+def auroc_lines(results: pd.DataFrame, names: Sequence[str]) -> list[str]:
+    """'binary AUROC, clinical (age, sex): 0.781 [0.702, 0.853]' for each arm of ``names`` the table holds."""
+    main = results[(results["subset"] == "all") & (results["metric"] == "auroc")].set_index("model")
+    return [f"binary AUROC, {arm_label(name)}: {ci(row.value, row.ci_low, row.ci_high)}"
+            for name in names if name in main.index for row in [main.loc[name]]]
+
+
+def run_summary(run_dir: Path, seconds: float, since: dt.datetime | None = None) -> list[str]:
+    """What a finished run says in a few lines: the headline AUROCs with CIs, the answer, the time.
+    With ``since``, only tables written by this run are quoted (never an earlier run's left in the folder)."""
+    tables = Path(run_dir) / "tables"
+    lines = [f"finished in {int(seconds // 60)} min {int(seconds % 60)} s"]
+
+    def quoted(path: Path) -> bool:
+        return path.is_file() and (since is None or path.stat().st_mtime >= since.timestamp())
+
+    results = tables / "results_binary.csv"
+    if quoted(results):
+        lines += auroc_lines(read_csv(results), SUMMARY_ARMS)
+        if quoted(tables / "comparisons.csv"):
+            lines.append(study_answer(tables))
+    return lines
+
+
+def run_line(run_dir: Path, record: dict) -> str:
+    """'run outputs/fast: profile fast (with epochs=3), finished, commit 0123456789ab (clean)'."""
+    overrides = record.get("overrides") or {}
+    changed = f" (with {', '.join(f'{k}={v}' for k, v in overrides.items())})" if overrides else ""
+    git = record.get("git") or {}
+    commit = str(git.get("commit", "not recorded"))[:12]
+    dirty = {True: " (uncommitted changes)", False: " (clean)"}.get(git.get("dirty"), "")
+    profile = (record.get("profile") or {}).get("name", "not recorded")
+    return f"run {run_dir}: profile {profile}{changed}, {record.get('status', 'unknown')}, commit {commit}{dirty}"
+
+
+def primary_line(comparisons: pd.DataFrame | None) -> str:
+    """The declared primary comparison (binary AUROC, fusion minus clinical) with its CI and its verdict."""
+    row = None if comparisons is None else row_of(comparisons, "binary", *PRIMARY)
+    if row is None:
+        return "primary comparison: not in this run"
+    verdict = {1: "better", -1: "worse", 0: "no detectable difference"}[direction(row)]
+    return (f"primary comparison, binary AUROC of {arm_label(row['model_a'])} minus {arm_label(row['model_b'])}: "
+            f"{ci(row['diff'], row['ci_low'], row['ci_high'], signed=True)} ({verdict})")
+
+
+def control_line(control: pd.DataFrame | None) -> str:
+    """What the image network learned of sex and age (the positive control), with CIs."""
+    if control is None:
+        return "positive control: not in this run"
+    c = control.set_index(["target", "metric"])
+    parts = [f"{target} {label} {ci(row.value, row.ci_low, row.ci_high)}"
+             for target, metric, label in (("sex", "auroc", "AUROC"), ("age", "pearson_r", "Pearson r"))
+             if (target, metric) in c.index for row in [c.loc[(target, metric)]]]
+    return "positive control, from the image alone: " + (", ".join(parts) or "no sex or age rows")
+
+
+def headline(run_dir: str | os.PathLike) -> list[str]:
+    """`osteo answer RUN`: the run, its answer and its headline numbers; UsageError (one line) for a folder
+    that is not a finished run (`provenance.finished_record`)."""
+    from .provenance import finished_record
+
+    run = Path(run_dir)
+    record = finished_record(run, "answer")
+    tables = run / "tables"
+
+    def table(name: str) -> pd.DataFrame | None:
+        return read_csv(tables / name) if (tables / name).is_file() else None
+
+    return [run_line(run, record), f"answer: {study_answer(tables)}", primary_line(table("comparisons.csv")),
+            *auroc_lines(table("results_binary.csv"), PRIMARY[::-1]), control_line(table("positive_control.csv"))]
