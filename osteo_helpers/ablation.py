@@ -29,17 +29,23 @@ from .config import Profile
 from .fileio import atomic_to_csv
 from .tasks import get_task
 
-MAIN_ARMS = ("age", "ost", "clinical", "clinical_full", "tabular", "image", "fusion_concat", "fusion")
+MAIN_ARMS = ("age", "ost", "clinical", "clinical_full", "tabular", "image", "image_cnn", "fusion_concat", "fusion")
 TSCORE_ARMS = ("age_tscore", "clinical_tscore", "fusion_tscore")
 PROBE_ARMS = ("gbm", "batch_only", "pixel_1nn")
 DECLARED_ORDER = MAIN_ARMS + TSCORE_ARMS + PROBE_ARMS
-NETWORK_ARMS = ("tabular", "image", "fusion_concat", "fusion", "fusion_tscore", "roi_cnn", "roi_cnn+clinical")
+NETWORK_ARMS = ("tabular", "image_cnn", "fusion_concat", "fusion", "fusion_tscore", "roi_cnn", "roi_cnn+clinical")
+#: arms that read the image (the positive control, explainability and the image arm's own null ask them)
+IMAGE_ARMS = ("image", "image_cnn")
+#: arms that choose a screening threshold (a cross-fit inside every fold): the declared arms but the
+#: from-scratch baseline, which is read by its AUROC only (its threshold's inner fits would double its cost)
+SCREENING_ARMS = tuple(a for a in DECLARED_ORDER if a != "image_cnn")
 BIOMARKER_ARMS = ("biomarker", "biomarker+clinical", "roi_cnn", "roi_cnn+clinical")
-#: classical arms re-run under every label permutation (cheap enough for hundreds)
-PERMUTATION_ARMS = ("age", "ost", "clinical", "clinical_full")
+#: arms re-run under every label permutation (cheap enough for hundreds: the image arm's head is fitted on
+#: cached features), so the image arm has a null of its own
+PERMUTATION_ARMS = ("age", "ost", "clinical", "clinical_full", "image")
 #: network arms re-run under the first ``network_permutations`` permutations (the primary's
-#: fusion, and the image alone): the profile decides how many their cost allows
-NETWORK_PERMUTATION_ARMS = ("fusion", "image")
+#: fusion): the profile decides how many their cost allows
+NETWORK_PERMUTATION_ARMS = ("fusion",)
 #: residual arms: their untrained state is the clinical model, so the folds that kept it are counted
 RESIDUAL_ARMS = ("tabular", "fusion", "fusion_tscore")
 #: arms compared with the clinical model in the declared comparisons (power is stated for those whose
@@ -71,7 +77,8 @@ BIOMARKER_COMPARISONS = tuple((a, b) for a in BIOMARKER_ARMS for b in ("age", "c
 #: how arms are named in figures and tables a person reads
 ARM_LABELS = {
     "age": "age", "ost": "OST index", "clinical": "clinical (age, sex)", "clinical_full": "clinical (all inputs, LR)",
-    "tabular": "clinical network (all inputs)", "image": "image only", "fusion_concat": "fusion (concatenation)",
+    "tabular": "clinical network (all inputs)", "image": "image only (pretrained features)",
+    "image_cnn": "image only (CNN from scratch)", "fusion_concat": "fusion (concatenation)",
     "fusion": "fusion (residual)", "age_tscore": "age (T-score model)", "clinical_tscore": "clinical (T-score model)",
     "fusion_tscore": "fusion (T-score model)", "gbm": "gradient boosting (all inputs)",
     "batch_only": "acquisition only (probe)", "pixel_1nn": "pixel 1-NN (probe)", "biomarker": "image biomarkers",
@@ -119,7 +126,7 @@ def run_arms(rows: pd.DataFrame, folds: pd.DataFrame, task: str, names: tuple[st
     the operating points the report shows; the biomarker arms are read by their probabilities.
     The fits of all the arms run together, by the executor of the run (`executor.current`).
     """
-    return run_arms_together(names, rows, folds, task, screening=DECLARED_ORDER, profile=profile, cache=cache,
+    return run_arms_together(names, rows, folds, task, screening=SCREENING_ARMS, profile=profile, cache=cache,
                              progress_bar=progress_bar)
 
 
@@ -242,7 +249,7 @@ def permutation_null(rows: pd.DataFrame, folds: pd.DataFrame, task: str, profile
     """
     progress.note(f"label permutations: {n} for {', '.join(classical)}"
                   + (f"; {n_networks} for {', '.join(networks)}" if n_networks and networks else ""))
-    tabular_rows = rows.drop(columns=["image", "roi_tiles"], errors="ignore")  # what the workers need, no pixels
+    tabular_rows = rows.drop(columns=["image", "roi_tiles"], errors="ignore")  # what the workers need: no pixels
     jobs = Parallel(n_jobs=n_jobs if n >= PARALLEL_FROM else 1, return_as="generator")(
         delayed(_permuted_auroc)(k, tabular_rows, folds, task, classical, profile, None) for k in range(1, n + 1))
     records = [r for job in progress.track(jobs, "label permutations", total=n) for r in job]
@@ -388,21 +395,22 @@ def same_scores(oofs: dict[str, pd.DataFrame]) -> dict[str, float]:
 def candidate_parameters(rows: pd.DataFrame, profile: Profile) -> dict[str, int]:
     """Parameters each declared binary model estimates (a network's trainable weights), for the
     events-per-parameter statement: age, OST and the clinical model count their inputs."""
-    from .models import FusionNet, ResidualNet, build_encoder, build_model
+    from .arms.features import n_components
+    from .models import FeatureInput, FusionNet, ResidualNet, build_model
     from .tabular import CLINICAL_FEATURES, transform_columns
 
     columns = len(transform_columns(rows))
     base = len(transform_columns(rows).query("`clinical feature` in @CLINICAL_FEATURES"))
     count = lambda net: sum(p.numel() for p in net.parameters() if p.requires_grad)  # noqa: E731
-    encoder = lambda: build_encoder(profile.encoder, weights=None, width=profile.cnn_width)  # noqa: E731
+    components = n_components(profile, len(rows))
     nets: dict[str, FusionNet | ResidualNet] = {
         "tabular": ResidualNet(base, 2, extra_dim=columns),
-        "image": build_model("image", 2, profile.encoder, width=profile.cnn_width),
-        "fusion_concat": build_model("fusion", 2, profile.encoder, width=profile.cnn_width, tabular_dim=columns),
-        "fusion": ResidualNet(base, 2, encoder=encoder()),
+        "image_cnn": build_model("image", 2, profile.encoder, width=profile.cnn_width),
+        "fusion_concat": FusionNet("fusion", 2, FeatureInput(components), columns),
+        "fusion": ResidualNet(base, 2, encoder=FeatureInput(components)),
     }
     return {"age": 1, "ost": 1, "clinical": len(CLINICAL_FEATURES), "clinical_full": columns,
-            **{name: count(net) for name, net in nets.items()}}
+            "image": components, **{name: count(net) for name, net in nets.items()}}
 
 
 def sample_size_table(rows: pd.DataFrame, parameters: dict[str, int]) -> pd.DataFrame:
@@ -421,21 +429,27 @@ def sample_size_table(rows: pd.DataFrame, parameters: dict[str, int]) -> pd.Data
 
 def positive_control(rows: pd.DataFrame, folds: pd.DataFrame, profile: Profile, cache: Path | None, n_boot: int,
                      seed: int, groups: pd.Series | None = None,
-                     save_oof: Callable[[pd.DataFrame, str, str], Any] | None = None) -> pd.DataFrame:
-    """The image arm, same folds and profile, asked for what a knee radiograph shows in larger studies:
-    the patient's sex (AUROC) and age (Pearson r, MAE in years). ``save_oof(oof, arm, task)`` keeps
-    the two out-of-fold tables (e.g. `Study.save_oof`)."""
-    sex = run_arm("image", rows, folds, "sex", profile=profile, cache=cache, screening=False)
-    age = cross_validate("image", rows, folds, "age", profile=profile, cache=cache)
-    if save_oof is not None:
-        save_oof(sex, "image", "sex")
-        save_oof(age, "image", "age")
-    sex_metrics = evaluation.oof_metrics(sex, n_boot, seed, groups=groups)
-    sex_metrics = sex_metrics[sex_metrics["metric"] == "auroc"].assign(target="sex")
-    age_metrics = evaluation.tscore_regression({"image": age}, n_boot, seed, groups)
-    age_metrics = age_metrics.drop(columns=["task"]).assign(target="age")
-    table = pd.concat([sex_metrics.assign(model="image"), age_metrics], ignore_index=True)
-    return table[["target", "model", "metric", "value", "ci_low", "ci_high"]]
+                     save_oof: Callable[[pd.DataFrame, str, str], Any] | None = None,
+                     names: tuple[str, ...] = IMAGE_ARMS, oofs: dict[tuple[str, str], pd.DataFrame] | None = None
+                     ) -> pd.DataFrame:
+    """The image arms (the pretrained features' head and the from-scratch CNN), same folds and profile, asked
+    for what a knee radiograph shows in larger studies: the patient's sex (AUROC) and age (Pearson r, MAE in
+    years). ``save_oof(oof, arm, task)`` keeps the out-of-fold tables (e.g. `Study.save_oof`); ``oofs``, when
+    given, receives them by (arm, target) for the figure."""
+    parts = []
+    for name in names:
+        sex = run_arm(name, rows, folds, "sex", profile=profile, cache=cache, screening=False)
+        age = cross_validate(name, rows, folds, "age", profile=profile, cache=cache)
+        for target, oof in (("sex", sex), ("age", age)):
+            if save_oof is not None:
+                save_oof(oof, name, target)
+            if oofs is not None:
+                oofs[(name, target)] = oof
+        sex_metrics = evaluation.oof_metrics(sex, n_boot, seed, groups=groups)
+        parts.append(sex_metrics[sex_metrics["metric"] == "auroc"].assign(target="sex", model=name))
+        age_metrics = evaluation.tscore_regression({name: age}, n_boot, seed, groups)
+        parts.append(age_metrics.drop(columns=["task"]).assign(target="age"))
+    return pd.concat(parts, ignore_index=True)[["target", "model", "metric", "value", "ci_low", "ci_high"]]
 
 
 def split_hygiene(rows: pd.DataFrame, grouped: pd.DataFrame, naive: pd.DataFrame, profile: Profile, n_boot: int,

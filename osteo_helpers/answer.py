@@ -395,9 +395,20 @@ def sample_size_text(sizes: pd.DataFrame) -> str:
 # ----------------------------------------------------------------------------- the positive control
 
 
-def control_reading(control: pd.DataFrame) -> tuple[str, str]:
-    """How much of sex and of age the image network learned: ('partly', 'not at all') and the like."""
-    c = control.set_index(["target", "metric"])
+#: the arm whose positive control decides how the image results are read (the study's image arm)
+CONTROL_ARM = "image"
+#: how the positive control's encoders are named in sentences
+ENCODER_WORDS = {"image": "the pretrained encoder (frozen ImageNet features, a linear head)",
+                 "image_cnn": "the CNN trained from scratch"}
+
+
+def _control_of(control: pd.DataFrame, model: str) -> pd.DataFrame:
+    return control[control["model"] == model] if "model" in control and (control["model"] == model).any() else control
+
+
+def control_reading(control: pd.DataFrame, model: str = CONTROL_ARM) -> tuple[str, str]:
+    """How much of sex and of age an image arm learned: ('partly', 'not at all') and the like."""
+    c = _control_of(control, model).set_index(["target", "metric"])
     sex = c.loc[("sex", "auroc")]
     sex_word = "not at all" if sex["ci_low"] <= 0.5 else "partly" if sex["value"] < 0.9 else "well"
     fit = ("age", "r2") if ("age", "r2") in c.index else ("age", "pearson_r")
@@ -406,18 +417,25 @@ def control_reading(control: pd.DataFrame) -> tuple[str, str]:
     return sex_word, age_word
 
 
-def positive_control_text(control: pd.DataFrame) -> str:
-    """What the positive control says about the image arm's result."""
-    c = control.set_index(["target", "metric"])
+def _control_numbers(control: pd.DataFrame, model: str) -> str:
+    c = _control_of(control, model).set_index(["target", "metric"])
     sex, r, mae = c.loc[("sex", "auroc")], c.loc[("age", "pearson_r")], c.loc[("age", "mae")]
-    text = (f"From the image alone, the network predicts sex with AUROC {ci(sex.value, sex.ci_low, sex.ci_high)} and "
-            f"age with Pearson r {ci(r.value, r.ci_low, r.ci_high)} (MAE {ci(mae.value, mae.ci_low, mae.ci_high, 1)} "
-            "years")
+    text = (f"sex with AUROC {ci(sex.value, sex.ci_low, sex.ci_high)} and age with Pearson r "
+            f"{ci(r.value, r.ci_low, r.ci_high)} (MAE {ci(mae.value, mae.ci_low, mae.ci_high, 1)} years")
     if ("age", "mae_no_information") in c.index:
-        base = c.loc[("age", "mae_no_information")]
-        text += f", against {base.value:.1f} years for the training folds' mean age"
-    text += "). "
-    sex_word, age_word = control_reading(control)
+        text += f", against {c.loc[('age', 'mae_no_information')].value:.1f} years for the training folds' mean age"
+    return text + ")"
+
+
+def positive_control_text(control: pd.DataFrame) -> str:
+    """What the positive control says about the image arm's result (and how the from-scratch CNN compares)."""
+    models = list(dict.fromkeys(control["model"])) if "model" in control else [CONTROL_ARM]
+    main = CONTROL_ARM if CONTROL_ARM in models else models[0]
+    text = f"From the image alone, {ENCODER_WORDS.get(main, main)} predicts {_control_numbers(control, main)}"
+    for other in (m for m in models if m != main):
+        text += f"; {ENCODER_WORDS.get(other, other)} predicts {_control_numbers(control, other)}"
+    text += ". "
+    sex_word, age_word = control_reading(control, main)
     if sex_word != "not at all" and age_word != "not at all":
         return text + ("Both are learned (their CIs exclude chance), so the pipeline does see anatomy in these "
                        "images; the image arm's result is a fair, if weak, test of what the image adds.")
@@ -427,8 +445,8 @@ def positive_control_text(control: pd.DataFrame) -> str:
                        "of bone information**.")
     learned, missed = ("sex", "age") if age_word == "not at all" else ("age", "sex")
     return text + (f"The pipeline learns {learned} (its CI excludes chance) but not {missed}: it sees some anatomy, "
-                   "far less than larger studies report, so the image arm's null result says little about whether "
-                   "the bone holds information a stronger pipeline (pretrained weights, full resolution) could use.")
+                   "less than larger studies report, so the image arm's null result says little about whether "
+                   "the bone holds information a stronger pipeline (fine-tuning, full resolution) could use.")
 
 
 # ----------------------------------------------------------------------------- the conclusion

@@ -42,6 +42,8 @@ from scipy import stats
 
 from . import __version__
 from .config import Profile, UsageError, get_profile
+from .features import COLUMN as FEATURES
+from .features import FeatureRecipe, encoder_identity, recipe_record, vectors
 from .fileio import atomic_write_text
 from .patients import Patient, as_rows
 from .tabular import BOOLEAN_FEATURES, CATEGORICAL_FEATURES, CLINICAL_FEATURES, INPUT_FEATURES, available_inputs
@@ -53,7 +55,7 @@ BUNDLE_FORMAT = 2
 REQUIRED_FACTS: tuple[tuple[str, ...], ...] = (
     ("seal",), ("files",), ("versions",), ("git",), ("training_ranges", "numeric"),
     ("training_ranges", "categories"), ("screening", "threshold"), ("inputs", "used"), ("profile", "image_size"),
-    ("self_check", "input"), ("self_check", "output"))
+    ("self_check", "input"), ("self_check", "output"), ("inputs", "image_size"), ("encoder",))
 FACTS_NAME = "bundle.json"
 CARD_NAME = "MODEL_CARD.md"
 #: the saved arms and the task each is fitted for (``fusion_tscore`` fits the T-score)
@@ -163,10 +165,20 @@ class Bundle:
 
     @property
     def image_size(self) -> int:
-        return int(self.facts["profile"]["image_size"])
+        """The side of the letterboxed image the arms read (the frozen encoder's input size)."""
+        return int(self.facts["inputs"]["image_size"])
+
+    @property
+    def recipe(self) -> FeatureRecipe:
+        return FeatureRecipe.of(get_profile("fast", **{k: v for k, v in self.facts["profile"].items()
+                                                       if k.startswith("feature_")}))
 
     def predict(self, rows: pd.DataFrame) -> pd.DataFrame:
-        """The outputs of every arm for rows holding the allow-list columns and ``image``."""
+        """The outputs of every arm for rows holding the allow-list columns and ``image`` (the encoder's
+        ``features`` are computed from it unless the rows hold them)."""
+        if FEATURES not in rows:  # computed as the training features were (the same torch threads)
+            threads = self.facts["profile"].get("num_threads")
+            rows = rows.assign(**{FEATURES: list(vectors(np.stack(rows["image"].to_numpy()), self.recipe, threads))})
         tscore = self.arms["fusion_tscore"]
         proba = tscore.predict_proba(rows)
         mean, sd = tscore.predict_distribution(rows)
@@ -254,6 +266,7 @@ class Bundle:
         if mismatched:
             raise UsageError(f"--model {folder}: saved with {', '.join(mismatched)}; install the versions in "
                              f"{FACTS_NAME} or retrain with train-final")
+        check_encoder(folder, facts["encoder"])
         arms = {}
         for name, task in BUNDLE_ARMS.items():
             files = {k.removeprefix("arms/"): v for k, v in facts["files"].items() if k.startswith(f"arms/{name}.")}
@@ -268,6 +281,20 @@ class Bundle:
         bundle = cls(facts, arms, folder)
         bundle.verify()
         return bundle
+
+
+def check_encoder(folder: Path, saved: dict[str, Any]) -> None:
+    """UsageError unless the frozen encoder installed here is the one the bundle's heads were fitted on
+    (same weights file, by SHA-256): the bundle stores the heads and the encoder's identity, not its weights."""
+    try:
+        here = encoder_identity(saved["encoder"])
+    except Exception as exc:  # not installed, or a name this code does not know: one line either way
+        raise UsageError(f"--model {folder}: its image encoder {saved.get('encoder')!r} cannot be loaded here "
+                         f"({str(exc).splitlines()[0]})") from exc
+    if here["weights_sha256"] != saved.get("weights_sha256"):
+        raise UsageError(f"--model {folder}: fitted on {saved['encoder']} weights {saved.get('weights_file')} "
+                         f"(SHA-256 {str(saved.get('weights_sha256'))[:12]}...), but the installed weights differ "
+                         f"({here['weights_sha256'][:12]}...); install the versions of constraints.txt")
 
 
 def seal(facts: dict[str, Any]) -> str:
@@ -421,8 +448,10 @@ def make_bundle(study: Any, overrides: dict[str, Any], run: dict[str, Any] | Non
                       "target_sensitivity": profile.target_sensitivity,
                       "rule": "screen positive when p_low_bmd >= threshold",
                       "chosen_on": "cross-fitted predictions of all training patients (inner folds)"},
-        "inputs": {"used": used, "accepted": list(INPUT_FEATURES), "image_size": profile.image_size,
+        "inputs": {"used": used, "accepted": list(INPUT_FEATURES),
+                   "image_size": profile.image_size if profile.finetune_blocks else profile.feature_size,
                    "clinical_model": list(CLINICAL_FEATURES)},
+        "encoder": recipe_record(study.recipe),
         "calibration": calibration_facts(run, SCREENING_ARM),
         "clinical_equation": clinical_equation(rows),
         "clinical_equation_ages": clinical_equation_ages(rows),

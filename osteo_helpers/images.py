@@ -9,7 +9,6 @@ The image biomarkers measure at native resolution instead: `load_grayscale` read
 
 from __future__ import annotations
 
-import io
 import os
 from pathlib import Path
 
@@ -20,14 +19,16 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
-from .data import sha256_file
+from .config import LITE_ENCODERS
 from .data.image_readers import LUMA_WEIGHTS, open_grayscale, pixel_sha256, read_grayscale
-from .fileio import ChecksumError, atomic_write_bytes, sha256_bytes
-from .progress import note, show_progress
+from .fileio import ArrayStore, append_index, read_index
+from .progress import show_progress
 
 IMAGENET_MEAN_GRAY = 0.449  # mean of torchvision's ImageNet channel means; the gray image is repeated to RGB
 IMAGENET_STD_GRAY = 0.226
 SCRATCH_MEAN, SCRATCH_STD = 0.5, 0.25
+#: EfficientNet-Lite's input: (x - 127) / 128 for x in 0..255 (models.lite_input)
+LITE_INPUT_SHIFT, LITE_INPUT_SCALE = 127.0, 128.0
 #: Bump whenever decode_letterbox's output changes: caches made by another decoder are then never reused.
 #: 2: every container decoded at full resolution and resampled alike (1 decoded JPEG at a reduced DCT scale).
 DECODER_VERSION = 2
@@ -82,24 +83,6 @@ def as_grayscale(image: np.ndarray) -> np.ndarray:
     return img
 
 
-def read_index(path: Path) -> dict[str, str]:
-    """A cache index (lines ``<64 hex digits> TAB <key>``, appended to by every writer): key -> digest, the
-    last line of a key winning."""
-    out: dict[str, str] = {}
-    if path.is_file():
-        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-            digest, _, name = line.partition("\t")
-            if len(digest) == 64 and name:
-                out[name] = digest
-    return out
-
-
-def append_index(path: Path, key: str, digest: str) -> None:
-    """Record one entry of a cache index: one short write, so appends of two processes never interleave."""
-    with open(path, "a", encoding="utf-8") as fh:
-        fh.write(f"{digest}\t{key}\n")
-
-
 class PixelHashes:
     """Each image's decoded-pixel checksum (`image_readers.pixel_sha256`), computed once per image and decoder
     and kept in ``<cache>/pixel-sha256/<decoder>/index.tsv`` by the image's content checksum: decoding every
@@ -108,12 +91,12 @@ class PixelHashes:
     def __init__(self, root: Path) -> None:
         self.root = Path(root) / "pixel-sha256" / decoder_id()
         self.root.mkdir(parents=True, exist_ok=True)
-        self.index = read_index(self.root / ImageCache.INDEX)
+        self.index = read_index(self.root / ArrayStore.INDEX)
 
     def get(self, image_path: Path, sha256: str) -> str:
         if sha256 not in self.index:
             self.index[sha256] = pixel_sha256(image_path)
-            append_index(self.root / ImageCache.INDEX, sha256, self.index[sha256])
+            append_index(self.root / ArrayStore.INDEX, sha256, self.index[sha256])
         return self.index[sha256]
 
     def of(self, table: pd.DataFrame, data_dir: Path) -> list[str | None]:
@@ -125,53 +108,24 @@ class PixelHashes:
 class ImageCache:
     """Decoded images on disk, keyed by checksum, size and decoder: decode once, read many times.
 
-    Each entry ``<image sha256>.npy`` is recorded in the folder's ``index.tsv`` with the SHA-256 of
-    the entry's own bytes, and read only when they match: an entry that changed (or was never
-    recorded) is decoded again from the image and recorded anew, with a one-line note naming it
-    when it had changed. The index is only appended to (one line per write), so runs sharing the
-    cache never lose each other's records; the last line of an entry wins.
+    Each entry ``<image sha256>.npy`` is verified against the SHA-256 recorded when it was written
+    (`fileio.ArrayStore`): an entry that changed (or was never recorded) is decoded again from the image
+    and recorded anew, with a one-line note naming it when it had changed.
     """
-
-    INDEX = "index.tsv"
 
     def __init__(self, root: Path, size: int) -> None:
         self.size = size
-        self.root = Path(root) / f"letterbox-{size}" / decoder_id()
-        self.root.mkdir(parents=True, exist_ok=True)
-        self.index = read_index(self.root / self.INDEX)
-
-    def _record(self, name: str, digest: str) -> None:
-        append_index(self.root / self.INDEX, name, digest)
-        self.index[name] = digest
+        self.store = ArrayStore(Path(root) / f"letterbox-{size}" / decoder_id())
+        self.root = self.store.root
 
     def path_for(self, sha256: str) -> Path:
-        return self.root / f"{sha256}.npy"
-
-    def _cached(self, cached: Path) -> np.ndarray | None:
-        """The verified entry, memory-mapped (memory does not grow with the cohort), or None (never
-        written, never recorded, or changed: then a note)."""
-        if not cached.is_file() or cached.name not in self.index:
-            return None
-        if sha256_file(cached) != self.index[cached.name]:
-            note(f"image cache: {ChecksumError(cached)}; decoding the image again")
-            return None
-        try:
-            array = np.load(cached, mmap_mode="r", allow_pickle=False)
-        except (OSError, ValueError, EOFError):
-            return None  # recorded bytes that are no array cannot happen unless the writer was another program
-        return array if array.shape == (self.size, self.size) and array.dtype == np.uint8 else None
+        return self.store.path_for(sha256)
 
     def get(self, image_path: Path, sha256: str) -> np.ndarray:
         """The letterboxed image; a cached one is memory-mapped (read-only), so it costs no heap memory."""
-        cached = self.path_for(sha256)
-        array = self._cached(cached)
-        if array is not None:
-            return array
-        array = decode_letterbox(image_path, self.size)
-        buffer = io.BytesIO()
-        np.save(buffer, array)
-        atomic_write_bytes(cached, buffer.getvalue())
-        self._record(cached.name, sha256_bytes(buffer.getvalue()))
+        array = self.store.get(sha256, (self.size, self.size), "uint8")
+        if array is None:
+            array = self.store.put(sha256, decode_letterbox(image_path, self.size))
         return array
 
     def load_all(self, manifest: pd.DataFrame, data_dir: Path, progress: bool = True) -> np.ndarray:
@@ -194,6 +148,8 @@ def normalisation(weights: str | None, encoder: str | None = None) -> tuple[floa
     """
     if not weights:
         return SCRATCH_MEAN, SCRATCH_STD
+    if encoder in LITE_ENCODERS:  # EfficientNet-Lite was trained on (x - 127) / 128, x in 0..255
+        return LITE_INPUT_SHIFT / 255, LITE_INPUT_SCALE / 255
     if encoder is not None and encoder != "smallcnn":
         from .models import resolve_weights
 

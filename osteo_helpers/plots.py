@@ -266,6 +266,31 @@ def scatter_with_identity(x: np.ndarray, y: np.ndarray, hue: Sequence[str] | Non
     return fig
 
 
+def positive_control(oofs: dict[tuple[str, str], pd.DataFrame], labels: dict[str, str]) -> plt.Figure:
+    """Sex (ROC) and age (predicted against true, each patient averaged over repeats) from the image alone,
+    one colour per encoder: the positive control of the image arms side by side."""
+    fig, (roc, age) = plt.subplots(1, 2, figsize=(11, 4.6))
+    arms = list(dict.fromkeys(arm for arm, _ in oofs))
+    for k, arm in enumerate(arms):
+        colour = f"C{k}"
+        if (arm, "sex") in oofs:
+            sex = oofs[(arm, "sex")].groupby("patient_id")[["y_true", "prob_female"]].mean()
+            fpr, tpr, _ = roc_curve(sex["y_true"], sex["prob_female"])
+            roc.plot(fpr, tpr, color=colour, label=labels.get(arm, arm))
+        if (arm, "age") in oofs:
+            pred = oofs[(arm, "age")].groupby("patient_id")[["y_true", "pred_mean"]].mean()
+            age.scatter(pred["y_true"], pred["pred_mean"], s=12, alpha=0.6, color=colour, label=labels.get(arm, arm))
+    roc.plot([0, 1], [0, 1], "k:", lw=1)
+    roc.set(xlabel="1 - specificity", ylabel="sensitivity", title="Sex from the image (ROC; positive: female)")
+    lims = age.get_xlim()
+    age.plot(lims, lims, "k:", lw=1)
+    age.set(xlabel="age (years)", ylabel="age predicted from the image (years)", title="Age from the image")
+    for ax in (roc, age):
+        ax.legend(fontsize=9, loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
 def importance_bars(table: pd.DataFrame, value: str, error: str | None, xlabel: str, title: str) -> plt.Figure:
     """Horizontal bars (largest on top) with optional error bars, e.g. permutation importance."""
     fig, ax = plt.subplots(figsize=(6, 0.35 * len(table) + 1.2))

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from .data import Cohort
 
 RECORD_NAME = "provenance.json"
-PACKAGES = ("torch", "torchvision", "numpy", "pandas", "scikit-learn", "scikit-image", "shap", "grad-cam",
+PACKAGES = ("torch", "torchvision", "timm", "numpy", "pandas", "scikit-learn", "scikit-image", "shap", "grad-cam",
             "papermill", "jupyter-book", "matplotlib", "seaborn")
 
 
@@ -88,10 +88,12 @@ def data_checksums(cohort: Cohort) -> dict[str, Any]:
 def run_record(profile: Profile, cohort: Cohort, overrides: dict[str, Any], **extra: Any) -> dict[str, Any]:
     """The facts every record holds: code, settings, packages, device, executor and data."""
     from .executor import current as current_executor
+    from .features import FeatureRecipe, recipe_record
     from .models import weights_name
 
     return {"git": git_state(), "profile": profile.to_dict(), "weights": weights_name(profile.encoder, profile.weights),
-            "overrides": overrides, "packages": package_versions(), "device": device_description(),
+            "image_encoder": recipe_record(FeatureRecipe.of(profile)), "overrides": overrides,
+            "packages": package_versions(), "device": device_description(),
             "executor": current_executor().describe(), "data": data_checksums(cohort), **extra}
 
 
@@ -232,9 +234,18 @@ def summary_table(prov: dict) -> pd.DataFrame:
         "command": shorten_paths(prov["command"]),
         "data folder": shorten_paths(prov["data"]["data_dir"]),
         "data matches the shipped checksum registry": "yes" if prov["data"]["matches_registry"] else "no",
-        "pretrained weights": prov.get("weights", "not recorded"),
+        "image encoder (image, fusion arms)": _encoder_text(prov.get("image_encoder")),
+        "from-scratch CNN (image_cnn) weights": prov.get("weights", "not recorded"),
     }
     return pd.DataFrame({"value": rows}).rename_axis("")
+
+
+def _encoder_text(record: dict | None) -> str:
+    """The frozen encoder as the provenance page names it: variant, input, views, and its weights by SHA-256."""
+    if not record:
+        return "not recorded"
+    return (f"{record['encoder']} (ImageNet weights {record['weights_file']}, SHA-256 {record['weights_sha256'][:12]}…;"
+            f" timm {record['timm']}), {record['size']} px, views: {', '.join(record['views'])}")
 
 
 def _when(iso: str) -> str:

@@ -40,6 +40,29 @@ def ci(value: float, low: float, high: float, digits: int = 3, signed: bool = Fa
     return f"{shown}\u00a0[{lo},\u00a0{hi}]"
 
 
+def encoder_text(recipe, features: np.ndarray) -> str:
+    """What the frozen encoder computed for this cohort, in one paragraph (`features.FeatureRecipe`)."""
+    return (f"**Encoder:** {recipe.describe()}. Each of the {len(features)} images became a vector of "
+            f"{features.shape[1]} numbers, computed once and cached by the image's content, the encoder's weights "
+            "(by SHA-256) and the recipe; a fold's head sees them after a signed log transform, standardisation "
+            "and PCA, all fitted on the fold's training patients.")
+
+
+def control_table(control: pd.DataFrame, labels: dict[str, str]) -> pd.DataFrame:
+    """The positive control of the image arms side by side: one row per encoder, each metric with its CI."""
+    wanted = {("sex", "auroc"): "sex: AUROC", ("age", "pearson_r"): "age: Pearson r",
+              ("age", "mae"): "age: MAE (years)", ("age", "mae_no_information"): "age: MAE of the mean (years)"}
+    rows = []
+    for model, part in control.groupby("model", sort=False):
+        row = {"encoder": labels.get(model, model)}
+        for _, r in part.iterrows():
+            name = wanted.get((r["target"], r["metric"]))
+            if name:
+                row[name] = ci(r["value"], r["ci_low"], r["ci_high"], 1 if "years" in name else 3)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
 def declared(names: Sequence[str], order: Sequence[str] = DECLARED_ORDER) -> list[str]:
     """Arms in the declared order (unknown names after, in the order given): never ranked by score."""
     known = [n for n in order if n in names]

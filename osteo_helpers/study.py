@@ -20,6 +20,7 @@ import pandas as pd
 
 from . import data, evaluation, progress, splits
 from .config import Profile, RunPaths, cache_dir, ensure_outside_data, get_profile, run_paths
+from .features import FeatureRecipe, feature_matrix
 from .fileio import ChecksumError, atomic_to_csv, atomic_write_text, read_csv, read_verified, sha256_bytes
 from .images import ImageCache, PixelHashes
 
@@ -66,6 +67,7 @@ class Study:
         self._images: dict[int, np.ndarray] = {}
         self._oofs: dict[Any, dict[str, pd.DataFrame]] = {}
         self._tables: dict[tuple, pd.DataFrame] = {}  # results computed once per session
+        self.control_oofs: dict[tuple[str, str], pd.DataFrame] = {}  # the positive control's, by (arm, target)
 
     @classmethod
     def open(cls, profile: str = "fast", run_dir: str | os.PathLike | None = None,
@@ -144,11 +146,22 @@ class Study:
             self._images[size] = ImageCache(cache_dir(), size).load_all(self.cohort, self.data_dir, progress)
         return self._images[size]
 
+    @cached_property
+    def recipe(self) -> FeatureRecipe:
+        """What the frozen pretrained encoder computes for every image (the profile's ``feature_*`` fields)."""
+        return FeatureRecipe.of(self.profile)
+
+    @cached_property
+    def features(self) -> np.ndarray:
+        """The frozen encoder's vector of every cohort image, aligned with `cohort` (computed once per image
+        and view, then read from the cache)."""
+        return feature_matrix(self.cohort, self.recipe, self.data_dir, threads=self.profile.num_threads)
+
     def rows(self, size: int | None = None, biomarkers: bool = False) -> pd.DataFrame:
-        """The cohort with each patient's letterboxed image (column ``image``): what every arm's
-        ``fit(rows, y)`` receives. With ``biomarkers``, also the patient-level biomarkers (``bio_*``),
-        ``biomarker_localised`` and the knees' ROI tiles (``roi_tiles``)."""
-        table = self.cohort.assign(image=list(self.images(size, progress=False)))
+        """The cohort with each patient's letterboxed image (column ``image``) and pretrained features
+        (``features``): what every arm's ``fit(rows, y)`` receives. With ``biomarkers``, also the
+        patient-level biomarkers (``bio_*``), ``biomarker_localised`` and the knees' ROI tiles (``roi_tiles``)."""
+        table = self.cohort.assign(image=list(self.images(size, progress=False)), features=list(self.features))
         if biomarkers:
             table = with_biomarkers(table, self.biomarkers)
         return table
@@ -291,6 +304,18 @@ class Study:
         self.save_table(table, "comparisons_tscore")
         return table
 
+    def positive_control(self) -> pd.DataFrame:
+        """Sex and age from the image alone, for the pretrained encoder's head and the from-scratch CNN
+        (`ablation.positive_control`), on the shared folds: ``positive_control.csv``, and the out-of-fold
+        tables by (arm, target) in `control_oofs`."""
+        from .ablation import positive_control
+
+        p, self.control_oofs = self.profile, {}
+        table = positive_control(self.rows(), self.shared_folds, p, self.paths.models, p.n_boot, p.seed, self.groups,
+                                 save_oof=self.save_oof, oofs=self.control_oofs)
+        self.save_table(table, "positive_control")
+        return table
+
     def comparisons(self, tasks: tuple[str, ...] | None = None) -> pd.DataFrame:
         """The declared comparisons: the primary, and the secondary family of every task of
         `ablation.FAMILY_TASKS` Holm-adjusted as ONE family. Computed once per run and saved as
@@ -330,7 +355,5 @@ class Study:
         return atomic_write_text(self.paths.tables / f"{name}.json", json.dumps(obj, indent=2, default=str))
 
     def caption(self, what: str) -> str:
-        """A table caption naming the run and profile that made it."""
-        weights = self.profile.weights or "none (trained from scratch)"
-        return (f"{what} — run `{self.run_id}`, profile `{self.profile.name}`, encoder `{self.profile.encoder}`, "
-                f"pretrained weights: {weights}")
+        """A table caption naming the run and profile that made it, and the image encoder."""
+        return f"{what} — run `{self.run_id}`, profile `{self.profile.name}`, image: {self.recipe.describe()}"

@@ -101,7 +101,8 @@ def gaussian_nll(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 @dataclass
 class NetInputs:
-    """What a network sees for a set of patients: uint8 images (N, 1, S, S), clinical matrix, targets."""
+    """What a network sees for a set of patients: uint8 images (N, 1, S, S) or float features of a frozen
+    encoder (N, D), clinical matrix, targets."""
 
     images: torch.Tensor | None
     tabular: torch.Tensor | None
@@ -162,6 +163,8 @@ class FoldTrainer:
                 gen: torch.Generator | None) -> torch.Tensor | None:
         if getattr(model, "image_encoder", None) is None or data.images is None:
             return None
+        if data.images.dtype.is_floating_point:  # cached features of a frozen encoder: used as they are
+            return data.images[idx]
         x = data.images[idx].float().div_(255).sub_(self.mean).div_(self.std)
         if train and self.augment is not None:
             flip = torch.rand(len(idx), generator=gen, device=gen.device) < 0.5

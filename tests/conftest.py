@@ -254,6 +254,23 @@ def copy_tree() -> Callable[[Path, Path], Path]:
     return copy
 
 
+#: the pretrained features of the synthetic cohorts' rows: the shipped encoder at a small size (fast)
+TEST_RECIPE_SIZE = 64
+
+
+def model_rows(ds: SyntheticDataset, cache: Path, image_size: int = 32) -> pd.DataFrame:
+    """What the arms fit on, through the real data path: load_clinical -> build_manifest -> modelling_table,
+    letterboxed images (``image``, ``image_size`` px) and the frozen encoder's features (``features``)."""
+    from osteo_helpers import data
+    from osteo_helpers.features import FeatureRecipe, with_features
+    from osteo_helpers.images import ImageCache
+
+    clinical = data.load_clinical(ds.spreadsheet)
+    table = data.modelling_table(data.build_manifest(ds.root, clinical), clinical).reset_index(drop=True)
+    images = ImageCache(cache, image_size).load_all(table, ds.root, progress=False)
+    return with_features(table.assign(image=list(images)), FeatureRecipe(size=TEST_RECIPE_SIZE), ds.root, cache)
+
+
 @pytest.fixture(scope="session")
 def synth():
     """The builders above, for tests that need them directly (tests/ may or may not be a package)."""
@@ -261,13 +278,13 @@ def synth():
 
     return types.SimpleNamespace(REAL_HEADER=REAL_HEADER, jpeg_bytes=jpeg_bytes, snapshot=snapshot,
                                  make_dataset=make_dataset, synthetic_rows=synthetic_rows,
-                                 write_spreadsheet=write_spreadsheet, patient_ids=patient_ids)
+                                 write_spreadsheet=write_spreadsheet, patient_ids=patient_ids, model_rows=model_rows)
 
 
 # ----------------------------------------------------------------------------- one saved model bundle
 #: the synthetic cohort and settings of the bundle every scoring test shares (30 patients, 32 px, smoke)
 BUNDLE_COUNTS = {"normal": 10, "osteopenia": 10, "osteoporosis": 10}
-BUNDLE_SETTINGS = {"image_size": "32", "num_threads": "1", "batch_size": "8"}
+BUNDLE_SETTINGS = {"image_size": "32", "feature_size": "32", "num_threads": "1", "batch_size": "8"}
 
 
 @dataclass

@@ -13,27 +13,22 @@ import pandas as pd
 import pytest
 import torch
 
-from osteo_helpers import arms, config, data, splits, tabular, training
+from osteo_helpers import arms, config, splits, tabular, training
 from osteo_helpers.arms import foldcache
 from osteo_helpers.arms.classical import ClassicalArm, LinearGaussian
 from osteo_helpers.arms.networks import NetworkArm
-from osteo_helpers.images import ImageCache
 from osteo_helpers.tasks import CLASSES_3, TASKS, who_probabilities
 
 COUNTS = {"normal": 10, "osteopenia": 10, "osteoporosis": 10}
-CLASSICAL = ("age", "ost", "clinical", "clinical_full", "gbm", "batch_only", "pixel_1nn")
-NETWORKS = ("tabular", "image", "fusion_concat", "fusion")
+CLASSICAL = ("age", "ost", "clinical", "clinical_full", "image", "gbm", "batch_only", "pixel_1nn")
+NETWORKS = ("tabular", "image_cnn", "fusion_concat", "fusion")
 
 
 @pytest.fixture(scope="module")
 def cohort(tmp_path_factory, synth):
     root = tmp_path_factory.mktemp("arms") / "knee-osteoporosis"
     ds = synth.make_dataset(root, counts=COUNTS, seed=3, identical_images=(("N7", "OP7"),))
-    clin = data.load_clinical(ds.spreadsheet)
-    manifest = data.build_manifest(ds.root, clin)
-    table = data.modelling_table(manifest, clin).reset_index(drop=True)
-    images = ImageCache(tmp_path_factory.mktemp("cache"), 32).load_all(table, ds.root, progress=False)
-    rows = table.assign(image=list(images))
+    rows = synth.model_rows(ds, tmp_path_factory.mktemp("cache"))
     folds = splits.make_folds(rows, "label_3class", 3, 2, seed=5)
     return rows, folds
 
@@ -108,8 +103,8 @@ def test_residual_correction_starts_at_zero_and_moves_with_training(cohort, prof
     assert torch.count_nonzero(last.weight) == 0 and torch.count_nonzero(last.bias) == 0
     net = arm.model_.train()
     opt = torch.optim.SGD(net.parameters(), lr=0.1)
-    tab = torch.from_numpy(arm._tabular(rows.iloc[:8]))
-    loss = torch.nn.functional.cross_entropy(net(torch.rand(8, 1, 32, 32), tab), torch.tensor(y[:8]))
+    inputs = arm._inputs(rows.iloc[:8])  # the image term reads the fold's transformed pretrained features
+    loss = torch.nn.functional.cross_entropy(net(inputs.images, inputs.tabular), torch.tensor(y[:8]))
     loss.backward()
     opt.step()
     assert torch.count_nonzero(last.weight) > 0

@@ -358,7 +358,9 @@ def test_real_data_bundle_predicts_two_patients_as_the_in_memory_model(real_data
     assert (got["screen_positive"].to_numpy() == expected["screen_positive"].to_numpy()).all()
     facts = json.loads((tmp_path / "model" / "bundle.json").read_text())
     assert facts["cohort"]["patients"] == len(rows) and facts["data"]["matches_published_dataset"]
-    # the image term of a smoke fit is close to zero, so compare the pixels `predict` feeds the model directly
-    seen = batch_patients(tmp_path / "rows.csv", real_data_dir, ("age_years", "sex"), facts["inputs"]["image_size"])
-    for patient, image in zip(seen, chosen["image"], strict=True):
+    # the image term of a smoke fit is close to zero, so compare the pixels `predict` feeds the encoder directly
+    size = facts["inputs"]["image_size"]
+    seen = batch_patients(tmp_path / "rows.csv", real_data_dir, ("age_years", "sex"), size)
+    pixels = dict(zip(study.cohort["patient_id"], study.images(size, progress=False), strict=True))
+    for patient, image in zip(seen, [pixels[pid] for pid in chosen["patient_id"]], strict=True):
         np.testing.assert_array_equal(patient.image, image)

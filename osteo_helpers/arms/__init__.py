@@ -4,7 +4,8 @@
   and the registry (`make_arm`, `known_arms`); ``<arm>_tscore`` fits the T-score instead.
 - `classical`: age, OST, the clinical models, gradient boosting, the acquisition probe,
   1-NN on pixels and the image-biomarker regressions.
-- `networks`: the image network, the concatenation fusion and the residual arms.
+- `features`: the image arm, a penalised linear head on frozen pretrained features.
+- `networks`: the from-scratch image network, the concatenation fusion and the residual arms.
 - `roi`: the ROI networks on per-knee tiles.
 - `driver`: cross-validation over the shared folds (plan the fits, execute them, assemble the
   tables), the OOF format.
@@ -14,7 +15,7 @@
 Adding an arm is one class with ``@register("name")`` in one of these modules.
 """
 
-from . import classical, networks, roi  # noqa: F401  (registers the arms)
+from . import classical, features, networks, roi  # noqa: F401  (registers the arms)
 from .base import ARM_REGISTRY, Arm, known_arms, make_arm, register, split_arm_name
 from .classical import logistic_equation, overlap_range
 from .driver import cross_validate, run_arm, run_arms_together, task_view

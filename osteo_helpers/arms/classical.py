@@ -258,15 +258,14 @@ class ClinicalArm(ClassicalArm):
         return preprocessor_for(CLINICAL_FEATURES, spline=spline_inputs(self.task))
 
 
-@register("clinical_full")
-class ClinicalFullArm(ClassicalArm):
-    """The whole clinical allow-list, L2 strength chosen by grouped CV inside the training fold."""
+class PenalisedArm(ClassicalArm):
+    """A ridge-penalised linear model whose strength is chosen by grouped CV inside the training fold
+    (``strengths``: inverse strengths C of the logistic regression; ``alphas``: ridge strengths of the
+    Gaussian model of a continuous target). ``strength`` fixes it: the screening threshold's inner fits
+    reuse the fold's choice."""
 
-    def _inputs(self, rows: pd.DataFrame) -> pd.DataFrame:
-        return to_model_frame(rows, self.inputs_)
-
-    def _preprocessor(self):
-        return preprocessor_for(self.inputs_)
+    strengths: tuple[float, ...] = CLINICAL_FULL_CS
+    alphas: tuple[float, ...] = CLINICAL_FULL_ALPHAS
 
     def __init__(self, task: str = "binary", *, profile: Profile | None = None,
                  target_sensitivity: float | None = None, random_state: int = 0,
@@ -280,10 +279,10 @@ class ClinicalFullArm(ClassicalArm):
             final = LinearGaussian(alpha=self.strength) if self.task_.is_regression else LogisticRegression(
                 C=self.strength, max_iter=5000)
         elif self.task_.is_regression:
-            final = GridSearchCV(LinearGaussian(), {"alpha": list(CLINICAL_FULL_ALPHAS)},
+            final = GridSearchCV(LinearGaussian(), {"alpha": list(self.alphas)},
                                  scoring="neg_mean_squared_error", cv=_grouped_cv(rows, self.random_state))
         else:  # the regularisation path with warm starts: the same choice as a grid search, faster
-            final = LogisticRegressionCV(Cs=list(CLINICAL_FULL_CS), cv=_grouped_cv(rows, self.random_state),
+            final = LogisticRegressionCV(Cs=list(self.strengths), cv=_grouped_cv(rows, self.random_state),
                                          scoring=_neg_log_loss, solver="newton-cholesky", max_iter=5000,
                                          l1_ratios=(0.0,), use_legacy_attributes=False)
         self.model_ = make_pipeline(self._preprocessor(), final).fit(self._inputs(rows), y)
@@ -298,6 +297,17 @@ class ClinicalFullArm(ClassicalArm):
         """The strength this fold chose: a search inside every inner fold would cost 45 fits per
         inner fold for the same threshold."""
         return {"strength": self.strength_}
+
+
+@register("clinical_full")
+class ClinicalFullArm(PenalisedArm):
+    """The whole clinical allow-list, L2 strength chosen by grouped CV inside the training fold."""
+
+    def _inputs(self, rows: pd.DataFrame) -> pd.DataFrame:
+        return to_model_frame(rows, self.inputs_)
+
+    def _preprocessor(self):
+        return preprocessor_for(self.inputs_)
 
 
 @register("gbm")

@@ -1,6 +1,12 @@
-"""Network arms: the image network, the seed's concatenation fusion, and the residual arms.
+"""Network arms: the from-scratch image network, the concatenation fusion, and the residual arms.
 
-* ``image``: the image encoder and a small head (class-weighted cross-entropy, as designed).
+The arms that read the image take the frozen pretrained encoder's cached features
+(`osteo_helpers.features`), transformed per fold as the ``image`` arm's are (`features.feature_transform`):
+training then takes seconds per fold. A profile with ``finetune_blocks`` > 0 (the GPU profile) trains
+them on the pixels instead, through the pretrained encoder with its last stages unfrozen.
+
+* ``image_cnn``: the seed's baseline, a small CNN trained from scratch on the pixels (the profile's
+  ``encoder``, ``weights`` and ``image_size``; class-weighted cross-entropy, as designed).
 * ``fusion_concat``: the study's original design, image embedding concatenated with an MLP
   embedding of the whole clinical allow-list (class-weighted cross-entropy, as designed).
 * ``fusion``: the residual fusion. Its output is the logit of the pre-specified clinical model
@@ -28,12 +34,13 @@ from tqdm.auto import tqdm
 from .. import progress
 from ..config import Profile
 from ..images import normalisation
-from ..models import ResidualNet, build_encoder, build_model
+from ..models import FeatureInput, FusionNet, ResidualNet, build_encoder
 from ..splits import inner_split
 from ..tabular import CLINICAL_FEATURES, available_inputs, preprocessor_for, spline_inputs, to_model_frame
 from ..training import FoldTrainer, NetInputs, balanced_class_weights, fit_threads, pick_device, seed_everything
 from .base import Arm, register
 from .classical import LinearGaussian, clinical_logistic
+from .features import feature_stack, feature_transform, n_components
 
 #: width of the residual fusion's image embedding: narrow, so ~190 images cannot drown the clinical model
 RESIDUAL_EMBED_DIM = 8
@@ -45,23 +52,25 @@ class NetworkArm(Arm):
     stopping kept ``best_epoch_``.
 
     ``fixed_epochs`` trains exactly that many epochs on every row, with no validation split: the
-    screening threshold's inner fits repeat the fold's early-stopping choice that way.
+    screening threshold's inner fits repeat the fold's early-stopping choice that way. ``from_scratch``
+    makes the image branch the from-scratch CNN on pixels (the ROI arms' tiles) whatever the profile.
     """
 
     supports_regression = True
     heavy = True
-    #: which network: "image", "fusion_concat", "tabular" or "fusion"
+    #: which network: "image" (the from-scratch CNN), "fusion_concat", "tabular" or "fusion"
     net = "image"
 
     def __init__(self, task: str = "binary", *, profile: Profile | None = None,
                  target_sensitivity: float | None = None, random_state: int = 0, progress: bool = True,
-                 fixed_epochs: int | None = None) -> None:
+                 fixed_epochs: int | None = None, from_scratch: bool = False) -> None:
         self.task = task
         self.profile = profile
         self.target_sensitivity = target_sensitivity
         self.random_state = random_state
         self.progress = progress
         self.fixed_epochs = fixed_epochs
+        self.from_scratch = from_scratch
 
     # -- inputs ------------------------------------------------------------------------------
     @property
@@ -71,6 +80,35 @@ class NetworkArm(Arm):
     @property
     def residual(self) -> bool:
         return self.net in ("tabular", "fusion")
+
+    @property
+    def image_input(self) -> str | None:
+        """How the image reaches the network: None (it does not), "features" (the frozen encoder's cached
+        features), "cnn" (pixels through the profile's from-scratch encoder: ``image_cnn`` and the ROI arms)
+        or "finetune" (pixels through the pretrained encoder, its last ``finetune_blocks`` stages trained)."""
+        if not self.uses_image:
+            return None
+        if self.net == "image" or self.from_scratch:
+            return "cnn"
+        return "finetune" if self.profile.finetune_blocks else "features"
+
+    @property
+    def on_features(self) -> bool:
+        return self.image_input == "features"
+
+    def _normalisation(self) -> tuple[float, float]:
+        p = self.profile
+        if self.image_input == "finetune":
+            return normalisation("imagenet", p.feature_encoder)
+        return normalisation(p.weights, p.encoder)
+
+    def _encoder(self, width: int) -> torch.nn.Module:
+        p = self.profile
+        if self.on_features:
+            return FeatureInput(width)
+        if self.image_input == "cnn":
+            return build_encoder(p.encoder, weights=p.weights, width=p.cnn_width)
+        return build_encoder(p.feature_encoder, weights="imagenet", trainable_blocks=p.finetune_blocks)
 
     def _clinical_blocks(self) -> list[tuple[str, tuple[str, ...]]]:
         blocks = []
@@ -95,7 +133,9 @@ class NetworkArm(Arm):
 
     def _inputs(self, rows: pd.DataFrame, targets: np.ndarray | None = None) -> NetInputs:
         images = None
-        if self.uses_image:
+        if self.on_features:
+            images = torch.from_numpy(self.features_.transform(feature_stack(rows)).astype(np.float32))
+        elif self.uses_image:
             images = torch.from_numpy(np.ascontiguousarray(np.stack(rows["image"].to_numpy()))).unsqueeze(1)
         tab = self._tabular(rows)
         y = np.zeros(len(rows)) if targets is None else targets
@@ -123,15 +163,13 @@ class NetworkArm(Arm):
             return np.vstack([np.zeros(X.shape[1]), lr.coef_[0]]), np.array([0.0, lr.intercept_[0]])
         return lr.coef_, lr.intercept_
 
-    def _build(self, X: np.ndarray | None, t: np.ndarray) -> torch.nn.Module:
-        p = self.profile
+    def _build(self, X: np.ndarray | None, t: np.ndarray, image_width: int) -> torch.nn.Module:
         seed_everything(self.random_state)  # weight initialisation is part of the fold's experiment
         if not self.residual:
             mode = "image" if self.net == "image" else "fusion"
-            return build_model(mode, self.n_outputs, p.encoder, weights=p.weights, width=p.cnn_width,
-                               tabular_dim=0 if X is None else X.shape[1])
+            return FusionNet(mode, self.n_outputs, self._encoder(image_width), 0 if X is None else X.shape[1])
         base_dim = len(self.preprocessor_.named_transformers_["clinical"].get_feature_names_out())
-        encoder = build_encoder(p.encoder, weights=p.weights, width=p.cnn_width) if self.net == "fusion" else None
+        encoder = self._encoder(image_width) if self.net == "fusion" else None
         net = ResidualNet(base_dim, self.n_outputs, encoder=encoder,
                           extra_dim=0 if encoder is not None else X.shape[1] - base_dim,
                           embed_dim=RESIDUAL_EMBED_DIM)
@@ -158,7 +196,7 @@ class NetworkArm(Arm):
                            weight_decay=p.weight_decay, augment=p.augment,
                            loss="gaussian" if self.task_.is_regression else "cross_entropy",
                            class_weight=weight, penalty=p.correction_penalty if self.residual else 0.0,
-                           normalisation=normalisation(p.weights, p.encoder), on_epoch=on_epoch), bar
+                           normalisation=self._normalisation(), on_epoch=on_epoch), bar
 
     # -- fit / predict -----------------------------------------------------------------------
     def _fit(self, rows: pd.DataFrame, y: np.ndarray) -> None:
@@ -168,6 +206,8 @@ class NetworkArm(Arm):
         torch.set_num_threads(fit_threads(p.num_threads))
         self.inputs_ = available_inputs(rows)  # the allow-listed inputs this cohort has
         self.preprocessor_ = self._make_preprocessor()
+        if self.on_features:
+            self.features_ = feature_transform(n_components(p, len(rows))).fit(feature_stack(rows))
         if self.preprocessor_ is not None:
             self.preprocessor_.fit(to_model_frame(rows, self.inputs_))
         if self.task_.is_regression:
@@ -182,7 +222,8 @@ class NetworkArm(Arm):
         else:
             fit_idx, val_idx = np.arange(len(rows)), None
         data = self._inputs(rows, t)
-        model = self._build(None if data.tabular is None else data.tabular.numpy(), t)
+        model = self._build(None if data.tabular is None else data.tabular.numpy(), t,
+                            0 if data.images is None else data.images.shape[-1])
         trainer, bar = self._trainer(t[fit_idx], f"{self.arm_name} ({self.task})")
         try:
             self.model_, self.history_ = trainer.fit(model, data.subset(fit_idx),
@@ -192,7 +233,7 @@ class NetworkArm(Arm):
             bar.close()
         self.model_ = self.model_.cpu().eval()
         self.best_epoch_ = int(self.history_.loc[self.history_["best"], "epoch"].iloc[0])
-        self.normalisation_ = normalisation(p.weights, p.encoder)
+        self.normalisation_ = self._normalisation()
 
     def _predict_raw(self, rows: pd.DataFrame) -> np.ndarray:
         """Predictions on the accelerator when there is one (the fitted network stays on the CPU)."""
@@ -214,9 +255,9 @@ class NetworkArm(Arm):
         return {"fixed_epochs": self.best_epoch_, "progress": False}
 
 
-@register("image")
-class ImageArm(NetworkArm):
-    """The image alone."""
+@register("image_cnn")
+class ImageCnnArm(NetworkArm):
+    """The image alone, through a small CNN trained from scratch: the seed's baseline."""
 
     net = "image"
 

@@ -14,7 +14,7 @@ import pandas as pd
 
 from ..config import Profile
 from .base import Arm, register
-from .networks import FusionConcatArm, ImageArm
+from .networks import FusionConcatArm, ImageCnnArm
 
 
 def expand_knees(rows: pd.DataFrame, y: np.ndarray | None = None) -> tuple[pd.DataFrame, np.ndarray | None]:
@@ -27,7 +27,7 @@ def expand_knees(rows: pd.DataFrame, y: np.ndarray | None = None) -> tuple[pd.Da
 
 
 class _RoiArm(Arm):
-    inner = ImageArm
+    inner = ImageCnnArm
     heavy = True
 
     def __init__(self, task: str = "binary", *, profile: Profile | None = None,
@@ -48,8 +48,8 @@ class _RoiArm(Arm):
     def _fit(self, rows: pd.DataFrame, y: np.ndarray) -> None:
         knees, y_knees = expand_knees(rows, y)
         profile = self.profile.with_overrides(epochs=self.profile.roi_epochs)
-        self.network_ = self.inner(self.task, profile=profile, random_state=self.random_state,
-                                   progress=self.progress, fixed_epochs=self.fixed_epochs).fit(knees, y_knees)
+        self.network_ = self.inner(self.task, profile=profile, random_state=self.random_state, progress=self.progress,
+                                   fixed_epochs=self.fixed_epochs, from_scratch=True).fit(knees, y_knees)
         self.history_ = self.network_.history_
         self.best_epoch_ = self.network_.best_epoch_
 

@@ -40,6 +40,7 @@ SUFFIXES = (".json", ".safetensors", ".skops")
 #: estimator and scorer, and scikit-learn internals of the fitted models the arms hold
 TRUSTED_TYPES = frozenset({
     "numpy.dtype",
+    "osteo_helpers.arms.features.signed_log1p",
     "osteo_helpers.arms.classical.LinearGaussian",
     "osteo_helpers.arms.classical._neg_log_loss",
     "osteo_helpers.splines.RestrictedCubicSpline",

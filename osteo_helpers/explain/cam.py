@@ -16,7 +16,7 @@ from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from torch import nn
 from torchvision.models import DenseNet, ResNet
 
-from ..models import FusionNet, GrayToRGB, SmallCNN
+from ..models import FrozenFeatures, FusionNet, GrayToRGB, SmallCNN
 
 CAM_METHODS: dict[str, type] = {
     "gradcam": GradCAM,
@@ -72,7 +72,8 @@ def target_layer(model: FusionNet | ImageBranchWrapper) -> nn.Module:
     """The layer whose activations Grad-CAM weights: the last spatial feature map of the encoder.
 
     SmallCNN: the activation (ReLU) of its last conv block, before the final max-pool, which keeps
-    twice the resolution of the pooled map. ResNet: `layer4[-1]`. DenseNet: `features.norm5`.
+    twice the resolution of the pooled map. ResNet: `layer4[-1]`. DenseNet: `features.norm5`. The frozen
+    EfficientNet-Lite of the feature arms (`FrozenFeatures`): its head convolution's activations (``bn2``).
     Detected by type so a renamed or new encoder fails loudly instead of explaining the wrong layer.
     """
     net = _unwrap(model)
@@ -90,6 +91,8 @@ def target_layer(model: FusionNet | ImageBranchWrapper) -> nn.Module:
                 break
             chosen = j
         return layers[chosen]
+    if isinstance(encoder, FrozenFeatures):  # EfficientNet-Lite: its head convolution's activations
+        return encoder.trunk.bn2
     if isinstance(encoder, GrayToRGB):
         backbone = encoder.backbone
         if isinstance(backbone, ResNet):

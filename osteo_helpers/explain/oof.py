@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from ..images import normalisation
+from ..models import FrozenFeatures, LinearHead
 from ..tabular import to_model_frame
 from ..training import pick_device
 from .cam import compute_cams
@@ -31,30 +32,69 @@ from .tabular import (
 )
 
 
-def model_inputs(images: np.ndarray, weights: str | None) -> torch.Tensor:
-    """uint8 (N, S, S) cache arrays -> normalised (N, 1, S, S) tensors, as the networks saw them at test time."""
-    mean, std = normalisation(weights)
-    return (torch.from_numpy(np.ascontiguousarray(images)).float().unsqueeze(1) / 255 - mean) / std
-
-
 @dataclass
 class FoldModel:
-    """A fitted fold of a network arm as the explanations need it: its network, its clinical
-    transform and the patients it was tested on (the only ones it may explain)."""
+    """A fitted fold of an arm as the explanations need it: its network, its clinical transform, the patients
+    it was tested on (the only ones it may explain), and what its image branch reads: the fold's transform
+    of the frozen encoder's feature vectors (``features``), or pixels normalised by ``normalisation``."""
 
     seed: int
     fold: int
     model: nn.Module
     preprocessor: Any
     test_ids: list[str]
+    features: Any = None
+    normalisation: tuple[float, float] = (0.5, 0.25)
 
 
-def fold_models(fitted_arms: Sequence[Any], device: str | torch.device | None = None) -> list[FoldModel]:
-    """FoldModels from the fitted network arms of `arms.load_fold_arms`, their networks on ``device``
-    (default: the accelerator when there is one), where every explanation then runs."""
+def model_inputs(fm: FoldModel, images: np.ndarray) -> torch.Tensor:
+    """What the fold model's image branch reads at test time: the fold's transform of feature vectors (N, D),
+    or uint8 pixels (N, S, S) normalised as (N, 1, S, S)."""
+    if fm.features is not None:
+        return torch.from_numpy(fm.features.transform(images).astype(np.float32))
+    mean, std = fm.normalisation
+    return (torch.from_numpy(np.ascontiguousarray(images)).float().unsqueeze(1) / 255 - mean) / std
+
+
+def _end_to_end(arm: Any) -> nn.Module:
+    """A feature arm as one network that reads pixels: the frozen encoder, the fold's transform, then its head
+    (the ``image`` arm's logistic regression, or a network's head), so Grad-CAM reaches the encoder."""
+    import copy
+
+    from ..features import frozen_encoder
+
+    network_arm = getattr(arm, "features_", None) is not None
+    transform = arm.features_ if network_arm else arm.model_[0]
+    encoder = FrozenFeatures(frozen_encoder(arm.profile.feature_encoder), transform, arm.profile.feature_pooling)
+    if not network_arm:
+        return LinearHead(encoder, arm.model_[-1])
+    network = copy.deepcopy(arm.model_)  # a small head: copied, so the fitted arm keeps reading features
+    network.image_encoder = encoder
+    return network
+
+
+def fold_models(fitted_arms: Sequence[Any], device: str | torch.device | None = None,
+                pixels: bool = False) -> list[FoldModel]:
+    """FoldModels from the fitted arms of `arms.load_fold_arms`, their networks on ``device`` (default: the
+    accelerator when there is one), where every explanation then runs. ``pixels``: an arm on the frozen
+    encoder's features becomes one network from pixels to its output (what Grad-CAM explains); otherwise
+    it reads the features as it was trained."""
+    from ..arms.features import ImageArm
+
     where = pick_device(device)
-    return [FoldModel(a.seed_, a.fold_, a.model_.to(where).eval(), a.preprocessor_, list(a.test_ids_))
-            for a in fitted_arms]
+    out = []
+    for a in fitted_arms:
+        if isinstance(a, ImageArm) and not pixels:
+            raise ValueError("the image arm is a linear head on features: explain it end to end (pixels=True)")
+        if pixels and (isinstance(a, ImageArm) or getattr(a, "features_", None) is not None):
+            model, features = _end_to_end(a), None
+            norm = normalisation("imagenet", a.profile.feature_encoder)
+        else:
+            model, features = a.model_, getattr(a, "features_", None)
+            norm = getattr(a, "normalisation_", normalisation(None))
+        out.append(FoldModel(a.seed_, a.fold_, model.to(where).eval(), getattr(a, "preprocessor_", None),
+                             list(a.test_ids_), features, norm))
+    return out
 
 
 def _device(fm: FoldModel) -> torch.device:
@@ -71,7 +111,7 @@ def _fold_tabular(fm: FoldModel, X_raw: pd.DataFrame | None, rows: np.ndarray) -
     return fm.preprocessor.transform(X_raw.iloc[rows]).astype(np.float32)
 
 
-def oof_cams(fold_models: Sequence[FoldModel], cohort: pd.DataFrame, images: np.ndarray, weights: str | None,
+def oof_cams(fold_models: Sequence[FoldModel], cohort: pd.DataFrame, images: np.ndarray,
              target_class: int = 1, method: str = "gradcam", rows: np.ndarray | None = None) -> np.ndarray:
     """CAMs for patients from the fold model that did not train on them; NaN for rows not asked for."""
     X_raw = to_model_frame(cohort) if fold_models[0].preprocessor is not None else None
@@ -82,12 +122,12 @@ def oof_cams(fold_models: Sequence[FoldModel], cohort: pd.DataFrame, images: np.
         if len(idx) == 0:
             continue
         tab = _fold_tabular(fm, X_raw, idx)
-        cams[idx] = compute_cams(fm.model, model_inputs(images[idx], weights),
+        cams[idx] = compute_cams(fm.model, model_inputs(fm, images[idx]),
                                  None if tab is None else torch.from_numpy(tab), target_class, method)
     return cams
 
 
-def oof_shap(fold_models: Sequence[FoldModel], cohort: pd.DataFrame, images: np.ndarray | None, weights: str | None,
+def oof_shap(fold_models: Sequence[FoldModel], cohort: pd.DataFrame, images: np.ndarray | None,
              n_explain: int, n_samples: int, n_background: int, seed: int) -> tuple[shap.Explanation, list[str]]:
     """Grouped SHAP values of the clinical inputs for out-of-fold patients (a random sample of them).
 
@@ -108,7 +148,7 @@ def oof_shap(fold_models: Sequence[FoldModel], cohort: pd.DataFrame, images: np.
         X = _fold_tabular(fm, X_raw, rows)
         feature_names = list(fm.preprocessor.get_feature_names_out())
         if fm.model.mode == "fusion":
-            inputs = model_inputs(images[rows], weights)
+            inputs = model_inputs(fm, images[rows])
             fn: Any = [tabular_predict_fn(fm.model, inputs[i]) for i in range(len(rows))]
         else:
             fn = tabular_predict_fn(fm.model)
@@ -129,7 +169,7 @@ def oof_shap(fold_models: Sequence[FoldModel], cohort: pd.DataFrame, images: np.
 
 
 def oof_permutation_importance(fold_models: Sequence[FoldModel], cohort: pd.DataFrame, images: np.ndarray | None,
-                               weights: str | None, y: np.ndarray, n_repeats: int, seed: int) -> pd.DataFrame:
+                               y: np.ndarray, n_repeats: int, seed: int) -> pd.DataFrame:
     """Drop in pooled out-of-fold AUROC when one clinical feature is shuffled (each fold's own model)."""
     from ..evaluation import binary_point_metrics
 
@@ -139,7 +179,7 @@ def oof_permutation_importance(fold_models: Sequence[FoldModel], cohort: pd.Data
     with torch.no_grad():
         for k, (fm, rows) in enumerate(fold_rows):
             if fm.model.mode == "fusion":
-                embeddings[k] = fm.model.image_encoder(model_inputs(images[rows], weights).to(_device(fm)))
+                embeddings[k] = fm.model.image_encoder(model_inputs(fm, images[rows]).to(_device(fm)))
 
     def scores(matrices: list[np.ndarray]) -> list[float]:
         # every matrix through each fold's preprocessor in one call (its transformers work row by row, so

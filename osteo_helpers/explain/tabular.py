@@ -25,7 +25,7 @@ from ..tabular import original_feature
 
 def tabular_predict_fn(model: FusionNet, image: torch.Tensor | None = None, class_index: int | None = 1,
                        batch_size: int = 8192) -> Callable[[np.ndarray], np.ndarray]:
-    """`X -> model output` over clinical rows, with one patient's image held fixed (mode 'fusion').
+    """`X -> model output` over clinical rows, with one patient's image (or its features) held fixed (mode 'fusion').
 
     The image embedding is computed once, so SHAP's thousands of evaluations only run the small
     tabular MLP and head. Returns softmax probability of `class_index` (all classes if None), or
@@ -38,7 +38,8 @@ def tabular_predict_fn(model: FusionNet, image: torch.Tensor | None = None, clas
     if model.mode == "fusion":
         if image is None:
             raise ValueError("mode 'fusion' needs the patient's image")
-        img = image.reshape(1, 1, *image.shape[-2:]).to(device, torch.float32)
+        # a feature vector of the frozen encoder (D,), or a grey image (S, S) or (1, S, S): a batch of one
+        img = (image[None] if image.ndim == 1 else image.reshape(1, 1, *image.shape[-2:])).to(device, torch.float32)
         was = model.training
         model.eval()
         with torch.no_grad():

@@ -25,8 +25,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from osteo_helpers import config, data, splits
-from osteo_helpers.images import ImageCache
+from osteo_helpers import config, splits
 from tests.test_cohort import BASE_SPEC
 
 COUNTS = {"normal": 10, "osteopenia": 10, "osteoporosis": 10}
@@ -44,10 +43,7 @@ def private_env(monkeypatch, tmp_path):
 def cohort(tmp_path_factory, synth):
     """(rows with images at 32 px, two repeats of three folds, the dataset) of 30 synthetic patients."""
     ds = synth.make_dataset(tmp_path_factory.mktemp("faults") / "knee-osteoporosis", counts=COUNTS, seed=3)
-    clinical = data.load_clinical(ds.spreadsheet)
-    table = data.modelling_table(data.build_manifest(ds.root, clinical), clinical).reset_index(drop=True)
-    images = ImageCache(tmp_path_factory.mktemp("cache"), 32).load_all(table, ds.root, progress=False)
-    rows = table.assign(image=list(images))
+    rows = synth.model_rows(ds, tmp_path_factory.mktemp("cache"))
     return rows, splits.make_folds(rows, "label_3class", 3, 2, seed=5), ds
 
 
