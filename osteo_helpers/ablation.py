@@ -2,7 +2,7 @@
 
 The arms, their order and the comparisons are declared here, and the methods chapter repeats
 them: tables list arms in ``DECLARED_ORDER``, never by score. The primary comparison is the
-residual ``fusion`` against the pre-specified ``clinical`` model (binary AUROC, paired); every
+residual ``fusion`` against the declared ``clinical`` model (binary AUROC, paired); every
 other comparison belongs to the secondary family, whose bootstrap p-values are Holm-adjusted
 together (``p_holm``) and whose verdicts follow the adjusted p-values. When each of these was
 declared, and what had been seen before, is the protocol page of the book (``book/protocol.md``).
@@ -14,7 +14,6 @@ the patients both predicted.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +33,6 @@ TSCORE_ARMS = ("age_tscore", "clinical_tscore", "fusion_tscore")
 PROBE_ARMS = ("gbm", "batch_only", "pixel_1nn")
 DECLARED_ORDER = MAIN_ARMS + TSCORE_ARMS + PROBE_ARMS
 NETWORK_ARMS = ("tabular", "image_cnn", "fusion_concat", "fusion", "fusion_tscore", "roi_cnn", "roi_cnn+clinical")
-#: arms that read the image (the positive control, explainability and the image arm's own null ask them)
-IMAGE_ARMS = ("image", "image_cnn")
 #: arms that choose a screening threshold (a cross-fit inside every fold): the declared arms but the
 #: from-scratch baseline, which is read by its AUROC only (its threshold's inner fits would double its cost)
 SCREENING_ARMS = tuple(a for a in DECLARED_ORDER if a != "image_cnn")
@@ -48,10 +45,14 @@ PERMUTATION_ARMS = ("age", "ost", "clinical", "clinical_full", "image")
 NETWORK_PERMUTATION_ARMS = ("fusion",)
 #: residual arms: their untrained state is the clinical model, so the folds that kept it are counted
 RESIDUAL_ARMS = ("tabular", "fusion", "fusion_tscore")
+#: each residual arm and the arm its untrained state is: comparing the two is not estimable when the residual
+#: arm kept that state in every fold
+RESIDUAL_BASES = {"tabular": "clinical", "fusion": "clinical", "fusion_tscore": "clinical_tscore"}
 #: arms compared with the clinical model in the declared comparisons (power is stated for those whose
 #: scores differ from the clinical model's)
 CLINICAL_CHALLENGERS = ("fusion", "fusion_concat", "tabular", "clinical_full")
-#: within-class correlations, declared before any result, at which the detectable gain is stated
+#: within-class correlations at which the detectable gain is stated (declared 2026-12-04 in protocol amendment 2,
+#: after results had been seen)
 DECLARED_CORRELATIONS = (0.9, 0.7, 0.5)
 #: an arm whose scores correlate with the clinical model's at least this much (within class) has
 #: scores that are the clinical model's: a power statement at that correlation describes the
@@ -68,7 +69,7 @@ SECONDARY = (
     ("tabular", "clinical"),                   # does the rest of the allow-list add (network)?
     ("clinical_full", "clinical"),             # ... (regularised logistic regression)?
     ("clinical", "age"),                       # does sex add to age?
-    ("clinical", "ost"),                       # the pre-specified model against the tool in use
+    ("clinical", "ost"),                       # the declared clinical model against the tool in use
 )
 #: the tasks whose secondary comparisons are Holm-adjusted as one family (methods: declared comparisons)
 FAMILY_TASKS = ("binary", "3class")
@@ -191,8 +192,11 @@ def training_states(cache: Path | None, names: tuple[str, ...], task: str, folds
 
 
 def with_training_states(comparisons: pd.DataFrame, states: pd.DataFrame | None) -> pd.DataFrame:
-    """``a_untrained_folds`` / ``a_fitted_folds`` of each row's arm A (empty where A is not residual)."""
-    out = comparisons.assign(a_untrained_folds=np.nan, a_fitted_folds=np.nan)
+    """``a_untrained_folds`` / ``a_fitted_folds`` of each row's arm A (empty where A is not residual), and
+    ``estimable``: False where a residual arm is compared with its own untrained state (`RESIDUAL_BASES`) and
+    kept that state in every fold, so that the difference is 0 by construction, not a finding; such a row's
+    ``conclusion`` says so."""
+    out = comparisons.assign(a_untrained_folds=np.nan, a_fitted_folds=np.nan, estimable=True)
     if states is None or states.empty:
         return out
     wide = states.pivot_table(index=["model", "task"], columns="metric", values="value", aggfunc="first")
@@ -201,6 +205,13 @@ def with_training_states(comparisons: pd.DataFrame, states: pd.DataFrame | None)
         if key in wide.index:
             out.at[i, "a_untrained_folds"] = wide.at[key, "untrained_folds"]
             out.at[i, "a_fitted_folds"] = wide.at[key, "fitted_folds"]
+    stuck = (out["a_fitted_folds"].gt(0) & out["a_untrained_folds"].eq(out["a_fitted_folds"])
+             & (out["model_a"].map(RESIDUAL_BASES) == out["model_b"]))
+    out.loc[stuck, "estimable"] = False
+    out.loc[stuck, "conclusion"] = [
+        f"not estimable on this cohort: {a} kept its untrained state, {b} itself, in every fold (the difference "
+        "is 0 by construction, not a finding)" for a, b in zip(out.loc[stuck, "model_a"], out.loc[stuck, "model_b"],
+                                                                strict=True)]
     return out
 
 
@@ -349,7 +360,7 @@ def age_adjusted(oofs: dict[str, pd.DataFrame], rows: pd.DataFrame, models: tupl
 
 def primary_power(oofs: dict[str, pd.DataFrame], alpha: float = 0.05, power: float = 0.8) -> pd.DataFrame:
     """The smallest AUROC gain over the clinical model this cohort detects (binary, two-sided DeLong
-    at ``alpha`` with ``power``): at the correlations declared before any result
+    at ``alpha`` with ``power``): at the declared correlations
     (``DECLARED_CORRELATIONS``; ``model`` "any"), and for each challenger of the clinical model
     (``CLINICAL_CHALLENGERS``) whose scores differ from the clinical model's (within-class
     correlation below ``SAME_SCORES``) at its observed correlation. An arm whose scores are the
@@ -425,31 +436,6 @@ def sample_size_table(rows: pd.DataFrame, parameters: dict[str, int]) -> pd.Data
                     "patients": len(rows), "patients_required": need["n_required"],
                     "enough": len(rows) >= need["n_required"]})
     return pd.DataFrame(out)
-
-
-def positive_control(rows: pd.DataFrame, folds: pd.DataFrame, profile: Profile, cache: Path | None, n_boot: int,
-                     seed: int, groups: pd.Series | None = None,
-                     save_oof: Callable[[pd.DataFrame, str, str], Any] | None = None,
-                     names: tuple[str, ...] = IMAGE_ARMS, oofs: dict[tuple[str, str], pd.DataFrame] | None = None
-                     ) -> pd.DataFrame:
-    """The image arms (the pretrained features' head and the from-scratch CNN), same folds and profile, asked
-    for what a knee radiograph shows in larger studies: the patient's sex (AUROC) and age (Pearson r, MAE in
-    years). ``save_oof(oof, arm, task)`` keeps the out-of-fold tables (e.g. `Study.save_oof`); ``oofs``, when
-    given, receives them by (arm, target) for the figure."""
-    parts = []
-    for name in names:
-        sex = run_arm(name, rows, folds, "sex", profile=profile, cache=cache, screening=False)
-        age = cross_validate(name, rows, folds, "age", profile=profile, cache=cache)
-        for target, oof in (("sex", sex), ("age", age)):
-            if save_oof is not None:
-                save_oof(oof, name, target)
-            if oofs is not None:
-                oofs[(name, target)] = oof
-        sex_metrics = evaluation.oof_metrics(sex, n_boot, seed, groups=groups)
-        parts.append(sex_metrics[sex_metrics["metric"] == "auroc"].assign(target="sex", model=name))
-        age_metrics = evaluation.tscore_regression({name: age}, n_boot, seed, groups)
-        parts.append(age_metrics.drop(columns=["task"]).assign(target="age"))
-    return pd.concat(parts, ignore_index=True)[["target", "model", "metric", "value", "ci_low", "ci_high"]]
 
 
 def split_hygiene(rows: pd.DataFrame, grouped: pd.DataFrame, naive: pd.DataFrame, profile: Profile, n_boot: int,

@@ -68,6 +68,8 @@ def direction(row: pd.Series) -> int:
 
 
 def difference_words(row: pd.Series) -> str:
+    if not estimable(row):
+        return "cannot be compared (it kept its untrained state in every fold) with"
     return {1: "is better than", -1: "is worse than", 0: "shows no detectable difference from"}[direction(row)]
 
 
@@ -143,7 +145,7 @@ def power_words(power: pd.DataFrame) -> str:
     text = (f"With {int(first['n_pos'] + first['n_neg'])} patients ({int(first['n_neg'])} normal), the smallest "
             f"AUROC gain over the clinical model's {first['auroc_ref']:.3f} that a paired DeLong test detects with "
             f"{first['power']:.0%} power at alpha {first['alpha']:.2f} is {gains} (the within-class correlation of "
-            "the two scores, declared before any result)")
+            "the two scores, declared in protocol amendment 2)")
     observed = power[power["correlation_source"] == "observed"]
     if len(observed):
         text += "; for the arms whose scores differ from the clinical model's, at their observed correlation: " + \
@@ -196,15 +198,21 @@ def discrimination_words(results: pd.DataFrame, model: str, pvalues: pd.DataFram
     if row is None:
         return f"was not run ({arm_label(model)})"
     fold_mean, fold_sd = _row(results, model, f"{metric}_fold_mean"), _row(results, model, f"{metric}_fold_sd")
-    facts = f"pooled AUROC {ci(row['value'], row['ci_low'], row['ci_high'])}"
+    facts = f"pooled AUROC {ci(row['value'], row['ci_low'], row['ci_high'], reference=0.5)}"
     if fold_mean is not None and np.isfinite(fold_mean["value"]):
         sd = f", SD {number(fold_sd['value'])}" if fold_sd is not None and np.isfinite(fold_sd["value"]) else ""
         facts += f"; fold-averaged {number(fold_mean['value'])}{sd}"
     null = None if pvalues is None else pvalues[(pvalues["model"] == model) & (pvalues["metric"] == metric)]
     if null is not None and len(null):
         n = null.iloc[0]
-        facts += (f"; its permutation null ({int(n['n_permutations'])} permutations) centres at "
-                  f"{number(n['null_mean'])}, p = {evaluation.format_p(n['p_value'])}")
+        facts += (f"; the permutation null of its pooled AUROC ({int(n['n_permutations'])} permutations, each with "
+                  f"its folds made afresh) centres at {number(n['null_mean'])}, "
+                  f"p = {evaluation.format_p(n['p_value'])}")
+        below = n.get("p_less", np.nan)
+        if np.isfinite(below) and below < ALPHA:
+            facts += (f"; it lies below its own null too (p = {evaluation.format_p(below)} for as low), which chance "
+                      "under these folds does not explain: an artefact the image carries (acquisition, the "
+                      "image-to-record link), not bone")
         learned = n["p_value"] < ALPHA
     else:
         learned = row["ci_low"] > 0.5
@@ -389,99 +397,79 @@ def sample_size_text(sizes: pd.DataFrame) -> str:
                  "early stopping, so their count overstates its effective parameters, though not by the thousands-fold "
                  "that separates it from the need): their results are exploratory, as the wide intervals and the "
                  "fold SDs show")
-    return text + "."
+    return text + "." + selection_words(sizes)
 
 
-# ----------------------------------------------------------------------------- the positive control
-
-
-#: the arm whose positive control decides how the image results are read (the study's image arm)
-CONTROL_ARM = "image"
-#: how the positive control's encoders are named in sentences
-ENCODER_WORDS = {"image": "the pretrained encoder (frozen ImageNet features, a linear head)",
-                 "image_cnn": "the CNN trained from scratch"}
-
-
-def _control_of(control: pd.DataFrame, model: str) -> pd.DataFrame:
-    return control[control["model"] == model] if "model" in control and (control["model"] == model).any() else control
-
-
-def control_reading(control: pd.DataFrame, model: str = CONTROL_ARM) -> tuple[str, str]:
-    """How much of sex and of age an image arm learned: ('partly', 'not at all') and the like."""
-    c = _control_of(control, model).set_index(["target", "metric"])
-    sex = c.loc[("sex", "auroc")]
-    sex_word = "not at all" if sex["ci_low"] <= 0.5 else "partly" if sex["value"] < 0.9 else "well"
-    fit = ("age", "r2") if ("age", "r2") in c.index else ("age", "pearson_r")
-    age = c.loc[fit]
-    age_word = "not at all" if age["ci_low"] <= 0 else "partly" if age["value"] < 0.5 else "well"
-    return sex_word, age_word
-
-
-def _control_numbers(control: pd.DataFrame, model: str) -> str:
-    c = _control_of(control, model).set_index(["target", "metric"])
-    sex, r, mae = c.loc[("sex", "auroc")], c.loc[("age", "pearson_r")], c.loc[("age", "mae")]
-    text = (f"sex with AUROC {ci(sex.value, sex.ci_low, sex.ci_high)} and age with Pearson r "
-            f"{ci(r.value, r.ci_low, r.ci_high)} (MAE {ci(mae.value, mae.ci_low, mae.ci_high, 1)} years")
-    if ("age", "mae_no_information") in c.index:
-        text += f", against {c.loc[('age', 'mae_no_information')].value:.1f} years for the training folds' mean age"
-    return text + ")"
-
-
-def positive_control_text(control: pd.DataFrame) -> str:
-    """What the positive control says about the image arm's result (and how the from-scratch CNN compares)."""
-    models = list(dict.fromkeys(control["model"])) if "model" in control else [CONTROL_ARM]
-    main = CONTROL_ARM if CONTROL_ARM in models else models[0]
-    text = f"From the image alone, {ENCODER_WORDS.get(main, main)} predicts {_control_numbers(control, main)}"
-    for other in (m for m in models if m != main):
-        text += f"; {ENCODER_WORDS.get(other, other)} predicts {_control_numbers(control, other)}"
-    text += ". "
-    sex_word, age_word = control_reading(control, main)
-    if sex_word != "not at all" and age_word != "not at all":
-        return text + ("Both are learned (their CIs exclude chance), so the pipeline does see anatomy in these "
-                       "images; the image arm's result is a fair, if weak, test of what the image adds.")
-    if sex_word == age_word == "not at all":
-        return text + ("Neither is learned, although both are visible on knee radiographs in larger studies: **the "
-                       "image arm's null result reflects this pipeline (or the image-to-record link), not the absence "
-                       "of bone information**.")
-    learned, missed = ("sex", "age") if age_word == "not at all" else ("age", "sex")
-    return text + (f"The pipeline learns {learned} (its CI excludes chance) but not {missed}: it sees some anatomy, "
-                   "less than larger studies report, so the image arm's null result says little about whether "
-                   "the bone holds information a stronger pipeline (fine-tuning, full resolution) could use.")
+def selection_words(sizes: pd.DataFrame) -> str:
+    """The clinical model's parameters counted as the selection they were: it was chosen (protocol, amendment 1)
+    after the whole allow-list had been explored, so its candidates are the allow-list's columns."""
+    by = sizes.set_index("model")
+    if "clinical" not in by.index or "clinical_full" not in by.index:
+        return ""
+    explored = by.loc["clinical_full"]
+    return (f" Counted as what it is, a choice among the {explored['candidate_parameters']:,} candidate parameters of "
+            "the allow-list that were explored before it was declared (protocol, amendment 1), the clinical model's "
+            f"selection asks for {explored['patients_required']:,.0f} patients by the same criteria: this cohort is "
+            "too small to select among the candidates, and the two-parameter figure above describes the model as "
+            "declared, not the selection that produced it.")
 
 
 # ----------------------------------------------------------------------------- the conclusion
 
 
-def conclusion(comparisons: pd.DataFrame, results: pd.DataFrame, pvalues: pd.DataFrame | None = None,
-               control: pd.DataFrame | None = None) -> str:
-    """What this cohort supports, in two to four sentences (binary task)."""
-    row = row_of(comparisons, "binary", *PRIMARY)
-    if row is None:
-        return "The residual fusion and the clinical model were not both run, so the study's question is open."
+def estimable(row: pd.Series) -> bool:
+    """False for a comparison a residual arm cannot make (`ablation.with_training_states`): it kept its
+    untrained state in every fold."""
+    value = row.get("estimable", True)
+    return not (value is False or str(value).lower() == "false")
+
+
+def primary_sentence(row: pd.Series) -> str:
+    """The primary comparison's verdict in one sentence: not estimable, no detectable difference, better or worse."""
     k, n = row.get("a_untrained_folds", np.nan), row.get("a_fitted_folds", row.get("n_folds", np.nan))
-    better = row.get("folds_a_better", np.nan)
     pooled = ci(row["diff"], row["ci_low"], row["ci_high"], signed=True)
+    if not estimable(row):
+        return (f"The residual fusion kept its untrained state, the clinical model of age and sex itself, in "
+                f"{of_folds(k, n)}: its image term never moved from zero, so the primary comparison is **not "
+                f"estimable on this cohort** (its difference, {pooled}, holds by construction) and this cohort cannot "
+                "tell whether the knee radiograph adds to age and sex.")
     how = direction(row)
     if how == 0:
+        better = row.get("folds_a_better", np.nan)
         first = "The residual fusion"
         if k is not None and np.isfinite(k):
             first += f" reverted to the clinical model in {of_folds(k, n)} and"
         first += (f" was better than it in {of_folds(better, row.get('n_folds'))}" if np.isfinite(better)
                   else " showed no detectable difference from it")
-        first += (f" (pooled AUROC difference {pooled}), so this cohort cannot tell whether the knee radiograph adds "
-                  "to age and sex.")
+        return first + (f" (pooled AUROC difference {pooled}), so this cohort cannot tell whether the knee radiograph "
+                        "adds to age and sex.")
+    folds = fold_words(row)
+    verb = "better" if how > 0 else "worse"
+    return (f"The residual fusion was {verb} than the clinical model of age and sex (pooled "
+            f"AUROC difference {pooled}{'; ' + folds if folds else ''}), so in this cohort the knee radiograph "
+            + ("added to age and sex." if how > 0 else "did not add to age and sex."))
+
+
+def conclusion(comparisons: pd.DataFrame, results: pd.DataFrame, pvalues: pd.DataFrame | None = None,
+               control: pd.DataFrame | None = None) -> str:
+    """What this cohort supports, in two to four sentences (binary task): the primary comparison, the
+    positive-control gate, and the image arm, interpreted only when the gate passed."""
+    from .control import gate
+
+    row = row_of(comparisons, "binary", *PRIMARY)
+    if row is None:
+        return "The residual fusion and the clinical model were not both run, so the study's question is open."
+    sentences = [primary_sentence(row)]
+    passed, facts = gate(control)
+    if passed is None:
+        sentences.append(f"The image results are not interpreted: {facts}.")
     else:
-        verb = "better" if how > 0 else "worse"
-        folds = fold_words(row)
-        first = (f"The residual fusion was {verb} than the clinical model of age and sex (pooled AUROC difference "
-                 f"{pooled}{'; ' + folds if folds else ''}), so in this cohort the knee radiograph "
-                 + ("added to age and sex." if how > 0 else "did not add to age and sex."))
-    sentences = [first]
+        sentences.append(f"The positive-control gate {'passed' if passed else 'failed'} ({facts})"
+                         + ("." if passed else ", so the image results are reported but not interpreted."))
     if _row(results, "image", "auroc") is not None:
-        sentences.append(f"The image network alone {discrimination_words(results, 'image', pvalues)}.")
-    if control is not None and len(control):
-        sex_word, age_word = control_reading(control)
-        sentences.append(f"The positive control learned sex {sex_word} and age {age_word} from the image.")
+        words = discrimination_words(results, "image", pvalues)
+        sentences.append(f"The image arm alone {words}." if passed else
+                         f"The image arm alone, not interpreted: {words.split(' (', 1)[1].rstrip(')')}.")
     return " ".join(sentences)
 
 

@@ -243,7 +243,7 @@ def model_card(facts: dict[str, Any]) -> str:
         "not be used to diagnose, screen or treat anyone. It has never been validated outside the one public "
         "dataset it was fitted on.", "",
         "## The model", "",
-        f"- `fusion` (the screening output `p_low_bmd`): the pre-specified clinical model (logistic regression "
+        f"- `fusion` (the screening output `p_low_bmd`): the declared clinical model (logistic regression "
         f"on {', '.join(facts['inputs']['clinical_model'])}) plus an image term that starts at zero, "
         f"on the features of {_encoder_words(facts)}.",
         "- `clinical` (`p_low_bmd_clinical`): the clinical model alone, for comparison.",

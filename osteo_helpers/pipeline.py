@@ -220,7 +220,7 @@ def book_banner(profile: Profile | None) -> str | None:
     changed = changed_fields(profile)
     if changed:
         return (f"profile {profile.name} with changed settings ("
-                + ", ".join(f"{k}={v}" for k, v in changed.items()) + "): not the pre-specified analysis")
+                + ", ".join(f"{k}={v}" for k, v in changed.items()) + "): not the declared analysis")
     return None
 
 

@@ -25,12 +25,19 @@ def number(value: float, digits: int = 3, signed: bool = False) -> str:
     return text.lstrip("+-") if float(text) == 0 else text
 
 
-def ci(value: float, low: float, high: float, digits: int = 3, signed: bool = False) -> str:
+def ci(value: float, low: float, high: float, digits: int = 3, signed: bool = False,
+       reference: float | None = None) -> str:
     """``0.951 [0.915, 0.976]``, ``-0.183 [-0.272, -0.100]``: a value and its CI on one line (non-breaking).
 
-    An interval whose bounds print alike (every resample gave the same value) is said in words."""
+    An interval whose bounds print alike (every resample gave the same value) is said in words. With a
+    ``reference`` (0.5 for an AUROC), more digits are printed until no bound that differs from it reads as
+    it: an upper bound of 0.4998 is not printed 0.500."""
     if value is None or not np.isfinite(value):
         return "not computed"
+    if reference is not None:
+        while digits < 6 and any(b is not None and np.isfinite(b) and b != reference
+                                 and float(number(b, digits)) == reference for b in (low, high)):
+            digits += 1
     shown = number(value, digits, signed)
     if low is None or high is None or not (np.isfinite(low) and np.isfinite(high)):
         return shown

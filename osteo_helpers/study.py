@@ -306,9 +306,9 @@ class Study:
 
     def positive_control(self) -> pd.DataFrame:
         """Sex and age from the image alone, for the pretrained encoder's head and the from-scratch CNN
-        (`ablation.positive_control`), on the shared folds: ``positive_control.csv``, and the out-of-fold
+        (`control.positive_control`), on the shared folds: ``positive_control.csv``, and the out-of-fold
         tables by (arm, target) in `control_oofs`."""
-        from .ablation import positive_control
+        from .control import positive_control
 
         p, self.control_oofs = self.profile, {}
         table = positive_control(self.rows(), self.shared_folds, p, self.paths.models, p.n_boot, p.seed, self.groups,

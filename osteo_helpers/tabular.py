@@ -55,7 +55,7 @@ def available_inputs(table: pd.DataFrame) -> tuple[str, ...]:
     return tuple(f for f in INPUT_FEATURES if f in table.columns)
 
 
-#: The pre-specified parsimonious clinical model (declared in book/methods.md before any result):
+#: The declared parsimonious clinical model (protocol amendment 1, 2026-11-27, after the original design's results):
 #: age and sex, the two inputs every clinical risk tool shares (FRAX, OST, ORAI, SCORE) and that are
 #: recorded for every patient; two parameters suit the ~30 normal patients of a training fold.
 CLINICAL_FEATURES: tuple[str, ...] = ("age_years", "sex")

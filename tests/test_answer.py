@@ -89,12 +89,36 @@ def test_the_conclusion_follows_from_the_folds_the_null_and_the_control():
     assert text.startswith("The residual fusion reverted to the clinical model in 8 of 10 folds and was better than "
                            "it in none of the 10 folds")
     assert "cannot tell whether the knee radiograph adds to age and sex" in text
-    assert "The image network alone showed no discrimination (pooled AUROC 0.390" in text
+    assert "The positive-control gate failed (sex AUROC 0.660" in text and "not interpreted" in text
+    assert "The image arm alone, not interpreted: pooled AUROC 0.390" in text and "discrimination" not in text
     assert "fold-averaged 0.377, SD 0.125" in text and "centres at 0.480, p = 0.9" in text
-    assert "The positive control learned sex partly and age not at all from the image." in text
     assert "worse than chance" not in text
-    without = answer.conclusion(comparisons, results)  # no null, no control: the CI reads it, still no discrimination
-    assert "showed no discrimination" in without and "positive control" not in without
+    control.loc[control["target"] == "sex", ["value", "ci_low", "ci_high"]] = [0.84, 0.78, 0.9]
+    control.loc[(control["target"] == "age") & (control["metric"] == "pearson_r"), ["value", "ci_low"]] = [0.3, 0.17]
+    passed = answer.conclusion(comparisons, results, pvalues, control)
+    assert "The positive-control gate passed (sex AUROC 0.840" in passed
+    assert "The image arm alone showed no discrimination (pooled AUROC 0.390" in passed
+    without = answer.conclusion(comparisons, results)  # no control: the gate cannot pass, the image is not read
+    assert "the positive control was not run, so the image results are not interpreted" in without
+
+
+def test_a_primary_comparison_the_fusion_cannot_make_is_not_estimable():
+    """Issue 30: the residual fusion kept the clinical model in every fold, so its difference of exactly 0 [0, 0]
+    is no finding: the table, the answer sentence and the comparison text say 'not estimable'."""
+    from osteo_helpers.ablation import with_training_states
+
+    rows = pd.DataFrame([_comparison(0.0, 0.0, 0.0, folds_b_better=0, folds_tied=10)]).drop(
+        columns=["a_untrained_folds", "a_fitted_folds"], errors="ignore").assign(task="binary", conclusion="x")
+    states = pd.DataFrame({"model": "fusion", "task": "binary", "metric": ["untrained_folds", "fitted_folds"],
+                           "value": [10, 10]})
+    table = with_training_states(rows, states)
+    assert not table.at[0, "estimable"] and table.at[0, "conclusion"].startswith("not estimable on this cohort")
+    text = answer.conclusion(table, pd.DataFrame(columns=["model", "metric", "value", "subset"]))
+    assert text.startswith("The residual fusion kept its untrained state, the clinical model of age and sex itself, in "
+                           "all 10 folds") and "**not estimable on this cohort**" in text
+    assert "cannot be compared" in answer.comparison_text(table, "binary")
+    moved = with_training_states(rows, states.assign(value=[9, 10]))
+    assert moved.at[0, "estimable"] and moved.at[0, "conclusion"] == "x"
 
 
 def test_an_arm_below_half_without_a_null_reads_as_no_discrimination():
@@ -136,18 +160,6 @@ def test_permutation_text_says_which_arms_were_rerun_and_where_the_null_centres(
                                                  "observed": 0.0, "n_permutations": 10, "p_value": 0.6}])])
     assert "re-run on 10 permutations: permutation p = 0.6" in answer.permutation_text(primary, profile)
     assert answer.permutation_text(pvalues.iloc[:0], profile) == "No arm was re-run on permuted labels."
-
-
-def test_positive_control_text_reads_a_null_control_as_a_pipeline_limit():
-    control = pd.DataFrame({"target": ["sex", "age", "age"], "model": "image",
-                            "metric": ["auroc", "pearson_r", "mae"], "value": [0.52, 0.03, 9.8],
-                            "ci_low": [0.45, -0.1, 8.7], "ci_high": [0.6, 0.15, 10.7]})
-    assert "reflects this pipeline" in answer.positive_control_text(control)
-    control.loc[0, ["value", "ci_low"]] = [0.7, 0.62]
-    assert "learns sex (its CI excludes chance) but not age" in answer.positive_control_text(control)
-    assert answer.control_reading(control) == ("partly", "not at all")
-    control.loc[1, ["value", "ci_low"]] = [0.4, 0.2]
-    assert "Both are learned" in answer.positive_control_text(control)
 
 
 def test_calibration_is_read_in_words():
@@ -218,3 +230,16 @@ def test_the_clinical_equation_states_the_ages_it_holds_for():
     card = "\n".join(_equation_lines({"clinical_equation": equation.to_dict("records"),
                                        "clinical_equation_ages": [23.0, 49.0], "cohort": {"patients": 239}}))
     assert "It holds for ages 23 to 49 only" in card and "0.98 for women" in card
+
+
+def test_the_clinical_model_is_counted_as_the_selection_it_was():
+    """Issue 30: two parameters for a model chosen after exploring the whole allow-list understate what the
+    cohort had to support; the candidates are counted, and the cohort said too small to select among them."""
+    sizes = pd.DataFrame([
+        {"model": "clinical", "candidate_parameters": 2, "events": 36, "events_per_parameter": 18.0, "patients": 239,
+         "patients_required": 180.0, "enough": True},
+        {"model": "clinical_full", "candidate_parameters": 51, "events": 36, "events_per_parameter": 0.71,
+         "patients": 239, "patients_required": 5100.0, "enough": False}])
+    text = answer.sample_size_text(sizes)
+    assert "a choice among the 51 candidate parameters of the allow-list" in text
+    assert "asks for 5,100 patients" in text and "too small to select among the candidates" in text

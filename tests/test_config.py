@@ -94,7 +94,8 @@ def test_profiles_exist_and_differ():
     assert {"smoke", "fast", "full"} <= set(config.PROFILES)
     smoke, full = config.get_profile("smoke"), config.get_profile("full")
     assert smoke.name == "smoke" and smoke.epochs < full.epochs
-    assert full.weights == "imagenet" and smoke.weights is None
+    assert full.finetune_blocks > 0 and full.feature_encoder in config.LITE_ENCODERS and smoke.finetune_blocks == 0
+    assert smoke.weights is None and full.weights is None  # the from-scratch baseline starts from nothing
 
 
 def test_profile_overrides():

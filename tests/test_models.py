@@ -204,7 +204,8 @@ def test_missing_pretrained_weights_stop_a_run_before_any_work(tmp_path, monkeyp
     with pytest.raises(models.WeightsUnavailableError, match="do not fit smallcnn of width 16"):
         models.require_weights("smallcnn", checkpoint, width=16)
     out = tmp_path / "run"
-    assert main(["run", "--profile", "full", "--no-book", "--out", str(out)]) == 2
+    assert main(["run", "--profile", "full", "--set", "encoder=densenet121", "--set", "weights=imagenet", "--no-book",
+                 "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "DenseNet121_Weights.IMAGENET1K_V1" in err[0] and not out.exists()
 

@@ -181,3 +181,22 @@ def test_batches_that_follow_blocks_of_patient_ids_are_said_to():
     assert text.startswith("Ordered by patient ID within each class, the 2 acquisition batches form 2, 6 runs "
                            "(normal, osteopenia; 2 per class would be perfect blocks)")
     assert report.batch_blocks_text(manifest.assign(patient_id=list("abcdefghijkl"))) == ""
+
+
+def test_a_ci_that_excludes_chance_never_prints_as_touching_it():
+    """Issue 30: an upper bound of 0.4998 printed as 0.500 read as an interval touching chance."""
+    assert report.ci(0.388, 0.27, 0.4998, reference=0.5) == "0.3880\u00a0[0.2700,\u00a00.4998]"
+    assert report.ci(0.388, 0.27, 0.4998) == "0.388\u00a0[0.270,\u00a00.500]"  # without a reference: 3 digits
+    assert report.ci(0.51, 0.5, 0.6, reference=0.5) == "0.510\u00a0[0.500,\u00a00.600]"  # a bound at 0.5 stays so
+
+
+def test_an_arm_below_its_own_null_is_said_to_be_so():
+    from osteo_helpers import answer
+
+    results = pd.DataFrame({"model": "image", "metric": ["auroc"], "value": [0.388], "ci_low": [0.28],
+                            "ci_high": [0.4998], "subset": "all"})
+    null = pd.DataFrame([{"model": "image", "metric": "auroc", "observed": 0.388, "null_mean": 0.47,
+                          "n_permutations": 200, "p_value": 0.99, "p_less": 0.02}])
+    words = answer.discrimination_words(results, "image", null)
+    assert "showed no discrimination (pooled AUROC 0.3880" in words and "0.4998]" in words
+    assert "the permutation null of its pooled AUROC (200 permutations" in words and "below its own null" in words

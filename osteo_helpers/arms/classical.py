@@ -3,7 +3,7 @@
 None is tuned on a test fold: hyper-parameters are fixed a priori, except ``clinical_full``,
 whose regularisation strength is chosen by grouped cross-validation inside each training fold.
 Logistic regressions are not class-weighted, so their probabilities stay calibrated (the
-calibration of every arm is reported); those of the pre-specified models (age, OST, clinical)
+calibration of every arm is reported); those of the declared models (age, OST, clinical)
 are unpenalised (`clinical_logistic`).
 """
 
@@ -94,9 +94,9 @@ class LinearGaussian(RegressorMixin, BaseEstimator):
 
 
 def clinical_logistic() -> LogisticRegression:
-    """The logistic regression of the pre-specified models (``age``, ``ost``, ``clinical``): unpenalised.
+    """The logistic regression of the declared models (``age``, ``ost``, ``clinical``): unpenalised.
 
-    Two or three parameters, declared before any result and fitted on about 190 patients, need no
+    Two or three parameters (declared in protocol amendment 1, 2026-11-27), fitted on about 190 patients, need no
     shrinkage, and scikit-learn's default ridge penalty (C = 1) pulls the predictions towards the
     average risk (a calibration slope above 1). A tight tolerance makes the fit the maximum-likelihood
     one (`logistic_equation` gives the same probabilities). The residual arms start from this same model.
@@ -245,7 +245,7 @@ class OstArm(ClassicalArm):
 
 @register("clinical")
 class ClinicalArm(ClassicalArm):
-    """The pre-specified parsimonious clinical model (``tabular.CLINICAL_FEATURES``: age and sex)."""
+    """The declared parsimonious clinical model (``tabular.CLINICAL_FEATURES``: age and sex)."""
 
     def _inputs(self, rows: pd.DataFrame) -> pd.DataFrame:
         return to_model_frame(rows, CLINICAL_FEATURES)

@@ -9,7 +9,7 @@ them on the pixels instead, through the pretrained encoder with its last stages 
   ``encoder``, ``weights`` and ``image_size``; class-weighted cross-entropy, as designed).
 * ``fusion_concat``: the study's original design, image embedding concatenated with an MLP
   embedding of the whole clinical allow-list (class-weighted cross-entropy, as designed).
-* ``fusion``: the residual fusion. Its output is the logit of the pre-specified clinical model
+* ``fusion``: the residual fusion. Its output is the logit of the declared clinical model
   (``clinical``, fitted on the training fold) plus an image term whose last layer starts at
   zero, through a narrow (8-wide) image embedding, its squared size penalised. At
   initialisation it *is* the clinical model, and early stopping compares every epoch with that

@@ -159,7 +159,7 @@ def _required(values: pd.Series, cells: pd.Series | None, name: str, where: str,
             continue
         empty = cells is None or normalise_text(cells[idx]) is None
         why = "value is missing" if empty else "value not understood by any rule"
-        problems.append(Problem(where, f"{why} ({name} is required: the pre-specified clinical model uses it)",
+        problems.append(Problem(where, f"{why} ({name} is required: the declared clinical model uses it)",
                                 table_row(idx), None if empty else repr(cells[idx])))
 
 

@@ -376,7 +376,7 @@ def parse_spec(doc: Mapping[str, Any], source: str, folder: Path | None) -> Coho
     inputs = {n: _read_input(r, n, d, inputs_doc) for n, d in inputs_doc.items()}
     missing = [n for n in REQUIRED_INPUTS if n not in inputs]
     if missing:
-        raise r.error(f"[inputs.{missing[0]}]", "missing (age and sex are required: the pre-specified clinical "
+        raise r.error(f"[inputs.{missing[0]}]", "missing (age and sex are required: the declared clinical "
                                                 "model uses them)")
     return CohortSpec(
         source=source, name=name, citation=r.text(cohort, "citation", "cohort", required=True),

@@ -20,7 +20,7 @@ DRAFT = "https://json-schema.org/draft/2020-12/schema"
 TABLE_SUFFIXES = {".csv": "csv", ".xlsx": "excel", ".xls": "excel", ".parquet": "parquet", ".pq": "parquet"}
 #: inputs computed from others in code, never mapped by a spec
 GENERIC_DERIVED = ("postmenopausal", "years_since_menopause")
-#: inputs every cohort must give: the pre-specified clinical model uses them
+#: inputs every cohort must give: the declared clinical model uses them
 REQUIRED_INPUTS = ("age_years", "sex")
 #: optional columns with a role in the manifest (one person's rows, sites, knees, views)
 ROLE_COLUMNS = ("person", "site", "batch", "knee_side", "view")
@@ -210,7 +210,7 @@ def describe_input(name: str) -> str:
 
 INPUTS = _section(
     "The clinical inputs, by the project's names: each maps the cohort's column (with its unit, or its spellings) "
-    "to the canonical input. Age and sex are required (the pre-specified clinical model uses them); the arms use "
+    "to the canonical input. Age and sex are required (the declared clinical model uses them); the arms use "
     "the inputs a cohort has; BMI is computed from weight and height when the cohort has none. An entry is a "
     "column name, or a table of the keys below.",
     {name: _input_entry(name) for name in MAPPED_INPUTS}, REQUIRED_INPUTS)
