@@ -307,7 +307,8 @@ def test_a_profile_that_fine_tunes_trains_the_pretrained_encoder_on_the_pixels(c
     rows, _ = cohort
     tuned = profile.with_overrides(finetune_blocks=1, epochs=1, network_threshold_folds=2)
     arm = arms.make_arm("fusion", "binary", profile=tuned)
-    assert arm.image_input == "finetune" and arms.make_arm("fusion", "binary", profile=profile).image_input == "features"
+    assert arm.image_input == "finetune"
+    assert arms.make_arm("fusion", "binary", profile=profile).image_input == "features"
     y = TASKS["binary"].labels(rows)
     fitted = arm.fit(rows.drop(columns=["features"]), y)
     encoder = fitted.model_.image_encoder
