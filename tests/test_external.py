@@ -15,7 +15,7 @@ import pytest
 from scipy import special
 
 from osteo_helpers import evaluation
-from osteo_helpers.__main__ import main
+from osteo_helpers.cli import main
 from osteo_helpers.config import get_profile
 from osteo_helpers.external import (
     evaluate,

@@ -9,8 +9,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from osteo_helpers.__main__ import main
 from osteo_helpers.answer import study_answer
+from osteo_helpers.cli import main
 
 RESULT_COLUMNS = ["model", "task", "metric", "value", "ci_low", "ci_high", "subset", "n_patients"]
 

@@ -31,7 +31,7 @@ from ..fileio import (
     read_verified,
     sha256_bytes,
 )
-from ..tabular import INPUT_FEATURES
+from ..vocabulary import INPUT_FEATURES
 from .base import Arm
 from .state import ArmStateError, arm_files, load_arm, save_arm
 
