@@ -384,7 +384,8 @@ def batch_blocks_text(manifest: pd.DataFrame, column: str = "batch", word: str =
     table = table.assign(_n=number).sort_values(["diagnosis", "_n"], kind="stable")
     runs = {d: int((g[column] != g[column].shift()).sum()) for d, g in table.groupby("diagnosis", sort=False)}
     k = table[column].nunique()
-    return (f"Ordered by patient ID within each class, the {k} {plural(word)} form {', '.join(map(str, runs.values()))} "
+    counts = ", ".join(map(str, runs.values()))
+    return (f"Ordered by patient ID within each class, the {k} {plural(word)} form {counts} "
             f"runs ({', '.join(runs)}; {k} per class would be perfect blocks): the {plural(word)} follow blocks of "
             f"consecutive IDs, so each {word} is a period of collection as much as an acquisition setting, and its "
             "patients are not a random sample of the cohort.")

@@ -70,7 +70,8 @@ def test_folds_and_inner_splits_do_not_depend_on_how_ids_are_spelled_or_rows_ord
     for table in (cohort, renamed):  # positions -> the patients they hold, compared by original ID
         ids = table["patient_id"].map(lambda x: back.get(x, x)).to_numpy()
         fit, val = splits.inner_split(table, "label_3class", 0.2, seed=5)
-        inner = [(sorted(ids[tr]), sorted(ids[te])) for tr, te in _grouped_cv(table, 5, table["label_3class"].to_numpy())]
+        strata = table["label_3class"].to_numpy()
+        inner = [(sorted(ids[tr]), sorted(ids[te])) for tr, te in _grouped_cv(table, 5, strata)]
         if table is cohort:
             expected = (sorted(ids[fit]), sorted(ids[val]), inner)
         else:
