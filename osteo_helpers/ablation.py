@@ -217,10 +217,12 @@ def with_training_states(comparisons: pd.DataFrame, states: pd.DataFrame | None)
 
 def _permuted_auroc(k: int, rows: pd.DataFrame, folds: pd.DataFrame, task: str, names: tuple[str, ...],
                     profile: Profile, cache: Path | None) -> list[dict[str, Any]]:
-    """Permutation ``k``: the labels shuffled, the folds made afresh stratified on them (same layout
-    and grouping), and each arm's pooled and fold-averaged AUROC."""
-    y = get_task(task).labels(rows)
-    y_perm = np.random.default_rng([profile.seed, k]).permutation(y)
+    """Permutation ``k``: the patients' labels shuffled (the WHO class with them, which stratifies the inner
+    folds of an arm's own search), the folds made afresh stratified on them (same layout and grouping), and
+    each arm's pooled and fold-averaged AUROC."""
+    order = np.random.default_rng([profile.seed, k]).permutation(len(rows))
+    y_perm = get_task(task).labels(rows)[order]
+    rows = rows.assign(label_3class=rows["label_3class"].to_numpy()[order])
     perm_folds = splits.restratify(folds, rows, y_perm)
     out = []
     for name in names:

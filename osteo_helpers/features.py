@@ -122,14 +122,18 @@ def encode(images: np.ndarray, encoder: str, view: str, pooling: str = "mean", t
     from .training import fit_threads
 
     model = frozen_encoder(encoder, images.shape[-1])
+    before = torch.get_num_threads()
     torch.set_num_threads(fit_threads(threads))
     out = []
-    with torch.no_grad():
-        for start in range(0, len(images), BATCH):
-            x = torch.from_numpy(np.ascontiguousarray(images[start:start + BATCH]))[:, None]
-            if view == "mirror":
-                x = x.flip(-1)
-            out.append(pooled_features(model, lite_input(x), pooling).numpy())
+    try:
+        with torch.no_grad():
+            for start in range(0, len(images), BATCH):
+                x = torch.from_numpy(np.ascontiguousarray(images[start:start + BATCH]))[:, None]
+                if view == "mirror":
+                    x = x.flip(-1)
+                out.append(pooled_features(model, lite_input(x), pooling).numpy())
+    finally:
+        torch.set_num_threads(before)  # the caller's threads, whatever it set (a prediction, a test)
     return np.concatenate(out).astype(np.float32)
 
 
@@ -140,8 +144,7 @@ def vectors(images: np.ndarray, recipe: FeatureRecipe, threads: int | None = Non
 
 
 def feature_matrix(rows: pd.DataFrame, recipe: FeatureRecipe, data_dir: str | os.PathLike,
-                   cache: str | os.PathLike | None = None, threads: int | None = None,
-                   show: bool = True) -> np.ndarray:
+                   cache: str | os.PathLike | None = None, threads: int | None = None) -> np.ndarray:
     """The recipe's vector (N, D) of every row with an image, averaged over its views; computed once per image
     and view, then read from the cache (``cache``: default, the project's cache folder)."""
     from .config import cache_dir

@@ -25,6 +25,11 @@ def number(value: float, digits: int = 3, signed: bool = False) -> str:
     return text.lstrip("+-") if float(text) == 0 else text
 
 
+def plural(word: str) -> str:
+    """The English plural of a unit's name (batch -> batches, site -> sites)."""
+    return word + ("es" if word.endswith(("s", "sh", "ch", "x")) else "s")
+
+
 def ci(value: float, low: float, high: float, digits: int = 3, signed: bool = False,
        reference: float | None = None) -> str:
     """``0.951 [0.915, 0.976]``, ``-0.183 [-0.272, -0.100]``: a value and its CI on one line (non-breaking).
@@ -364,7 +369,7 @@ def linkage_implications(findings: dict) -> str:
             "duplicated: nothing shows that the other links are right. An image that is not the patient's can "
             "predict neither their BMD nor their age or sex, so every result that uses the image (the image arm, "
             "the fusions, the image biomarkers, the Grad-CAM maps) is bounded by this link: a null image result is "
-            "expected here whatever the bone holds, and the positive control of notebook 5 (sex and age from the "
+            "expected here whatever the bone holds, and the positive control of notebook 2 (sex and age from the "
             "image) tests the link as much as the network.")
 
 
@@ -379,8 +384,9 @@ def batch_blocks_text(manifest: pd.DataFrame, column: str = "batch", word: str =
     table = table.assign(_n=number).sort_values(["diagnosis", "_n"], kind="stable")
     runs = {d: int((g[column] != g[column].shift()).sum()) for d, g in table.groupby("diagnosis", sort=False)}
     k = table[column].nunique()
-    return (f"Ordered by patient ID within each class, the {k} {word}es form {', '.join(map(str, runs.values()))} "
-            f"runs ({', '.join(runs)}; {k} per class would be perfect blocks): the {word}es follow blocks of "
+    counts = ", ".join(map(str, runs.values()))
+    return (f"Ordered by patient ID within each class, the {k} {plural(word)} form {counts} "
+            f"runs ({', '.join(runs)}; {k} per class would be perfect blocks): the {plural(word)} follow blocks of "
             f"consecutive IDs, so each {word} is a period of collection as much as an acquisition setting, and its "
             "patients are not a random sample of the cohort.")
 

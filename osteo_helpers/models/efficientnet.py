@@ -131,15 +131,18 @@ class LiteEncoder(nn.Module):
 
 
 class FrozenFeatures(nn.Module):
-    """Pixels to what a fold's head reads: the frozen encoder's pooled activations (`pooled_features`), then
-    the fold's transform (signed log1p, standardisation, PCA: `arms.features.feature_transform`) as torch
-    operations. The image branch of a fold model seen end to end, so that Grad-CAM reaches the encoder's
-    last feature map; built from a fitted transform for explanations, never trained or saved."""
+    """Pixels to what a fold's head reads: the frozen encoder's pooled activations (`pooled_features`) averaged
+    over the recipe's views (the image, its mirror image), then the fold's transform (signed log1p,
+    standardisation, PCA: `arms.features.feature_transform`) as torch operations. The image branch of a fold
+    model seen end to end, so that Grad-CAM reaches the encoder's last feature map (it weighs the image view's
+    map, the layer's first call, by the gradient of the logit the views share); built from a fitted transform
+    for explanations, never trained or saved."""
 
-    def __init__(self, trunk: nn.Module, transform, pooling: str = "mean") -> None:
+    def __init__(self, trunk: nn.Module, transform, pooling: str = "mean",
+                 views: tuple[str, ...] = ("image",)) -> None:
         super().__init__()
         scaler, pca = transform[1], transform[2]
-        self.trunk, self.pooling = trunk, pooling
+        self.trunk, self.pooling, self.views = trunk, pooling, tuple(views)
         self.register_buffer("mean", torch.as_tensor(scaler.mean_, dtype=torch.float32))
         self.register_buffer("scale", torch.as_tensor(scaler.scale_, dtype=torch.float32))
         self.register_buffer("centre", torch.as_tensor(pca.mean_, dtype=torch.float32))
@@ -147,6 +150,8 @@ class FrozenFeatures(nn.Module):
         self.out_dim = int(pca.components_.shape[0])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        pooled = pooled_features(self.trunk, x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x, self.pooling)
+        x = x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x
+        pooled = torch.stack([pooled_features(self.trunk, x.flip(-1) if view == "mirror" else x, self.pooling)
+                              for view in self.views]).mean(dim=0)
         logged = torch.sign(pooled) * torch.log1p(pooled.abs())
         return ((logged - self.mean) / self.scale - self.centre) @ self.components.T
