@@ -69,14 +69,20 @@ def primary_line(comparisons: pd.DataFrame | None) -> str:
 
 
 def control_line(control: pd.DataFrame | None) -> str:
-    """What the image network learned of sex and age (the positive control), with CIs."""
+    """What the image arms learned of sex and age (the positive control), with CIs: one part per encoder
+    (the pretrained features' head and the CNN from scratch), each named when there are several."""
     if control is None:
         return "positive control: not in this run"
-    c = control.set_index(["target", "metric"])
-    parts = [f"{target} {label} {ci(row.value, row.ci_low, row.ci_high)}"
-             for target, metric, label in (("sex", "auroc", "AUROC"), ("age", "pearson_r", "Pearson r"))
-             if (target, metric) in c.index for row in [c.loc[(target, metric)]]]
-    return "positive control, from the image alone: " + (", ".join(parts) or "no sex or age rows")
+    models = list(dict.fromkeys(control["model"])) if "model" in control else [None]
+    parts = []
+    for model in models:
+        c = (control if model is None else control[control["model"] == model]).set_index(["target", "metric"])
+        found = [f"{target} {label} {ci(row.value, row.ci_low, row.ci_high)}"
+                 for target, metric, label in (("sex", "auroc", "AUROC"), ("age", "pearson_r", "Pearson r"))
+                 if (target, metric) in c.index for row in [c.loc[(target, metric)]]]
+        if found:
+            parts.append((f"{arm_label(model)}: " if len(models) > 1 else "") + ", ".join(found))
+    return "positive control, from the image alone: " + ("; ".join(parts) or "no sex or age rows")
 
 
 def headline(run_dir: str | os.PathLike) -> list[str]:
