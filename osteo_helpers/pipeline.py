@@ -64,19 +64,29 @@ PROGRESS_FILE = "progress.jsonl"
 
 
 class Follower:
-    """While a notebook runs, follows its progress events (`progress.report`) and prints them."""
+    """While a notebook runs, follows its progress events (`progress.report`) and prints them; counts the
+    folds its arms fitted and reused from the fold cache (``folds``: a notebook's, read and reset by
+    `take_folds`), which provenance records."""
 
     def __init__(self, path: Path, printer: progress.Printer, interval: float = 0.5) -> None:
         self.path, self.printer, self.interval = path, printer, interval
         self.path.write_text("")
         self.offset = 0
+        self.folds = {"folds_fitted": 0, "folds_reused": 0}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def _drain(self) -> None:
         events, self.offset = progress.read_events(self.path, self.offset)
         for event in events:
+            if event.get("event") == "arm":
+                self.folds["folds_fitted"] += int(event.get("folds", 0)) - int(event.get("reused", 0))
+                self.folds["folds_reused"] += int(event.get("reused", 0))
             self.printer(event)
+
+    def take_folds(self) -> dict[str, int]:
+        folds, self.folds = self.folds, {"folds_fitted": 0, "folds_reused": 0}
+        return folds
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):
@@ -336,7 +346,8 @@ def run(profile: str = "fast", run_dir: str | os.PathLike | None = None, data_di
                     with follower:
                         seconds = execute_notebook(PROJECT_ROOT / nb, target, params, kernel)
                     executed[nb] = target
-                    prov.step(nb, seconds=round(seconds, 1), finished=dt.datetime.now(dt.UTC).isoformat())
+                    prov.step(nb, seconds=round(seconds, 1), finished=dt.datetime.now(dt.UTC).isoformat(),
+                              **follower.take_folds())
             result = paths.root
             if build:
                 current = "jupyter-book build"
