@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import html
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -284,12 +286,26 @@ def build_book(run_dir: Path, executed: dict[str, Path], profile: Profile | None
            "-W", "-n", "--keep-going"]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     (run_dir / "book_build.log").write_text(proc.stdout + proc.stderr)
-    html = run_dir / "_build" / "html"
-    if proc.returncode != 0 or not (html / "index.html").is_file():
+    site = run_dir / "_build" / "html"
+    if proc.returncode != 0 or not (site / "index.html").is_file():
         raise PipelineError(f"jupyter-book build failed (exit {proc.returncode}); see {run_dir / 'book_build.log'}\n"
                             + (proc.stdout + proc.stderr)[-3000:],
                             error=f"jupyter-book build failed (exit {proc.returncode})")
-    return html
+    for rel in sorted(set().union(*(linked_run_files(src / rel) for rel in executed))):
+        (site / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(run_dir / rel, site / rel)
+    return site
+
+
+def linked_run_files(notebook: Path) -> set[str]:
+    """The run folder's files an executed notebook links (`Study.table`'s CSV files, `Study.figure`'s images:
+    ``../tables/x.csv``, relative to the executed notebooks' folder), by their path in the run folder. Every
+    book page sits one folder below the book's root, so the book serves them from the same path, once copied."""
+    link = re.compile(r'class="osteo-(?:source|figure)" (?:href|src)="\.\./([^"]+)"')
+    nb = json.loads(notebook.read_text(encoding="utf-8"))
+    found = {html.unescape(m) for cell in nb.get("cells", []) for out in cell.get("outputs", [])
+             for m in link.findall("".join(out.get("data", {}).get("text/html", "")))}
+    return {rel for rel in found if ".." not in Path(rel).parts}
 
 
 def run(profile: str = "fast", run_dir: str | os.PathLike | None = None, data_dir: str | os.PathLike | None = None,

@@ -301,7 +301,8 @@ def checksum_block(prov: dict) -> str:
     rows = "".join(f"<tr><td>{html.escape(name)}</td><td><code>{digest or 'missing'}</code></td></tr>"
                    for name, digest in files.items())
     return (f"<details><summary>SHA-256 of all {len(files)} data files (click to open)</summary>"
-            f'<div class="osteo-wide"><table><thead><tr><th>file</th><th>SHA-256</th></tr></thead>'
+            '<div class="osteo-wide"><table class="osteo-keyvalue"><thead><tr><th>file</th><th>SHA-256</th></tr>'
+            "</thead>"
             f"<tbody>{rows}</tbody></table></div></details>")
 
 
