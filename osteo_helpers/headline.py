@@ -99,3 +99,66 @@ def headline(run_dir: str | os.PathLike) -> list[str]:
 
     return [run_line(run, record), f"answer: {study_answer(tables)}", primary_line(table("comparisons.csv")),
             *auroc_lines(table("results_binary.csv"), PRIMARY[::-1]), control_line(table("positive_control.csv"))]
+
+
+# ----------------------------------------------------------------------------- the README's numbers
+#: the arms whose binary AUROC the README quotes, in the declared order
+README_ARMS = ("age", "clinical", "image", "image_cnn", "fusion")
+#: the markers of the README's block that `scripts/readme_numbers.py` rewrites
+README_START, README_END = "<!-- readme-numbers:start -->", "<!-- readme-numbers:end -->"
+
+
+def same_on_every_cpu(arm: str) -> bool:
+    """Whether an arm's numbers are the same on every CPU: the classical arms (scikit-learn on the clinical
+    table; `tests/test_cpu_identity.py` holds their out-of-fold predictions to a stored checksum). An arm
+    that goes through a torch network (the pretrained encoder, a CNN, the fusions) may differ in the third
+    decimal between CPU types, whose vector instructions round differently."""
+    from .arms import ARM_REGISTRY, split_arm_name
+
+    base = ARM_REGISTRY.get(split_arm_name(arm)[0])
+    return base is not None and base.__module__.endswith(".classical")
+
+
+def readme_block(run_dir: str | os.PathLike, shown_as: str | None = None) -> str:
+    """The README's numbers, from a finished run's files (never typed): the answer as the book's first page
+    states it, the primary comparison, the headline AUROCs with CIs and whether each is the same on every
+    CPU, and the positive control. ``shown_as``: how the run's folder is named in the text."""
+    from .ablation import ARM_LABELS
+    from .provenance import finished_record
+    from .report import control_table
+
+    run = Path(run_dir)
+    record = finished_record(run, "run")
+    tables = run / "tables"
+    git = record.get("git") or {}
+    made = (f"the `{(record.get('profile') or {}).get('name')}` profile's run of {str(record.get('started'))[:10]}, "
+            f"commit {str(git.get('commit', 'not recorded'))[:12]}" + (" with uncommitted changes" if git.get("dirty")
+                                                                       else ""))
+    results = read_csv(tables / "results_binary.csv")
+    main = results[(results["subset"] == "all") & (results["metric"] == "auroc")].set_index("model")
+    rows = [f"| {arm_label(name)} | {ci(r.value, r.ci_low, r.ci_high)} | "
+            f"{'yes' if same_on_every_cpu(name) else 'may differ in the third decimal'} |"
+            for name in README_ARMS if name in main.index for r in [main.loc[name]]]
+    comparisons = read_csv(tables / "comparisons.csv") if (tables / "comparisons.csv").is_file() else None
+    primary = primary_line(comparisons)
+    lines = [README_START,
+             f"<!-- written by scripts/readme_numbers.py from {shown_as or run} ({made}); do not edit by hand -->",
+             f"**The answer** ({made}): *{study_answer(tables)}*", "", f"{primary[0].upper()}{primary[1:]}.", "",
+             "| binary AUROC, out-of-fold | value [95% CI] | the same on every CPU |", "|---|---|---|", *rows]
+    if (tables / "positive_control.csv").is_file():
+        control = control_table(read_csv(tables / "positive_control.csv"), ARM_LABELS)
+        lines += ["", "The positive control, from the image alone (sex and age, which an image that shows the "
+                  "patient's knee must carry; every number may differ in the third decimal between CPU types):", "",
+                  "| " + " | ".join(control.columns) + " |", "|" + "---|" * len(control.columns),
+                  *("| " + " | ".join(str(v).replace("\u00a0", " ") for v in row) + " |"
+                    for row in control.itertuples(index=False))]
+    return "\n".join([*lines, README_END])
+
+
+def replace_block(text: str, block: str) -> str:
+    """``text`` with its README block (between `README_START` and `README_END`) replaced by ``block``;
+    ValueError when the markers are not there exactly once each, in order."""
+    start, end = text.find(README_START), text.find(README_END)
+    if text.count(README_START) != 1 or text.count(README_END) != 1 or end < start:
+        raise ValueError(f"the README must hold {README_START} and then {README_END}, once each")
+    return text[:start] + block + text[end + len(README_END):]
