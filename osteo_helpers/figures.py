@@ -141,7 +141,7 @@ def describe(fig: Figure) -> str:
             continue
         what = ax.get_title().strip()
         x, y = ax.get_xlabel().strip(), ax.get_ylabel().strip()
-        plotted = (f"{y} against {x}" if x and y else f"{y} by {_names(ax.get_xticklabels())}" if y else
+        plotted = (f"{y} against {x}" if x and y else f"{y} for {_names(ax.get_xticklabels())}" if y else
                    f"{x} for {_names(ax.get_yticklabels())}" if x else "") if ax.axison else ""
         if plotted:
             what = f"{what}: {plotted}" if what else plotted

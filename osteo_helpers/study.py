@@ -342,7 +342,8 @@ class Study:
 
         saved = save(fig, self.paths.figures, name, stamp=f"run {self.run_id} · profile {self.profile.name}",
                      jpeg=jpeg)
-        saved.href = self._href(saved.path) if os.environ.get(RUN_ID_ENV) else None
+        if os.environ.get(RUN_ID_ENV):  # the book shows the run's file, with the alt text
+            saved.href = self._href(saved.path)
         return saved
 
     def _href(self, path: Path) -> str:

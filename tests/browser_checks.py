@@ -29,10 +29,11 @@ WIDE_TABLES_JS = r"""() => {
   return wide;
 }"""
 
-# Images whose alt text says nothing: missing, a file name or a hash (Sphinx names output images by hash).
+# Images whose alt text says nothing: missing, fewer than two words, a file name or a hash (Sphinx named
+# output images by their hash, and wrote the file's name as the alt text).
 MUTE_IMAGES_JS = r"""() => Array.from(document.querySelectorAll('article img, figure img')).filter(img => {
   const alt = (img.alt || '').trim();
-  return !/[a-z]{3,} [a-z]{3,}/i.test(alt) || /^[0-9a-f]{16,}|\.(png|jpe?g|svg|gif)$/i.test(alt);
+  return (alt.match(/[a-z]{3,}/gi) || []).length < 2 || /^[0-9a-f]{16,}|\.(png|jpe?g|svg|gif)$/i.test(alt);
 }).map(img => (img.getAttribute('src') || '').slice(0, 80))"""
 
 # The files a page links beside its tables (`htmltable.SOURCE_CLASS`), as absolute URLs.
