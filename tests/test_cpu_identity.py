@@ -17,8 +17,6 @@ import pandas as pd
 import pytest
 
 CHECKSUMS = Path(__file__).with_name("classical_oof_checksums.json")
-#: the arms checked: scikit-learn on the clinical table (`headline.same_on_every_cpu`)
-ARMS = ("age", "ost", "clinical")
 
 
 def oof_checksum(oof: pd.DataFrame) -> str:
@@ -31,10 +29,11 @@ def oof_checksum(oof: pd.DataFrame) -> str:
 @pytest.mark.realdata
 def test_the_classical_arms_predict_the_same_as_on_every_other_cpu(real_data_dir, tmp_path):
     from osteo_helpers.arms import run_arm
+    from osteo_helpers.headline import CPU_IDENTICAL_ARMS
     from osteo_helpers.study import Study
 
     study = Study.open("smoke", tmp_path / "run", real_data_dir)
     got = {name: oof_checksum(run_arm(name, study.cohort, study.shared_folds, "binary", profile=study.profile,
-                                      progress_bar=False)) for name in ARMS}
+                                      progress_bar=False)) for name in CPU_IDENTICAL_ARMS}
     stored = json.loads(CHECKSUMS.read_text(encoding="utf-8"))
     assert got == stored["binary"], f"out-of-fold checksums changed: {json.dumps(got, indent=1)}"

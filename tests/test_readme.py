@@ -65,9 +65,11 @@ def test_the_block_is_replaced_and_nothing_else():
         headline.replace_block("no markers", block)
 
 
-def test_the_classical_arms_are_the_ones_called_the_same_on_every_cpu():
+def test_only_the_checked_arms_are_called_the_same_on_every_cpu():
+    """`clinical_full` (regularisation tuned inside each fold) is a scikit-learn arm too, but no checksum holds it:
+    the README calls it the same on every CPU only once a test does."""
     assert [a for a in ("age", "ost", "clinical", "clinical_full", "image", "image_cnn", "fusion", "tabular")
-            if headline.same_on_every_cpu(a)] == ["age", "ost", "clinical", "clinical_full"]
+            if headline.same_on_every_cpu(a)] == ["age", "ost", "clinical"]
 
 
 @pytest.mark.realdata
