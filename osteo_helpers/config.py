@@ -450,9 +450,9 @@ class RunPaths:
     def __post_init__(self) -> None:
         self.root = ensure_outside_data(self.root, "run folder")
         self.tables = self.root / "tables"
-        self.figures = self.root / "figures"
+        self.figures = self.root / "figures"  # made by the first figure saved: a run without one has none
         self.models = self.root / "models"
-        for p in (self.root, self.tables, self.figures, self.models):
+        for p in (self.root, self.tables, self.models):
             make_folder(p, "run folder")
 
     @property

@@ -271,6 +271,18 @@ def steps_table(prov: dict) -> pd.DataFrame:
                          for s in prov.get("steps", [])])
 
 
+def folds_text(prov: dict) -> str:
+    """How many folds of the arms this run fitted and how many it reused from the fold cache (an earlier run
+    with the same data, settings and code fitted them): one sentence, where a log would print one line an arm."""
+    steps = [s for s in prov.get("steps", []) if "folds_fitted" in s]
+    if not steps:
+        return "This record does not count the folds fitted and reused."
+    fitted, reused = (sum(int(s.get(k, 0)) for s in steps) for k in ("folds_fitted", "folds_reused"))
+    return (f"**Folds.** The arms' cross-validations fitted {fitted} folds in this run and reused {reused} from the "
+            "fold cache, each only where its fingerprint (data, settings, code) and every file it wrote matched; "
+            "the run's progress, arm by arm, is in its log (progress.jsonl in the run folder).")
+
+
 def device_table(prov: dict) -> pd.DataFrame:
     device = prov.get("device", {})
     names = {"platform": "platform", "cpu_count": "CPU cores", "cuda": "CUDA available", "gpu": "GPU"}
@@ -291,7 +303,8 @@ def checksum_block(prov: dict) -> str:
     rows = "".join(f"<tr><td>{html.escape(name)}</td><td><code>{digest or 'missing'}</code></td></tr>"
                    for name, digest in files.items())
     return (f"<details><summary>SHA-256 of all {len(files)} data files (click to open)</summary>"
-            f'<div class="osteo-wide"><table><thead><tr><th>file</th><th>SHA-256</th></tr></thead>'
+            '<div class="osteo-wide"><table class="osteo-keyvalue"><thead><tr><th>file</th><th>SHA-256</th></tr>'
+            "</thead>"
             f"<tbody>{rows}</tbody></table></div></details>")
 
 
