@@ -1,15 +1,32 @@
 """`osteo` and `python -m osteo_helpers`. Ctrl-C is one line and exit 130 from the first instruction on: the
 handler is installed before anything else is imported; then `cli.main` dispatches to the command's module."""
 
+import os
 import signal
 
-from .errors import stop
+from .errors import INTERRUPTED_STATUS, stop
 
 signal.signal(signal.SIGINT, stop)
 
 import sys  # noqa: E402  (after the handler: nothing before it may take time)
 
-from .cli import INTERRUPTED, main  # noqa: E402,F401  (INTERRUPTED: the line Ctrl-C prints, for callers)
+from .cli import INTERRUPTED  # noqa: E402,F401  (the line Ctrl-C prints, for callers)
+from .cli import main as dispatch  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The process's entry point: the command's exit status. Once the command has finished, Ctrl-C is
+    ignored: the interpreter's shutdown puts back the default handler of a Python one, and an interrupt
+    then killed the finished process (status -2) instead of letting it exit with its own status. An
+    interrupted command leaves at once with 130."""
+    status = dispatch(argv)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if status == INTERRUPTED_STATUS:  # cleaned up already; Python 3.11 remembers an interrupt that crossed a
+        sys.stdout.flush()  # C extension's import, though caught, and its shutdown then re-sends SIGINT (-2)
+        sys.stderr.flush()
+        os._exit(status)
+    return status
+
 
 if __name__ == "__main__":
     sys.exit(main())

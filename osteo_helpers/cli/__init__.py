@@ -58,6 +58,9 @@ def main(argv: list[str] | None = None) -> int:
         return INTERRUPTED_STATUS
     except Exception as exc:
         signal.signal(signal.SIGINT, stop)
+        if _caused_by_interrupt(exc):
+            print(f"\n{INTERRUPTED}", file=sys.stderr)
+            return INTERRUPTED_STATUS
         status = exit_status(exc)
         if status is None:
             raise
@@ -66,3 +69,15 @@ def main(argv: list[str] | None = None) -> int:
         return status
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+def _caused_by_interrupt(exc: BaseException) -> bool:
+    """Whether Ctrl-C started this exception: a compiled module interrupted while it initialises turns the
+    KeyboardInterrupt into an ImportError ("initialization failed") caused by it."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False
