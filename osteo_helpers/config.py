@@ -277,14 +277,14 @@ PROFILES: dict[str, Profile] = {
     # encoder's recipe was chosen on the positive control alone, inside training folds (encoder_choice.py;
     # protocol, amendment 3).
     "fast": Profile(
-        name="fast", feature_encoder="efficientnet_lite2", feature_size=260, feature_components=128,
+        name="fast", feature_encoder="efficientnet_lite2", feature_size=260, feature_components=64,
         image_size=96, cnn_width=16, epochs=20, patience=5, n_folds=5, n_repeats=2,
         n_boot=1000, roi_size=64, roi_epochs=10, network_threshold_folds=2,
     ),
     # GPU: the declared encoder (Lite2 at 260 px); the network arms fine-tune its last two stages on the pixels,
     # more repeats. The image arm and the positive-control gate read its frozen features, as in `fast`.
     "full": Profile(
-        name="full", feature_encoder="efficientnet_lite2", feature_size=260, feature_components=128,
+        name="full", feature_encoder="efficientnet_lite2", feature_size=260, feature_components=64,
         finetune_blocks=2, image_size=260, epochs=40, patience=8, batch_size=16, lr=1e-4, n_folds=5,
         n_repeats=3, n_boot=2000, roi_size=224, roi_epochs=30, network_permutations=10, num_threads=None,
     ),
