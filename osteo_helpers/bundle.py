@@ -41,7 +41,8 @@ import pandas as pd
 from scipy import stats
 
 from . import __version__
-from .config import Profile, UsageError, get_profile
+from .config import Profile, get_profile
+from .errors import UsageError
 from .features import COLUMN as FEATURES
 from .features import FeatureRecipe, encoder_identity, recipe_record, vectors
 from .fileio import atomic_write_text
@@ -361,7 +362,8 @@ def data_facts(study: Any) -> dict[str, Any]:
     published files (the registry shipped with the package), and the training set as `validate` compares a
     cohort with it: the checksums of the images' decoded pixels (a re-encoded copy of a training image
     matches) and the person IDs; never the images."""
-    from .data import read_registry, sha256_file
+    from .data import read_registry
+    from .fileio import sha256_file
 
     cohort = study.cohort
     spreadsheet = sha256_file(study.dataset.table_path)
@@ -484,7 +486,7 @@ def leftovers(target: Path) -> list[Path]:
 
 def check_bundle_target(out: str | os.PathLike, data_root: Path) -> Path:
     """The bundle folder, refused before any work: inside the data, a file, or a folder holding other things."""
-    from .runfolder import check_output_folder
+    from .folders import check_output_folder
 
     target = check_output_folder(out, "--out", data_root)
     if target.is_dir() and any(target.iterdir()) and not (target / FACTS_NAME).is_file():
@@ -504,8 +506,8 @@ def train_final(profile: str, out: str | os.PathLike, data_dir: str | os.PathLik
     half-written. `run_dir`: a run of the same settings whose tables give the calibration and metrics.
     """
     from .data import Cohort
+    from .folders import exclusive
     from .model_card import run_evidence
-    from .runfolder import exclusive
     from .study import Study
 
     overrides = dict(overrides or {})

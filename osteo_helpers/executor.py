@@ -45,8 +45,10 @@ from multiprocessing.connection import wait as wait_for_ends
 from pathlib import Path
 from typing import Any
 
-from .config import UsageError
-from .errors import ExecutorError  # noqa: F401  (raised here, re-exported)
+from .errors import (
+    ExecutorError,  # noqa: F401  (raised here, re-exported)
+    UsageError,
+)
 
 EXECUTOR_ENV = "OSTEO_EXECUTOR"
 #: Ray tasks per GPU by default (each fit gets a quarter of a GPU)
@@ -133,7 +135,7 @@ def _init_worker(counter: Any, workers: int, gpus: int, environ: dict[str, str],
     from tqdm import tqdm
 
     from . import library_warnings
-    from .training import THREADS_ENV, available_cores
+    from .threads import THREADS_ENV, available_cores
 
     os.environ.clear()
     os.environ.update(environ)
@@ -324,7 +326,7 @@ def _raylet_to_log() -> None:
 
 def _ray_call(fn: Work, task: Any, shared: Any, gpu_share: float, cpus: int) -> Any:
     """One fit inside a Ray task: no progress bars, its CPUs as torch threads, its share of the GPU's memory."""
-    from .training import THREADS_ENV
+    from .threads import THREADS_ENV
 
     os.environ["TQDM_DISABLE"] = "1"
     os.environ[THREADS_ENV] = str(cpus)

@@ -81,7 +81,7 @@ def encoder_identity(encoder: str) -> dict[str, str]:
 
     import torch
 
-    from .data.registry import sha256_file
+    from .fileio import sha256_file
     from .models import lite_weights_file
 
     weights = lite_weights_file(encoder)
@@ -94,7 +94,7 @@ def view_key(recipe: FeatureRecipe, view: str, threads: int | None = None) -> st
     """The cache folder of one view of a recipe: a hash of everything that made its vectors (the torch threads
     too: on the CPU they move the last digits)."""
     from .images import decoder_id
-    from .training import fit_threads
+    from .threads import fit_threads
 
     made_by = {**encoder_identity(recipe.encoder), "size": recipe.size, "view": view, "pooling": recipe.pooling,
                "decoder": decoder_id(), "threads": fit_threads(threads), "version": FEATURE_VERSION}
@@ -119,7 +119,7 @@ def encode(images: np.ndarray, encoder: str, view: str, pooling: str = "mean", t
     import torch
 
     from .models import lite_input, pooled_features
-    from .training import fit_threads
+    from .threads import fit_threads
 
     model = frozen_encoder(encoder, images.shape[-1])
     before = torch.get_num_threads()
@@ -147,7 +147,7 @@ def feature_matrix(rows: pd.DataFrame, recipe: FeatureRecipe, data_dir: str | os
                    cache: str | os.PathLike | None = None, threads: int | None = None) -> np.ndarray:
     """The recipe's vector (N, D) of every row with an image, averaged over its views; computed once per image
     and view, then read from the cache (``cache``: default, the project's cache folder)."""
-    from .config import cache_dir
+    from .folders import cache_dir
     from .images import ImageCache
 
     root = cache_dir(cache) / "features"

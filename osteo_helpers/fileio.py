@@ -197,3 +197,12 @@ class ArrayStore:
         append_index(self.root / self.INDEX, self.path_for(key).name, digest)
         self.index[self.path_for(key).name] = digest
         return array
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    """SHA-256 of a file read in chunks: identifies an image whatever its name (registry, caches, duplicates)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()

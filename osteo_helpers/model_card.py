@@ -14,7 +14,8 @@ from typing import Any
 
 import pandas as pd
 
-from .config import Profile, UsageError
+from .config import Profile
+from .errors import UsageError
 from .fileio import read_csv
 
 #: the arms whose cross-validated results the card cites (the saved arms, as the run names them)
@@ -69,7 +70,7 @@ def run_evidence(run_dir: Path, profile: Profile, data_dir: Path | None = None) 
 def _check_same_data(run_dir: Path, record: dict[str, Any], data_dir: Path) -> None:
     """UsageError unless the run read the same spreadsheet and image files as ``data_dir`` holds."""
     from .config import SPREADSHEET_NAME
-    from .data import sha256_file
+    from .fileio import sha256_file
 
     saved = (record.get("data") or {}).get("spreadsheet_sha256")
     here = sha256_file(data_dir / SPREADSHEET_NAME)

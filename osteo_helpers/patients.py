@@ -23,10 +23,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .config import UsageError
 from .data import IMAGE_EXTENSIONS, DataValidationError, find_images
 from .data.errors import separator_note, some_columns
 from .data.plausibility import likely_unit, value_problem
+from .errors import UsageError
 from .vocabulary import (
     BOOLEAN_FEATURES,
     CATEGORICAL_FEATURES,

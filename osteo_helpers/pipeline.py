@@ -1,7 +1,7 @@
 """Execute the notebooks with papermill, record provenance, and build the Jupyter Book.
 
 The executed notebooks and everything they write live in the run folder (by default
-outputs/<profile>, or outputs/<profile>-<hash> when settings are overridden: config.run_folder);
+outputs/<profile>, or outputs/<profile>-<hash> when settings are overridden: runfolder.run_folder);
 the book is assembled from a copy of the book sources plus those notebooks, without their
 parameter cells, with a banner on every page when the numbers are not the study's (smoke).
 """
@@ -28,11 +28,12 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from . import progress
-from .config import PROJECT_ROOT, Profile, RunPaths, changed_fields, get_profile, run_folder
+from .config import PROJECT_ROOT, Profile, get_profile
 from .data import Cohort
 from .errors import PipelineError  # noqa: F401  (raised here, re-exported)
+from .folders import check_output_folder, exclusive
 from .provenance import Provenance, run_record
-from .runfolder import check_output_folder, claim_for_run, exclusive, run_identity, why_moved
+from .runfolder import RunPaths, changed_fields, claim_for_run, run_folder, run_identity, why_moved
 
 NOTEBOOKS: tuple[str, ...] = (
     "notebooks/01_eda_manifest.ipynb",

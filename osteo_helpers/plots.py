@@ -358,7 +358,7 @@ def augmentation_samples(image: np.ndarray, seed: int, n: int = 8) -> plt.Figure
     """What training augmentation (flip, rotation, shift, scale, brightness, contrast) does to one image."""
     import torch
 
-    from .images import BatchAugment
+    from .models.inputs import BatchAugment
 
     torch.manual_seed(seed)
     x = torch.from_numpy(image).float().div(255).expand(n, 1, *image.shape).clone()

@@ -23,7 +23,8 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from .config import PROJECT_ROOT, Profile, UsageError
+from .config import PROJECT_ROOT, Profile
+from .errors import UsageError
 from .fileio import atomic_write_text
 
 if TYPE_CHECKING:
@@ -69,7 +70,8 @@ def device_description() -> dict[str, Any]:
 def data_checksums(cohort: Cohort) -> dict[str, Any]:
     """SHA-256 of every file of the cohort (the published dataset: every file of its registry), and
     whether they match the shipped registry."""
-    from .data import published_spec_path, read_registry, sha256_file
+    from .data import published_spec_path, read_registry
+    from .fileio import sha256_file
 
     registry = read_registry()
     spec = cohort.spec
@@ -223,7 +225,7 @@ def status_text(prov: dict) -> str:
 
 def summary_table(prov: dict) -> pd.DataFrame:
     """Run, status, time, commit, command, data and weights as a short two-column table."""
-    from .config import shorten_paths
+    from .folders import shorten_paths
 
     git = prov["git"]
     duration = prov.get("duration_s")

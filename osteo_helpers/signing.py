@@ -17,7 +17,7 @@ import json
 import os
 from pathlib import Path
 
-from .config import UsageError
+from .errors import UsageError
 
 SIGNATURE_NAME = "signature.json"
 ALGORITHM = "HMAC-SHA256"

@@ -99,7 +99,7 @@ def check_fold_count(cohort: pd.DataFrame, label: str, n_folds: int, group: str 
                      class_names: tuple[str, ...] | None = None) -> None:
     """UsageError unless every class has at least ``n_folds`` person groups: otherwise some test fold
     would hold no one of that class (checked before any work)."""
-    from .config import UsageError
+    from .errors import UsageError
 
     counts = cohort.groupby(label)[group].nunique()
     if counts.empty or int(counts.min()) < n_folds:

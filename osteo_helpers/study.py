@@ -19,10 +19,12 @@ import numpy as np
 import pandas as pd
 
 from . import data, evaluation, progress, splits
-from .config import Profile, RunPaths, cache_dir, ensure_outside_data, get_profile, run_paths
+from .config import Profile, get_profile
 from .features import FeatureRecipe, feature_matrix
 from .fileio import ChecksumError, atomic_to_csv, atomic_write_text, read_csv, read_verified, sha256_bytes
+from .folders import cache_dir, ensure_outside_data
 from .images import ImageCache, PixelHashes
+from .runfolder import RunPaths, run_paths
 
 if TYPE_CHECKING:
     from IPython.display import HTML

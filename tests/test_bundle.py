@@ -19,7 +19,7 @@ from osteo_helpers import bundle as bundle_mod
 from osteo_helpers import config
 from osteo_helpers.bundle import Bundle, train_final
 from osteo_helpers.cli import main
-from osteo_helpers.config import UsageError
+from osteo_helpers.errors import UsageError
 from osteo_helpers.model_card import calibration_facts, model_card, run_evidence
 from osteo_helpers.patients import batch_patients
 from osteo_helpers.study import Study
@@ -79,7 +79,7 @@ def test_bundle_holds_arms_facts_and_card(fitted, dataset):
     assert facts["training_ranges"]["numeric"]["age_years"] == [min(ages), max(ages)]
     assert facts["training_ranges"]["categories"]["sex"] == ["female", "male"]
     assert set(facts["training_ranges"]["numeric"]) | set(facts["training_ranges"]["categories"]) == set(INPUT_FEATURES)
-    from osteo_helpers.data import sha256_file
+    from osteo_helpers.fileio import sha256_file
 
     assert facts["data"]["spreadsheet_sha256"] == sha256_file(dataset.spreadsheet)
     assert set(facts["data"]["images_sha256"]) == set(dataset.patient_ids)
@@ -146,7 +146,7 @@ def test_train_final_refuses_a_bad_folder_before_any_work(where, dataset, tmp_pa
 
 
 def test_a_second_writer_of_the_same_bundle_is_refused(dataset, tmp_path, capsys, monkeypatch):
-    from osteo_helpers.runfolder import exclusive
+    from osteo_helpers.folders import exclusive
 
     monkeypatch.setattr(bundle_mod, "fit_arms", lambda *a, **k: pytest.fail("trained while another writer held it"))
     with exclusive(tmp_path, command="osteo train-final (the first)", lock_name=".model.osteo-writer.lock"):

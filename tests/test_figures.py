@@ -12,7 +12,7 @@ import pytest
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 
 from osteo_helpers import evaluation, figures, plots
-from osteo_helpers.config import RunPaths
+from osteo_helpers.runfolder import RunPaths
 
 STAMP = "run smoke-20261207T035437Z · profile smoke"
 

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from osteo_helpers import ablation, config, progress, report
+from osteo_helpers import ablation, config, folders, progress, report
 
 
 def _results(models: list[str], metric: str = "auroc") -> pd.DataFrame:
@@ -59,7 +59,7 @@ def test_wide_table_lists_arms_in_the_declared_order_and_has_no_nan():
 
 
 def test_paths_of_the_machine_never_reach_the_page():
-    text = config.shorten_paths(f"run --out {config.PROJECT_ROOT}/outputs/fast --data-dir /srv/data/knee-osteo")
+    text = folders.shorten_paths(f"run --out {config.PROJECT_ROOT}/outputs/fast --data-dir /srv/data/knee-osteo")
     assert text == "run --out outputs/fast --data-dir …/knee-osteo"
 
 

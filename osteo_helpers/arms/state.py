@@ -28,7 +28,8 @@ import pandas as pd
 import torch
 from sklearn.base import BaseEstimator
 
-from ..config import Profile, UsageError
+from ..config import Profile
+from ..errors import UsageError
 from ..fileio import ChecksumError, atomic_write_bytes, read_verified, sha256_bytes
 from .base import ARM_REGISTRY, Arm
 

@@ -14,7 +14,7 @@ def _ablation(args: argparse.Namespace) -> int:
     if args.permute_labels < 0:
         raise UsageError(f"--permute-labels: {args.permute_labels} is not allowed (must be >= 0)")
     from ..data import Cohort
-    from ..runfolder import check_output_folder, exclusive
+    from ..folders import check_output_folder, exclusive
 
     dataset = Cohort.open(args.cohort, args.data_dir)  # spec, folder and layout: checked before any work
     out = check_output_folder(args.out, "--out", dataset.root)

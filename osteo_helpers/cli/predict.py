@@ -13,8 +13,7 @@ from .options import add_key_option, text_table
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from ..config import ensure_outside_data
-    from ..runfolder import check_output_folder
+    from ..folders import check_output_folder, ensure_outside_data
     from ..signing import read_key
 
     key = read_key(args.sign_key)

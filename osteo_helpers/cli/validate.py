@@ -11,7 +11,7 @@ from .options import add_key_option, text_table
 def _rows(dataset, bundle):
     """The cohort rows `validate` scores (every table row), their site and person columns, the cohort's name
     (its spec's) and where it lies."""
-    from ..data import cohort_rows
+    from ..images import cohort_rows
 
     rows = cohort_rows(dataset.spec, bundle.image_size, dataset.root)
     if rows["person_id"].duplicated().any():  # several images of one person: one patient, scored once

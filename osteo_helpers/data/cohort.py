@@ -13,7 +13,8 @@ from typing import Any
 
 import pandas as pd
 
-from ..config import UsageError, resolve_data_dir
+from ..errors import UsageError
+from .location import resolve_data_dir
 from .spec import CohortSpec, load_spec
 
 
@@ -107,55 +108,15 @@ class Cohort:
             raise self._refusal(findings["fatal_problems"])
         return findings
 
+    def missing_image(self, patient_id: str) -> str:
+        """Why a table row has no image: the spec's pattern finds none, the table names none, or names a
+        missing file."""
+        from ..vocabulary import IMAGE_FILE
 
-def cohort_rows(spec: str | os.PathLike | CohortSpec | None, image_size: int, data_dir: str | os.PathLike | None = None,
-                cache: str | os.PathLike | None = None, progress: bool = False) -> pd.DataFrame:
-    """The rows a model scores on a cohort: every table row: ``patient_id``, ``person_id``, ``source_row``,
-    ``site`` / ``batch`` / ``knee_side`` / ``view`` where the spec names them, every canonical input the
-    cohort has, ``diagnosis``, ``label_3class``, ``label_binary``, ``t_score``, ``split_group``, ``image``
-    (the letterboxed ``image_size`` px uint8 array, from the on-disk cache) and ``pixel_sha256`` (the
-    checksum of its decoded pixels). A row without an image to score keeps its place, with ``image`` None
-    and ``image_problem`` saying why (the table names none, the file is not there, it cannot be decoded):
-    a validation refuses it by name, never drops it.
-    """
-    from tqdm.auto import tqdm
-
-    from ..config import cache_dir
-    from ..images import ImageCache, PixelHashes
-    from ..progress import show_progress
-    from .errors import ImageReadError
-    from .manifest import modelling_table
-
-    cohort = Cohort.open(spec, data_dir)
-    table = modelling_table(cohort.manifest(strict=False), cohort.clinical, every_row=True).reset_index(drop=True)
-    root = cache_dir(cache)
-    letterboxes, checksums = ImageCache(root, image_size), PixelHashes(root)
-    images, pixels, problems = [], [], []
-    for rec in tqdm(table.to_dict("records"), desc=f"images {image_size}px", disable=not show_progress(progress),
-                    leave=False):
-        image = checksum = problem = None
-        if isinstance(rec["image_path"], str):
-            path = cohort.root / rec["image_path"]
-            try:
-                image, checksum = letterboxes.get(path, rec["image_sha256"]), checksums.get(path, rec["image_sha256"])
-            except ImageReadError as exc:
-                problem = str(exc).removeprefix(f"{path}: ")
-        else:
-            problem = _no_image(cohort, rec["patient_id"])
-        images.append(image)
-        pixels.append(checksum)
-        problems.append(problem)
-    return table.assign(image=images, pixel_sha256=pixels, image_problem=problems)
-
-
-def _no_image(cohort: Cohort, patient_id: str) -> str:
-    """Why a table row has no image: the spec's pattern finds none, the table names none, or names a missing file."""
-    from ..vocabulary import IMAGE_FILE
-
-    spec = cohort.spec
-    if spec.image_pattern is not None:
-        return f"no image matches {spec.image_pattern!r} under {cohort.root}"
-    named = cohort.clinical.set_index("patient_id")[IMAGE_FILE].get(patient_id)
-    if not isinstance(named, str) or not named.strip():
-        return f"the table names no image (column {spec.image_column!r})"
-    return f"{named.strip()!r} is not a file (paths are relative to the cohort folder {cohort.root})"
+        spec = self.spec
+        if spec.image_pattern is not None:
+            return f"no image matches {spec.image_pattern!r} under {self.root}"
+        named = self.clinical.set_index("patient_id")[IMAGE_FILE].get(patient_id)
+        if not isinstance(named, str) or not named.strip():
+            return f"the table names no image (column {spec.image_column!r})"
+        return f"{named.strip()!r} is not a file (paths are relative to the cohort folder {self.root})"

@@ -19,7 +19,7 @@ from typing import Any
 import pandas as pd
 from PIL import Image
 
-from ..config import UsageError
+from ..errors import UsageError
 from ..fileio import atomic_write_text
 from ..tasks import CLASSES_3
 from ..vocabulary import BOOLEAN_FEATURES, CATEGORICAL_FEATURES, CATEGORY_VALUES
@@ -152,7 +152,7 @@ def export_cohort(to: str | os.PathLike, fmt: str = "dicom", spec: str | os.Path
                   data_dir: str | os.PathLike | None = None) -> Path:
     """Write the cohort (default: the published dataset) into the new or empty folder ``to`` as a CSV
     table, images (``dicom`` or ``png``) and its spec; returns the spec's path."""
-    from ..runfolder import check_output_folder
+    from ..folders import check_output_folder
 
     if fmt not in ("dicom", "png"):
         raise UsageError(f"--format {fmt!r}: choose dicom or png")

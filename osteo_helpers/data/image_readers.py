@@ -145,7 +145,7 @@ class PillowReader:
         return pil_colour(path, draft, str(path))
 
     def content_sha256(self, path: Path) -> str:
-        from .registry import sha256_file
+        from ..fileio import sha256_file
 
         return sha256_file(path)
 

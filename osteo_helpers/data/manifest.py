@@ -108,7 +108,7 @@ def build_manifest(data_dir: Path | None = None, clinical: pd.DataFrame | None =
     pixel spacing (mm; NaN where the file does not say) and the person.
 
     ``spec`` None: the published dataset's; ``data_dir`` None: the spec's root or the documented
-    search (`config.resolve_data_dir`). Rows without an image keep their row (image_path empty);
+    search (`data.location.resolve_data_dir`). Rows without an image keep their row (image_path empty);
     images without a row are reported by `validate`, not added, because they have no label.
     `split_group` joins one person's rows (`person_groups`). An image whose header cannot be read
     raises ImageReadError, unless strict=False (`data check`), which keeps the row without size and
@@ -141,7 +141,7 @@ def build_manifest(data_dir: Path | None = None, clinical: pd.DataFrame | None =
                 if strict:
                     raise
                 if row["image_sha256"] is None:
-                    from .registry import sha256_file
+                    from ..fileio import sha256_file
 
                     row["image_sha256"] = sha256_file(path)
             else:

@@ -17,8 +17,8 @@ import shap
 import torch
 from torch import nn
 
-from ..images import normalisation
 from ..models import FrozenFeatures, LinearHead
+from ..models.inputs import normalisation
 from ..tabular import to_model_frame
 from ..training import pick_device
 from .cam import compute_cams

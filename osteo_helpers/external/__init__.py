@@ -8,7 +8,7 @@ What lives where:
   saved operating point; cross-fitted logistic recalibration; several images of a patient pooled.
 - ``report``: the figures and the self-contained HTML page.
 - ``validate``: `evaluate` (rows + bundle -> numbers), `validate` (-> one folder, written atomically);
-  `data.cohort_rows` gives the rows of any cohort, the published dataset included.
+  `images.cohort_rows` gives the rows of any cohort, the published dataset included.
 - ``sites``: leave-one-site-out cross-validation, its per-site and pooled AUROCs and calibration (with
   prediction intervals), what a site is called (`site_unit`: sites, or acquisition batches), and the sentences
   about sites whose class sizes limit what they can show.

@@ -5,7 +5,7 @@ where the rows came from: one row per image with ``patient_id``, the clinical in
 names (``tabular.INPUT_FEATURES``), ``label_binary`` (the truth), optionally ``t_score``, a site
 column and a person column (named by the caller), ``image`` (letterboxed at the bundle's size; None
 with ``image_problem`` where there is none) and ``pixel_sha256`` (the decoded pixels' checksum, which
-tells the images the bundle was trained on). `data.cohort_rows` gives those rows for any cohort, the
+tells the images the bundle was trained on). `images.cohort_rows` gives those rows for any cohort, the
 published dataset included.
 
 The folder is built beside its target and renamed into place, so it is never half-written:
@@ -30,7 +30,7 @@ import pandas as pd
 
 from .. import __version__
 from ..bundle import Bundle, _swap_in
-from ..config import UsageError
+from ..errors import UsageError
 from ..fileio import atomic_to_csv, atomic_write_text
 from ..patients import BadInputError
 from .inputs import OUTCOME, Overlap, check_rows, flag_counts, training_overlap
@@ -159,7 +159,7 @@ def write(result: Validation, folder: Path) -> None:
 
 def check_target(out: str | os.PathLike, data_dir: str | os.PathLike | None = None) -> Path:
     """The output folder, refused before any work: inside the data, a file, or a folder of other things."""
-    from ..runfolder import check_output_folder
+    from ..folders import check_output_folder
 
     target = check_output_folder(out, "--out", data_dir)
     if target.is_dir() and any(target.iterdir()) and not (target / FACTS_NAME).is_file():
@@ -170,7 +170,7 @@ def check_target(out: str | os.PathLike, data_dir: str | os.PathLike | None = No
 def validate(rows: pd.DataFrame, bundle: Bundle, out: str | os.PathLike, **options: Any) -> Validation:
     """`evaluate` the rows and write the folder ``out`` (replacing an earlier validation there) atomically,
     holding the folder's writer lock. ``options``: those of `evaluate`."""
-    from ..runfolder import exclusive
+    from ..folders import exclusive
 
     target = check_target(out)
     result = evaluate(rows, bundle, **options)

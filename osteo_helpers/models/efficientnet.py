@@ -23,7 +23,7 @@ from torch import nn
 
 from ..config import LITE_POOLINGS
 from ..errors import WeightsUnavailableError
-from ..images import LITE_INPUT_SCALE, LITE_INPUT_SHIFT
+from .inputs import LITE_INPUT_SCALE, LITE_INPUT_SHIFT
 from .weights import LITE_WHEELS, checkpoint_state_dict, lite_weights_file
 
 #: the first stage whose output the "multiscale" pooling keeps: the outputs of the last five stages and the

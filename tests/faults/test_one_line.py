@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from osteo_helpers import config
+from osteo_helpers import config, folders
 from osteo_helpers.bundle import Bundle, seal
 from osteo_helpers.cli import INTERRUPTED, main
-from osteo_helpers.config import UsageError
+from osteo_helpers.errors import UsageError
 from tests.conftest import write_notebook
 
 
@@ -85,7 +85,7 @@ def test_a_bundle_lacking_a_key_is_one_line(saved_bundle, tmp_path):
 
 def _interrupt(argv: list[str], ready: Path, tmp_path: Path, wait: float = 120) -> tuple[int, str, float]:
     """Start the command, wait until ``ready`` exists, press Ctrl-C; (exit status, stderr, seconds to exit)."""
-    env = {**os.environ, "TQDM_DISABLE": "1", config.CACHE_ENV_VAR: str(tmp_path / "image-cache")}
+    env = {**os.environ, "TQDM_DISABLE": "1", folders.CACHE_ENV_VAR: str(tmp_path / "image-cache")}
     proc = subprocess.Popen([sys.executable, "-m", "osteo_helpers", *argv], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=env, cwd=config.PROJECT_ROOT)
     deadline = time.time() + wait
@@ -100,7 +100,7 @@ def _interrupt(argv: list[str], ready: Path, tmp_path: Path, wait: float = 120) 
 
 def test_ctrl_c_ends_ablation_in_one_line_leaving_no_partial_file(cohort, tmp_path, capsys, monkeypatch):
     """A real SIGINT to this process while the ablation trains and writes its fold cache."""
-    monkeypatch.setenv(config.CACHE_ENV_VAR, str(tmp_path / "image-cache"))
+    monkeypatch.setenv(folders.CACHE_ENV_VAR, str(tmp_path / "image-cache"))
     monkeypatch.setenv("TQDM_DISABLE", "1")
     out = tmp_path / "abl"
     stop = threading.Event()

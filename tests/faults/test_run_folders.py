@@ -14,7 +14,7 @@ import os
 import pandas as pd
 import pytest
 
-from osteo_helpers import ablation, bundle, config, headline, pipeline, provenance, runfolder
+from osteo_helpers import ablation, bundle, config, errors, headline, pipeline, provenance, runfolder
 from osteo_helpers.cli import main
 from osteo_helpers.data import Cohort
 
@@ -130,7 +130,7 @@ def test_train_final_run_check_compares_every_image(cohort, tmp_path):
     manifest.to_csv(run / "tables" / "manifest.csv", index=False)
     (run / "provenance.json").write_text(json.dumps({"profile": profile.to_dict(), "status": "finished",
                                                      "data": provenance.data_checksums(Cohort.open(None, data_root))}))
-    with pytest.raises(config.UsageError, match="made on other data"):
+    with pytest.raises(errors.UsageError, match="made on other data"):
         run_evidence(run, profile, data_root)
 
 
