@@ -26,6 +26,7 @@ when saved is never used. Every refusal is one line naming the file.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import importlib.metadata
 import json
 import math
@@ -42,11 +43,16 @@ from scipy import stats
 
 from . import __version__
 from .config import Profile, get_profile
+from .data import Cohort, read_registry
 from .errors import UsageError
 from .features import COLUMN as FEATURES
 from .features import FeatureRecipe, encoder_identity, recipe_record, vectors
-from .fileio import atomic_write_text
+from .fileio import ChecksumError, atomic_write_text, sha256_file
+from .folders import check_output_folder, exclusive
+from .model_card import calibration_facts, model_card, run_evidence
 from .patients import Patient, as_rows
+from .provenance import git_state
+from .signing import sign, verify
 from .tabular import BOOLEAN_FEATURES, CATEGORICAL_FEATURES, CLINICAL_FEATURES, INPUT_FEATURES, available_inputs
 from .tasks import CLASSES_3, CLASSES_BINARY, TASKS
 
@@ -212,7 +218,7 @@ class Bundle:
         """The self-check's outputs, always computed on the CPU in float32: a GPU's reduced precision
         (bf16, TF32) would move them by more than the tolerance between the machine that saved the
         bundle and the one that loads it. Patients are scored on the accelerator."""
-        from .training import use_device
+        from .training import use_device  # deferred: imports torch and sklearn
 
         with use_device("cpu"):
             return self.predict(self._self_check_rows(values)).iloc[0]
@@ -237,8 +243,7 @@ class Bundle:
     # -- files -------------------------------------------------------------------------------
     def save(self, folder: Path) -> None:
         """Write the arms, bundle.json (with the arms' checksums, sealed) and MODEL_CARD.md into an empty folder."""
-        from .arms.state import save_arm
-        from .model_card import model_card
+        from .arms.state import save_arm  # deferred: imports torch and sklearn
 
         (folder / "arms").mkdir(parents=True)
         files = {}
@@ -254,14 +259,11 @@ class Bundle:
         """A saved bundle, checked before use: format, seal, keys, with ``key`` its signature (`signing`),
         package versions, every arm file's SHA-256, the self-check. UsageError (one line naming the file)
         for anything else."""
-        from .arms.state import ArmStateError, load_arm
-        from .fileio import ChecksumError
+        from .arms.state import ArmStateError, load_arm  # deferred: imports torch and sklearn
 
         folder = Path(folder)
         facts = read_facts(folder)
         if key is not None:
-            from .signing import verify
-
             verify(folder, key)
         mismatched = _compatible(facts["versions"], versions())
         if mismatched:
@@ -300,8 +302,6 @@ def check_encoder(folder: Path, saved: dict[str, Any]) -> None:
 
 def seal(facts: dict[str, Any]) -> str:
     """SHA-256 of the facts without their seal (canonical JSON): bundle.json's own checksum."""
-    import hashlib
-
     rest = {k: v for k, v in facts.items() if k != "seal"}
     return hashlib.sha256(json.dumps(rest, sort_keys=True, default=str).encode()).hexdigest()
 
@@ -342,8 +342,8 @@ def read_facts(folder: Path) -> dict[str, Any]:
 def fit_arms(rows: pd.DataFrame, profile: Profile, progress: bool = True) -> dict[str, Any]:
     """The bundle's arms fitted on every row, each with its screening threshold: independent fits,
     run side by side by the executor (`executor.current`) when it has workers."""
-    from .arms import make_arm
-    from .arms.driver import Fit, execute_fits
+    from .arms import make_arm  # deferred: imports torch and sklearn
+    from .arms.driver import Fit, execute_fits  # deferred: imports torch and sklearn
 
     rows = rows.reset_index(drop=True)
     fits = []
@@ -362,9 +362,6 @@ def data_facts(study: Any) -> dict[str, Any]:
     published files (the registry shipped with the package), and the training set as `validate` compares a
     cohort with it: the checksums of the images' decoded pixels (a re-encoded copy of a training image
     matches) and the person IDs; never the images."""
-    from .data import read_registry
-    from .fileio import sha256_file
-
     cohort = study.cohort
     spreadsheet = sha256_file(study.dataset.table_path)
     images = dict(zip(cohort["patient_id"], cohort["image_sha256"], strict=True))
@@ -398,14 +395,14 @@ def cohort_facts(study: Any) -> dict[str, Any]:
 
 def clinical_equation(rows: pd.DataFrame) -> list[dict[str, Any]]:
     """The clinical arm's model as an equation with Wald CIs (the same probabilities, unpenalised)."""
-    from .arms import logistic_equation
+    from .arms import logistic_equation  # deferred: imports torch and sklearn
 
     return json.loads(logistic_equation(rows, TASKS["binary"].labels(rows)).to_json(orient="records"))
 
 
 def clinical_equation_ages(rows: pd.DataFrame) -> list[float] | None:
     """The ages the clinical equation holds for: where both classes were seen in training (`arms.overlap_range`)."""
-    from .arms import overlap_range
+    from .arms import overlap_range  # deferred: imports torch and sklearn
 
     ages = overlap_range(rows["age_years"], TASKS["binary"].labels(rows))
     return [float(a) for a in ages] if all(map(math.isfinite, ages)) else None
@@ -428,9 +425,6 @@ def _self_check_values(rows: pd.DataFrame, used: list[str]) -> dict[str, Any]:
 def make_bundle(study: Any, overrides: dict[str, Any], run: dict[str, Any] | None,
                 progress: bool = True) -> Bundle:
     """Fit the arms on every patient of the study and gather the facts of the bundle."""
-    from .model_card import calibration_facts
-    from .provenance import git_state
-
     profile = study.profile
     rows = study.rows()
     arms = fit_arms(rows, profile, progress)
@@ -486,8 +480,6 @@ def leftovers(target: Path) -> list[Path]:
 
 def check_bundle_target(out: str | os.PathLike, data_root: Path) -> Path:
     """The bundle folder, refused before any work: inside the data, a file, or a folder holding other things."""
-    from .folders import check_output_folder
-
     target = check_output_folder(out, "--out", data_root)
     if target.is_dir() and any(target.iterdir()) and not (target / FACTS_NAME).is_file():
         raise UsageError(f"--out {target}: holds files but no model bundle; choose an empty or new folder")
@@ -505,10 +497,7 @@ def train_final(profile: str, out: str | os.PathLike, data_dir: str | os.PathLik
     bundle is built in a hidden sibling folder and renamed into place, so a crash leaves nothing
     half-written. `run_dir`: a run of the same settings whose tables give the calibration and metrics.
     """
-    from .data import Cohort
-    from .folders import exclusive
-    from .model_card import run_evidence
-    from .study import Study
+    from .study import Study  # deferred: imports sklearn and tqdm
 
     overrides = dict(overrides or {})
     prof = get_profile(profile, **overrides)
@@ -527,8 +516,6 @@ def train_final(profile: str, out: str | os.PathLike, data_dir: str | os.PathLik
             shutil.rmtree(built / "scratch-run")
             bundle.save(built)
             if sign_key is not None:
-                from .signing import sign
-
                 sign(built, sign_key)
             _swap_in(built, target)
         finally:

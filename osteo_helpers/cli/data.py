@@ -12,11 +12,11 @@ from ..errors import UsageError
 def check_cohort(spec: str | None, data_dir: str | None, as_json: bool) -> int:
     """Every finding of a cohort (`data check` is the published dataset's), all in one pass; exit 2 when
     one of them stops `run` (a bad table value, an unreadable image, no image at all)."""
-    from ..data.spec import load_spec
+    from ..data.spec import load_spec  # deferred: imports numpy
 
     checked = load_spec(spec)  # a spec error is one line now, before the table and image libraries load
-    from .. import data
-    from ..data.problems import CohortProblemsError, count_text
+    from .. import data  # deferred: imports numpy
+    from ..data.problems import CohortProblemsError, count_text  # deferred: imports numpy
 
     cohort = data.Cohort.open(checked, data_dir)
     findings = cohort.findings()
@@ -35,7 +35,7 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _import(args: argparse.Namespace) -> int:
-    from ..data import import_dataset
+    from ..data import import_dataset  # deferred: imports numpy
 
     dest = import_dataset(Path(args.source), Path(args.dest) if args.dest else None)
     print(f"verified every file against the registry and installed the dataset in {dest}")

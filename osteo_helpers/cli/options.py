@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from .. import executor
 from ..config import PROFILES, get_profile
 from ..errors import UsageError
 
@@ -62,13 +63,12 @@ def checked_overrides(args: argparse.Namespace) -> dict[str, str]:
     overrides = parse_overrides(args.set)
     profile = get_profile(args.profile, **overrides)
     if getattr(args, "cohort", None):
-        from ..data.spec import load_spec
+        from ..data.spec import load_spec  # deferred: imports numpy
 
         load_spec(args.cohort)  # a spec error is one line now, before torch is imported
     from ..models import require_weights  # imports torch: only once the cheap checks passed
 
     require_weights(profile.encoder, profile.weights, profile.cnn_width)
-    from .. import executor
 
     executor.configure(executor.from_options(args.workers, args.ray, args.fits_per_gpu))
     return overrides

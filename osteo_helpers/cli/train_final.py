@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import argparse
 
+from ..signing import read_key
 from .options import add_key_option, add_profile_options, checked_overrides
 
 
 def _train_final(args: argparse.Namespace) -> int:
-    from ..signing import read_key
-
     key = read_key(args.sign_key)
     overrides = checked_overrides(args)
     from ..bundle import train_final  # checks data, folders and the run before training

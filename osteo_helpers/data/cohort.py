@@ -14,7 +14,11 @@ from typing import Any
 import pandas as pd
 
 from ..errors import UsageError
+from ..vocabulary import IMAGE_FILE
+from .clinical import load_clinical
+from .layout import check_layout
 from .location import resolve_data_dir
+from .problems import CohortProblemsError
 from .spec import CohortSpec, load_spec
 
 
@@ -44,8 +48,6 @@ class Cohort:
              data_dir: str | os.PathLike | None = None) -> Cohort:
         """Read and check the spec (None: the published dataset's), find the folder and check its
         layout: every problem here is one line, before any work."""
-        from .layout import check_layout
-
         spec = spec if isinstance(spec, CohortSpec) else load_spec(spec)
         cohort = cls(spec, cohort_root(spec, data_dir))
         if spec.image_pattern is not None:
@@ -61,8 +63,6 @@ class Cohort:
         """The tidy clinical table without the rows that have a problem, which are listed in
         ``attrs["problems"]`` (`clinical.load_clinical` with ``strict`` False): what `findings` reads."""
         if "table" not in self._cache:
-            from .clinical import load_clinical
-
             self._cache["table"] = load_clinical(self.table_path, self.spec, strict=False)
         return self._cache["table"]
 
@@ -76,15 +76,13 @@ class Cohort:
         return table
 
     def _refusal(self, problems: list) -> Exception:
-        from .problems import CohortProblemsError
-
         return CohortProblemsError(self.spec.name, self.spec.source, problems)
 
     def manifest(self, strict: bool = True) -> pd.DataFrame:
         """The manifest (`build_manifest`, built once per `Cohort`: it reads every image's checksum and
         header); ``strict`` False keeps unreadable images and leaves out the table's rows with a problem,
         for `findings`."""
-        from .manifest import build_manifest
+        from .manifest import build_manifest  # deferred: imports scipy
 
         key = f"manifest-{strict}"
         if key not in self._cache:
@@ -94,7 +92,7 @@ class Cohort:
 
     def findings(self, manifest: pd.DataFrame | None = None) -> dict[str, Any]:
         """Every problem found in the cohort (`validate`), read only."""
-        from .validation import validate
+        from .validation import validate  # deferred: imports scipy
 
         return validate(self.manifest(strict=False) if manifest is None else manifest, self.table, self.root,
                         self.spec)
@@ -111,8 +109,6 @@ class Cohort:
     def missing_image(self, patient_id: str) -> str:
         """Why a table row has no image: the spec's pattern finds none, the table names none, or names a
         missing file."""
-        from ..vocabulary import IMAGE_FILE
-
         spec = self.spec
         if spec.image_pattern is not None:
             return f"no image matches {spec.image_pattern!r} under {self.root}"

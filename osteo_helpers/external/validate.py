@@ -32,6 +32,7 @@ from .. import __version__
 from ..bundle import Bundle, _swap_in
 from ..errors import UsageError
 from ..fileio import atomic_to_csv, atomic_write_text
+from ..folders import check_output_folder, exclusive
 from ..patients import BadInputError
 from .inputs import OUTCOME, Overlap, check_rows, flag_counts, training_overlap
 from .metrics import MODELS, curves, fusion_minus_clinical, per_patient, validation_metrics, versions
@@ -159,8 +160,6 @@ def write(result: Validation, folder: Path) -> None:
 
 def check_target(out: str | os.PathLike, data_dir: str | os.PathLike | None = None) -> Path:
     """The output folder, refused before any work: inside the data, a file, or a folder of other things."""
-    from ..folders import check_output_folder
-
     target = check_output_folder(out, "--out", data_dir)
     if target.is_dir() and any(target.iterdir()) and not (target / FACTS_NAME).is_file():
         raise UsageError(f"--out {target}: holds files but no validation; choose an empty or new folder")
@@ -170,8 +169,6 @@ def check_target(out: str | os.PathLike, data_dir: str | os.PathLike | None = No
 def validate(rows: pd.DataFrame, bundle: Bundle, out: str | os.PathLike, **options: Any) -> Validation:
     """`evaluate` the rows and write the folder ``out`` (replacing an earlier validation there) atomically,
     holding the folder's writer lock. ``options``: those of `evaluate`."""
-    from ..folders import exclusive
-
     target = check_target(out)
     result = evaluate(rows, bundle, **options)
     with exclusive(target.parent, lock_name=f".{target.name}.osteo-writer.lock"):
