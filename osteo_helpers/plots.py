@@ -57,7 +57,9 @@ def class_balance(manifest: pd.DataFrame) -> plt.Figure:
 
 
 def clinical_by_class(table: pd.DataFrame, columns: Sequence[str]) -> plt.Figure:
-    """Numeric clinical variables by class: confounders such as age become visible."""
+    """Numeric clinical variables by class: confounders such as age become visible. A column the cohort
+    does not have (or has no value in) is left out: a cohort may give only age and sex."""
+    columns = [c for c in columns if c in table.columns and table[c].notna().any()]
     n = len(columns)
     fig, axes = plt.subplots(1, n, figsize=(3.2 * n, 3.2), squeeze=False)
     order = ["normal", "osteopenia", "osteoporosis"]

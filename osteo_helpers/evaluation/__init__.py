@@ -89,6 +89,7 @@ from .tables import (
     paired_comparisons,
     paired_mae,
     score_arms,
+    too_few,
     tscore_regression,
     with_holm,
 )
@@ -112,6 +113,7 @@ __all__ = [
     "paired_mae_difference",
     "score_arms",
     "subgroup_calibration",
+    "too_few",
     "tscore_regression",
     "with_holm",
     "apply_threshold",
