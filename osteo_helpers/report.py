@@ -76,6 +76,21 @@ def declared(names: Sequence[str], order: Sequence[str] = DECLARED_ORDER) -> lis
     return known + [n for n in names if n not in known]
 
 
+class Paragraph:
+    """Markdown a notebook shows, and nothing at all when the text is empty: the sentences only some cohorts need
+    (an arm the cohort cannot fit, an age band it cannot estimate). IPython shows ``Markdown("")`` as the name of
+    its object ("<IPython.core.display.Markdown object>") in the book."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def _ipython_display_(self) -> None:
+        if self.text.strip():
+            from IPython.display import Markdown, display
+
+            display(Markdown(self.text))
+
+
 def not_estimable_text(what: str, why: str) -> str:
     """The sentence a page shows where ``what`` (a task, a model, a subgroup) cannot be estimated on this cohort,
     ``why`` completing it (`Study.not_estimable`, `arms.why_not_fittable`)."""

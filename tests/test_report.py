@@ -250,3 +250,17 @@ def test_clinical_variables_by_class_show_the_columns_the_cohort_has():
     people = _ages({"normal": [30, 40], "osteoporosis": [60, 70]})
     fig = plots.clinical_by_class(people.assign(bmi=np.nan), ["age_years", "bmi", "weight_kg"])
     assert [ax.get_ylabel() for ax in fig.axes] == ["age_years"]
+
+
+def test_a_paragraph_only_some_cohorts_need_shows_nothing_when_empty(monkeypatch):
+    """`Markdown("")` appears in the book as "<IPython.core.display.Markdown object>" (the published cohort has no
+    arm it cannot fit, so every book carried it); a `Paragraph` of no text displays nothing."""
+    import IPython.display
+
+    shown: list = []
+    monkeypatch.setattr(IPython.display, "display", lambda *objs: shown.extend(objs))
+    report.Paragraph("")._ipython_display_()
+    report.Paragraph("  \n")._ipython_display_()
+    assert shown == []
+    report.Paragraph("**The arm OST index is not estimable on this cohort:** no weight.")._ipython_display_()
+    assert [type(o).__name__ for o in shown] == ["Markdown"] and shown[0].data.startswith("**The arm OST index")
