@@ -24,24 +24,20 @@ from _common import write_result
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from tests.browser_checks import WIDE_TABLES_JS, WINDOW  # noqa: E402  the test's own checks and window
 from tests.conftest import CHROMIUM, CHROMIUM_ARGS  # noqa: E402  the browser the tests launch
-from tests.test_book_in_browser import (  # noqa: E402  the test's own checks and window
-    CLIPPED_TABLES_JS,
-    UNDECODED_IMAGES_JS,
-    VIEWPORT,
-    _QuietHandler,
-)
+from tests.test_book_in_browser import UNDECODED_IMAGES_JS, _QuietHandler  # noqa: E402
 
 
 def walk(browser: Browser, url: str, pages: list[str], mode: str, shots: Path) -> float:
-    """Seconds to load every page, decode its images and look for cut-off tables, in ``mode``."""
+    """Seconds to load every page, decode its images and look for tables wider than their box, in ``mode``."""
     start = time.perf_counter()
-    tab = None if mode == "context per page" else browser.new_context(viewport=VIEWPORT).new_page()
+    tab = None if mode == "context per page" else browser.new_context(viewport=WINDOW).new_page()
     for name in pages:
-        page = tab or browser.new_context(viewport=VIEWPORT).new_page()
+        page = tab or browser.new_context(viewport=WINDOW).new_page()
         page.goto(f"{url}/{name}.html", wait_until="load")
         page.evaluate(UNDECODED_IMAGES_JS)
-        page.evaluate(CLIPPED_TABLES_JS)
+        page.evaluate(WIDE_TABLES_JS)
         if mode == "one tab, screenshots":
             page.screenshot(path=shots / f"{name.replace('/', '__')}.png", full_page=True)
         if tab is None:

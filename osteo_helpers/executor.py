@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import UsageError
+from .errors import ExecutorError  # noqa: F401  (raised here, re-exported)
 
 EXECUTOR_ENV = "OSTEO_EXECUTOR"
 #: Ray tasks per GPU by default (each fit gets a quarter of a GPU)
@@ -60,10 +61,6 @@ STOP_TIMEOUT = 10.0
 log = logging.getLogger(__name__)
 
 Work = Callable[[Any, Any], Any]
-
-
-class ExecutorError(RuntimeError):
-    """Fits could not run to the end (a worker died, the cluster went away); finished folds are kept."""
 
 
 class Executor:

@@ -6,7 +6,7 @@ then fits a light head on those vectors (`arms.features`). A `FeatureRecipe` nam
 computed: the encoder, the resolution, the declared test-time views (the letterboxed image and its
 mirror image) and the pooling. Each view's vector is cached under a key of everything that made
 it (the image's SHA-256, the encoder and the SHA-256 of its weights file, the resolution, the view,
-the decoder, torch and timm), verified like the decoded images (`fileio.ArrayStore`); the vectors
+the decoder, torch and the architecture's package), verified like the decoded images (`fileio.ArrayStore`); the vectors
 of a recipe's views are averaged.
 """
 
@@ -29,11 +29,15 @@ from .fileio import ArrayStore
 #: test-time views a recipe may declare: the letterboxed image, and the same image mirrored left-right
 VIEWS = ("image", "mirror")
 #: bump when the computation of a vector changes, so cached vectors of the old computation are never reused
-FEATURE_VERSION = 1
-#: images per forward pass, always this many (a short batch is padded): on the CPU a convolution's result can
-#: depend on the batch's size (another kernel), so a vector must not depend on which images were computed
-#: with it, e.g. when one damaged cache entry is computed again
-BATCH = 16
+#: (2: one image per forward pass)
+FEATURE_VERSION = 2
+#: images per forward pass: one. On the CPU a convolution's result depends on the batch's size (another kernel;
+#: vectors of a batch of 16 and of single images differ by 1e-6), so a vector must not depend on which images
+#: were computed with it (one damaged cache entry computed again, a patient scored alone); and one image at a
+#: time was also faster here (32 images of 260 px: 2.8 s against 5.4 s in batches of 16, 2026-12-07)
+BATCH = 1
+#: images decoded and encoded between two progress checks (and cache writes)
+CHUNK = 32
 #: the column of the cohort rows that holds each row's feature vector (float32)
 COLUMN = "features"
 
@@ -71,16 +75,19 @@ class FeatureRecipe:
 @functools.cache
 def encoder_identity(encoder: str) -> dict[str, str]:
     """Everything about the frozen encoder that could change its vectors: its name, the SHA-256 of its
-    weights file, and the versions of torch and timm. Recorded with every result and bundle."""
-    import timm
+    weights file, and the versions of torch and of the architecture's package. Recorded with every result
+    and bundle."""
+    import importlib.metadata
+
     import torch
 
-    from .data import sha256_file
+    from .data.registry import sha256_file
     from .models import lite_weights_file
 
     weights = lite_weights_file(encoder)
     return {"encoder": encoder, "weights": "imagenet", "weights_file": weights.name,
-            "weights_sha256": sha256_file(weights), "torch": torch.__version__, "timm": timm.__version__}
+            "weights_sha256": sha256_file(weights), "torch": torch.__version__,
+            "architecture": f"efficientnet-lite-pytorch {importlib.metadata.version('efficientnet-lite-pytorch')}"}
 
 
 def view_key(recipe: FeatureRecipe, view: str, threads: int | None = None) -> str:
@@ -96,11 +103,12 @@ def view_key(recipe: FeatureRecipe, view: str, threads: int | None = None) -> st
 
 
 @functools.cache
-def frozen_encoder(encoder: str):
-    """The frozen ImageNet encoder, loaded once per process."""
+def frozen_encoder(encoder: str, size: int):
+    """The frozen ImageNet encoder for inputs of ``size`` px (its "same" padding is computed for them), loaded
+    once per process."""
     from .models import efficientnet_lite
 
-    model = efficientnet_lite(encoder, weights="imagenet")
+    model = efficientnet_lite(encoder, weights="imagenet", image_size=size)
     model.requires_grad_(False)
     return model
 
@@ -113,17 +121,19 @@ def encode(images: np.ndarray, encoder: str, view: str, pooling: str = "mean", t
     from .models import lite_input, pooled_features
     from .training import fit_threads
 
-    model = frozen_encoder(encoder)
+    model = frozen_encoder(encoder, images.shape[-1])
+    before = torch.get_num_threads()
     torch.set_num_threads(fit_threads(threads))
     out = []
-    with torch.no_grad():
-        for start in range(0, len(images), BATCH):
-            chunk = np.ascontiguousarray(images[start:start + BATCH])
-            padded = np.concatenate([chunk, np.zeros((BATCH - len(chunk), *chunk.shape[1:]), chunk.dtype)])
-            x = torch.from_numpy(padded)[:, None]
-            if view == "mirror":
-                x = x.flip(-1)
-            out.append(pooled_features(model, lite_input(x), pooling).numpy()[:len(chunk)])
+    try:
+        with torch.no_grad():
+            for start in range(0, len(images), BATCH):
+                x = torch.from_numpy(np.ascontiguousarray(images[start:start + BATCH]))[:, None]
+                if view == "mirror":
+                    x = x.flip(-1)
+                out.append(pooled_features(model, lite_input(x), pooling).numpy())
+    finally:
+        torch.set_num_threads(before)  # the caller's threads, whatever it set (a prediction, a test)
     return np.concatenate(out).astype(np.float32)
 
 
@@ -134,8 +144,7 @@ def vectors(images: np.ndarray, recipe: FeatureRecipe, threads: int | None = Non
 
 
 def feature_matrix(rows: pd.DataFrame, recipe: FeatureRecipe, data_dir: str | os.PathLike,
-                   cache: str | os.PathLike | None = None, threads: int | None = None,
-                   show: bool = True) -> np.ndarray:
+                   cache: str | os.PathLike | None = None, threads: int | None = None) -> np.ndarray:
     """The recipe's vector (N, D) of every row with an image, averaged over its views; computed once per image
     and view, then read from the cache (``cache``: default, the project's cache folder)."""
     from .config import cache_dir
@@ -154,8 +163,8 @@ def feature_matrix(rows: pd.DataFrame, recipe: FeatureRecipe, data_dir: str | os
         if unique:
             images = ImageCache(cache_dir(cache), recipe.size)
             first = {sha: next(i for i in missing if shas[i] == sha) for sha in unique}
-            for chunk in progress.track(_chunks(unique, BATCH * 4), f"features {recipe.encoder} {recipe.size}px "
-                                        f"({view}): {len(unique)} images", total=-(-len(unique) // (BATCH * 4))):
+            for chunk in progress.track(_chunks(unique, CHUNK), f"features {recipe.encoder} {recipe.size}px "
+                                        f"({view}): {len(unique)} images", total=-(-len(unique) // CHUNK)):
                 pixels = np.stack([images.get(paths[first[sha]], sha) for sha in chunk])
                 for sha, vector in zip(chunk, encode(pixels, recipe.encoder, view, recipe.pooling, threads),
                                        strict=True):
@@ -167,7 +176,7 @@ def feature_matrix(rows: pd.DataFrame, recipe: FeatureRecipe, data_dir: str | os
 
 @functools.cache
 def _width(encoder: str, pooling: str) -> int:
-    return encode(np.zeros((1, 32, 32), np.uint8), encoder, "image", pooling, threads=1).shape[1]
+    return encode(np.zeros((1, 64, 64), np.uint8), encoder, "image", pooling, threads=1).shape[1]
 
 
 def feature_width(recipe: FeatureRecipe) -> int:

@@ -27,52 +27,21 @@ from .config import UsageError
 from .data import IMAGE_EXTENSIONS, DataValidationError, find_images
 from .data.errors import separator_note, some_columns
 from .data.plausibility import likely_unit, value_problem
-from .tabular import (
+from .vocabulary import (
     BOOLEAN_FEATURES,
     CATEGORICAL_FEATURES,
-    CATEGORY_VALUES,
+    CATEGORY_SPELLINGS,
+    FALSE_WORDS,
+    FIELDS,
     INPUT_FEATURES,
-    NUMERIC_FEATURES,
-    NUMERIC_WITH_INDICATOR,
+    NUMBER_FIELDS,
+    TRUE_WORDS,
+    UNIT_FIELDS,
     UNIT_NAMES,
     UNITS,
+    field_of,
+    spellings,
 )
-
-NUMBER_FIELDS: tuple[str, ...] = NUMERIC_FEATURES + NUMERIC_WITH_INDICATOR
-TRUE_WORDS = frozenset({"yes", "y", "true", "1"})
-FALSE_WORDS = frozenset({"no", "n", "false", "0"})
-#: the spellings each category accepts (the canonical values, and m / f for sex) -> the canonical value
-CATEGORY_SPELLINGS: dict[str, dict[str, str]] = {
-    name: {v: v for v in values} | ({"m": "male", "f": "female"} if name == "sex" else {})
-    for name, values in CATEGORY_VALUES.items()
-}
-
-
-def _unit_fields() -> dict[str, tuple[str, str]]:
-    fields: dict[str, tuple[str, str]] = {}
-    for name, units in UNITS.items():
-        own = next(iter(units))
-        if name.endswith(f"_{own}"):
-            stem = name[: -len(own)]
-            fields.update({stem + unit: (name, unit) for unit in units if unit != own})
-    return fields
-
-
-#: a number named for its unit in each other unit of `tabular.UNITS` (those a cohort spec accepts):
-#: height_cm -> (height_m, cm), weight_lb -> (weight_kg, lb), max_walking_mi -> (max_walking_km, mi)
-UNIT_FIELDS: dict[str, tuple[str, str]] = _unit_fields()
-#: every option (without dashes) and CSV column of a clinical input
-FIELDS: tuple[str, ...] = INPUT_FEATURES + tuple(UNIT_FIELDS)
-
-
-def spellings(name: str) -> list[tuple[str, str | None]]:
-    """(field, unit) of every way to give input ``name``: its own name (its own unit, None) first."""
-    return [(name, None)] + [(field, unit) for field, (input_, unit) in UNIT_FIELDS.items() if input_ == name]
-
-
-def field_of(name: str, unit: str) -> str:
-    """The field that gives input ``name`` in ``unit``: height_m in cm -> height_cm."""
-    return next((field for field, given in spellings(name) if given == unit), name)
 
 
 class BadInputError(UsageError):

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import html
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -28,6 +30,7 @@ from tqdm.auto import tqdm
 from . import progress
 from .config import PROJECT_ROOT, Profile, RunPaths, UsageError, changed_fields, get_profile, run_folder
 from .data import Cohort
+from .errors import PipelineError  # noqa: F401  (raised here, re-exported)
 from .provenance import Provenance, run_record
 from .runfolder import check_output_folder, claim_for_run, exclusive, holds_run, run_identity, why_moved
 
@@ -51,32 +54,33 @@ PARAMETER_TAGS = frozenset({"parameters", "injected-parameters"})
 SMOKE_BANNER = "smoke profile: the numbers mean nothing"
 
 
-class PipelineError(RuntimeError):
-    """A notebook (or the book build) failed; the message names the notebook and the cell."""
-
-    def __init__(self, message: str, notebook: str | None = None, cell: int | None = None,
-                 error: str | None = None) -> None:
-        super().__init__(message)
-        self.notebook, self.cell, self.error = notebook, cell, error
-
-
 PROGRESS_FILE = "progress.jsonl"
 
 
 class Follower:
-    """While a notebook runs, follows its progress events (`progress.report`) and prints them."""
+    """While a notebook runs, follows its progress events (`progress.report`) and prints them; counts the
+    folds its arms fitted and reused from the fold cache (``folds``: a notebook's, read and reset by
+    `take_folds`), which provenance records."""
 
     def __init__(self, path: Path, printer: progress.Printer, interval: float = 0.5) -> None:
         self.path, self.printer, self.interval = path, printer, interval
         self.path.write_text("")
         self.offset = 0
+        self.folds = {"folds_fitted": 0, "folds_reused": 0}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def _drain(self) -> None:
         events, self.offset = progress.read_events(self.path, self.offset)
         for event in events:
+            if event.get("event") == "arm":
+                self.folds["folds_fitted"] += int(event.get("folds", 0)) - int(event.get("reused", 0))
+                self.folds["folds_reused"] += int(event.get("reused", 0))
             self.printer(event)
+
+    def take_folds(self) -> dict[str, int]:
+        folds, self.folds = self.folds, {"folds_fitted": 0, "folds_reused": 0}
+        return folds
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):
@@ -274,12 +278,26 @@ def build_book(run_dir: Path, executed: dict[str, Path], profile: Profile | None
            "-W", "-n", "--keep-going"]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     (run_dir / "book_build.log").write_text(proc.stdout + proc.stderr)
-    html = run_dir / "_build" / "html"
-    if proc.returncode != 0 or not (html / "index.html").is_file():
+    site = run_dir / "_build" / "html"
+    if proc.returncode != 0 or not (site / "index.html").is_file():
         raise PipelineError(f"jupyter-book build failed (exit {proc.returncode}); see {run_dir / 'book_build.log'}\n"
                             + (proc.stdout + proc.stderr)[-3000:],
                             error=f"jupyter-book build failed (exit {proc.returncode})")
-    return html
+    for rel in sorted(set().union(*(linked_run_files(src / rel) for rel in executed))):
+        (site / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(run_dir / rel, site / rel)
+    return site
+
+
+def linked_run_files(notebook: Path) -> set[str]:
+    """The run folder's files an executed notebook links (`Study.table`'s CSV files, `Study.figure`'s images:
+    ``../tables/x.csv``, relative to the executed notebooks' folder), by their path in the run folder. Every
+    book page sits one folder below the book's root, so the book serves them from the same path, once copied."""
+    link = re.compile(r'class="osteo-(?:source|figure)" (?:href|src)="\.\./([^"]+)"')
+    nb = json.loads(notebook.read_text(encoding="utf-8"))
+    found = {html.unescape(m) for cell in nb.get("cells", []) for out in cell.get("outputs", [])
+             for m in link.findall("".join(out.get("data", {}).get("text/html", "")))}
+    return {rel for rel in found if ".." not in Path(rel).parts}
 
 
 def executed_copy(root: Path, notebook: str) -> Path:
@@ -365,7 +383,8 @@ def run(profile: str = "fast", run_dir: str | os.PathLike | None = None, data_di
                     with follower:
                         seconds = execute_notebook(PROJECT_ROOT / nb, target, params, shared)
                     executed[nb] = target
-                    prov.step(nb, seconds=round(seconds, 1), finished=dt.datetime.now(dt.UTC).isoformat())
+                    prov.step(nb, seconds=round(seconds, 1), finished=dt.datetime.now(dt.UTC).isoformat(),
+                              **follower.take_folds())
             result = paths.root
             if build:
                 current = "jupyter-book build"
@@ -380,7 +399,7 @@ def run(profile: str = "fast", run_dir: str | os.PathLike | None = None, data_di
                 lines = str(exc).strip().splitlines()
                 failure = {"notebook": current, "cell": None,
                            "error": f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__}
-            prov.finish("failed", started, failure)
+            prov.finish("interrupted" if isinstance(exc, KeyboardInterrupt) else "failed", started, failure)
             raise
         finally:
             for name, value in restore.items():

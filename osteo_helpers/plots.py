@@ -1,8 +1,7 @@
-"""Every figure the notebooks show; each returns a Figure, and `save` writes it under the run."""
+"""Every figure the notebooks show; each returns a Figure, and `figures.save` writes it under the run."""
 
 from __future__ import annotations
 
-import io
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -12,37 +11,18 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
-from IPython.display import Image
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.image import AxesImage
 from sklearn.metrics import precision_recall_curve, roc_curve
 
-from .fileio import atomic_write_bytes
+from .figures import PAGE_INCHES, panels
 
 if TYPE_CHECKING:
     import shap
     import torch
 
 CLASS_COLOURS = {"normal": "#4C72B0", "osteopenia": "#DD8452", "osteoporosis": "#C44E52", "low_bmd": "#C44E52"}
-
-
-def save(fig: plt.Figure, folder: Path, name: str, stamp: str | None = None) -> Image:
-    """Save a figure as PNG into the run's figures folder (atomically) and return that PNG for display.
-
-    ``stamp`` (e.g. the run and profile) is printed small in the corner, so a figure copied out
-    of the report still says what made it. The notebook shows the saved file's bytes: the figure is
-    drawn once, not again by the notebook's display (a second drawing cost a tenth of the smoke run),
-    and is closed in pyplot, so it is shown once.
-    """
-    folder.mkdir(parents=True, exist_ok=True)
-    if stamp:
-        fig.text(0.995, 0.005, stamp, ha="right", va="bottom", fontsize=6, color="grey")
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
-    atomic_write_bytes(folder / f"{name}.png", buffer.getvalue())
-    plt.close(fig)
-    return Image(data=buffer.getvalue(), format="png")
 
 
 def class_balance(manifest: pd.DataFrame) -> plt.Figure:
@@ -57,13 +37,12 @@ def class_balance(manifest: pd.DataFrame) -> plt.Figure:
 
 
 def clinical_by_class(table: pd.DataFrame, columns: Sequence[str]) -> plt.Figure:
-    """Numeric clinical variables by class: confounders such as age become visible. A column the cohort
-    does not have (or has no value in) is left out: a cohort may give only age and sex."""
+    """Numeric clinical variables by class, two panels a row: confounders such as age become visible. A column
+    the cohort does not have (or has no value in) is left out: a cohort may give only age and sex."""
     columns = [c for c in columns if c in table.columns and table[c].notna().any()]
-    n = len(columns)
-    fig, axes = plt.subplots(1, n, figsize=(3.2 * n, 3.2), squeeze=False)
+    fig, axes = panels(len(columns), 2, 2.9)
     order = ["normal", "osteopenia", "osteoporosis"]
-    for ax, col in zip(axes[0], columns, strict=True):
+    for ax, col in zip(axes, columns, strict=True):
         sns.boxplot(data=table, x="diagnosis", y=col, order=order, hue="diagnosis", palette=CLASS_COLOURS,
                     ax=ax, legend=False, fliersize=0)
         sns.stripplot(data=table, x="diagnosis", y=col, order=order, color="k", size=2, alpha=0.5, ax=ax)
@@ -84,7 +63,10 @@ def missingness(table: pd.DataFrame) -> plt.Figure:
 
 
 def image_gallery(images: Sequence[np.ndarray], titles: Sequence[str], ncols: int = 6, size: float = 2.0) -> plt.Figure:
+    """Images with their titles, at most 4 a row and the row no wider than the page (titles read at 8 pt)."""
     n = len(images)
+    ncols = max(1, min(ncols, 4))
+    size = min(size, PAGE_INCHES / ncols)
     nrows = max(1, int(np.ceil(n / ncols)))
     fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows), squeeze=False)
     for ax in axes.ravel():
@@ -111,7 +93,7 @@ def image_pairs(images: np.ndarray, cohort: pd.DataFrame, pairs: pd.DataFrame) -
                 what = "identical bytes" if r.identical_bytes else ("near-duplicate" if r.hit else "not flagged")
                 title += f"\n{r.bits} bits apart, {what}"
             titles.append(title)
-    return image_gallery(shown, titles, ncols=4, size=2.3)
+    return image_gallery(shown, titles, ncols=2, size=2.7)
 
 
 def crosstab_heatmap(table: pd.DataFrame, row: str, col: str, title: str) -> plt.Figure:
@@ -124,22 +106,28 @@ def crosstab_heatmap(table: pd.DataFrame, row: str, col: str, title: str) -> plt
 
 def roc_pr_curves(curves: dict[str, tuple[np.ndarray, np.ndarray]], title: str = "",
                   legend: dict[str, tuple[str, str]] | None = None) -> plt.Figure:
-    """ROC and precision-recall curves: label -> (y_true, p_positive); ``legend`` adds each arm's
-    AUROC and AUPRC with CI (label -> (auroc text, auprc text))."""
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 4.8))
-    for name, (y, p) in curves.items():
+    """ROC above precision-recall (one column, legible at the page's width): label -> (y_true, p_positive);
+    ``legend`` adds each arm's AUROC and AUPRC with CI (label -> (auroc text, auprc text)). Each arm has its
+    own line style and markers; an arm whose scores equal an earlier arm's says so in the legend."""
+    from .figures import TWIN_STYLE, identical_to, legend_label, series_style
+
+    fig, (a1, a2) = plt.subplots(2, 1, figsize=(5.4, 11))
+    twins = identical_to({name: np.r_[y, p] for name, (y, p) in curves.items()})
+    for k, (name, (y, p)) in enumerate(curves.items()):
         fpr, tpr, _ = roc_curve(y, p)
         prec, rec, _ = precision_recall_curve(y, p)
         roc_text, pr_text = (legend or {}).get(name, ("", ""))
-        a1.plot(fpr, tpr, label=f"{name} {roc_text}".strip())
-        a2.plot(rec, prec, label=f"{name} {pr_text}".strip())
+        style = {**series_style(k), "markevery": 0.1, "linewidth": 1.4, "markersize": 5,
+                 **(TWIN_STYLE if name in twins else {})}
+        a1.plot(fpr, tpr, label=f"{legend_label(name, twins)} {roc_text}".strip(), **style)
+        a2.plot(rec, prec, label=f"{legend_label(name, twins)} {pr_text}".strip(), **style)
     a1.plot([0, 1], [0, 1], "k:", lw=1)
     a1.set(xlabel="1 - specificity", ylabel="sensitivity", title="ROC (legend: AUROC [95% CI])")
     prevalence = np.mean(next(iter(curves.values()))[0]) if curves else 0.5
     a2.axhline(prevalence, color="k", ls=":", lw=1)
     a2.set(xlabel="recall (sensitivity)", ylabel="precision (PPV)", title="Precision-recall (legend: AUPRC [95% CI])")
-    a1.legend(fontsize=7, loc="lower right")
-    a2.legend(fontsize=7, loc="lower left")
+    for ax in (a1, a2):  # below each panel: the legend covers no curve
+        ax.legend(fontsize=7.5, loc="upper center", bbox_to_anchor=(0.5, -0.13), frameon=False)
     fig.suptitle(title)
     fig.tight_layout()
     return fig
@@ -184,7 +172,7 @@ def forest(results: pd.DataFrame, metric: str = "auroc", title: str = "", refere
     part = results[results["metric"] == metric].drop_duplicates("model").set_index("model")
     names = [n for n in (order or part.index) if n in part.index]
     part = part.loc[names[::-1]]
-    fig, ax = plt.subplots(figsize=(6.5, 0.45 * len(part) + 1.3))
+    fig, ax = plt.subplots(figsize=(PAGE_INCHES, 0.45 * len(part) + 1.3))
     y = np.arange(len(part))
     ax.errorbar(part["value"], y, xerr=[part["value"] - part["ci_low"], part["ci_high"] - part["value"]],
                 fmt="o", color="k", ecolor="grey", capsize=3, label="pooled, 95% CI")
@@ -204,8 +192,9 @@ def forest(results: pd.DataFrame, metric: str = "auroc", title: str = "", refere
     if highlight is not None:
         ax.axvline(highlight, color="C0", ls="--", lw=1, label=f"clinical model ({highlight:.3f})")
     ax.set(xlabel=f"{metric} (95% CI)", title=title)
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     fig.tight_layout()
+    ax.legend(fontsize=7.5, loc="upper center", bbox_to_anchor=(0.5, 0), bbox_transform=fig.transFigure, ncols=2,
+              frameon=False)  # below the figure, so it covers no point
     return fig
 
 
@@ -215,7 +204,7 @@ def grouped_forest(table: pd.DataFrame, row: str, hue: str, metric: str = "auroc
     per value of ``hue`` (e.g. a model) on each line, in the order the table gives them."""
     part = table[table["metric"] == metric]
     rows, hues = list(dict.fromkeys(part[row])), list(dict.fromkeys(part[hue]))
-    fig, ax = plt.subplots(figsize=(7, 0.45 * len(rows) * max(1, len(hues) / 2) + 1.4))
+    fig, ax = plt.subplots(figsize=(PAGE_INCHES, 0.45 * len(rows) * max(1, len(hues) / 2) + 1.4))
     offsets = (np.arange(len(hues)) - (len(hues) - 1) / 2) * min(0.25, 0.8 / max(1, len(hues)))
     for j, name in enumerate(hues):
         sub = part[part[hue] == name].drop_duplicates(row).set_index(row)
@@ -228,7 +217,7 @@ def grouped_forest(table: pd.DataFrame, row: str, hue: str, metric: str = "auroc
     if reference is not None:
         ax.axvline(reference, color="r", ls=":", lw=1)
     ax.set(xlabel=f"{metric} (95% CI)", title=title)
-    ax.legend(fontsize=7, loc="lower left")
+    ax.legend(fontsize=7.5, loc="lower left")
     fig.tight_layout()
     return fig
 
@@ -239,17 +228,18 @@ def permutation_null(null: pd.DataFrame, observed: dict[str, float], labels: dic
     observed value marked (legend below each panel, clear of the bars)."""
     part = null[null["metric"] == metric] if "metric" in null and (null["metric"] == metric).any() else null
     models = list(dict.fromkeys(part["model"]))
-    fig, axes = plt.subplots(1, len(models), figsize=(3.2 * len(models), 3.3), squeeze=False, sharey=True)
-    for ax, model in zip(axes[0], models, strict=True):
+    fig, axes = panels(len(models), 2, 3.3, sharey=True)
+    for ax, model in zip(axes, models, strict=True):
         values = part.loc[part["model"] == model, "value"]
         ax.hist(values, bins=20, color="grey", alpha=0.8)
         ax.axvline(values.mean(), color="k", ls=":", lw=1, label=f"null mean {values.mean():.3f}")
         if model in observed:
             ax.axvline(observed[model], color="C3", lw=2, label=f"observed {observed[model]:.3f}")
-        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.22), frameon=False)
+        ax.legend(fontsize=7.5, loc="upper center", bbox_to_anchor=(0.5, -0.22), frameon=False)
         ax.set(title=f"{(labels or {}).get(model, model)} (n = {len(values)})", xlabel="AUROC")
         ax.title.set_fontsize(9)
-    axes[0][0].set_ylabel("permutations")
+    for ax in axes[::2]:
+        ax.set_ylabel("permutations")
     fig.suptitle(title)
     fig.tight_layout()
     return fig
@@ -271,7 +261,7 @@ def scatter_with_identity(x: np.ndarray, y: np.ndarray, hue: Sequence[str] | Non
 def positive_control(oofs: dict[tuple[str, str], pd.DataFrame], labels: dict[str, str]) -> plt.Figure:
     """Sex (ROC) and age (predicted against true, each patient averaged over repeats) from the image alone,
     one colour per encoder: the positive control of the image arms side by side."""
-    fig, (roc, age) = plt.subplots(1, 2, figsize=(11, 4.6))
+    fig, (roc, age) = plt.subplots(2, 1, figsize=(PAGE_INCHES, 9.4))
     arms = list(dict.fromkeys(arm for arm, _ in oofs))
     for k, arm in enumerate(arms):
         colour = f"C{k}"
@@ -303,19 +293,6 @@ def importance_bars(table: pd.DataFrame, value: str, error: str | None, xlabel: 
     return fig
 
 
-def png_as_jpeg(path: Path, quality: int = 80):
-    """A saved PNG shown as JPEG (radiograph sheets make large PNGs; the notebook stays small)."""
-    from io import BytesIO
-
-    from IPython.display import Image as IPImage
-    from PIL import Image
-
-    buffer = BytesIO()
-    with Image.open(path) as im:
-        im.convert("RGB").save(buffer, format="JPEG", quality=quality)
-    return IPImage(data=buffer.getvalue(), format="jpeg")
-
-
 def roi_examples(rois: np.ndarray, knees: pd.DataFrame, cohort: pd.DataFrame, seed: int, per_class: int = 4
                  ) -> plt.Figure:
     """ROI tiles (femur above tibia) of a few random knees per class, their stored uint8 values unscaled."""
@@ -324,12 +301,12 @@ def roi_examples(rois: np.ndarray, knees: pd.DataFrame, cohort: pd.DataFrame, se
     picks = [(i, c) for c in ("normal", "osteopenia", "osteoporosis")
              for i in rng.choice(np.flatnonzero(label == c), size=min(per_class, int((label == c).sum())),
                                  replace=False)]
-    fig, axes = plt.subplots(1, max(len(picks), 1), figsize=(1.2 * max(len(picks), 1), 3.6), squeeze=False)
-    for ax in axes.ravel():
+    fig, axes = panels(max(len(picks), 1), 6, 2.3)
+    for ax in axes:
         ax.set_axis_off()
-    for ax, (i, c) in zip(axes.ravel(), picks, strict=False):
+    for ax, (i, c) in zip(axes, picks, strict=False):
         ax.imshow(rois[i], cmap="gray", vmin=0, vmax=255)
-        ax.set_title(f"{knees.patient_id.iloc[i]} {knees.side.iloc[i]} ({c})", fontsize=7)
+        ax.set_title(f"{knees.patient_id.iloc[i]} {knees.side.iloc[i]}\n({c})", fontsize=7)
     fig.tight_layout()
     return fig
 
@@ -338,8 +315,8 @@ def against_age(table: pd.DataFrame, features: Sequence[str]) -> plt.Figure:
     """Each feature against age, coloured by class, with its least-squares line and Pearson r."""
     from scipy import stats
 
-    fig, axes = plt.subplots(1, len(features), figsize=(3.3 * len(features), 3.2), squeeze=False)
-    for ax, f in zip(axes[0], features, strict=True):
+    fig, axes = panels(len(features), 2, 3.0)
+    for ax, f in zip(axes, features, strict=True):
         part = table[["age_years", f, "diagnosis"]].dropna()
         for label, g in part.groupby("diagnosis"):
             ax.scatter(g["age_years"], g[f], s=8, alpha=0.7, color=CLASS_COLOURS[label], label=label)
@@ -349,7 +326,7 @@ def against_age(table: pd.DataFrame, features: Sequence[str]) -> plt.Figure:
         ax.plot(xs, slope * xs + intercept, "k-", lw=1)
         ax.set(xlabel="age (years)", ylabel=f, title=f"r = {r:.2f} (p = {p:.2g}, n = {len(part)})")
         ax.title.set_fontsize(8)
-    axes[0][0].legend(fontsize=7)
+    axes[0].legend(fontsize=7)
     fig.tight_layout()
     return fig
 
@@ -363,7 +340,7 @@ def class_gallery(images: np.ndarray, cohort: pd.DataFrame, seed: int, per_class
         for i in rng.choice(idx, size=min(per_class, len(idx)), replace=False):
             picks.append(images[i])
             titles.append(f"{cohort.patient_id.iloc[i]} ({label})")
-    return image_gallery(picks, titles, ncols=per_class)
+    return image_gallery(picks, titles, ncols=3)
 
 
 def before_after(cohort: pd.DataFrame, images: np.ndarray, data_dir: Path) -> plt.Figure:
@@ -421,14 +398,17 @@ def overlay(ax: Axes, image: np.ndarray | torch.Tensor, cam: np.ndarray, title: 
 def cam_gallery(images: np.ndarray | torch.Tensor, cams: np.ndarray, titles: Sequence[str] | None = None,
                 ncols: int = 4, masks: np.ndarray | None = None, alpha: float = 0.45, cmap: str = "jet",
                 panel_inches: float = 2.4) -> Figure:
-    """A grid of `overlay` panels with one shared colour bar (a figure pyplot does not keep, see `detached_figure`)."""
+    """A grid of `overlay` panels with one shared colour bar (a figure pyplot does not keep, see `detached_figure`):
+    at most 4 panels a row, the row no wider than the page, so the panels' titles read at 8 pt or more."""
     from .explain.cam_audit import image_stack
+    from .figures import PAGE_INCHES
 
     imgs = image_stack(images)
     n = len(cams)
-    ncols = max(1, min(ncols, n))
+    ncols = max(1, min(ncols, n, 4))
     nrows = max(1, -(-n // ncols))
-    fig = detached_figure(figsize=(panel_inches * ncols + 0.6, panel_inches * nrows), layout="constrained")
+    panel_inches = min(panel_inches, (PAGE_INCHES - 0.7) / ncols)
+    fig = detached_figure(figsize=(panel_inches * ncols + 0.7, panel_inches * nrows + 0.3), layout="constrained")
     axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False)).ravel()
     layer = None
     for i, ax in enumerate(axes):

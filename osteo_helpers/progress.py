@@ -3,7 +3,8 @@
 A notebook executed by papermill runs in its own kernel, whose output the user does not see.
 The pipeline therefore sets ``OSTEO_PROGRESS_FILE``; the package appends one JSON line per
 event (arm planned, fit finished, epoch finished, note) and the pipeline follows the file
-and prints what is happening. Without the variable (a notebook run on its own, the `ablation`
+and prints what is happening; the file stays in the run folder as its log, and the notebook's
+own output (the book's page) holds none of it. Without the variable (a notebook run on its own, the `ablation`
 command, a script) the same events are printed as plain lines where they happen: tqdm bars are
 drawn only on a terminal (`show_progress`), so an executed notebook or a log file holds a
 few lines of progress, not megabytes of redrawn bars.
@@ -84,8 +85,11 @@ def report(event: str, **fields: Any) -> None:
 
 
 def note(message: str) -> None:
-    """A one-line message for the person running the analysis (also printed in the notebook)."""
-    print(message)
+    """A one-line message for the person running the analysis: to the command that follows the notebook
+    (the pipeline prints it and keeps it in the run's progress log), else printed where it happens. Never
+    into a notebook the pipeline runs: the book holds the analysis, not its log."""
+    if not os.environ.get(PROGRESS_ENV):
+        print(message)
     report("note", message=message)
 
 
@@ -137,6 +141,9 @@ class Printer:
         elif kind == "epoch" and self.live:
             self.write(f"{prefix}{event['arm']} ({event['task']}): epoch {event['epoch']}/{event['epochs']}, "
                        f"validation loss {event['val_loss']:.3f}", end="\r")
+        elif kind == "arm" and event.get("reused"):
+            self.write(f"{prefix}{event['arm']} ({event['task']}{event.get('tag', '')}): reusing {event['reused']} "
+                       f"of {event['folds']} folds")
         elif kind == "note":
             self.write(f"{prefix}{event['message']}")
 

@@ -30,8 +30,8 @@ if TYPE_CHECKING:
     from .data import Cohort
 
 RECORD_NAME = "provenance.json"
-PACKAGES = ("torch", "torchvision", "timm", "numpy", "pandas", "scikit-learn", "scikit-image", "shap", "grad-cam",
-            "papermill", "jupyter-book", "matplotlib", "seaborn")
+PACKAGES = ("torch", "torchvision", "efficientnet-lite-pytorch", "numpy", "pandas", "scikit-learn", "scikit-image",
+            "shap", "grad-cam", "papermill", "jupyter-book", "matplotlib", "seaborn")
 
 
 def git_state(root: Path = PROJECT_ROOT) -> dict[str, Any]:
@@ -129,7 +129,7 @@ class Provenance:
         self.write()
 
     def finish(self, status: str, started: dt.datetime, failure: dict[str, Any] | None = None) -> None:
-        """Record the end: `finished`, or `failed` with what failed."""
+        """Record the end: `finished`, `failed` with what failed, or `interrupted` (Ctrl-C) with where."""
         now = dt.datetime.now(dt.UTC)
         self.record.update(status=status, ended=now.isoformat(), duration_s=round((now - started).total_seconds(), 1))
         if failure is not None:
@@ -210,12 +210,14 @@ def finished_record(run_dir: str | os.PathLike, what: str, otherwise: str = "") 
 
 # ----------------------------------------------------------------------------------------- the page
 def status_text(prov: dict) -> str:
-    """The run's status in words; a failure names the notebook and cell."""
+    """The run's status in words; a failure names the notebook and cell, an interruption the notebook it stopped."""
     status = prov.get("status", "unknown")
     failure = prov.get("failure") or {}
     if status == "failed" and failure:
         where = failure.get("notebook") or "a notebook"
         status += f" in {where} (cell {failure.get('cell', '?')}): {failure.get('error', '')}".rstrip(": ")
+    if status == "interrupted" and failure.get("notebook"):
+        status += f" (Ctrl-C) in {failure['notebook']}"
     return status
 
 
@@ -245,7 +247,7 @@ def _encoder_text(record: dict | None) -> str:
     if not record:
         return "not recorded"
     return (f"{record['encoder']} (ImageNet weights {record['weights_file']}, SHA-256 {record['weights_sha256'][:12]}…;"
-            f" timm {record['timm']}), {record['size']} px, views: {', '.join(record['views'])}")
+            f" {record.get('architecture', '')}), {record['size']} px, views: {', '.join(record['views'])}")
 
 
 def _when(iso: str) -> str:
@@ -269,6 +271,18 @@ def steps_table(prov: dict) -> pd.DataFrame:
                          for s in prov.get("steps", [])])
 
 
+def folds_text(prov: dict) -> str:
+    """How many folds of the arms this run fitted and how many it reused from the fold cache (an earlier run
+    with the same data, settings and code fitted them): one sentence, where a log would print one line an arm."""
+    steps = [s for s in prov.get("steps", []) if "folds_fitted" in s]
+    if not steps:
+        return "This record does not count the folds fitted and reused."
+    fitted, reused = (sum(int(s.get(k, 0)) for s in steps) for k in ("folds_fitted", "folds_reused"))
+    return (f"**Folds.** The arms' cross-validations fitted {fitted} folds in this run and reused {reused} from the "
+            "fold cache, each only where its fingerprint (data, settings, code) and every file it wrote matched; "
+            "the run's progress, arm by arm, is in its log (progress.jsonl in the run folder).")
+
+
 def device_table(prov: dict) -> pd.DataFrame:
     device = prov.get("device", {})
     names = {"platform": "platform", "cpu_count": "CPU cores", "cuda": "CUDA available", "gpu": "GPU"}
@@ -289,7 +303,8 @@ def checksum_block(prov: dict) -> str:
     rows = "".join(f"<tr><td>{html.escape(name)}</td><td><code>{digest or 'missing'}</code></td></tr>"
                    for name, digest in files.items())
     return (f"<details><summary>SHA-256 of all {len(files)} data files (click to open)</summary>"
-            f'<div class="osteo-wide"><table><thead><tr><th>file</th><th>SHA-256</th></tr></thead>'
+            '<div class="osteo-wide"><table class="osteo-keyvalue"><thead><tr><th>file</th><th>SHA-256</th></tr>'
+            "</thead>"
             f"<tbody>{rows}</tbody></table></div></details>")
 
 

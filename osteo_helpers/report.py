@@ -25,6 +25,11 @@ def number(value: float, digits: int = 3, signed: bool = False) -> str:
     return text.lstrip("+-") if float(text) == 0 else text
 
 
+def plural(word: str) -> str:
+    """The English plural of a unit's name (batch -> batches, site -> sites)."""
+    return word + ("es" if word.endswith(("s", "sh", "ch", "x")) else "s")
+
+
 def ci(value: float, low: float, high: float, digits: int = 3, signed: bool = False,
        reference: float | None = None) -> str:
     """``0.951 [0.915, 0.976]``, ``-0.183 [-0.272, -0.100]``: a value and its CI on one line (non-breaking).
@@ -45,6 +50,16 @@ def ci(value: float, low: float, high: float, digits: int = 3, signed: bool = Fa
     if lo == hi:
         return f"{shown}, identical in every resample"
     return f"{shown}\u00a0[{lo},\u00a0{hi}]"
+
+
+def p_text(p: float, n_boot: int | None = None) -> str:
+    """A p-value as a reader needs it: three decimals, below 0.001 as a bound, and a bootstrap p of 0 as the
+    bound its ``n_boot`` resamples allow (`evaluation.format_p`)."""
+    if p is None or not np.isfinite(p):
+        return "n/a"
+    if p == 0 and n_boot:
+        return evaluation.format_p(0.0, max(1, n_boot))
+    return "< 0.001" if p < 0.001 else f"{p:.3f}"
 
 
 def encoder_text(recipe, features: np.ndarray) -> str:
@@ -147,45 +162,69 @@ def wide_table(results: pd.DataFrame, metrics: Sequence[str], subset: str = "all
     return table
 
 
+#: the task and metric of a comparison in a few words
+TASK_WORDS = {"binary": "binary", "3class": "3 classes", "tscore": "T-score"}
+METRIC_WORDS = {"auroc": "AUROC", "macro_auroc": "macro AUROC", "mae": "MAE"}
+
+
 def comparison_table(comparisons: pd.DataFrame, n_boot: int) -> pd.DataFrame:
-    """The declared comparisons as a person reads them: labels, pooled difference [CI], raw and Holm p,
-    the fold-level difference and how many folds favour each arm, and the verdict of the row's own test
-    (the primary by its CI, the secondary family by its Holm-adjusted p)."""
-    from .answer import of_folds
+    """The declared comparisons as a person reads them, in the width of a page: what is compared, the pooled
+    difference [CI], the bootstrap, Holm-adjusted and DeLong p-values, the fold-level difference with the
+    folds favouring A, B or neither, and the verdict of the row's own test in a few words (the primary by
+    its CI, the secondary family by its Holm-adjusted p). Every column of the comparisons is in its CSV."""
+    from .answer import direction, estimable, of_folds
 
     def folds(r: pd.Series) -> str:
         if not np.isfinite(r.get("n_folds", np.nan)):
             return "not computed"
         sd = f" (SD {number(r['fold_diff_sd'])})" if np.isfinite(r.get("fold_diff_sd", np.nan)) else ""
-        return (f"{number(r['fold_diff_mean'], signed=True)}{sd}; A better in {r['folds_a_better']:.0f}, "
-                f"B in {r['folds_b_better']:.0f}, tied {r['folds_tied']:.0f} of {r['n_folds']:.0f}")
+        return (f"{number(r['fold_diff_mean'], signed=True)}{sd}; "
+                f"{r['folds_a_better']:.0f}\u00a0/\u00a0{r['folds_b_better']:.0f}\u00a0/\u00a0{r['folds_tied']:.0f}")
 
-    def untrained(r: pd.Series) -> str:
+    def verdict(r: pd.Series) -> str:
+        if not estimable(r):
+            return "not estimable: A is B in every fold"
+        if not np.isfinite(r["diff"]):
+            return "not computed"
+        words = ("tie" if abs(r["diff"]) < evaluation.TIE_TOLERANCE else
+                 {1: "A better", -1: "B better", 0: "no difference shown"}[direction(r)])
         k = r.get("a_untrained_folds", np.nan)
-        return "" if k is None or not np.isfinite(k) else of_folds(k, r["a_fitted_folds"])
+        if k is not None and np.isfinite(k) and k > 0:
+            words += f"; A untrained in {of_folds(k, r['a_fitted_folds'])}"
+        return words
 
+    rows = [r for _, r in comparisons.iterrows()]
     out = pd.DataFrame({
-        "task": comparisons["task"],
-        "role": comparisons["role"],
-        "A": comparisons["model_a"].map(arm_label),
-        "B": comparisons["model_b"].map(arm_label),
-        "metric": comparisons["metric"],
-        "A - B [95% CI]": [ci(d, lo, hi, signed=True) for d, lo, hi in
-                           comparisons[["diff", "ci_low", "ci_high"]].itertuples(index=False)],
-        "p (bootstrap)": [evaluation.format_p(p, n_boot // 2) for p in comparisons["p_bootstrap"]],
-        "p (Holm)": [evaluation.format_p(p, n_boot // 2) if r == "secondary" else f"{r}: not adjusted"
-                     for p, r in zip(comparisons["p_holm"], comparisons["role"], strict=False)],
-        "fold-level A - B; folds favouring each": [folds(r) for _, r in comparisons.iterrows()],
-        "A kept its untrained state": [untrained(r) for _, r in comparisons.iterrows()],
-        "verdict": comparisons["conclusion"],
-        "patients": comparisons["n_patients"],
+        "task, metric": [f"{TASK_WORDS.get(r['task'], r['task'])} {METRIC_WORDS.get(r['metric'], r['metric'])}"
+                         + (f", {r['role']}" if isinstance(r.get("role"), str) else "") for r in rows],
+        "A vs B": [f"{arm_label(r['model_a'])} vs {arm_label(r['model_b'])}" for r in rows],
+        "A - B [95% CI]": [ci(r["diff"], r["ci_low"], r["ci_high"], signed=True) for r in rows],
+        "p": [p_text(r["p_bootstrap"], n_boot // 2) for r in rows],
+        "p (Holm)": [p_text(r["p_holm"], n_boot // 2) if r.get("role") == "secondary" else "tested alone"
+                     for r in rows],
+        "p (DeLong)": [p_text(r.get("p_delong", np.nan)) for r in rows],
+        "fold-level A - B (SD); folds A / B / tied": [folds(r) for r in rows],
+        "verdict": [verdict(r) for r in rows],
     })
-    if not out["A kept its untrained state"].str.len().any():
-        out = out.drop(columns="A kept its untrained state")
-    if "p_delong" in comparisons:
-        out.insert(8, "p (DeLong)", [evaluation.format_p(p) if np.isfinite(p) else "n/a"
-                                     for p in comparisons["p_delong"]])
+    if "p_delong" not in comparisons:
+        out = out.drop(columns="p (DeLong)")
+    if "p_holm" not in comparisons:
+        out = out.drop(columns="p (Holm)")
     return out.reset_index(drop=True)
+
+
+def permutation_table(pvalues: pd.DataFrame) -> pd.DataFrame:
+    """The label-permutation test as a person reads it: per arm and metric, the observed value beside the
+    null's mean and its central 95%, the permutations and the p-value (`ablation.permutation_pvalues`)."""
+    return pd.DataFrame({
+        "arm": pvalues["model"].map(arm_label),
+        "metric": pvalues["metric"].map({"auroc": "pooled AUROC", "auroc_fold_mean": "fold-mean AUROC"}).fillna(
+            pvalues["metric"]),
+        "observed": pvalues["observed"].map(number),
+        "null: mean [2.5%, 97.5%]": [f"{number(m)} [{number(lo)}, {number(hi)}]" for m, lo, hi in pvalues[
+            ["null_mean", "null_q025", "null_q975"]].itertuples(index=False)],
+        "permutations": pvalues["n_permutations"].astype(int),
+        "p": pvalues["p_value"].map(p_text)})
 
 
 def fold_table(results: pd.DataFrame, subset: str = "all") -> pd.DataFrame:
@@ -317,12 +356,14 @@ def coverage_table(coverage: pd.DataFrame) -> pd.DataFrame:
     and the residual spread, and the coverage [CI] beside its benchmark (95% given the predictors; per
     measured class, what the model itself expects there)."""
     return pd.DataFrame({
-        "arm": coverage["model"].map(arm_label), "given": coverage["conditioned_on"], "group": coverage["group"],
+        "arm": coverage["model"].map(arm_label),
+        "group": [f"{given}: {group}" for given, group in zip(coverage["conditioned_on"], coverage["group"],
+                                                               strict=True)],
         "patients": coverage["n_patients"],
         "measured - predicted [95% CI]": [ci(v, lo, hi, 2, signed=True) for v, lo, hi in coverage[
             ["mean_residual", "mean_residual_ci_low", "mean_residual_ci_high"]].itertuples(index=False)],
-        "predicted SD": coverage["predicted_sd"].map(lambda v: f"{v:.2f}"),
-        "residual SD": coverage["residual_sd"].map(lambda v: number(v, 2)),
+        "SD: predicted / residual": [f"{p:.2f} / {number(r, 2)}" for p, r in zip(
+            coverage["predicted_sd"], coverage["residual_sd"], strict=True)],
         "coverage [95% CI]": [ci(v, lo, hi, 2) for v, lo, hi in coverage[
             ["coverage", "coverage_ci_low", "coverage_ci_high"]].itertuples(index=False)],
         "benchmark": coverage["expected_coverage"].map(lambda v: f"{v:.2f}")})
@@ -420,7 +461,7 @@ def linkage_implications(findings: dict) -> str:
             "duplicated: nothing shows that the other links are right. An image that is not the patient's can "
             "predict neither their BMD nor their age or sex, so every result that uses the image (the image arm, "
             "the fusions, the image biomarkers, the Grad-CAM maps) is bounded by this link: a null image result is "
-            "expected here whatever the bone holds, and the positive control of notebook 5 (sex and age from the "
+            "expected here whatever the bone holds, and the positive control of notebook 2 (sex and age from the "
             "image) tests the link as much as the network.")
 
 
@@ -435,8 +476,9 @@ def batch_blocks_text(manifest: pd.DataFrame, column: str = "batch", word: str =
     table = table.assign(_n=number).sort_values(["diagnosis", "_n"], kind="stable")
     runs = {d: int((g[column] != g[column].shift()).sum()) for d, g in table.groupby("diagnosis", sort=False)}
     k = table[column].nunique()
-    return (f"Ordered by patient ID within each class, the {k} {word}es form {', '.join(map(str, runs.values()))} "
-            f"runs ({', '.join(runs)}; {k} per class would be perfect blocks): the {word}es follow blocks of "
+    counts = ", ".join(map(str, runs.values()))
+    return (f"Ordered by patient ID within each class, the {k} {plural(word)} form {counts} "
+            f"runs ({', '.join(runs)}; {k} per class would be perfect blocks): the {plural(word)} follow blocks of "
             f"consecutive IDs, so each {word} is a period of collection as much as an acquisition setting, and its "
             "patients are not a random sample of the cohort.")
 

@@ -11,7 +11,6 @@ Only a holder of the key can make a signature that verifies; the key never goes 
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import hmac
 import json
@@ -24,14 +23,6 @@ SIGNATURE_NAME = "signature.json"
 ALGORITHM = "HMAC-SHA256"
 #: shortest key accepted, in bytes (a random key of 32 bytes or more is what HMAC-SHA256 wants)
 MIN_KEY_BYTES = 16
-
-
-def add_key_option(parser: argparse.ArgumentParser, what: str) -> None:
-    """``--sign-key FILE`` on a command (``what`` says what the command does with it)."""
-    parser.add_argument("--sign-key", default=None, metavar="FILE",
-                        help=f"{what} with the secret key in FILE (HMAC-SHA256 over every file of the bundle; "
-                             "make a key with: openssl rand -hex 32 > FILE). Without it the bundle's checksums "
-                             "catch damage, not a deliberate edit")
 
 
 def read_key(path: str | os.PathLike | None) -> bytes | None:

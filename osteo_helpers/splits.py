@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 from sklearn import model_selection
 from sklearn.model_selection import StratifiedKFold
 
-from .tabular import INPUT_FEATURES
+from .vocabulary import INPUT_FEATURES
 
 #: each row's decoded-pixel checksum (`images.PixelHashes`; absent in tables made without images)
 CONTENT_COLUMN = "pixel_sha256"
@@ -41,12 +43,20 @@ def _record_keys(rows: pd.DataFrame) -> pd.Series:
 def group_keys(rows: pd.DataFrame, group: str = "split_group") -> np.ndarray:
     """Each row's group, labelled by its content: the smallest pixel checksum among its rows' images (a
     row without an image: its record, `_record_keys`). Splitters order groups by label, so folds then do
-    not depend on how IDs are spelled or rows ordered. Two groups holding the same picture under
-    different bytes get one label and share a fold. Without a `CONTENT_COLUMN` the names are kept."""
+    not depend on how IDs are spelled or rows ordered. Groups linked by one picture under different bytes
+    (which `data.person_groups`, reading bytes, cannot see), directly or through a chain, get one label
+    and share a fold. Without a `CONTENT_COLUMN` the names are kept."""
     names = rows[group].to_numpy()
     if CONTENT_COLUMN not in rows.columns:
         return names
-    return _row_keys(rows).groupby(names).transform("min").to_numpy()
+    keys = _row_keys(rows)
+    groups, _ = pd.factorize(names)
+    contents, _ = pd.factorize(keys)
+    n = groups.max(initial=-1) + 1
+    size = n + contents.max(initial=-1) + 1
+    graph = coo_matrix((np.ones(len(rows)), (groups, n + contents)), shape=(size, size))
+    _, component = connected_components(graph, directed=False)
+    return keys.groupby(component[groups]).transform("min").to_numpy()
 
 
 def _row_keys(rows: pd.DataFrame) -> pd.Series:

@@ -25,10 +25,11 @@ from .fileio import ChecksumError, atomic_to_csv, atomic_write_text, read_csv, r
 from .images import ImageCache, PixelHashes
 
 if TYPE_CHECKING:
-    from IPython.display import Image
+    from IPython.display import HTML
     from matplotlib.figure import Figure
 
     from .biomarkers import BiomarkerData
+    from .figures import SavedFigure
 
 RUN_ID_ENV = "OSTEO_RUN_ID"
 
@@ -370,12 +371,23 @@ class Study:
         table = self._tables[("comparisons",)]
         return table if tasks is None else table[table["task"].isin(tasks)].reset_index(drop=True)
 
-    def figure(self, fig: Figure, name: str) -> Image:
-        """Save a figure under the run, stamped with the run and profile that made it; the saved PNG,
-        for the notebook to show."""
-        from .plots import save
+    def figure(self, fig: Figure, name: str, jpeg: bool = False) -> SavedFigure:
+        """Save a figure under the run, stamped with the run and profile that made it (`figures.save`), for the
+        notebook to show with its alt text; ``jpeg`` shows it as JPEG (radiograph sheets)."""
+        from .figures import save
 
-        return save(fig, self.paths.figures, name, stamp=f"run {self.run_id} · profile {self.profile.name}")
+        saved = save(fig, self.paths.figures, name, stamp=f"run {self.run_id} · profile {self.profile.name}",
+                     jpeg=jpeg)
+        if os.environ.get(RUN_ID_ENV):  # the book shows the run's file, with the alt text
+            saved.href = self._href(saved.path)
+        return saved
+
+    def _href(self, path: Path) -> str:
+        """A run file's URL from the executed notebooks' folder (``../tables/x.csv``), under `osteo run`; else
+        from the working folder (a notebook session's own)."""
+        if os.environ.get(RUN_ID_ENV):
+            return f"../{path.relative_to(self.paths.root).as_posix()}"
+        return Path(os.path.relpath(path)).as_posix()
 
     def save_table(self, df: pd.DataFrame, name: str, index: bool = False) -> Path:
         """Write a table atomically into the run's tables folder."""
@@ -391,5 +403,23 @@ class Study:
         return atomic_write_text(self.paths.tables / f"{name}.json", json.dumps(obj, indent=2, default=str))
 
     def caption(self, what: str) -> str:
-        """A table caption naming the run and profile that made it, and the image encoder."""
-        return f"{what} — run `{self.run_id}`, profile `{self.profile.name}`, image: {self.recipe.describe()}"
+        """A table caption naming the run and profile that made it, and the image encoder (plain text: an
+        HTML caption shows Markdown's backticks as they are)."""
+        return f"{what} — run {self.run_id}, profile {self.profile.name}, image: {self.recipe.describe()}"
+
+    def table(self, shown: pd.DataFrame, what: str, csv: str, index: bool = False, save: bool = False) -> HTML:
+        """``shown`` as the page shows it (`htmltable.table_html`), captioned by `caption`, with a link to the
+        run's file that holds all of it: ``csv`` names a table of the run's tables folder (``comparisons``) or
+        a file by its path in the run folder (``oof/fusion_binary.csv``); ``save`` writes ``shown`` as that
+        table first. Under `osteo run` the link is relative to the executed notebooks' folder, where the book
+        finds it too (`pipeline.build_book` copies every linked file); elsewhere, to the working folder."""
+        from IPython.display import HTML
+
+        from .htmltable import table_html
+
+        if save:
+            self.save_table(shown, csv, index=index)
+        path = self.paths.root / csv if "/" in csv else self.paths.tables / f"{csv}.csv"
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: the table to link is not in the run folder; save it first")
+        return HTML(table_html(shown, self.caption(what), self._href(path), "All of it, as CSV", index=index))

@@ -12,43 +12,19 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from .vocabulary import (  # noqa: F401  (the allow-list and its vocabulary, re-exported where models read them)
+    BOOLEAN_FEATURES,
+    CATEGORICAL_FEATURES,
+    CATEGORY_VALUES,
+    INPUT_FEATURES,
+    NUMERIC_FEATURES,
+    NUMERIC_WITH_INDICATOR,
+    UNIT_NAMES,
+    UNITS,
+)
+
 if TYPE_CHECKING:
     from sklearn.compose import ColumnTransformer
-
-NUMERIC_FEATURES: tuple[str, ...] = ("age_years", "height_m", "weight_kg", "bmi", "max_walking_km")
-# Missing here means something (men, premenopausal women): imputed with an explicit indicator.
-NUMERIC_WITH_INDICATOR: tuple[str, ...] = ("menopause_age_years", "years_since_menopause", "pregnancies")
-BOOLEAN_FEATURES: tuple[str, ...] = (
-    "joint_pain", "smoker", "diabetes", "hypothyroidism", "seizure_disorder", "estrogen_use", "dialysis",
-    "family_history_osteoporosis", "prior_fracture", "postmenopausal",
-    "diet_low_protein", "diet_low_fat", "diet_vegetarian", "diet_other_restriction",
-    "mh_hypertension", "mh_disc_disease", "mh_hysterectomy", "mh_cholecystectomy", "mh_caesarean",
-    "mh_arthritis", "mh_liver_disease", "mh_hypercholesterolaemia",
-)
-CATEGORICAL_FEATURES: tuple[str, ...] = ("sex", "occupation_group", "fracture_site")
-INPUT_FEATURES: tuple[str, ...] = NUMERIC_FEATURES + NUMERIC_WITH_INDICATOR + BOOLEAN_FEATURES + CATEGORICAL_FEATURES
-#: The canonical values of each categorical input: a cohort spec maps its own spellings onto these.
-CATEGORY_VALUES: dict[str, tuple[str, ...]] = {
-    "sex": ("female", "male"),
-    "occupation_group": ("business_or_trade", "health", "homemaker", "manual", "office_or_teaching", "other",
-                         "retired", "student"),
-    "fracture_site": ("hip", "lower_limb", "none", "other", "spine", "unspecified", "upper_limb"),
-}
-#: The canonical unit of each numeric input and the factor that converts every other accepted unit to it.
-UNITS: dict[str, dict[str, float]] = {
-    "age_years": {"years": 1.0},
-    "height_m": {"m": 1.0, "cm": 0.01, "in": 0.0254},
-    "weight_kg": {"kg": 1.0, "lb": 0.45359237},
-    "bmi": {"kg/m2": 1.0},
-    "max_walking_km": {"km": 1.0, "m": 0.001, "mi": 1.609344},
-    "menopause_age_years": {"years": 1.0},
-    "years_since_menopause": {"years": 1.0},
-    "pregnancies": {"count": 1.0},
-}
-#: What each unit is called in a sentence ("did you mean centimetres?").
-UNIT_NAMES: dict[str, str] = {"m": "metres", "cm": "centimetres", "in": "inches", "kg": "kilograms", "lb": "pounds",
-                              "km": "kilometres", "mi": "miles", "years": "years", "kg/m2": "kg/m2", "count": "count"}
-
 
 def available_inputs(table: pd.DataFrame) -> tuple[str, ...]:
     """The allow-listed inputs a cohort table holds, in allow-list order: what an arm fitted on it uses."""

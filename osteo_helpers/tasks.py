@@ -9,10 +9,12 @@ those thresholds and class names live.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
-from scipy import stats
+
+if TYPE_CHECKING:  # the class names are read by the command line and the spec reader: no pandas, no scipy
+    import pandas as pd
 
 CLASSES_3: tuple[str, ...] = ("normal", "osteopenia", "osteoporosis")
 CLASSES_BINARY: tuple[str, ...] = ("normal", "low_bmd")
@@ -110,8 +112,10 @@ def who_probabilities(mean: np.ndarray, sd: np.ndarray) -> np.ndarray:
     sd = np.asarray(sd, dtype=float)
     if np.any(sd <= 0) or not np.all(np.isfinite(sd)):
         raise ValueError("predictive standard deviations must be positive and finite")
-    below_normal = stats.norm.cdf((WHO_NORMAL_MIN - mean) / sd)
-    osteoporosis = stats.norm.cdf((WHO_OSTEOPOROSIS_MAX - mean) / sd)
+    from scipy.special import ndtr  # the standard normal CDF, imported where it is used (scipy takes a second)
+
+    below_normal = ndtr((WHO_NORMAL_MIN - mean) / sd)
+    osteoporosis = ndtr((WHO_OSTEOPOROSIS_MAX - mean) / sd)
     return np.column_stack([1.0 - below_normal, below_normal - osteoporosis, osteoporosis])
 
 

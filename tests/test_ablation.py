@@ -195,7 +195,7 @@ def test_age_adjusted_finds_a_score_that_adds_to_age():
 
 @pytest.mark.slow
 def test_ablation_command_writes_the_contract(synthetic_dataset_factory, tmp_path):
-    from osteo_helpers.__main__ import main
+    from osteo_helpers.cli import main
 
     ds = synthetic_dataset_factory("abl", counts={"normal": 8, "osteopenia": 10, "osteoporosis": 8})
     out = tmp_path / "ablation"

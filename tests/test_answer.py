@@ -62,9 +62,10 @@ def test_identical_arms_are_said_to_be_identical_once():
             "folds; fusion (residual) kept its untrained state, the clinical model itself, in all 10 folds.") in text
     assert "better in none" not in text and "(SD" not in text and "((" not in text
     conclusion = answer.conclusion(tied, pd.DataFrame(columns=["model", "metric", "value", "subset"]))
-    assert conclusion.startswith("The residual fusion reverted to the clinical model in all 10 folds and was better "
-                                 "than it in none of the 10 folds (pooled AUROC difference 0.000, identical in every "
-                                 "resample), so this cohort cannot tell")
+    assert conclusion.startswith("The residual fusion reverted to the clinical model in all 10 folds and showed no "
+                                 "detectable difference from it (pooled AUROC difference 0.000, identical in every "
+                                 "resample; fold by fold the two AUROCs are equal in all 10 folds), so this cohort "
+                                 "cannot tell")
 
 
 def test_a_secondary_verdict_follows_holm_not_the_raw_interval():
@@ -86,8 +87,9 @@ def test_the_conclusion_follows_from_the_folds_the_null_and_the_control():
                             "value": [0.66, 0.03, 9.8, -0.02, 9.8], "ci_low": [0.58, -0.1, 8.7, -0.1, 8.9],
                             "ci_high": [0.74, 0.15, 10.7, 0.05, 10.6]})
     text = answer.conclusion(comparisons, results, pvalues, control)
-    assert text.startswith("The residual fusion reverted to the clinical model in 8 of 10 folds and was better than "
-                           "it in none of the 10 folds")
+    assert text.startswith("The residual fusion reverted to the clinical model in 8 of 10 folds and showed no "
+                           "detectable difference from it")
+    assert "fusion (residual) better in none of the 10 folds, clinical (age, sex) in 2 of 10 folds" in text
     assert "cannot tell whether the knee radiograph adds to age and sex" in text
     assert "The positive-control gate failed (sex AUROC 0.660" in text and "not interpreted" in text
     assert "The image arm alone, not interpreted: pooled AUROC 0.390" in text and "discrimination" not in text
@@ -259,3 +261,15 @@ def test_calibration_and_equation_that_cannot_be_estimated_say_so():
     text = answer.equation_text(equation, 40, arms.overlap_range(age, age > 50))
     assert "has no coefficients: **not estimable on this cohort**, because no age holds both" in text
     assert "nan" not in text
+
+
+def test_a_difference_the_gate_leaves_uninterpreted_is_not_read_as_what_the_image_adds():
+    """A review found the primary sentence saying 'the knee radiograph added to age and sex' beside a failed gate."""
+    comparisons = pd.DataFrame([_comparison(0.03, 0.01, 0.05, a_untrained_folds=2)])
+    results = pd.DataFrame(columns=["model", "metric", "value", "subset"])
+    weak = pd.DataFrame({"target": ["sex", "age"], "model": "image", "metric": ["auroc", "pearson_r"],
+                         "value": [0.6, 0.05], "ci_low": [0.52, -0.1], "ci_high": [0.68, 0.2]})
+    text = answer.conclusion(comparisons, results, control=weak)
+    assert "a difference the positive-control gate leaves uninterpreted" in text and "added to age" not in text
+    other = weak.assign(model="image_cnn", value=[0.9, 0.5], ci_low=[0.85, 0.4])
+    assert "positive control was not run" in answer.conclusion(comparisons, results, control=other)

@@ -336,17 +336,51 @@ def test_a_fold_whose_training_rows_hold_one_class_is_not_fitted(cohort, profile
 
 
 def test_labels_are_permuted_among_people_and_rows_keyed_as_the_tables_are():
-    from osteo_helpers.arms.persons import permuted_by_person, person_key, person_rows
+    from osteo_helpers.arms.persons import permutation_by_person, person_key, person_rows
 
     rows = pd.DataFrame({"patient_id": ["a1", "a2", "b1", "c1", "c2", "c3", "d1"],
                          "person_id": ["A", "A", "B", "C", "C", "C", "D"], "age_years": [50, 50, 60, 70, 70, 70, 40]})
     y = np.array([1, 1, 0, 2, 2, 2, 0])
     for seed in range(5):
-        perm = permuted_by_person(y, rows, np.random.default_rng(seed))
+        perm = y[permutation_by_person(rows, np.random.default_rng(seed))]
         by_person = pd.Series(perm).groupby(rows["person_id"].to_numpy()).nunique()
         assert (by_person == 1).all() and sorted(pd.Series(perm).groupby(rows["person_id"]).first()) == [0, 0, 1, 2]
     single = rows.drop_duplicates("person_id").reset_index(drop=True)
-    np.testing.assert_array_equal(permuted_by_person(np.array([1, 0, 2, 0]), single, np.random.default_rng(3)),
-                                  np.random.default_rng(3).permutation([1, 0, 2, 0]))  # draw for draw as before
+    np.testing.assert_array_equal(permutation_by_person(single, np.random.default_rng(3)),
+                                  np.random.default_rng(3).permutation(4))  # draw for draw as before
     assert list(person_key(rows)) == list(rows["person_id"]) and list(person_key(single)) == ["a1", "b1", "c1", "d1"]
     assert list(person_rows(rows)["patient_id"]) == ["A", "B", "C", "D"] and person_rows(single) is single
+
+
+def test_a_profile_that_fine_tunes_trains_the_pretrained_encoder_on_the_pixels(cohort, profile):
+    """The GPU profile's option (issue 29): with ``finetune_blocks`` the fusion reads the pixels through the
+    pretrained encoder, only its last stages and the head train, and the features are not read at all."""
+    rows, _ = cohort
+    tuned = profile.with_overrides(finetune_blocks=1, epochs=1, network_threshold_folds=2)
+    arm = arms.make_arm("fusion", "binary", profile=tuned)
+    assert arm.image_input == "finetune"
+    assert arms.make_arm("fusion", "binary", profile=profile).image_input == "features"
+    y = TASKS["binary"].labels(rows)
+    fitted = arm.fit(rows.drop(columns=["features"]), y)
+    encoder = fitted.model_.image_encoder
+    assert type(encoder).__name__ == "LiteEncoder" and encoder.out_dim == 1280
+    frozen = {id(p) for m in encoder.frozen for p in m.parameters()}
+    assert frozen and all(not p.requires_grad for p in encoder.parameters() if id(p) in frozen)
+    assert fitted.predict_proba(rows.drop(columns=["features"])).shape == (len(rows), 2)
+
+
+def test_the_fold_fingerprint_follows_the_features_and_covers_every_training_module(cohort, profile):
+    """A fold fitted on the frozen encoder's features is reused only while they are the same vectors: a new
+    pooling, encoder, torch or feature code changes them while the image checksums stay (a review found the
+    fingerprint blind to them, and `models.py` listed after it had become a package)."""
+    rows, folds = cohort
+    test = rows["patient_id"].isin(folds[(folds["seed"] == folds["seed"].min()) & (folds["fold"] == 0)]["patient_id"])
+    y = TASKS["binary"].labels(rows)
+    arm = arms.make_arm("image", "binary", profile=profile)
+    key = foldcache.fold_fingerprint(arm, rows, y, ~test.to_numpy(), test.to_numpy())
+    ones = rows.assign(features=[np.ones_like(f) for f in rows["features"]])
+    assert foldcache.fold_fingerprint(arm, ones, y, ~test.to_numpy(), test.to_numpy()) != key
+    root = foldcache.Path(foldcache.__file__).resolve().parents[1]
+    assert all((root / name).exists() for name in foldcache.TRAINING_MODULES)
+    with pytest.raises(FileNotFoundError, match="update TRAINING_MODULES"):
+        foldcache.code_version(("no_such_module.py",))

@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import http.server
 import json
+import re
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -24,6 +25,7 @@ from playwright.sync_api import Error as PlaywrightError
 from sphinx_external_toc.parsing import parse_toc_yaml
 
 from osteo_helpers.config import PROJECT_ROOT
+from tests.browser_checks import MUTE_IMAGES_JS, SOURCE_LINKS_JS, WIDE_TABLES_JS, WINDOW
 
 TOC_PAGES = list(parse_toc_yaml(PROJECT_ROOT / "_toc.yml"))  # docnames, in the order of the book
 
@@ -39,18 +41,9 @@ UNDECODED_IMAGES_JS = """async () => {
 # registers the script after the builder started, and the builder then adds it again); the second copy throws.
 # Nothing in the book's sources can remove it, and thebe (off here) keeps working.
 UPSTREAM_EXCEPTIONS = {"Identifier 'THEBE_JS_URL' has already been declared"}
-# Tables wider than the text column that no ancestor lets scroll: cut off at the right for a reader.
-CLIPPED_TABLES_JS = """() => Array.from(document.querySelectorAll('main table')).filter(table => {
-  let box = table.parentElement;
-  while (box && box.tagName !== 'MAIN') {
-    const overflow = getComputedStyle(box).overflowX;
-    if (overflow === 'auto' || overflow === 'scroll') return false;
-    box = box.parentElement;
-  }
-  return table.getBoundingClientRect().right > document.querySelector('main').getBoundingClientRect().right + 1;
-}).map(table => (table.querySelector('caption') || table).textContent.slice(0, 80))"""
-#: a narrow laptop window: every wide table must scroll in it
-VIEWPORT = {"width": 1000, "height": 900}
+# Lines of the run's progress (the pipeline's log), which a page of the book must not hold (issue 32).
+PROGRESS_LINE = re.compile(r"reusing \d+ of \d+ folds|\d+ fits done|\bretraining \w+ seed|label permutations: |"
+                           r"about \d+m?\d*s left|cache: .* computing it again")
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
@@ -74,7 +67,7 @@ def book_url(smoke_run: Path) -> Iterator[str]:
 def reader(browser: Browser, browser_context_args: dict) -> Iterator[Page]:
     """One tab for every page of the book, as a reader clicks through it: every page after the first is
     visited with the browser's cache and storage warm."""
-    context: BrowserContext = browser.new_context(**{**browser_context_args, "viewport": VIEWPORT})
+    context: BrowserContext = browser.new_context(**{**browser_context_args, "viewport": WINDOW})
     yield context.new_page()
     context.close()
 
@@ -90,7 +83,9 @@ def test_browser_is_the_system_chromium(browser: Browser, browser_type_launch_ar
 @pytest.mark.slow
 @pytest.mark.parametrize("docname", TOC_PAGES)
 def test_toc_page_loads_in_chromium(book_url: str, reader: Page, docname: str, pytestconfig: pytest.Config) -> None:
-    """HTTP 200, no console error or uncaught exception, every image decoded, every wide table scrolls."""
+    """HTTP 200, no console error or uncaught exception, every image decoded and described in words; at 1,280 px
+    every table fits the box a reader sees it in (no table cut off or scrolling sideways), the CSV file linked
+    beside each table is there, and no line of the run's progress reached the page (issue 32)."""
     errors: list[str] = []
 
     def on_console(msg: ConsoleMessage) -> None:
@@ -107,8 +102,11 @@ def test_toc_page_loads_in_chromium(book_url: str, reader: Page, docname: str, p
     try:
         response = reader.goto(f"{book_url}/{docname}.html", wait_until="load")  # the page, its scripts and styles
         undecoded = reader.evaluate(UNDECODED_IMAGES_JS)
-        clipped = reader.evaluate(CLIPPED_TABLES_JS)
-        failed = response is None or response.status != 200 or bool(undecoded or clipped or errors)
+        wide, mute = reader.evaluate(WIDE_TABLES_JS), reader.evaluate(MUTE_IMAGES_JS)
+        missing = [url for url in reader.evaluate(SOURCE_LINKS_JS) if reader.request.head(url).status != 200]
+        progress = [line for line in reader.inner_text("main").splitlines() if PROGRESS_LINE.search(line)]
+        failed = response is None or response.status != 200 or bool(undecoded or wide or mute or missing or progress
+                                                                     or errors)
         wanted = pytestconfig.getoption("--screenshot")
         if wanted == "on" or (wanted == "only-on-failure" and failed):
             shot = Path(pytestconfig.getoption("--output")) / "pages" / f"{docname.replace('/', '__')}.png"
@@ -120,7 +118,10 @@ def test_toc_page_loads_in_chromium(book_url: str, reader: Page, docname: str, p
     assert response is not None and response.status == 200, f"{docname}.html answered {response and response.status}"
     assert not undecoded, f"images without pixels on {docname}.html: {undecoded}"
     assert not errors, f"{docname}.html:\n" + "\n".join(errors)
-    assert not clipped, f"tables cut off at the right on {docname}.html: {clipped}"
+    assert not wide, f"tables wider than their visible box at 1,280 px on {docname}.html: {wide}"
+    assert not mute, f"images whose alt text says nothing on {docname}.html: {mute}"
+    assert not missing, f"linked files the book does not serve on {docname}.html: {missing}"
+    assert not progress, f"progress lines on {docname}.html: {progress[:5]}"
 
 
 @pytest.mark.realdata

@@ -17,8 +17,8 @@ import pytest
 
 from osteo_helpers import bundle as bundle_mod
 from osteo_helpers import config
-from osteo_helpers.__main__ import main
 from osteo_helpers.bundle import Bundle, train_final
+from osteo_helpers.cli import main
 from osteo_helpers.config import UsageError
 from osteo_helpers.model_card import calibration_facts, model_card, run_evidence
 from osteo_helpers.patients import batch_patients

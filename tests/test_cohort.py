@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from osteo_helpers import data
-from osteo_helpers.__main__ import main
+from osteo_helpers.cli import main
 from osteo_helpers.data import image_readers
 from osteo_helpers.images import decode_letterbox
 

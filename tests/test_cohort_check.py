@@ -15,10 +15,10 @@ import pytest
 from PIL import Image
 
 from osteo_helpers import config
-from osteo_helpers.__main__ import main
+from osteo_helpers.cli import main
 from tests.test_cohort import _broken_dicoms, _check, tiny_cohort, write_dicom
 
-REQUIRED = "is required: the pre-specified clinical model uses it"
+REQUIRED = "is required: the declared clinical model uses it"
 #: one problem of each kind, each in its own row of `_broken`'s table (the header is row 1)
 EXPECTED = [
     "table.csv, column 'TScore': value is missing (the T-score is the outcome): row 4",

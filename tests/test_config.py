@@ -83,7 +83,7 @@ def test_not_found_message(project, tmp_path, monkeypatch):
 
 
 def test_cli_reports_missing_data(project, tmp_path, capsys):
-    from osteo_helpers.__main__ import main
+    from osteo_helpers.cli import main
 
     assert main(["data", "check", "--data-dir", str(tmp_path / "nowhere")]) == 2
     err = capsys.readouterr().err
@@ -184,7 +184,7 @@ def test_python_values_of_the_wrong_type_are_refused(python_value):
 @pytest.fixture
 def cli(tmp_path, capsys, synthetic_dataset):
     """Run the command line in-process: (exit status, stderr) for `run`/`ablation` into tmp/out."""
-    from osteo_helpers.__main__ import main
+    from osteo_helpers.cli import main
 
     out = tmp_path / "out"
 

@@ -465,7 +465,7 @@ def test_split_group_joins_image_and_clinical_duplicates_in_a_chain(synthetic_da
 
 
 def _check(root: Path, capsys, *extra: str) -> tuple[int, str, str]:
-    from osteo_helpers.__main__ import main
+    from osteo_helpers.cli import main
 
     rc = main(["data", "check", "--data-dir", str(root), *extra])
     out, err = capsys.readouterr()
@@ -540,7 +540,7 @@ def _zip_of(root: Path, archive: Path) -> Path:
 
 
 def test_import_names_zip_member_failing_its_crc(synthetic_dataset, registry, tmp_path, capsys):
-    from osteo_helpers.__main__ import main
+    from osteo_helpers.cli import main
 
     archive = _zip_of(synthetic_dataset.root, tmp_path / "download.zip")
     member = next(n for n in zipfile.ZipFile(archive).namelist() if n.endswith("OP3.jpg") or n.endswith("OP3.JPEG"))

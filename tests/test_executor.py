@@ -18,9 +18,9 @@ import pytest
 import torch
 
 from osteo_helpers import arms, config, executor, progress, splits
-from osteo_helpers.__main__ import main
 from osteo_helpers.arms import ARM_REGISTRY
 from osteo_helpers.arms.networks import FusionArm
+from osteo_helpers.cli import main
 from osteo_helpers.training import DEVICE_ENV, THREADS_ENV, available_cores, fit_threads, pick_device, use_device
 
 COUNTS = {"normal": 8, "osteopenia": 8, "osteoporosis": 8}

@@ -15,7 +15,7 @@ import pytest
 from scipy import special
 
 from osteo_helpers import evaluation
-from osteo_helpers.__main__ import main
+from osteo_helpers.cli import main
 from osteo_helpers.config import get_profile
 from osteo_helpers.external import (
     evaluate,
@@ -30,6 +30,7 @@ from osteo_helpers.external import (
 from osteo_helpers.external.metrics import per_patient
 from osteo_helpers.patients import CATEGORY_SPELLINGS
 from osteo_helpers.study import Study
+from tests.browser_checks import MUTE_IMAGES_JS, WIDE_TABLES_JS, WINDOW
 from tests.conftest import BUNDLE_SETTINGS
 
 CONTRACT = {"auroc", "brier", "calibration_intercept", "calibration_slope"}
@@ -243,28 +244,21 @@ def test_every_row_is_scored_or_refused_with_its_reason(pseudonymised, synthetic
     assert not (out.parent / "none").exists()
 
 
-#: tables reaching beyond the page's text column, and how wide the page is against the window
-OVERFLOW_JS = """() => {
-  const column = document.body.getBoundingClientRect().right;
-  const wide = Array.from(document.querySelectorAll('table'))
-    .filter(t => t.getBoundingClientRect().right > column + 1)
-    .map(t => t.textContent.replace(/\\s+/g, ' ').slice(0, 60));
-  return {wide, page: document.documentElement.scrollWidth, window: window.innerWidth};
-}"""
-
-
 def test_the_report_fits_a_1280_px_window(pseudonymised, browser, browser_context_args):
-    """Every table of the report (with 64-character IDs and refused rows) fits a 1,280 px window: no table
-    reaches beyond the text column, nothing scrolls sideways (issue 28: its tables were cut off)."""
-    context = browser.new_context(**{**browser_context_args, "viewport": {"width": 1280, "height": 900}})
+    """Every table of the report (with 64-character IDs and refused rows) fits its visible box in a 1,280 px
+    window, nothing scrolls sideways, every table links its CSV file and every figure says in its alt text
+    what it shows (issues 28 and 32: its tables were cut off; the book's check, `tests.browser_checks`)."""
+    context = browser.new_context(**{**browser_context_args, "viewport": WINDOW})
     try:
         page = context.new_page()
         page.goto((pseudonymised[2] / "report.html").as_uri(), wait_until="load")
-        layout = page.evaluate(OVERFLOW_JS)
-        links = page.eval_on_selector_all("p.csv a", "links => links.map(a => a.getAttribute('href'))")
+        wide, mute = page.evaluate(WIDE_TABLES_JS), page.evaluate(MUTE_IMAGES_JS)
+        scroll = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
+        links = page.eval_on_selector_all("a.osteo-source", "links => links.map(a => a.getAttribute('href'))")
     finally:
         context.close()
-    assert not layout["wide"] and layout["page"] <= layout["window"], layout
+    assert not wide and scroll[0] <= scroll[1], (wide, scroll)
+    assert not mute, f"figures whose alt text says nothing: {mute}"
     assert {"metrics.csv", "comparison.csv", "refused.csv"} <= set(links)
 
 

@@ -17,7 +17,7 @@ import PIL
 import pytest
 
 from osteo_helpers import config, images, pipeline, runfolder
-from osteo_helpers.__main__ import main
+from osteo_helpers.cli import main
 from osteo_helpers.study import RUN_ID_ENV, Study
 from tests.conftest import write_notebook
 
@@ -104,6 +104,7 @@ def test_provenance_says_running_then_finished(synthetic_dataset, tmp_path, quie
 ])
 def test_provenance_says_failed_with_notebook_cell_and_error(synthetic_dataset, tmp_path, quiet_env, monkeypatch,
                                                              error):
+    """A failed notebook is `failed` with where and why; Ctrl-C is `interrupted` (issue 31), never `failed`."""
     def execute(source, target, params, kernel=None):
         raise error
 
@@ -111,7 +112,7 @@ def test_provenance_says_failed_with_notebook_cell_and_error(synthetic_dataset, 
     with pytest.raises(type(error)):
         _run(tmp_path, synthetic_dataset.root)
     record = json.loads((tmp_path / "run" / "provenance.json").read_text())
-    assert record["status"] == "failed"
+    assert record["status"] == ("failed" if isinstance(error, pipeline.PipelineError) else "interrupted")
     if isinstance(error, pipeline.PipelineError):
         assert record["failure"] == {"notebook": "01_eda_manifest.ipynb", "cell": 7, "error": "ValueError: boom"}
     else:

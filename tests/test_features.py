@@ -67,12 +67,12 @@ def test_the_cache_key_follows_the_encoder_weights(monkeypatch):
 
 @pytest.mark.parametrize("name", ["image", "fusion_concat"])
 def test_a_feature_arm_seen_end_to_end_from_pixels_gives_its_own_predictions(name, rows, dataset, tmp_path):
-    """Grad-CAM explains the network from pixels; it must be the fitted arm: the frozen encoder, the fold's
-    transform and its head, as torch operations, reproduce the arm's probabilities (single-view features)."""
-    profile = config.get_profile("smoke", feature_size=SIZE, feature_views="image", feature_components=8,
-                                 epochs=2, num_threads=1)
-    single = rows.assign(features=list(feature_matrix(rows, FeatureRecipe.of(profile), dataset.root, tmp_path)))
-    train, test = single.iloc[:18], single.iloc[18:]
+    """Grad-CAM explains the network from pixels; it must be the fitted arm: the frozen encoder over the recipe's
+    two views, the fold's transform and its head, as torch operations, reproduce the arm's probabilities (a
+    review found the mirror view left out)."""
+    profile = config.get_profile("smoke", feature_size=SIZE, feature_components=8, epochs=2, num_threads=1)
+    recipe_rows = rows.assign(features=list(feature_matrix(rows, FeatureRecipe.of(profile), dataset.root, tmp_path)))
+    train, test = recipe_rows.iloc[:18], recipe_rows.iloc[18:]
     arm = arms.make_arm(name, "binary", profile=profile).fit(train, TASKS["binary"].labels(train))
     arm.seed_, arm.fold_, arm.test_ids_ = 0, 0, list(test["patient_id"])
     fm = explain.fold_models([arm], device="cpu", pixels=True)[0]

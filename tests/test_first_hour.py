@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from osteo_helpers import __version__, config, pipeline
-from osteo_helpers.__main__ import build_parser, main
+from osteo_helpers.cli import build_parser, main
 from osteo_helpers.study import RUN_ID_ENV, Study
 from tests.conftest import write_notebook
 

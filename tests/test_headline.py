@@ -9,8 +9,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from osteo_helpers.__main__ import main
 from osteo_helpers.answer import study_answer
+from osteo_helpers.cli import main
 
 RESULT_COLUMNS = ["model", "task", "metric", "value", "ci_low", "ci_high", "subset", "n_patients"]
 
@@ -88,3 +88,17 @@ def test_a_folder_that_is_not_a_finished_run_is_one_line_exit_2(case, tmp_path, 
     lines = err.strip().splitlines()
     assert code == 2 and out == "" and len(lines) == 1, err
     assert lines[0].startswith(f"error: answer {run}: ") and expected in lines[0], lines[0]
+
+
+def test_the_positive_control_of_both_encoders_is_named_by_encoder(tmp_path, capsys):
+    """The positive control holds the pretrained features' head and the CNN from scratch: `osteo answer` raised
+    on the two rows per metric (issue 32, found while writing the README's numbers)."""
+    run = make_run(tmp_path / "run")
+    one = pd.read_csv(run / "tables" / "positive_control.csv")
+    pd.concat([one, one.assign(model="image_cnn", value=one["value"] / 2)]).to_csv(
+        run / "tables" / "positive_control.csv", index=False)
+    code, out, _ = _answer(capsys, str(run))
+    assert code == 0 and out.strip().splitlines()[-1] == (
+        "positive control, from the image alone: image only (pretrained features): sex AUROC 0.710 [0.630, 0.790], "
+        "age Pearson r 0.120 [-0.020, 0.250]; image only (CNN from scratch): sex AUROC 0.355 [0.630, 0.790], "
+        "age Pearson r 0.060 [-0.020, 0.250]")

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from osteo_helpers.__main__ import main
+from osteo_helpers.cli import main
 from osteo_helpers.data.export import _jpeg_to_dicom
 from osteo_helpers.data.image_readers import read_grayscale
 from osteo_helpers.patients import batch_patients, check_values, single_patient
@@ -120,7 +120,7 @@ def test_a_height_in_centimetres_warns_as_the_same_height_in_metres(synthetic_bu
 
 
 def test_the_help_names_every_unit_option():
-    from osteo_helpers.__main__ import build_parser
+    from osteo_helpers.cli import build_parser
 
     text = build_parser()._subparsers._group_actions[0].choices["predict"].format_help()
     for option in ("--height-m", "--height-cm", "--height-in", "--weight-kg", "--weight-lb", "--max-walking-m",

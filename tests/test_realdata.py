@@ -41,7 +41,7 @@ def _in_process(*args: str) -> subprocess.CompletedProcess:
     import contextlib
     import io
 
-    from osteo_helpers.__main__ import main
+    from osteo_helpers.cli import main
 
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):

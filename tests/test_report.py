@@ -99,6 +99,35 @@ def test_silenced_work_reports_notes_but_no_fits(tmp_path, monkeypatch):
     assert [(e["event"], e.get("seconds")) for e in events] == [("note", None), ("fits_done", 2.0)]
 
 
+def test_a_followed_note_reaches_the_log_and_not_the_page(tmp_path, monkeypatch, capsys):
+    """Issue 32: "reusing 10 of 10 folds" and other progress notes were printed into the notebooks, so onto the
+    book's pages. Under `osteo run` (a progress file is followed) a note goes to the log only; a notebook on its
+    own still prints it for the person running it."""
+    from osteo_helpers import pipeline, provenance
+
+    path = tmp_path / "progress.jsonl"
+    monkeypatch.setenv(progress.PROGRESS_ENV, str(path))
+    progress.note("label permutations: 3 of 200, about 2m left")
+    progress.report("arm", arm="fusion", task="binary", tag="", folds=10, reused=10)
+    progress.report("arm", arm="age", task="binary", tag="", folds=10, reused=0)
+    assert capsys.readouterr().out == ""
+    lines = []
+    printer = progress.Printer(write=lambda text, **_: lines.append(text))
+    follower = pipeline.Follower(tmp_path / "followed.jsonl", printer)
+    follower.path.write_bytes(path.read_bytes())
+    follower._drain()
+    assert lines == ["  label permutations: 3 of 200, about 2m left", "  fusion (binary): reusing 10 of 10 folds"]
+    folds = follower.take_folds()
+    assert folds == {"folds_fitted": 10, "folds_reused": 10} and follower.take_folds()["folds_reused"] == 0
+    sentence = provenance.folds_text({"steps": [{"name": "notebooks/03.ipynb", **folds},
+                                                {"name": "notebooks/05.ipynb", "folds_fitted": 2, "folds_reused": 8}]})
+    assert sentence.startswith("**Folds.** The arms' cross-validations fitted 12 folds in this run and reused 18 ")
+    monkeypatch.delenv(progress.PROGRESS_ENV)
+    progress.note("a note for a notebook session")
+    progress.report("arm", arm="fusion", task="binary", tag="", folds=10, reused=4)
+    assert capsys.readouterr().out == "a note for a notebook session\n  fusion (binary): reusing 4 of 10 folds\n"
+
+
 def test_the_forest_legend_covers_no_point():
     from osteo_helpers import plots
 
@@ -169,7 +198,7 @@ def test_the_wrong_image_links_are_a_finding_with_consequences_for_every_image_r
                                         "duplicate_groups": [[1], [2], [3]]})
     assert "The 2 groups hold 5 patients" in text and "at least 3 patients (1% of the 239 images)" in text
     assert "another person's knee" in text and "a null image result is expected" in text
-    assert "positive control of notebook 5" in text
+    assert "positive control of notebook 2" in text
     assert "nothing here shows a wrong" in report.linkage_implications({"image_record_conflicts": []})
 
 

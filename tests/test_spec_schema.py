@@ -13,7 +13,7 @@ import pytest
 import yaml
 from jsonschema import Draft202012Validator
 
-from osteo_helpers.__main__ import main
+from osteo_helpers.cli import main
 from osteo_helpers.config import PROJECT_ROOT
 from osteo_helpers.data import spec_schema
 from osteo_helpers.data.spec import SpecError, parse_spec, published_spec_path

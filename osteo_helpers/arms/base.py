@@ -25,6 +25,21 @@ from ..evaluation import threshold_for_sensitivity
 from ..splits import StratifiedGroupKFold, group_keys
 from ..tasks import Task, collapse_to_binary, get_task, who_probabilities
 
+#: the tasks whose target is the WHO class or the T-score it is cut from: their inner folds are stratified by it
+WHO_STRATA_TASKS = ("binary", "3class", "tscore")
+
+
+def inner_strata(rows: pd.DataFrame, y: np.ndarray, task: Task) -> np.ndarray:
+    """What a training fold's inner folds (a strength's search, a network's validation split) are stratified by:
+    the WHO class for the low-BMD targets; the target itself for another classification (sex), its quartiles
+    for another continuous target (age). Never the low-BMD label there: the positive control and the choice of
+    the encoder's recipe must not see it."""
+    if task.name in WHO_STRATA_TASKS:
+        return rows["label_3class"].to_numpy()
+    if not task.is_regression:
+        return np.asarray(y)
+    return pd.qcut(np.asarray(y, dtype=float), 4, labels=False, duplicates="drop")
+
 
 class Arm(BaseEstimator):
     """Base class: subclasses implement ``_fit`` and ``_predict_raw``; this class handles the task."""

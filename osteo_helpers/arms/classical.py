@@ -37,7 +37,7 @@ from ..tabular import (
     spline_inputs,
     to_model_frame,
 )
-from .base import Arm, register
+from .base import Arm, inner_strata, register
 
 #: inverse regularisation strengths searched by ``clinical_full`` (inside each training fold)
 CLINICAL_FULL_CS = tuple(np.logspace(-3, 1, 5))
@@ -169,9 +169,9 @@ def _neg_log_loss(estimator, X, y) -> float:
     return float(np.mean(np.log(proba[np.arange(len(y)), np.searchsorted(estimator.classes_, y)])))
 
 
-def _grouped_cv(rows: pd.DataFrame, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Inner folds of a training fold: grouped by person, stratified by the WHO class."""
-    return list(_inner_folds(tuple(rows["label_3class"]), tuple(group_keys(rows)), seed))
+def _grouped_cv(rows: pd.DataFrame, seed: int, strata: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Inner folds of a training fold: grouped by person, stratified by ``strata`` (`base.inner_strata`)."""
+    return list(_inner_folds(tuple(strata), tuple(group_keys(rows)), seed))
 
 
 @lru_cache(maxsize=256)
@@ -291,10 +291,11 @@ class PenalisedArm(ClassicalArm):
             final = LinearGaussian(alpha=self.strength) if self.task_.is_regression else LogisticRegression(
                 C=self.strength, max_iter=5000)
         elif self.task_.is_regression:
-            final = GridSearchCV(LinearGaussian(), {"alpha": list(self.alphas)},
-                                 scoring="neg_mean_squared_error", cv=_grouped_cv(rows, self.random_state))
+            final = GridSearchCV(LinearGaussian(), {"alpha": list(self.alphas)}, scoring="neg_mean_squared_error",
+                                 cv=_grouped_cv(rows, self.random_state, inner_strata(rows, y, self.task_)))
         else:  # the regularisation path with warm starts: the same choice as a grid search, faster
-            final = LogisticRegressionCV(Cs=list(self.strengths), cv=_grouped_cv(rows, self.random_state),
+            folds = _grouped_cv(rows, self.random_state, inner_strata(rows, y, self.task_))
+            final = LogisticRegressionCV(Cs=list(self.strengths), cv=folds,
                                          scoring=_neg_log_loss, solver="newton-cholesky", max_iter=5000,
                                          l1_ratios=(0.0,), use_legacy_attributes=False)
         self.model_ = make_pipeline(self._preprocessor(), final).fit(self._inputs(rows), y)

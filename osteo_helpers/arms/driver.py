@@ -195,8 +195,6 @@ def plan_arm(name: str, rows: pd.DataFrame, folds: pd.DataFrame, task: str, *, p
                     progress.note(f"retraining {name} seed {seed} fold {fold}: {exc}")
         plan.fits[k] = Fit(arm, np.flatnonzero(train), y[train], np.flatnonzero(test),
                            {"arm": name, "seed": seed, "fold": fold, "task": fit_task.name}, store, key, keep_arms)
-    if folder is not None and plan.cached:
-        progress.note(f"{name} ({fit_task.name}{tag}): reusing {len(plan.cached)} of {len(plan.folds)} folds")
     progress.report("arm", arm=name, task=fit_task.name, tag=tag, folds=len(plan.folds), reused=len(plan.cached))
     return plan
 

@@ -31,7 +31,7 @@ from ..fileio import (
     read_verified,
     sha256_bytes,
 )
-from ..tabular import INPUT_FEATURES
+from ..vocabulary import INPUT_FEATURES
 from .base import Arm
 from .state import ArmStateError, arm_files, load_arm, save_arm
 
@@ -40,8 +40,8 @@ NON_TRAINING_FIELDS = ("name", "n_boot", "explain_patients", "shap_background", 
                        "n_permutations", "network_permutations")
 #: package modules whose source decides how a fold is trained and its threshold chosen (the code
 #: version in fingerprints)
-TRAINING_MODULES = ("arms", "models.py", "training.py", "images.py", "data/image_readers.py", "tabular.py",
-                    "splines.py", "tasks.py", "splits.py", "biomarkers", "evaluation/metrics.py")
+TRAINING_MODULES = ("arms", "models", "features.py", "training.py", "images.py", "data/image_readers.py",
+                    "tabular.py", "splines.py", "tasks.py", "splits.py", "biomarkers", "evaluation/metrics.py")
 
 
 class FoldCacheError(ValueError):
@@ -56,7 +56,9 @@ def code_version(modules: tuple[str, ...] = TRAINING_MODULES) -> str:
     digest = hashlib.sha256()
     for name in modules:
         path = root / name
-        files = sorted(path.rglob("*.py")) if path.is_dir() else [path] if path.is_file() else []
+        if not path.exists():  # a module renamed or moved: the fingerprint would silently stop covering it
+            raise FileNotFoundError(f"code_version: {path} does not exist; update TRAINING_MODULES")
+        files = sorted(path.rglob("*.py")) if path.is_dir() else [path]
         for f in files:
             digest.update(f.relative_to(root).as_posix().encode())
             digest.update(f.read_bytes())
@@ -73,10 +75,17 @@ def frame_digest(table: pd.DataFrame) -> str:
 
 
 def data_fingerprint(rows: pd.DataFrame) -> str:
-    """What the rows hold: image checksums, clinical inputs and targets (changes with the data)."""
+    """What the rows hold: image checksums, clinical inputs and targets, and the frozen encoder's feature
+    vectors where the rows carry them (they change with the encoder, its weights, torch or the pooling, while
+    the image checksums do not)."""
     cols = [c for c in ("patient_id", "image_sha256", *INPUT_FEATURES, "label_3class", "t_score", "split_group")
             if c in rows.columns]
-    return frame_digest(rows[cols].sort_values("patient_id").astype(str))
+    order = rows["patient_id"].argsort(kind="stable").to_numpy()
+    digest = frame_digest(rows[cols].iloc[order].astype(str))
+    if "features" in rows:
+        vectors = np.ascontiguousarray(np.stack(rows["features"].to_numpy())[order], dtype=np.float32)
+        digest += hashlib.sha256(vectors.tobytes()).hexdigest()[:16]
+    return digest
 
 
 def _arm_definition(arm: Arm) -> dict:

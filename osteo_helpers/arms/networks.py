@@ -38,7 +38,7 @@ from ..models import FeatureInput, FusionNet, ResidualNet, build_encoder
 from ..splits import inner_split
 from ..tabular import CLINICAL_FEATURES, available_inputs, preprocessor_for, spline_inputs, to_model_frame
 from ..training import FoldTrainer, NetInputs, balanced_class_weights, fit_threads, pick_device, seed_everything
-from .base import Arm, register
+from .base import Arm, inner_strata, register
 from .classical import LinearGaussian, clinical_logistic
 from .features import feature_stack, feature_transform, n_components
 
@@ -108,7 +108,8 @@ class NetworkArm(Arm):
             return FeatureInput(width)
         if self.image_input == "cnn":
             return build_encoder(p.encoder, weights=p.weights, width=p.cnn_width)
-        return build_encoder(p.feature_encoder, weights="imagenet", trainable_blocks=p.finetune_blocks)
+        return build_encoder(p.feature_encoder, weights="imagenet", trainable_blocks=p.finetune_blocks,
+                             image_size=p.image_size)
 
     def _clinical_blocks(self) -> list[tuple[str, tuple[str, ...]]]:
         blocks = []
@@ -213,9 +214,9 @@ class NetworkArm(Arm):
         if self.task_.is_regression:
             self.target_mean_, self.target_sd_ = float(np.mean(y)), float(np.std(y) or 1.0)
             t = (y - self.target_mean_) / self.target_sd_
-            strat = rows["label_3class"].to_numpy()
         else:
-            t, strat = y, y
+            t = y
+        strat = inner_strata(rows, y, self.task_)
         if self.fixed_epochs is None:
             fit_idx, val_idx = inner_split(rows.assign(_strat=strat), "_strat", p.inner_val_fraction,
                                            self.random_state)

@@ -34,14 +34,13 @@ def person_rows(rows: pd.DataFrame) -> pd.DataFrame:
     return rows.drop_duplicates("person_id").assign(patient_id=lambda t: t["person_id"]).reset_index(drop=True)
 
 
-def permuted_by_person(y: np.ndarray, rows: pd.DataFrame, rng: np.random.Generator) -> np.ndarray:
-    """``y`` (aligned with ``rows``) with its labels shuffled among people: each person's one label goes, whole,
-    to another person's rows, so a person's images keep one outcome (a permutation of the rows would split
-    them). With one row per person this is ``rng.permutation(y)``, draw for draw."""
-    y = np.asarray(y)
+def permutation_by_person(rows: pd.DataFrame, rng: np.random.Generator) -> np.ndarray:
+    """A shuffled order of ``rows`` that moves people, not rows: ``labels[order]`` gives every row of a person the
+    labels of one other person's first row, so a person's images keep one outcome (a permutation of the rows would
+    split them). With one row per person this is ``rng.permutation(len(rows))``, draw for draw."""
     codes, _ = pd.factorize(person_key(rows).to_numpy())
     first = pd.Series(np.arange(len(codes))).groupby(codes).first().to_numpy()
-    return rng.permutation(y[first])[codes]
+    return first[rng.permutation(len(first))][codes]
 
 
 def person_labels(rows: pd.DataFrame, column: str) -> pd.Series:

@@ -12,56 +12,37 @@ Where things live:
 * :mod:`.qa` -- drawing the detections and the QA gallery.
 
 Images are read by :func:`osteo_helpers.images.load_grayscale`.
+
+Every name is imported from its module on first use (`lazy_loader`): `predict`'s knee check reads the
+localiser without the QA gallery's matplotlib.
 """
 
-from ..images import load_grayscale
-from .cohort import BIOMARKER_CACHE_VERSION, BiomarkerData, ImageQA, cohort_biomarkers, process_image
-from .features import (
-    feature_columns,
-    image_features,
-    joint_space_width,
-    joint_space_widths,
-    knee_features,
-    patient_features,
-)
-from .localise import (
-    ROI_SIDE_FRAC,
-    KneeDetection,
-    KneeLocalisationError,
-    LocalisationResult,
-    detect_knees,
-    localise_knees,
-)
-from .qa import draw_detections, qa_sheets
-from .radiogrammetry import cortical_thickness, shaft_profile
-from .rois import extract_rois
-from .texture import box_counting_dimension, lacunarity, texture_features
+import lazy_loader
 
-__all__ = [
-    "KneeLocalisationError",
-    "KneeDetection",
-    "LocalisationResult",
-    "load_grayscale",
-    "detect_knees",
-    "localise_knees",
-    "extract_rois",
-    "texture_features",
-    "box_counting_dimension",
-    "lacunarity",
-    "cortical_thickness",
-    "shaft_profile",
-    "joint_space_width",
-    "joint_space_widths",
-    "knee_features",
-    "image_features",
-    "draw_detections",
-    "BIOMARKER_CACHE_VERSION",
-    "ImageQA",
-    "BiomarkerData",
-    "process_image",
-    "cohort_biomarkers",
-    "feature_columns",
-    "patient_features",
-    "qa_sheets",
-    "ROI_SIDE_FRAC",
-]
+__getattr__, __dir__, __all__ = lazy_loader.attach(
+    __name__,
+    submodules=[],
+    submod_attrs={
+        "cohort": ["BIOMARKER_CACHE_VERSION", "BiomarkerData", "ImageQA", "cohort_biomarkers", "process_image"],
+        "features": [
+            "feature_columns",
+            "image_features",
+            "joint_space_width",
+            "joint_space_widths",
+            "knee_features",
+            "patient_features",
+        ],
+        "localise": [
+            "ROI_SIDE_FRAC",
+            "KneeDetection",
+            "KneeLocalisationError",
+            "LocalisationResult",
+            "detect_knees",
+            "localise_knees",
+        ],
+        "qa": ["draw_detections", "qa_sheets"],
+        "radiogrammetry": ["cortical_thickness", "shaft_profile"],
+        "rois": ["extract_rois"],
+        "texture": ["box_counting_dimension", "lacunarity", "texture_features"],
+    },
+)

@@ -46,7 +46,7 @@ def draw_detections(ax: Axes, image: np.ndarray, detections: Sequence[KneeDetect
         for row, xs in ((d.femur_shaft_row, d.femur_shaft_x), (d.tibia_shaft_row, d.tibia_shaft_x)):
             if row is not None and xs is not None:
                 ax.plot([xs[0], xs[1]], [row, row], "m-", lw=1.2)
-        ax.text(d.x0, d.joint_line_y - 0.65 * W, f"{d.side} s={d.score:.2f}", color="y", fontsize=6)
+        ax.text(d.x0, d.joint_line_y - 0.65 * W, f"{d.side} s={d.score:.2f}", color="y", fontsize=6.5)
     if title:
         ax.set_title(title, fontsize=7)
     ax.set_axis_off()
@@ -75,7 +75,7 @@ def _wrapped(reason: str, width: int) -> str:
     return textwrap.fill(shorten_paths(reason), width, break_long_words=False, break_on_hyphens=False)
 
 
-def qa_sheets(data: BiomarkerData, per_page: int = 30, ncols: int = 6, panel: float = 2.1,
+def qa_sheets(data: BiomarkerData, per_page: int = 30, ncols: int = 3, panel: float = 1.85,
               titles: dict[str, str] | None = None) -> list[Figure]:
     """The localisation QA gallery: one Figure per ``per_page`` images, in
     cohort order.  Each panel is the image's thumbnail with its detected
@@ -106,15 +106,16 @@ def qa_sheets(data: BiomarkerData, per_page: int = 30, ncols: int = 6, panel: fl
             else:
                 ax.set_title(title, fontsize=7)
             if q.status != STATUS_LOCALISED:
-                ax.text(0.5, 0.5, _wrapped("; ".join(q.reasons) or q.status, 34), transform=ax.transAxes,
+                ax.text(0.5, 0.5, _wrapped("; ".join(q.reasons) or q.status, 30), transform=ax.transAxes,
                         ha="center", va="center", color="red", fontsize=6.5,
                         bbox=dict(facecolor="white", alpha=0.8, edgecolor="red"))
                 ax.title.set_color("red")
             elif q.reasons:
-                ax.text(0.02, 0.02, _wrapped("; ".join(q.reasons), 48), transform=ax.transAxes, ha="left",
-                        va="bottom", color="orange", fontsize=5)
-        fig.suptitle(f"Knee localisation QA, page {page + 1} of {n_pages} (red line: joint line; green: femoral ROI; "
-                     "blue: tibial ROI; cyan: plateau width; magenta: cortical rows)", fontsize=9)
-        fig.tight_layout(rect=(0, 0, 1, 0.97))
+                ax.text(0.02, 0.02, _wrapped("; ".join(q.reasons), 30), transform=ax.transAxes, ha="left",
+                        va="bottom", color="orange", fontsize=6.5)
+        fig.suptitle(textwrap.fill(f"Knee localisation QA, page {page + 1} of {n_pages} (red line: joint line; green: "
+                                   "femoral ROI; blue: tibial ROI; cyan: plateau width; magenta: cortical rows)", 80),
+                     fontsize=9)
+        fig.tight_layout(rect=(0, 0, 1, 1 - 0.45 / fig.get_size_inches()[1]))
         figs.append(fig)
     return figs

@@ -19,98 +19,60 @@ table -> manifest -> rows); the published dataset is one shipped spec. Where thi
 * :mod:`.plausibility` -- the hard limits (impossible) and plausible ranges (unusual) of values and images;
 * :mod:`.errors` -- the errors about raw data (``ImageReadError`` is the project's one image-read error).
 
-Class names and the WHO thresholds live in :mod:`osteo_helpers.tasks`.
+Class names and the WHO thresholds live in :mod:`osteo_helpers.tasks`. The names below are imported
+from their modules on first use (PEP 562), so that reading a spec (`load_spec`) needs no table or image
+library: the command line reports a spec error at once.
 """
 
-from ..tasks import CLASSES_3, CLASSES_BINARY
-from . import linkage
-from .clinical import (
-    COLUMN_SPECS,
-    IMAGE_FILE,
-    MENTION_COLUMN,
-    TARGET_COLUMNS,
-    ColumnSpec,
-    data_dictionary,
-    load_clinical,
-)
-from .cohort import Cohort, cohort_root, cohort_rows
-from .errors import DatasetLayoutError, DataValidationError, ImageReadError, TableColumnError
-from .layout import IMAGE_EXTENSIONS, check_layout, find_images, locate_images
-from .manifest import (
-    CLINICAL_RECORD_COLUMNS,
-    build_manifest,
-    clinical_duplicate_groups,
-    image_batch,
-    load_manifest,
-    modelling_table,
-    person_groups,
-)
-from .registry import (
-    IMPORT_PREFIX,
-    REGISTRY_NAME,
-    import_dataset,
-    read_registry,
-    registry_path,
-    sha256_file,
-    verify_files,
-    write_registry,
-)
-from .spec import PUBLISHED, CohortSpec, SpecError, load_spec, published_spec_path
-from .validation import (
-    PLAUSIBLE_RANGES,
-    format_findings,
-    implausible_values,
-    unit_problems,
-    validate,
-    who_diagnosis,
-)
+import lazy_loader
 
-__all__ = [
+from ..tasks import CLASSES_3, CLASSES_BINARY  # noqa: F401  (light: imported at once)
+from ..vocabulary import COLUMN_SPECS, IMAGE_FILE, MENTION_COLUMN, TARGET_COLUMNS, ColumnSpec  # noqa: F401  (light: imported at once)
+
+__getattr__, __dir__, __all__ = lazy_loader.attach(
+    __name__,
+    submodules=["linkage"],
+    submod_attrs={
+        "clinical": ["data_dictionary", "load_clinical"],
+        "cohort": ["Cohort", "cohort_root", "cohort_rows"],
+        "errors": ["DatasetLayoutError", "DataValidationError", "ImageReadError", "TableColumnError"],
+        "layout": ["IMAGE_EXTENSIONS", "check_layout", "find_images", "locate_images"],
+        "manifest": [
+            "CLINICAL_RECORD_COLUMNS",
+            "build_manifest",
+            "clinical_duplicate_groups",
+            "image_batch",
+            "load_manifest",
+            "modelling_table",
+            "person_groups",
+        ],
+        "registry": [
+            "IMPORT_PREFIX",
+            "REGISTRY_NAME",
+            "import_dataset",
+            "read_registry",
+            "registry_path",
+            "sha256_file",
+            "verify_files",
+            "write_registry",
+        ],
+        "spec": ["PUBLISHED", "CohortSpec", "SpecError", "load_spec", "published_spec_path"],
+        "validation": [
+            "PLAUSIBLE_RANGES",
+            "format_findings",
+            "implausible_values",
+            "unit_problems",
+            "validate",
+            "who_diagnosis",
+        ],
+    },
+)
+__all__ += [
     "CLASSES_3",
     "CLASSES_BINARY",
-    "CLINICAL_RECORD_COLUMNS",
     "COLUMN_SPECS",
-    "IMAGE_EXTENSIONS",
     "IMAGE_FILE",
-    "IMPORT_PREFIX",
     "MENTION_COLUMN",
-    "PLAUSIBLE_RANGES",
-    "PUBLISHED",
-    "REGISTRY_NAME",
     "TARGET_COLUMNS",
-    "Cohort",
-    "CohortSpec",
     "ColumnSpec",
-    "DataValidationError",
-    "DatasetLayoutError",
-    "ImageReadError",
-    "SpecError",
-    "TableColumnError",
-    "build_manifest",
-    "check_layout",
-    "clinical_duplicate_groups",
-    "cohort_root",
-    "cohort_rows",
-    "data_dictionary",
-    "find_images",
-    "format_findings",
-    "image_batch",
-    "implausible_values",
-    "import_dataset",
-    "load_clinical",
-    "load_manifest",
-    "locate_images",
-    "modelling_table",
-    "person_groups",
-    "published_spec_path",
-    "read_registry",
-    "registry_path",
-    "sha256_file",
-    "load_spec",
-    "unit_problems",
-    "linkage",
-    "validate",
-    "verify_files",
-    "who_diagnosis",
-    "write_registry",
 ]

@@ -12,24 +12,17 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from ..tabular import CATEGORY_VALUES, INPUT_FEATURES
 from ..tasks import who_class_name
+from ..vocabulary import CATEGORY_VALUES, COLUMN_SPECS, IMAGE_FILE, INPUT_FEATURES, MENTION_COLUMN, ColumnSpec
 from .errors import TableColumnError, separator_note, some_columns
 from .problems import CohortProblemsError, Problem, TableProblems
 from .spec import REQUIRED_INPUTS, YES_NO, CohortSpec, InputSpec, load_spec, normalise_header, normalise_text
-
-#: the outcome and what it is derived from: never a model input
-TARGET_COLUMNS = ("t_score", "z_score", "diagnosis")
-#: the flag set where free text names the outcome itself (recorded, never an input)
-MENTION_COLUMN = "text_mentions_outcome"
-#: each row's image path, relative to the cohort folder (specs with an [images] column)
-IMAGE_FILE = "image_file"
 
 
 def table_row(index: int) -> int:
@@ -288,61 +281,7 @@ def add_derived_inputs(df: pd.DataFrame) -> pd.DataFrame:
     return df
 
 
-@dataclass(frozen=True)
-class ColumnSpec:
-    meaning: str
-    unit: str = ""
-    role: str = "input"  # input | target | id | excluded
 
-
-#: what each canonical column means (a kept column's meaning comes from its spec)
-COLUMN_SPECS: dict[str, ColumnSpec] = {
-    "patient_id": ColumnSpec("the row's ID in the cohort's table; also names the image", role="id"),
-    "person_id": ColumnSpec("the person a row belongs to (several images of one person)", role="id"),
-    "site": ColumnSpec("site the row comes from", role="excluded"),
-    "batch": ColumnSpec("acquisition batch", role="excluded"),
-    "knee_side": ColumnSpec("which knee the image shows", role="excluded"),
-    "view": ColumnSpec("radiographic view", role="excluded"),
-    "joint_pain": ColumnSpec("knee joint pain reported"),
-    "sex": ColumnSpec("sex"),
-    "age_years": ColumnSpec("age at examination", "years"),
-    "menopause_age_years": ColumnSpec("age at menopause (missing for men and premenopausal women)", "years"),
-    "height_m": ColumnSpec("height", "m"),
-    "weight_kg": ColumnSpec("body weight", "kg"),
-    "smoker": ColumnSpec("current smoker"),
-    "diabetes": ColumnSpec("diabetes mellitus"),
-    "hypothyroidism": ColumnSpec("hypothyroidism"),
-    "pregnancies": ColumnSpec("number of pregnancies (missing for men and some women)", "count"),
-    "seizure_disorder": ColumnSpec("seizure disorder"),
-    "estrogen_use": ColumnSpec("oestrogen use"),
-    "dialysis": ColumnSpec("on dialysis"),
-    "family_history_osteoporosis": ColumnSpec("family history of osteoporosis"),
-    "max_walking_km": ColumnSpec("maximum walking distance", "km"),
-    "t_score": ColumnSpec("T-score: defines the diagnosis", "SD", role="target"),
-    "z_score": ColumnSpec("Z-score: derived from the same measurement", "SD", role="target"),
-    "bmi": ColumnSpec("body-mass index", "kg/m^2"),
-    "diagnosis": ColumnSpec("WHO class from the T-score", role="target"),
-    "occupation_group": ColumnSpec("occupation grouped: " + ", ".join(CATEGORY_VALUES["occupation_group"])),
-    "prior_fracture": ColumnSpec("any prior fracture (missing where the text is not about fractures)"),
-    "fracture_site": ColumnSpec("site of prior fracture: " + ", ".join(CATEGORY_VALUES["fracture_site"])),
-    "diet_low_protein": ColumnSpec("eating habits mention low/no protein"),
-    "diet_low_fat": ColumnSpec("eating habits mention low/no fat"),
-    "diet_vegetarian": ColumnSpec("eating habits mention a vegetarian diet"),
-    "diet_other_restriction": ColumnSpec("other dietary restriction (sugar, salt, sour, red meat, calcium, onion)"),
-    "mh_hypertension": ColumnSpec("medical history mentions (high) blood pressure"),
-    "mh_disc_disease": ColumnSpec("medical history mentions disc disease"),
-    "mh_hysterectomy": ColumnSpec("medical history mentions uterus removal"),
-    "mh_cholecystectomy": ColumnSpec("medical history mentions gall-bladder removal"),
-    "mh_caesarean": ColumnSpec("medical history mentions caesarean section"),
-    "mh_arthritis": ColumnSpec("medical history mentions (rheumatoid) arthritis"),
-    "mh_liver_disease": ColumnSpec("medical history mentions fatty liver or cirrhosis"),
-    "mh_hypercholesterolaemia": ColumnSpec("medical history mentions cholesterol/triglycerides"),
-    MENTION_COLUMN: ColumnSpec("free text names osteopenia/osteoporosis: the outcome itself", role="excluded"),
-    "postmenopausal": ColumnSpec("woman with a recorded menopause age"),
-    "years_since_menopause": ColumnSpec("age minus menopause age (women after menopause)", "years"),
-    "source_row": ColumnSpec("row of the table this row came from", role="excluded"),
-    IMAGE_FILE: ColumnSpec("the row's image, relative to the cohort folder", role="excluded"),
-}
 
 
 def data_dictionary(clinical: pd.DataFrame, spec: CohortSpec | None = None) -> pd.DataFrame:

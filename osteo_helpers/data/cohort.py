@@ -150,7 +150,7 @@ def cohort_rows(spec: str | os.PathLike | CohortSpec | None, image_size: int, da
 
 def _no_image(cohort: Cohort, patient_id: str) -> str:
     """Why a table row has no image: the spec's pattern finds none, the table names none, or names a missing file."""
-    from .clinical import IMAGE_FILE
+    from ..vocabulary import IMAGE_FILE
 
     spec = cohort.spec
     if spec.image_pattern is not None:

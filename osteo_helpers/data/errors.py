@@ -5,27 +5,10 @@ from __future__ import annotations
 import difflib
 from collections.abc import Sequence
 
-from ..config import UsageError
+from ..errors import DatasetLayoutError, DataValidationError, ImageReadError, TableColumnError  # noqa: F401
 
 #: the separators a CSV read with commas is recognised by when it came out as one column
 OTHER_SEPARATORS = (";", "\t", "|")
-
-
-class DataValidationError(ValueError):
-    """Raw data that cannot be interpreted; the message names the file, row and column."""
-
-
-class ImageReadError(DataValidationError):
-    """An image file that cannot be read or decoded: the one image-read error of the project."""
-
-
-class DatasetLayoutError(DataValidationError, UsageError):
-    """A dataset folder without its class folders or without images: nothing to analyse (exit 2)."""
-
-
-class TableColumnError(DataValidationError, UsageError):
-    """A cohort table that lacks a column its spec names, holds one it must not, or has no data rows: nothing
-    to analyse (exit 2)."""
 
 
 def some_columns(columns: Sequence[object], near: Sequence[str] = (), shown: int = 8) -> str:

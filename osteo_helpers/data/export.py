@@ -21,8 +21,8 @@ from PIL import Image
 
 from ..config import UsageError
 from ..fileio import atomic_write_text
-from ..tabular import BOOLEAN_FEATURES, CATEGORICAL_FEATURES, CATEGORY_VALUES
 from ..tasks import CLASSES_3
+from ..vocabulary import BOOLEAN_FEATURES, CATEGORICAL_FEATURES, CATEGORY_VALUES
 from .cohort import Cohort
 from .errors import ImageReadError
 from .manifest import modelling_table
@@ -46,7 +46,7 @@ def _camel(name: str) -> str:
 def export_table(clinical: pd.DataFrame, manifest: pd.DataFrame, spec: CohortSpec, images: dict[str, str]
                  ) -> tuple[pd.DataFrame, dict[str, dict[str, Any]]]:
     """The exported table and, per canonical input, its spec entry."""
-    from ..tabular import UNITS
+    from ..vocabulary import UNITS
 
     man = manifest.set_index("patient_id")
     out = pd.DataFrame({"StudyID": clinical["patient_id"]})

@@ -14,9 +14,9 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from ..fileio import read_csv
-from ..tabular import INPUT_FEATURES
 from ..tasks import CLASSES_3
-from .clinical import IMAGE_FILE, load_clinical
+from ..vocabulary import IMAGE_FILE, INPUT_FEATURES
+from .clinical import load_clinical
 from .errors import ImageReadError
 from .image_readers import image_header, image_sha256
 from .layout import check_layout, locate_images

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..tabular import UNITS
+from ..vocabulary import UNITS
 
 
 @dataclass(frozen=True)

@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from ..config import UsageError
-from ..tabular import BOOLEAN_FEATURES, CATEGORICAL_FEATURES, CATEGORY_VALUES, INPUT_FEATURES, UNITS
 from ..tasks import CLASSES_3
+from ..vocabulary import BOOLEAN_FEATURES, CATEGORICAL_FEATURES, CATEGORY_VALUES, INPUT_FEATURES, UNITS
 from .spec_schema import (
     GENERIC_DERIVED,
     PATTERN_TOKENS,

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..tabular import BOOLEAN_FEATURES, CATEGORICAL_FEATURES, CATEGORY_VALUES, INPUT_FEATURES, UNITS
 from ..tasks import CLASSES_3
+from ..vocabulary import BOOLEAN_FEATURES, CATEGORICAL_FEATURES, CATEGORY_VALUES, INPUT_FEATURES, UNITS
 
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
 #: the table formats a spec may name, by file suffix

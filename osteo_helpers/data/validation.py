@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..tasks import CLASSES_3, who_class_name, why_not_estimable
-from .clinical import IMAGE_FILE, MENTION_COLUMN
+from ..vocabulary import IMAGE_FILE, MENTION_COLUMN
 from .linkage import (
     NEAR_DUPLICATE_RULE,
     closest_distinct_pairs,

@@ -336,20 +336,26 @@ def reliability_curve(
 
 
 def reliability_figure(curves: Mapping[str, pd.DataFrame], ax: Axes | None = None) -> Figure:
-    """Observed vs predicted risk per bin with CI bars, one series per model, and the diagonal."""
+    """Observed vs predicted risk per bin with CI bars, one series per model (each its own line style and
+    marker; a series identical to an earlier one is drawn with open markers over it and says so in the
+    legend), and the diagonal."""
     import matplotlib.pyplot as plt
 
-    fig, ax = (plt.subplots(figsize=(4.5, 4.5)) if ax is None else (ax.figure, ax))
+    from ..figures import LEGEND_BELOW, TWIN_STYLE, identical_to, legend_label, series_style
+
+    fig, ax = (plt.subplots(figsize=(5, 5)) if ax is None else (ax.figure, ax))
     ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1, label="perfect calibration")
-    for name, curve in curves.items():
+    twins = identical_to({name: curve[["mean_predicted", "observed"]].to_numpy() for name, curve in curves.items()})
+    for k, (name, curve) in enumerate(curves.items()):
         err = np.clip(np.vstack([curve["observed"] - curve["ci_low"], curve["ci_high"] - curve["observed"]]), 0, None)
-        ax.errorbar(curve["mean_predicted"], curve["observed"], yerr=err, marker="o", markersize=4, capsize=2,
-                    linewidth=1, label=name)
+        style = {**series_style(k), "markersize": 5, **(TWIN_STYLE if name in twins else {})}
+        ax.errorbar(curve["mean_predicted"], curve["observed"], yerr=err, capsize=2, linewidth=1.2,
+                    label=legend_label(name, twins), **style)
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
     ax.set_xlabel("mean predicted probability (bin)")
     ax.set_ylabel("observed fraction (CI)")
-    ax.legend(fontsize=8, loc="upper left")
+    ax.legend(fontsize=8, **LEGEND_BELOW)
     return fig
 
 
@@ -411,17 +417,23 @@ def decision_curve(
 
 
 def decision_curve_figure(curves: Mapping[str, pd.DataFrame], ax: Axes | None = None) -> Figure:
-    """Net benefit against threshold probability: each model with its CI band, treat-all, treat-none.
+    """Net benefit against threshold probability: each model with its CI band (each its own line style and
+    marker; a curve identical to an earlier one says so in the legend), treat-all, treat-none.
 
     Treat-all is drawn once per distinct cohort (curves on the same patients share it).
     """
     import matplotlib.pyplot as plt
 
-    fig, ax = (plt.subplots(figsize=(6, 4)) if ax is None else (ax.figure, ax))
+    from ..figures import LEGEND_BELOW, TWIN_STYLE, identical_to, legend_label, series_style
+
+    fig, ax = (plt.subplots(figsize=(5.5, 4)) if ax is None else (ax.figure, ax))
     drawn: list[np.ndarray] = []
     top = 0.0
-    for name, curve in curves.items():
-        line = ax.plot(curve["threshold"], curve["net_benefit"], linewidth=1.5, label=name)[0]
+    twins = identical_to({name: curve["net_benefit"].to_numpy() for name, curve in curves.items()})
+    for k, (name, curve) in enumerate(curves.items()):
+        style = {**series_style(k), "markersize": 5, **(TWIN_STYLE if name in twins else {})}
+        line = ax.plot(curve["threshold"], curve["net_benefit"], linewidth=1.5, label=legend_label(name, twins),
+                       markevery=max(1, len(curve) // 8), **style)[0]
         ax.fill_between(curve["threshold"], curve["ci_low"], curve["ci_high"], color=line.get_color(), alpha=0.15)
         treat_all = curve["treat_all"].to_numpy()
         if not any(len(d) == len(treat_all) and np.allclose(d, treat_all) for d in drawn):
@@ -433,5 +445,5 @@ def decision_curve_figure(curves: Mapping[str, pd.DataFrame], ax: Axes | None = 
     ax.set_ylim(-0.05, max(0.05, top) * 1.1)
     ax.set_xlabel("threshold probability")
     ax.set_ylabel("net benefit")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, **LEGEND_BELOW)
     return fig

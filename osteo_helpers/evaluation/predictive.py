@@ -127,12 +127,13 @@ def pit_figure(predictions: Mapping[str, pd.DataFrame], labels: Mapping[str, str
     """PIT histograms (`pit_values` of every row), one panel per model, as densities against the uniform (1),
     with the band that as many independent uniform draws as the model has patients keep 95% of the time
     per bin (binomial)."""
-    import matplotlib.pyplot as plt
+
+    from ..figures import panels
 
     names = list(predictions)
-    fig, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names), 3.0), squeeze=False, sharey=True)
+    fig, axes = panels(len(names), 2, 2.9, sharey=True)
     edges = np.linspace(0, 1, n_bins + 1)
-    for ax, name in zip(axes[0], names, strict=True):
+    for ax, name in zip(axes, names, strict=True):
         pred = predictions[name]
         n = pred["patient_id"].nunique()
         low, high = (stats.binom.ppf(q, n, 1 / n_bins) * n_bins / n for q in (0.025, 0.975))
@@ -141,7 +142,8 @@ def pit_figure(predictions: Mapping[str, pd.DataFrame], labels: Mapping[str, str
         ax.axhline(1.0, color="k", ls=":", lw=1)
         ax.set(title=(labels or {}).get(name, name), xlabel="PIT = Phi((T - mean) / sd)", xlim=(0, 1))
         ax.title.set_fontsize(9)
-    axes[0][0].set_ylabel("density (1 = calibrated)")
-    axes[0][0].legend(fontsize=7, loc="upper center")
+    for ax in axes[::2]:
+        ax.set_ylabel("density (1 = calibrated)")
+    axes[0].legend(fontsize=7, loc="upper center")
     fig.tight_layout()
     return fig

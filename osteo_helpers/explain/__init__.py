@@ -23,6 +23,7 @@ from .cam_audit import (
     cam_energy,
     summarise_where,
     where_it_looks,
+    where_table,
     where_text,
 )
 from .oof import (
@@ -80,6 +81,7 @@ __all__ = [
     "shap_values_tabular",
     "shap_waterfall_figure",
     "summarise_where",
+    "where_table",
     "tabular_predict_fn",
     "target_layer",
     "where_it_looks",

@@ -17,6 +17,7 @@ from torch import nn
 from torchvision.models import DenseNet, ResNet
 
 from ..models import FrozenFeatures, FusionNet, GrayToRGB, SmallCNN
+from ..models.efficientnet import head_layer
 
 CAM_METHODS: dict[str, type] = {
     "gradcam": GradCAM,
@@ -73,7 +74,7 @@ def target_layer(model: FusionNet | ImageBranchWrapper) -> nn.Module:
 
     SmallCNN: the activation (ReLU) of its last conv block, before the final max-pool, which keeps
     twice the resolution of the pooled map. ResNet: `layer4[-1]`. DenseNet: `features.norm5`. The frozen
-    EfficientNet-Lite of the feature arms (`FrozenFeatures`): its head convolution's activations (``bn2``).
+    EfficientNet-Lite of the feature arms (`FrozenFeatures`): its head convolution's batch norm (`head_layer`).
     Detected by type so a renamed or new encoder fails loudly instead of explaining the wrong layer.
     """
     net = _unwrap(model)
@@ -92,7 +93,7 @@ def target_layer(model: FusionNet | ImageBranchWrapper) -> nn.Module:
             chosen = j
         return layers[chosen]
     if isinstance(encoder, FrozenFeatures):  # EfficientNet-Lite: its head convolution's activations
-        return encoder.trunk.bn2
+        return head_layer(encoder.trunk)
     if isinstance(encoder, GrayToRGB):
         backbone = encoder.backbone
         if isinstance(backbone, ResNet):

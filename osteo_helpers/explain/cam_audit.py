@@ -196,6 +196,22 @@ def summarise_where(df: pd.DataFrame, by: str | Sequence[str] = "class",
     return pd.DataFrame(parts)
 
 
+SHARE_WORDS = {"bone_share": "on bone", "border_share": "in the border band", "other_share": "elsewhere"}
+
+
+def where_table(summary: pd.DataFrame) -> pd.DataFrame:
+    """`summarise_where` as a person reads it in the width of a page: per group the maps, the share flagged,
+    and each share of CAM energy as its mean with the quartiles (every column is in the saved table)."""
+    out = pd.DataFrame({"maps": summary["n"]}, index=summary.index)
+    if "flag_rate" in summary:
+        out["flagged"] = summary["flag_rate"].map(lambda v: f"{v:.0%}")
+    for col, words in SHARE_WORDS.items():
+        if f"{col}_mean" in summary:
+            out[f"{words}: mean [quartiles]"] = [f"{m:.2f} [{a:.2f}, {b:.2f}]" for m, a, b in summary[
+                [f"{col}_mean", f"{col}_q1", f"{col}_q3"]].itertuples(index=False)]
+    return out
+
+
 def where_text(where: pd.DataFrame) -> str:
     """How much Grad-CAM evidence lies on bone and in the border band, and how many maps are flagged."""
     if where["bone_share"].isna().all():

@@ -67,7 +67,9 @@ def _end_to_end(arm: Any) -> nn.Module:
 
     network_arm = getattr(arm, "features_", None) is not None
     transform = arm.features_ if network_arm else arm.model_[0]
-    encoder = FrozenFeatures(frozen_encoder(arm.profile.feature_encoder), transform, arm.profile.feature_pooling)
+    p = arm.profile  # a copy of the process's frozen encoder: the explanation may move it to another device
+    encoder = FrozenFeatures(copy.deepcopy(frozen_encoder(p.feature_encoder, p.feature_size)), transform,
+                             p.feature_pooling, tuple(p.feature_views))
     if not network_arm:
         return LinearHead(encoder, arm.model_[-1])
     network = copy.deepcopy(arm.model_)  # a small head: copied, so the fitted arm keeps reading features

@@ -9,7 +9,6 @@ metric table say so.
 
 from __future__ import annotations
 
-import base64
 import html
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,7 +16,9 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from .. import evaluation, plots
-from ..report import ci
+from ..figures import SavedFigure, save
+from ..htmltable import short_ids, table_html
+from ..report import ci, p_text
 from .metrics import ALL_SITES, MODELS, NOT_IN_TRAINING
 
 if TYPE_CHECKING:
@@ -33,8 +34,6 @@ SUBSETS = {"all": "All patients", "within_training_range": "Patients inside the 
 #: the versions the figures draw (the intercept-only update sits between them; its numbers are in the tables)
 FIGURE_VERSIONS = ("none", "logistic")
 LABELS = {"fusion": "fusion (p_low_bmd)", "clinical": "clinical (p_low_bmd_clinical)"}
-#: identifiers longer than this are shown as their first `SHORT_ID` characters and an ellipsis
-LONG_ID, SHORT_ID = 16, 12
 COUNTS = "patients (low BMD / normal)"
 CAPTIONS = {"roc": "ROC and precision-recall curves of both models as saved (legend: AUROC, AUPRC with 95% CI)",
             "calibration": "calibration: observed against predicted, per bin", "decision_curve": "decision curve",
@@ -43,11 +42,6 @@ CAPTIONS = {"roc": "ROC and precision-recall curves of both models as saved (leg
 
 def version_label(model: str, recalibration: str) -> str:
     return LABELS.get(model, model) + ("" if recalibration == "none" else f", recalibrated ({recalibration})")
-
-
-def _cell(value: float, low: float, high: float) -> str:
-    """``value [low, high]``, breakable between the estimate and its interval only."""
-    return ci(value, low, high).replace("\u00a0[", " [")
 
 
 def wide(metrics: pd.DataFrame, site: str = ALL_SITES, subset: str = "all",
@@ -59,7 +53,7 @@ def wide(metrics: pd.DataFrame, site: str = ALL_SITES, subset: str = "all",
         part = part[part["site"] == site]
     part = part.assign(version=[m if r == "none" else f"{m}, recalibrated ({r})"
                                 for m, r in zip(part["model"], part["recalibration"], strict=True)],
-                       cell=[_cell(v, lo, hi) for v, lo, hi in part[["value", "ci_low", "ci_high"]].itertuples(
+                       cell=[ci(v, lo, hi) for v, lo, hi in part[["value", "ci_low", "ci_high"]].itertuples(
                            index=False)])
     index = ["site", "version"] if site == "*" else ["version"]
     table = part.pivot_table(index=index, columns="metric", values="cell", aggfunc="first", sort=False)
@@ -71,8 +65,8 @@ def wide(metrics: pd.DataFrame, site: str = ALL_SITES, subset: str = "all",
     return table.reset_index().rename(columns=HEADERS)
 
 
-def figures(folder: Path, result: Validation, stamp: str) -> dict[str, Path]:
-    """roc.png, calibration.png, decision_curve.png and, with sites, sites_auroc.png; their paths by name."""
+def figures(folder: Path, result: Validation, stamp: str) -> dict[str, SavedFigure]:
+    """roc.png, calibration.png, decision_curve.png and, with sites, sites_auroc.png, by name."""
     def by_version(table: pd.DataFrame) -> dict[str, pd.DataFrame]:
         shown = table[table["recalibration"].isin(FIGURE_VERSIONS)]
         return {version_label(m, r): part for (m, r), part in shown.groupby(["model", "recalibration"], sort=False)}
@@ -92,40 +86,7 @@ def figures(folder: Path, result: Validation, stamp: str) -> dict[str, Path]:
     if not sites.empty:
         out["sites_auroc"] = plots.grouped_forest(sites, "site", "model", "auroc", "AUROC per site (95% CI)",
                                                   labels=LABELS)
-    paths = {}
-    for name, fig in out.items():
-        plots.save(fig, folder, name, stamp=stamp)
-        paths[name] = folder / f"{name}.png"
-    return paths
-
-
-def short_ids(table: pd.DataFrame, columns: tuple[str, ...] = ("patient_id",)) -> pd.DataFrame:
-    """Long identifiers (hashed IDs) shortened to their first characters, in their own columns and wherever
-    a ``problem`` or ``reason`` text repeats them; the CSV files keep them whole."""
-    out = table.copy()
-    long = {v: f"{v[:SHORT_ID]}…" for c in columns if c in out for v in out[c].astype(str) if len(v) > LONG_ID}
-    if not long:
-        return out
-    for c in columns:
-        if c in out:
-            out[c] = out[c].astype(str).map(lambda v: long.get(v, v))
-    for c in ("problem", "reason"):
-        if c in out:
-            out[c] = [_replace_all(str(text), long) for text in out[c]]
-    return out
-
-
-def _replace_all(text: str, mapping: dict[str, str]) -> str:
-    for old, new in mapping.items():
-        text = text.replace(old, new)
-    return text
-
-
-def p_text(p: float, n_boot: int) -> str:
-    """A bootstrap p-value to three decimals; 0 as the bound the resamples allow; below 0.001 as a bound."""
-    if p == 0:
-        return evaluation.format_p(0.0, max(1, n_boot // 2))
-    return "< 0.001" if p < 0.001 else f"{p:.3f}"
+    return {name: save(fig, folder, name, stamp=stamp) for name, fig in out.items()}
 
 
 def difference_table(comparison: pd.DataFrame) -> pd.DataFrame:
@@ -134,30 +95,24 @@ def difference_table(comparison: pd.DataFrame) -> pd.DataFrame:
         "n": comparison["n_patients"],
         "fusion AUROC": [f"{v:.3f}" for v in comparison["value_a"]],
         "clinical AUROC": [f"{v:.3f}" for v in comparison["value_b"]],
-        "fusion - clinical [95% CI]": [ci(d, lo, hi, signed=True).replace("\u00a0[", " [") for d, lo, hi in
+        "fusion - clinical [95% CI]": [ci(d, lo, hi, signed=True) for d, lo, hi in
                                        comparison[["diff", "ci_low", "ci_high"]].itertuples(index=False)],
-        "p": [p_text(p, n) for p, n in comparison[["p_value", "n_boot"]].itertuples(index=False)]})
+        "p": [p_text(p, max(1, n // 2)) for p, n in comparison[["p_value", "n_boot"]].itertuples(index=False)]})
 
 
 def _table_html(table: pd.DataFrame, csv: str, what: str, caption: str | None = None) -> str:
-    """A table that wraps rather than scrolls, its caption, and the link to the CSV file holding all of it."""
-    body = table.to_html(index=False, border=0, classes="t", na_rep="", escape=True)
-    if caption:
-        body = body.replace('<table class="dataframe t">',
-                            f'<table class="dataframe t"><caption>{html.escape(caption)}</caption>', 1)
-    return f'{body}<p class="csv">{html.escape(what)}: <a href="{csv}">{csv}</a></p>'
+    return table_html(table, caption, csv, what)
 
 
-def _figure_html(path: Path, alt: str) -> str:
-    data = base64.b64encode(path.read_bytes()).decode("ascii")
-    return f'<figure><img alt="{html.escape(alt)}" src="data:image/png;base64,{data}"><figcaption>' \
-           f"{html.escape(alt)}</figcaption></figure>"
+def _figure_html(saved: SavedFigure, caption: str) -> str:
+    return f"<figure>{saved.img()}<figcaption>{html.escape(caption)}</figcaption></figure>"
 
 
 STYLE = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;line-height:1.45}
-table.t{border-collapse:collapse;font-size:.85em;margin:.5em 0 .3em}table.t th,table.t td{padding:.25em .6em;
-border-bottom:1px solid #ddd;text-align:left;vertical-align:top}table.t td{overflow-wrap:anywhere}
-caption{text-align:left;font-weight:bold;color:#8a5a00;padding:.2em 0}.csv{font-size:.8em;margin:0 0 1.5em}
+table.osteo-table{border-collapse:collapse;font-size:.85em;margin:.5em 0 .3em}
+table.osteo-table th,table.osteo-table td{padding:.25em .6em;border-bottom:1px solid #ddd;text-align:left;
+vertical-align:top}table.osteo-table td{overflow-wrap:anywhere}
+caption{text-align:left;font-weight:bold;color:#8a5a00;padding:.2em 0}.osteo-source{font-size:.8em;margin:0 0 1.5em}
 .banner{background:#fff3cd;border:1px solid #e0c36b;padding:.6em}img{max-width:100%}figure{margin:1em 0}
 figcaption{font-size:.85em;color:#555}"""
 
@@ -168,7 +123,7 @@ def _title(summary: dict[str, Any]) -> str:
     return f"External validation of {name}" if overlap["external"] else f"Validation of {name}: {overlap['statement']}"
 
 
-def html_page(result: Validation, flags: pd.DataFrame, figure_paths: dict[str, Path]) -> str:
+def html_page(result: Validation, flags: pd.DataFrame, saved: dict[str, SavedFigure]) -> str:
     """The report: what was scored, the metric tables, fusion minus clinical, per site, recalibration,
     inputs, refused rows, figures."""
     summary, metrics, esc = result.summary, result.metrics, html.escape
@@ -221,7 +176,7 @@ def html_page(result: Validation, flags: pd.DataFrame, figure_paths: dict[str, P
                   _table_html(short_ids(refused.head(50)), "refused.csv",
                               "every problem of every refused row" + (" (the first 50 shown)" if len(refused) > 50
                                                                       else ""))]
-    parts += [_figure_html(path, CAPTIONS.get(name, name)) for name, path in figure_paths.items()]
+    parts += [_figure_html(figure, CAPTIONS.get(name, name)) for name, figure in saved.items()]
     parts.append('<p>Tables: <a href="predictions.csv">predictions.csv</a> (every patient scored, with '
                  "in_training_set and outside_training); facts: validation.json.</p>")
     body = "\n".join(parts)

@@ -29,6 +29,7 @@ from .. import evaluation
 from ..arms import cross_validate
 from ..arms.persons import person_key
 from ..config import Profile
+from ..report import plural
 
 #: fewer patients than this in a site's smaller class: its AUROC is reported with a warning
 FEW = 15
@@ -50,7 +51,7 @@ class SiteUnit(NamedTuple):
 
     @property
     def plural(self) -> str:
-        return _plural(self.word)
+        return plural(self.word)
 
 
 def site_unit(rows: pd.DataFrame) -> SiteUnit:
@@ -134,7 +135,7 @@ def _pooled_rows(name: str, by_site: dict[str, tuple[np.ndarray, np.ndarray]], c
     rows = []
     for metric in POOLED_METRICS:
         pooled = evaluation.pooled_sites(by_site, metric)
-        how = (f"{pooled['k']} {_plural(unit)}, tau2 {pooled['tau2']:.3f}, I2 {pooled['i2']:.0%}" if pooled["k"] >= 2
+        how = (f"{pooled['k']} {plural(unit)}, tau2 {pooled['tau2']:.3f}, I2 {pooled['i2']:.0%}" if pooled["k"] >= 2
                else f"not pooled: {pooled['k']} {unit}(s) with an estimate and a variance")
         rows.append({"model": name, "site": POOLED_RE, "metric": metric, "estimate": how, **counts,
                      **{k: pooled[k] for k in ("value", "ci_low", "ci_high", "pi_low", "pi_high", "tau2", "i2", "q",
@@ -167,7 +168,7 @@ def site_results(oofs: dict[str, pd.DataFrame], n_boot: int, seed: int, groups: 
         if cross_validated is not None:
             cv = cross_validated[(cross_validated["model"] == name) & (cross_validated["metric"] == "auroc")
                                  & (cross_validated["subset"] == "all")].head(1)
-            parts.append(cv.assign(site=CROSS_VALIDATED, estimate=f"grouped cross-validation, all {_plural(unit)} "
+            parts.append(cv.assign(site=CROSS_VALIDATED, estimate=f"grouped cross-validation, all {plural(unit)} "
                                    "mixed", n_low_bmd=np.nan, n_normal=np.nan))
     return pd.concat(parts, ignore_index=True).reindex(columns=SITE_COLUMNS) if parts else \
         pd.DataFrame(columns=SITE_COLUMNS)
@@ -205,10 +206,6 @@ def site_counts(y: pd.Series, sites: pd.Series) -> pd.DataFrame:
     return out.assign(n_normal=out["n_patients"] - out["n_low_bmd"])
 
 
-def _plural(word: str) -> str:
-    return word + ("es" if word.endswith(("s", "sh", "ch", "x")) else "s")
-
-
 def site_notes(counts: pd.DataFrame, few: int = FEW, unit: str = "site") -> list[str]:
     """Sentences on the sites whose class sizes limit what their metrics can say (from the counts alone);
     ``unit`` names what a site is (``batch`` for the published cohort)."""
@@ -234,10 +231,10 @@ def _left_out(table: pd.DataFrame) -> pd.DataFrame:
 def prediction_interval_words(k: int, unit: str = "site") -> str:
     """What a 95% prediction interval from k sites rests on: t with k - 2 degrees of freedom."""
     if k < 3:
-        return f"with {k} {_plural(unit)} there is no prediction interval (it needs three)"
+        return f"with {k} {plural(unit)} there is no prediction interval (it needs three)"
     t = stats.t.ppf(0.975, k - 2)
     return (f"its t has k - 2 = {k - 2} degree{'s' if k > 3 else ''} of freedom (t = {t:.1f})"
-            + (f", so {k} {_plural(unit)} say almost nothing about a new one" if k == 3 else ""))
+            + (f", so {k} {plural(unit)} say almost nothing about a new one" if k == 3 else ""))
 
 
 def heterogeneity_words(pooled: pd.Series, scale: str = "") -> str:
@@ -269,12 +266,12 @@ def calibration_words(table: pd.DataFrame, name: str, unit: str = "site") -> str
     pooled = pooled.iloc[0]
     each = ", ".join(f"{r.site} {ci(r.value, r.ci_low, r.ci_high, 2, signed=True)}" for r in sites.itertuples())
     differ = pooled["q_p"] < 0.05
-    text = (f"Calibration-in-the-large of the left-out {_plural(unit)} (0 is calibrated; below 0 the risk is "
+    text = (f"Calibration-in-the-large of the left-out {plural(unit)} (0 is calibrated; below 0 the risk is "
             f"over-estimated): {each} (bootstrap intervals, each class's size held fixed; the meta-analysis uses "
             f"Wald variances, which also count the variation of the event rate); {heterogeneity_words(pooled)}. ")
-    text += (f"The {_plural(unit)} differ in calibration beyond chance: the same model over-estimates the risk in "
-             f"some and under-estimates it in others, which {_plural(unit)} drawn from one population would not "
-             "show" if differ else f"No heterogeneity of calibration across {_plural(unit)} is detectable")
+    text += (f"The {plural(unit)} differ in calibration beyond chance: the same model over-estimates the risk in "
+             f"some and under-estimates it in others, which {plural(unit)} drawn from one population would not "
+             "show" if differ else f"No heterogeneity of calibration across {plural(unit)} is detectable")
     text += f"; {_pooled_words(pooled, 2, True, unit)}."
     slope = rows[(rows["site"] == POOLED_RE) & (rows["metric"] == "calibration_slope")]
     if len(slope) and np.isfinite(slope["value"].iloc[0]):
@@ -290,9 +287,9 @@ def site_text(table: pd.DataFrame, counts: pd.DataFrame, labels: dict[str, str] 
     from ..report import ci
 
     if table.empty:
-        return (f"This cohort holds {len(counts)} {unit if len(counts) == 1 else _plural(unit)}"
+        return (f"This cohort holds {len(counts)} {unit if len(counts) == 1 else plural(unit)}"
                 + (f" ({', '.join(map(str, counts['site']))})" if len(counts) else "")
-                + f": with fewer than two, no {unit} can be left out and the validation across {_plural(unit)} is "
+                + f": with fewer than two, no {unit} can be left out and the validation across {plural(unit)} is "
                 "not estimable on this cohort.")
     lines = site_notes(counts, unit=unit)
     for name, part in table[table["metric"] == "auroc"].groupby("model", sort=False):
@@ -301,12 +298,12 @@ def site_text(table: pd.DataFrame, counts: pd.DataFrame, labels: dict[str, str] 
         pooled = part[part["site"] == POOLED_RE].iloc[0]
         together = part[part["site"] == POOLED_OOF].iloc[0]
         text = [f"**{label}.** AUROC of each left-out {unit} from {sites['value'].min():.3f} to "
-                f"{sites['value'].max():.3f} over {len(sites)} {_plural(unit)}." if len(sites) else
+                f"{sites['value'].max():.3f} over {len(sites)} {plural(unit)}." if len(sites) else
                 f"**{label}.** No {unit} holds both classes."]
         if np.isfinite(pooled["value"]):
             text.append(f"Random-effects {_pooled_words(pooled, 3, False, unit)}; "
                         f"{heterogeneity_words(pooled, ' (logit scale)')}. The pooled interval uses t with "
-                        f"{int(pooled['k']) - 1} degrees of freedom, so with few {_plural(unit)} it is wide by design.")
+                        f"{int(pooled['k']) - 1} degrees of freedom, so with few {plural(unit)} it is wide by design.")
         else:
             text.append(f"There is no pooled estimate ({pooled['estimate']}).")
         calibration = calibration_words(table, name, unit)
@@ -317,7 +314,7 @@ def site_text(table: pd.DataFrame, counts: pd.DataFrame, labels: dict[str, str] 
         if len(cv):
             row = cv.iloc[0]
             inside = np.isfinite(pooled["ci_low"]) and pooled["ci_low"] <= row["value"] <= pooled["ci_high"]
-            text.append(f"Cross-validated ({_plural(unit)} mixed in every fold): "
+            text.append(f"Cross-validated ({plural(unit)} mixed in every fold): "
                         f"{ci(*row[['value', 'ci_low', 'ci_high']])}"
                         + ("; it lies inside the pooled interval." if inside else
                            "; it lies outside the pooled interval." if np.isfinite(pooled["ci_low"]) else "."))

@@ -51,8 +51,8 @@ class DyingFusion(FusionArm):
 
 def command(argv: list[str]) -> int:
     """The command line with `DyingFusion` as the fusion arm (the tests run it as a new process)."""
-    from osteo_helpers.__main__ import main
     from osteo_helpers.arms import ARM_REGISTRY
+    from osteo_helpers.cli import main
 
     os.environ[MAIN_ENV] = str(os.getpid())
     DyingFusion.main_pid = os.getpid()

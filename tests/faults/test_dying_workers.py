@@ -22,8 +22,8 @@ from pathlib import Path
 import pytest
 
 from osteo_helpers import config, executor
-from osteo_helpers.__main__ import main
 from osteo_helpers.arms import ARM_REGISTRY
+from osteo_helpers.cli import main
 from osteo_helpers.library_warnings import WARNINGS_ENV
 from tests.conftest import BUNDLE_SETTINGS
 from tests.faults import dying_arm

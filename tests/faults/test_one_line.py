@@ -17,8 +17,8 @@ import pytest
 import torch
 
 from osteo_helpers import config
-from osteo_helpers.__main__ import INTERRUPTED, main
 from osteo_helpers.bundle import Bundle, seal
+from osteo_helpers.cli import INTERRUPTED, main
 from osteo_helpers.config import UsageError
 from tests.conftest import write_notebook
 
@@ -137,4 +137,4 @@ def test_ctrl_c_interrupts_the_running_notebook_of_a_run(cohort, tmp_path):
     assert rc == 130 and err.strip().splitlines()[-1] == INTERRUPTED and "Traceback" not in err, err
     assert seconds < 10
     record = json.loads((out / "provenance.json").read_text())
-    assert record["status"] == "failed" and record["failure"]["error"].startswith("KeyboardInterrupt")
+    assert record["status"] == "interrupted" and record["failure"]["error"].startswith("KeyboardInterrupt")

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from osteo_helpers import ablation, bundle, config, headline, pipeline, provenance, runfolder
-from osteo_helpers.__main__ import main
+from osteo_helpers.cli import main
 from osteo_helpers.data import Cohort
 
 RESULTS = "model,task,metric,value,ci_low,ci_high,subset,n_patients\nfusion,binary,auroc,{v},0.5,0.9,all,30\n"

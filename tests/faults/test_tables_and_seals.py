@@ -15,8 +15,8 @@ import pytest
 
 from osteo_helpers import bundle as bundle_module
 from osteo_helpers import config, signing
-from osteo_helpers.__main__ import main
 from osteo_helpers.bundle import seal
+from osteo_helpers.cli import main
 from osteo_helpers.config import UsageError
 from tests.conftest import BUNDLE_SETTINGS
 
