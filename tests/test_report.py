@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from osteo_helpers import ablation, config, progress, report
+from osteo_helpers import ablation, config, estimability, progress, report
 
 
 def _results(models: list[str], metric: str = "auroc") -> pd.DataFrame:
@@ -247,30 +247,30 @@ def test_age_sentences_of_a_cohort_whose_classes_do_not_overlap_in_age():
     assert "No patient of this cohort is in the class osteopenia." in text and "nan" not in text
     assert "The ages of the classes do not overlap (every normal patient is at most 44, every low-BMD patient " \
            "at least 55 years old)" in text
-    band, name, text = report.age_band_subset(people)
+    band, name, text = estimability.age_band_subset(people)
     assert band == set() and name == "age 56-43" and text.startswith(
         "**The AUROC within an age band is not estimable on this cohort:** the ages of normal and low-BMD patients "
         "do not overlap")
     overlapping = _ages({"normal": [30, 40, 50, 52, 60], "osteopenia": [45, 51, 55, 65], "osteoporosis": [50, 70]})
-    band, name, text = report.age_band_subset(overlapping)
+    band, name, text = estimability.age_band_subset(overlapping)
     assert text == "" and name == "age 46-58" and band == set(overlapping.query("46 <= age_years <= 58.4").patient_id)
     one_low = _ages({"normal": [30, 40, 50, 60, 62], "osteoporosis": [45, 61, 70, 80, 90]})
     assert "the band holds 2 normal and 1 low-BMD patients (at least 2 of each class are needed)" in \
-        report.age_band_subset(one_low)[2]
+        estimability.age_band_subset(one_low)[2]
     assert "osteopenia" in report.age_text(overlapping.groupby("diagnosis")["age_years"].describe())
 
 
 def test_arms_a_cohort_cannot_fit_are_named_with_the_reason():
     reasons = {"ost": "the cohort has no weight", "fusion_tscore": "the cohort has no T-score"}
-    assert report.unfitted_text(reasons) == (
+    assert estimability.unfitted_text(reasons) == (
         "**The arm OST index is not estimable on this cohort:** the cohort has no weight. **The arm fusion (T-score "
         "model) is not estimable on this cohort:** the cohort has no T-score.")
     pairs = [ablation.PRIMARY, *ablation.SECONDARY]
-    assert report.unfitted_text(reasons, pairs) == (
+    assert estimability.unfitted_text(reasons, pairs) == (
         "**The comparison of fusion (T-score model) with clinical (T-score model) is not estimable on this cohort:** "
         "the cohort has no T-score. **The comparison of clinical (age, sex) with OST index is not estimable on this "
         "cohort:** the cohort has no weight.")
-    assert report.unfitted_text({}) == "" and report.osteopenia_text(_results([]), _ages({"normal": [30]})) == ""
+    assert estimability.unfitted_text({}) == "" and report.osteopenia_text(_results([]), _ages({"normal": [30]})) == ""
 
 
 def test_clinical_variables_by_class_show_the_columns_the_cohort_has():
@@ -288,8 +288,8 @@ def test_a_paragraph_only_some_cohorts_need_shows_nothing_when_empty(monkeypatch
 
     shown: list = []
     monkeypatch.setattr(IPython.display, "display", lambda *objs: shown.extend(objs))
-    report.Paragraph("")._ipython_display_()
-    report.Paragraph("  \n")._ipython_display_()
+    estimability.Paragraph("")._ipython_display_()
+    estimability.Paragraph("  \n")._ipython_display_()
     assert shown == []
-    report.Paragraph("**The arm OST index is not estimable on this cohort:** no weight.")._ipython_display_()
+    estimability.Paragraph("**The arm OST index is not estimable on this cohort:** no weight.")._ipython_display_()
     assert [type(o).__name__ for o in shown] == ["Markdown"] and shown[0].data.startswith("**The arm OST index")
