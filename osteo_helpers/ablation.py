@@ -22,8 +22,8 @@ import pandas as pd
 from joblib import Parallel, delayed
 
 from . import evaluation, progress, splits
-from .arms import cross_validate, load_histories, run_arm, run_arms_together, split_arm_name
-from .arms.persons import split_groups
+from .arms import cross_validate, fittable, load_histories, run_arm, run_arms_together, split_arm_name
+from .arms.persons import permutation_by_person, split_groups
 from .config import Profile
 from .fileio import atomic_to_csv
 from .tasks import get_task
@@ -136,7 +136,8 @@ def tscore_predictions(rows: pd.DataFrame, folds: pd.DataFrame, names: tuple[str
     """The T-score arms' own tables (``y_true`` is the T-score; ``pred_mean``, ``pred_sd``): the same
     fitted folds as their binary and three-class views."""
     return {name: cross_validate(name, rows, folds, "tscore", profile=profile, cache=cache,
-                                 progress_bar=progress_bar) for name in names if split_arm_name(name)[1]}
+                                 progress_bar=progress_bar) for name in fittable(names, rows)[0]
+            if split_arm_name(name)[1]}
 
 
 def declared_comparisons(oofs_by_task: dict[str, dict[str, pd.DataFrame]], n_boot: int, seed: int,
@@ -196,7 +197,9 @@ def with_training_states(comparisons: pd.DataFrame, states: pd.DataFrame | None)
     ``estimable``: False where a residual arm is compared with its own untrained state (`RESIDUAL_BASES`) and
     kept that state in every fold, so that the difference is 0 by construction, not a finding; such a row's
     ``conclusion`` says so."""
-    out = comparisons.assign(a_untrained_folds=np.nan, a_fitted_folds=np.nan, estimable=True)
+    out = comparisons.assign(a_untrained_folds=np.nan, a_fitted_folds=np.nan,
+                             estimable=comparisons["estimable"].fillna(True).astype(bool)
+                             if "estimable" in comparisons else True)
     if states is None or states.empty:
         return out
     wide = states.pivot_table(index=["model", "task"], columns="metric", values="value", aggfunc="first")
@@ -217,10 +220,10 @@ def with_training_states(comparisons: pd.DataFrame, states: pd.DataFrame | None)
 
 def _permuted_auroc(k: int, rows: pd.DataFrame, folds: pd.DataFrame, task: str, names: tuple[str, ...],
                     profile: Profile, cache: Path | None) -> list[dict[str, Any]]:
-    """Permutation ``k``: the patients' labels shuffled (the WHO class with them, which stratifies the inner
-    folds of an arm's own search), the folds made afresh stratified on them (same layout and grouping), and
-    each arm's pooled and fold-averaged AUROC."""
-    order = np.random.default_rng([profile.seed, k]).permutation(len(rows))
+    """Permutation ``k``: the patients' labels shuffled among people (the WHO class with them, which stratifies
+    the inner folds of an arm's own search; a person's images keep one outcome), the folds made afresh stratified
+    on them (same layout and grouping), and each arm's pooled and fold-averaged AUROC."""
+    order = permutation_by_person(rows, np.random.default_rng([profile.seed, k]))
     y_perm = get_task(task).labels(rows)[order]
     rows = rows.assign(label_3class=rows["label_3class"].to_numpy()[order])
     perm_folds = splits.restratify(folds, rows, y_perm)
@@ -260,6 +263,7 @@ def permutation_null(rows: pd.DataFrame, folds: pd.DataFrame, task: str, profile
     permutations only (their folds are cached), on the same permuted labels and folds as the
     classical arms' permutations of the same number.
     """
+    classical, networks = fittable(classical, rows)[0], fittable(networks, rows)[0]
     progress.note(f"label permutations: {n} for {', '.join(classical)}"
                   + (f"; {n_networks} for {', '.join(networks)}" if n_networks and networks else ""))
     tabular_rows = rows.drop(columns=["image", "roi_tiles"], errors="ignore")  # what the workers need: no pixels
@@ -311,7 +315,7 @@ def run_ablation(profile_name: str, task: str, out: Path, data_dir: str | None =
     names = DECLARED_ORDER + (BIOMARKER_ARMS if biomarkers else ())
     groups = groups_of(rows)
     if permute_labels == 1:
-        y = np.random.default_rng([p.seed, 1]).permutation(get_task(task).labels(rows))
+        y = get_task(task).labels(rows)[permutation_by_person(rows, np.random.default_rng([p.seed, 1]))]
         classifiers = [n for n in names if not split_arm_name(n)[1]]
         oofs = run_arms_together(classifiers, rows, folds, task, profile=p, y=y, tag="_perm1", cache=study.paths.models)
     else:
@@ -345,19 +349,22 @@ def run_ablation(profile_name: str, task: str, out: Path, data_dir: str | None =
 
 
 def age_adjusted(oofs: dict[str, pd.DataFrame], rows: pd.DataFrame, models: tuple[str, ...]) -> pd.DataFrame:
-    """Does an arm's out-of-fold score add to age? Likelihood-ratio test of logit(score) added to age."""
+    """Does an arm's out-of-fold score add to age? Likelihood-ratio test of logit(score) added to age. An arm
+    whose scored patients hold fewer than two of a class (`evaluation.too_few`) has no test and no row."""
     ages = rows.set_index("patient_id")["age_years"]
     out = []
     for name in models:
         if name not in oofs:
             continue
         avg = evaluation.average_over_repeats(oofs[name])
+        if evaluation.too_few(avg["y_true"], evaluation.class_names_from(avg)):
+            continue
         p = np.clip(avg[evaluation.prob_columns(avg)[1]].to_numpy(), 1e-6, 1 - 1e-6)
         age = ages.loc[avg["patient_id"]].to_numpy()
         test = evaluation.likelihood_ratio_test(avg["y_true"], (age - age.mean()) / age.std(), np.log(p / (1 - p)))
         out.append({"model": name, "lr_statistic": test["statistic"], "p_value": test["p_value"],
                     "adds_to_age": test["p_value"] < 0.05})
-    return pd.DataFrame(out)
+    return pd.DataFrame(out, columns=["model", "lr_statistic", "p_value", "adds_to_age"])
 
 
 def primary_power(oofs: dict[str, pd.DataFrame], alpha: float = 0.05, power: float = 0.8) -> pd.DataFrame:
@@ -443,7 +450,10 @@ def sample_size_table(rows: pd.DataFrame, parameters: dict[str, int]) -> pd.Data
 def split_hygiene(rows: pd.DataFrame, grouped: pd.DataFrame, naive: pd.DataFrame, profile: Profile, n_boot: int,
                   seed: int) -> pd.DataFrame:
     """1-NN on pixels under person-grouped folds and under naive folds: what duplicates crossing a
-    split would do to any image model."""
-    oofs = {f"pixel_1nn ({kind} folds)": run_arm("pixel_1nn", rows, folds, "binary", profile=profile, screening=False)
+    split would do to any image model. Scored per image under both: naive folds split a person's images
+    across folds, where no one score per person exists."""
+    images = rows.drop(columns="person_id", errors="ignore")
+    oofs = {f"pixel_1nn ({kind} folds)": run_arm("pixel_1nn", images, folds, "binary", profile=profile,
+                                                 screening=False)
             for kind, folds in (("grouped", grouped), ("naive", naive))}
     return evaluation.score_arms(oofs, "binary", n_boot, seed)

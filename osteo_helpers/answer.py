@@ -262,6 +262,10 @@ def calibration_words(results: pd.DataFrame, model: str) -> str:
     if slope is None or intercept is None:
         return f"The calibration of the {label} was not measured."
     parts = []
+    if not np.isfinite(slope["value"]):  # separated or constant predictions: the recalibration has no maximum
+        return (f"{label[0].upper()}{label[1:]}: calibration slope not estimable on this cohort (its predictions "
+                "separate the classes, or do not vary, so the recalibration fit has no maximum); intercept "
+                f"{ci(intercept['value'], intercept['ci_low'], intercept['ci_high'], 2)}.")
     if slope["ci_high"] < 0:
         parts.append("its predictions carry no usable ranking (slope below 0: unstable fits, not a reversed signal)")
     elif slope["ci_high"] < 1:
@@ -361,6 +365,11 @@ def equation_text(equation: pd.DataFrame, n: int, ages: tuple[float, float] | No
     """logit P(low BMD) = a + b x age + c x male, with the numbers of the fit on all ``n`` patients; with
     ``ages`` (`arms.overlap_range` of age and the outcome), the ages it holds for and what it says beyond them."""
     terms = equation.set_index("term")["coefficient"]
+    if terms.isna().all():
+        how = ("no age holds both normal and low-BMD patients" if ages is not None and not np.all(np.isfinite(ages))
+               else "its inputs separate the two classes completely")
+        return (f"The clinical model fitted on all {n} patients has no coefficients: **not estimable on this cohort**, "
+                f"because {how}, so the likelihood has no maximum and the coefficients would be infinite.")
     parts = [number(terms["intercept"])]
     for term, value in terms.drop("intercept").items():
         name = {"age_years": "age in years", "sex_male": "[male]", "sex_female": "[female]"}.get(term, term)

@@ -22,6 +22,10 @@ MAIN_BIOMARKERS = ("tibia_cort_index", "tibia_fd_binary", "tibia_lac_slope", "ti
                    "tibia_lbp_r1_entropy", "jsw_mean")
 
 
+#: patients with a value (in both classes) a biomarker needs before its relation to age is screened
+AGE_SCREEN_MIN = 10
+
+
 def biomarker_age_table(patients: pd.DataFrame, cohort: pd.DataFrame, features: list[str]) -> pd.DataFrame:
     """Per biomarker: Pearson r with age (and p), its AUROC for low BMD, and whether it adds to age.
 
@@ -34,7 +38,7 @@ def biomarker_age_table(patients: pd.DataFrame, cohort: pd.DataFrame, features: 
     out = []
     for f in features:
         part = table[["age_years", "label_binary", f]].dropna()
-        if len(part) < 10 or part[f].std() == 0 or part["label_binary"].nunique() < 2:
+        if len(part) < AGE_SCREEN_MIN or part[f].std() == 0 or part["label_binary"].nunique() < 2:
             continue
         r, p_r = stats.pearsonr(part["age_years"], part[f])
         y = part["label_binary"].to_numpy()
@@ -43,11 +47,14 @@ def biomarker_age_table(patients: pd.DataFrame, cohort: pd.DataFrame, features: 
         out.append({"feature": f, "n": len(part), "r_age": float(r), "p_r_age": float(p_r),
                     "auroc_low_bmd": evaluation.binary_point_metrics(y, part[f].to_numpy())["auroc"],
                     "adds_to_age_p": test["p_value"]})
-    return pd.DataFrame(out)
+    return pd.DataFrame(out, columns=["feature", "n", "r_age", "p_r_age", "auroc_low_bmd", "adds_to_age_p"])
 
 
 def age_screen_text(age_table: pd.DataFrame) -> str:
     n = len(age_table)
+    if n == 0:
+        return ("**The biomarkers' relation to age is not estimable on this cohort:** no biomarker has values for "
+                f"{AGE_SCREEN_MIN} or more patients with a localised knee in both classes.")
     n_age = int((age_table["p_r_age"] < 0.05 / max(n, 1)).sum())
     n_add = int((age_table["adds_to_age_p"] < 0.05).sum())
     n_bonf = int((age_table["adds_to_age_p"] < 0.05 / max(n, 1)).sum())
@@ -63,23 +70,29 @@ def predict_batch(rows: pd.DataFrame, folds: pd.DataFrame, n_boot: int, seed: in
 
     The biomarker arm's pipeline (imputation, scaling, L2 logistic regression, multinomial) on the
     shared folds, for the patients with a localised knee; returns metrics with CIs and each
-    metric's chance level, and the out-of-fold table.
+    metric's chance level, and the out-of-fold table. A fold whose training patients come from one batch is
+    not fitted; both tables are empty when no fold is (the localised images of a small cohort, or of one
+    batch): there is no batch to tell apart (`batch_text` says so).
     """
+    empty = (pd.DataFrame(columns=["metric", "value", "ci_low", "ci_high", "chance"]),
+             pd.DataFrame(columns=["patient_id", "fold", "seed", "y_true"]))
     table = rows[rows["biomarker_localised"].fillna(False).astype(bool)].reset_index(drop=True)
-    classes = tuple(sorted(table["batch"].astype(str).unique()))
+    classes = tuple(sorted(table["batch"].dropna().astype(str).unique()))
     y = table["batch"].astype(str).map({c: i for i, c in enumerate(classes)}).to_numpy()
     template = BiomarkerArm("3class")
     ids = table["patient_id"].to_numpy()
     parts = []
     for s, k, test_ids in iter_folds(folds):
         test = np.isin(ids, list(test_ids))
-        if not test.any():
+        if not test.any() or len(np.unique(y[~test])) < 2:
             continue
         model = clone(template._estimator(table)).fit(template._inputs(table[~test]), y[~test])
         proba = np.zeros((test.sum(), len(classes)))
         proba[:, model.classes_] = model.predict_proba(template._inputs(table[test]))
         part = pd.DataFrame({"patient_id": ids[test], "fold": k, "seed": s, "y_true": y[test]})
         parts.append(part.join(pd.DataFrame(proba, columns=[f"prob_{c}" for c in classes])))
+    if not parts:
+        return empty
     oof = pd.concat(parts, ignore_index=True)
     metrics = evaluation.oof_metrics(oof, n_boot, seed)
     metrics = metrics[~metrics["metric"].str.startswith(("brier", "calibration_"))]  # about low BMD, not batches
@@ -94,25 +107,32 @@ def batch_screen(patients: pd.DataFrame, batches: pd.Series, features: list[str]
     out = []
     for f in features:
         groups = [g[f].dropna().to_numpy() for _, g in table.groupby("batch")]
-        if all(len(g) > 1 for g in groups) and np.ptp(np.concatenate(groups)) > 0:
+        if len(groups) > 1 and all(len(g) > 1 for g in groups) and np.ptp(np.concatenate(groups)) > 0:
             out.append({"feature": f, "p_kruskal": float(stats.kruskal(*groups).pvalue)})
     return pd.DataFrame(out, columns=["feature", "p_kruskal"])
 
 
 def batch_text(metrics: pd.DataFrame, screen: pd.DataFrame, n_patients: int, batch_class_p: float) -> str:
     """Whether the biomarkers identify the batch, and whether that could be a shortcut to the label."""
+    if metrics.empty:
+        return ("Batch predicted from the biomarkers: not estimable on this cohort, since in every training fold "
+                "the images with a localised knee come from one acquisition batch: there is no batch to tell apart "
+                "(and no batch shortcut to the label).")
     m = metrics.set_index("metric")
-    bal, auc = m.loc["balanced_accuracy"], m.loc["macro_auroc"]
+    two = "macro_auroc" not in m.index  # two batches: one AUROC, no macro average
+    bal, auc = m.loc["balanced_accuracy"], m.loc["auroc" if two else "macro_auroc"]
+    name = "AUROC" if two else "macro AUROC"
     n_kw = int((screen["p_kruskal"] < 0.05 / max(len(screen), 1)).sum())
     link = (f"batch is associated with class (chi-square p = {batch_class_p:.3g}), so a biomarker model could "
             "score by recognising the batch" if batch_class_p < 0.05 else
             f"batch is not detectably associated with class (chi-square p = {batch_class_p:.3g}), so the batch "
             "signature adds noise rather than a shortcut")
-    says = (f"**the biomarkers do identify the acquisition batch** (the CI of the macro AUROC excludes 0.5): "
+    says = (f"**the biomarkers do identify the acquisition batch** (the CI of the {name} excludes 0.5): "
             f"within-image normalisation does not remove the batch signature, and {link}." if auc.ci_low > 0.5 else
             "the biomarkers do not identify the acquisition batch better than chance (the CI includes 0.5).")
     return (f"Batch predicted from the biomarkers: balanced accuracy **{ci(bal.value, bal.ci_low, bal.ci_high, 2)}** "
-            f"(chance {bal.chance:.2f}), macro one-vs-rest AUROC **{ci(auc.value, auc.ci_low, auc.ci_high, 2)}** "
+            f"(chance {bal.chance:.2f}), {'' if two else 'macro one-vs-rest '}AUROC "
+            f"**{ci(auc.value, auc.ci_low, auc.ci_high, 2)}** "
             f"(chance 0.50), on {n_patients} patients. {n_kw} of {len(screen)} features differ between batches "
             f"(Kruskal-Wallis, Bonferroni-corrected p < 0.05). In short, {says}")
 
@@ -132,15 +152,23 @@ def localisation_text(status: pd.DataFrame, n_knees: int) -> str:
 
 
 def conclusion_text(comparisons: pd.DataFrame, arms: tuple[str, ...], band_name: str, n_excluded: int) -> str:
-    """The verdict on the image-biomarker arms, from the CIs of their differences with age and the clinical model."""
-    def row(a: str, b: str, subset: str = "all") -> pd.Series:
-        return comparisons[(comparisons.model_a == a) & (comparisons.model_b == b) &
-                           (comparisons.subset == subset)].iloc[0]
+    """The verdict on the image-biomarker arms, from the CIs of their differences with age and the clinical model.
+    Without comparisons in the age band ``band_name`` (no age holds both classes) only the overall ones are read."""
+    def better(a: str, b: str, subset: str = "all") -> bool:
+        hit = comparisons[(comparisons.model_a == a) & (comparisons.model_b == b) & (comparisons.subset == subset)]
+        return bool(len(hit)) and bool(hit["ci_low"].iloc[0] > 0)
 
+    has_band = bool((comparisons.subset == band_name).any())
     with_clinical = [a for a in arms if "clinical" in a]
-    beyond_clinical = [a for a in with_clinical if row(a, "clinical").ci_low > 0]
-    beyond_age = [a for a in arms if row(a, "age").ci_low > 0]
-    beyond_age_band = [a for a in arms if row(a, "age", band_name).ci_low > 0]
+    beyond_clinical = [a for a in with_clinical if better(a, "clinical")]
+    beyond_age = [a for a in arms if better(a, "age")]
+    beyond_age_band = [a for a in arms if better(a, "age", band_name)]
+    overall = comparisons[comparisons.subset == "all"]
+    if not np.isfinite(overall["diff"].to_numpy(dtype=float)).any():
+        return ("**The image-biomarker arms are not estimable against age or the clinical model on this cohort:** "
+                "no comparison has two patients of each class among the patients both arms predicted (listed "
+                f"below). Patients without a localised knee ({n_excluded}) are not in these comparisons.\n\n"
+                + "\n".join(_comparison_lines(comparisons, arms, band_name)))
     if beyond_clinical:
         text = (f"**{' and '.join(f'`{a}`' for a in beyond_clinical)} add(s) information beyond the clinical model**: "
                 "the CI of the AUROC difference against it excludes 0.")
@@ -152,10 +180,18 @@ def conclusion_text(comparisons: pd.DataFrame, arms: tuple[str, ...], band_name:
                  + (f", and {', '.join(f'`{a}`' for a in beyond_age_band)} also within the age band {band_name}."
                     if beyond_age_band else f", but none does so within the age band {band_name}, where age cannot "
                     "separate the classes; the gain over age may come from the clinical inputs or from features that "
-                    "track age or batch."))
+                    "track age or batch." if has_band else ", and no age band holds both classes, so whether the gain "
+                    "over age comes from the image or from features that track age cannot be told here."))
     else:
         text += (" No image-biomarker arm is better than age alone (every CI of the difference includes 0 or lies "
                  "below).")
+    return (text + f" Patients without a localised knee ({n_excluded}) are not in these comparisons; for such an "
+            "image the image arms would give no answer.\n\n"
+            + "\n".join(_comparison_lines(comparisons, arms, band_name)))
+
+
+def _comparison_lines(comparisons: pd.DataFrame, arms: tuple[str, ...], band_name: str) -> list[str]:
+    """One bullet per comparison of `conclusion_text`: the difference with its CI, or why it is not estimable."""
     lines = []
     for a in arms:
         for b in ("age", "clinical"):
@@ -164,7 +200,7 @@ def conclusion_text(comparisons: pd.DataFrame, arms: tuple[str, ...], band_name:
                                   (comparisons.subset == subset)]
                 if len(hit):
                     r = hit.iloc[0]
-                    lines.append(f"- `{a}` vs {b} ({subset}): difference "
-                                 f"{ci(r['diff'], r.ci_low, r.ci_high, signed=True)}, {r.n_patients} patients")
-    return (text + f" Patients without a localised knee ({n_excluded}) are not in these comparisons; for such an "
-            "image the image arms would give no answer.\n\n" + "\n".join(lines))
+                    what = (f"difference {ci(r['diff'], r.ci_low, r.ci_high, signed=True)}" if np.isfinite(r["diff"])
+                            else r.conclusion)  # not estimable, and why
+                    lines.append(f"- `{a}` vs {b} ({subset}): {what}, {r.n_patients} patients")
+    return lines

@@ -30,10 +30,13 @@ from tqdm.auto import tqdm
 from . import progress
 from .config import PROJECT_ROOT, Profile, get_profile
 from .data import Cohort
-from .errors import PipelineError  # noqa: F401  (raised here, re-exported)
+from .errors import (
+    PipelineError,  # noqa: F401  (raised here, re-exported)
+    UsageError,
+)
 from .folders import check_output_folder, exclusive
 from .provenance import Provenance, run_record
-from .runfolder import RunPaths, changed_fields, claim_for_run, run_folder, run_identity, why_moved
+from .runfolder import RunPaths, changed_fields, claim_for_run, holds_run, run_folder, run_identity, why_moved
 
 NOTEBOOKS: tuple[str, ...] = (
     "notebooks/01_eda_manifest.ipynb",
@@ -301,13 +304,34 @@ def linked_run_files(notebook: Path) -> set[str]:
     return {rel for rel in found if ".." not in Path(rel).parts}
 
 
+def executed_copy(root: Path, notebook: str) -> Path:
+    """Where a run folder keeps its executed copy of ``notebook`` (a path of `NOTEBOOKS`)."""
+    return root / "notebooks" / Path(notebook).name
+
+
+def with_book_pages(selected: tuple[str, ...]) -> tuple[str, ...]:
+    """Some notebooks and, after them, the book's pages that summarise the run's tables and record (results
+    summary, provenance): they are executed again whenever the book is built from a run of some notebooks."""
+    pages = tuple(nb for nb in NOTEBOOKS if nb.startswith("book/"))
+    return tuple(nb for nb in selected if nb not in pages) + pages
+
+
+def missing_for_book(root: Path, selected: tuple[str, ...], identity: dict[str, Any]) -> list[str]:
+    """The notebooks of the book that a run of ``selected`` does not execute and ``root`` holds no executed copy
+    of from the same run (`runfolder.holds_run`: its results are set aside otherwise)."""
+    same = holds_run(root, identity)
+    return [nb for nb in NOTEBOOKS if nb not in selected and not (same and executed_copy(root, nb).is_file())]
+
+
 def run(profile: str = "fast", run_dir: str | os.PathLike | None = None, data_dir: str | os.PathLike | None = None,
         overrides: dict[str, Any] | None = None, notebooks: tuple[str, ...] | None = None,
-        build: bool = True, cohort: str | os.PathLike | None = None) -> Path:
+        build: bool = True, cohort: str | os.PathLike | None = None, kernel: Kernel | None = None) -> Path:
     """Execute the notebooks in order and build the report; returns the HTML folder (or run folder).
 
     Settings, the data folder and the run folder are checked before anything is written; the run
-    holds the folder's writer lock throughout, and provenance.json says how it ended.
+    holds the folder's writer lock throughout, and provenance.json says how it ended. ``kernel``: a
+    started `Kernel` the notebooks run in (several runs in one process share its start and imports);
+    by default one of the run's own.
     """
     from .study import RUN_ID_ENV, check_profile_on_data  # imports torch: only once the input is known to be good
 
@@ -318,8 +342,17 @@ def run(profile: str = "fast", run_dir: str | os.PathLike | None = None, data_di
     data_root = dataset.root
     root = check_output_folder(run_folder(run_dir, prof, announce=True), "run folder", data_root)
     check_profile_on_data(prof, dataset)
+    identity = run_identity("run", prof.to_dict(), dataset)
+    selected = notebooks or tuple(nb for nb in NOTEBOOKS if (PROJECT_ROOT / nb).is_file())
+    if notebooks and build:  # the book from this run's other executed notebooks, its summary pages made again
+        selected = with_book_pages(notebooks)
+        missing = missing_for_book(root, selected, identity)
+        if missing:
+            raise UsageError(f"--notebook: the book needs every notebook, and {root} holds no executed "
+                             f"{', '.join(Path(nb).name for nb in missing)} of a run with these settings, data and "
+                             "code; run them too (or run without --notebook), or give --no-book")
     with exclusive(root) as lock:
-        moved = claim_for_run(root, run_identity("run", prof.to_dict(), dataset))
+        moved = claim_for_run(root, identity)
         if moved is not None:
             tqdm.write(why_moved(root, moved))
         paths = RunPaths(root)
@@ -334,7 +367,6 @@ def run(profile: str = "fast", run_dir: str | os.PathLike | None = None, data_di
             **run_record(prof, dataset, overrides), "pid": lock.owner["pid"], "host": lock.owner["host"],
             "replaced_stale_lock": lock.replaced,
         })
-        selected = notebooks or tuple(nb for nb in NOTEBOOKS if (PROJECT_ROOT / nb).is_file())
         live = sys.stderr.isatty()  # a bar and epoch lines on a terminal; plain lines in a log
         printer = progress.Printer(write=tqdm.write, live=live)
         follower = Follower(paths.root / PROGRESS_FILE, printer)
@@ -343,17 +375,17 @@ def run(profile: str = "fast", run_dir: str | os.PathLike | None = None, data_di
         executed: dict[str, Path] = {}
         current = None
         try:
-            with Kernel() as kernel:  # one kernel for every notebook: imports paid once
+            with contextlib.nullcontext(kernel) if kernel is not None else Kernel() as shared:  # imports paid once
                 for i, nb in enumerate(tqdm(selected, desc=f"run {profile}", unit="notebook", disable=not live), 1):
                     current = nb
                     if nb == PROVENANCE_PAGE:  # the page shows how the analysis ended, so record it first
                         prov.finish("finished", started)
-                    target = paths.root / "notebooks" / Path(nb).name
+                    target = executed_copy(paths.root, nb)
                     so_far = (dt.datetime.now(dt.UTC) - started).total_seconds()
                     tqdm.write(f"executing {nb} ({i} of {len(selected)}, {so_far / 60:.1f} min so far)")
                     printer.context = Path(nb).stem
                     with follower:
-                        seconds = execute_notebook(PROJECT_ROOT / nb, target, params, kernel)
+                        seconds = execute_notebook(PROJECT_ROOT / nb, target, params, shared)
                     executed[nb] = target
                     prov.step(nb, seconds=round(seconds, 1), finished=dt.datetime.now(dt.UTC).isoformat(),
                               **follower.take_folds())
@@ -361,7 +393,8 @@ def run(profile: str = "fast", run_dir: str | os.PathLike | None = None, data_di
             if build:
                 current = "jupyter-book build"
                 t0 = time.time()
-                result = build_book(paths.root, executed, prof)
+                earlier = {nb: executed_copy(paths.root, nb) for nb in NOTEBOOKS if nb not in executed}
+                result = build_book(paths.root, {**earlier, **executed}, prof)
                 prov.step("jupyter-book build", seconds=round(time.time() - t0, 1))
         except BaseException as exc:  # Ctrl-C too: the record must not stay "running"
             if isinstance(exc, PipelineError):

@@ -37,7 +37,9 @@ def class_balance(manifest: pd.DataFrame) -> plt.Figure:
 
 
 def clinical_by_class(table: pd.DataFrame, columns: Sequence[str]) -> plt.Figure:
-    """Numeric clinical variables by class, two panels a row: confounders such as age become visible."""
+    """Numeric clinical variables by class, two panels a row: confounders such as age become visible. A column
+    the cohort does not have (or has no value in) is left out: a cohort may give only age and sex."""
+    columns = [c for c in columns if c in table.columns and table[c].notna().any()]
     fig, axes = panels(len(columns), 2, 2.9)
     order = ["normal", "osteopenia", "osteoporosis"]
     for ax, col in zip(axes, columns, strict=True):

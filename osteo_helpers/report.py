@@ -319,11 +319,14 @@ def coverage_table(coverage: pd.DataFrame) -> pd.DataFrame:
 def osteopenia_text(results: pd.DataFrame, cohort: pd.DataFrame, arm: str = "fusion") -> str:
     """Why the middle class is hard, with the arm's per-class AUROCs."""
     main = results[(results["subset"] == "all") & (results["model"] == arm)].set_index("metric")
+    if main.empty:  # the three-class task was not estimated on this cohort (notebook 4 says why)
+        return ""
     ages = cohort.groupby("diagnosis")["age_years"].mean()
     n = int((cohort["diagnosis"] == "osteopenia").sum())
+    size = "the largest" if cohort["diagnosis"].value_counts().idxmax() == "osteopenia" else "a"
     auc = {c: ci(*main.loc[f"auroc_{c}", ["value", "ci_low", "ci_high"]])
            for c in ("normal", "osteopenia", "osteoporosis")}
-    return (f"Osteopenia is the largest class ({n} of {len(cohort)} patients) and lies between the others in T-score "
+    return (f"Osteopenia is {size} class ({n} of {len(cohort)} patients) and lies between the others in T-score "
             f"and in age (mean {ages['osteopenia']:.0f} years, against {ages['normal']:.0f} for normal and "
             f"{ages['osteoporosis']:.0f} for osteoporosis). For {arm_label(arm)}, its one-vs-rest AUROC is "
             f"{auc['osteopenia']}, against {auc['normal']} for normal and {auc['osteoporosis']} for osteoporosis. "
@@ -458,8 +461,27 @@ def group_table(manifest: pd.DataFrame) -> pd.DataFrame:
 
 
 def age_text(age: pd.DataFrame) -> str:
-    return (f"Age is a strong confounder: mean age {age.loc['normal', 'mean']:.0f} years in the normal group (every "
-            f"normal patient is {age.loc['normal', 'min']:.0f}-{age.loc['normal', 'max']:.0f} years old), "
-            f"{age.loc['osteopenia', 'mean']:.0f} in osteopenia and {age.loc['osteoporosis', 'mean']:.0f} in "
-            "osteoporosis. Any model, image-based or not, can score well by recognising age; every model is compared "
+    """Age by class (``age``: `describe()` of ``age_years`` by diagnosis), said for the classes the cohort has;
+    an absent class is named, and ages of normal and low-BMD patients that do not overlap are said to."""
+    from .tasks import CLASSES_3
+
+    present = [c for c in CLASSES_3 if c in age.index and age.loc[c, "count"] > 0]
+    means = [f"{age.loc[c, 'mean']:.0f} in {c}" for c in present if c != "normal"]
+    parts = []
+    if "normal" in present:
+        parts.append(f"mean age {age.loc['normal', 'mean']:.0f} years in the normal group (every normal patient is "
+                     f"{age.loc['normal', 'min']:.0f}-{age.loc['normal', 'max']:.0f} years old)")
+    text = "Age is a strong confounder: " + ", ".join(parts + means[:-1])
+    text = (text + (" and " if len(parts + means) > 1 else "") + means[-1] if means else text) + "."
+    absent = [c for c in CLASSES_3 if c not in present]
+    if absent:
+        text += f" No patient of this cohort is in the class {' or '.join(absent)}."
+    low = [c for c in present if c != "normal"]
+    if "normal" in present and low:
+        top, bottom = age.loc["normal", "max"], min(age.loc[c, "min"] for c in low)
+        if top < bottom:
+            return (text + f" The ages of the classes do not overlap (every normal patient is at most {top:.0f}, "
+                    f"every low-BMD patient at least {bottom:.0f} years old): age alone separates them, and no age "
+                    "band holds both, so nothing here can be said about the image within an age band.")
+    return (text + " Any model, image-based or not, can score well by recognising age; every model is compared "
             "with age alone, and within the age band where the classes overlap.")

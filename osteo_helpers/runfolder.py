@@ -56,6 +56,16 @@ def run_identity(command: str, settings: dict[str, Any], cohort: Cohort) -> dict
             "data": data_digest(cohort), "code": {"osteo_helpers": __version__, "commit": git_state()["commit"]}}
 
 
+def holds_run(folder: Path, identity: dict[str, Any]) -> bool:
+    """Whether ``folder``'s results were made by the run ``identity`` describes (same command, settings, data
+    and code), so that `claim_for_run` keeps them: what a run of some notebooks may build its book from."""
+    try:
+        old = json.loads((Path(folder) / IDENTITY_NAME).read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(old, dict) and _difference(old, identity) is None
+
+
 def _difference(old: dict[str, Any], new: dict[str, Any]) -> str | None:
     """The first thing that differs between two identities, in words; None when they are the same run."""
     if old.get("command") != new["command"]:

@@ -151,8 +151,13 @@ def restratify(folds: pd.DataFrame, cohort: pd.DataFrame, labels: np.ndarray,
 
 def inner_split(cohort: pd.DataFrame, label: str, val_fraction: float, seed: int,
                 group: str = "split_group") -> tuple[np.ndarray, np.ndarray]:
-    """Split training patients into fit / validation (for early stopping), grouped and stratified."""
-    n_splits = max(2, round(1 / val_fraction))
+    """Split training patients into fit / validation (for early stopping), grouped and stratified, in
+    ``1 / val_fraction`` folds; where every class has fewer rows, or the rows fewer groups, than that (a few
+    localised knees of a small cohort), in as many folds as the largest class has rows and the rows have
+    groups (at least 2)."""
+    largest = int(pd.Series(cohort[label].to_numpy()).value_counts().max())
+    groups = len(set(group_keys(cohort, group)))
+    n_splits = max(2, min(round(1 / val_fraction), largest, groups))
     splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
     fit_idx, val_idx = next(splitter.split(np.zeros(len(cohort)), cohort[label].to_numpy(),
                                            groups=group_keys(cohort, group)))

@@ -129,6 +129,22 @@ class Study:
         return table.iloc[splits.content_order(table)].reset_index(drop=True)
 
     @cached_property
+    def people(self) -> pd.DataFrame:
+        """`cohort` with one row per person, keyed as the out-of-fold tables are (`arms.persons.person_rows`):
+        what subsets, subgroups and per-patient lookups of the out-of-fold tables are made from. The cohort
+        itself when every person has one image."""
+        from .arms.persons import person_rows
+
+        return person_rows(self.cohort)
+
+    def people_of(self, ids: Any) -> set[str]:
+        """The keys in `people` (and in the out-of-fold tables) of the persons of these cohort rows (IDs of
+        images): a subset made from image rows, such as those with a localised knee."""
+        from .arms.persons import person_key
+
+        return set(person_key(self.cohort).loc[list(ids)])
+
+    @cached_property
     def excluded(self) -> dict[str, str]:
         """patient_id -> why the row cannot be used (a value or image outside the hard limits)."""
         from .data.plausibility import excluded_rows
@@ -194,18 +210,37 @@ class Study:
         """Out-of-fold tables of the arms (default: every declared arm) for ``task``, in the order given.
 
         Fitted folds are cached under the run's models folder, so each is trained once per run
-        and every notebook reuses it. Each table is also written as ``oof/<arm>_<task>.csv``.
+        and every notebook reuses it. Each table is also written as ``oof/<arm>_<task>.csv``. A task
+        this cohort cannot estimate (`not_estimable`) has no tables; nor has an arm it cannot fit.
         """
         from .ablation import DECLARED_ORDER, run_arms
 
         names = tuple(names or DECLARED_ORDER)
         key = (task, names, biomarkers)
+        if key not in self._oofs and self.not_estimable(task):
+            self._oofs[key] = {}
         if key not in self._oofs:
             self._oofs[key] = run_arms(self.rows(biomarkers=biomarkers), self.shared_folds, task, names,
                                        self.profile, self.paths.models)
             for name, oof in self._oofs[key].items():
                 self.save_oof(oof, name, task)
         return self._oofs[key]
+
+    def unfitted(self) -> dict[str, str]:
+        """The declared arms this cohort cannot fit, each with why (`arms.fittable`: the OST index without a
+        weight, the T-score models without a T-score); they have no tables."""
+        from .ablation import DECLARED_ORDER
+        from .arms import fittable
+
+        return fittable(DECLARED_ORDER, self.cohort)[1]
+
+    def not_estimable(self, task: str) -> str | None:
+        """Why ``task`` (binary, 3class, tscore) cannot be estimated on this cohort (`tasks.why_not_estimable`:
+        no T-score, a class without patients), as words completing "not estimable on this cohort: ..."; None
+        when it can."""
+        from .tasks import why_not_estimable
+
+        return why_not_estimable(task, self.cohort)
 
     def save_oof(self, oof: pd.DataFrame, arm: str, task: str) -> Path:
         """Write an arm's out-of-fold table as ``oof/<arm>_<task>.csv`` (``patient_id, fold, seed, y_true,
@@ -285,7 +320,7 @@ class Study:
         from .ablation import who_classes
 
         table = evaluation.tscore_regression(self.tscore_oofs(), self.profile.n_boot, self.profile.seed, self.groups,
-                                             who_classes(self.cohort))
+                                             who_classes(self.people))
         self.save_table(table, "results_tscore")
         return table
 
@@ -294,8 +329,9 @@ class Study:
         predicted T-score) and per measured WHO class against what the model expects there
         (`evaluation.conditional_coverage`, column ``model``; ``coverage_tscore.csv``)."""
         p = self.profile
-        table = pd.concat([evaluation.conditional_coverage(pred, 4, p.n_boot, p.seed, self.groups).assign(model=name)
-                           for name, pred in self.tscore_oofs().items()], ignore_index=True)
+        parts = [evaluation.conditional_coverage(pred, 4, p.n_boot, p.seed, self.groups).assign(model=name)
+                 for name, pred in self.tscore_oofs().items()]
+        table = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()  # no T-score: no interval
         self.save_table(table, "coverage_tscore")
         return table
 

@@ -71,6 +71,26 @@ def get_task(name: str | Task) -> Task:
     return TASKS[name]
 
 
+#: how a task's target is named in the sentence that says a cohort lacks it
+TARGET_WORDS = {"t_score": "T-score", "age_years": "age", "sex": "sex"}
+
+
+def why_not_estimable(task: str | Task, rows: pd.DataFrame) -> str | None:
+    """Why ``task`` cannot be estimated on these rows, as words that complete "not estimable on this cohort:
+    ...": its target has no value (a cohort with a class column only has no T-score), or a class it predicts
+    has no patient (a cohort of two classes has no three-class task); None when it can."""
+    task = get_task(task)
+    if task.target not in rows.columns or not rows[task.target].notna().any():
+        return f"the cohort has no {TARGET_WORDS.get(task.target, task.target)}"
+    if task.is_regression:
+        return None
+    present = set(task.labels(rows[rows[task.target].notna()]).tolist())
+    absent = [c for i, c in enumerate(task.classes) if i not in present]
+    if absent:
+        return f"no patient of this cohort is in the class {' or '.join(a.replace('_bmd', ' BMD') for a in absent)}"
+    return None
+
+
 def who_class_index(t_score: np.ndarray | pd.Series | float) -> np.ndarray:
     """WHO class index of T-scores: 0 normal, 1 osteopenia, 2 osteoporosis."""
     t = np.asarray(t_score, dtype=float)

@@ -268,3 +268,22 @@ def test_every_notebook_reads_one_holm_family_of_both_tasks(tmp_path):
     assert not np.allclose(alone.loc[alone["role"] == "secondary", "p_holm"].to_numpy(),
                            merged.loc[merged["role"] == "secondary", "p_holm"].to_numpy())
     assert (tmp_path / "run" / "tables" / "comparisons.csv").is_file()
+
+
+def test_checks_on_a_cohort_with_several_images_per_person_or_one_class_in_a_subset(profile):
+    """Issue 28: the split-hygiene probe scores images under naive folds (which split a person's images, where no
+    one score per person exists) and the age-adjusted test leaves out an arm whose patients hold one class."""
+    c = make_cohort(24, seed=2)
+    rng = np.random.default_rng(0)
+    people = pd.concat([c, c.assign(patient_id=c["patient_id"] + "-R")], ignore_index=True)
+    people = people.assign(person_id=people["patient_id"].str.removesuffix("-R"), split_group=lambda t: t["person_id"],
+                           image=[rng.integers(0, 255, (32, 32), dtype=np.uint8) for _ in range(48)])
+    grouped = splits.make_folds(people, "label_3class", 3, 1, seed=0)
+    naive = splits.make_folds(people, "label_3class", 3, 1, seed=0, group=None)
+    assert (naive.merge(people[["patient_id", "person_id"]]).groupby("person_id")["fold"].nunique() > 1).any()
+    hygiene = ablation.split_hygiene(people, grouped, naive, profile, 20, 0)
+    assert set(hygiene.loc[hygiene["metric"] == "auroc", "n_patients"]) == {48}
+    oofs = _fake_oofs(24)
+    oofs = {k: v.assign(patient_id=c["patient_id"].to_numpy(), y_true=1) for k, v in oofs.items()}
+    table = ablation.age_adjusted(oofs, c, ("fusion", "ost"))
+    assert table.empty and list(table.columns) == ["model", "lr_statistic", "p_value", "adds_to_age"]

@@ -247,6 +247,22 @@ def test_the_clinical_model_is_counted_as_the_selection_it_was():
     assert "asks for 5,100 patients" in text and "too small to select among the candidates" in text
 
 
+def test_calibration_and_equation_that_cannot_be_estimated_say_so():
+    """Issue 28: on a cohort whose classes the inputs separate (no age holds both), the calibration slope and the
+    clinical equation have no maximum-likelihood fit; the page says "not estimable" and why, never "nan"."""
+    results = pd.DataFrame({"model": "clinical", "metric": ["calibration_slope", "calibration_intercept"],
+                            "value": [np.inf, 0.2], "ci_low": [np.nan, 0.1], "ci_high": [np.nan, 0.3], "subset": "all"})
+    text = answer.calibration_words(results, "clinical")
+    assert text.startswith("Clinical (age, sex): calibration slope not estimable on this cohort") and "nan" not in text
+    age = np.r_[np.arange(25, 45), np.arange(55, 75)]
+    rows = pd.DataFrame({"age_years": age, "sex": ["female", "male"] * 20})
+    equation = arms.logistic_equation(rows, (age > 50).astype(int))
+    assert equation["coefficient"].isna().all() and equation["se"].isna().all()
+    text = answer.equation_text(equation, 40, arms.overlap_range(age, age > 50))
+    assert "has no coefficients: **not estimable on this cohort**, because no age holds both" in text
+    assert "nan" not in text
+
+
 def test_a_difference_the_gate_leaves_uninterpreted_is_not_read_as_what_the_image_adds():
     """A review found the primary sentence saying 'the knee radiograph added to age and sex' beside a failed gate."""
     comparisons = pd.DataFrame([_comparison(0.03, 0.01, 0.05, a_untrained_folds=2)])

@@ -301,6 +301,57 @@ def test_the_gaussian_head_lets_its_spread_depend_on_the_inputs():
     assert model.log_sd_coef_[0] > 0
 
 
+def test_an_arm_the_cohort_cannot_fit_has_no_table_and_says_why(cohort, profile, tmp_path):
+    """Issue 28: a cohort of age and sex only has no OST index (it needs the weight), one with a class column only
+    no T-score model; such an arm is left out of the run, with the reason the report prints."""
+    rows, folds = cohort
+    plain = rows.drop(columns=["weight_kg"]).assign(t_score=np.nan)
+    assert arms.why_not_fittable("ost", plain) == "the cohort has no weight"
+    assert arms.why_not_fittable("clinical_tscore", plain) == "the cohort has no T-score"
+    assert arms.why_not_fittable("clinical_tscore", rows) is None
+    assert arms.fittable(["age", "ost", "clinical_tscore"], plain) == (
+        ["age"], {"ost": "the cohort has no weight", "clinical_tscore": "the cohort has no T-score"})
+    oofs = arms.run_arms_together(["age", "ost", "clinical_tscore"], plain, folds, "binary", profile=profile,
+                                  cache=tmp_path, progress_bar=False)
+    assert list(oofs) == ["age"]
+
+
+def test_a_fold_whose_training_rows_hold_one_class_is_not_fitted(cohort, profile, tmp_path):
+    """An arm that scores a few rows (the knees localised on a small cohort) may find one class in a fold's training
+    rows: that fold is not fitted and its rows get no prediction, and with no fold to fit the table is empty."""
+    rows, folds = cohort
+    normal = rows["label_binary"].to_numpy() == 0
+    lone = int(np.flatnonzero(~normal)[0])  # the one low-BMD patient with a localised knee
+    bio = rows.assign(bio_texture=np.linspace(0, 1, len(rows)),
+                      biomarker_localised=normal | (np.arange(len(rows)) == lone))
+    oof = arms.run_arm("biomarker", bio, folds, "binary", profile=profile, cache=tmp_path, progress_bar=False,
+                       screening=False)
+    held_out = folds[folds["patient_id"] == rows["patient_id"].iloc[lone]][["seed", "fold"]]
+    assert rows["patient_id"].iloc[lone] not in set(oof["patient_id"])  # its test folds had one class to train on
+    assert not oof.merge(held_out).size and set(oof["patient_id"]) <= set(rows.loc[normal, "patient_id"])
+    empty = arms.run_arm("biomarker", bio.assign(biomarker_localised=normal), folds, "binary", profile=profile,
+                         cache=tmp_path / "none", progress_bar=False, screening=False)
+    assert empty.empty and list(empty.columns) == ["patient_id", "fold", "seed", "y_true", "prob_normal",
+                                                   "prob_low_bmd"]
+
+
+def test_labels_are_permuted_among_people_and_rows_keyed_as_the_tables_are():
+    from osteo_helpers.arms.persons import permutation_by_person, person_key, person_rows
+
+    rows = pd.DataFrame({"patient_id": ["a1", "a2", "b1", "c1", "c2", "c3", "d1"],
+                         "person_id": ["A", "A", "B", "C", "C", "C", "D"], "age_years": [50, 50, 60, 70, 70, 70, 40]})
+    y = np.array([1, 1, 0, 2, 2, 2, 0])
+    for seed in range(5):
+        perm = y[permutation_by_person(rows, np.random.default_rng(seed))]
+        by_person = pd.Series(perm).groupby(rows["person_id"].to_numpy()).nunique()
+        assert (by_person == 1).all() and sorted(pd.Series(perm).groupby(rows["person_id"]).first()) == [0, 0, 1, 2]
+    single = rows.drop_duplicates("person_id").reset_index(drop=True)
+    np.testing.assert_array_equal(permutation_by_person(single, np.random.default_rng(3)),
+                                  np.random.default_rng(3).permutation(4))  # draw for draw as before
+    assert list(person_key(rows)) == list(rows["person_id"]) and list(person_key(single)) == ["a1", "b1", "c1", "d1"]
+    assert list(person_rows(rows)["patient_id"]) == ["A", "B", "C", "D"] and person_rows(single) is single
+
+
 def test_a_profile_that_fine_tunes_trains_the_pretrained_encoder_on_the_pixels(cohort, profile):
     """The GPU profile's option (issue 29): with ``finetune_blocks`` the fusion reads the pixels through the
     pretrained encoder, only its last stages and the head train, and the features are not read at all."""

@@ -431,3 +431,50 @@ def test_limit_takes_every_class_in_its_share_even_when_the_cohort_is_not_sorted
     assert len(bio_cohort._evenly_spaced(cohort, 45)) == 45
     assert picked.to_dict() == pytest.approx({"osteopenia": 29, "osteoporosis": 9, "normal": 7}, abs=1)
     assert bio_cohort._evenly_spaced(cohort, None) == set(range(len(cohort)))
+
+
+# ----------------------------------------------------------------------------- what a small cohort cannot estimate
+
+
+def test_biomarker_analyses_a_small_cohort_cannot_estimate_say_so():
+    """Issue 28: on a small cohort a few knees are localised: the age screen has no biomarker with enough
+    patients, the batch cannot be predicted where a training fold's images come from one batch, and the paired
+    comparisons have no two patients of each class; each page says so in a sentence instead of stopping."""
+    from osteo_helpers import biomarker_analysis as bm
+    from osteo_helpers import splits
+
+    cohort = pd.DataFrame({"patient_id": [f"P{i}" for i in range(12)], "age_years": np.arange(40, 64, 2),
+                           "label_binary": [0, 1] * 6, "label_3class": [0, 2] * 6, "batch": ["a"] * 11 + ["b"]})
+    patients = cohort[["patient_id"]].assign(tibia_fd_binary=np.linspace(1.2, 1.6, 12))
+    table = bm.biomarker_age_table(patients.head(6), cohort, ["tibia_fd_binary"])
+    assert table.empty and list(table.columns)[:2] == ["feature", "n"]
+    assert bm.age_screen_text(table).startswith("**The biomarkers' relation to age is not estimable on this cohort:**")
+    rows = cohort.assign(biomarker_localised=True, bio_tibia_fd_binary=patients["tibia_fd_binary"])
+    folds = splits.make_folds(cohort.assign(split_group=cohort["patient_id"]), "label_3class", 2, 1, seed=0)
+    metrics, oof = bm.predict_batch(rows, folds, 10, 0)  # batch b: one patient, so one fold trains on batch a only
+    assert 0 < oof["patient_id"].nunique() <= 6
+    assert bm.batch_screen(patients, cohort.set_index("patient_id")["batch"].map(lambda b: "a"), ["tibia_fd_binary"]
+                           ).empty  # one batch: nothing to compare
+    metrics, oof = bm.predict_batch(rows.assign(batch="a"), folds, 10, 0)
+    assert metrics.empty and oof.empty
+    assert bm.batch_text(metrics, pd.DataFrame(columns=["feature", "p_kruskal"]), 0, 1.0).startswith(
+        "Batch predicted from the biomarkers: not estimable on this cohort")
+    comp = pd.DataFrame({"model_a": "biomarker", "model_b": ["age", "clinical"], "diff": np.nan, "ci_low": np.nan,
+                         "ci_high": np.nan, "subset": "all", "n_patients": 3,
+                         "conclusion": "not estimable: the patients both arms predicted are 1 normal and 2 low-BMD "
+                                       "patients (at least 2 of each class are needed)"})
+    text = bm.conclusion_text(comp, ("biomarker",), "age 55-42", 9)
+    assert text.startswith("**The image-biomarker arms are not estimable against age or the clinical model")
+    assert "- `biomarker` vs age (all): not estimable: the patients both arms predicted are 1 normal" in text
+    comp = comp.assign(diff=[0.2, 0.1], ci_low=[0.1, -0.1], ci_high=[0.3, 0.3])
+    text = bm.conclusion_text(comp, ("biomarker",), "age 55-42", 9)
+    assert "`biomarker` score(s) higher overall, and no age band holds both classes" in text
+
+
+def test_two_batches_are_told_apart_by_one_auroc():
+    from osteo_helpers import biomarker_analysis as bm
+
+    metrics = pd.DataFrame({"metric": ["balanced_accuracy", "auroc"], "value": [0.7, 0.8], "ci_low": [0.6, 0.7],
+                            "ci_high": [0.8, 0.9], "chance": [0.5, 0.5]})
+    text = bm.batch_text(metrics, pd.DataFrame({"feature": ["f"], "p_kruskal": [0.001]}), 20, 0.01)
+    assert "AUROC **0.80" in text and "macro" not in text and "(the CI of the AUROC excludes 0.5)" in text

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from osteo_helpers import data
+from osteo_helpers import data, folders
 from osteo_helpers.cli import main
 from osteo_helpers.data import image_readers
 from osteo_helpers.images import decode_letterbox
@@ -348,6 +348,20 @@ def test_two_images_per_person_share_a_fold_and_one_score(tmp_path):
     logit = np.mean(np.log([0.2 / 0.8, 0.6 / 0.4]))
     assert person["prob_low_bmd"].iloc[0] == pytest.approx(1 / (1 + np.exp(-logit)))
     assert len(person) == 1 and person["prob_normal"].iloc[0] + person["prob_low_bmd"].iloc[0] == pytest.approx(1)
+
+
+def test_a_study_of_people_with_two_knees_reads_its_subsets_per_person(tmp_path, monkeypatch):
+    """The out-of-fold tables have one row per person: subsets (a sex, an age band, the localised knees) and
+    lookups are made from `Study.people`, keyed the same way; what the cohort cannot estimate is named."""
+    from osteo_helpers.study import Study
+
+    monkeypatch.setenv(folders.CACHE_ENV_VAR, str(tmp_path / "cache"))
+    spec = tiny_cohort(tmp_path / "c", knees=2, table_extra='person = "Person"')
+    study = Study.open("smoke", tmp_path / "run", cohort=spec)
+    assert len(study.cohort) == 24
+    assert list(study.people["patient_id"]) == list(dict.fromkeys(study.cohort["person_id"]))
+    assert study.people_of(["E00L", "E00R", "E05R"]) == {"P00", "P05"}
+    assert study.not_estimable("3class") is None and study.unfitted() == {}  # a T-score and a weight: every arm
 
 
 # ----------------------------------------------------------------------------- the export

@@ -79,6 +79,22 @@ def test_commands_list_every_problem_before_any_work(command, tmp_path, capsys, 
     assert not out.exists() and not (tmp_path / "image-cache").exists()
 
 
+@pytest.mark.parametrize("command", COMMANDS)
+def test_a_cohort_without_a_normal_patient_is_refused_before_any_work(command, tmp_path, capsys, quiet):
+    """Issue 28: every arm answers normal against low BMD; a cohort that holds no normal patient cannot say
+    anything: `cohort check` says so (exit 2) and the command refuses it in the same line before any work (it
+    used to fail in the first fit)."""
+    spec = tiny_cohort(tmp_path / "c", edit=lambda t: t.assign(TScore=t["TScore"].clip(upper=-1.5)))
+    out = tmp_path / "out"
+    line = ("error: cohort tiny: outcome: normal against low BMD, the question every arm answers, is not estimable: "
+            "no patient of this cohort is in the class normal")
+    rc, _, err = _check(capsys, str(spec))
+    assert rc == 2 and err.strip().splitlines() == [line]
+    rc = main([*COMMANDS[command], "--profile", "smoke", "--cohort", str(spec), "--out", str(out)])
+    assert rc == 2 and capsys.readouterr().err.strip().splitlines() == [line]
+    assert not out.exists() and not (tmp_path / "image-cache").exists()
+
+
 def test_five_thousand_rows_with_one_problem_are_one_line(tmp_path, capsys, quiet):
     spec = tiny_cohort(tmp_path / "c", persons=1)
     n = 5000

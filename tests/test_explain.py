@@ -445,3 +445,33 @@ def test_where_text_counts_flagged_maps_per_batch_in_words():
     assert text.endswith("2 of 4 maps (50%) are flagged (border-dominated or off the bone); by batch: gray 1 of 2, "
                          "rgb-1k 1 of 2.")
     assert "{" not in text and "by batch" not in ex.where_text(where.assign(flag_border=False))
+
+
+def test_a_person_with_several_images_is_shuffled_and_scored_as_one():
+    """Issue 28: permutation importance shuffles units (a person's images keep one record) and `row_scores` gives
+    every image its person's out-of-fold score."""
+    X, y, names = _logistic(n=12)
+    units = np.repeat([f"P{i}" for i in range(6)], 2)
+    X[:, 0] = np.repeat(np.arange(6.0), 2)  # one bmi per person
+
+    def one_value_per_person(A: np.ndarray) -> float:
+        return float(pd.Series(A[:, 0]).groupby(units).nunique().max() == 1)
+
+    result = ex.permutation_importance_grouped(one_value_per_person, X, names, n_repeats=3, seed=1, units=units)
+    assert (result["mean_drop"] == 0).all() and (result["baseline"] == 1).all()
+    cohort = pd.DataFrame({"patient_id": ["a1", "a2", "b1"], "person_id": ["A", "A", "B"]})
+    oof = pd.DataFrame({"patient_id": ["A", "B", "A", "B"], "seed": [0, 0, 1, 1], "prob_normal": [0.3, 0.6, 0.5, 0.5],
+                        "prob_low_bmd": [0.7, 0.4, 0.5, 0.5]})
+    np.testing.assert_array_equal(ex.row_scores(oof, cohort, 0), [0.7, 0.7, 0.4])
+
+
+def test_explanations_that_cannot_be_estimated_say_so():
+    """Grad-CAM maps that are empty everywhere (a 1 x 1 last feature map) have no share on bone, and two rankings of
+    constant importance no correlation: the page says so instead of printing nan."""
+    where = pd.DataFrame({"bone_share": np.nan, "border_share": np.nan, "flag_border": False, "batch": ["a", "b"]})
+    assert ex.where_text(where).startswith("**Where the model looks is not estimable on this run:** all 2 Grad-CAM")
+    shap_values = shap.Explanation(values=np.zeros((3, 2)), data=np.zeros((3, 2)), feature_names=["age_years", "sex"])
+    perm = pd.DataFrame({"feature": ["age_years", "sex"], "mean_drop": [0.0, 0.0], "std_drop": 0.0})
+    ranks = ex.rank_comparison(ex.shap_importance(shap_values), perm)
+    text = ex.reliance_text(shap_values, perm, ranks, where)
+    assert "cannot be correlated" in text and "every Grad-CAM map is empty" in text and "nan" not in text

@@ -25,6 +25,7 @@ from osteo_helpers.external import (
     site_folds,
     site_notes,
     site_results,
+    site_text,
 )
 from osteo_helpers.external.metrics import per_patient
 from osteo_helpers.patients import CATEGORY_SPELLINGS
@@ -374,3 +375,23 @@ def test_a_site_with_one_class_gets_no_auroc_and_a_sentence(rows):
     notes = site_notes(site_counts(data["label_binary"], data["hospital"]))
     assert any(n.startswith("Site C holds no normal patient") and "none is reported" in n for n in notes)
     assert any(n.startswith("Site A holds only") for n in notes)
+
+
+def test_one_site_cannot_be_left_out_and_people_are_keyed_as_their_tables(rows):
+    """Issue 28: a cohort of one site has no site to leave out: no table, and one sentence; a cohort whose people
+    have several images gets each person's out-of-site score with the person's site."""
+    profile = get_profile("smoke", **BUNDLE_SETTINGS)
+    one = rows.assign(hospital="only")
+    assert leave_one_site_out(one, "hospital", ("clinical",), profile, person="split_group") == {}
+    table = site_results({}, n_boot=20, seed=0)
+    counts = site_counts(one["label_binary"], one["hospital"])
+    assert table.empty and site_text(table, counts) == (
+        "This cohort holds 1 site (only): with fewer than two, no site can be left out and the validation across "
+        "sites is not estimable on this cohort.")
+    data = _with_sites(rows)
+    twice = pd.concat([data, data.assign(patient_id=data["patient_id"] + "-R")], ignore_index=True)
+    twice = twice.assign(person_id="person " + twice["patient_id"].str.removesuffix("-R"))
+    oof = leave_one_site_out(twice, "hospital", ("clinical",), profile, person="split_group")["clinical"]
+    site_of = data.set_index("person " + data["patient_id"])["hospital"]
+    assert set(oof["patient_id"]) <= set(site_of.index) and oof["patient_id"].is_unique
+    assert (oof["site"].to_numpy() == site_of[oof["patient_id"]].to_numpy()).all()

@@ -4,6 +4,7 @@ feature arms seen end to end from pixels (what Grad-CAM explains) give the arms'
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -83,3 +84,34 @@ def test_a_feature_arm_seen_end_to_end_from_pixels_gives_its_own_predictions(nam
     np.testing.assert_allclose(end_to_end, arm.predict_proba(test)[:, 1], atol=1e-5)
     cams = explain.oof_cams([fm], test.reset_index(drop=True), pixels)
     assert cams.shape == (len(test), SIZE, SIZE) and np.isfinite(cams).all() and cams.max() > 0
+
+
+def test_explanations_of_people_with_several_images_are_per_person(rows, dataset, tmp_path):
+    """Issue 28: where a person has two images, SHAP explains one image of each person (not a person twice), and
+    permutation importance shuffles people and scores them as the out-of-fold tables do: each person's
+    probability is the logistic of the mean logit of their images (its baseline is that AUROC, not the images')."""
+    from sklearn.metrics import roc_auc_score
+
+    profile = config.get_profile("smoke", feature_size=SIZE, feature_views="image", feature_components=8,
+                                 epochs=2, num_threads=1)
+    single = rows.assign(features=list(feature_matrix(rows, FeatureRecipe.of(profile), dataset.root, tmp_path)))
+    rank = single.groupby("label_3class").cumcount().to_numpy()
+    people = single.assign(person_id=single["label_3class"].astype(str) + "-" + (rank // 2).astype(str))
+    fold, y = (rank // 2) % 2, TASKS["binary"].labels(people)
+    fitted, logit = [], np.empty(len(people))
+    for k in (0, 1):
+        train, test = people[fold != k], people[fold == k]
+        arm = arms.make_arm("fusion_concat", "binary", profile=profile).fit(train, y[fold != k])
+        arm.seed_, arm.fold_, arm.test_ids_ = 0, k, list(test["patient_id"])
+        p = arm.predict_proba(test)[:, 1]
+        logit[fold == k] = np.log(p / (1 - p))
+        fitted.append(arm)
+    models = explain.fold_models(fitted, device="cpu")
+    matrix = np.stack(people["features"])
+    _, ids = explain.oof_shap(models, people, matrix, len(people), n_samples=60, n_background=5, seed=0)
+    person = people.set_index("patient_id")["person_id"]
+    assert len(ids) == people["person_id"].nunique() and person.loc[ids].is_unique
+    perm = explain.oof_permutation_importance(models, people, matrix, y, n_repeats=1, seed=0)
+    by_person = pd.DataFrame({"person": people["person_id"], "logit": logit, "y": y}).groupby("person")
+    expected = roc_auc_score(by_person["y"].first(), by_person["logit"].mean())
+    assert perm["baseline"].iloc[0] == pytest.approx(expected)

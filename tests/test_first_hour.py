@@ -82,6 +82,38 @@ def test_run_with_set_goes_to_its_own_folder_and_says_where(synthetic_dataset, o
     assert seen[-1] == str(outputs / "smoke") and (outputs / "smoke" / "provenance.json").is_file()
 
 
+def test_rerunning_one_notebook_builds_the_book_from_the_runs_files(synthetic_dataset, outputs, monkeypatch, capsys):
+    """Issue 28: `--notebook` without `--no-book` used to fail in the book build (its table of contents names every
+    notebook). The book is built from the run folder's executed notebooks, the summary pages executed again; a
+    folder holding no executed notebooks of a run with the same settings, data and code is refused before any work."""
+    seen: list[str] = []
+    built: dict[str, Path] = {}
+    monkeypatch.setattr(pipeline, "execute_notebook", _fake_execute(seen))
+    monkeypatch.setattr(pipeline, "build_book", lambda root, executed, profile=None: built.update(executed) or root)
+    out = outputs / "mine"
+    base = ["run", "--profile", "smoke", "--data-dir", str(synthetic_dataset.root), "--out", str(out)]
+    one = ["--notebook", "notebooks/03_binary_fusion.ipynb"]
+    def refused(argv: list[str]) -> None:
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "01_eda_manifest.ipynb" in err[0] and "--no-book" in err[0], err
+        assert not built and not seen
+
+    refused([*base, *one])
+    assert not out.exists()
+    assert main([*base, "--no-book"]) == 0 and not built and len(seen) == len(pipeline.NOTEBOOKS)
+    seen.clear()
+    first = (out / "provenance.json").read_bytes()
+    refused([*base, *one, "--set", "epochs=2"])  # other settings: the folder's notebooks are not this run's
+    assert (out / "provenance.json").read_bytes() == first and not (out / "previous").exists()
+    assert main([*base, *one]) == 0
+    assert seen == [str(out)] * 3
+    steps = [s["name"] for s in json.loads((out / "provenance.json").read_text())["steps"]]
+    assert steps == ["notebooks/03_binary_fusion.ipynb", "book/results_summary.ipynb", "book/provenance.ipynb",
+                     "jupyter-book build"]
+    assert built == {nb: out / "notebooks" / Path(nb).name for nb in pipeline.NOTEBOOKS}
+
+
 def test_a_notebook_session_never_opens_the_report_folder(synthetic_dataset, outputs, capsys):
     study = Study.open("smoke", None, synthetic_dataset.root)
     assert study.paths.root == outputs / "smoke-interactive"

@@ -97,3 +97,8 @@ def test_riley_sample_size_reproduces_the_published_example() -> None:
     assert default["r2_cs"] == pytest.approx(0.15 * default["max_r2_cs"])
     with pytest.raises(ValueError):
         ev.riley_sample_size(0, 0.5)
+
+
+def test_no_gain_is_detectable_over_a_reference_that_separates_the_classes():
+    """A clinical model with AUROC 1 (the classes apart in age) leaves nothing to detect: NaN, not an error."""
+    assert np.isnan(ev.detectable_auroc_gain(20, 20, 1.0, 0.5))

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from osteo_helpers import ablation, config, folders, progress, report
+from osteo_helpers import ablation, config, estimability, folders, progress, report
 
 
 def _results(models: list[str], metric: str = "auroc") -> pd.DataFrame:
@@ -229,3 +229,67 @@ def test_an_arm_below_its_own_null_is_said_to_be_so():
     words = answer.discrimination_words(results, "image", null)
     assert "showed no discrimination (pooled AUROC 0.3880" in words and "0.4998]" in words
     assert "the permutation null of its pooled AUROC (200 permutations" in words and "below its own null" in words
+
+
+def _ages(classes: dict[str, list[float]]) -> pd.DataFrame:
+    people = pd.DataFrame([{"diagnosis": c, "age_years": a} for c, ages in classes.items() for a in ages])
+    return people.assign(label_binary=(people["diagnosis"] != "normal").astype(int),
+                         patient_id=[f"P{i}" for i in range(len(people))])
+
+
+def test_age_sentences_of_a_cohort_whose_classes_do_not_overlap_in_age():
+    """Issue 28: a cohort of normal and osteoporotic patients only, the normal all younger than the others: notebook
+    1 names the absent class and says the ages do not overlap, and the age band of notebooks 5 and 7 is said to be
+    not estimable instead of an empty table (notebook 5 used to stop with "No objects to concatenate")."""
+    people = _ages({"normal": [30, 35, 40, 44], "osteoporosis": [55, 60, 70, 80]})
+    age = people.groupby("diagnosis")["age_years"].describe()
+    text = report.age_text(age)
+    assert "No patient of this cohort is in the class osteopenia." in text and "nan" not in text
+    assert "The ages of the classes do not overlap (every normal patient is at most 44, every low-BMD patient " \
+           "at least 55 years old)" in text
+    band, name, text = estimability.age_band_subset(people)
+    assert band == set() and name == "age 56-43" and text.startswith(
+        "**The AUROC within an age band is not estimable on this cohort:** the ages of normal and low-BMD patients "
+        "do not overlap")
+    overlapping = _ages({"normal": [30, 40, 50, 52, 60], "osteopenia": [45, 51, 55, 65], "osteoporosis": [50, 70]})
+    band, name, text = estimability.age_band_subset(overlapping)
+    assert text == "" and name == "age 46-58" and band == set(overlapping.query("46 <= age_years <= 58.4").patient_id)
+    one_low = _ages({"normal": [30, 40, 50, 60, 62], "osteoporosis": [45, 61, 70, 80, 90]})
+    assert "the band holds 2 normal and 1 low-BMD patients (at least 2 of each class are needed)" in \
+        estimability.age_band_subset(one_low)[2]
+    assert "osteopenia" in report.age_text(overlapping.groupby("diagnosis")["age_years"].describe())
+
+
+def test_arms_a_cohort_cannot_fit_are_named_with_the_reason():
+    reasons = {"ost": "the cohort has no weight", "fusion_tscore": "the cohort has no T-score"}
+    assert estimability.unfitted_text(reasons) == (
+        "**The arm OST index is not estimable on this cohort:** the cohort has no weight. **The arm fusion (T-score "
+        "model) is not estimable on this cohort:** the cohort has no T-score.")
+    pairs = [ablation.PRIMARY, *ablation.SECONDARY]
+    assert estimability.unfitted_text(reasons, pairs) == (
+        "**The comparison of fusion (T-score model) with clinical (T-score model) is not estimable on this cohort:** "
+        "the cohort has no T-score. **The comparison of clinical (age, sex) with OST index is not estimable on this "
+        "cohort:** the cohort has no weight.")
+    assert estimability.unfitted_text({}) == "" and report.osteopenia_text(_results([]), _ages({"normal": [30]})) == ""
+
+
+def test_clinical_variables_by_class_show_the_columns_the_cohort_has():
+    from osteo_helpers import plots
+
+    people = _ages({"normal": [30, 40], "osteoporosis": [60, 70]})
+    fig = plots.clinical_by_class(people.assign(bmi=np.nan), ["age_years", "bmi", "weight_kg"])
+    assert [ax.get_ylabel() for ax in fig.axes] == ["age_years"]
+
+
+def test_a_paragraph_only_some_cohorts_need_shows_nothing_when_empty(monkeypatch):
+    """`Markdown("")` appears in the book as "<IPython.core.display.Markdown object>" (the published cohort has no
+    arm it cannot fit, so every book carried it); a `Paragraph` of no text displays nothing."""
+    import IPython.display
+
+    shown: list = []
+    monkeypatch.setattr(IPython.display, "display", lambda *objs: shown.extend(objs))
+    estimability.Paragraph("")._ipython_display_()
+    estimability.Paragraph("  \n")._ipython_display_()
+    assert shown == []
+    estimability.Paragraph("**The arm OST index is not estimable on this cohort:** no weight.")._ipython_display_()
+    assert [type(o).__name__ for o in shown] == ["Markdown"] and shown[0].data.startswith("**The arm OST index")

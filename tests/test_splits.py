@@ -135,6 +135,15 @@ def test_inner_split_is_grouped_and_disjoint():
     assert set(cohort.iloc[val_idx]["label_3class"]) == {0, 1, 2}
 
 
+def test_inner_split_of_a_few_rows_makes_as_many_folds_as_they_allow():
+    """Early stopping of an arm fitted on a few rows (the localised knees of a small cohort): 3 and 2 rows of two
+    classes cannot fill 5 stratified groups (1 / 0.2); the split uses as many as the largest class and the groups
+    allow, and both parts hold rows."""
+    cohort = _cohort(n_per_class=3).query("label_3class < 2").iloc[:5].reset_index(drop=True)
+    fit_idx, val_idx = splits.inner_split(cohort, "label_3class", 0.2, seed=11)
+    assert len(fit_idx) and len(val_idx) and sorted([*fit_idx, *val_idx]) == list(range(5))
+
+
 def test_iter_folds_order():
     cohort = _cohort()
     folds = splits.make_folds(cohort, "label_3class", 3, 2, seed=0)

@@ -224,3 +224,50 @@ def test_permutation_summary_rejects_ambiguous_observed_values() -> None:
     observed = pd.DataFrame({"model": ["a", "a"], "metric": ["auroc"] * 2, "value": [0.6, 0.7]})
     with pytest.raises(ValueError, match="more than once"):
         ev.permutation_summary(null, observed)
+
+
+# --------------------------------------------------------------------------- what a cohort cannot estimate
+
+
+def _two_arms(n_normal: int, n_low: int) -> dict[str, pd.DataFrame]:
+    rng = np.random.default_rng(0)
+    y = np.r_[np.zeros(n_normal, int), np.ones(n_low, int)]
+    out = {}
+    for name in ("a", "b"):
+        p = np.clip(0.3 * y + rng.uniform(0, 0.7, len(y)), 0.01, 0.99)
+        out[name] = pd.DataFrame({"patient_id": [f"P{i}" for i in range(len(y))], "fold": np.arange(len(y)) % 2,
+                                  "seed": 0, "y_true": y, "prob_normal": 1 - p, "prob_low_bmd": p})
+    return out
+
+
+def test_a_subset_without_two_of_each_class_has_no_auroc_and_its_comparison_says_why() -> None:
+    """Issue 28: a subgroup of a small cohort (an age band, a sex, the patients with a localised knee) may hold
+    one normal patient: its arms have no rows, and a comparison there is a row that says why it is not estimable,
+    kept out of Holm's family."""
+    oofs = _two_arms(6, 10)
+    one_normal = {"P0", *(f"P{i}" for i in range(6, 16))}
+    assert ev.too_few(np.r_[0, np.ones(10, int)], ("normal", "low_bmd")) == \
+        "1 normal and 10 low-BMD patients (at least 2 of each class are needed)"
+    assert ev.too_few(np.r_[0, 0, 1, 1], ("normal", "low_bmd")) is None
+    assert ev.score_arms(oofs, "binary", 20, 0, subset=one_normal, subset_name="band").empty
+    assert set(ev.score_arms(oofs, "binary", 20, 0, subset={"P0", "P1", "P6", "P7"})["model"]) == {"a", "b"}
+    comp = ev.paired_comparisons(oofs, [("a", "b")], 20, 0, subset=one_normal, subset_name="band")
+    row = comp.iloc[0]
+    assert not row["estimable"] and np.isnan(row["diff"]) and row["n_patients"] == 11
+    assert row["conclusion"] == ("not estimable: the patients both arms predicted are 1 normal and 10 low-BMD "
+                                 "patients (at least 2 of each class are needed)")
+    table = pd.concat([ev.paired_comparisons(oofs, [("a", "b")], 20, 0), comp], ignore_index=True)
+    held = ev.with_holm(table, pd.Series([True, True]))
+    assert list(held["holm_tests"]) == [1, 0] and np.isnan(held.loc[1, "p_holm"])
+
+
+def test_a_task_a_cohort_cannot_estimate_is_named_with_the_reason() -> None:
+    from osteo_helpers.tasks import why_not_estimable
+
+    rows = pd.DataFrame({"label_3class": [0, 0, 2, 2], "label_binary": [0, 0, 1, 1], "t_score": np.nan,
+                         "age_years": [30, 40, 60, 70], "sex": ["female", "male"] * 2})
+    assert why_not_estimable("binary", rows) is None
+    assert why_not_estimable("3class", rows) == "no patient of this cohort is in the class osteopenia"
+    assert why_not_estimable("tscore", rows) == "the cohort has no T-score"
+    assert why_not_estimable("binary", rows.assign(label_binary=1, label_3class=2)) == \
+        "no patient of this cohort is in the class normal"

@@ -16,11 +16,11 @@ Adding an arm is one class with ``@register("name")`` in one of these modules.
 """
 
 from . import classical, features, networks, roi  # noqa: F401  (registers the arms)
-from .base import ARM_REGISTRY, Arm, known_arms, make_arm, register, split_arm_name
+from .base import ARM_REGISTRY, Arm, known_arms, make_arm, register, split_arm_name, why_not_fittable
 from .classical import logistic_equation, overlap_range
-from .driver import cross_validate, run_arm, run_arms_together, task_view
+from .driver import cross_validate, fittable, run_arm, run_arms_together, task_view
 from .foldcache import load_fold_arms, load_histories
 
-__all__ = ["ARM_REGISTRY", "Arm", "cross_validate", "known_arms", "load_fold_arms", "load_histories",
+__all__ = ["ARM_REGISTRY", "Arm", "cross_validate", "fittable", "known_arms", "load_fold_arms", "load_histories",
            "logistic_equation", "make_arm", "overlap_range", "register", "run_arm", "run_arms_together",
-           "split_arm_name", "task_view"]
+           "split_arm_name", "task_view", "why_not_fittable"]

@@ -51,6 +51,8 @@ class Arm(BaseEstimator):
     #: whether a fit takes seconds or more (networks): the executor runs those side by side, in workers or
     #: on a cluster; quick fits stay in the calling process, where shipping the rows would cost more
     heavy: bool = False
+    #: columns of the cohort the arm cannot do without, beyond age and sex (which every cohort has)
+    requires: tuple[str, ...] = ()
 
     task: str
     target_sensitivity: float | None
@@ -173,6 +175,21 @@ def known_arms() -> list[str]:
         if cls.supports_regression:
             names.append(f"{name}_tscore")
     return names
+
+
+#: how a column an arm requires is named in the sentence that says the cohort lacks it
+REQUIRED_WORDS = {"t_score": "T-score", "weight_kg": "weight"}
+
+
+def why_not_fittable(name: str, rows: pd.DataFrame) -> str | None:
+    """Why arm ``name`` cannot be fitted on these rows (a column it requires, or the T-score a ``_tscore``
+    arm fits, has no value in the cohort), as words that complete "cannot be estimated: ..."; None when it can."""
+    base, forced = split_arm_name(name)
+    needs = (*ARM_REGISTRY[base].requires, *(("t_score",) if forced else ())) if base in ARM_REGISTRY else ()
+    missing = [c for c in needs if c not in rows.columns or not rows[c].notna().any()]
+    if not missing:
+        return None
+    return "the cohort has no " + " and no ".join(REQUIRED_WORDS.get(c, c) for c in missing)
 
 
 def make_arm(name: str, task: str, **params) -> Arm:

@@ -112,23 +112,33 @@ def logistic_equation(rows: pd.DataFrame, y: np.ndarray, features: tuple[str, ..
 
     The same model as the ``clinical`` arm fitted on these rows (its standardised, one-hot inputs span
     the same space, so both give the same probabilities), written as an equation a reader can apply.
-    Fitted by Newton's method (iteratively reweighted least squares).
+    Fitted by Newton's method (iteratively reweighted least squares). Where the inputs separate the classes
+    (every normal patient younger than every low-BMD one) no maximum-likelihood fit exists: Newton's steps
+    grow without end, and every number is NaN (`answer.equation_text` says why).
     """
     frame = to_model_frame(rows, features)
     categorical = [f for f in features if f in CATEGORICAL_FEATURES]
     design = pd.get_dummies(frame, columns=categorical, drop_first=True, dtype=float)
     X = np.column_stack([np.ones(len(design)), design.to_numpy(float)])
     y = np.asarray(y, dtype=float)
-    beta = np.zeros(X.shape[1])
-    for _ in range(100):
+    beta, converged = np.zeros(X.shape[1]), False
+    with np.errstate(over="ignore"):
+        for _ in range(100):
+            p = 1 / (1 + np.exp(-(X @ beta)))
+            hessian = X.T @ (X * (p * (1 - p))[:, None])
+            try:
+                step = np.linalg.solve(hessian, X.T @ (y - p))
+            except np.linalg.LinAlgError:
+                break
+            beta = beta + step
+            if np.abs(step).max() < 1e-10:
+                converged = bool(np.all(np.isfinite(beta)))
+                break
+    if not converged:
+        beta = se = np.full(X.shape[1], np.nan)
+    else:
         p = 1 / (1 + np.exp(-(X @ beta)))
-        hessian = X.T @ (X * (p * (1 - p))[:, None])
-        step = np.linalg.solve(hessian, X.T @ (y - p))
-        beta = beta + step
-        if np.abs(step).max() < 1e-10:
-            break
-    p = 1 / (1 + np.exp(-(X @ beta)))
-    se = np.sqrt(np.diag(np.linalg.inv(X.T @ (X * (p * (1 - p))[:, None]))))
+        se = np.sqrt(np.diag(np.linalg.inv(X.T @ (X * (p * (1 - p))[:, None]))))
     return pd.DataFrame({"term": ["intercept", *design.columns], "coefficient": beta, "se": se,
                          "ci_low": beta - 1.959963984540054 * se, "ci_high": beta + 1.959963984540054 * se,
                          "odds_ratio": np.exp(beta)})
@@ -238,6 +248,8 @@ class AgeArm(ClassicalArm):
 @register("ost")
 class OstArm(ClassicalArm):
     """The Osteoporosis Self-assessment Tool, 0.2 x (weight - age), as the single input."""
+
+    requires = ("weight_kg",)
 
     def _inputs(self, rows: pd.DataFrame) -> np.ndarray:
         return ost_index(rows["weight_kg"], rows["age_years"]).reshape(-1, 1)

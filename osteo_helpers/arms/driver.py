@@ -33,7 +33,7 @@ from ..evaluation import PROB_PREFIX
 from ..executor import Executor, current
 from ..splits import iter_folds
 from ..tasks import WHO_TASKS, collapse_to_binary, get_task
-from .base import Arm, make_arm, split_arm_name
+from .base import Arm, make_arm, split_arm_name, why_not_fittable
 from .foldcache import FoldCache, FoldCacheError, fold_fingerprint
 from .persons import per_person, person_labels, several_rows_per_person
 
@@ -178,8 +178,8 @@ def plan_arm(name: str, rows: pd.DataFrame, folds: pd.DataFrame, task: str, *, p
     for seed, fold, test_ids in iter_folds(folds):
         test = np.isin(ids, list(test_ids)) & supported
         train = ~np.isin(ids, list(test_ids)) & supported
-        if not test.any():
-            continue
+        if not test.any() or (not fit_task.is_regression and len(np.unique(y[train])) < 2):
+            continue  # nothing to score, or training rows of one class (a few localised knees): no fit
         k = len(plan.folds)
         plan.folds.append((seed, fold, test))
         arm = clone(template).set_params(random_state=seed * 1000 + fold)
@@ -223,6 +223,9 @@ def assemble(plan: ArmPlan, results: dict[int, FitResult]) -> pd.DataFrame | tup
         arms.append(fitted)
     if plan.folder is not None:  # the folds this cross-validation used (others may stay beside them)
         FoldCache.mark_current(plan.folder, [f"seed{seed}_fold{fold}" for seed, fold, _ in plan.folds])
+    if not parts:  # no fold could be fitted: an empty table, said where the arm's results would be
+        oof = pd.DataFrame(columns=["patient_id", "fold", "seed", "y_true", *plan.columns])
+        return (oof, arms) if plan.keep_arms else oof
     oof = pd.concat(parts, ignore_index=True)
     if plan.persons is not None:
         oof = per_person(oof, plan.persons)  # a person's images: one score
@@ -278,11 +281,20 @@ def run_arm(name: str, rows: pd.DataFrame, folds: pd.DataFrame, task: str, **kwa
     return _view(name, cross_validate(name, rows, folds, task, **kwargs), task, rows, kwargs.get("y"))
 
 
+def fittable(names: Sequence[str], rows: pd.DataFrame) -> tuple[list[str], dict[str, str]]:
+    """The arms of ``names`` that can be fitted on these rows, and why each other one cannot
+    (`why_not_fittable`: the cohort lacks a column it needs)."""
+    reasons = {n: why for n in names if (why := why_not_fittable(n, rows)) is not None}
+    return [n for n in names if n not in reasons], reasons
+
+
 def run_arms_together(names: Sequence[str], rows: pd.DataFrame, folds: pd.DataFrame, task: str, *,
                       screening: bool | Collection[str] = True, executor: Executor | None = None,
                       **kwargs) -> dict[str, pd.DataFrame]:
     """`run_arm` for several arms, all their fits run by one executor; ``screening``: for all arms, or
-    the names of those that choose a screening threshold."""
+    the names of those that choose a screening threshold. An arm the cohort cannot fit (`fittable`) has
+    no table: the report says why where it lists the arms."""
+    names = fittable(names, rows)[0]
     plans = [plan_arm(n, rows, folds, task, screening=screening if isinstance(screening, bool) else n in screening,
                       **kwargs) for n in names]
     results = execute(plans, rows, executor)

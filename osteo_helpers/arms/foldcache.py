@@ -145,7 +145,9 @@ class FoldCache:
     @classmethod
     def mark_current(cls, arm_folder: Path, folds: list[str]) -> None:
         """Record which fold folders the latest cross-validation used: folds of other settings may stay
-        beside them (kept for reuse), and must never be mixed into this run's figures."""
+        beside them (kept for reuse), and must never be mixed into this run's figures. None, when no fold could
+        be fitted (its folder may not exist yet)."""
+        Path(arm_folder).mkdir(parents=True, exist_ok=True)
         atomic_write_text(Path(arm_folder) / cls.CURRENT, json.dumps({"folds": folds}))
 
     def record(self) -> dict:

@@ -18,6 +18,31 @@ def several_rows_per_person(rows: pd.DataFrame) -> bool:
     return "person_id" in rows.columns and bool(rows["person_id"].duplicated().any())
 
 
+def person_key(rows: pd.DataFrame) -> pd.Series:
+    """Each row's key in the out-of-fold tables (indexed by the row's ``patient_id``): its person where a
+    person has several rows, else the row's own ID."""
+    key = rows["person_id"] if several_rows_per_person(rows) else rows["patient_id"]
+    return pd.Series(key.to_numpy(), index=rows["patient_id"].to_numpy(), name="patient_id")
+
+
+def person_rows(rows: pd.DataFrame) -> pd.DataFrame:
+    """One row per person, keyed (``patient_id``) as the out-of-fold tables are: each person's first row with
+    the person's ID as ``patient_id``, so that subsets (a sex, an age band) and per-patient lookups made from it
+    meet the tables' rows; ``rows`` themselves when every person has one row."""
+    if not several_rows_per_person(rows):
+        return rows
+    return rows.drop_duplicates("person_id").assign(patient_id=lambda t: t["person_id"]).reset_index(drop=True)
+
+
+def permutation_by_person(rows: pd.DataFrame, rng: np.random.Generator) -> np.ndarray:
+    """A shuffled order of ``rows`` that moves people, not rows: ``labels[order]`` gives every row of a person the
+    labels of one other person's first row, so a person's images keep one outcome (a permutation of the rows would
+    split them). With one row per person this is ``rng.permutation(len(rows))``, draw for draw."""
+    codes, _ = pd.factorize(person_key(rows).to_numpy())
+    first = pd.Series(np.arange(len(codes))).groupby(codes).first().to_numpy()
+    return first[rng.permutation(len(first))][codes]
+
+
 def person_labels(rows: pd.DataFrame, column: str) -> pd.Series:
     """``column`` per person (keyed as the out-of-fold tables are: by person where a person has several
     rows, else by patient_id). A person whose rows disagree is an error: their score has one truth."""

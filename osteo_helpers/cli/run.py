@@ -27,6 +27,8 @@ def add(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--out", default=None, metavar="DIR",
                      help="run folder (default outputs/<profile>, or outputs/<profile>-<hash> with --set)")
     run.add_argument("--notebook", action="append", default=[], metavar="PATH",
-                     help="run only this notebook, e.g. notebooks/03_binary_fusion.ipynb (repeatable)")
+                     help="run only this notebook, e.g. notebooks/03_binary_fusion.ipynb (repeatable); the "
+                          "book is then built from the run folder's other executed notebooks, the summary pages run "
+                          "again (a folder without a run of the same settings, data and code: use --no-book)")
     run.add_argument("--no-book", action="store_true", help="execute the notebooks without building the book")
     run.set_defaults(func=_run)

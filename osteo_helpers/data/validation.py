@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..tasks import CLASSES_3, who_class_name
+from ..tasks import CLASSES_3, who_class_name, why_not_estimable
 from ..vocabulary import IMAGE_FILE, MENTION_COLUMN
 from .linkage import (
     NEAR_DUPLICATE_RULE,
@@ -111,7 +111,8 @@ def missing_images(manifest: pd.DataFrame, clinical: pd.DataFrame, root: Path, s
 
 def fatal_problems(table_problems: list[dict[str, object]], unreadable: list[dict[str, object]],
                    images: int, clinical: pd.DataFrame, how: str) -> list[dict[str, object]]:
-    """The problems that stop a run: the table's, the rows' images that cannot be decoded, no image at all."""
+    """The problems that stop a run: the table's, the rows' images that cannot be decoded, no image at all, an
+    outcome of one class (no normal, or no low-BMD patient: the question every arm answers cannot be asked)."""
     rows = clinical.set_index("patient_id")["source_row"]
     problems = list(table_problems)
     problems += [Problem("images", "cannot be decoded to the last byte", int(rows[u["patient_id"]]),
@@ -120,6 +121,11 @@ def fatal_problems(table_problems: list[dict[str, object]], unreadable: list[dic
     if images == 0 and len(clinical):
         problems.append(Problem("images", f"none found for any of the {len(clinical)} rows: looked for {how}"
                                 ).to_dict())
+    diagnosis = clinical["diagnosis"].dropna()
+    why = why_not_estimable("binary", pd.DataFrame({"label_binary": (diagnosis != "normal").astype(int)}))
+    if len(diagnosis) and why is not None:
+        problems.append(Problem("outcome", "normal against low BMD, the question every arm answers, is not "
+                                f"estimable: {why}").to_dict())
     return problems
 
 

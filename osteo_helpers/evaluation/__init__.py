@@ -102,6 +102,7 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(
             "paired_comparisons",
             "paired_mae",
             "score_arms",
+            "too_few",
             "tscore_regression",
             "with_holm",
         ],

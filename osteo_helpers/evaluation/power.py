@@ -81,10 +81,13 @@ def detectable_auroc_gain(
 ) -> float:
     """Smallest AUROC gain over ``auroc_ref`` detected with ``power`` at two-sided ``alpha``.
 
-    NaN when no model up to AUROC 1 would reach that power. Near AUROC 1 the binormal variance
+    NaN when no model up to AUROC 1 would reach that power, and so when the reference is 1 already (a
+    clinical model that separates the classes leaves no gain to detect). Near AUROC 1 the binormal variance
     is numerically unstable and power is not monotone there, so the first gain that reaches the
     power is found on a grid and then refined within its bracket.
     """
+    if auroc_ref == 1:
+        return float("nan")
     _check(n_pos, n_neg, correlation, auroc_ref)
     if not 0 < alpha < power < 1:
         raise ValueError("need 0 < alpha < power < 1")

@@ -21,7 +21,7 @@ import pandas as pd
 from .bootstrap import oof_metrics, regression_metrics
 from .comparisons import delong_test, holm, paired_bootstrap_difference, paired_mae_difference, verdict
 from .folds import fold_summary, paired_fold_differences
-from .metrics import average_over_repeats, prob_columns
+from .metrics import average_over_repeats, class_names_from, prob_columns
 from .resampling import GroupsLike, group_lookup, groups_for_patients
 
 RESULT_COLUMNS = ["model", "task", "metric", "value", "ci_low", "ci_high", "subset", "n_patients"]
@@ -36,6 +36,7 @@ def score_arms(oofs: Mapping[str, pd.DataFrame], task: str, n_boot: int, seed: i
                subset_name: str = "all") -> pd.DataFrame:
     """One long table (``RESULT_COLUMNS``) of every arm's metrics with CIs, arms in the order given.
 
+    On a ``subset``, an arm whose patients there hold fewer than two of a class (`too_few`) has no rows.
     Beside the pooled ``auroc`` (each patient's prediction averaged over repeats): ``auroc_fold_mean``
     and ``auroc_fold_sd`` over the fitted folds and ``auroc_seed<s>`` per repeat, without CIs
     (see `folds`). Three-class tables also carry their macro AUROC rows as ``auroc...``, so one
@@ -44,12 +45,15 @@ def score_arms(oofs: Mapping[str, pd.DataFrame], task: str, n_boot: int, seed: i
     rows = []
     for name, oof in oofs.items():
         part = _restrict(oof, subset)
-        if part.empty:
-            continue
+        if part.empty or (subset is not None and too_few(part.drop_duplicates("patient_id")["y_true"],
+                                                         class_names_from(part))):
+            continue  # a subset without two patients of each class has no AUROC: the page says so
         table = oof_metrics(part, n_boot, seed, groups=groups)
         if {"fold", "seed"} <= set(part.columns):
             table = pd.concat([table, fold_summary(part)], ignore_index=True)
         rows.append(table.assign(model=name, task=task, subset=subset_name, n_patients=part["patient_id"].nunique()))
+    if not rows:  # no arm predicted any patient of the subset
+        return pd.DataFrame(columns=RESULT_COLUMNS)
     out = pd.concat(rows, ignore_index=True)
     macro = out["metric"].str.startswith("macro_auroc") & ~out["metric"].str.startswith("macro_auroc_")
     macro |= out["metric"].str.match(r"macro_auroc_(fold_mean|fold_sd|seed\d+)$")
@@ -91,6 +95,13 @@ def paired_comparisons(oofs: Mapping[str, pd.DataFrame], pairs: Sequence[tuple[s
         ids, y, pa, pb = aligned(oofs, a, b, subset)
         binary = pa.shape[1] == 2
         metric = "auroc" if binary else "macro_auroc"
+        why = too_few(y, class_names_from(oofs[a]))
+        if why is not None:
+            rows.append({"model_a": a, "model_b": b, "metric": metric, "value_a": np.nan, "value_b": np.nan,
+                         "diff": np.nan, "ci_low": np.nan, "ci_high": np.nan, "p_bootstrap": np.nan,
+                         "p_delong": np.nan, "conclusion": f"not estimable: the patients both arms predicted are {why}",
+                         "n_patients": len(y), "subset": subset_name, "estimable": False})
+            continue
         patient_groups = None if groups is None else groups_for_patients(ids, group_lookup(groups, ids))
         boot = paired_bootstrap_difference(y, pa[:, 1] if binary else pa, pb[:, 1] if binary else pb,
                                            metric=metric, n_boot=n_boot, seed=seed, groups=patient_groups)
@@ -104,6 +115,21 @@ def paired_comparisons(oofs: Mapping[str, pd.DataFrame], pairs: Sequence[tuple[s
     return pd.DataFrame(rows)
 
 
+#: how a class is named in a sentence
+CLASS_WORDS = {"low_bmd": "low-BMD"}
+
+
+def too_few(y: np.ndarray, classes: Sequence[str]) -> str | None:
+    """Why an AUROC (or a difference of two) cannot be estimated on patients with labels ``y`` (indices of
+    ``classes``): fewer than two patients of a class, said with every class's count ("1 normal and 3 low-BMD
+    patients (at least 2 of each class are needed)"); None when it can."""
+    counts = np.bincount(np.asarray(y, dtype=int), minlength=len(classes))
+    if counts.min() >= 2:
+        return None
+    words = [f"{n} {CLASS_WORDS.get(c, c)}" for c, n in zip(classes, counts, strict=True)]
+    return f"{', '.join(words[:-1])} and {words[-1]} patients (at least 2 of each class are needed)"
+
+
 def with_holm(comparisons: pd.DataFrame, family: pd.Series) -> pd.DataFrame:
     """Add ``p_holm``: Holm's adjustment of ``p_bootstrap`` over the rows where ``family`` is true
     (the declared secondary family), whose ``conclusion`` then follows the adjusted p-value, and
@@ -111,7 +137,7 @@ def with_holm(comparisons: pd.DataFrame, family: pd.Series) -> pd.DataFrame:
     to); other rows keep their raw p-value and their own test's words."""
     out = comparisons.copy()
     out["p_holm"] = out["p_bootstrap"]
-    mask = family.to_numpy(dtype=bool)
+    mask = family.to_numpy(dtype=bool) & out["p_bootstrap"].notna().to_numpy()  # a row not estimable is no test
     out["holm_tests"] = np.where(mask, int(mask.sum()), 0)
     if mask.any():
         out.loc[mask, "p_holm"] = holm(out.loc[mask, "p_bootstrap"].to_numpy())

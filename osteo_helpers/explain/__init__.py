@@ -35,6 +35,7 @@ from .oof import (
     oof_permutation_importance,
     oof_shap,
     reliance_text,
+    row_scores,
 )
 from .tabular import (
     feature_groups,
@@ -73,6 +74,7 @@ __all__ = [
     "rank_comparison",
     "rank_spearman",
     "reliance_text",
+    "row_scores",
     "shap_bar_figure",
     "shap_importance",
     "shap_summary_figure",

@@ -214,6 +214,10 @@ def where_table(summary: pd.DataFrame) -> pd.DataFrame:
 
 def where_text(where: pd.DataFrame) -> str:
     """How much Grad-CAM evidence lies on bone and in the border band, and how many maps are flagged."""
+    if where["bone_share"].isna().all():
+        return (f"**Where the model looks is not estimable on this run:** all {len(where)} Grad-CAM maps are empty "
+                "(no evidence anywhere in the image, as when the encoder's last feature map is a single cell), so no "
+                "share of evidence on bone or in the border band can be given.")
     flagged = where[where["flag_border"]]
     text = (f"Median share of Grad-CAM energy on bone: **{where.bone_share.median():.2f}**; in the border band: "
             f"**{where.border_share.median():.2f}**. {len(flagged)} of {len(where)} maps "

@@ -17,6 +17,8 @@ import shap
 import torch
 from torch import nn
 
+from ..arms.persons import person_key, pooled_probabilities, several_rows_per_person
+from ..evaluation import prob_columns
 from ..models import FrozenFeatures, LinearHead
 from ..models.inputs import normalisation
 from ..tabular import to_model_frame
@@ -133,13 +135,14 @@ def oof_shap(fold_models: Sequence[FoldModel], cohort: pd.DataFrame, images: np.
              n_explain: int, n_samples: int, n_background: int, seed: int) -> tuple[shap.Explanation, list[str]]:
     """Grouped SHAP values of the clinical inputs for out-of-fold patients (a random sample of them).
 
-    Each patient is explained by the fold model that did not train on it, against a background of
-    that fold's training patients; values are grouped back to the clinical features before folds are
+    Each patient (one image of each person) is explained by the fold model that did not train on it, against
+    a background of that fold's training patients; values are grouped back to the clinical features before folds are
     pooled, so folds whose one-hot columns differ still line up.
     """
     X_raw = to_model_frame(cohort)
     rng = np.random.default_rng(seed)
-    picks = rng.permutation(len(cohort))[:n_explain]
+    candidates = np.flatnonzero(~person_key(cohort).duplicated().to_numpy())  # one image per person
+    picks = candidates[rng.permutation(len(candidates))][:n_explain]
     values, data, base, ids, names = [], [], [], [], None
     for fm in fold_models:
         rows = np.intersect1d(_fold_rows(cohort, fm), picks)
@@ -172,10 +175,15 @@ def oof_shap(fold_models: Sequence[FoldModel], cohort: pd.DataFrame, images: np.
 
 def oof_permutation_importance(fold_models: Sequence[FoldModel], cohort: pd.DataFrame, images: np.ndarray | None,
                                y: np.ndarray, n_repeats: int, seed: int) -> pd.DataFrame:
-    """Drop in pooled out-of-fold AUROC when one clinical feature is shuffled (each fold's own model)."""
+    """Drop in pooled out-of-fold AUROC when one clinical feature is shuffled (each fold's own model). Where a
+    person has several images, people are shuffled (their images keep one record) and scored as the
+    out-of-fold tables score them (`arms.persons.pooled_probabilities`)."""
     from ..evaluation import binary_point_metrics
 
     X_raw = to_model_frame(cohort)
+    units = person_key(cohort).to_numpy() if several_rows_per_person(cohort) else None
+    codes = pd.factorize(units)[0] if units is not None else None
+    y_units = np.asarray(y) if codes is None else pd.Series(np.asarray(y)).groupby(codes).first().to_numpy()
     fold_rows = [(fm, _fold_rows(cohort, fm)) for fm in fold_models]
     embeddings: dict[int, torch.Tensor] = {}  # image embeddings do not change when clinical inputs are shuffled
     with torch.no_grad():
@@ -199,11 +207,21 @@ def oof_permutation_importance(fold_models: Sequence[FoldModel], cohort: pd.Data
                     parts = ([embeddings[k]] if k in embeddings else []) + [fm.model.tabular_encoder(tab)]
                     logits = fm.model.head(torch.cat(parts, dim=1))
                 prob[rows] = torch.softmax(logits, 1)[:, 1].cpu().numpy()
-            out.append(binary_point_metrics(y, prob)["auroc"])
+            if codes is not None:
+                prob = pooled_probabilities(pd.DataFrame({"n": 1 - prob, "p": prob}), codes)["p"].to_numpy()
+            out.append(binary_point_metrics(y_units, prob)["auroc"])
         return out
 
     return permutation_importance_grouped(scores, X_raw.to_numpy(dtype=object), list(X_raw.columns),
-                                          groups=lambda name: name, n_repeats=n_repeats, seed=seed, batched=True)
+                                          groups=lambda name: name, n_repeats=n_repeats, seed=seed, batched=True,
+                                          units=units)
+
+
+def row_scores(oof: pd.DataFrame, cohort: pd.DataFrame, seed: int) -> np.ndarray:
+    """P(low BMD) out of fold in repeat ``seed`` of every ``cohort`` row (image), aligned with it: the score of
+    the row's person where a person has several images (their out-of-fold table has one row per person)."""
+    table = oof[oof["seed"] == seed].set_index("patient_id")
+    return table.loc[person_key(cohort).to_numpy(), prob_columns(oof)[1]].to_numpy()
 
 
 def gallery_picks(truth: np.ndarray, prob: np.ndarray, n: int, seed: int) -> dict[tuple[int, bool], list[int]]:
@@ -225,8 +243,12 @@ def reliance_text(shap_values: shap.Explanation, perm: pd.DataFrame, ranks: pd.D
     rho, n = rank_spearman(ranks)
     top_shap = shap_importance(shap_values).iloc[0]["feature"]
     top_perm = perm.iloc[0]
+    agree = (f"The two rankings agree with Spearman rho = {rho:.2f} over {n} features." if np.isfinite(rho) else
+             f"The two rankings of {n} features cannot be correlated (one of them is constant).")
+    image = ("On the image side, every Grad-CAM map is empty: where the model looks is not estimable."
+             if where["bone_share"].isna().all() else
+             f"On the image side, a median {where.bone_share.median():.0%} of the Grad-CAM evidence lies on the bone "
+             f"mask and {where.border_share.median():.0%} in the border band.")
     return (f"**What the model relies on.** The clinical feature with the largest mean |SHAP| is `{top_shap}`; "
             f"the one whose shuffling costs the most out-of-fold AUROC is `{top_perm['feature']}` (drop "
-            f"{top_perm['mean_drop']:.3f}). The two rankings agree with Spearman rho = {rho:.2f} over {n} features. "
-            f"On the image side, a median {where.bone_share.median():.0%} of the Grad-CAM evidence lies on the bone "
-            f"mask and {where.border_share.median():.0%} in the border band.")
+            f"{top_perm['mean_drop']:.3f}). {agree} {image}")

@@ -223,7 +223,8 @@ SCORE_BATCH = 32
 
 def permutation_importance_grouped(score_fn: Callable, X: np.ndarray, feature_names: Sequence[str],
                                    groups: Callable[[str], str] | Mapping[str, str] = original_feature,
-                                   n_repeats: int = 10, seed: int = 0, batched: bool = False) -> pd.DataFrame:
+                                   n_repeats: int = 10, seed: int = 0, batched: bool = False,
+                                   units: np.ndarray | None = None) -> pd.DataFrame:
     """Drop in score when one original feature's columns are shuffled together across patients.
 
     All transformed columns of a feature (one-hot levels, value + missing indicator) are permuted
@@ -232,7 +233,8 @@ def permutation_importance_grouped(score_fn: Callable, X: np.ndarray, feature_na
     AUROC); with ``batched`` it takes a list of up to `SCORE_BATCH` matrices (the unpermuted one
     first) and returns their scores, so that a costly per-call step runs once per list. Returns feature,
     n_columns, mean_drop, std_drop (population std over repeats, as in scikit-learn) and the
-    unpermuted baseline, sorted by mean_drop.
+    unpermuted baseline, sorted by mean_drop. ``units``: each row's unit (a person's images are one unit):
+    the units are shuffled, so the rows of one unit keep one value of the feature (without it, the rows).
     """
     X = np.asarray(X)
     names = list(feature_names)
@@ -240,12 +242,14 @@ def permutation_importance_grouped(score_fn: Callable, X: np.ndarray, feature_na
         raise ValueError(f"X {X.shape} does not match {len(names)} feature names")
     rng = np.random.default_rng(seed)
     features = feature_groups(names, groups)
+    codes = np.arange(len(X)) if units is None else pd.factorize(np.asarray(units))[0]
+    first = pd.Series(np.arange(len(X))).groupby(codes).first().to_numpy()  # each unit's first row
 
     def permuted() -> Iterator[np.ndarray]:
         for idx in features.values():
             for _ in range(n_repeats):
                 Xp = X.copy()
-                Xp[:, idx] = X[rng.permutation(len(X))][:, idx]
+                Xp[:, idx] = X[first[rng.permutation(len(first))][codes]][:, idx]
                 yield Xp
 
     if batched:  # SCORE_BATCH matrices per call: the speed of one call for all, in bounded memory

@@ -27,6 +27,7 @@ from scipy import stats
 
 from .. import evaluation
 from ..arms import cross_validate
+from ..arms.persons import person_key
 from ..config import Profile
 from ..report import plural
 
@@ -103,11 +104,17 @@ def leave_one_site_out(rows: pd.DataFrame, site: str, arms: tuple[str, ...], pro
     """Out-of-site predictions of each arm (binary; the OOF format plus ``site``), one fit per left-out site.
 
     Fitted folds are cached under ``cache`` beside the cross-validation folds, tagged
-    ``_by_<site column>`` so the two never overwrite each other.
+    ``_by_<site column>`` so the two never overwrite each other. With fewer than two sites no site can be
+    left out: no table (`site_text` says so).
     """
     folds, spanning = site_folds(rows, site, person, profile.seed)
+    if folds["fold"].nunique() < 2:
+        return {}
     used = rows[~rows["patient_id"].astype(str).isin(spanning)].reset_index(drop=True)
-    site_of = folds.set_index("patient_id")["site"]
+    key = person_key(used)  # the out-of-fold tables' key of each row: its person where a person has several
+    site_of = folds.set_index("patient_id")["site"].loc[key.index.astype(str)]
+    site_of = site_of.set_axis(key.to_numpy().astype(str))
+    site_of = site_of[~site_of.index.duplicated()]
     out = {}
     for name in arms:
         oof = cross_validate(name, used, folds[["patient_id", "seed", "fold"]], "binary", profile=profile,
@@ -163,7 +170,8 @@ def site_results(oofs: dict[str, pd.DataFrame], n_boot: int, seed: int, groups: 
                                  & (cross_validated["subset"] == "all")].head(1)
             parts.append(cv.assign(site=CROSS_VALIDATED, estimate=f"grouped cross-validation, all {plural(unit)} "
                                    "mixed", n_low_bmd=np.nan, n_normal=np.nan))
-    return pd.concat(parts, ignore_index=True).reindex(columns=SITE_COLUMNS)
+    return pd.concat(parts, ignore_index=True).reindex(columns=SITE_COLUMNS) if parts else \
+        pd.DataFrame(columns=SITE_COLUMNS)
 
 
 def site_table(table: pd.DataFrame, labels: dict[str, str] | None = None, metric: str = "auroc",
@@ -278,6 +286,11 @@ def site_text(table: pd.DataFrame, counts: pd.DataFrame, labels: dict[str, str] 
     word, e.g. "acquisition batch" for the published cohort)."""
     from ..report import ci
 
+    if table.empty:
+        return (f"This cohort holds {len(counts)} {unit if len(counts) == 1 else plural(unit)}"
+                + (f" ({', '.join(map(str, counts['site']))})" if len(counts) else "")
+                + f": with fewer than two, no {unit} can be left out and the validation across {plural(unit)} is "
+                "not estimable on this cohort.")
     lines = site_notes(counts, unit=unit)
     for name, part in table[table["metric"] == "auroc"].groupby("model", sort=False):
         label = (labels or {}).get(name, name)
