@@ -13,6 +13,7 @@ import fcntl
 import json
 import os
 import re
+import shutil
 import socket
 import sys
 from collections.abc import Iterator
@@ -216,3 +217,11 @@ def remove_new_empty_folders(root: Path, existed: set[Path]) -> None:
         except OSError:
             pass
 
+
+def swap_in(built: Path, target: Path) -> None:
+    """Replace `target` by the finished `built` folder: two renames, so `target` is never half-written."""
+    old = target.with_name(f".{target.name}.old-{os.getpid()}")
+    if target.exists():
+        target.rename(old)
+    built.rename(target)
+    shutil.rmtree(old, ignore_errors=True)

@@ -18,7 +18,8 @@ from .ablation import ARM_LABELS, PRIMARY, arm_label
 from .answer import direction, row_of, study_answer
 from .fileio import read_csv
 from .provenance import finished_record
-from .report import ci, control_table
+from .report import control_table
+from .wording import ci
 
 #: the arms whose binary AUROC the end of `osteo run` quotes; `osteo answer` quotes the primary two
 SUMMARY_ARMS = ("age", "clinical", "fusion", "fusion_tscore")

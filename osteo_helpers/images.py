@@ -22,7 +22,6 @@ from .data.cohort import Cohort
 from .data.errors import ImageReadError
 from .data.image_readers import LUMA_WEIGHTS, open_grayscale, pixel_sha256, read_grayscale
 from .data.manifest import modelling_table
-from .data.spec import CohortSpec
 from .fileio import ArrayStore, append_index, read_index
 from .folders import cache_dir
 from .progress import show_progress
@@ -137,8 +136,8 @@ class ImageCache:
         return out
 
 
-def cohort_rows(spec: str | os.PathLike | CohortSpec | None, image_size: int, data_dir: str | os.PathLike | None = None,
-                cache: str | os.PathLike | None = None, progress: bool = False) -> pd.DataFrame:
+def cohort_rows(cohort: Cohort, image_size: int, cache: str | os.PathLike | None = None,
+                progress: bool = False) -> pd.DataFrame:
     """The rows a model scores on a cohort: every table row: ``patient_id``, ``person_id``, ``source_row``,
     ``site`` / ``batch`` / ``knee_side`` / ``view`` where the spec names them, every canonical input the
     cohort has, ``diagnosis``, ``label_3class``, ``label_binary``, ``t_score``, ``split_group``, ``image``
@@ -147,7 +146,6 @@ def cohort_rows(spec: str | os.PathLike | CohortSpec | None, image_size: int, da
     and ``image_problem`` saying why (the table names none, the file is not there, it cannot be decoded):
     a validation refuses it by name, never drops it.
     """
-    cohort = Cohort.open(spec, data_dir)
     table = modelling_table(cohort.manifest(strict=False), cohort.clinical, every_row=True).reset_index(drop=True)
     root = cache_dir(cache)
     letterboxes, checksums = ImageCache(root, image_size), PixelHashes(root)

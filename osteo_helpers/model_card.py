@@ -18,6 +18,7 @@ from .config import SPREADSHEET_NAME, Profile
 from .errors import UsageError
 from .fileio import read_csv, sha256_file
 from .provenance import finished_record
+from .wording import ci
 
 #: the arms whose cross-validated results the card cites (the saved arms, as the run names them)
 CARD_ARMS = ("fusion", "clinical", "fusion_tscore")
@@ -84,8 +85,6 @@ def _check_same_data(run_dir: Path, record: dict[str, Any], data_dir: Path) -> N
 
 
 def _ci(rec: dict[str, Any] | list[float] | None) -> str:
-    from .report import ci  # deferred: imports torch and sklearn
-
     if rec is None:
         return NOT_MEASURED
     return ci(*rec) if isinstance(rec, list) else ci(rec["value"], rec["ci_low"], rec["ci_high"])

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from . import __version__
 from .config import PROFILES, Profile, get_profile
 from .folders import IDENTITY_NAME, LOCK_NAME, ensure_outside_data, make_folder, output_root
 
@@ -34,9 +35,7 @@ KEPT = ("models", PREVIOUS, LOCK_NAME, IDENTITY_NAME)
 
 def data_digest(cohort: Cohort) -> str:
     """SHA-256 over the cohort's spec, table and every image (IDs, paths and contents, from its manifest)."""
-    import hashlib
-
-    from .fileio import sha256_file
+    from .fileio import sha256_file  # deferred: imports pandas and numpy
 
     digest = hashlib.sha256(sha256_file(cohort.table_path).encode())
     digest.update(json.dumps(cohort.spec.source).encode())
@@ -49,8 +48,7 @@ def data_digest(cohort: Cohort) -> str:
 
 def run_identity(command: str, settings: dict[str, Any], cohort: Cohort) -> dict[str, Any]:
     """What makes a folder's results one run's: the command and its settings, the data, the code."""
-    from . import __version__
-    from .provenance import git_state
+    from .provenance import git_state  # deferred: imports pandas and PIL
 
     return {"command": command, "settings": json.loads(json.dumps(settings, default=str)),
             "data": data_digest(cohort), "code": {"osteo_helpers": __version__, "commit": git_state()["commit"]}}
@@ -105,7 +103,7 @@ def claim_for_run(folder: Path, identity: dict[str, Any]) -> Path | None:
         if record.is_file():
             record.rename(moved / IDENTITY_NAME)
     folder.mkdir(parents=True, exist_ok=True)
-    from .fileio import atomic_write_text
+    from .fileio import atomic_write_text  # deferred: imports pandas and numpy
 
     atomic_write_text(record, json.dumps(identity, indent=2))
     return moved

@@ -74,8 +74,7 @@ def make_preprocessor(numeric: tuple[str, ...] = NUMERIC_FEATURES,
                       spline: tuple[str, ...] = ()) -> ColumnTransformer:
     """The clinical ColumnTransformer; fit it on training folds only. Numeric inputs named in ``spline``
     are expanded into a restricted cubic spline (knots from the training fold) instead of one column."""
-    # imported here: the command line reads this module's feature lists, scikit-learn takes a second
-    from sklearn.compose import ColumnTransformer
+    from sklearn.compose import ColumnTransformer  # deferred: imports sklearn (the CLI reads this module's lists)
     from sklearn.impute import SimpleImputer  # deferred: imports sklearn
     from sklearn.pipeline import Pipeline  # deferred: imports sklearn
     from sklearn.preprocessing import OneHotEncoder, StandardScaler  # deferred: imports sklearn

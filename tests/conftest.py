@@ -300,7 +300,7 @@ class SyntheticBundle:
 def synthetic_bundle(tmp_path_factory: pytest.TempPathFactory) -> SyntheticBundle:
     """`train-final` (smoke, `BUNDLE_SETTINGS`) on a synthetic cohort, once per session (4 s): the bundle
     of the bundle, predict and validate tests."""
-    from osteo_helpers.bundle import train_final
+    from osteo_helpers.train_final import train_final
 
     cache = tmp_path_factory.mktemp("bundle-cache")
     dataset = make_dataset(tmp_path_factory.mktemp("bundle-data") / "knee-osteoporosis", counts=BUNDLE_COUNTS, seed=4)

@@ -25,16 +25,15 @@ def _ablation(args: argparse.Namespace) -> int:
     profile = get_profile(args.profile, **overrides)
     check_profile_on_data(profile, dataset)
     with exclusive(out):
-        from ..ablation import run_ablation  # deferred: imports torch and sklearn
+        from ..ablation_run import run_ablation  # deferred: imports torch and sklearn
 
         settings = {**profile.to_dict(), "task": args.task, "permute_labels": args.permute_labels,
                     "biomarkers": args.biomarkers}
         moved = claim_for_run(out, run_identity("ablation", settings, dataset))
         if moved is not None:
             print(why_moved(out, moved))
-        path = run_ablation(args.profile, args.task, out, data_dir=str(dataset.root),
-                            permute_labels=args.permute_labels, overrides=overrides, biomarkers=args.biomarkers,
-                            cohort=dataset.spec.source)
+        path = run_ablation(args.profile, args.task, out, permute_labels=args.permute_labels, overrides=overrides,
+                            biomarkers=args.biomarkers, cohort=dataset)
     print(f"results: {path}")
     return 0
 

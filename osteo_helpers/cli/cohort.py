@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from .data import check_cohort
+from .options import check_cohort
 
 
 def _check(args: argparse.Namespace) -> int:

@@ -14,7 +14,7 @@ def _rows(dataset, bundle):
     (its spec's) and where it lies."""
     from ..images import cohort_rows  # deferred: imports scipy and pandas
 
-    rows = cohort_rows(dataset.spec, bundle.image_size, dataset.root)
+    rows = cohort_rows(dataset, bundle.image_size)
     if rows["person_id"].duplicated().any():  # several images of one person: one patient, scored once
         rows = rows.assign(image_id=rows["patient_id"], patient_id=rows["person_id"])
     site = next((c for c in ("site", "batch") if c in rows.columns and rows[c].notna().any()), None)

@@ -35,8 +35,9 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(
     submodules=["linkage"],
     submod_attrs={
         "clinical": ["data_dictionary", "load_clinical"],
-        "cohort": ["Cohort", "cohort_root"],
+        "cohort": ["Cohort"],
         "errors": ["DatasetLayoutError", "DataValidationError", "ImageReadError", "TableColumnError"],
+        "location": ["cohort_root"],
         "layout": ["IMAGE_EXTENSIONS", "check_layout", "find_images", "locate_images"],
         "manifest": [
             "CLINICAL_RECORD_COLUMNS",

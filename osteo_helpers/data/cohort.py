@@ -17,22 +17,9 @@ from ..errors import UsageError
 from ..vocabulary import IMAGE_FILE
 from .clinical import load_clinical
 from .layout import check_layout
-from .location import resolve_data_dir
+from .location import cohort_root
 from .problems import CohortProblemsError
 from .spec import CohortSpec, load_spec
-
-
-def cohort_root(spec: CohortSpec, data_dir: str | os.PathLike | None = None) -> Path:
-    """The cohort's folder: the spec's [cohort] root, else ``data_dir`` or the documented search for the
-    folder holding the spec's table (--data-dir, $OSTEO_DATA_DIR, data/raw, ../shared)."""
-    if spec.root is not None:
-        if data_dir is not None and Path(data_dir).resolve() != spec.root.resolve():
-            raise UsageError(f"cohort spec {spec.source} names its folder ([cohort] root = {spec.root}); "
-                             f"--data-dir {data_dir} names another: give the folder once")
-        if not (spec.root / spec.table_file).is_file():
-            raise UsageError(f"cohort spec {spec.source}: [cohort] root {spec.root} holds no {spec.table_file!r}")
-        return spec.root.resolve()
-    return resolve_data_dir(data_dir, spec.table_file)
 
 
 @dataclass
@@ -44,10 +31,16 @@ class Cohort:
     _cache: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @classmethod
-    def open(cls, spec: str | os.PathLike | CohortSpec | None = None,
+    def open(cls, spec: Cohort | str | os.PathLike | CohortSpec | None = None,
              data_dir: str | os.PathLike | None = None) -> Cohort:
         """Read and check the spec (None: the published dataset's), find the folder and check its
-        layout: every problem here is one line, before any work."""
+        layout: every problem here is one line, before any work. A cohort already open is returned as it is
+        (the command line opens a run's cohort once and passes the value down: its table is read once)."""
+        if isinstance(spec, Cohort):
+            if data_dir is not None and Path(data_dir).resolve() != spec.root.resolve():
+                raise UsageError(f"--data-dir {data_dir}: the cohort {spec.spec.source} is open in {spec.root}; "
+                                 "give the folder once")
+            return spec
         spec = spec if isinstance(spec, CohortSpec) else load_spec(spec)
         cohort = cls(spec, cohort_root(spec, data_dir))
         if spec.image_pattern is not None:

@@ -7,8 +7,9 @@ import os
 from pathlib import Path
 
 from ..config import PROJECT_ROOT, SPREADSHEET_NAME
-from ..errors import DataNotFoundError
+from ..errors import DataNotFoundError, UsageError
 from .layout import IMAGE_EXTENSIONS
+from .spec import CohortSpec
 
 DATASET_DOI = "10.17632/fxjm8fb6mw.2"
 
@@ -81,3 +82,16 @@ def resolve_data_dir(explicit: str | os.PathLike | None = None, table: str = SPR
         f"which verifies every file and installs it under data/raw/, or point ${DATA_ENV_VAR} "
         "at an unpacked copy."
     )
+
+
+def cohort_root(spec: CohortSpec, data_dir: str | os.PathLike | None = None) -> Path:
+    """The cohort's folder: the spec's [cohort] root, else ``data_dir`` or the documented search for the
+    folder holding the spec's table (--data-dir, $OSTEO_DATA_DIR, data/raw, ../shared)."""
+    if spec.root is not None:
+        if data_dir is not None and Path(data_dir).resolve() != spec.root.resolve():
+            raise UsageError(f"cohort spec {spec.source} names its folder ([cohort] root = {spec.root}); "
+                             f"--data-dir {data_dir} names another: give the folder once")
+        if not (spec.root / spec.table_file).is_file():
+            raise UsageError(f"cohort spec {spec.source}: [cohort] root {spec.root} holds no {spec.table_file!r}")
+        return spec.root.resolve()
+    return resolve_data_dir(data_dir, spec.table_file)

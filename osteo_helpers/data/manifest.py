@@ -17,10 +17,10 @@ from ..fileio import read_csv, sha256_file
 from ..tasks import CLASSES_3
 from ..vocabulary import IMAGE_FILE, INPUT_FEATURES
 from .clinical import load_clinical
-from .cohort import cohort_root
 from .errors import ImageReadError
 from .image_readers import image_header, image_sha256
 from .layout import check_layout, locate_images
+from .location import cohort_root
 from .spec import CohortSpec, load_spec
 
 

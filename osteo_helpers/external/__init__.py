@@ -15,6 +15,7 @@ What lives where:
 """
 
 from .inputs import check_rows, flag_counts, training_overlap
+from .result import Validation
 from .sites import (
     leave_one_site_out,
     site_counts,
@@ -26,7 +27,7 @@ from .sites import (
     site_text,
     site_unit,
 )
-from .validate import Validation, evaluate, validate
+from .validate import evaluate, validate
 
 __all__ = ["Validation", "check_rows", "evaluate", "flag_counts", "leave_one_site_out", "site_counts", "site_folds",
            "site_intro", "site_notes", "site_results", "site_table", "site_text", "site_unit", "training_overlap",

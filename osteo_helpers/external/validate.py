@@ -21,7 +21,6 @@ import datetime as dt
 import json
 import os
 import shutil
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,34 +28,18 @@ import numpy as np
 import pandas as pd
 
 from .. import __version__
-from ..bundle import Bundle, _swap_in
+from ..bundle import Bundle
 from ..errors import UsageError
 from ..fileio import atomic_to_csv, atomic_write_text
-from ..folders import check_output_folder, exclusive
+from ..folders import check_output_folder, exclusive, swap_in
 from ..patients import BadInputError
 from .inputs import OUTCOME, Overlap, check_rows, flag_counts, training_overlap
 from .metrics import MODELS, curves, fusion_minus_clinical, per_patient, validation_metrics, versions
 from .report import figures, html_page
+from .result import Validation
 from .sites import site_counts, site_notes
 
 FACTS_NAME = "validation.json"
-
-
-@dataclass
-class Validation:
-    """Everything a validation found; `write` puts it in a folder."""
-
-    predictions: pd.DataFrame
-    metrics: pd.DataFrame
-    coefficients: pd.DataFrame
-    reliability: pd.DataFrame
-    decision: pd.DataFrame
-    flags: pd.DataFrame
-    refused: pd.DataFrame
-    scores: dict[tuple[str, str], np.ndarray]
-    summary: dict[str, Any]
-    notes: list[str] = field(default_factory=list)
-    comparison: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 def _scored_rows(bundle: Bundle, checked: Any, site: str | None, person: str | None,
@@ -176,7 +159,7 @@ def validate(rows: pd.DataFrame, bundle: Bundle, out: str | os.PathLike, **optio
         shutil.rmtree(built, ignore_errors=True)
         try:
             write(result, built)
-            _swap_in(built, target)
+            swap_in(built, target)
         finally:
             shutil.rmtree(built, ignore_errors=True)
     return result

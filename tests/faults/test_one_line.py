@@ -53,10 +53,10 @@ SETTINGS = [("name=mine", "profile field 'name' cannot be set"),
     if not (command == "train-final" and setting.startswith("n_folds"))])  # train-final makes no folds
 def test_profile_fields_are_checked_for_what_they_mean_before_any_work(command, setting, words, cohort, tmp_path,
                                                                        capsys, monkeypatch):
-    from osteo_helpers import bundle, pipeline
+    from osteo_helpers import pipeline, train_final
 
     monkeypatch.setattr(pipeline, "execute_notebook", lambda *a: pytest.fail("a notebook ran"))
-    monkeypatch.setattr(bundle, "fit_arms", lambda *a, **k: pytest.fail("trained"))
+    monkeypatch.setattr(train_final, "fit_arms", lambda *a, **k: pytest.fail("trained"))
     (tmp_path / "notes.txt").write_text("a file that is no checkpoint")
     torch.save({"features.0.weight": torch.zeros(8, 1, 5, 5)}, tmp_path / "narrow.pth")
     value = setting.format(not_a_checkpoint=tmp_path / "notes.txt", other_width=tmp_path / "narrow.pth")
