@@ -47,7 +47,7 @@ def test_an_upward_import_breaks_the_layers_even_inside_a_function(tmp_path):
     copy = tmp_path / "planted" / "osteo_planted"
     shutil.copytree(PACKAGE, copy, ignore=shutil.ignore_patterns("__pycache__"))
     with (copy / "data" / "spec.py").open("a") as f:
-        f.write("\n\ndef _planted():\n    from ..study import Study  # deferred: an upward import\n\n    return Study\n")
+        f.write("\n\ndef _planted():\n    from ..study import Study  # deferred: upward\n\n    return Study\n")
     config = tmp_path / "contracts.ini"
     config.write_text(CONTRACTS.read_text().replace("osteo_helpers", "osteo_planted"))
     result = _lint_imports(config, tmp_path, python_path=copy.parent)
