@@ -27,8 +27,10 @@ $(STAMP): pyproject.toml $(CONSTRAINTS)
 report: setup
 	$(VENV)/bin/python -m osteo_helpers run --profile $(PROFILE)
 
+# ruff, then the layers of the package (.importlinter, ARCHITECTURE.md): an upward import fails here
 lint: setup
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports --no-cache
 
 # two workers (pytest-xdist), a test file on one worker, in the order of collection: the smoke run's maker
 # (tests/test_pipeline.py) starts at once on one while the other takes the other files, and the files that

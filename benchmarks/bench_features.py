@@ -33,8 +33,9 @@ def main() -> None:
     args = parser.parse_args()
     import os
 
-    from osteo_helpers.config import CACHE_ENV_VAR, get_profile
+    from osteo_helpers.config import get_profile
     from osteo_helpers.features import FeatureRecipe, feature_width
+    from osteo_helpers.folders import CACHE_ENV_VAR
 
     recipe = FeatureRecipe.of(get_profile("fast"))
     with tempfile.TemporaryDirectory() as tmp:

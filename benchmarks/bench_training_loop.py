@@ -20,8 +20,8 @@ from torch import nn
 
 from _common import load_cohort, write_result
 from osteo_helpers.config import get_profile
-from osteo_helpers.images import normalisation
 from osteo_helpers.models import build_model
+from osteo_helpers.models.inputs import normalisation
 from osteo_helpers.tabular import make_preprocessor, to_model_frame
 from osteo_helpers.training import FoldTrainer, NetInputs, pick_device
 

@@ -43,9 +43,10 @@ from bench_training_loop import plain_loop
 from osteo_helpers import ablation, arms, evaluation, executor, progress, splits
 from osteo_helpers.arms.driver import Fit, run_fit
 from osteo_helpers.config import Profile, get_profile
-from osteo_helpers.images import normalisation
 from osteo_helpers.models import build_model
-from osteo_helpers.training import NetInputs, fit_threads, pick_device
+from osteo_helpers.models.inputs import normalisation
+from osteo_helpers.threads import fit_threads
+from osteo_helpers.training import NetInputs, pick_device
 
 PARTS = ("anatomy", "throughput", "ablation")
 

@@ -23,10 +23,12 @@ from joblib import Parallel, delayed
 
 from . import evaluation, progress, splits
 from .arms import cross_validate, fittable, load_histories, run_arm, run_arms_together, split_arm_name
+from .arms.features import n_components
 from .arms.persons import permutation_by_person, split_groups
 from .config import Profile
-from .fileio import atomic_to_csv
-from .tasks import get_task
+from .models import FeatureInput, FusionNet, ResidualNet, build_model
+from .tabular import CLINICAL_FEATURES, transform_columns
+from .tasks import CLASSES_3, get_task
 
 MAIN_ARMS = ("age", "ost", "clinical", "clinical_full", "tabular", "image", "image_cnn", "fusion_concat", "fusion")
 TSCORE_ARMS = ("age_tscore", "clinical_tscore", "fusion_tscore")
@@ -99,8 +101,6 @@ def groups_of(rows: pd.DataFrame) -> pd.Series:
 
 def who_classes(rows: pd.DataFrame) -> pd.Series:
     """patient_id -> WHO class name of the measured T-score (the strata of interval coverage)."""
-    from .tasks import CLASSES_3
-
     return rows.set_index("patient_id")["label_3class"].map(dict(enumerate(CLASSES_3)))
 
 
@@ -297,57 +297,6 @@ def permutation_pvalues(null: pd.DataFrame, results: pd.DataFrame) -> pd.DataFra
     return table
 
 
-def run_ablation(profile_name: str, task: str, out: Path, data_dir: str | None = None, permute_labels: int = 0,
-                 overrides: dict[str, Any] | None = None, biomarkers: bool = False, cohort: str | None = None) -> Path:
-    """The command-line ablation: every declared arm on the shared folds; writes ``out/results.csv``,
-    ``comparisons.csv``, ``oof/<arm>.csv`` and, with ``permute_labels`` > 1, ``permutation_null.csv``.
-
-    ``permute_labels`` = 1 reruns every arm once on permuted labels (results then describe the
-    permuted run); N > 1 keeps the observed results and adds the permutation distribution.
-    """
-    from .study import Study
-
-    out = Path(out)
-    study = Study.open(profile_name, out, data_dir, cohort=cohort, **(overrides or {}))
-    p = study.profile
-    rows = study.rows(biomarkers=biomarkers)
-    folds = study.folds()
-    names = DECLARED_ORDER + (BIOMARKER_ARMS if biomarkers else ())
-    groups = groups_of(rows)
-    if permute_labels == 1:
-        y = get_task(task).labels(rows)[permutation_by_person(rows, np.random.default_rng([p.seed, 1]))]
-        classifiers = [n for n in names if not split_arm_name(n)[1]]
-        oofs = run_arms_together(classifiers, rows, folds, task, profile=p, y=y, tag="_perm1", cache=study.paths.models)
-    else:
-        oofs = run_arms(rows, folds, task, names, p, study.paths.models)
-    (out / "oof").mkdir(parents=True, exist_ok=True)
-    for name, oof in oofs.items():
-        atomic_to_csv(oof, out / "oof" / f"{name}.csv")
-    states = training_states(study.paths.models if permute_labels != 1 else None, names, task, folds)
-    results = [evaluation.score_arms(oofs, task, p.n_boot, p.seed, groups),
-               evaluation.score_arms(oofs, task, p.n_boot, p.seed, groups, singleton_patients(rows), "singletons"),
-               states]
-    comparisons = declared_comparisons({task: oofs}, p.n_boot, p.seed, groups, states=states)
-    if permute_labels != 1 and task == "binary":
-        preds = tscore_predictions(rows, folds, TSCORE_ARMS, p, study.paths.models)
-        results.append(evaluation.tscore_regression(preds, p.n_boot, p.seed, groups, who_classes(rows)))
-        comparisons = pd.concat([comparisons, tscore_comparison(preds, p.n_boot, p.seed, groups)], ignore_index=True)
-        atomic_to_csv(primary_power(oofs), out / "power.csv")
-    results = pd.concat(results, ignore_index=True).assign(permuted_labels=permute_labels == 1)
-    if biomarkers:
-        bio = evaluation.paired_comparisons(oofs, BIOMARKER_COMPARISONS, p.n_boot, p.seed, groups)
-        comparisons = pd.concat([comparisons, bio.assign(task=task, role="biomarker", p_holm=np.nan)],
-                                ignore_index=True)
-    atomic_to_csv(comparisons.assign(permuted_labels=permute_labels == 1), out / "comparisons.csv")
-    if permute_labels > 1:
-        null = permutation_null(rows, folds, task, p, permute_labels, n_networks=p.network_permutations,
-                                networks=NETWORK_PERMUTATION_ARMS if p.network_permutations else (),
-                                cache=study.paths.models)
-        atomic_to_csv(null, out / "permutation_null.csv")
-        atomic_to_csv(permutation_pvalues(null, results), out / "permutation_pvalues.csv")
-    return atomic_to_csv(results, out / "results.csv")
-
-
 def age_adjusted(oofs: dict[str, pd.DataFrame], rows: pd.DataFrame, models: tuple[str, ...]) -> pd.DataFrame:
     """Does an arm's out-of-fold score add to age? Likelihood-ratio test of logit(score) added to age. An arm
     whose scored patients hold fewer than two of a class (`evaluation.too_few`) has no test and no row."""
@@ -415,9 +364,6 @@ def same_scores(oofs: dict[str, pd.DataFrame]) -> dict[str, float]:
 def candidate_parameters(rows: pd.DataFrame, profile: Profile) -> dict[str, int]:
     """Parameters each declared binary model estimates (a network's trainable weights), for the
     events-per-parameter statement: age, OST and the clinical model count their inputs."""
-    from .arms.features import n_components
-    from .models import FeatureInput, FusionNet, ResidualNet, build_model
-    from .tabular import CLINICAL_FEATURES, transform_columns
 
     columns = len(transform_columns(rows))
     base = len(transform_columns(rows).query("`clinical feature` in @CLINICAL_FEATURES"))

@@ -13,8 +13,8 @@ from sklearn.base import clone
 
 from . import evaluation
 from .arms.classical import BiomarkerArm
-from .report import ci
 from .splits import iter_folds
+from .wording import ci
 
 #: biomarkers chosen before looking at results: cortical index of the tibial shaft, fractal
 #: dimension, lacunarity, GLCM contrast and LBP entropy of the tibial ROI, joint-space width

@@ -1,4 +1,4 @@
-"""Profiles (smoke / fast / full) and path resolution.
+"""Profiles (smoke / fast / full), the encoders they may name, and the project's fixed names.
 
 A profile is a frozen dataclass: every knob that changes a result lives here, so a run
 is described completely by its profile (plus overrides), which is recorded with it.
@@ -9,25 +9,17 @@ from __future__ import annotations
 import ast
 import dataclasses
 import functools
-import hashlib
-import json
 import math
 import numbers
-import os
 import re
 import typing
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from .errors import DataNotFoundError, UsageError  # noqa: F401  (the errors of configuration, re-exported)
 
-DATASET_DOI = "10.17632/fxjm8fb6mw.2"
-DATASET_URL = "https://data.mendeley.com/datasets/fxjm8fb6mw/2"
-DATA_ENV_VAR = "OSTEO_DATA_DIR"
-OUTPUT_ENV_VAR = "OSTEO_OUTPUT_DIR"
-CACHE_ENV_VAR = "OSTEO_CACHE_DIR"
 SPREADSHEET_NAME = "patient details.xlsx"
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -219,7 +211,7 @@ class Profile:
     network_threshold_folds: int = 5
     seed: int = 42
     #: torch threads of one fit; none: every core this process may use, shared among the fits run side
-    #: by side (`training.fit_threads`). A number keeps CPU results the same on every machine.
+    #: by side (`threads.fit_threads`). A number keeps CPU results the same on every machine.
     num_threads: int | None = 2
     gbm_estimators: int = 200
     explain_patients: int = 6
@@ -328,182 +320,4 @@ def get_profile(name: str, /, **overrides: Any) -> Profile:
     return PROFILES[name].with_overrides(**{k: v for k, v in overrides.items() if v is not None})
 
 
-
-def _has_dataset(path: Path, table: str = SPREADSHEET_NAME) -> bool:
-    return (path / table).is_file()
-
-
-def _why_not_a_dataset(path: Path) -> str:
-    """What a folder given as the dataset holds instead, in one line, with how to get the data."""
-    from .data.layout import IMAGE_EXTENSIONS
-
-    get = (f"get the dataset (CC BY 4.0, DOI {DATASET_DOI}) and install it with "
-           "`python -m osteo_helpers data import download.zip`")
-    if not path.exists():
-        return f"no such folder; {get}"
-    if not path.is_dir():
-        return f"is a file, not a folder; give the folder holding '{SPREADSHEET_NAME}' and the class folders"
-    entries = list(path.iterdir())
-    if not entries:
-        return f"the folder is empty; {get}"
-    images = sum(1 for p in path.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
-    if images:
-        return (f"holds {images} image file(s) but no '{SPREADSHEET_NAME}' (the clinical table with the labels); "
-                f"copy it in from the download, or {get}")
-    return f"holds no '{SPREADSHEET_NAME}' and no images; {get}"
-
-
-def data_dir_candidates(explicit: str | os.PathLike | None = None) -> list[tuple[str, Path]]:
-    """The places searched for the dataset, in priority order, with where each came from."""
-    out: list[tuple[str, Path]] = []
-    if explicit:
-        out.append(("argument", Path(explicit)))
-    if os.environ.get(DATA_ENV_VAR):
-        out.append((f"${DATA_ENV_VAR}", Path(os.environ[DATA_ENV_VAR])))
-    out.append(("checkout data/raw", PROJECT_ROOT / "data" / "raw"))
-    out.append(("shared folder", PROJECT_ROOT.parent / "shared" / "data" / "knee-osteoporosis"))
-    return out
-
-
-def resolve_data_dir(explicit: str | os.PathLike | None = None, table: str = SPREADSHEET_NAME) -> Path:
-    """Find a cohort folder holding ``table`` (default: the published dataset's spreadsheet): argument,
-    then $OSTEO_DATA_DIR, then data/raw, then ../shared.
-
-    An explicit argument that does not hold the data is an error rather than a fallback,
-    because silently analysing another copy would mislabel the results.
-    """
-    candidates = data_dir_candidates(explicit)
-    for source, path in candidates:
-        if _has_dataset(path, table):
-            return path.resolve()
-        if source == "argument":
-            raise DataNotFoundError(f"data folder {path}: {_why_not_a_dataset(path)}")
-    looked = "\n".join(f"  - {src}: {p}" for src, p in candidates)
-    if table != SPREADSHEET_NAME:
-        raise DataNotFoundError(f"No cohort folder holding '{table}' was found. Looked in:\n{looked}\n"
-                                "Give the folder with --data-dir, or as [cohort] root in the cohort spec.")
-    raise DataNotFoundError(
-        "The Knee X-ray Osteoporosis dataset was not found. Looked in:\n"
-        f"{looked}\n"
-        f"Each place must hold '{SPREADSHEET_NAME}' and the folders normal/, osteopenia/, "
-        "osteoporosis/.\n"
-        f"Get it (CC BY 4.0) from Mendeley Data, DOI {DATASET_DOI} ({DATASET_URL}): "
-        "download the zip, then run\n"
-        "  python -m osteo_helpers data import PATH/TO/download.zip\n"
-        f"which verifies every file and installs it under data/raw/, or point ${DATA_ENV_VAR} "
-        "at an unpacked copy."
-    )
-
-
-def shorten_paths(text: str) -> str:
-    """Absolute paths of the machine that ran the analysis, made relative (project) or cut to their last part."""
-    text = str(text).replace(str(PROJECT_ROOT) + "/", "").replace(str(PROJECT_ROOT), ".")
-    return re.sub(r"(?<![\w.])/(?:[^\s/`'\"]+/)+([^\s/`'\"]+)", r"…/\1", text)
-
-
-def output_root(explicit: str | os.PathLike | None = None) -> Path:
-    """Where runs write their artefacts (ignored by git)."""
-    return Path(explicit or os.environ.get(OUTPUT_ENV_VAR) or PROJECT_ROOT / "outputs").resolve()
-
-
-def cache_dir(explicit: str | os.PathLike | None = None) -> Path:
-    """Where decoded images are cached, shared by all runs (ignored by git); never inside the data."""
-    path = explicit or os.environ.get(CACHE_ENV_VAR) or PROJECT_ROOT / "data" / "cache"
-    return make_folder(ensure_outside_data(path, "cache folder"), "cache folder")
-
-
-def ensure_outside_data(path: str | os.PathLike, what: str, data_dir: str | os.PathLike | None = None) -> Path:
-    """`path` resolved (symlinks too); UsageError when it lies inside a dataset folder.
-
-    Raw data is only ever read, so every folder the code writes to passes through here. A
-    dataset folder is `data_dir` when given and any folder above `path` holding the
-    spreadsheet, so callers that do not know which copy is in use are covered as well.
-    """
-    target = Path(path).expanduser().resolve()
-    roots = [Path(data_dir).expanduser().resolve()] if data_dir is not None else []
-    roots += [p for p in (target, *target.parents) if _has_dataset(p)]
-    for root in roots:
-        if target == root or root in target.parents:
-            raise UsageError(f"{what} {target} lies inside the dataset folder {root}; "
-                             "the raw data is never written to, choose a folder outside it")
-    return target
-
-
-def make_folder(path: Path, what: str) -> Path:
-    """mkdir -p, with a one-line UsageError naming the folder when it cannot be made."""
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UsageError(f"{what} {path} cannot be created ({exc.strerror or exc})") from exc
-    return path
-
-
-@dataclass
-class RunPaths:
-    """The folder layout of one run; every notebook writes under its own subfolder."""
-
-    root: Path
-    tables: Path = field(init=False)
-    figures: Path = field(init=False)
-    models: Path = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.root = ensure_outside_data(self.root, "run folder")
-        self.tables = self.root / "tables"
-        self.figures = self.root / "figures"  # made by the first figure saved: a run without one has none
-        self.models = self.root / "models"
-        for p in (self.root, self.tables, self.models):
-            make_folder(p, "run folder")
-
-    @property
-    def manifest(self) -> Path:
-        return self.tables / "manifest.csv"
-
-
-#: suffix of the default folder of a notebook session run without overrides (JupyterLab, nbconvert)
-INTERACTIVE_SUFFIX = "interactive"
-
-
-def changed_fields(profile: Profile) -> dict[str, Any]:
-    """The fields where `profile` differs from the built-in profile of its name (all of them for another name)."""
-    base = PROFILES.get(profile.name)
-    return {k: v for k, v in profile.to_dict().items() if base is None or getattr(base, k) != v}
-
-
-def settings_tag(profile: Profile) -> str:
-    """A short hash of the changed fields, '' for a built-in profile as defined: names the folder of an override run."""
-    changed = changed_fields(profile)
-    if not changed:
-        return ""
-    return hashlib.sha256(json.dumps(changed, sort_keys=True, default=str).encode()).hexdigest()[:8]
-
-
-def run_folder(run_dir: str | os.PathLike | None, profile: str | Profile,
-               overrides: Mapping[str, Any] | None = None, *, interactive: bool = False,
-               announce: bool = False) -> Path:
-    """A run folder's path, without creating it (so it can be checked first).
-
-    An explicit `run_dir` wins. Otherwise only a run of a built-in profile as defined writes
-    outputs/<profile> (the report `make report` builds); changed settings go to
-    outputs/<profile>-<settings_tag>, and a notebook session without overrides (`interactive`)
-    to outputs/<profile>-interactive, so neither overwrites the last full report. With
-    `announce`, a redirected folder is said in one line.
-    """
-    if run_dir:
-        return Path(run_dir)
-    prof = profile if isinstance(profile, Profile) else get_profile(profile, **(overrides or {}))
-    tag = settings_tag(prof)
-    suffix = tag or (INTERACTIVE_SUFFIX if interactive else "")
-    path = output_root() / (f"{prof.name}-{suffix}" if suffix else prof.name)
-    if announce and suffix:
-        why = ("settings differ from the profile: " + ", ".join(f"{k}={v}" for k, v in changed_fields(prof).items())
-               if tag else "a notebook session without run_dir")
-        print(f"run folder: {path} ({why}; {output_root() / prof.name} keeps the report of profile {prof.name})")
-    return path
-
-
-def run_paths(run_dir: str | os.PathLike | None, profile: str | Profile,
-              overrides: Mapping[str, Any] | None = None, *, interactive: bool = True) -> RunPaths:
-    """Resolve and create the run folder a Study opens (see `run_folder`; without run_dir it is a notebook session)."""
-    return RunPaths(run_folder(run_dir, profile, overrides, interactive=interactive, announce=True))
 

@@ -21,7 +21,7 @@ import pandas as pd
 from . import evaluation
 from .arms import cross_validate, run_arm
 from .config import Profile
-from .report import ci
+from .wording import ci
 
 #: the image arms asked for sex and age: the pretrained encoder's head, and the CNN trained from scratch
 IMAGE_ARMS = ("image", "image_cnn")

@@ -8,6 +8,10 @@ work that started and failed are exit 1.
 
 from __future__ import annotations
 
+import os
+import signal
+import sys
+
 
 class UsageError(ValueError):
     """Input a command cannot start with (an option, a setting, a folder).
@@ -78,10 +82,6 @@ INTERRUPTED_STATUS = 130
 def stop(signum: int, frame: object) -> None:
     """Ctrl-C outside a command's own work (starting, parsing, reporting an error): the one line, exit 130, at
     once. Installed before anything is imported, so that no interrupt ever ends in a traceback."""
-    import os
-    import signal
-    import sys
-
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     sys.stderr.write(f"\n{INTERRUPTED}\n")
     sys.stderr.flush()

@@ -45,8 +45,12 @@ from multiprocessing.connection import wait as wait_for_ends
 from pathlib import Path
 from typing import Any
 
-from .config import UsageError
-from .errors import ExecutorError  # noqa: F401  (raised here, re-exported)
+from . import library_warnings
+from .errors import (
+    ExecutorError,  # noqa: F401  (raised here, re-exported)
+    UsageError,
+)
+from .threads import THREADS_ENV, available_cores
 
 EXECUTOR_ENV = "OSTEO_EXECUTOR"
 #: Ray tasks per GPU by default (each fit gets a quarter of a GPU)
@@ -130,10 +134,8 @@ def _init_worker(counter: Any, workers: int, gpus: int, environ: dict[str, str],
     """A local worker: the environment and folder of the process that made the pool now (a fork server's
     child has the server's, from when it started); no progress bars; its share of the cores; on a GPU
     machine its GPU (round robin) and that GPU's memory shared with the other workers on it."""
-    from tqdm import tqdm
+    from tqdm import tqdm  # deferred: imports tqdm
 
-    from . import library_warnings
-    from .training import THREADS_ENV, available_cores
 
     os.environ.clear()
     os.environ.update(environ)
@@ -148,7 +150,7 @@ def _init_worker(counter: Any, workers: int, gpus: int, environ: dict[str, str],
     os.environ["TQDM_DISABLE"] = "1"
     os.environ[THREADS_ENV] = str(max(1, available_cores() // workers))
     if gpus:
-        import torch
+        import torch  # deferred: imports torch
 
         gpu = index % gpus
         sharing = len(range(gpu, workers, gpus))
@@ -235,7 +237,7 @@ class LocalWorkers(Executor):
 
     def _executor(self) -> ProcessPoolExecutor:
         if self._pool is None:
-            import torch
+            import torch  # deferred: imports torch
 
             context = worker_context()
             gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
@@ -308,7 +310,7 @@ def _raylet_to_log() -> None:
     whatever ``log_to_driver`` says: they become log records of this module instead. Ray keeps the printer
     in a private module; where it has moved, its messages stay on stdout."""
     try:
-        from ray._private import worker
+        from ray._private import worker  # deferred: imports ray
     except ImportError:
         return
     if getattr(worker, "print_to_stdstream", None) is None or getattr(worker.print_to_stdstream, "to_log", False):
@@ -324,12 +326,10 @@ def _raylet_to_log() -> None:
 
 def _ray_call(fn: Work, task: Any, shared: Any, gpu_share: float, cpus: int) -> Any:
     """One fit inside a Ray task: no progress bars, its CPUs as torch threads, its share of the GPU's memory."""
-    from .training import THREADS_ENV
-
     os.environ["TQDM_DISABLE"] = "1"
     os.environ[THREADS_ENV] = str(cpus)
     if 0 < gpu_share < 1:
-        import torch
+        import torch  # deferred: imports torch
 
         if torch.cuda.is_available():
             torch.cuda.set_per_process_memory_fraction(gpu_share)
@@ -356,7 +356,7 @@ class RayCluster(Executor):
     def prepare(self) -> None:
         """Join (or start) the cluster now; processes started later join the same one. Ray's log records
         go where library warnings go (`library_warnings`), as do its raylet's messages (`_raylet_to_log`)."""
-        import ray
+        import ray  # deferred: imports ray
 
         if not ray.is_initialized():
             package = Path(__file__).resolve().parent
@@ -366,8 +366,8 @@ class RayCluster(Executor):
         _raylet_to_log()
 
     def map(self, fn: Work, tasks: Sequence[Any], shared: Any) -> Iterator[tuple[int, Any]]:
-        import ray
-        from ray import exceptions
+        import ray  # deferred: imports ray
+        from ray import exceptions  # deferred: imports ray
 
         self.prepare()
         gpu_share = 1.0 / self.fits_per_gpu if ray.cluster_resources().get("GPU", 0) > 0 else 0.0

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import importlib.metadata
 import json
 import os
 from collections.abc import Sequence
@@ -24,7 +25,10 @@ import numpy as np
 import pandas as pd
 
 from . import progress
-from .fileio import ArrayStore
+from .config import LITE_POOLINGS
+from .fileio import ArrayStore, sha256_file
+from .folders import cache_dir
+from .threads import fit_threads
 
 #: test-time views a recipe may declare: the letterboxed image, and the same image mirrored left-right
 VIEWS = ("image", "mirror")
@@ -55,7 +59,6 @@ class FeatureRecipe:
         unknown = [v for v in self.views if v not in VIEWS]
         if unknown or not self.views:
             raise ValueError(f"feature views {self.views!r}: each must be one of {', '.join(VIEWS)}")
-        from .config import LITE_POOLINGS
 
         if self.pooling not in LITE_POOLINGS:
             raise ValueError(f"feature pooling {self.pooling!r}: one of {', '.join(LITE_POOLINGS)}")
@@ -77,12 +80,9 @@ def encoder_identity(encoder: str) -> dict[str, str]:
     """Everything about the frozen encoder that could change its vectors: its name, the SHA-256 of its
     weights file, and the versions of torch and of the architecture's package. Recorded with every result
     and bundle."""
-    import importlib.metadata
+    import torch  # deferred: imports torch
 
-    import torch
-
-    from .data.registry import sha256_file
-    from .models import lite_weights_file
+    from .models import lite_weights_file  # deferred: imports torch and tqdm
 
     weights = lite_weights_file(encoder)
     return {"encoder": encoder, "weights": "imagenet", "weights_file": weights.name,
@@ -93,8 +93,7 @@ def encoder_identity(encoder: str) -> dict[str, str]:
 def view_key(recipe: FeatureRecipe, view: str, threads: int | None = None) -> str:
     """The cache folder of one view of a recipe: a hash of everything that made its vectors (the torch threads
     too: on the CPU they move the last digits)."""
-    from .images import decoder_id
-    from .training import fit_threads
+    from .images import decoder_id  # deferred: imports scipy and PIL
 
     made_by = {**encoder_identity(recipe.encoder), "size": recipe.size, "view": view, "pooling": recipe.pooling,
                "decoder": decoder_id(), "threads": fit_threads(threads), "version": FEATURE_VERSION}
@@ -106,7 +105,7 @@ def view_key(recipe: FeatureRecipe, view: str, threads: int | None = None) -> st
 def frozen_encoder(encoder: str, size: int):
     """The frozen ImageNet encoder for inputs of ``size`` px (its "same" padding is computed for them), loaded
     once per process."""
-    from .models import efficientnet_lite
+    from .models import efficientnet_lite  # deferred: imports torch and tqdm
 
     model = efficientnet_lite(encoder, weights="imagenet", image_size=size)
     model.requires_grad_(False)
@@ -116,10 +115,9 @@ def frozen_encoder(encoder: str, size: int):
 def encode(images: np.ndarray, encoder: str, view: str, pooling: str = "mean", threads: int | None = None
            ) -> np.ndarray:
     """Feature vectors (N, D) float32 of uint8 grey images (N, S, S) in one view, by the frozen encoder."""
-    import torch
+    import torch  # deferred: imports torch
 
-    from .models import lite_input, pooled_features
-    from .training import fit_threads
+    from .models import lite_input, pooled_features  # deferred: imports torch and tqdm
 
     model = frozen_encoder(encoder, images.shape[-1])
     before = torch.get_num_threads()
@@ -147,8 +145,7 @@ def feature_matrix(rows: pd.DataFrame, recipe: FeatureRecipe, data_dir: str | os
                    cache: str | os.PathLike | None = None, threads: int | None = None) -> np.ndarray:
     """The recipe's vector (N, D) of every row with an image, averaged over its views; computed once per image
     and view, then read from the cache (``cache``: default, the project's cache folder)."""
-    from .config import cache_dir
-    from .images import ImageCache
+    from .images import ImageCache  # deferred: imports scipy and PIL
 
     root = cache_dir(cache) / "features"
     shas = rows["image_sha256"].tolist()

@@ -45,7 +45,7 @@ PAGE_INCHES = COLUMN_PX / DPI - 2 * PAD_INCHES
 def panels(n: int, ncols: int = 2, height: float = 2.6, **kwargs: Any) -> tuple[Figure, list[Any]]:
     """A figure of ``n`` panels, at most ``ncols`` a row, as wide as the page (`PAGE_INCHES`), so its text
     reads at the size it is set in; the panels left over in the last row are removed."""
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # deferred: imports matplotlib
 
     ncols = max(1, min(ncols, n))
     nrows = max(1, -(-n // ncols))
@@ -92,7 +92,7 @@ def _draw(fig: Figure) -> tuple[Any, list[float]]:
     (inches) and the size in points of every text drawn."""
     fig.set_dpi(DPI)
     if not hasattr(fig.canvas, "get_renderer"):  # a figure taken out of pyplot (`plots.detached_figure`)
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.backends.backend_agg import FigureCanvasAgg  # deferred: imports matplotlib
 
         FigureCanvasAgg(fig)
     renderer = fig.canvas.get_renderer()
@@ -200,7 +200,7 @@ def save(fig: Figure, folder: Path, name: str, stamp: str | None = None, jpeg: b
     figure copied out of the report still says what made it. The figure is drawn once, not again by the
     notebook's display, and closed in pyplot, so it is shown once.
     """
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # deferred: imports matplotlib
 
     folder.mkdir(parents=True, exist_ok=True)
     box, sizes = _draw(fig)  # once: where the stamp goes, and every text's size (the stamp's is chosen)
@@ -219,7 +219,7 @@ def save(fig: Figure, folder: Path, name: str, stamp: str | None = None, jpeg: b
     atomic_write_bytes(folder / f"{name}.png", png)
     if not jpeg:
         return SavedFigure(folder / f"{name}.png", png, alt, smallest)
-    from PIL import Image
+    from PIL import Image  # deferred: imports PIL
 
     shown = io.BytesIO()
     with Image.open(io.BytesIO(png)) as im:
@@ -230,7 +230,7 @@ def save(fig: Figure, folder: Path, name: str, stamp: str | None = None, jpeg: b
 
 def saved_facts(path: Path) -> dict[str, str]:
     """The alt text and the smallest displayed text size a saved PNG records (`save`)."""
-    from PIL import Image
+    from PIL import Image  # deferred: imports PIL
 
     with Image.open(path) as im:
         return {k: v for k, v in im.text.items() if k in (ALT_KEY, SMALLEST_TEXT_KEY)}

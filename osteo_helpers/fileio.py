@@ -24,6 +24,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .progress import note
+
 #: a text cell a spreadsheet would run as a formula, after any quotes already there
 _FORMULA = re.compile(r"'*[=+\-@\t\r]")
 
@@ -172,8 +174,6 @@ class ArrayStore:
 
     def get(self, key: str, shape: tuple[int, ...], dtype: str) -> np.ndarray | None:
         """The verified entry, memory-mapped (read-only: memory does not grow with the cohort), or None."""
-        from .progress import note
-
         path = self.path_for(key)
         if not path.is_file() or path.name not in self.index:
             return None
@@ -197,3 +197,12 @@ class ArrayStore:
         append_index(self.root / self.INDEX, self.path_for(key).name, digest)
         self.index[self.path_for(key).name] = digest
         return array
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    """SHA-256 of a file read in chunks: identifies an image whatever its name (registry, caches, duplicates)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()

@@ -14,10 +14,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from .ablation import PRIMARY, arm_label
+from .ablation import ARM_LABELS, PRIMARY, arm_label
 from .answer import direction, row_of, study_answer
 from .fileio import read_csv
-from .report import ci
+from .provenance import finished_record
+from .report import control_table
+from .wording import ci
 
 #: the arms whose binary AUROC the end of `osteo run` quotes; `osteo answer` quotes the primary two
 SUMMARY_ARMS = ("age", "clinical", "fusion", "fusion_tscore")
@@ -88,8 +90,6 @@ def control_line(control: pd.DataFrame | None) -> str:
 def headline(run_dir: str | os.PathLike) -> list[str]:
     """`osteo answer RUN`: the run, its answer and its headline numbers; UsageError (one line) for a folder
     that is not a finished run (`provenance.finished_record`)."""
-    from .provenance import finished_record
-
     run = Path(run_dir)
     record = finished_record(run, "answer")
     tables = run / "tables"
@@ -124,10 +124,6 @@ def readme_block(run_dir: str | os.PathLike, shown_as: str | None = None) -> str
     """The README's numbers, from a finished run's files (never typed): the answer as the book's first page
     states it, the primary comparison, the headline AUROCs with CIs and whether each is the same on every
     CPU, and the positive control. ``shown_as``: how the run's folder is named in the text."""
-    from .ablation import ARM_LABELS
-    from .provenance import finished_record
-    from .report import control_table
-
     run = Path(run_dir)
     record = finished_record(run, "run")
     tables = run / "tables"

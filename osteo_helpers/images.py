@@ -1,4 +1,4 @@
-"""Image decoding and its cache, intensity normalisation, and batch augmentation.
+"""Image decoding and its cache, and the rows a model scores on a cohort (`cohort_rows`, images included).
 
 Each radiograph is decoded once per target size (at full resolution, whatever its container) into a
 grayscale, aspect-preserving, square-padded uint8 array keyed by the file's SHA-256; later runs read
@@ -15,20 +15,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import PIL
-import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
-from .config import LITE_ENCODERS
+from .data.cohort import Cohort
+from .data.errors import ImageReadError
 from .data.image_readers import LUMA_WEIGHTS, open_grayscale, pixel_sha256, read_grayscale
+from .data.manifest import modelling_table
 from .fileio import ArrayStore, append_index, read_index
+from .folders import cache_dir
 from .progress import show_progress
 
-IMAGENET_MEAN_GRAY = 0.449  # mean of torchvision's ImageNet channel means; the gray image is repeated to RGB
-IMAGENET_STD_GRAY = 0.226
-SCRATCH_MEAN, SCRATCH_STD = 0.5, 0.25
-#: EfficientNet-Lite's input: (x - 127) / 128 for x in 0..255 (models.lite_input)
-LITE_INPUT_SHIFT, LITE_INPUT_SCALE = 127.0, 128.0
 #: Bump whenever decode_letterbox's output changes: caches made by another decoder are then never reused.
 #: 2: every container decoded at full resolution and resampled alike (1 decoded JPEG at a reduced DCT scale).
 DECODER_VERSION = 2
@@ -139,49 +136,32 @@ class ImageCache:
         return out
 
 
-def normalisation(weights: str | None, encoder: str | None = None) -> tuple[float, float]:
-    """Mean and std of the gray image for the encoder's weights.
-
-    Torchvision weights carry their own normalisation (the mean of their channel statistics, since
-    the gray image is repeated to three channels); a local checkpoint is assumed to be ImageNet
-    pretrained; no weights: statistics for training from scratch.
+def cohort_rows(cohort: Cohort, image_size: int, cache: str | os.PathLike | None = None,
+                progress: bool = False) -> pd.DataFrame:
+    """The rows a model scores on a cohort: every table row: ``patient_id``, ``person_id``, ``source_row``,
+    ``site`` / ``batch`` / ``knee_side`` / ``view`` where the spec names them, every canonical input the
+    cohort has, ``diagnosis``, ``label_3class``, ``label_binary``, ``t_score``, ``split_group``, ``image``
+    (the letterboxed ``image_size`` px uint8 array, from the on-disk cache) and ``pixel_sha256`` (the
+    checksum of its decoded pixels). A row without an image to score keeps its place, with ``image`` None
+    and ``image_problem`` saying why (the table names none, the file is not there, it cannot be decoded):
+    a validation refuses it by name, never drops it.
     """
-    if not weights:
-        return SCRATCH_MEAN, SCRATCH_STD
-    if encoder in LITE_ENCODERS:  # EfficientNet-Lite was trained on (x - 127) / 128, x in 0..255
-        return LITE_INPUT_SHIFT / 255, LITE_INPUT_SCALE / 255
-    if encoder is not None and encoder != "smallcnn":
-        from .models import resolve_weights
-
-        resolved = resolve_weights(encoder, weights)
-        transforms = getattr(resolved, "transforms", None)
-        if transforms is not None:
-            preset = transforms()
-            return float(sum(preset.mean) / len(preset.mean)), float(sum(preset.std) / len(preset.std))
-    return IMAGENET_MEAN_GRAY, IMAGENET_STD_GRAY
-
-
-class BatchAugment(torch.nn.Module):
-    """Per-sample random rotation, shift, scale, brightness and contrast on a whole batch at once."""
-
-    def __init__(self, rotation: float = 7.0, translate: float = 0.03, scale: float = 0.05,
-                 brightness: float = 0.15, contrast: float = 0.15) -> None:
-        super().__init__()
-        self.rotation, self.translate, self.scale = rotation, translate, scale
-        self.brightness, self.contrast = brightness, contrast
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        n = x.shape[0]
-        u = lambda: torch.rand(n, device=x.device) * 2 - 1  # noqa: E731 - uniform(-1, 1) per sample
-        angle = u() * self.rotation * torch.pi / 180
-        s = 1 + u() * self.scale
-        cos, sin = torch.cos(angle) / s, torch.sin(angle) / s
-        theta = torch.stack([torch.stack([cos, -sin, u() * self.translate * 2], 1),
-                             torch.stack([sin, cos, u() * self.translate * 2], 1)], 1)
-        grid = torch.nn.functional.affine_grid(theta, list(x.shape), align_corners=False)
-        low = x.amin(dim=(1, 2, 3), keepdim=True)
-        out = torch.nn.functional.grid_sample(x - low, grid, align_corners=False, padding_mode="zeros") + low
-        mean = out.mean(dim=(1, 2, 3), keepdim=True)
-        c = (1 + u() * self.contrast).view(n, 1, 1, 1)
-        b = (u() * self.brightness).view(n, 1, 1, 1)
-        return (out - mean) * c + mean + b
+    table = modelling_table(cohort.manifest(strict=False), cohort.clinical, every_row=True).reset_index(drop=True)
+    root = cache_dir(cache)
+    letterboxes, checksums = ImageCache(root, image_size), PixelHashes(root)
+    images, pixels, problems = [], [], []
+    for rec in tqdm(table.to_dict("records"), desc=f"images {image_size}px", disable=not show_progress(progress),
+                    leave=False):
+        image = checksum = problem = None
+        if isinstance(rec["image_path"], str):
+            path = cohort.root / rec["image_path"]
+            try:
+                image, checksum = letterboxes.get(path, rec["image_sha256"]), checksums.get(path, rec["image_sha256"])
+            except ImageReadError as exc:
+                problem = str(exc).removeprefix(f"{path}: ")
+        else:
+            problem = cohort.missing_image(rec["patient_id"])
+        images.append(image)
+        pixels.append(checksum)
+        problems.append(problem)
+    return table.assign(image=images, pixel_sha256=pixels, image_problem=problems)

@@ -14,8 +14,11 @@ from typing import Any
 
 import pandas as pd
 
-from .config import Profile, UsageError
-from .fileio import read_csv
+from .config import SPREADSHEET_NAME, Profile
+from .errors import UsageError
+from .fileio import read_csv, sha256_file
+from .provenance import finished_record
+from .wording import ci
 
 #: the arms whose cross-validated results the card cites (the saved arms, as the run names them)
 CARD_ARMS = ("fusion", "clinical", "fusion_tscore")
@@ -29,7 +32,7 @@ NOT_MEASURED = "not measured"
 
 
 def _training_fields(profile: dict[str, Any]) -> dict[str, Any]:
-    from .arms.foldcache import NON_TRAINING_FIELDS
+    from .arms.foldcache import NON_TRAINING_FIELDS  # deferred: imports torch and sklearn
 
     return {k: v for k, v in profile.items() if k not in NON_TRAINING_FIELDS}
 
@@ -42,8 +45,6 @@ def _records(table: pd.DataFrame) -> list[dict[str, Any]]:
 def run_evidence(run_dir: Path, profile: Profile, data_dir: Path | None = None) -> dict[str, Any]:
     """The cross-validated results of a finished run made with the bundle's training settings on the same
     data; UsageError (one line, before any training) otherwise."""
-    from .provenance import finished_record
-
     record = finished_record(run_dir, "--run", "; or leave --run out (the card then says: not measured)")
     results = run_dir / "tables" / "results_binary.csv"
     ran = _training_fields(record.get("profile", {}))
@@ -68,9 +69,6 @@ def run_evidence(run_dir: Path, profile: Profile, data_dir: Path | None = None) 
 
 def _check_same_data(run_dir: Path, record: dict[str, Any], data_dir: Path) -> None:
     """UsageError unless the run read the same spreadsheet and image files as ``data_dir`` holds."""
-    from .config import SPREADSHEET_NAME
-    from .data import sha256_file
-
     saved = (record.get("data") or {}).get("spreadsheet_sha256")
     here = sha256_file(data_dir / SPREADSHEET_NAME)
     if saved != here:
@@ -87,8 +85,6 @@ def _check_same_data(run_dir: Path, record: dict[str, Any], data_dir: Path) -> N
 
 
 def _ci(rec: dict[str, Any] | list[float] | None) -> str:
-    from .report import ci
-
     if rec is None:
         return NOT_MEASURED
     return ci(*rec) if isinstance(rec, list) else ci(rec["value"], rec["ci_low"], rec["ci_high"])
@@ -112,7 +108,7 @@ def calibration_facts(run: dict[str, Any] | None, arm: str) -> dict[str, Any]:
 
 
 def _metrics_table(records: list[dict[str, Any]], subset: str = "all") -> list[str]:
-    from .ablation import arm_label
+    from .ablation import arm_label  # deferred: imports torch and sklearn
 
     lines = ["| arm | " + " | ".join(CARD_METRICS) + " |", "|---" * (len(CARD_METRICS) + 1) + "|"]
     for arm in CARD_ARMS:
@@ -142,7 +138,7 @@ def calibration_words(cal: dict[str, Any]) -> str:
 def _equation_lines(facts: dict[str, Any]) -> list[str]:
     """The clinical model's equation (fitted without penalty on the bundle's patients), with Wald CIs and
     the ages it holds for (where both classes were seen in training; `answer.equation_text` says it)."""
-    from .answer import equation_text
+    from .answer import equation_text  # deferred: imports torch and sklearn
 
     terms = facts.get("clinical_equation")
     if not terms:
@@ -161,7 +157,7 @@ def _equation_lines(facts: dict[str, Any]) -> list[str]:
 
 def _operating_lines(run: dict[str, Any] | None) -> list[str]:
     """The run's held-out operating points of the card's arms (each fold's own threshold), if it made them."""
-    from .ablation import arm_label
+    from .ablation import arm_label  # deferred: imports torch and sklearn
 
     points = (run or {}).get("operating_points")
     labels = {arm_label(a) for a in CARD_ARMS}
@@ -177,7 +173,7 @@ def _operating_lines(run: dict[str, Any] | None) -> list[str]:
 
 
 def _subgroup_lines(facts: dict[str, Any]) -> list[str]:
-    from .ablation import arm_label
+    from .ablation import arm_label  # deferred: imports torch and sklearn
 
     checked = (facts.get("run") or {}).get("subgroups", {})
     lines = []

@@ -23,10 +23,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .config import UsageError
 from .data import IMAGE_EXTENSIONS, DataValidationError, find_images
 from .data.errors import separator_note, some_columns
 from .data.plausibility import likely_unit, value_problem
+from .errors import UsageError
+from .radiograph_check import radiograph_problems
 from .vocabulary import (
     BOOLEAN_FEATURES,
     CATEGORICAL_FEATURES,
@@ -138,8 +139,7 @@ def check_values(patient_id: str, raw: Mapping[str, Any], required: tuple[str, .
 def load_image(patient: Patient, path: Path | None, size: int) -> None:
     """Check the file is a knee radiograph (`radiograph_check`), then decode it as the training images were
     (letterboxed to `size`); or record why not."""
-    from .images import decode_letterbox  # here, not at the top: the CLI's parser reads this module, torch is slow
-    from .radiograph_check import radiograph_problems
+    from .images import decode_letterbox  # deferred: imports torch (the CLI's parser reads this module)
 
     if path is None:
         return

@@ -1,7 +1,7 @@
 """Execute the notebooks with papermill, record provenance, and build the Jupyter Book.
 
 The executed notebooks and everything they write live in the run folder (by default
-outputs/<profile>, or outputs/<profile>-<hash> when settings are overridden: config.run_folder);
+outputs/<profile>, or outputs/<profile>-<hash> when settings are overridden: runfolder.run_folder);
 the book is assembled from a copy of the book sources plus those notebooks, without their
 parameter cells, with a banner on every page when the numbers are not the study's (smoke).
 """
@@ -28,11 +28,15 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from . import progress
-from .config import PROJECT_ROOT, Profile, RunPaths, UsageError, changed_fields, get_profile, run_folder
+from .config import PROJECT_ROOT, Profile, get_profile
 from .data import Cohort
-from .errors import PipelineError  # noqa: F401  (raised here, re-exported)
+from .errors import (
+    PipelineError,  # noqa: F401  (raised here, re-exported)
+    UsageError,
+)
+from .folders import check_output_folder, exclusive
 from .provenance import Provenance, run_record
-from .runfolder import check_output_folder, claim_for_run, exclusive, holds_run, run_identity, why_moved
+from .runfolder import RunPaths, changed_fields, claim_for_run, holds_run, run_folder, run_identity, why_moved
 
 NOTEBOOKS: tuple[str, ...] = (
     "notebooks/01_eda_manifest.ipynb",
@@ -122,7 +126,7 @@ class Kernel:
              "get_ipython().execution_count = 1")
 
     def __enter__(self) -> Kernel:
-        from jupyter_client.manager import KernelManager
+        from jupyter_client.manager import KernelManager  # deferred: imports jupyter_client
 
         self._sockets = tempfile.TemporaryDirectory(prefix="osteo-kernel-")
         self.km = KernelManager(kernel_name="python3", transport="ipc", ip=str(Path(self._sockets.name) / "kernel"))
@@ -159,8 +163,8 @@ class Kernel:
 def execute_notebook(source: Path, target: Path, parameters: dict[str, Any], kernel: Kernel | None = None) -> float:
     """Run one notebook with papermill (in ``kernel`` when given, else in a kernel of its own); raise
     PipelineError naming the failing cell."""
-    import papermill as pm
-    from papermill.exceptions import PapermillExecutionError
+    import papermill as pm  # deferred: imports papermill
+    from papermill.exceptions import PapermillExecutionError  # deferred: imports papermill
 
     target.parent.mkdir(parents=True, exist_ok=True)
     start = time.time()
@@ -242,7 +246,7 @@ def hide_parameter_cells(notebook: Path) -> None:
 def write_book_config(source: Path, target: Path, banner: str | None, answer: str) -> None:
     """Copy _config.yml, adding the banner as the theme's announcement when there is one, and the run's
     answer as the substitution ``{{ answer }}`` of the first page."""
-    import yaml
+    import yaml  # deferred: imports yaml
 
     config = yaml.safe_load(source.read_text(encoding="utf-8")) or {}
     if banner:
@@ -256,7 +260,7 @@ def build_book(run_dir: Path, executed: dict[str, Path], profile: Profile | None
 
     The copies, not the executed notebooks, lose their parameter cells; `profile` decides the banner.
     """
-    from .answer import study_answer
+    from .answer import study_answer  # deferred: imports torch and sklearn
 
     src = run_dir / "book_src"
     if src.exists():
@@ -321,7 +325,7 @@ def missing_for_book(root: Path, selected: tuple[str, ...], identity: dict[str, 
 
 def run(profile: str = "fast", run_dir: str | os.PathLike | None = None, data_dir: str | os.PathLike | None = None,
         overrides: dict[str, Any] | None = None, notebooks: tuple[str, ...] | None = None,
-        build: bool = True, cohort: str | os.PathLike | None = None, kernel: Kernel | None = None) -> Path:
+        build: bool = True, cohort: Cohort | str | os.PathLike | None = None, kernel: Kernel | None = None) -> Path:
     """Execute the notebooks in order and build the report; returns the HTML folder (or run folder).
 
     Settings, the data folder and the run folder are checked before anything is written; the run
@@ -329,7 +333,7 @@ def run(profile: str = "fast", run_dir: str | os.PathLike | None = None, data_di
     started `Kernel` the notebooks run in (several runs in one process share its start and imports);
     by default one of the run's own.
     """
-    from .study import RUN_ID_ENV, check_profile_on_data  # imports torch: only once the input is known to be good
+    from .study import RUN_ID_ENV, check_profile_on_data  # deferred: imports sklearn, once the input is good
 
     overrides = overrides or {}
     prof = get_profile(profile, **overrides)
@@ -405,7 +409,7 @@ def run(profile: str = "fast", run_dir: str | os.PathLike | None = None, data_di
             for name, value in restore.items():
                 os.environ.pop(name, None) if value is None else os.environ.__setitem__(name, value)
         prov.finish("finished", started)
-    from .headline import run_summary
+    from .headline import run_summary  # deferred: imports torch and sklearn
 
     for line in run_summary(paths.root, (dt.datetime.now(dt.UTC) - started).total_seconds(), since=started):
         tqdm.write(line)

@@ -2,25 +2,20 @@
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
-from matplotlib.axes import Axes
 from matplotlib.figure import Figure
-from matplotlib.image import AxesImage
+from scipy import stats
 from sklearn.metrics import precision_recall_curve, roc_curve
 
-from .figures import PAGE_INCHES, panels
-
-if TYPE_CHECKING:
-    import shap
-    import torch
+from .data.image_readers import open_grayscale
+from .figures import PAGE_INCHES, TWIN_STYLE, identical_to, legend_label, panels, series_style
 
 CLASS_COLOURS = {"normal": "#4C72B0", "osteopenia": "#DD8452", "osteoporosis": "#C44E52", "low_bmd": "#C44E52"}
 
@@ -109,8 +104,6 @@ def roc_pr_curves(curves: dict[str, tuple[np.ndarray, np.ndarray]], title: str =
     """ROC above precision-recall (one column, legible at the page's width): label -> (y_true, p_positive);
     ``legend`` adds each arm's AUROC and AUPRC with CI (label -> (auroc text, auprc text)). Each arm has its
     own line style and markers; an arm whose scores equal an earlier arm's says so in the legend."""
-    from .figures import TWIN_STYLE, identical_to, legend_label, series_style
-
     fig, (a1, a2) = plt.subplots(2, 1, figsize=(5.4, 11))
     twins = identical_to({name: np.r_[y, p] for name, (y, p) in curves.items()})
     for k, (name, (y, p)) in enumerate(curves.items()):
@@ -313,8 +306,6 @@ def roi_examples(rois: np.ndarray, knees: pd.DataFrame, cohort: pd.DataFrame, se
 
 def against_age(table: pd.DataFrame, features: Sequence[str]) -> plt.Figure:
     """Each feature against age, coloured by class, with its least-squares line and Pearson r."""
-    from scipy import stats
-
     fig, axes = panels(len(features), 2, 3.0)
     for ax, f in zip(axes, features, strict=True):
         part = table[["age_years", f, "diagnosis"]].dropna()
@@ -345,8 +336,6 @@ def class_gallery(images: np.ndarray, cohort: pd.DataFrame, seed: int, per_class
 
 def before_after(cohort: pd.DataFrame, images: np.ndarray, data_dir: Path) -> plt.Figure:
     """One raw radiograph per acquisition batch beside what the networks see."""
-    from .data.image_readers import open_grayscale
-
     pics, titles = [], []
     for i, row in cohort.reset_index(drop=True).groupby("batch").head(1).iterrows():
         pics.append(np.asarray(open_grayscale(Path(data_dir) / row.image_path).reduce(8)))
@@ -358,9 +347,9 @@ def before_after(cohort: pd.DataFrame, images: np.ndarray, data_dir: Path) -> pl
 
 def augmentation_samples(image: np.ndarray, seed: int, n: int = 8) -> plt.Figure:
     """What training augmentation (flip, rotation, shift, scale, brightness, contrast) does to one image."""
-    import torch
+    import torch  # deferred: imports torch
 
-    from .images import BatchAugment
+    from .models.inputs import BatchAugment  # deferred: imports torch and tqdm
 
     torch.manual_seed(seed)
     x = torch.from_numpy(image).float().div(255).expand(n, 1, *image.shape).clone()
@@ -368,58 +357,6 @@ def augmentation_samples(image: np.ndarray, seed: int, n: int = 8) -> plt.Figure
     x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
     samples = BatchAugment()(x)[:, 0].numpy()
     return image_gallery(list(samples), [f"sample {k + 1}" for k in range(n)], ncols=4, size=2.2)
-
-
-# --------------------------------------------------------------------------- explanations (osteo_helpers.explain)
-# The helpers from osteo_helpers.explain are imported inside the functions: explain re-exports these
-# figures, so a top-level import here would be circular.
-
-
-def overlay(ax: Axes, image: np.ndarray | torch.Tensor, cam: np.ndarray, title: str | None = None,
-            alpha: float = 0.45, cmap: str = "jet", mask: np.ndarray | None = None) -> AxesImage:
-    """Grayscale radiograph with the CAM on top (and the bone-mask outline if given); returns the CAM layer.
-
-    The image is windowed to its 1st-99th percentiles so normalised and uint8 inputs look alike.
-    """
-    from .explain.cam_audit import image_2d
-
-    img = image_2d(image)
-    lo, hi = np.percentile(img, [1, 99])
-    ax.imshow(img, cmap="gray", vmin=lo, vmax=hi if hi > lo else lo + 1)
-    layer = ax.imshow(np.asarray(cam), cmap=cmap, alpha=alpha, vmin=0.0, vmax=1.0, interpolation="bilinear")
-    if mask is not None and np.any(mask) and not np.all(mask):
-        ax.contour(np.asarray(mask, dtype=float), levels=[0.5], colors="white", linewidths=0.8)
-    if title:
-        ax.set_title(title, fontsize=8)
-    ax.set_axis_off()
-    return layer
-
-
-def cam_gallery(images: np.ndarray | torch.Tensor, cams: np.ndarray, titles: Sequence[str] | None = None,
-                ncols: int = 4, masks: np.ndarray | None = None, alpha: float = 0.45, cmap: str = "jet",
-                panel_inches: float = 2.4) -> Figure:
-    """A grid of `overlay` panels with one shared colour bar (a figure pyplot does not keep, see `detached_figure`):
-    at most 4 panels a row, the row no wider than the page, so the panels' titles read at 8 pt or more."""
-    from .explain.cam_audit import image_stack
-    from .figures import PAGE_INCHES
-
-    imgs = image_stack(images)
-    n = len(cams)
-    ncols = max(1, min(ncols, n, 4))
-    nrows = max(1, -(-n // ncols))
-    panel_inches = min(panel_inches, (PAGE_INCHES - 0.7) / ncols)
-    fig = detached_figure(figsize=(panel_inches * ncols + 0.7, panel_inches * nrows + 0.3), layout="constrained")
-    axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False)).ravel()
-    layer = None
-    for i, ax in enumerate(axes):
-        if i >= n:
-            ax.set_axis_off()
-            continue
-        layer = overlay(ax, imgs[i], cams[i], None if titles is None else titles[i], alpha, cmap,
-                        None if masks is None else masks[i])
-    if layer is not None:
-        fig.colorbar(layer, ax=list(axes), shrink=0.8, label="CAM")
-    return fig
 
 
 def detached_figure(**kwargs: Any) -> Figure:
@@ -433,7 +370,7 @@ def detached_figure(**kwargs: Any) -> Figure:
     return fig
 
 
-def _capture(draw: Callable[[], Any], figsize: tuple[float, float] | None = None) -> Figure:
+def capture(draw: Callable[[], Any], figsize: tuple[float, float] | None = None) -> Figure:
     """Run a shap plot on a fresh pyplot figure, then detach it so it is shown once and not leaked."""
     interactive = plt.isinteractive()
     fig = plt.figure(figsize=figsize)
@@ -447,34 +384,3 @@ def _capture(draw: Callable[[], Any], figsize: tuple[float, float] | None = None
     return fig
 
 
-def shap_summary_figure(grouped: shap.Explanation, max_display: int = 20, class_index: int | None = None) -> Figure:
-    """Beeswarm of per-patient SHAP values (colour = feature value; grey for one-hot features)."""
-    import shap
-
-    from .explain.tabular import select_output
-
-    expl = select_output(grouped, class_index)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", "All-NaN slice", RuntimeWarning)  # one-hot groups have no colour
-        return _capture(lambda: shap.plots.beeswarm(expl, max_display=max_display, show=False))
-
-
-def shap_bar_figure(grouped: shap.Explanation, max_display: int = 20, class_index: int | None = None) -> Figure:
-    """Mean |SHAP| per feature: the global ranking."""
-    import shap
-
-    from .explain.tabular import select_output
-
-    expl = select_output(grouped, class_index)
-    return _capture(lambda: shap.plots.bar(expl, max_display=max_display, show=False))
-
-
-def shap_waterfall_figure(grouped: shap.Explanation, i: int, max_display: int = 12,
-                          class_index: int | None = None) -> Figure:
-    """How patient `i`'s clinical inputs move the prediction away from the background average."""
-    import shap
-
-    from .explain.tabular import select_output
-
-    expl = select_output(grouped, class_index)[i]
-    return _capture(lambda: shap.plots.waterfall(expl, max_display=max_display, show=False))

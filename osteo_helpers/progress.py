@@ -162,7 +162,7 @@ def show_progress(progress: bool = True) -> bool:
 def track(items: Iterable[T], desc: str, total: int | None = None, every: float = 30.0) -> Iterator[T]:
     """Iterate with a tqdm bar on a terminal; elsewhere (notebooks, logs) a plain line every ``every``
     seconds with how many are done and about how long is left."""
-    from tqdm.auto import tqdm
+    from tqdm.auto import tqdm  # deferred: imports tqdm
 
     total = total if total is not None else (len(items) if isinstance(items, Sized) else None)
     if show_progress():

@@ -23,8 +23,13 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from .config import PROJECT_ROOT, Profile, UsageError
-from .fileio import atomic_write_text
+from .config import PROJECT_ROOT, Profile
+from .data import published_spec_path, read_registry
+from .errors import UsageError
+from .executor import current as current_executor
+from .features import FeatureRecipe, recipe_record
+from .fileio import atomic_write_text, sha256_file
+from .folders import shorten_paths
 
 if TYPE_CHECKING:
     from .data import Cohort
@@ -57,7 +62,7 @@ def package_versions() -> dict[str, str]:
 
 
 def device_description() -> dict[str, Any]:
-    import torch
+    import torch  # deferred: imports torch
 
     info: dict[str, Any] = {"platform": platform.platform(), "cpu_count": os.cpu_count(),
                             "cuda": torch.cuda.is_available()}
@@ -69,8 +74,6 @@ def device_description() -> dict[str, Any]:
 def data_checksums(cohort: Cohort) -> dict[str, Any]:
     """SHA-256 of every file of the cohort (the published dataset: every file of its registry), and
     whether they match the shipped registry."""
-    from .data import published_spec_path, read_registry, sha256_file
-
     registry = read_registry()
     spec = cohort.spec
     published = Path(spec.source) == published_spec_path()
@@ -87,9 +90,7 @@ def data_checksums(cohort: Cohort) -> dict[str, Any]:
 
 def run_record(profile: Profile, cohort: Cohort, overrides: dict[str, Any], **extra: Any) -> dict[str, Any]:
     """The facts every record holds: code, settings, packages, device, executor and data."""
-    from .executor import current as current_executor
-    from .features import FeatureRecipe, recipe_record
-    from .models import weights_name
+    from .models import weights_name  # deferred: imports torch and tqdm
 
     return {"git": git_state(), "profile": profile.to_dict(), "weights": weights_name(profile.encoder, profile.weights),
             "image_encoder": recipe_record(FeatureRecipe.of(profile)), "overrides": overrides,
@@ -149,7 +150,7 @@ def record_session(run_dir: Path, profile: Profile, cohort: Cohort, overrides: d
     Outside IPython nothing is recorded (scripts and tests call the package directly).
     """
     try:
-        from IPython import get_ipython
+        from IPython import get_ipython  # deferred: imports IPython
     except ImportError:
         return None
     shell = get_ipython()
@@ -223,8 +224,6 @@ def status_text(prov: dict) -> str:
 
 def summary_table(prov: dict) -> pd.DataFrame:
     """Run, status, time, commit, command, data and weights as a short two-column table."""
-    from .config import shorten_paths
-
     git = prov["git"]
     duration = prov.get("duration_s")
     rows = {

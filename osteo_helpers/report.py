@@ -13,53 +13,10 @@ import pandas as pd
 
 from . import evaluation
 from .ablation import DECLARED_ORDER, arm_label
+from .answer import direction, estimable, of_folds
 from .config import Profile
-
-
-def number(value: float, digits: int = 3, signed: bool = False) -> str:
-    """A number to ``digits`` decimals; one that rounds to zero is written 0.000, never -0.000 or +0.000;
-    a missing one 'n/a'."""
-    if value is None or not np.isfinite(value):
-        return "n/a"
-    text = f"{value:{'+' if signed else ''}.{digits}f}"
-    return text.lstrip("+-") if float(text) == 0 else text
-
-
-def plural(word: str) -> str:
-    """The English plural of a unit's name (batch -> batches, site -> sites)."""
-    return word + ("es" if word.endswith(("s", "sh", "ch", "x")) else "s")
-
-
-def ci(value: float, low: float, high: float, digits: int = 3, signed: bool = False,
-       reference: float | None = None) -> str:
-    """``0.951 [0.915, 0.976]``, ``-0.183 [-0.272, -0.100]``: a value and its CI on one line (non-breaking).
-
-    An interval whose bounds print alike (every resample gave the same value) is said in words. With a
-    ``reference`` (0.5 for an AUROC), more digits are printed until no bound that differs from it reads as
-    it: an upper bound of 0.4998 is not printed 0.500."""
-    if value is None or not np.isfinite(value):
-        return "not computed"
-    if reference is not None:
-        while digits < 6 and any(b is not None and np.isfinite(b) and b != reference
-                                 and float(number(b, digits)) == reference for b in (low, high)):
-            digits += 1
-    shown = number(value, digits, signed)
-    if low is None or high is None or not (np.isfinite(low) and np.isfinite(high)):
-        return shown
-    lo, hi = number(low, digits, signed), number(high, digits, signed)
-    if lo == hi:
-        return f"{shown}, identical in every resample"
-    return f"{shown}\u00a0[{lo},\u00a0{hi}]"
-
-
-def p_text(p: float, n_boot: int | None = None) -> str:
-    """A p-value as a reader needs it: three decimals, below 0.001 as a bound, and a bootstrap p of 0 as the
-    bound its ``n_boot`` resamples allow (`evaluation.format_p`)."""
-    if p is None or not np.isfinite(p):
-        return "n/a"
-    if p == 0 and n_boot:
-        return evaluation.format_p(0.0, max(1, n_boot))
-    return "< 0.001" if p < 0.001 else f"{p:.3f}"
+from .tasks import CLASSES_3
+from .wording import ci, number, p_text, plural
 
 
 def encoder_text(recipe, features: np.ndarray) -> str:
@@ -119,8 +76,6 @@ def comparison_table(comparisons: pd.DataFrame, n_boot: int) -> pd.DataFrame:
     difference [CI], the bootstrap, Holm-adjusted and DeLong p-values, the fold-level difference with the
     folds favouring A, B or neither, and the verdict of the row's own test in a few words (the primary by
     its CI, the secondary family by its Holm-adjusted p). Every column of the comparisons is in its CSV."""
-    from .answer import direction, estimable, of_folds
-
     def folds(r: pd.Series) -> str:
         if not np.isfinite(r.get("n_folds", np.nan)):
             return "not computed"
@@ -177,8 +132,6 @@ def permutation_table(pvalues: pd.DataFrame) -> pd.DataFrame:
 def fold_table(results: pd.DataFrame, subset: str = "all") -> pd.DataFrame:
     """Per arm (declared order): the pooled AUROC [CI] beside what the fitted folds did, the fold
     mean (SD), each repeat's pooled AUROC, and for residual arms the folds that kept the untrained state."""
-    from .answer import of_folds
-
     part = results[results["subset"] == subset].drop_duplicates(["model", "metric"]).set_index(["model", "metric"])
     models = declared(list(dict.fromkeys(part.index.get_level_values(0))))
     seeds = sorted({m for m in part.index.get_level_values(1) if m.startswith("auroc_seed")},
@@ -463,8 +416,6 @@ def group_table(manifest: pd.DataFrame) -> pd.DataFrame:
 def age_text(age: pd.DataFrame) -> str:
     """Age by class (``age``: `describe()` of ``age_years`` by diagnosis), said for the classes the cohort has;
     an absent class is named, and ages of normal and low-BMD patients that do not overlap are said to."""
-    from .tasks import CLASSES_3
-
     present = [c for c in CLASSES_3 if c in age.index and age.loc[c, "count"] > 0]
     means = [f"{age.loc[c, 'mean']:.0f} in {c}" for c in present if c != "normal"]
     parts = []

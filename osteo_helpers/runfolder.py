@@ -1,179 +1,31 @@
-"""Run-folder safety: check an output folder before any work, and let one process write it at a time.
+"""A run's folder: where it is (outputs/<profile>, or a folder named by the changed settings), its layout
+(`RunPaths`), and one run per folder: the record of what made its results (command, settings, data,
+code), and results of another run moved aside, never mixed with the new ones.
 
-Two runs writing the same folder would interleave tables, models and provenance into a record
-that neither run made. `exclusive` holds an advisory lock (flock) on a file in the folder; the
-kernel drops it when its process dies, however it dies, so a killed run never blocks the next.
-The file says who holds it (pid, host, start, command) for the refusal message.
+The folder checks and the writer lock every command shares are `folders`'.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import errno
-import fcntl
+import hashlib
 import json
 import os
-import socket
-import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .config import UsageError, ensure_outside_data, make_folder
+from . import __version__
+from .config import PROFILES, Profile, get_profile
+from .folders import IDENTITY_NAME, LOCK_NAME, ensure_outside_data, make_folder, output_root
 
 if TYPE_CHECKING:
     from .data import Cohort
 
-LOCK_NAME = ".osteo-writer.lock"
-
-
-class FolderBusyError(UsageError):
-    """Another live process is writing into the folder."""
-
-
-@dataclass(frozen=True)
-class FolderLock:
-    """A held lock: who we are, and the owner of a stale lock we took over (None if there was none)."""
-
-    path: Path
-    owner: dict[str, Any]
-    replaced: dict[str, Any] | None
-
-
-def check_output_folder(path: str | os.PathLike, what: str, data_dir: str | os.PathLike | None = None) -> Path:
-    """The resolved folder, or UsageError before any work: inside the data, under a file, not writable.
-
-    Nothing is created; the nearest existing folder above `path` must be writable.
-    """
-    target = ensure_outside_data(path, what, data_dir)
-    if target.exists() and not target.is_dir():
-        raise UsageError(f"{what} {target} is a file, not a folder")
-    existing = next(p for p in (target, *target.parents) if p.exists())
-    if not existing.is_dir():
-        raise UsageError(f"{what} {target} cannot be created: {existing} is a file")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise UsageError(f"{what} {target} cannot be written: no write permission on {existing}")
-    return target
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether a process with this id runs on this host (signal 0 checks without sending anything)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _read_owner(path: Path) -> dict[str, Any]:
-    try:
-        owner = json.loads(path.read_text() or "{}")
-    except (OSError, ValueError):
-        return {}
-    return owner if isinstance(owner, dict) else {}
-
-
-def _describe(owner: dict[str, Any]) -> str:
-    return (f"pid {owner.get('pid', '?')} on {owner.get('host', '?')}, started {owner.get('started', '?')}, "
-            f"command: {owner.get('command', '?')}")
-
-
-def _is_dead_here(owner: dict[str, Any]) -> bool:
-    return owner.get("host") == socket.gethostname() and isinstance(owner.get("pid"), int) \
-        and not pid_alive(owner["pid"])
-
-
-def _acquire(path: Path) -> tuple[int, dict[str, Any]]:
-    """Open and flock the lock file; return the descriptor and what the file said before."""
-    while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            os.close(fd)
-            if exc.errno not in (errno.EAGAIN, errno.EACCES):
-                raise
-            owner = _read_owner(path)
-            if _is_dead_here(owner):  # a child of the dead owner still holds the old file: leave it, start a new one
-                path.unlink(missing_ok=True)
-                continue
-            raise FolderBusyError(f"{path.parent} is being written by another run ({_describe(owner)}); "
-                                  "wait for it to finish or choose another folder") from None
-        try:
-            same_file = os.stat(path).st_ino == os.fstat(fd).st_ino
-        except FileNotFoundError:
-            same_file = False
-        if same_file:
-            return fd, _read_owner(path)
-        os.close(fd)  # the holder removed the file between our open and flock: try again on the new one
-
-
-@contextmanager
-def exclusive(folder: str | os.PathLike, command: str | None = None,
-              lock_name: str = LOCK_NAME) -> Iterator[FolderLock]:
-    """Hold the folder's writer lock for the block; FolderBusyError (one line) when a live process holds it.
-
-    A lock whose process is gone (killed, crashed, host rebooted) is taken over; its record is
-    returned as `replaced` so the run can say so.
-    """
-    folder = Path(folder)
-    existed = _folders(folder)
-    folder = make_folder(folder, "folder")
-    path = folder / lock_name
-    try:
-        fd, before = _acquire(path)
-    except BaseException:
-        remove_new_empty_folders(folder, existed)
-        raise
-    owner = {"pid": os.getpid(), "host": socket.gethostname(),
-             "started": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-             "command": command or " ".join(sys.argv)}
-    failed = True
-    try:
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps(owner).encode(), 0)
-        yield FolderLock(path, owner, before or None)
-        failed = False
-    finally:
-        try:
-            if os.stat(path).st_ino == os.fstat(fd).st_ino:
-                path.unlink()
-        except FileNotFoundError:
-            pass
-        os.close(fd)
-        if failed:  # a command that failed or was interrupted leaves no empty skeleton of folders
-            remove_new_empty_folders(folder, existed)
-
-
-def _folders(root: Path) -> set[Path]:
-    """Every folder at or below ``root`` and above it that exists now."""
-    out = {p for p in (root, *root.parents) if p.is_dir()}
-    if root.is_dir():
-        out |= {p for p in root.rglob("*") if p.is_dir()}
-    return out
-
-
-def remove_new_empty_folders(root: Path, existed: set[Path]) -> None:
-    """Remove the folders made since ``existed`` was taken that are empty, or hold only the run's record
-    (deepest first), up to and above ``root``: what a failed command created and never filled."""
-    made = [p for p in _folders(root) if p not in existed]
-    for path in sorted(made, key=lambda p: len(p.parts), reverse=True):
-        try:
-            if [p.name for p in path.iterdir()] == [IDENTITY_NAME]:  # the record of a run that made nothing
-                (path / IDENTITY_NAME).unlink()
-            path.rmdir()  # only an empty folder goes
-        except OSError:
-            pass
-
 
 # ----------------------------------------------------------------------------- one run per folder
 
-#: the record of what made a folder's results: command, settings, data and code
-IDENTITY_NAME = "run_identity.json"
 #: where results of another run are moved, each into a folder named by the time they were moved
 PREVIOUS = "previous"
 #: kept in place whatever run made them: the fold cache (each fold is fingerprinted and reused only
@@ -183,9 +35,7 @@ KEPT = ("models", PREVIOUS, LOCK_NAME, IDENTITY_NAME)
 
 def data_digest(cohort: Cohort) -> str:
     """SHA-256 over the cohort's spec, table and every image (IDs, paths and contents, from its manifest)."""
-    import hashlib
-
-    from .data import sha256_file
+    from .fileio import sha256_file  # deferred: imports pandas and numpy
 
     digest = hashlib.sha256(sha256_file(cohort.table_path).encode())
     digest.update(json.dumps(cohort.spec.source).encode())
@@ -198,8 +48,7 @@ def data_digest(cohort: Cohort) -> str:
 
 def run_identity(command: str, settings: dict[str, Any], cohort: Cohort) -> dict[str, Any]:
     """What makes a folder's results one run's: the command and its settings, the data, the code."""
-    from . import __version__
-    from .provenance import git_state
+    from .provenance import git_state  # deferred: imports pandas and PIL
 
     return {"command": command, "settings": json.loads(json.dumps(settings, default=str)),
             "data": data_digest(cohort), "code": {"osteo_helpers": __version__, "commit": git_state()["commit"]}}
@@ -254,7 +103,7 @@ def claim_for_run(folder: Path, identity: dict[str, Any]) -> Path | None:
         if record.is_file():
             record.rename(moved / IDENTITY_NAME)
     folder.mkdir(parents=True, exist_ok=True)
-    from .fileio import atomic_write_text
+    from .fileio import atomic_write_text  # deferred: imports pandas and numpy
 
     atomic_write_text(record, json.dumps(identity, indent=2))
     return moved
@@ -269,3 +118,73 @@ def why_moved(folder: Path, moved: Path) -> str:
     except (OSError, ValueError):
         reason = "made by an unknown run (no run_identity.json)"
     return f"{folder} held results of another run ({reason}); moved them to {moved}"
+
+
+@dataclass
+class RunPaths:
+    """The folder layout of one run; every notebook writes under its own subfolder."""
+
+    root: Path
+    tables: Path = field(init=False)
+    figures: Path = field(init=False)
+    models: Path = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.root = ensure_outside_data(self.root, "run folder")
+        self.tables = self.root / "tables"
+        self.figures = self.root / "figures"  # made by the first figure saved: a run without one has none
+        self.models = self.root / "models"
+        for p in (self.root, self.tables, self.models):
+            make_folder(p, "run folder")
+
+    @property
+    def manifest(self) -> Path:
+        return self.tables / "manifest.csv"
+
+
+#: suffix of the default folder of a notebook session run without overrides (JupyterLab, nbconvert)
+INTERACTIVE_SUFFIX = "interactive"
+
+
+def changed_fields(profile: Profile) -> dict[str, Any]:
+    """The fields where `profile` differs from the built-in profile of its name (all of them for another name)."""
+    base = PROFILES.get(profile.name)
+    return {k: v for k, v in profile.to_dict().items() if base is None or getattr(base, k) != v}
+
+
+def settings_tag(profile: Profile) -> str:
+    """A short hash of the changed fields, '' for a built-in profile as defined: names the folder of an override run."""
+    changed = changed_fields(profile)
+    if not changed:
+        return ""
+    return hashlib.sha256(json.dumps(changed, sort_keys=True, default=str).encode()).hexdigest()[:8]
+
+
+def run_folder(run_dir: str | os.PathLike | None, profile: str | Profile,
+               overrides: Mapping[str, Any] | None = None, *, interactive: bool = False,
+               announce: bool = False) -> Path:
+    """A run folder's path, without creating it (so it can be checked first).
+
+    An explicit `run_dir` wins. Otherwise only a run of a built-in profile as defined writes
+    outputs/<profile> (the report `make report` builds); changed settings go to
+    outputs/<profile>-<settings_tag>, and a notebook session without overrides (`interactive`)
+    to outputs/<profile>-interactive, so neither overwrites the last full report. With
+    `announce`, a redirected folder is said in one line.
+    """
+    if run_dir:
+        return Path(run_dir)
+    prof = profile if isinstance(profile, Profile) else get_profile(profile, **(overrides or {}))
+    tag = settings_tag(prof)
+    suffix = tag or (INTERACTIVE_SUFFIX if interactive else "")
+    path = output_root() / (f"{prof.name}-{suffix}" if suffix else prof.name)
+    if announce and suffix:
+        why = ("settings differ from the profile: " + ", ".join(f"{k}={v}" for k, v in changed_fields(prof).items())
+               if tag else "a notebook session without run_dir")
+        print(f"run folder: {path} ({why}; {output_root() / prof.name} keeps the report of profile {prof.name})")
+    return path
+
+
+def run_paths(run_dir: str | os.PathLike | None, profile: str | Profile,
+              overrides: Mapping[str, Any] | None = None, *, interactive: bool = True) -> RunPaths:
+    """Resolve and create the run folder a Study opens (see `run_folder`; without run_dir it is a notebook session)."""
+    return RunPaths(run_folder(run_dir, profile, overrides, interactive=interactive, announce=True))

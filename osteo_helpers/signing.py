@@ -17,7 +17,7 @@ import json
 import os
 from pathlib import Path
 
-from .config import UsageError
+from .errors import UsageError
 
 SIGNATURE_NAME = "signature.json"
 ALGORITHM = "HMAC-SHA256"
@@ -51,7 +51,7 @@ def _mac(key: bytes, files: dict[str, str]) -> str:
 
 def sign(folder: str | os.PathLike, key: bytes) -> Path:
     """Write ``signature.json`` into a bundle folder (an existing bundle too)."""
-    from .fileio import atomic_write_text
+    from .fileio import atomic_write_text  # deferred: imports pandas and numpy
 
     folder = Path(folder)
     files = _files(folder)

@@ -18,6 +18,7 @@ from scipy.sparse.csgraph import connected_components
 from sklearn import model_selection
 from sklearn.model_selection import StratifiedKFold
 
+from .errors import UsageError
 from .vocabulary import INPUT_FEATURES
 
 #: each row's decoded-pixel checksum (`images.PixelHashes`; absent in tables made without images)
@@ -99,8 +100,6 @@ def check_fold_count(cohort: pd.DataFrame, label: str, n_folds: int, group: str 
                      class_names: tuple[str, ...] | None = None) -> None:
     """UsageError unless every class has at least ``n_folds`` person groups: otherwise some test fold
     would hold no one of that class (checked before any work)."""
-    from .config import UsageError
-
     counts = cohort.groupby(label)[group].nunique()
     if counts.empty or int(counts.min()) < n_folds:
         smallest = counts.idxmin() if not counts.empty else None

@@ -19,10 +19,18 @@ import numpy as np
 import pandas as pd
 
 from . import data, evaluation, progress, splits
-from .config import Profile, RunPaths, cache_dir, ensure_outside_data, get_profile, run_paths
+from .biomarkers import cohort_biomarkers
+from .config import Profile, get_profile
+from .data.plausibility import excluded_rows
 from .features import FeatureRecipe, feature_matrix
+from .figures import save
 from .fileio import ChecksumError, atomic_to_csv, atomic_write_text, read_csv, read_verified, sha256_bytes
+from .folders import cache_dir, ensure_outside_data
+from .htmltable import table_html
 from .images import ImageCache, PixelHashes
+from .provenance import record_session
+from .runfolder import RunPaths, run_paths
+from .tasks import get_task, why_not_estimable
 
 if TYPE_CHECKING:
     from IPython.display import HTML
@@ -36,7 +44,7 @@ RUN_ID_ENV = "OSTEO_RUN_ID"
 
 def with_biomarkers(rows: pd.DataFrame, bio: BiomarkerData) -> pd.DataFrame:
     """Rows plus patient-level biomarkers (``bio_<feature>``), ``biomarker_localised`` and ``roi_tiles``."""
-    from .arms.classical import BIOMARKER_PREFIX
+    from .arms.classical import BIOMARKER_PREFIX  # deferred: imports torch
 
     patients = bio.patients()
     features = patients[["patient_id", *bio.feature_columns]].rename(
@@ -51,8 +59,6 @@ def with_biomarkers(rows: pd.DataFrame, bio: BiomarkerData) -> pd.DataFrame:
 def check_profile_on_data(profile: Profile, dataset: data.Cohort) -> None:
     """UsageError (one line, before any work) when the profile cannot run on this cohort: more folds
     than the smallest class has people. Reads the data as `Study.cohort` does; writes nothing."""
-    from .data.plausibility import excluded_rows
-
     cohort = data.modelling_table(dataset.manifest(), dataset.clinical)
     cohort = cohort[~cohort["patient_id"].isin(excluded_rows(cohort))]
     splits.check_fold_count(cohort, "label_3class", profile.n_folds, class_names=data.CLASSES_3)
@@ -72,17 +78,17 @@ class Study:
 
     @classmethod
     def open(cls, profile: str = "fast", run_dir: str | os.PathLike | None = None,
-             data_dir: str | os.PathLike | None = None, *, cohort: str | os.PathLike | None = None,
+             data_dir: str | os.PathLike | None = None, *, cohort: data.Cohort | str | os.PathLike | None = None,
              **overrides: Any) -> Study:
-        """``cohort``: a cohort spec (TOML); None: the published dataset, found in ``data_dir`` or the
-        documented places."""
+        """``cohort``: the cohort the command line opened (`data.Cohort`, passed down as it is), or a cohort
+        spec (TOML) to open, as a notebook's parameters name it; None: the published dataset, found in
+        ``data_dir`` or the documented places."""
         prof = get_profile(profile, **overrides)
         dataset = data.Cohort.open(cohort, data_dir)
         paths = run_paths(run_dir, prof)
         ensure_outside_data(paths.root, "run folder", dataset.root)
         study = cls(prof, paths, dataset)
         if not os.environ.get(RUN_ID_ENV):  # `osteo run` keeps the record itself
-            from .provenance import record_session
 
             record_session(study.paths.root, prof, dataset, overrides)
         return study
@@ -131,22 +137,20 @@ class Study:
         """`cohort` with one row per person, keyed as the out-of-fold tables are (`arms.persons.person_rows`):
         what subsets, subgroups and per-patient lookups of the out-of-fold tables are made from. The cohort
         itself when every person has one image."""
-        from .arms.persons import person_rows
+        from .arms.persons import person_rows  # deferred: imports torch
 
         return person_rows(self.cohort)
 
     def people_of(self, ids: Any) -> set[str]:
         """The keys in `people` (and in the out-of-fold tables) of the persons of these cohort rows (IDs of
         images): a subset made from image rows, such as those with a localised knee."""
-        from .arms.persons import person_key
+        from .arms.persons import person_key  # deferred: imports torch
 
         return set(person_key(self.cohort).loc[list(ids)])
 
     @cached_property
     def excluded(self) -> dict[str, str]:
         """patient_id -> why the row cannot be used (a value or image outside the hard limits)."""
-        from .data.plausibility import excluded_rows
-
         return excluded_rows(data.modelling_table(self.manifest, self.clinical))
 
     def folds(self, group: str | None = "split_group") -> pd.DataFrame:
@@ -186,8 +190,6 @@ class Study:
     @cached_property
     def biomarkers(self) -> BiomarkerData:
         """Knee localisation, ROIs and biomarkers of every cohort image (cached on disk by checksum)."""
-        from .biomarkers import cohort_biomarkers
-
         return cohort_biomarkers(self.cohort, self.data_dir, self.profile.roi_size, limit=self.profile.biomarker_limit)
 
     # -- the arms and their results (every notebook reads them through here) --------------------
@@ -195,7 +197,7 @@ class Study:
     def groups(self) -> pd.Series:
         """patient_id -> split group: what every bootstrap resamples (one person, one group). Keyed by
         the person where a person has several rows, as their out-of-fold tables are."""
-        from .ablation import groups_of
+        from .ablation import groups_of  # deferred: imports torch
 
         return groups_of(self.cohort)
 
@@ -211,7 +213,7 @@ class Study:
         and every notebook reuses it. Each table is also written as ``oof/<arm>_<task>.csv``. A task
         this cohort cannot estimate (`not_estimable`) has no tables; nor has an arm it cannot fit.
         """
-        from .ablation import DECLARED_ORDER, run_arms
+        from .ablation import DECLARED_ORDER, run_arms  # deferred: imports torch
 
         names = tuple(names or DECLARED_ORDER)
         key = (task, names, biomarkers)
@@ -227,8 +229,8 @@ class Study:
     def unfitted(self) -> dict[str, str]:
         """The declared arms this cohort cannot fit, each with why (`arms.fittable`: the OST index without a
         weight, the T-score models without a T-score); they have no tables."""
-        from .ablation import DECLARED_ORDER
-        from .arms import fittable
+        from .ablation import DECLARED_ORDER  # deferred: imports torch
+        from .arms import fittable  # deferred: imports torch
 
         return fittable(DECLARED_ORDER, self.cohort)[1]
 
@@ -236,8 +238,6 @@ class Study:
         """Why ``task`` (binary, 3class, tscore) cannot be estimated on this cohort (`tasks.why_not_estimable`:
         no T-score, a class without patients), as words completing "not estimable on this cohort: ..."; None
         when it can."""
-        from .tasks import why_not_estimable
-
         return why_not_estimable(task, self.cohort)
 
     def save_oof(self, oof: pd.DataFrame, arm: str, task: str) -> Path:
@@ -251,8 +251,8 @@ class Study:
     def results(self, task: str, names: tuple[str, ...] | None = None) -> pd.DataFrame:
         """Every arm's metrics with group-bootstrap CIs, on all patients and on the patients alone in
         their split group (sensitivity analysis); saved as ``results_<task>.csv``."""
-        from .ablation import singleton_patients
-        from .arms.foldcache import frame_digest
+        from .ablation import singleton_patients  # deferred: imports torch
+        from .arms.foldcache import frame_digest  # deferred: imports torch
 
         key = ("results", task, names)
         if key in self._tables:
@@ -274,7 +274,7 @@ class Study:
         ``inputs`` by the same package source and its file still has the SHA-256 recorded beside it
         (``tables/<name>.inputs.json``); else ``compute()``, saved with that record. The bootstrap
         tables take seconds each and several notebooks read them; a CSV reads back exactly."""
-        from .arms.foldcache import code_version
+        from .arms.foldcache import code_version  # deferred: imports torch
 
         record, path = self.paths.tables / f"{name}.inputs.json", self.paths.tables / f"{name}.csv"
         digest = hashlib.sha256(json.dumps({**inputs, "code": code_version((".",))}, sort_keys=True,
@@ -292,18 +292,16 @@ class Study:
 
     def training_states(self, task: str, names: tuple[str, ...] | None = None) -> pd.DataFrame:
         """In how many folds each residual arm kept its untrained state (from the fold histories)."""
-        from .ablation import DECLARED_ORDER, training_states
+        from .ablation import DECLARED_ORDER, training_states  # deferred: imports torch
 
         return training_states(self.paths.models, tuple(names or DECLARED_ORDER), task, self.shared_folds)
 
     def classes(self, task: str) -> tuple[str, ...]:
-        from .tasks import get_task
-
         return get_task(task).classes
 
     def tscore_oofs(self) -> dict[str, pd.DataFrame]:
         """The T-score arms' own tables (predicted T-score mean and sd): the folds of their class views."""
-        from .ablation import TSCORE_ARMS, tscore_predictions
+        from .ablation import TSCORE_ARMS, tscore_predictions  # deferred: imports torch
 
         if "tscore" not in self._oofs:
             self._oofs["tscore"] = tscore_predictions(self.rows(), self.shared_folds, TSCORE_ARMS, self.profile,
@@ -315,7 +313,7 @@ class Study:
     def tscore_regression(self) -> pd.DataFrame:
         """Every T-score arm's regression metrics: MAE, r, R^2, calibration, the no-information MAE and
         the coverage of its 95% predictive intervals, overall and per WHO class (``results_tscore.csv``)."""
-        from .ablation import who_classes
+        from .ablation import who_classes  # deferred: imports torch
 
         table = evaluation.tscore_regression(self.tscore_oofs(), self.profile.n_boot, self.profile.seed, self.groups,
                                              who_classes(self.people))
@@ -335,7 +333,7 @@ class Study:
 
     def tscore_comparison(self) -> pd.DataFrame:
         """Paired MAE of the fusion and clinical T-score models (``comparisons_tscore.csv``)."""
-        from .ablation import tscore_comparison
+        from .ablation import tscore_comparison  # deferred: imports torch
 
         table = tscore_comparison(self.tscore_oofs(), self.profile.n_boot, self.profile.seed, self.groups)
         self.save_table(table, "comparisons_tscore")
@@ -345,7 +343,7 @@ class Study:
         """Sex and age from the image alone, for the pretrained encoder's head and the from-scratch CNN
         (`control.positive_control`), on the shared folds: ``positive_control.csv``, and the out-of-fold
         tables by (arm, target) in `control_oofs`."""
-        from .control import positive_control
+        from .control import positive_control  # deferred: imports torch
 
         p, self.control_oofs = self.profile, {}
         table = positive_control(self.rows(), self.shared_folds, p, self.paths.models, p.n_boot, p.seed, self.groups,
@@ -357,8 +355,8 @@ class Study:
         """The declared comparisons: the primary, and the secondary family of every task of
         `ablation.FAMILY_TASKS` Holm-adjusted as ONE family. Computed once per run and saved as
         ``comparisons.csv``, so every notebook reads the same ``p_holm``; ``tasks`` picks the rows returned."""
-        from .ablation import FAMILY_TASKS, declared_comparisons
-        from .arms.foldcache import frame_digest
+        from .ablation import FAMILY_TASKS, declared_comparisons  # deferred: imports torch
+        from .arms.foldcache import frame_digest  # deferred: imports torch
 
         if ("comparisons",) not in self._tables:
             p, oofs = self.profile, {t: self.oofs(t) for t in FAMILY_TASKS}
@@ -374,8 +372,6 @@ class Study:
     def figure(self, fig: Figure, name: str, jpeg: bool = False) -> SavedFigure:
         """Save a figure under the run, stamped with the run and profile that made it (`figures.save`), for the
         notebook to show with its alt text; ``jpeg`` shows it as JPEG (radiograph sheets)."""
-        from .figures import save
-
         saved = save(fig, self.paths.figures, name, stamp=f"run {self.run_id} · profile {self.profile.name}",
                      jpeg=jpeg)
         if os.environ.get(RUN_ID_ENV):  # the book shows the run's file, with the alt text
@@ -413,9 +409,7 @@ class Study:
         a file by its path in the run folder (``oof/fusion_binary.csv``); ``save`` writes ``shown`` as that
         table first. Under `osteo run` the link is relative to the executed notebooks' folder, where the book
         finds it too (`pipeline.build_book` copies every linked file); elsewhere, to the working folder."""
-        from IPython.display import HTML
-
-        from .htmltable import table_html
+        from IPython.display import HTML  # deferred: imports IPython
 
         if save:
             self.save_table(shown, csv, index=index)

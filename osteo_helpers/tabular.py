@@ -74,13 +74,12 @@ def make_preprocessor(numeric: tuple[str, ...] = NUMERIC_FEATURES,
                       spline: tuple[str, ...] = ()) -> ColumnTransformer:
     """The clinical ColumnTransformer; fit it on training folds only. Numeric inputs named in ``spline``
     are expanded into a restricted cubic spline (knots from the training fold) instead of one column."""
-    # imported here: the command line reads this module's feature lists, scikit-learn takes a second
-    from sklearn.compose import ColumnTransformer
-    from sklearn.impute import SimpleImputer
-    from sklearn.pipeline import Pipeline
-    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+    from sklearn.compose import ColumnTransformer  # deferred: imports sklearn (the CLI reads this module's lists)
+    from sklearn.impute import SimpleImputer  # deferred: imports sklearn
+    from sklearn.pipeline import Pipeline  # deferred: imports sklearn
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler  # deferred: imports sklearn
 
-    from .splines import RestrictedCubicSpline
+    from .splines import RestrictedCubicSpline  # deferred: imports sklearn and scipy
 
     check_features(tuple(numeric) + tuple(numeric_with_indicator) + tuple(boolean) + tuple(categorical))
     if set(spline) - set(numeric):

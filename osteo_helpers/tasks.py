@@ -112,7 +112,7 @@ def who_probabilities(mean: np.ndarray, sd: np.ndarray) -> np.ndarray:
     sd = np.asarray(sd, dtype=float)
     if np.any(sd <= 0) or not np.all(np.isfinite(sd)):
         raise ValueError("predictive standard deviations must be positive and finite")
-    from scipy.special import ndtr  # the standard normal CDF, imported where it is used (scipy takes a second)
+    from scipy.special import ndtr  # deferred: imports scipy (a second), only where the normal CDF is used
 
     below_normal = ndtr((WHO_NORMAL_MIN - mean) / sd)
     osteoporosis = ndtr((WHO_OSTEOPOROSIS_MAX - mean) / sd)

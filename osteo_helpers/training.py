@@ -30,13 +30,11 @@ import torch
 from sklearn.utils.class_weight import compute_class_weight
 from torch import nn
 
-from .images import BatchAugment
+from .models.inputs import BatchAugment
 
 LOSSES = ("cross_entropy", "gaussian")
 #: set to ``cpu`` (or ``cuda:1``) to choose the device of every network step; default: CUDA when available
 DEVICE_ENV = "OSTEO_DEVICE"
-#: torch threads of one fit when the profile leaves ``num_threads`` none (set by the executor's workers)
-THREADS_ENV = "OSTEO_FIT_THREADS"
 #: evaluation batch on a GPU (validation loss, predictions): memory allows far more than a training batch
 GPU_EVAL_BATCH = 128
 
@@ -59,24 +57,6 @@ def pick_device(prefer: str | None = None) -> torch.device:
     if name:
         return torch.device(name)
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def available_cores() -> int:
-    """The CPU cores this process may run on (its affinity mask, not the machine's count)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
-def fit_threads(num_threads: int | None) -> int:
-    """torch threads for one fit: the profile's number when it gives one (numbers on the CPU may depend on
-    it, so it is part of the fold's fingerprint); none: the executor's share of the cores
-    (``$OSTEO_FIT_THREADS``), else every core this process may use."""
-    if num_threads is not None:
-        return num_threads
-    share = os.environ.get(THREADS_ENV, "")
-    return int(share) if share.isdigit() and int(share) > 0 else available_cores()
 
 
 def seed_everything(seed: int) -> None:

@@ -11,9 +11,9 @@ import argparse
 import json
 import tempfile
 
-from osteo_helpers.config import output_root
 from osteo_helpers.encoder_choice import CANDIDATES, candidate_rows, choose, nested_choice
 from osteo_helpers.fileio import atomic_to_csv, atomic_write_text
+from osteo_helpers.folders import output_root
 from osteo_helpers.study import Study
 
 

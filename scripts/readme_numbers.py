@@ -12,8 +12,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from osteo_helpers.config import PROJECT_ROOT, UsageError, shorten_paths
+from osteo_helpers.config import PROJECT_ROOT
+from osteo_helpers.errors import UsageError
 from osteo_helpers.fileio import atomic_write_text
+from osteo_helpers.folders import shorten_paths
 from osteo_helpers.headline import readme_block, replace_block
 
 

@@ -23,7 +23,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from osteo_helpers import config
+from osteo_helpers import config, errors, folders
+from osteo_helpers.data import location
 
 # The header row exactly as in the published `patient details.xlsx` (stray spaces and colons included).
 REAL_HEADER: list[str] = [
@@ -233,15 +234,15 @@ def synthetic_dataset_factory(tmp_path: Path) -> Callable[..., SyntheticDataset]
 
 @pytest.fixture
 def no_data_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(config.DATA_ENV_VAR, raising=False)
+    monkeypatch.delenv(location.DATA_ENV_VAR, raising=False)
 
 
 @pytest.fixture(scope="session")
 def real_data_dir() -> Path:
     """The real dataset, found the documented way; fails (never skips) when it is absent."""
     try:
-        return config.resolve_data_dir()
-    except config.DataNotFoundError as exc:
+        return location.resolve_data_dir()
+    except errors.DataNotFoundError as exc:
         pytest.fail(f"the real dataset is required for this test:\n{exc}", pytrace=False)
 
 
@@ -299,13 +300,13 @@ class SyntheticBundle:
 def synthetic_bundle(tmp_path_factory: pytest.TempPathFactory) -> SyntheticBundle:
     """`train-final` (smoke, `BUNDLE_SETTINGS`) on a synthetic cohort, once per session (4 s): the bundle
     of the bundle, predict and validate tests."""
-    from osteo_helpers.bundle import train_final
+    from osteo_helpers.train_final import train_final
 
     cache = tmp_path_factory.mktemp("bundle-cache")
     dataset = make_dataset(tmp_path_factory.mktemp("bundle-data") / "knee-osteoporosis", counts=BUNDLE_COUNTS, seed=4)
     folder = tmp_path_factory.mktemp("bundles") / "model"
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv(config.CACHE_ENV_VAR, str(cache))
+        mp.setenv(folders.CACHE_ENV_VAR, str(cache))
         mp.setenv("TQDM_DISABLE", "1")
         bundle = train_final("smoke", folder, dataset.root, BUNDLE_SETTINGS, progress=False)
     return SyntheticBundle(bundle, folder, dataset, cache)
@@ -315,7 +316,7 @@ def synthetic_bundle(tmp_path_factory: pytest.TempPathFactory) -> SyntheticBundl
 def bundle_env(synthetic_bundle: SyntheticBundle):
     """For a module: the shared bundle's image cache and no progress bars."""
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv(config.CACHE_ENV_VAR, str(synthetic_bundle.cache))
+        mp.setenv(folders.CACHE_ENV_VAR, str(synthetic_bundle.cache))
         mp.setenv("TQDM_DISABLE", "1")
         yield mp
 

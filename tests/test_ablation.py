@@ -242,7 +242,7 @@ def test_every_notebook_reads_one_holm_family_of_both_tasks(tmp_path):
     """The declared secondary family (binary and three classes, 15 tests) is Holm-adjusted once per run:
     notebook 4's three-class rows carry the same p_holm as notebook 5's table, and a second session of
     the run reads the saved table instead of adjusting anew over another family."""
-    from osteo_helpers.config import RunPaths
+    from osteo_helpers.runfolder import RunPaths
     from osteo_helpers.study import Study
 
     binary = _fake_oofs(200, 1)

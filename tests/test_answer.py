@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from osteo_helpers import answer, arms, config
+from osteo_helpers import answer, arms, config, estimability
 
 
 def _comparison(diff: float, low: float, high: float, a: str = "fusion", b: str = "clinical", task: str = "binary",
@@ -138,13 +138,13 @@ def test_power_says_each_thing_once_and_names_the_arms_whose_scores_are_the_clin
                              "detectable_gain": np.nan},
                             {**base, "model": "fusion", "correlation_source": "same scores", "correlation": 0.997,
                              "detectable_gain": np.nan}])
-    text = answer.power_words(power)
+    text = estimability.power_words(power)
     assert "239 patients (36 normal)" in text and "0.030 at correlation 0.9, 0.045 at correlation 0.7" in text
     assert text.count("none up to AUROC 1 (a gain of 0.050)") == 2  # once per place it applies, not doubled
     assert "maximum possible" not in text
     assert "fusion (concatenation) none up to AUROC 1 (a gain of 0.050) (correlation 0.62)" in text
     assert "The scores of the fusion (residual) (within-class correlation 0.997) are the clinical model's" in text
-    table = answer.power_table(power)
+    table = estimability.power_table(power)
     assert not table.isna().any().any() and "not stated" in table.iloc[-1]["smallest detectable gain"]
 
 
@@ -242,7 +242,7 @@ def test_the_clinical_model_is_counted_as_the_selection_it_was():
          "patients_required": 180.0, "enough": True},
         {"model": "clinical_full", "candidate_parameters": 51, "events": 36, "events_per_parameter": 0.71,
          "patients": 239, "patients_required": 5100.0, "enough": False}])
-    text = answer.sample_size_text(sizes)
+    text = estimability.sample_size_text(sizes)
     assert "a choice among the 51 candidate parameters of the allow-list" in text
     assert "asks for 5,100 patients" in text and "too small to select among the candidates" in text
 

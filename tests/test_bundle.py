@@ -17,13 +17,15 @@ import pytest
 
 from osteo_helpers import bundle as bundle_mod
 from osteo_helpers import config
-from osteo_helpers.bundle import Bundle, train_final
+from osteo_helpers import train_final as train_final_mod
+from osteo_helpers.bundle import Bundle
 from osteo_helpers.cli import main
-from osteo_helpers.config import UsageError
+from osteo_helpers.errors import UsageError
 from osteo_helpers.model_card import calibration_facts, model_card, run_evidence
 from osteo_helpers.patients import batch_patients
 from osteo_helpers.study import Study
 from osteo_helpers.tabular import INPUT_FEATURES
+from osteo_helpers.train_final import train_final
 from tests.conftest import BUNDLE_SETTINGS as SETTINGS  # the shared bundle's settings
 
 OUTPUT_COLUMNS = ["patient_id", "p_low_bmd", "p_low_bmd_clinical", "p_normal", "p_osteopenia", "p_osteoporosis",
@@ -79,7 +81,7 @@ def test_bundle_holds_arms_facts_and_card(fitted, dataset):
     assert facts["training_ranges"]["numeric"]["age_years"] == [min(ages), max(ages)]
     assert facts["training_ranges"]["categories"]["sex"] == ["female", "male"]
     assert set(facts["training_ranges"]["numeric"]) | set(facts["training_ranges"]["categories"]) == set(INPUT_FEATURES)
-    from osteo_helpers.data import sha256_file
+    from osteo_helpers.fileio import sha256_file
 
     assert facts["data"]["spreadsheet_sha256"] == sha256_file(dataset.spreadsheet)
     assert set(facts["data"]["images_sha256"]) == set(dataset.patient_ids)
@@ -132,7 +134,7 @@ def test_train_final_replaces_a_bundle_atomically(fitted, dataset, tmp_path, env
 
 @pytest.mark.parametrize("where", ["inside", "occupied"])
 def test_train_final_refuses_a_bad_folder_before_any_work(where, dataset, tmp_path, synth, capsys, monkeypatch):
-    monkeypatch.setattr(bundle_mod, "fit_arms", lambda *a, **k: pytest.fail("trained before checking"))
+    monkeypatch.setattr(train_final_mod, "fit_arms", lambda *a, **k: pytest.fail("trained before checking"))
     before = synth.snapshot(dataset.root)
     out = dataset.root / "model" if where == "inside" else tmp_path / "notes"
     if where == "occupied":
@@ -146,9 +148,9 @@ def test_train_final_refuses_a_bad_folder_before_any_work(where, dataset, tmp_pa
 
 
 def test_a_second_writer_of_the_same_bundle_is_refused(dataset, tmp_path, capsys, monkeypatch):
-    from osteo_helpers.runfolder import exclusive
+    from osteo_helpers.folders import exclusive
 
-    monkeypatch.setattr(bundle_mod, "fit_arms", lambda *a, **k: pytest.fail("trained while another writer held it"))
+    monkeypatch.setattr(train_final_mod, "fit_arms", lambda *a, **k: pytest.fail("trained under another writer"))
     with exclusive(tmp_path, command="osteo train-final (the first)", lock_name=".model.osteo-writer.lock"):
         assert main(["train-final", "--profile", "smoke", "--out", str(tmp_path / "model"),
                      "--data-dir", str(dataset.root)]) == 2
@@ -158,7 +160,7 @@ def test_a_second_writer_of_the_same_bundle_is_refused(dataset, tmp_path, capsys
 
 
 def test_train_final_refuses_a_bad_set_value_and_a_run_of_other_settings(dataset, tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(bundle_mod, "fit_arms", lambda *a, **k: pytest.fail("trained before checking"))
+    monkeypatch.setattr(train_final_mod, "fit_arms", lambda *a, **k: pytest.fail("trained before checking"))
     base = ["train-final", "--profile", "smoke", "--out", str(tmp_path / "m"), "--data-dir", str(dataset.root)]
     assert main([*base, "--set", "epochs=zero"]) == 2
     assert "epochs" in capsys.readouterr().err

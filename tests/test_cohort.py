@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from osteo_helpers import data
+from osteo_helpers import data, folders
 from osteo_helpers.cli import main
 from osteo_helpers.data import image_readers
 from osteo_helpers.images import decode_letterbox
@@ -353,10 +353,9 @@ def test_two_images_per_person_share_a_fold_and_one_score(tmp_path):
 def test_a_study_of_people_with_two_knees_reads_its_subsets_per_person(tmp_path, monkeypatch):
     """The out-of-fold tables have one row per person: subsets (a sex, an age band, the localised knees) and
     lookups are made from `Study.people`, keyed the same way; what the cohort cannot estimate is named."""
-    from osteo_helpers import config
     from osteo_helpers.study import Study
 
-    monkeypatch.setenv(config.CACHE_ENV_VAR, str(tmp_path / "cache"))
+    monkeypatch.setenv(folders.CACHE_ENV_VAR, str(tmp_path / "cache"))
     spec = tiny_cohort(tmp_path / "c", knees=2, table_extra='person = "Person"')
     study = Study.open("smoke", tmp_path / "run", cohort=spec)
     assert len(study.cohort) == 24

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from osteo_helpers import config
+from osteo_helpers import folders
 from osteo_helpers.cli import main
 from tests.test_cohort import _broken_dicoms, _check, tiny_cohort, write_dicom
 
@@ -42,7 +42,7 @@ def _broken(table: pd.DataFrame) -> pd.DataFrame:
 @pytest.fixture
 def quiet(monkeypatch, tmp_path):
     """A private image cache (it must stay empty when a command refuses its input); no progress bars."""
-    monkeypatch.setenv(config.CACHE_ENV_VAR, str(tmp_path / "image-cache"))
+    monkeypatch.setenv(folders.CACHE_ENV_VAR, str(tmp_path / "image-cache"))
     monkeypatch.setenv("TQDM_DISABLE", "1")
 
 

@@ -24,7 +24,6 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from osteo_helpers import config
 from osteo_helpers.__main__ import main
 from osteo_helpers.data.export import SPEC_NAME, TABLE_NAME
 from osteo_helpers.pipeline import NOTEBOOKS, Kernel, run
@@ -103,7 +102,7 @@ def matrix(real_data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dic
     table = pd.read_csv(export / TABLE_NAME, dtype={"StudyID": str}).dropna(subset=["ImageFile"])
     folders = {name: base / f"run-{name}" for name in COHORTS}
     with pytest.MonkeyPatch.context() as mp, Kernel() as kernel:
-        mp.setenv(config.CACHE_ENV_VAR, str(base / "cache"))
+        mp.setenv(folders.CACHE_ENV_VAR, str(base / "cache"))
         mp.setenv("TQDM_DISABLE", "1")
         for name, write in COHORTS.items():
             spec = write(export, base / name, table)

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from osteo_helpers import config
+from osteo_helpers import config, errors
+from osteo_helpers.data import location
 
 
 def _dataset(folder: Path) -> Path:
@@ -21,57 +22,57 @@ def project(tmp_path, monkeypatch):
     """A fake checkout at tmp/checkout with a sibling tmp/shared; no $OSTEO_DATA_DIR."""
     root = tmp_path / "checkout"
     root.mkdir()
-    monkeypatch.setattr(config, "PROJECT_ROOT", root)
-    monkeypatch.delenv(config.DATA_ENV_VAR, raising=False)
+    monkeypatch.setattr(location, "PROJECT_ROOT", root)
+    monkeypatch.delenv(location.DATA_ENV_VAR, raising=False)
     return root
 
 
 def test_resolution_order(project, tmp_path, monkeypatch):
     shared = _dataset(tmp_path / "shared" / "data" / "knee-osteoporosis")
-    assert config.resolve_data_dir() == shared.resolve()
+    assert location.resolve_data_dir() == shared.resolve()
 
     raw = _dataset(project / "data" / "raw")
-    assert config.resolve_data_dir() == raw.resolve()
+    assert location.resolve_data_dir() == raw.resolve()
 
     env = _dataset(tmp_path / "env-copy")
-    monkeypatch.setenv(config.DATA_ENV_VAR, str(env))
-    assert config.resolve_data_dir() == env.resolve()
+    monkeypatch.setenv(location.DATA_ENV_VAR, str(env))
+    assert location.resolve_data_dir() == env.resolve()
 
     explicit = _dataset(tmp_path / "explicit")
-    assert config.resolve_data_dir(explicit) == explicit.resolve()
-    assert config.resolve_data_dir(str(explicit)) == explicit.resolve()
+    assert location.resolve_data_dir(explicit) == explicit.resolve()
+    assert location.resolve_data_dir(str(explicit)) == explicit.resolve()
 
 
 def test_candidates_listed_in_priority_order(project, tmp_path, monkeypatch):
-    monkeypatch.setenv(config.DATA_ENV_VAR, str(tmp_path / "env"))
-    cands = config.data_dir_candidates(tmp_path / "arg")
+    monkeypatch.setenv(location.DATA_ENV_VAR, str(tmp_path / "env"))
+    cands = location.data_dir_candidates(tmp_path / "arg")
     assert [p for _, p in cands] == [tmp_path / "arg", tmp_path / "env", project / "data" / "raw",
                                      tmp_path / "shared" / "data" / "knee-osteoporosis"]
 
 
 def test_env_var_without_data_falls_back(project, tmp_path, monkeypatch):
     raw = _dataset(project / "data" / "raw")
-    monkeypatch.setenv(config.DATA_ENV_VAR, str(tmp_path / "empty"))
-    assert config.resolve_data_dir() == raw.resolve()
+    monkeypatch.setenv(location.DATA_ENV_VAR, str(tmp_path / "empty"))
+    assert location.resolve_data_dir() == raw.resolve()
 
 
 def test_folder_without_spreadsheet_does_not_count(project, tmp_path):
     (project / "data" / "raw" / "normal").mkdir(parents=True)  # images only, no spreadsheet
     shared = _dataset(tmp_path / "shared" / "data" / "knee-osteoporosis")
-    assert config.resolve_data_dir() == shared.resolve()
+    assert location.resolve_data_dir() == shared.resolve()
 
 
 def test_explicit_argument_without_data_is_an_error_not_a_fallback(project, tmp_path):
     _dataset(project / "data" / "raw")
-    with pytest.raises(config.DataNotFoundError) as err:
-        config.resolve_data_dir(tmp_path / "typo")
+    with pytest.raises(errors.DataNotFoundError) as err:
+        location.resolve_data_dir(tmp_path / "typo")
     assert str(tmp_path / "typo") in str(err.value)
 
 
 def test_not_found_message(project, tmp_path, monkeypatch):
-    monkeypatch.setenv(config.DATA_ENV_VAR, str(tmp_path / "nowhere"))
-    with pytest.raises(config.DataNotFoundError) as err:
-        config.resolve_data_dir()
+    monkeypatch.setenv(location.DATA_ENV_VAR, str(tmp_path / "nowhere"))
+    with pytest.raises(errors.DataNotFoundError) as err:
+        location.resolve_data_dir()
     msg = str(err.value)
     assert isinstance(err.value, FileNotFoundError)
     for place in (tmp_path / "nowhere", project / "data" / "raw", tmp_path / "shared" / "data" / "knee-osteoporosis"):
@@ -152,7 +153,7 @@ def test_set_text_is_parsed_to_the_declared_type(field, text, value):
 
 def test_weights_may_be_an_existing_checkpoint(tmp_path):
     ckpt = tmp_path / "encoder.pth"
-    with pytest.raises(config.UsageError, match="weights"):
+    with pytest.raises(errors.UsageError, match="weights"):
         config.get_profile("fast", weights=str(ckpt))
     ckpt.write_bytes(b"checkpoint")
     assert config.get_profile("fast", weights=str(ckpt)).weights == str(ckpt)
@@ -170,14 +171,14 @@ BAD_VALUES = [
 
 @pytest.mark.parametrize("field,text", BAD_VALUES)
 def test_bad_notebook_overrides_are_refused(field, text):
-    with pytest.raises(config.UsageError) as err:
+    with pytest.raises(errors.UsageError) as err:
         config.get_profile("fast", **{field: text})
     assert field in str(err.value) and "\n" not in str(err.value)
 
 
 @pytest.mark.parametrize("python_value", [True, 2.5, "abc", [3]])
 def test_python_values_of_the_wrong_type_are_refused(python_value):
-    with pytest.raises(config.UsageError, match="epochs"):
+    with pytest.raises(errors.UsageError, match="epochs"):
         config.get_profile("fast", epochs=python_value)
 
 

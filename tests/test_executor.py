@@ -21,7 +21,8 @@ from osteo_helpers import arms, config, executor, progress, splits
 from osteo_helpers.arms import ARM_REGISTRY
 from osteo_helpers.arms.networks import FusionArm
 from osteo_helpers.cli import main
-from osteo_helpers.training import DEVICE_ENV, THREADS_ENV, available_cores, fit_threads, pick_device, use_device
+from osteo_helpers.threads import THREADS_ENV, available_cores, fit_threads
+from osteo_helpers.training import DEVICE_ENV, pick_device, use_device
 
 COUNTS = {"normal": 8, "osteopenia": 8, "osteoporosis": 8}
 ARMS = ("fusion", "age")  # a heavy arm (the executor runs it) and a quick one (run here)

@@ -18,7 +18,6 @@ from sklearn.metrics import roc_auc_score  # noqa: E402
 from torch import nn  # noqa: E402
 
 from osteo_helpers import explain as ex  # noqa: E402
-from osteo_helpers import plots  # noqa: E402
 from osteo_helpers.models import FusionNet, SmallCNN, build_model  # noqa: E402
 
 TAB_DIM = 5
@@ -306,7 +305,7 @@ def test_cam_gallery_and_overlay_figures():
     panels = [ax for ax in fig.axes if ax.images]
     assert len(panels) == 3 and panels[0].get_title() == "a"
     assert len(panels[0].images) == 2  # radiograph + CAM layer
-    assert ex.cam_gallery is plots.cam_gallery and ex.overlay is plots.overlay  # re-exported, not copied
+    assert ex.cam_gallery is ex.figures.cam_gallery and ex.overlay is ex.figures.overlay  # re-exported, not copied
 
 
 # --------------------------------------------------------------------------- SHAP
@@ -373,7 +372,7 @@ def test_shap_figures_are_returned_closed():
     for fig in (ex.shap_summary_figure(grouped), ex.shap_bar_figure(grouped), ex.shap_waterfall_figure(grouped, 0)):
         assert isinstance(fig, Figure) and fig.axes
     assert plt.get_fignums() == before
-    assert ex.shap_summary_figure is plots.shap_summary_figure
+    assert ex.shap_summary_figure is ex.figures.shap_summary_figure
     table = ex.shap_importance(grouped)
     assert table["mean_abs_shap"].is_monotonic_decreasing and len(table) == 3
 

@@ -16,7 +16,7 @@ import numpy as np
 import PIL
 import pytest
 
-from osteo_helpers import config, images, pipeline, runfolder
+from osteo_helpers import config, errors, folders, images, pipeline
 from osteo_helpers.cli import main
 from osteo_helpers.study import RUN_ID_ENV, Study
 from tests.conftest import write_notebook
@@ -25,7 +25,7 @@ from tests.conftest import write_notebook
 @pytest.fixture
 def quiet_env(monkeypatch, tmp_path):
     """A private cache; the variables a run sets are restored afterwards."""
-    monkeypatch.setenv(config.CACHE_ENV_VAR, str(tmp_path / "cache"))
+    monkeypatch.setenv(folders.CACHE_ENV_VAR, str(tmp_path / "cache"))
     monkeypatch.setenv(RUN_ID_ENV, "test")
     monkeypatch.setenv("TQDM_DISABLE", "1")
 
@@ -60,13 +60,13 @@ def test_outputs_inside_the_data_are_refused(synthetic_dataset, synth, tmp_path,
         assert main(argv + (data_arg if argv[0] != "data" else [])) == 2, argv
         err = capsys.readouterr().err
         assert len(err.strip().splitlines()) == 1 and f"inside the dataset folder {root}" in err, err
-    monkeypatch.setenv(config.OUTPUT_ENV_VAR, str(root / "outputs"))  # the default run folder, outputs/<profile>
+    monkeypatch.setenv(folders.OUTPUT_ENV_VAR, str(root / "outputs"))  # the default run folder, outputs/<profile>
     assert main(["run", "--profile", "smoke", *data_arg]) == 2
     assert "inside the dataset folder" in capsys.readouterr().err
-    monkeypatch.setenv(config.CACHE_ENV_VAR, str(link / "cache"))
-    with pytest.raises(config.UsageError, match="cache folder .* inside the dataset folder"):
-        config.cache_dir()
-    with pytest.raises(config.UsageError, match="run folder .* inside the dataset folder"):
+    monkeypatch.setenv(folders.CACHE_ENV_VAR, str(link / "cache"))
+    with pytest.raises(errors.UsageError, match="cache folder .* inside the dataset folder"):
+        folders.cache_dir()
+    with pytest.raises(errors.UsageError, match="run folder .* inside the dataset folder"):
         Study.open("smoke", root / "run", root)  # found from the folder itself, with no data_dir given
     assert synth.snapshot(root) == before
 
@@ -118,7 +118,7 @@ def test_provenance_says_failed_with_notebook_cell_and_error(synthetic_dataset, 
     else:
         assert record["failure"] == {"notebook": "notebooks/01_eda_manifest.ipynb", "cell": None,
                                      "error": "KeyboardInterrupt"}
-    assert not (tmp_path / "run" / runfolder.LOCK_NAME).exists()  # the lock goes with the run
+    assert not (tmp_path / "run" / folders.LOCK_NAME).exists()  # the lock goes with the run
 
 
 def test_failing_cell_is_named_by_notebook_index_and_error_line(tmp_path):
@@ -134,7 +134,7 @@ def test_failing_cell_is_named_by_notebook_index_and_error_line(tmp_path):
 
 HOLDER = """
 import sys, time
-from osteo_helpers.runfolder import exclusive
+from osteo_helpers.folders import exclusive
 with exclusive(sys.argv[1], command="holder --out " + sys.argv[1]):
     print("locked", flush=True)
     time.sleep(120)
@@ -160,16 +160,16 @@ def test_second_writer_is_refused_naming_the_first(holder, synthetic_dataset, tm
     assert rc == 2 and len(err.strip().splitlines()) == 1
     for words in (f"pid {holder.pid}", socket.gethostname(), "started 20", f"holder --out {tmp_path / 'run'}"):
         assert words in err, err
-    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [runfolder.LOCK_NAME]  # nothing else written
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [folders.LOCK_NAME]  # nothing else written
 
 
 def test_lock_of_a_killed_run_is_taken_over(holder, synthetic_dataset, tmp_path, quiet_env, monkeypatch):
-    with pytest.raises(runfolder.FolderBusyError):
-        with runfolder.exclusive(tmp_path / "run"):
+    with pytest.raises(folders.FolderBusyError):
+        with folders.exclusive(tmp_path / "run"):
             pass
     holder.kill()  # as a run killed with SIGKILL: no clean-up, the lock file stays behind
     holder.wait()
-    assert json.loads((tmp_path / "run" / runfolder.LOCK_NAME).read_text())["pid"] == holder.pid
+    assert json.loads((tmp_path / "run" / folders.LOCK_NAME).read_text())["pid"] == holder.pid
     monkeypatch.setattr(pipeline, "execute_notebook", lambda source, target, params, kernel=None: 0.0)
     _run(tmp_path, synthetic_dataset.root)
     record = json.loads((tmp_path / "run" / "provenance.json").read_text())
@@ -181,16 +181,16 @@ def test_lock_file_naming_a_dead_process_is_stale(tmp_path):
     pid = int(dead.stdout)
     folder = tmp_path / "run"
     folder.mkdir()
-    (folder / runfolder.LOCK_NAME).write_text(json.dumps({"pid": pid, "host": socket.gethostname(),
+    (folder / folders.LOCK_NAME).write_text(json.dumps({"pid": pid, "host": socket.gethostname(),
                                                           "started": "2026-01-01T00:00:00", "command": "killed"}))
-    assert not runfolder.pid_alive(pid) and runfolder.pid_alive(os.getpid())
-    with runfolder.exclusive(folder, command="me") as lock:
+    assert not folders.pid_alive(pid) and folders.pid_alive(os.getpid())
+    with folders.exclusive(folder, command="me") as lock:
         assert lock.replaced["pid"] == pid and lock.owner["pid"] == os.getpid()
-        assert json.loads((folder / runfolder.LOCK_NAME).read_text())["command"] == "me"
-        with pytest.raises(runfolder.FolderBusyError, match=f"pid {os.getpid()}"):
-            with runfolder.exclusive(folder):
+        assert json.loads((folder / folders.LOCK_NAME).read_text())["command"] == "me"
+        with pytest.raises(folders.FolderBusyError, match=f"pid {os.getpid()}"):
+            with folders.exclusive(folder):
                 pass
-    assert not (folder / runfolder.LOCK_NAME).exists()
+    assert not (folder / folders.LOCK_NAME).exists()
 
 
 # ----------------------------------------------------------------------------- the cache knows its decoder

@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 
-from osteo_helpers import evaluation, figures, plots
-from osteo_helpers.config import RunPaths
+from osteo_helpers import evaluation, explain, figures, plots
+from osteo_helpers.runfolder import RunPaths
 
 STAMP = "run smoke-20261207T035437Z · profile smoke"
 
@@ -90,7 +90,7 @@ def test_roc_legends_and_cam_titles_read_at_8_pt_or_more(scores, tmp_path):
     legend = {name: ("0.74 [0.68, 0.80]", "0.81 [0.75, 0.86]") for name in scores}
     roc = figures.save(plots.roc_pr_curves(scores, "Normal vs low BMD", legend), tmp_path, "roc", stamp=STAMP)
     rng = np.random.default_rng(1)
-    cams = plots.cam_gallery(rng.integers(0, 255, (6, 64, 64)).astype(np.uint8), rng.random((6, 64, 64)),
+    cams = explain.cam_gallery(rng.integers(0, 255, (6, 64, 64)).astype(np.uint8), rng.random((6, 64, 64)),
                              [f"OP{k} p=0.{k}3" for k in range(6)], ncols=6)
     gallery = figures.save(cams, tmp_path, "cams", stamp=STAMP)
     assert roc.smallest_text_pt >= figures.MIN_TEXT_PT and gallery.smallest_text_pt >= figures.MIN_TEXT_PT

@@ -18,7 +18,7 @@ import nbformat
 import pytest
 import yaml
 
-from osteo_helpers import __version__, config, pipeline
+from osteo_helpers import __version__, config, folders, pipeline, runfolder
 from osteo_helpers.cli import build_parser, main
 from osteo_helpers.study import RUN_ID_ENV, Study
 from tests.conftest import write_notebook
@@ -29,8 +29,8 @@ README = config.PROJECT_ROOT / "README.md"
 @pytest.fixture
 def outputs(tmp_path, monkeypatch) -> Path:
     """A private outputs/ root; the variables a run sets are restored afterwards."""
-    monkeypatch.setenv(config.OUTPUT_ENV_VAR, str(tmp_path / "outputs"))
-    monkeypatch.setenv(config.CACHE_ENV_VAR, str(tmp_path / "cache"))
+    monkeypatch.setenv(folders.OUTPUT_ENV_VAR, str(tmp_path / "outputs"))
+    monkeypatch.setenv(folders.CACHE_ENV_VAR, str(tmp_path / "cache"))
     monkeypatch.setenv(RUN_ID_ENV, "test")
     monkeypatch.setenv("TQDM_DISABLE", "1")
     return (tmp_path / "outputs").resolve()
@@ -40,21 +40,21 @@ def outputs(tmp_path, monkeypatch) -> Path:
 
 
 def test_only_a_profile_as_defined_writes_its_own_folder(outputs, tmp_path, capsys):
-    assert config.run_folder(None, "fast", announce=True) == outputs / "fast"
+    assert runfolder.run_folder(None, "fast", announce=True) == outputs / "fast"
     assert capsys.readouterr().out == ""
-    changed = config.run_folder(None, "fast", {"epochs": "10"}, announce=True)
+    changed = runfolder.run_folder(None, "fast", {"epochs": "10"}, announce=True)
     assert changed.parent == outputs and re.fullmatch(r"fast-[0-9a-f]{8}", changed.name)
     said = capsys.readouterr().out.strip().splitlines()
     assert len(said) == 1 and str(changed) in said[0] and "epochs=10" in said[0]
     # the same settings however spelled give the same folder; other settings another one
-    assert config.run_folder(None, "fast", {"epochs": 10}) == changed
-    assert config.run_folder(None, config.get_profile("fast", epochs="10")) == changed
-    assert config.run_folder(None, "fast", {"epochs": "11"}) not in (changed, outputs / "fast")
-    assert config.run_folder(None, "fast", {"epochs": str(config.PROFILES["fast"].epochs)}) == outputs / "fast"
+    assert runfolder.run_folder(None, "fast", {"epochs": 10}) == changed
+    assert runfolder.run_folder(None, config.get_profile("fast", epochs="10")) == changed
+    assert runfolder.run_folder(None, "fast", {"epochs": "11"}) not in (changed, outputs / "fast")
+    assert runfolder.run_folder(None, "fast", {"epochs": str(config.PROFILES["fast"].epochs)}) == outputs / "fast"
     # a notebook session without overrides has a folder of its own; an explicit folder always wins
-    assert config.run_folder(None, "fast", interactive=True) == outputs / "fast-interactive"
-    assert config.run_folder(None, "fast", {"epochs": "10"}, interactive=True) == changed
-    assert config.run_folder(tmp_path / "mine", "fast", {"epochs": "10"}) == tmp_path / "mine"
+    assert runfolder.run_folder(None, "fast", interactive=True) == outputs / "fast-interactive"
+    assert runfolder.run_folder(None, "fast", {"epochs": "10"}, interactive=True) == changed
+    assert runfolder.run_folder(tmp_path / "mine", "fast", {"epochs": "10"}) == tmp_path / "mine"
 
 
 def _fake_execute(seen: list[str]):
@@ -73,7 +73,7 @@ def test_run_with_set_goes_to_its_own_folder_and_says_where(synthetic_dataset, o
     argv = ["run", "--profile", "smoke", "--data-dir", str(synthetic_dataset.root), "--no-book",
             "--notebook", "notebooks/01_eda_manifest.ipynb"]
     assert main([*argv, "--set", "epochs=3"]) == 0
-    folder = config.run_folder(None, "smoke", {"epochs": "3"})
+    folder = runfolder.run_folder(None, "smoke", {"epochs": "3"})
     assert f"run folder: {folder} (" in capsys.readouterr().out
     assert seen == [str(folder)] and not (outputs / "smoke").exists()
     assert json.loads((folder / "provenance.json").read_text())["profile"]["epochs"] == 3
@@ -130,7 +130,7 @@ def test_default_notebook_parameters_stay_out_of_the_report_folder(notebook, out
     params: dict = {}
     exec(cell.source, {}, params)
     assert params["run_dir"] is None
-    folder = config.run_folder(params["run_dir"], params["profile"], params["overrides"], interactive=True)
+    folder = runfolder.run_folder(params["run_dir"], params["profile"], params["overrides"], interactive=True)
     assert folder != outputs / params["profile"]
 
 

@@ -7,13 +7,13 @@ import json
 import numpy as np
 import pandas as pd
 
-from osteo_helpers import htmltable, pipeline, report
+from osteo_helpers import htmltable, pipeline, report, wording
 
 CHECKSUM = "434cd6eba4de43a3671394ce32bfe86747a3f0a1f5e0f6c0d2b17a1e6c1f2a3b"
 
 
 def test_a_table_wraps_between_an_estimate_and_its_ci_and_links_its_csv():
-    table = pd.DataFrame({"calibration_slope": [report.ci(0.951, 0.915, 0.976)], "image_sha256": [CHECKSUM]})
+    table = pd.DataFrame({"calibration_slope": [wording.ci(0.951, 0.915, 0.976)], "image_sha256": [CHECKSUM]})
     page = htmltable.table_html(table, "Clinical model — run smoke-1, profile smoke", "../tables/x.csv", "All of it")
     assert "0.951 [0.915,\u00a00.976]" in page  # breaks before the interval, never inside it
     assert "calibration_<wbr>slope" in page and "image_<wbr>sha256" in page

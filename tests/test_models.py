@@ -214,7 +214,7 @@ def test_missing_pretrained_weights_stop_a_run_before_any_work(tmp_path, monkeyp
 def test_normalisation_comes_from_the_weights_metadata():
     import torchvision
 
-    from osteo_helpers.images import SCRATCH_MEAN, normalisation
+    from osteo_helpers.models.inputs import SCRATCH_MEAN, normalisation
 
     preset = torchvision.models.ResNet18_Weights.IMAGENET1K_V1.transforms()
     mean, std = normalisation("ResNet18_Weights.IMAGENET1K_V1", "resnet18")

@@ -14,7 +14,7 @@ import yaml
 from osteo_helpers import headline
 from osteo_helpers.config import PROJECT_ROOT
 from osteo_helpers.fileio import read_csv
-from osteo_helpers.report import ci
+from osteo_helpers.wording import ci
 
 README = PROJECT_ROOT / "README.md"
 SCRIPT = PROJECT_ROOT / "scripts" / "readme_numbers.py"

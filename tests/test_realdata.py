@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from osteo_helpers import config, data
+from osteo_helpers import config, data, fileio
+from osteo_helpers.data import location
 
 pytestmark = pytest.mark.realdata
 
@@ -31,7 +32,7 @@ def _stat_snapshot(root: Path) -> dict[str, tuple[int, int]]:
 
 
 def _cli(root: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, config.DATA_ENV_VAR: str(root)}
+    env = {**os.environ, location.DATA_ENV_VAR: str(root)}
     return subprocess.run([sys.executable, "-m", "osteo_helpers", "data", "check", *args],
                           capture_output=True, text=True, env=env, timeout=120, cwd=config.PROJECT_ROOT)
 
@@ -99,7 +100,7 @@ def test_cli_json_values(cli_findings, real_data_dir):
         == f["rows_without_image"]
     by_hash: dict[str, list[str]] = {}
     for pid, path in images.items():
-        by_hash.setdefault(data.sha256_file(path), []).append(pid)
+        by_hash.setdefault(fileio.sha256_file(path), []).append(pid)
     expected_groups = sorted(sorted(g) for g in by_hash.values() if len(g) > 1)
     assert sorted(sorted(g) for g in f["duplicate_groups"]) == expected_groups
     folder_class = {pid: path.parent.name.lower() for pid, path in images.items()}

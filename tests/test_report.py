@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from osteo_helpers import ablation, config, estimability, progress, report
+from osteo_helpers import ablation, config, estimability, folders, progress, report, wording
 
 
 def _results(models: list[str], metric: str = "auroc") -> pd.DataFrame:
@@ -18,18 +18,18 @@ def _results(models: list[str], metric: str = "auroc") -> pd.DataFrame:
 
 
 def test_ci_keeps_a_value_and_its_interval_on_one_line():
-    assert report.ci(0.9512, 0.9151, 0.9763) == "0.951\u00a0[0.915,\u00a00.976]"
-    assert report.ci(0.01, -0.02, 0.04, signed=True) == "+0.010\u00a0[-0.020,\u00a0+0.040]"
-    assert report.ci(np.nan, 0, 1) == "not computed"
+    assert wording.ci(0.9512, 0.9151, 0.9763) == "0.951\u00a0[0.915,\u00a00.976]"
+    assert wording.ci(0.01, -0.02, 0.04, signed=True) == "+0.010\u00a0[-0.020,\u00a0+0.040]"
+    assert wording.ci(np.nan, 0, 1) == "not computed"
 
 
 def test_ci_reads_well_at_the_edges():
-    assert report.ci(-0.183, -0.272, -0.1, signed=True) == "-0.183\u00a0[-0.272,\u00a0-0.100]"
-    assert "–-" not in report.ci(-0.183, -0.272, -0.1) and "–+" not in report.ci(0.1, -0.2, 0.3, signed=True)
-    assert report.ci(0.0, 0.0, 0.0, signed=True) == "0.000, identical in every resample"
-    assert report.ci(-0.00001, -0.0002, 0.0001, signed=True) == "0.000, identical in every resample"
-    assert report.number(-0.0001, signed=True) == "0.000" and report.number(np.nan) == "n/a"
-    assert report.ci(0.5, np.nan, np.nan) == "0.500"
+    assert wording.ci(-0.183, -0.272, -0.1, signed=True) == "-0.183\u00a0[-0.272,\u00a0-0.100]"
+    assert "–-" not in wording.ci(-0.183, -0.272, -0.1) and "–+" not in wording.ci(0.1, -0.2, 0.3, signed=True)
+    assert wording.ci(0.0, 0.0, 0.0, signed=True) == "0.000, identical in every resample"
+    assert wording.ci(-0.00001, -0.0002, 0.0001, signed=True) == "0.000, identical in every resample"
+    assert wording.number(-0.0001, signed=True) == "0.000" and wording.number(np.nan) == "n/a"
+    assert wording.ci(0.5, np.nan, np.nan) == "0.500"
 
 
 def test_fold_table_shows_pooled_fold_and_repeat_values_and_the_untrained_folds():
@@ -59,7 +59,7 @@ def test_wide_table_lists_arms_in_the_declared_order_and_has_no_nan():
 
 
 def test_paths_of_the_machine_never_reach_the_page():
-    text = config.shorten_paths(f"run --out {config.PROJECT_ROOT}/outputs/fast --data-dir /srv/data/knee-osteo")
+    text = folders.shorten_paths(f"run --out {config.PROJECT_ROOT}/outputs/fast --data-dir /srv/data/knee-osteo")
     assert text == "run --out outputs/fast --data-dir …/knee-osteo"
 
 
@@ -214,9 +214,9 @@ def test_batches_that_follow_blocks_of_patient_ids_are_said_to():
 
 def test_a_ci_that_excludes_chance_never_prints_as_touching_it():
     """Issue 30: an upper bound of 0.4998 printed as 0.500 read as an interval touching chance."""
-    assert report.ci(0.388, 0.27, 0.4998, reference=0.5) == "0.3880\u00a0[0.2700,\u00a00.4998]"
-    assert report.ci(0.388, 0.27, 0.4998) == "0.388\u00a0[0.270,\u00a00.500]"  # without a reference: 3 digits
-    assert report.ci(0.51, 0.5, 0.6, reference=0.5) == "0.510\u00a0[0.500,\u00a00.600]"  # a bound at 0.5 stays so
+    assert wording.ci(0.388, 0.27, 0.4998, reference=0.5) == "0.3880\u00a0[0.2700,\u00a00.4998]"
+    assert wording.ci(0.388, 0.27, 0.4998) == "0.388\u00a0[0.270,\u00a00.500]"  # without a reference: 3 digits
+    assert wording.ci(0.51, 0.5, 0.6, reference=0.5) == "0.510\u00a0[0.500,\u00a00.600]"  # a bound at 0.5 stays so
 
 
 def test_an_arm_below_its_own_null_is_said_to_be_so():

@@ -33,11 +33,12 @@ from tqdm.auto import tqdm
 
 from .. import progress
 from ..config import Profile
-from ..images import normalisation
 from ..models import FeatureInput, FusionNet, ResidualNet, build_encoder
+from ..models.inputs import normalisation
 from ..splits import inner_split
 from ..tabular import CLINICAL_FEATURES, available_inputs, preprocessor_for, spline_inputs, to_model_frame
-from ..training import FoldTrainer, NetInputs, balanced_class_weights, fit_threads, pick_device, seed_everything
+from ..threads import fit_threads
+from ..training import FoldTrainer, NetInputs, balanced_class_weights, pick_device, seed_everything
 from .base import Arm, inner_strata, register
 from .classical import LinearGaussian, clinical_logistic
 from .features import feature_stack, feature_transform, n_components

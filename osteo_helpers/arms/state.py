@@ -28,8 +28,10 @@ import pandas as pd
 import torch
 from sklearn.base import BaseEstimator
 
-from ..config import Profile, UsageError
+from ..config import Profile
+from ..errors import UsageError
 from ..fileio import ChecksumError, atomic_write_bytes, read_verified, sha256_bytes
+from ..models import from_architecture
 from .base import ARM_REGISTRY, Arm
 
 #: the layout of the files below; a file of another format is refused
@@ -112,8 +114,8 @@ def _describe(arm: Arm, prefix: str, tensors: dict[str, torch.Tensor], sklearn: 
 
 def arm_blobs(arm: Arm, stem: str = "arm") -> dict[str, bytes]:
     """The file name -> bytes of a fitted arm (see the module docstring)."""
-    import skops.io
-    from safetensors.torch import save as save_tensors
+    import skops.io  # deferred: imports skops
+    from safetensors.torch import save as save_tensors  # deferred: imports safetensors
 
     tensors: dict[str, torch.Tensor] = {}
     sklearn: dict[str, Any] = {}
@@ -154,8 +156,6 @@ def _profile(record: dict[str, Any]) -> Profile:
 
 
 def _restore(spec: dict[str, Any], key: str, tensors: dict[str, torch.Tensor], sklearn: dict[str, Any]) -> Any:
-    from ..models import from_architecture
-
     (kind, value), = spec.items()
     if kind == "arm":
         return _build(value, key + ".", tensors, sklearn)
@@ -193,8 +193,8 @@ def _build(config: dict[str, Any], prefix: str, tensors: dict[str, torch.Tensor]
 def _trusted_sklearn(data: bytes, path: Path) -> dict[str, Any]:
     """The scikit-learn parts, opened only when skops finds no type outside its defaults and TRUSTED_TYPES
     (skops audits the whole file before it constructs anything)."""
-    import skops.io
-    from skops.io.exceptions import UntrustedTypesFoundException
+    import skops.io  # deferred: imports skops
+    from skops.io.exceptions import UntrustedTypesFoundException  # deferred: imports skops
 
     try:
         return skops.io.loads(data, trusted=sorted(TRUSTED_TYPES))
@@ -211,7 +211,7 @@ def load_arm(folder: Path, checksums: dict[str, str], stem: str = "arm") -> Arm:
     ChecksumError names a file whose bytes changed (or that is missing); ArmStateError one that
     matches but cannot be turned back into an arm of this code (another format or version).
     """
-    from safetensors.torch import load as load_tensors
+    from safetensors.torch import load as load_tensors  # deferred: imports safetensors
 
     folder = Path(folder)
     config_name = f"{stem}.json"

@@ -18,9 +18,9 @@ import numpy as np
 import pandas as pd
 
 from .. import progress as progress_lines
-from ..config import cache_dir, ensure_outside_data
 from ..data import ImageReadError
 from ..fileio import atomic_write_bytes
+from ..folders import cache_dir, ensure_outside_data
 from ..images import load_grayscale
 from .coarse import downsample
 from .features import ID_COLUMNS, feature_columns, knee_features, patient_features
@@ -185,9 +185,9 @@ def cohort_biomarkers(cohort: pd.DataFrame, data_dir: str | os.PathLike, roi_siz
     ``image_sha256``), with an on-disk cache.
 
     Cache: one ``.npz`` per image under ``cache`` (default
-    :func:`osteo_helpers.config.cache_dir`), keyed by the image's SHA-256, the
+    :func:`osteo_helpers.folders.cache_dir`), keyed by the image's SHA-256, the
     ROI size and :data:`BIOMARKER_CACHE_VERSION`, written atomically; it may
-    never lie inside the data folder (:func:`osteo_helpers.config.ensure_outside_data` raises
+    never lie inside the data folder (:func:`osteo_helpers.folders.ensure_outside_data` raises
     UsageError, a ValueError).  A missing or
     unreadable entry is recomputed (~0.2-0.3 s per image).
 

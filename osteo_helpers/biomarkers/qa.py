@@ -16,7 +16,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from ..config import shorten_paths
+from ..folders import shorten_paths
 from ..images import as_grayscale
 from .cohort import STATUS_LOCALISED, STATUS_SKIPPED, BiomarkerData
 from .localise import KneeDetection

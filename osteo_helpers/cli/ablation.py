@@ -6,6 +6,8 @@ import argparse
 
 from ..config import get_profile
 from ..errors import UsageError
+from ..folders import check_output_folder, exclusive
+from ..runfolder import claim_for_run, run_identity, why_moved
 from .options import add_profile_options, checked_overrides
 
 
@@ -13,28 +15,25 @@ def _ablation(args: argparse.Namespace) -> int:
     overrides = checked_overrides(args)
     if args.permute_labels < 0:
         raise UsageError(f"--permute-labels: {args.permute_labels} is not allowed (must be >= 0)")
-    from ..data import Cohort
-    from ..runfolder import check_output_folder, exclusive
+    from ..data import Cohort  # deferred: imports numpy
 
     dataset = Cohort.open(args.cohort, args.data_dir)  # spec, folder and layout: checked before any work
     out = check_output_folder(args.out, "--out", dataset.root)
     dataset.require_usable()  # every table value and image, decoded: all problems at once, nothing written
-    from ..study import check_profile_on_data
+    from ..study import check_profile_on_data  # deferred: imports sklearn and scipy
 
     profile = get_profile(args.profile, **overrides)
     check_profile_on_data(profile, dataset)
     with exclusive(out):
-        from ..ablation import run_ablation
-        from ..runfolder import claim_for_run, run_identity, why_moved
+        from ..ablation_run import run_ablation  # deferred: imports torch and sklearn
 
         settings = {**profile.to_dict(), "task": args.task, "permute_labels": args.permute_labels,
                     "biomarkers": args.biomarkers}
         moved = claim_for_run(out, run_identity("ablation", settings, dataset))
         if moved is not None:
             print(why_moved(out, moved))
-        path = run_ablation(args.profile, args.task, out, data_dir=str(dataset.root),
-                            permute_labels=args.permute_labels, overrides=overrides, biomarkers=args.biomarkers,
-                            cohort=dataset.spec.source)
+        path = run_ablation(args.profile, args.task, out, permute_labels=args.permute_labels, overrides=overrides,
+                            biomarkers=args.biomarkers, cohort=dataset)
     print(f"results: {path}")
     return 0
 

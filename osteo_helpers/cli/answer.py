@@ -6,7 +6,7 @@ import argparse
 
 
 def _answer(args: argparse.Namespace) -> int:
-    from ..headline import headline
+    from ..headline import headline  # deferred: imports torch and sklearn
 
     print("\n".join(headline(args.run)))
     return 0

@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from .data import check_cohort
+from .options import check_cohort
 
 
 def _check(args: argparse.Namespace) -> int:
@@ -14,7 +14,7 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from ..data.export import export_cohort
+    from ..data.export import export_cohort  # deferred: imports scipy and pandas
 
     spec = export_cohort(args.to, args.format, args.cohort, args.data_dir)
     print(f"cohort written to {spec.parent}; its spec: {spec}")
@@ -22,7 +22,7 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _schema(args: argparse.Namespace) -> int:
-    from ..data.spec_schema import reference_markdown, spec_schema
+    from ..data.spec_schema import reference_markdown, spec_schema  # deferred: imports numpy
 
     sys.stdout.write(reference_markdown() if args.markdown else json.dumps(spec_schema(), indent=2) + "\n")
     return 0

@@ -3,31 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
-from ..errors import UsageError
-
-
-def check_cohort(spec: str | None, data_dir: str | None, as_json: bool) -> int:
-    """Every finding of a cohort (`data check` is the published dataset's), all in one pass; exit 2 when
-    one of them stops `run` (a bad table value, an unreadable image, no image at all)."""
-    from ..data.spec import load_spec
-
-    checked = load_spec(spec)  # a spec error is one line now, before the table and image libraries load
-    from .. import data
-    from ..data.problems import CohortProblemsError, count_text
-
-    cohort = data.Cohort.open(checked, data_dir)
-    findings = cohort.findings()
-    print(json.dumps(findings) if as_json else data.format_findings(findings))
-    fatal, lines = findings["fatal_problems"], findings["fatal_problem_lines"]
-    if len(lines) == 1:
-        raise CohortProblemsError(cohort.spec.name, cohort.spec.source, fatal)  # one line, as `run` says it
-    if fatal:
-        raise UsageError(f"{count_text(fatal)} stop run, ablation and train-final on this cohort (listed "
-                         + ("in fatal_problem_lines)" if as_json else "above)"))
-    return 0
+from .options import check_cohort
 
 
 def _check(args: argparse.Namespace) -> int:
@@ -35,7 +13,7 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _import(args: argparse.Namespace) -> int:
-    from ..data import import_dataset
+    from ..data import import_dataset  # deferred: imports numpy
 
     dest = import_dataset(Path(args.source), Path(args.dest) if args.dest else None)
     print(f"verified every file against the registry and installed the dataset in {dest}")

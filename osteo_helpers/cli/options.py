@@ -1,12 +1,14 @@
 """What several commands share: the profile and executor options, `--set`, the bundle's signing key, a
-terminal table. Parser-building only reads plain constants (`config`, `vocabulary`): nothing heavy is
-imported until a command runs."""
+terminal table, the one-pass check of a cohort (`data check`, `cohort check`). Parser-building only reads
+plain constants (`config`, `vocabulary`): nothing heavy is imported until a command runs."""
 
 from __future__ import annotations
 
 import argparse
+import json
 from typing import Any
 
+from .. import executor
 from ..config import PROFILES, get_profile
 from ..errors import UsageError
 
@@ -62,13 +64,12 @@ def checked_overrides(args: argparse.Namespace) -> dict[str, str]:
     overrides = parse_overrides(args.set)
     profile = get_profile(args.profile, **overrides)
     if getattr(args, "cohort", None):
-        from ..data.spec import load_spec
+        from ..data.spec import load_spec  # deferred: imports numpy
 
         load_spec(args.cohort)  # a spec error is one line now, before torch is imported
-    from ..models import require_weights  # imports torch: only once the cheap checks passed
+    from ..models import require_weights  # deferred: imports torch, only once the cheap checks passed
 
     require_weights(profile.encoder, profile.weights, profile.cnn_width)
-    from .. import executor
 
     executor.configure(executor.from_options(args.workers, args.ray, args.fits_per_gpu))
     return overrides
@@ -81,3 +82,24 @@ def text_table(rows: list[dict[str, Any]]) -> str:
     lines = ["  ".join(c.ljust(widths[c]) for c in columns).rstrip(), "  ".join("-" * widths[c] for c in columns)]
     lines += ["  ".join(str(r[c]).ljust(widths[c]) for c in columns).rstrip() for r in rows]
     return "\n".join(lines)
+
+
+def check_cohort(spec: str | None, data_dir: str | None, as_json: bool) -> int:
+    """Every finding of a cohort (`data check` is the published dataset's), all in one pass; exit 2 when
+    one of them stops `run` (a bad table value, an unreadable image, no image at all)."""
+    from ..data.spec import load_spec  # deferred: imports numpy
+
+    checked = load_spec(spec)  # a spec error is one line now, before the table and image libraries load
+    from .. import data  # deferred: imports numpy
+    from ..data.problems import CohortProblemsError, count_text  # deferred: imports numpy
+
+    cohort = data.Cohort.open(checked, data_dir)
+    findings = cohort.findings()
+    print(json.dumps(findings) if as_json else data.format_findings(findings))
+    fatal, lines = findings["fatal_problems"], findings["fatal_problem_lines"]
+    if len(lines) == 1:
+        raise CohortProblemsError(cohort.spec.name, cohort.spec.source, fatal)  # one line, as `run` says it
+    if fatal:
+        raise UsageError(f"{count_text(fatal)} stop run, ablation and train-final on this cohort (listed "
+                         + ("in fatal_problem_lines)" if as_json else "above)"))
+    return 0

@@ -8,14 +8,13 @@ import sys
 from pathlib import Path
 
 from ..errors import UsageError
+from ..folders import check_output_folder, ensure_outside_data
+from ..signing import read_key
 from ..vocabulary import CATEGORY_SPELLINGS, COLUMN_SPECS, FIELDS, INPUT_FEATURES, NUMBER_FIELDS, UNIT_NAMES, spellings
 from .options import add_key_option, text_table
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from ..config import ensure_outside_data
-    from ..runfolder import check_output_folder
-    from ..signing import read_key
 
     key = read_key(args.sign_key)
     values = {name: getattr(args, name) for name in FIELDS}
@@ -32,9 +31,9 @@ def _predict(args: argparse.Namespace) -> int:
         if out.is_dir():
             raise UsageError(f"--out {out}: is a folder; give a file name such as predictions.csv")
         check_output_folder(out.parent, "--out folder")
-    from ..bundle import Bundle  # torch, scikit-learn and the encoder: once the options are known to be good
-    from ..fileio import atomic_to_csv
-    from ..patients import BadInputError, batch_patients, single_patient
+    from ..bundle import Bundle  # deferred: imports torch, scikit-learn and the encoder, once the options are good
+    from ..fileio import atomic_to_csv  # deferred: imports pandas and numpy
+    from ..patients import BadInputError, batch_patients, single_patient  # deferred: imports pandas and PIL
 
     bundle = Bundle.load(args.model, key)
     if args.clinical:

@@ -9,10 +9,13 @@ from .options import add_profile_options, checked_overrides
 
 def _run(args: argparse.Namespace) -> int:
     overrides = checked_overrides(args)
-    from ..pipeline import run  # checks the data and run folders, then holds the folder's writer lock
+    from ..data import Cohort  # deferred: imports numpy and pandas
 
-    html = run(args.profile, args.out, args.data_dir, overrides,
-               tuple(args.notebook) if args.notebook else None, build=not args.no_book, cohort=args.cohort)
+    dataset = Cohort.open(args.cohort, args.data_dir)  # the run's cohort, opened once: spec, folder and layout
+    from ..pipeline import run  # deferred: imports pandas; checks the run folder, then holds its writer lock
+
+    html = run(args.profile, args.out, overrides=overrides, notebooks=tuple(args.notebook) if args.notebook else None,
+               build=not args.no_book, cohort=dataset)
     print(f"report: {html / 'index.html' if (html / 'index.html').exists() else html}")
     return 0
 

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import argparse
 
+from ..signing import read_key
 from .options import add_key_option, add_profile_options, checked_overrides
 
 
 def _train_final(args: argparse.Namespace) -> int:
-    from ..signing import read_key
-
     key = read_key(args.sign_key)
     overrides = checked_overrides(args)
-    from ..bundle import train_final  # checks data, folders and the run before training
+    from ..data import Cohort  # deferred: imports numpy and pandas
 
-    bundle = train_final(args.profile, args.out, args.data_dir, overrides, args.run, cohort=args.cohort, sign_key=key)
+    dataset = Cohort.open(args.cohort, args.data_dir)  # the cohort, opened once: spec, folder and layout
+    from ..train_final import train_final  # deferred: imports torch; checks data, folders and the run before training
+
+    bundle = train_final(args.profile, args.out, overrides=overrides, run_dir=args.run, cohort=dataset, sign_key=key)
     print(f"model bundle: {bundle.path} (model card: {bundle.path / 'MODEL_CARD.md'})")
     return 0
 

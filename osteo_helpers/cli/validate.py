@@ -5,15 +5,16 @@ from __future__ import annotations
 import argparse
 
 from ..errors import UsageError
+from ..signing import read_key
 from .options import add_key_option, text_table
 
 
 def _rows(dataset, bundle):
     """The cohort rows `validate` scores (every table row), their site and person columns, the cohort's name
     (its spec's) and where it lies."""
-    from ..data import cohort_rows
+    from ..images import cohort_rows  # deferred: imports scipy and pandas
 
-    rows = cohort_rows(dataset.spec, bundle.image_size, dataset.root)
+    rows = cohort_rows(dataset, bundle.image_size)
     if rows["person_id"].duplicated().any():  # several images of one person: one patient, scored once
         rows = rows.assign(image_id=rows["patient_id"], patient_id=rows["person_id"])
     site = next((c for c in ("site", "batch") if c in rows.columns and rows[c].notna().any()), None)
@@ -22,20 +23,18 @@ def _rows(dataset, bundle):
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from ..signing import read_key
-
     key = read_key(args.sign_key)
     if args.n_boot is not None and args.n_boot < 1:
         raise UsageError(f"--n-boot: {args.n_boot} is not allowed (must be >= 1)")
-    from ..data.spec import load_spec
+    from ..data.spec import load_spec  # deferred: imports numpy
 
     spec = load_spec(args.cohort)  # a spec error is one line now, before the table and image libraries load
-    from ..data import Cohort
+    from ..data import Cohort  # deferred: imports numpy
 
     dataset = Cohort.open(spec, args.data_dir)  # the spec's folder, checked before any work
-    from ..bundle import Bundle
-    from ..external import validate
-    from ..external.validate import check_target
+    from ..bundle import Bundle  # deferred: imports scipy and pandas
+    from ..external import validate  # deferred: imports torch and sklearn
+    from ..external.validate import check_target  # deferred: imports torch and sklearn
 
     target = check_target(args.out, dataset.root)
     bundle = Bundle.load(args.model, key)

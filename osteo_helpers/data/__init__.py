@@ -7,7 +7,8 @@ table -> manifest -> rows); the published dataset is one shipped spec. Where thi
 * :mod:`.spec` -- the cohort spec (TOML): reading and checking it, the shipped spec;
 * :mod:`.spec_schema` -- the spec's keys declared once: the reader's, the JSON Schema, the book's reference page;
 * :mod:`.problems` -- problems that stop a run, collected over every row and image and grouped for a person;
-* :mod:`.cohort` -- `Cohort` (a spec and its folder) and `cohort_rows` (what a model scores);
+* :mod:`.cohort` -- `Cohort` (a spec and its folder; `images.cohort_rows` gives what a model scores);
+* :mod:`.location` -- where the published dataset is looked for, and what a wrong folder holds instead;
 * :mod:`.registry` -- checksums, the shipped registry, importing a downloaded copy;
 * :mod:`.image_readers` -- one reader per image format (Pillow; DICOM through pydicom) behind one function;
 * :mod:`.layout` -- where the images are: folder patterns, the layout check;
@@ -34,8 +35,9 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(
     submodules=["linkage"],
     submod_attrs={
         "clinical": ["data_dictionary", "load_clinical"],
-        "cohort": ["Cohort", "cohort_root", "cohort_rows"],
+        "cohort": ["Cohort"],
         "errors": ["DatasetLayoutError", "DataValidationError", "ImageReadError", "TableColumnError"],
+        "location": ["cohort_root"],
         "layout": ["IMAGE_EXTENSIONS", "check_layout", "find_images", "locate_images"],
         "manifest": [
             "CLINICAL_RECORD_COLUMNS",
@@ -52,7 +54,6 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(
             "import_dataset",
             "read_registry",
             "registry_path",
-            "sha256_file",
             "verify_files",
             "write_registry",
         ],

@@ -19,10 +19,11 @@ from typing import Any
 import pandas as pd
 from PIL import Image
 
-from ..config import UsageError
+from ..errors import UsageError
 from ..fileio import atomic_write_text
+from ..folders import check_output_folder
 from ..tasks import CLASSES_3
-from ..vocabulary import BOOLEAN_FEATURES, CATEGORICAL_FEATURES, CATEGORY_VALUES
+from ..vocabulary import BOOLEAN_FEATURES, CATEGORICAL_FEATURES, CATEGORY_VALUES, UNITS
 from .cohort import Cohort
 from .errors import ImageReadError
 from .manifest import modelling_table
@@ -46,8 +47,6 @@ def _camel(name: str) -> str:
 def export_table(clinical: pd.DataFrame, manifest: pd.DataFrame, spec: CohortSpec, images: dict[str, str]
                  ) -> tuple[pd.DataFrame, dict[str, dict[str, Any]]]:
     """The exported table and, per canonical input, its spec entry."""
-    from ..vocabulary import UNITS
-
     man = manifest.set_index("patient_id")
     out = pd.DataFrame({"StudyID": clinical["patient_id"]})
     if "person_id" in clinical:
@@ -110,9 +109,9 @@ def spec_text(source: CohortSpec, entries: dict[str, dict[str, Any]], has_person
 
 def _jpeg_to_dicom(source: Path, target: Path, patient_id: str) -> None:
     """A DICOM file holding the source JPEG's bitstream as its one frame (JPEG Baseline transfer syntax)."""
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.encaps import encapsulate
-    from pydicom.uid import JPEGBaseline8Bit, generate_uid
+    from pydicom.dataset import Dataset, FileMetaDataset  # deferred: imports pydicom
+    from pydicom.encaps import encapsulate  # deferred: imports pydicom
+    from pydicom.uid import JPEGBaseline8Bit, generate_uid  # deferred: imports pydicom
 
     data = source.read_bytes()
     with Image.open(source) as im:
@@ -152,8 +151,6 @@ def export_cohort(to: str | os.PathLike, fmt: str = "dicom", spec: str | os.Path
                   data_dir: str | os.PathLike | None = None) -> Path:
     """Write the cohort (default: the published dataset) into the new or empty folder ``to`` as a CSV
     table, images (``dicom`` or ``png``) and its spec; returns the spec's path."""
-    from ..runfolder import check_output_folder
-
     if fmt not in ("dicom", "png"):
         raise UsageError(f"--format {fmt!r}: choose dicom or png")
     cohort = Cohort.open(spec, data_dir)

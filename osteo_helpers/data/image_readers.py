@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from ..fileio import sha256_file
 from .errors import ImageReadError
 from .plausibility import too_many_pixels
 
@@ -145,8 +146,6 @@ class PillowReader:
         return pil_colour(path, draft, str(path))
 
     def content_sha256(self, path: Path) -> str:
-        from .registry import sha256_file
-
         return sha256_file(path)
 
 
@@ -169,7 +168,7 @@ class DicomReader:
     format = "dicom"
 
     def _dataset(self, path: Path, pixels: bool = True):
-        import pydicom
+        import pydicom  # deferred: imports pydicom
 
         heard, logger = _Heard(), logging.getLogger("pydicom")
         logger.addHandler(heard)
@@ -200,7 +199,7 @@ class DicomReader:
                  and "VOILUTSequence" not in ds and "WindowCenter" not in ds and "ModalityLUTSequence" not in ds)
         if syntax != JPEG_BASELINE or not plain or ds.PhotometricInterpretation == "MONOCHROME1":
             return None
-        from pydicom.encaps import generate_frames
+        from pydicom.encaps import generate_frames  # deferred: imports pydicom
 
         return next(generate_frames(ds.PixelData, number_of_frames=1))
 
@@ -243,7 +242,7 @@ class DicomReader:
         return arr
 
     def _float(self, path: Path, ds) -> np.ndarray:
-        from pydicom.pixels import apply_modality_lut, apply_voi_lut
+        from pydicom.pixels import apply_modality_lut, apply_voi_lut  # deferred: imports pydicom
 
         arr = self._pixels(path, ds)
         if int(ds.get("SamplesPerPixel", 1)) == 3:

@@ -13,13 +13,14 @@ import pandas as pd
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from ..fileio import read_csv
+from ..fileio import read_csv, sha256_file
 from ..tasks import CLASSES_3
 from ..vocabulary import IMAGE_FILE, INPUT_FEATURES
 from .clinical import load_clinical
 from .errors import ImageReadError
 from .image_readers import image_header, image_sha256
 from .layout import check_layout, locate_images
+from .location import cohort_root
 from .spec import CohortSpec, load_spec
 
 
@@ -108,14 +109,12 @@ def build_manifest(data_dir: Path | None = None, clinical: pd.DataFrame | None =
     pixel spacing (mm; NaN where the file does not say) and the person.
 
     ``spec`` None: the published dataset's; ``data_dir`` None: the spec's root or the documented
-    search (`config.resolve_data_dir`). Rows without an image keep their row (image_path empty);
+    search (`data.location.resolve_data_dir`). Rows without an image keep their row (image_path empty);
     images without a row are reported by `validate`, not added, because they have no label.
     `split_group` joins one person's rows (`person_groups`). An image whose header cannot be read
     raises ImageReadError, unless strict=False (`data check`), which keeps the row without size and
     mode so that `validate` reports it with every other problem.
     """
-    from .cohort import cohort_root
-
     spec = load_spec() if spec is None else spec
     data_dir = cohort_root(spec, data_dir)
     clinical = load_clinical(data_dir / spec.table_file, spec) if clinical is None else clinical
@@ -141,8 +140,6 @@ def build_manifest(data_dir: Path | None = None, clinical: pd.DataFrame | None =
                 if strict:
                     raise
                 if row["image_sha256"] is None:
-                    from .registry import sha256_file
-
                     row["image_sha256"] = sha256_file(path)
             else:
                 row.update(width=header["width"], height=header["height"], mode=header["mode"],

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from ..config import UsageError
+from ..errors import UsageError
 from .errors import DataValidationError
 
 #: how many rows (or images) a grouped line names before it says how many more there are

@@ -6,7 +6,6 @@ analysis never runs on a copy that differs from the published one.
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 import tempfile
 import zipfile
@@ -16,23 +15,15 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..config import PROJECT_ROOT, SPREADSHEET_NAME, UsageError
-from ..fileio import atomic_to_csv, read_csv
-from ..runfolder import check_output_folder, exclusive
+from ..config import PROJECT_ROOT, SPREADSHEET_NAME
+from ..errors import UsageError
+from ..fileio import atomic_to_csv, read_csv, sha256_file
+from ..folders import check_output_folder, exclusive
 from .errors import DataValidationError
 from .layout import IMAGE_EXTENSIONS
 
 REGISTRY_NAME = "knee-osteoporosis-v2.csv"
 IMPORT_PREFIX = ".import-"  # staging folders of `import_dataset`, beside the destination
-
-
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    """SHA-256 of a file read in chunks: identifies an image whatever its name (registry, caches, duplicates)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def registry_path() -> Path:

@@ -21,6 +21,7 @@ from .linkage import (
     image_record_conflicts,
     near_duplicate_images,
 )
+from .location import cohort_root
 from .manifest import clinical_duplicate_groups, image_files, record_columns
 from .plausibility import PLAUSIBLE_RANGES, impossible_images, impossible_values, plausible_in
 from .problems import Problem, TableProblems, count_text, group_lines
@@ -156,8 +157,6 @@ def validate(manifest: pd.DataFrame, clinical: pd.DataFrame, data_dir: Path | No
     check` (`load_clinical` with ``strict`` False): its rows with a problem are left out of every
     finding but ``fatal_problems``. ``spec`` None: the published dataset's.
     """
-    from .cohort import cohort_root
-
     spec = load_spec() if spec is None else spec
     data_dir = cohort_root(spec, data_dir)
     images = found_images(data_dir, clinical, spec)

@@ -34,6 +34,7 @@ import pandas as pd
 from numpy.typing import ArrayLike
 from scipy import special, stats
 
+from ..figures import LEGEND_BELOW, TWIN_STYLE, identical_to, legend_label, series_style
 from .metrics import as_floats, as_labels, as_scores, safe_div
 from .resampling import bootstrap_indices, ci_frame, collect, group_codes, percentile_ci
 
@@ -339,9 +340,7 @@ def reliability_figure(curves: Mapping[str, pd.DataFrame], ax: Axes | None = Non
     """Observed vs predicted risk per bin with CI bars, one series per model (each its own line style and
     marker; a series identical to an earlier one is drawn with open markers over it and says so in the
     legend), and the diagonal."""
-    import matplotlib.pyplot as plt
-
-    from ..figures import LEGEND_BELOW, TWIN_STYLE, identical_to, legend_label, series_style
+    import matplotlib.pyplot as plt  # deferred: imports matplotlib
 
     fig, ax = (plt.subplots(figsize=(5, 5)) if ax is None else (ax.figure, ax))
     ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1, label="perfect calibration")
@@ -422,9 +421,7 @@ def decision_curve_figure(curves: Mapping[str, pd.DataFrame], ax: Axes | None = 
 
     Treat-all is drawn once per distinct cohort (curves on the same patients share it).
     """
-    import matplotlib.pyplot as plt
-
-    from ..figures import LEGEND_BELOW, TWIN_STYLE, identical_to, legend_label, series_style
+    import matplotlib.pyplot as plt  # deferred: imports matplotlib
 
     fig, ax = (plt.subplots(figsize=(5.5, 4)) if ax is None else (ax.figure, ax))
     drawn: list[np.ndarray] = []

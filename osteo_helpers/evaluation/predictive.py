@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from ..figures import panels
 from ..tasks import CLASSES_3, WHO_NORMAL_MIN, WHO_OSTEOPOROSIS_MAX, who_class_index
 from .resampling import bootstrap_indices, group_lookup, groups_for_patients, percentile_ci
 
@@ -127,9 +128,6 @@ def pit_figure(predictions: Mapping[str, pd.DataFrame], labels: Mapping[str, str
     """PIT histograms (`pit_values` of every row), one panel per model, as densities against the uniform (1),
     with the band that as many independent uniform draws as the model has patients keep 95% of the time
     per bin (binomial)."""
-
-    from ..figures import panels
-
     names = list(predictions)
     fig, axes = panels(len(names), 2, 2.9, sharey=True)
     edges = np.linspace(0, 1, n_bins + 1)

@@ -6,12 +6,11 @@ What lives where (everything public is re-exported here, so ``explain.X`` works)
 - ``cam_audit``: bone and border masks and the share of CAM energy on each, to spot shortcuts.
 - ``tabular``: SHAP values grouped per clinical feature, permutation importance, rank comparison.
 - ``oof``: the cross-validated fold models, explained out of fold, and the notebook's summary text.
-- The figures (``overlay``, ``cam_gallery``, ``shap_*_figure``) live in ``osteo_helpers.plots``.
+- ``figures``: the explanations drawn (``overlay``, ``cam_gallery``, ``shap_*_figure``).
 """
 
 from __future__ import annotations
 
-from ..plots import cam_gallery, overlay, shap_bar_figure, shap_summary_figure, shap_waterfall_figure
 from .cam import CAM_METHODS, ImageBranchWrapper, compute_cams, target_layer
 from .cam_audit import (
     BONE_SHARE_THRESHOLD,
@@ -26,6 +25,7 @@ from .cam_audit import (
     where_table,
     where_text,
 )
+from .figures import cam_gallery, overlay, shap_bar_figure, shap_summary_figure, shap_waterfall_figure
 from .oof import (
     FoldModel,
     fold_models,

@@ -7,6 +7,7 @@ for CAM galleries and `reliance_text` writes the summary sentence.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -17,10 +18,12 @@ import shap
 import torch
 from torch import nn
 
+from ..arms.features import ImageArm
 from ..arms.persons import person_key, pooled_probabilities, several_rows_per_person
-from ..evaluation import prob_columns
-from ..images import normalisation
+from ..evaluation import binary_point_metrics, prob_columns
+from ..features import frozen_encoder
 from ..models import FrozenFeatures, LinearHead
+from ..models.inputs import normalisation
 from ..tabular import to_model_frame
 from ..training import pick_device
 from .cam import compute_cams
@@ -61,10 +64,6 @@ def model_inputs(fm: FoldModel, images: np.ndarray) -> torch.Tensor:
 def _end_to_end(arm: Any) -> nn.Module:
     """A feature arm as one network that reads pixels: the frozen encoder, the fold's transform, then its head
     (the ``image`` arm's logistic regression, or a network's head), so Grad-CAM reaches the encoder."""
-    import copy
-
-    from ..features import frozen_encoder
-
     network_arm = getattr(arm, "features_", None) is not None
     transform = arm.features_ if network_arm else arm.model_[0]
     p = arm.profile  # a copy of the process's frozen encoder: the explanation may move it to another device
@@ -83,8 +82,6 @@ def fold_models(fitted_arms: Sequence[Any], device: str | torch.device | None = 
     accelerator when there is one), where every explanation then runs. ``pixels``: an arm on the frozen
     encoder's features becomes one network from pixels to its output (what Grad-CAM explains); otherwise
     it reads the features as it was trained."""
-    from ..arms.features import ImageArm
-
     where = pick_device(device)
     out = []
     for a in fitted_arms:
@@ -178,8 +175,6 @@ def oof_permutation_importance(fold_models: Sequence[FoldModel], cohort: pd.Data
     """Drop in pooled out-of-fold AUROC when one clinical feature is shuffled (each fold's own model). Where a
     person has several images, people are shuffled (their images keep one record) and scored as the
     out-of-fold tables score them (`arms.persons.pooled_probabilities`)."""
-    from ..evaluation import binary_point_metrics
-
     X_raw = to_model_frame(cohort)
     units = person_key(cohort).to_numpy() if several_rows_per_person(cohort) else None
     codes = pd.factorize(units)[0] if units is not None else None

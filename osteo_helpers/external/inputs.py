@@ -15,7 +15,7 @@ The rule (book/methods.md repeats it):
   sets ``outside_training``, and the metrics are given again without those patients. Flags on
   inputs the arms ignore are listed but cannot change a score.
 - **Seen in training** (`training_overlap`): an image whose decoded pixels are those of a training
-  image (the bundle records their checksums, `bundle.data_facts`). Any such image makes the run an
+  image (the bundle records their checksums, `train_final.data_facts`). Any such image makes the run an
   internal, not an external, validation, and the report says so in its title and tables.
 """
 

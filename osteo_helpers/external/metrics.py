@@ -21,6 +21,7 @@ import pandas as pd
 from scipy import special
 
 from .. import evaluation
+from ..arms.persons import pooled_probabilities
 from ..splits import StratifiedGroupKFold
 
 #: the bundle's models: name -> the prediction column that holds its P(low BMD)
@@ -47,7 +48,6 @@ def per_patient(scored: pd.DataFrame) -> pd.DataFrame:
     again on the pooled score by the caller)."""
     if not scored["patient_id"].duplicated().any():
         return scored.assign(n_images=1)
-    from ..arms.persons import pooled_probabilities
 
     probs = list(MODELS.values())
     classes = [c for c in ("p_normal", "p_osteopenia", "p_osteoporosis") if c in scored]

@@ -11,18 +11,16 @@ from __future__ import annotations
 
 import html
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pandas as pd
 
 from .. import evaluation, plots
 from ..figures import SavedFigure, save
 from ..htmltable import short_ids, table_html
-from ..report import ci, p_text
+from ..wording import ci, p_text
 from .metrics import ALL_SITES, MODELS, NOT_IN_TRAINING
-
-if TYPE_CHECKING:
-    from .validate import Validation
+from .result import Validation
 
 DISCRIMINATION = ("auroc", "auprc", "sensitivity", "specificity")
 CALIBRATION = ("brier", "brier_scaled", "calibration_intercept", "calibration_slope")

@@ -29,7 +29,7 @@ from .. import evaluation
 from ..arms import cross_validate
 from ..arms.persons import person_key
 from ..config import Profile
-from ..report import plural
+from ..wording import ci, plural
 
 #: fewer patients than this in a site's smaller class: its AUROC is reported with a warning
 FEW = 15
@@ -178,8 +178,6 @@ def site_table(table: pd.DataFrame, labels: dict[str, str] | None = None, metric
                unit: str = "site") -> pd.DataFrame:
     """One metric as a person reads it: one row per {unit} or pooled estimate, one column per arm
     (``value [CI]``; the pooled row adds its 95% prediction interval), with the class counts; never NaN."""
-    from ..report import ci
-
     digits = 3 if metric == "auroc" else 2
     part = table[table["metric"] == metric]
 
@@ -244,8 +242,6 @@ def heterogeneity_words(pooled: pd.Series, scale: str = "") -> str:
 
 
 def _pooled_words(pooled: pd.Series, digits: int, signed: bool, unit: str) -> str:
-    from ..report import ci
-
     text = f"pooled {ci(pooled['value'], pooled['ci_low'], pooled['ci_high'], digits, signed)}"
     if np.isfinite(pooled["pi_low"]):
         text += (f", 95% prediction interval for a new {unit} [{pooled['pi_low']:.{digits}f}, "
@@ -256,8 +252,6 @@ def _pooled_words(pooled: pd.Series, digits: int, signed: bool, unit: str) -> st
 def calibration_words(table: pd.DataFrame, name: str, unit: str = "site") -> str:
     """The calibration of the left-out sites of one arm and its meta-analysis: each site's
     calibration-in-the-large, whether the sites differ beyond chance (Q), tau2 and the prediction interval."""
-    from ..report import ci
-
     rows = table[table["model"] == name]
     sites = _left_out(rows[rows["metric"] == "calibration_intercept"])
     pooled = rows[(rows["site"] == POOLED_RE) & (rows["metric"] == "calibration_intercept")]
@@ -284,8 +278,6 @@ def site_text(table: pd.DataFrame, counts: pd.DataFrame, labels: dict[str, str] 
               unit: str = "site") -> str:
     """What the leave-one-site-out table says, in sentences that follow its numbers (``unit``: `site_unit`'s
     word, e.g. "acquisition batch" for the published cohort)."""
-    from ..report import ci
-
     if table.empty:
         return (f"This cohort holds {len(counts)} {unit if len(counts) == 1 else plural(unit)}"
                 + (f" ({', '.join(map(str, counts['site']))})" if len(counts) else "")

@@ -5,7 +5,7 @@ where the rows came from: one row per image with ``patient_id``, the clinical in
 names (``tabular.INPUT_FEATURES``), ``label_binary`` (the truth), optionally ``t_score``, a site
 column and a person column (named by the caller), ``image`` (letterboxed at the bundle's size; None
 with ``image_problem`` where there is none) and ``pixel_sha256`` (the decoded pixels' checksum, which
-tells the images the bundle was trained on). `data.cohort_rows` gives those rows for any cohort, the
+tells the images the bundle was trained on). `images.cohort_rows` gives those rows for any cohort, the
 published dataset included.
 
 The folder is built beside its target and renamed into place, so it is never half-written:
@@ -21,7 +21,6 @@ import datetime as dt
 import json
 import os
 import shutil
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,33 +28,18 @@ import numpy as np
 import pandas as pd
 
 from .. import __version__
-from ..bundle import Bundle, _swap_in
-from ..config import UsageError
+from ..bundle import Bundle
+from ..errors import UsageError
 from ..fileio import atomic_to_csv, atomic_write_text
+from ..folders import check_output_folder, exclusive, swap_in
 from ..patients import BadInputError
 from .inputs import OUTCOME, Overlap, check_rows, flag_counts, training_overlap
 from .metrics import MODELS, curves, fusion_minus_clinical, per_patient, validation_metrics, versions
 from .report import figures, html_page
+from .result import Validation
 from .sites import site_counts, site_notes
 
 FACTS_NAME = "validation.json"
-
-
-@dataclass
-class Validation:
-    """Everything a validation found; `write` puts it in a folder."""
-
-    predictions: pd.DataFrame
-    metrics: pd.DataFrame
-    coefficients: pd.DataFrame
-    reliability: pd.DataFrame
-    decision: pd.DataFrame
-    flags: pd.DataFrame
-    refused: pd.DataFrame
-    scores: dict[tuple[str, str], np.ndarray]
-    summary: dict[str, Any]
-    notes: list[str] = field(default_factory=list)
-    comparison: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 def _scored_rows(bundle: Bundle, checked: Any, site: str | None, person: str | None,
@@ -159,8 +143,6 @@ def write(result: Validation, folder: Path) -> None:
 
 def check_target(out: str | os.PathLike, data_dir: str | os.PathLike | None = None) -> Path:
     """The output folder, refused before any work: inside the data, a file, or a folder of other things."""
-    from ..runfolder import check_output_folder
-
     target = check_output_folder(out, "--out", data_dir)
     if target.is_dir() and any(target.iterdir()) and not (target / FACTS_NAME).is_file():
         raise UsageError(f"--out {target}: holds files but no validation; choose an empty or new folder")
@@ -170,8 +152,6 @@ def check_target(out: str | os.PathLike, data_dir: str | os.PathLike | None = No
 def validate(rows: pd.DataFrame, bundle: Bundle, out: str | os.PathLike, **options: Any) -> Validation:
     """`evaluate` the rows and write the folder ``out`` (replacing an earlier validation there) atomically,
     holding the folder's writer lock. ``options``: those of `evaluate`."""
-    from ..runfolder import exclusive
-
     target = check_target(out)
     result = evaluate(rows, bundle, **options)
     with exclusive(target.parent, lock_name=f".{target.name}.osteo-writer.lock"):
@@ -179,7 +159,7 @@ def validate(rows: pd.DataFrame, bundle: Bundle, out: str | os.PathLike, **optio
         shutil.rmtree(built, ignore_errors=True)
         try:
             write(result, built)
-            _swap_in(built, target)
+            swap_in(built, target)
         finally:
             shutil.rmtree(built, ignore_errors=True)
     return result

@@ -23,7 +23,7 @@ from torch import nn
 
 from ..config import LITE_POOLINGS
 from ..errors import WeightsUnavailableError
-from ..images import LITE_INPUT_SCALE, LITE_INPUT_SHIFT
+from .inputs import LITE_INPUT_SCALE, LITE_INPUT_SHIFT
 from .weights import LITE_WHEELS, checkpoint_state_dict, lite_weights_file
 
 #: the first stage whose output the "multiscale" pooling keeps: the outputs of the last five stages and the
@@ -40,7 +40,7 @@ def efficientnet_lite(variant: int | str = 0, *, weights: str | Path | None = No
     (default: the variant's native 224, 240 or 260 px). The model records its ``architecture`` and the
     ``weights_file`` it was given.
     """
-    from efficientnet_lite_pytorch import EfficientNet
+    from efficientnet_lite_pytorch import EfficientNet  # deferred: imports efficientnet_lite_pytorch
 
     name = f"efficientnet_lite{variant}" if isinstance(variant, int) else variant
     if name not in LITE_WHEELS:

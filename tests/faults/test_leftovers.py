@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from osteo_helpers import ablation, bundle
+from osteo_helpers import ablation_run, train_final
 from osteo_helpers.cli import main
 from osteo_helpers.config import SPREADSHEET_NAME
 
@@ -22,9 +22,9 @@ def test_the_next_train_final_removes_what_a_killed_one_left(cohort, tmp_path, m
     def stop(*args, **kwargs):
         raise RuntimeError("stopped after the clean-up")
 
-    monkeypatch.setattr(bundle, "make_bundle", stop)
+    monkeypatch.setattr(train_final, "make_bundle", stop)
     with pytest.raises(RuntimeError, match="stopped"):
-        bundle.train_final("smoke", target, cohort[2].root, {"image_size": "32"}, progress=False)
+        train_final.train_final("smoke", target, cohort[2].root, {"image_size": "32"}, progress=False)
     assert sorted(p.name for p in tmp_path.iterdir()) == [".other.building-99999"]
 
 
@@ -32,11 +32,11 @@ def test_a_failed_ablation_leaves_no_skeleton_of_folders(cohort, tmp_path, monke
     def fail(profile_name, task, out, **kwargs):
         from osteo_helpers.study import Study
 
-        Study.open(profile_name, out, kwargs["data_dir"]).folds()  # folders and a table, then a failure
+        Study.open(profile_name, out, cohort=kwargs["cohort"]).folds()  # folders and a table, then a failure
         shutil.rmtree(out / "tables")
         raise FileNotFoundError(f"{out}: something was missing")
 
-    monkeypatch.setattr(ablation, "run_ablation", fail)
+    monkeypatch.setattr(ablation_run, "run_ablation", fail)
     out = tmp_path / "new" / "abl"
     assert main(["ablation", "--profile", "smoke", "--out", str(out), "--data-dir", str(cohort[2].root)]) == 1
     assert "something was missing" in capsys.readouterr().err

@@ -12,7 +12,7 @@ import pytest
 from osteo_helpers import arms
 from osteo_helpers.arms import state
 from osteo_helpers.bundle import Bundle
-from osteo_helpers.config import UsageError
+from osteo_helpers.errors import UsageError
 from osteo_helpers.tasks import TASKS
 
 

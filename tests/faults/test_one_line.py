@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from osteo_helpers import config
+from osteo_helpers import config, folders
 from osteo_helpers.bundle import Bundle, seal
 from osteo_helpers.cli import INTERRUPTED, main
-from osteo_helpers.config import UsageError
+from osteo_helpers.errors import UsageError
 from tests.conftest import write_notebook
 
 
@@ -53,10 +53,10 @@ SETTINGS = [("name=mine", "profile field 'name' cannot be set"),
     if not (command == "train-final" and setting.startswith("n_folds"))])  # train-final makes no folds
 def test_profile_fields_are_checked_for_what_they_mean_before_any_work(command, setting, words, cohort, tmp_path,
                                                                        capsys, monkeypatch):
-    from osteo_helpers import bundle, pipeline
+    from osteo_helpers import pipeline, train_final
 
     monkeypatch.setattr(pipeline, "execute_notebook", lambda *a: pytest.fail("a notebook ran"))
-    monkeypatch.setattr(bundle, "fit_arms", lambda *a, **k: pytest.fail("trained"))
+    monkeypatch.setattr(train_final, "fit_arms", lambda *a, **k: pytest.fail("trained"))
     (tmp_path / "notes.txt").write_text("a file that is no checkpoint")
     torch.save({"features.0.weight": torch.zeros(8, 1, 5, 5)}, tmp_path / "narrow.pth")
     value = setting.format(not_a_checkpoint=tmp_path / "notes.txt", other_width=tmp_path / "narrow.pth")
@@ -85,7 +85,7 @@ def test_a_bundle_lacking_a_key_is_one_line(saved_bundle, tmp_path):
 
 def _interrupt(argv: list[str], ready: Path, tmp_path: Path, wait: float = 120) -> tuple[int, str, float]:
     """Start the command, wait until ``ready`` exists, press Ctrl-C; (exit status, stderr, seconds to exit)."""
-    env = {**os.environ, "TQDM_DISABLE": "1", config.CACHE_ENV_VAR: str(tmp_path / "image-cache")}
+    env = {**os.environ, "TQDM_DISABLE": "1", folders.CACHE_ENV_VAR: str(tmp_path / "image-cache")}
     proc = subprocess.Popen([sys.executable, "-m", "osteo_helpers", *argv], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=env, cwd=config.PROJECT_ROOT)
     deadline = time.time() + wait
@@ -100,7 +100,7 @@ def _interrupt(argv: list[str], ready: Path, tmp_path: Path, wait: float = 120) 
 
 def test_ctrl_c_ends_ablation_in_one_line_leaving_no_partial_file(cohort, tmp_path, capsys, monkeypatch):
     """A real SIGINT to this process while the ablation trains and writes its fold cache."""
-    monkeypatch.setenv(config.CACHE_ENV_VAR, str(tmp_path / "image-cache"))
+    monkeypatch.setenv(folders.CACHE_ENV_VAR, str(tmp_path / "image-cache"))
     monkeypatch.setenv("TQDM_DISABLE", "1")
     out = tmp_path / "abl"
     stop = threading.Event()

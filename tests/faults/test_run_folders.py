@@ -14,7 +14,7 @@ import os
 import pandas as pd
 import pytest
 
-from osteo_helpers import ablation, bundle, config, headline, pipeline, provenance, runfolder
+from osteo_helpers import ablation_run, config, errors, headline, pipeline, provenance, runfolder, train_final
 from osteo_helpers.cli import main
 from osteo_helpers.data import Cohort
 
@@ -31,7 +31,7 @@ def _ablation_writes(monkeypatch):
         (out / "models" / "fold.txt").write_text(task)
         return out / "results.csv"
 
-    monkeypatch.setattr(ablation, "run_ablation", fake)
+    monkeypatch.setattr(ablation_run, "run_ablation", fake)
 
 
 def test_ablation_into_a_folder_of_another_task_moves_the_old_results_aside(cohort, tmp_path, monkeypatch, capsys):
@@ -94,7 +94,7 @@ def test_the_summary_quotes_only_tables_this_run_wrote(tmp_path):
 
 @pytest.mark.parametrize("case", ["failed", "other data"])
 def test_train_final_takes_only_a_finished_run_of_the_same_data(case, cohort, tmp_path, capsys, monkeypatch, synth):
-    monkeypatch.setattr(bundle, "fit_arms", lambda *a, **k: pytest.fail("trained before checking the run"))
+    monkeypatch.setattr(train_final, "fit_arms", lambda *a, **k: pytest.fail("trained before checking the run"))
     data_root = cohort[2].root
     profile = config.get_profile("smoke")
     run = tmp_path / "run"
@@ -130,7 +130,7 @@ def test_train_final_run_check_compares_every_image(cohort, tmp_path):
     manifest.to_csv(run / "tables" / "manifest.csv", index=False)
     (run / "provenance.json").write_text(json.dumps({"profile": profile.to_dict(), "status": "finished",
                                                      "data": provenance.data_checksums(Cohort.open(None, data_root))}))
-    with pytest.raises(config.UsageError, match="made on other data"):
+    with pytest.raises(errors.UsageError, match="made on other data"):
         run_evidence(run, profile, data_root)
 
 

@@ -14,10 +14,11 @@ import shutil
 import pytest
 
 from osteo_helpers import bundle as bundle_module
-from osteo_helpers import config, signing
+from osteo_helpers import folders, signing
+from osteo_helpers import train_final as train_final_module
 from osteo_helpers.bundle import seal
 from osteo_helpers.cli import main
-from osteo_helpers.config import UsageError
+from osteo_helpers.errors import UsageError
 from tests.conftest import BUNDLE_SETTINGS
 
 
@@ -106,9 +107,9 @@ def test_a_signed_bundle_is_used_with_its_key_and_refused_when_edited_or_under_a
 def test_train_final_signs_the_bundle_it_writes(synthetic_bundle, key_files, tmp_path, capsys, monkeypatch):
     """train-final with the fitting replaced by the session's fitted bundle (the signing is what is tested)."""
     fitted = synthetic_bundle.bundle
-    monkeypatch.setattr(bundle_module, "make_bundle", lambda *a, **k: bundle_module.Bundle(
+    monkeypatch.setattr(train_final_module, "make_bundle", lambda *a, **k: bundle_module.Bundle(
         json.loads(json.dumps(fitted.facts)), fitted.arms))
-    monkeypatch.setenv(config.CACHE_ENV_VAR, str(synthetic_bundle.cache))
+    monkeypatch.setenv(folders.CACHE_ENV_VAR, str(synthetic_bundle.cache))
     out = tmp_path / "model"
     argv = ["train-final", "--profile", "smoke", *(f"--set={k}={v}" for k, v in BUNDLE_SETTINGS.items()),
             "--data-dir", str(synthetic_bundle.dataset.root), "--out", str(out), "--sign-key"]

@@ -16,7 +16,7 @@ import pytest
 from osteo_helpers import arms
 from osteo_helpers.arms import foldcache
 from osteo_helpers.bundle import Bundle, seal
-from osteo_helpers.config import UsageError
+from osteo_helpers.errors import UsageError
 from osteo_helpers.images import ImageCache
 
 
