@@ -26,6 +26,7 @@ import pytest
 
 from osteo_helpers.__main__ import main
 from osteo_helpers.data.export import SPEC_NAME, TABLE_NAME
+from osteo_helpers.folders import CACHE_ENV_VAR
 from osteo_helpers.pipeline import NOTEBOOKS, Kernel, run
 
 #: the smoke profile at its smallest: one epoch, two folds, few resamples, permutations and biomarker images
@@ -102,7 +103,7 @@ def matrix(real_data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dic
     table = pd.read_csv(export / TABLE_NAME, dtype={"StudyID": str}).dropna(subset=["ImageFile"])
     folders = {name: base / f"run-{name}" for name in COHORTS}
     with pytest.MonkeyPatch.context() as mp, Kernel() as kernel:
-        mp.setenv(folders.CACHE_ENV_VAR, str(base / "cache"))
+        mp.setenv(CACHE_ENV_VAR, str(base / "cache"))
         mp.setenv("TQDM_DISABLE", "1")
         for name, write in COHORTS.items():
             spec = write(export, base / name, table)
