@@ -32,11 +32,11 @@ import os
 import platform
 from dataclasses import dataclass
 from pathlib import Path
+from statistics import NormalDist
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from . import __version__
 from .config import get_profile
@@ -182,7 +182,7 @@ class Bundle:
         tscore = self.arms["fusion_tscore"]
         proba = tscore.predict_proba(rows)
         mean, sd = tscore.predict_distribution(rows)
-        z = stats.norm.ppf(0.5 + INTERVAL / 2)
+        z = NormalDist().inv_cdf(0.5 + INTERVAL / 2)  # the standard library's: scipy.stats takes 0.6 s to import
         p_low = self.arms[SCREENING_ARM].predict_low_bmd(rows)
         return pd.DataFrame({
             "p_low_bmd": p_low, "p_low_bmd_clinical": self.arms["clinical"].predict_low_bmd(rows),

@@ -187,7 +187,7 @@ def test_several_images_per_person_are_scored_explained_and_permuted_per_person(
     counts = by_site[by_site["site"].isin(["S1", "S2", "S3", "S4", "S5"])].drop_duplicates("site")
     assert counts["n_patients"].sum() <= 12  # people, not images
     sites = _page(folder, "notebooks/08_site_validation")
-    assert re.search(r"Site S[45] holds no (normal|low-BMD) patient \(1 patients\)", sites), sites[:2000]
+    assert re.search(r"Site S[45] holds no (normal|low-BMD) patient \(1 patient\)", sites), sites[:2000]
 
 
 @pytest.mark.realdata
