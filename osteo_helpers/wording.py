@@ -25,6 +25,11 @@ def plural(word: str) -> str:
     return word + ("es" if word.endswith(("s", "sh", "ch", "x")) else "s")
 
 
+def counted(n: int, word: str) -> str:
+    """``n`` and the word in its number: 1 row, 2 rows, 0 rows."""
+    return f"{n} {word if n == 1 else plural(word)}"
+
+
 def ci(value: float, low: float, high: float, digits: int = 3, signed: bool = False,
        reference: float | None = None) -> str:
     """``0.951 [0.915, 0.976]``, ``-0.183 [-0.272, -0.100]``: a value and its CI on one line (non-breaking).

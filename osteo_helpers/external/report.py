@@ -18,7 +18,7 @@ import pandas as pd
 from .. import evaluation, plots
 from ..figures import SavedFigure, save
 from ..htmltable import short_ids, table_html
-from ..wording import ci, p_text
+from ..wording import ci, counted, p_text
 from .metrics import ALL_SITES, MODELS, NOT_IN_TRAINING
 from .result import Validation
 
@@ -137,9 +137,10 @@ def html_page(result: Validation, flags: pd.DataFrame, saved: dict[str, SavedFig
         parts.append('<p class="banner"><strong>smoke profile: the numbers mean nothing.</strong> The bundle was '
                      "trained with the smoke profile; this report proves that the code runs.</p>")
     s = {k: esc(str(v)) for k, v in summary.items()}
-    parts.append(f"<p>Cohort: {s['cohort']} ({s.get('cohort_source', s['cohort'])}). {s['rows']} rows given, "
-                 f"{s['patients']} patients scored ({s['n_low_bmd']} low BMD, {s['n_normal']} normal), "
-                 f"{s['refused_rows']} rows refused, {s['flagged_patients']} patients scored with an input the saved "
+    parts.append(f"<p>Cohort: {s['cohort']} ({s.get('cohort_source', s['cohort'])}). "
+                 f"{counted(summary['rows'], 'row')} given, {counted(summary['patients'], 'patient')} scored "
+                 f"({s['n_low_bmd']} low BMD, {s['n_normal']} normal), {counted(summary['refused_rows'], 'row')} "
+                 f"refused, {counted(summary['flagged_patients'], 'patient')} scored with an input the saved "
                  f"arms use outside what they saw in training. Bundle: {s['bundle']}, profile {s['profile']}, created "
                  f"{s['created']}, commit {s['commit']}; screening threshold {summary['threshold']:.4f} (p_low_bmd "
                  f"&ge; threshold). Intervals: 95% percentile, {s['n_boot']} bootstrap resamples of {s['resampled']}, "

@@ -29,7 +29,7 @@ from .. import evaluation
 from ..arms import cross_validate
 from ..arms.persons import person_key
 from ..config import Profile
-from ..wording import ci, plural
+from ..wording import ci, counted, plural
 
 #: fewer patients than this in a site's smaller class: its AUROC is reported with a warning
 FEW = 15
@@ -211,8 +211,8 @@ def site_notes(counts: pd.DataFrame, few: int = FEW, unit: str = "site") -> list
     for row in counts.itertuples(index=False):
         smaller, n_small = min(("normal", row.n_normal), ("low-BMD", row.n_low_bmd), key=lambda c: c[1])
         if n_small == 0:
-            notes.append(f"{unit.capitalize()} {row.site} holds no {smaller} patient ({row.n_patients} "
-                         f"patient{'s' if row.n_patients != 1 else ''}): it "
+            notes.append(f"{unit.capitalize()} {row.site} holds no {smaller} patient "
+                         f"({counted(row.n_patients, 'patient')}): it "
                          "has no AUROC, AUPRC or calibration slope, and none is reported for it.")
         elif n_small < few:
             notes.append(f"{unit.capitalize()} {row.site} holds only {n_small} {smaller} "

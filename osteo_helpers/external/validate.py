@@ -33,6 +33,7 @@ from ..errors import UsageError
 from ..fileio import atomic_to_csv, atomic_write_text
 from ..folders import check_output_folder, exclusive, swap_in
 from ..patients import BadInputError
+from ..wording import counted
 from .inputs import OUTCOME, Overlap, check_rows, flag_counts, training_overlap
 from .metrics import MODELS, curves, fusion_minus_clinical, per_patient, validation_metrics, versions
 from .report import figures, html_page
@@ -105,8 +106,9 @@ def evaluate(rows: pd.DataFrame, bundle: Bundle, *, site: str | None = None, per
     refused_rows = len(rows) - len(checked.rows)
     refused_patients = len(set(checked.refused["patient_id"]) - set(patients["patient_id"]))
     if refused_rows:
-        notes.insert(0, f"{refused_rows} of the {len(rows)} rows refused and not scored ({refused_patients} "
-                        "patient(s) left without a score); refused.csv lists every problem of every refused row.")
+        notes.insert(0, f"{refused_rows} of the {counted(len(rows), 'row')} refused and not scored "
+                        f"({counted(refused_patients, 'patient')} left without a score); refused.csv lists every "
+                        "problem of every refused row.")
     facts = bundle.facts
     summary = {
         "bundle": str(bundle.path), "profile": profile["name"], "created": facts.get("created", "?"),
