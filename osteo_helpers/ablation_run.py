@@ -1,6 +1,7 @@
 """`osteo ablation` as a function: every declared arm of `ablation` on a study's shared folds, written as tables.
 
-It sits above the study (it opens one) and the ablation (it runs its arms), so that neither imports the other.
+It sits above the study (it opens one) and the ablation (it runs its arms): the study imports the ablation, never
+the other way round.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from .study import Study
 from .tasks import get_task
 
 
-def run_ablation(profile_name: str, task: str, out: Path, data_dir: str | None = None, permute_labels: int = 0,
+def run_ablation(profile_name: str, task: str, out: Path, permute_labels: int = 0,
                  overrides: dict[str, Any] | None = None, biomarkers: bool = False,
                  cohort: Cohort | str | os.PathLike | None = None) -> Path:
     """The command-line ablation: every declared arm on the shared folds; writes ``out/results.csv``,
@@ -49,7 +50,7 @@ def run_ablation(profile_name: str, task: str, out: Path, data_dir: str | None =
     permuted run); N > 1 keeps the observed results and adds the permutation distribution.
     """
     out = Path(out)
-    study = Study.open(profile_name, out, data_dir, cohort=cohort, **(overrides or {}))
+    study = Study.open(profile_name, out, cohort=cohort, **(overrides or {}))
     p = study.profile
     rows = study.rows(biomarkers=biomarkers)
     folds = study.folds()

@@ -211,7 +211,7 @@ class Bundle:
         """The self-check's outputs, always computed on the CPU in float32: a GPU's reduced precision
         (bf16, TF32) would move them by more than the tolerance between the machine that saved the
         bundle and the one that loads it. Patients are scored on the accelerator."""
-        from .training import use_device  # deferred: imports torch and sklearn
+        from .training import use_device  # deferred: imports torch, sklearn and scipy
 
         with use_device("cpu"):
             return self.predict(self._self_check_rows(values)).iloc[0]
@@ -236,7 +236,7 @@ class Bundle:
     # -- files -------------------------------------------------------------------------------
     def save(self, folder: Path) -> None:
         """Write the arms, bundle.json (with the arms' checksums, sealed) and MODEL_CARD.md into an empty folder."""
-        from .arms.state import save_arm  # deferred: imports torch and sklearn
+        from .arms.state import save_arm  # deferred: imports torch, sklearn and scipy
 
         (folder / "arms").mkdir(parents=True)
         files = {}
@@ -252,7 +252,7 @@ class Bundle:
         """A saved bundle, checked before use: format, seal, keys, with ``key`` its signature (`signing`),
         package versions, every arm file's SHA-256, the self-check. UsageError (one line naming the file)
         for anything else."""
-        from .arms.state import ArmStateError, load_arm  # deferred: imports torch and sklearn
+        from .arms.state import ArmStateError, load_arm  # deferred: imports torch, sklearn and scipy
 
         folder = Path(folder)
         facts = read_facts(folder)

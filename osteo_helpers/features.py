@@ -82,7 +82,7 @@ def encoder_identity(encoder: str) -> dict[str, str]:
     and bundle."""
     import torch  # deferred: imports torch
 
-    from .models import lite_weights_file  # deferred: imports torch and tqdm
+    from .models import lite_weights_file  # deferred: imports tqdm
 
     weights = lite_weights_file(encoder)
     return {"encoder": encoder, "weights": "imagenet", "weights_file": weights.name,
@@ -93,7 +93,7 @@ def encoder_identity(encoder: str) -> dict[str, str]:
 def view_key(recipe: FeatureRecipe, view: str, threads: int | None = None) -> str:
     """The cache folder of one view of a recipe: a hash of everything that made its vectors (the torch threads
     too: on the CPU they move the last digits)."""
-    from .images import decoder_id  # deferred: imports scipy and PIL
+    from .images import decoder_id  # deferred: imports scipy, PIL and tqdm
 
     made_by = {**encoder_identity(recipe.encoder), "size": recipe.size, "view": view, "pooling": recipe.pooling,
                "decoder": decoder_id(), "threads": fit_threads(threads), "version": FEATURE_VERSION}
@@ -145,9 +145,9 @@ def feature_matrix(rows: pd.DataFrame, recipe: FeatureRecipe, data_dir: str | os
                    cache: str | os.PathLike | None = None, threads: int | None = None) -> np.ndarray:
     """The recipe's vector (N, D) of every row with an image, averaged over its views; computed once per image
     and view, then read from the cache (``cache``: default, the project's cache folder)."""
-    from .images import ImageCache  # deferred: imports scipy and PIL
+    from .images import ImageCache  # deferred: imports scipy, PIL and tqdm
 
-    root = cache_dir(cache) / "features"
+    root = cache_dir(cache, data_dir) / "features"
     shas = rows["image_sha256"].tolist()
     paths = [Path(data_dir) / rel for rel in rows["image_path"]]
     width = feature_width(recipe)
@@ -158,7 +158,7 @@ def feature_matrix(rows: pd.DataFrame, recipe: FeatureRecipe, data_dir: str | os
         missing = sorted({i for i, f in enumerate(found) if f is None}, key=lambda i: shas[i])
         unique = list(dict.fromkeys(shas[i] for i in missing))
         if unique:
-            images = ImageCache(cache_dir(cache), recipe.size)
+            images = ImageCache(cache_dir(cache, data_dir), recipe.size)
             first = {sha: next(i for i in missing if shas[i] == sha) for sha in unique}
             for chunk in progress.track(_chunks(unique, CHUNK), f"features {recipe.encoder} {recipe.size}px "
                                         f"({view}): {len(unique)} images", total=-(-len(unique) // CHUNK)):

@@ -40,10 +40,11 @@ def output_root(explicit: str | os.PathLike | None = None) -> Path:
     return Path(explicit or os.environ.get(OUTPUT_ENV_VAR) or PROJECT_ROOT / "outputs").resolve()
 
 
-def cache_dir(explicit: str | os.PathLike | None = None) -> Path:
-    """Where decoded images are cached, shared by all runs (ignored by git); never inside the data."""
+def cache_dir(explicit: str | os.PathLike | None = None, data_dir: str | os.PathLike | None = None) -> Path:
+    """Where decoded images are cached, shared by all runs (ignored by git); never inside the data (``data_dir``,
+    the cohort being read, or any folder that looks like the published dataset)."""
     path = explicit or os.environ.get(CACHE_ENV_VAR) or PROJECT_ROOT / "data" / "cache"
-    return make_folder(ensure_outside_data(path, "cache folder"), "cache folder")
+    return make_folder(ensure_outside_data(path, "cache folder", data_dir), "cache folder")
 
 
 def ensure_outside_data(path: str | os.PathLike, what: str, data_dir: str | os.PathLike | None = None) -> Path:

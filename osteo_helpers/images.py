@@ -147,7 +147,7 @@ def cohort_rows(cohort: Cohort, image_size: int, cache: str | os.PathLike | None
     a validation refuses it by name, never drops it.
     """
     table = modelling_table(cohort.manifest(strict=False), cohort.clinical, every_row=True).reset_index(drop=True)
-    root = cache_dir(cache)
+    root = cache_dir(cache, cohort.root)
     letterboxes, checksums = ImageCache(root, image_size), PixelHashes(root)
     images, pixels, problems = [], [], []
     for rec in tqdm(table.to_dict("records"), desc=f"images {image_size}px", disable=not show_progress(progress),

@@ -14,7 +14,8 @@ from typing import Any
 
 import pandas as pd
 
-from .config import SPREADSHEET_NAME, Profile
+from .config import Profile
+from .data import Cohort
 from .errors import UsageError
 from .fileio import read_csv, sha256_file
 from .provenance import finished_record
@@ -32,7 +33,7 @@ NOT_MEASURED = "not measured"
 
 
 def _training_fields(profile: dict[str, Any]) -> dict[str, Any]:
-    from .arms.foldcache import NON_TRAINING_FIELDS  # deferred: imports torch and sklearn
+    from .arms.foldcache import NON_TRAINING_FIELDS  # deferred: imports torch, sklearn and scipy
 
     return {k: v for k, v in profile.items() if k not in NON_TRAINING_FIELDS}
 
@@ -42,9 +43,9 @@ def _records(table: pd.DataFrame) -> list[dict[str, Any]]:
     return json.loads(keep.to_json(orient="records"))
 
 
-def run_evidence(run_dir: Path, profile: Profile, data_dir: Path | None = None) -> dict[str, Any]:
+def run_evidence(run_dir: Path, profile: Profile, cohort: Cohort | None = None) -> dict[str, Any]:
     """The cross-validated results of a finished run made with the bundle's training settings on the same
-    data; UsageError (one line, before any training) otherwise."""
+    data (``cohort``'s table and images, when given); UsageError (one line, before any training) otherwise."""
     record = finished_record(run_dir, "--run", "; or leave --run out (the card then says: not measured)")
     results = run_dir / "tables" / "results_binary.csv"
     ran = _training_fields(record.get("profile", {}))
@@ -54,8 +55,8 @@ def run_evidence(run_dir: Path, profile: Profile, data_dir: Path | None = None) 
         shown = ", ".join(f"{k}={ran.get(k)!r} (here {want.get(k)!r})" for k in differ[:4])
         raise UsageError(f"--run {run_dir}: made with other training settings: {shown}"
                          + (f" and {len(differ) - 4} more" if len(differ) > 4 else ""))
-    if data_dir is not None:
-        _check_same_data(run_dir, record, Path(data_dir))
+    if cohort is not None:
+        _check_same_data(run_dir, record, cohort)
     tables = run_dir / "tables"
     subgroups = {what: _records(read_csv(tables / name)) for what, name in SUBGROUP_TABLES.items()
                  if (tables / name).is_file()}
@@ -67,13 +68,15 @@ def run_evidence(run_dir: Path, profile: Profile, data_dir: Path | None = None) 
             "subgroups": subgroups, "operating_points": points}
 
 
-def _check_same_data(run_dir: Path, record: dict[str, Any], data_dir: Path) -> None:
-    """UsageError unless the run read the same spreadsheet and image files as ``data_dir`` holds."""
+def _check_same_data(run_dir: Path, record: dict[str, Any], cohort: Cohort) -> None:
+    """UsageError unless the run read the same table and image files as ``cohort`` holds (the run records its
+    cohort's table, whatever its name, as ``spreadsheet_sha256``)."""
+    data_dir = cohort.root
     saved = (record.get("data") or {}).get("spreadsheet_sha256")
-    here = sha256_file(data_dir / SPREADSHEET_NAME)
+    here = sha256_file(cohort.table_path)
     if saved != here:
-        raise UsageError(f"--run {run_dir}: made on other data (spreadsheet SHA-256 {str(saved)[:12]}, here "
-                         f"{here[:12]} in {data_dir}); give a run of this dataset or leave --run out")
+        raise UsageError(f"--run {run_dir}: made on other data (table SHA-256 {str(saved)[:12]}, here "
+                         f"{here[:12]}: {cohort.table_path}); give a run of this cohort or leave --run out")
     manifest = run_dir / "tables" / "manifest.csv"
     if manifest.is_file():
         table = read_csv(manifest, dtype={"image_path": str, "image_sha256": str}).dropna(subset=["image_path"])
@@ -108,7 +111,7 @@ def calibration_facts(run: dict[str, Any] | None, arm: str) -> dict[str, Any]:
 
 
 def _metrics_table(records: list[dict[str, Any]], subset: str = "all") -> list[str]:
-    from .ablation import arm_label  # deferred: imports torch and sklearn
+    from .ablation import arm_label  # deferred: imports torch, sklearn and scipy
 
     lines = ["| arm | " + " | ".join(CARD_METRICS) + " |", "|---" * (len(CARD_METRICS) + 1) + "|"]
     for arm in CARD_ARMS:
@@ -138,7 +141,7 @@ def calibration_words(cal: dict[str, Any]) -> str:
 def _equation_lines(facts: dict[str, Any]) -> list[str]:
     """The clinical model's equation (fitted without penalty on the bundle's patients), with Wald CIs and
     the ages it holds for (where both classes were seen in training; `answer.equation_text` says it)."""
-    from .answer import equation_text  # deferred: imports torch and sklearn
+    from .answer import equation_text  # deferred: imports torch, sklearn and scipy
 
     terms = facts.get("clinical_equation")
     if not terms:
@@ -157,7 +160,7 @@ def _equation_lines(facts: dict[str, Any]) -> list[str]:
 
 def _operating_lines(run: dict[str, Any] | None) -> list[str]:
     """The run's held-out operating points of the card's arms (each fold's own threshold), if it made them."""
-    from .ablation import arm_label  # deferred: imports torch and sklearn
+    from .ablation import arm_label  # deferred: imports torch, sklearn and scipy
 
     points = (run or {}).get("operating_points")
     labels = {arm_label(a) for a in CARD_ARMS}
@@ -173,7 +176,7 @@ def _operating_lines(run: dict[str, Any] | None) -> list[str]:
 
 
 def _subgroup_lines(facts: dict[str, Any]) -> list[str]:
-    from .ablation import arm_label  # deferred: imports torch and sklearn
+    from .ablation import arm_label  # deferred: imports torch, sklearn and scipy
 
     checked = (facts.get("run") or {}).get("subgroups", {})
     lines = []

@@ -139,7 +139,7 @@ def check_values(patient_id: str, raw: Mapping[str, Any], required: tuple[str, .
 def load_image(patient: Patient, path: Path | None, size: int) -> None:
     """Check the file is a knee radiograph (`radiograph_check`), then decode it as the training images were
     (letterboxed to `size`); or record why not."""
-    from .images import decode_letterbox  # deferred: imports torch (the CLI's parser reads this module)
+    from .images import decode_letterbox  # deferred: imports scipy and tqdm
 
     if path is None:
         return

@@ -260,7 +260,7 @@ def build_book(run_dir: Path, executed: dict[str, Path], profile: Profile | None
 
     The copies, not the executed notebooks, lose their parameter cells; `profile` decides the banner.
     """
-    from .answer import study_answer  # deferred: imports torch and sklearn
+    from .answer import study_answer  # deferred: imports torch, sklearn and scipy
 
     src = run_dir / "book_src"
     if src.exists():
@@ -333,7 +333,7 @@ def run(profile: str = "fast", run_dir: str | os.PathLike | None = None, data_di
     started `Kernel` the notebooks run in (several runs in one process share its start and imports);
     by default one of the run's own.
     """
-    from .study import RUN_ID_ENV, check_profile_on_data  # deferred: imports sklearn, once the input is good
+    from .study import RUN_ID_ENV, check_profile_on_data  # deferred: imports sklearn, scipy and skimage
 
     overrides = overrides or {}
     prof = get_profile(profile, **overrides)
@@ -409,7 +409,7 @@ def run(profile: str = "fast", run_dir: str | os.PathLike | None = None, data_di
             for name, value in restore.items():
                 os.environ.pop(name, None) if value is None else os.environ.__setitem__(name, value)
         prov.finish("finished", started)
-    from .headline import run_summary  # deferred: imports torch and sklearn
+    from .headline import run_summary  # deferred: imports torch, sklearn and scipy
 
     for line in run_summary(paths.root, (dt.datetime.now(dt.UTC) - started).total_seconds(), since=started):
         tqdm.write(line)

@@ -51,7 +51,7 @@ def neighbour_correlation(gray: np.ndarray, every: int = 4) -> float:
 def radiograph_problems(path: Path) -> tuple[str | None, str | None]:
     """(why the file is refused, why it is flagged): each None when there is nothing to say. ImageReadError
     (one line naming the file) when it cannot be read."""
-    from .biomarkers.localise import find_joint  # deferred: imports scipy and skimage
+    from .biomarkers.localise import find_joint  # deferred: imports scipy, skimage and tqdm
 
     header = image_header(path)
     refused = image_header_problem(header["width"], header["height"], header["mode"])

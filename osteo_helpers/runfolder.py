@@ -48,7 +48,7 @@ def data_digest(cohort: Cohort) -> str:
 
 def run_identity(command: str, settings: dict[str, Any], cohort: Cohort) -> dict[str, Any]:
     """What makes a folder's results one run's: the command and its settings, the data, the code."""
-    from .provenance import git_state  # deferred: imports pandas and PIL
+    from .provenance import git_state  # deferred: imports pandas, numpy and PIL
 
     return {"command": command, "settings": json.loads(json.dumps(settings, default=str)),
             "data": data_digest(cohort), "code": {"osteo_helpers": __version__, "commit": git_state()["commit"]}}

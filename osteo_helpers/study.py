@@ -129,7 +129,7 @@ class Study:
             table = table[~table["patient_id"].isin(self.excluded)]
             reasons = "; ".join(f"{pid}: {why}" for pid, why in self.excluded.items())
             progress.note(f"left out of training, outside the hard limits (data/plausibility.py): {reasons}")
-        table = table.assign(pixel_sha256=PixelHashes(cache_dir()).of(table, self.data_dir))
+        table = table.assign(pixel_sha256=PixelHashes(cache_dir(data_dir=self.data_dir)).of(table, self.data_dir))
         return table.iloc[splits.content_order(table)].reset_index(drop=True)
 
     @cached_property
@@ -164,7 +164,8 @@ class Study:
         """Cached letterboxed images aligned with `cohort` rows, (N, size, size) uint8."""
         size = size or self.profile.image_size
         if size not in self._images:
-            self._images[size] = ImageCache(cache_dir(), size).load_all(self.cohort, self.data_dir, progress)
+            cache = ImageCache(cache_dir(data_dir=self.data_dir), size)
+            self._images[size] = cache.load_all(self.cohort, self.data_dir, progress)
         return self._images[size]
 
     @cached_property

@@ -190,7 +190,7 @@ def train_final(profile: str, out: str | os.PathLike, data_dir: str | os.PathLik
     data_root = dataset.root
     target = check_bundle_target(out, data_root)
     dataset.require_usable()  # every table value and image, decoded: all problems at once, nothing written
-    evidence = run_evidence(Path(run_dir), prof, data_root) if run_dir else None
+    evidence = run_evidence(Path(run_dir), prof, dataset) if run_dir else None
     with exclusive(target.parent, lock_name=f".{target.name}.osteo-writer.lock"):
         for stale in leftovers(target):  # what a killed train-final left; the lock says none is alive
             shutil.rmtree(stale, ignore_errors=True)

@@ -198,7 +198,7 @@ def cohort_biomarkers(cohort: pd.DataFrame, data_dir: str | os.PathLike, roi_siz
     reason(s).  Returns a :class:`BiomarkerData`.
     """
     data_dir = Path(data_dir).resolve()
-    cache = ensure_outside_data(cache_dir() if cache is None else cache, "biomarker cache", data_dir)
+    cache = ensure_outside_data(cache_dir(data_dir=data_dir) if cache is None else cache, "biomarker cache", data_dir)
     cohort = cohort.reset_index(drop=True)
     rows, statuses, tiles, qa = [], [], [], []
     batches = cohort["batch"] if "batch" in cohort else pd.Series([None] * len(cohort))

@@ -15,17 +15,17 @@ def _ablation(args: argparse.Namespace) -> int:
     overrides = checked_overrides(args)
     if args.permute_labels < 0:
         raise UsageError(f"--permute-labels: {args.permute_labels} is not allowed (must be >= 0)")
-    from ..data import Cohort  # deferred: imports numpy
+    from ..data import Cohort  # deferred: imports pandas, numpy and PIL
 
     dataset = Cohort.open(args.cohort, args.data_dir)  # spec, folder and layout: checked before any work
     out = check_output_folder(args.out, "--out", dataset.root)
     dataset.require_usable()  # every table value and image, decoded: all problems at once, nothing written
-    from ..study import check_profile_on_data  # deferred: imports sklearn and scipy
+    from ..study import check_profile_on_data  # deferred: imports sklearn, scipy and pandas
 
     profile = get_profile(args.profile, **overrides)
     check_profile_on_data(profile, dataset)
     with exclusive(out):
-        from ..ablation_run import run_ablation  # deferred: imports torch and sklearn
+        from ..ablation_run import run_ablation  # deferred: imports torch, sklearn and scipy
 
         settings = {**profile.to_dict(), "task": args.task, "permute_labels": args.permute_labels,
                     "biomarkers": args.biomarkers}

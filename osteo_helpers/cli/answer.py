@@ -6,7 +6,7 @@ import argparse
 
 
 def _answer(args: argparse.Namespace) -> int:
-    from ..headline import headline  # deferred: imports torch and sklearn
+    from ..headline import headline  # deferred: imports torch, sklearn and scipy
 
     print("\n".join(headline(args.run)))
     return 0

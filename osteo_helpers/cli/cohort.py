@@ -14,7 +14,7 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from ..data.export import export_cohort  # deferred: imports scipy and pandas
+    from ..data.export import export_cohort  # deferred: imports scipy, pandas and numpy
 
     spec = export_cohort(args.to, args.format, args.cohort, args.data_dir)
     print(f"cohort written to {spec.parent}; its spec: {spec}")

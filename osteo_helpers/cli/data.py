@@ -13,7 +13,7 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _import(args: argparse.Namespace) -> int:
-    from ..data import import_dataset  # deferred: imports numpy
+    from ..data import import_dataset  # deferred: imports pandas, numpy and PIL
 
     dest = import_dataset(Path(args.source), Path(args.dest) if args.dest else None)
     print(f"verified every file against the registry and installed the dataset in {dest}")

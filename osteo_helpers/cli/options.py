@@ -66,8 +66,8 @@ def checked_overrides(args: argparse.Namespace) -> dict[str, str]:
     if getattr(args, "cohort", None):
         from ..data.spec import load_spec  # deferred: imports numpy
 
-        load_spec(args.cohort)  # a spec error is one line now, before torch is imported
-    from ..models import require_weights  # deferred: imports torch, only once the cheap checks passed
+        args.cohort = load_spec(args.cohort)  # a spec error is one line now, before torch; read once, passed on
+    from ..models import require_weights  # deferred: imports torch, numpy and tqdm, only once the cheap checks passed
 
     require_weights(profile.encoder, profile.weights, profile.cnn_width)
 

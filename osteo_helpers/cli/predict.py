@@ -31,9 +31,9 @@ def _predict(args: argparse.Namespace) -> int:
         if out.is_dir():
             raise UsageError(f"--out {out}: is a folder; give a file name such as predictions.csv")
         check_output_folder(out.parent, "--out folder")
-    from ..bundle import Bundle  # deferred: imports torch, scikit-learn and the encoder, once the options are good
+    from ..bundle import Bundle  # deferred: imports pandas, numpy and PIL, once the options are good
     from ..fileio import atomic_to_csv  # deferred: imports pandas and numpy
-    from ..patients import BadInputError, batch_patients, single_patient  # deferred: imports pandas and PIL
+    from ..patients import BadInputError, batch_patients, single_patient  # deferred: imports pandas, numpy and PIL
 
     bundle = Bundle.load(args.model, key)
     if args.clinical:

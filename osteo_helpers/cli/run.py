@@ -9,10 +9,10 @@ from .options import add_profile_options, checked_overrides
 
 def _run(args: argparse.Namespace) -> int:
     overrides = checked_overrides(args)
-    from ..data import Cohort  # deferred: imports numpy and pandas
+    from ..data import Cohort  # deferred: imports pandas, numpy and PIL
 
     dataset = Cohort.open(args.cohort, args.data_dir)  # the run's cohort, opened once: spec, folder and layout
-    from ..pipeline import run  # deferred: imports pandas; checks the run folder, then holds its writer lock
+    from ..pipeline import run  # deferred: imports pandas, numpy and PIL
 
     html = run(args.profile, args.out, overrides=overrides, notebooks=tuple(args.notebook) if args.notebook else None,
                build=not args.no_book, cohort=dataset)

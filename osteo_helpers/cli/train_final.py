@@ -11,10 +11,10 @@ from .options import add_key_option, add_profile_options, checked_overrides
 def _train_final(args: argparse.Namespace) -> int:
     key = read_key(args.sign_key)
     overrides = checked_overrides(args)
-    from ..data import Cohort  # deferred: imports numpy and pandas
+    from ..data import Cohort  # deferred: imports pandas, numpy and PIL
 
     dataset = Cohort.open(args.cohort, args.data_dir)  # the cohort, opened once: spec, folder and layout
-    from ..train_final import train_final  # deferred: imports torch; checks data, folders and the run before training
+    from ..train_final import train_final  # deferred: imports torch, sklearn and scipy
 
     bundle = train_final(args.profile, args.out, overrides=overrides, run_dir=args.run, cohort=dataset, sign_key=key)
     print(f"model bundle: {bundle.path} (model card: {bundle.path / 'MODEL_CARD.md'})")

@@ -12,7 +12,7 @@ from .options import add_key_option, text_table
 def _rows(dataset, bundle):
     """The cohort rows `validate` scores (every table row), their site and person columns, the cohort's name
     (its spec's) and where it lies."""
-    from ..images import cohort_rows  # deferred: imports scipy and pandas
+    from ..images import cohort_rows  # deferred: imports scipy, pandas and numpy
 
     rows = cohort_rows(dataset, bundle.image_size)
     if rows["person_id"].duplicated().any():  # several images of one person: one patient, scored once
@@ -29,12 +29,12 @@ def _validate(args: argparse.Namespace) -> int:
     from ..data.spec import load_spec  # deferred: imports numpy
 
     spec = load_spec(args.cohort)  # a spec error is one line now, before the table and image libraries load
-    from ..data import Cohort  # deferred: imports numpy
+    from ..data import Cohort  # deferred: imports pandas, numpy and PIL
 
     dataset = Cohort.open(spec, args.data_dir)  # the spec's folder, checked before any work
-    from ..bundle import Bundle  # deferred: imports scipy and pandas
-    from ..external import validate  # deferred: imports torch and sklearn
-    from ..external.validate import check_target  # deferred: imports torch and sklearn
+    from ..bundle import Bundle  # deferred: imports pandas, numpy and PIL
+    from ..external import validate  # deferred: imports torch, sklearn and scipy
+    from ..external.validate import check_target  # deferred: imports torch, sklearn and scipy
 
     target = check_target(args.out, dataset.root)
     bundle = Bundle.load(args.model, key)

@@ -17,6 +17,7 @@ import pytest
 from osteo_helpers import ablation_run, config, errors, headline, pipeline, provenance, runfolder, train_final
 from osteo_helpers.cli import main
 from osteo_helpers.data import Cohort
+from osteo_helpers.data.export import SPEC_NAME
 
 RESULTS = "model,task,metric,value,ci_low,ci_high,subset,n_patients\nfusion,binary,auroc,{v},0.5,0.9,all,30\n"
 
@@ -131,7 +132,27 @@ def test_train_final_run_check_compares_every_image(cohort, tmp_path):
     (run / "provenance.json").write_text(json.dumps({"profile": profile.to_dict(), "status": "finished",
                                                      "data": provenance.data_checksums(Cohort.open(None, data_root))}))
     with pytest.raises(errors.UsageError, match="made on other data"):
-        run_evidence(run, profile, data_root)
+        run_evidence(run, profile, Cohort.open(None, data_root))
+
+
+def test_train_final_run_check_reads_the_cohorts_own_table(cohort, tmp_path):
+    """A cohort whose table is not the published spreadsheet (a CSV of an export): the run is checked against
+    that table (it used to look for 'patient details.xlsx' in the cohort's folder and stop with exit 1)."""
+    from osteo_helpers.model_card import run_evidence
+
+    assert main(["cohort", "export", "--to", str(tmp_path / "export"), "--format", "png",
+                 "--data-dir", str(cohort[2].root)]) == 0
+    exported = Cohort.open(tmp_path / "export" / SPEC_NAME)
+    profile = config.get_profile("smoke")
+    run = tmp_path / "run"
+    (run / "tables").mkdir(parents=True)
+    (run / "tables" / "results_binary.csv").write_text(RESULTS.format(v=0.7))
+    (run / "provenance.json").write_text(json.dumps({"profile": profile.to_dict(), "status": "finished",
+                                                     "data": provenance.data_checksums(exported)}))
+    assert run_evidence(run, profile, exported)["status"] == "finished"
+    (exported.table_path).write_text(exported.table_path.read_text() + "\n")
+    with pytest.raises(errors.UsageError, match="made on other data"):
+        run_evidence(run, profile, exported)
 
 
 def test_explanations_read_only_the_folds_of_the_latest_cross_validation(cohort, profile, tmp_path):
@@ -144,3 +165,18 @@ def test_explanations_read_only_the_folds_of_the_latest_cross_validation(cohort,
     assert len(list((tmp_path / "clinical" / "binary").glob("seed6_fold*/done.json"))) == 3
     fitted = arms.load_fold_arms(tmp_path, "clinical", "binary")
     assert [(a.seed_, a.fold_) for a in fitted] == [(5, 0), (5, 1), (5, 2)]
+
+
+def test_a_cache_inside_a_cohorts_own_folder_is_refused(cohort, tmp_path, monkeypatch):
+    """A cohort of its own (a CSV export, no published spreadsheet to recognise it by) is protected from a cache
+    placed inside it: the cache folder is checked against the cohort being read."""
+    from osteo_helpers.folders import CACHE_ENV_VAR
+    from osteo_helpers.images import cohort_rows
+
+    assert main(["cohort", "export", "--to", str(tmp_path / "export"), "--format", "png",
+                 "--data-dir", str(cohort[2].root)]) == 0
+    exported = Cohort.open(tmp_path / "export" / SPEC_NAME)
+    monkeypatch.setenv(CACHE_ENV_VAR, str(tmp_path / "export" / "cache"))
+    with pytest.raises(errors.UsageError, match="lies inside the dataset folder"):
+        cohort_rows(exported, 32)
+    assert not (tmp_path / "export" / "cache").exists()
