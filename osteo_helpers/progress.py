@@ -45,9 +45,10 @@ def silenced() -> Iterator[None]:
 
 @contextlib.contextmanager
 def interruptible() -> Iterator[None]:
-    """Ctrl-C stops the work inside for certain: KeyboardInterrupt at once, as Python does, and again
-    at the next progress event should the first be lost (Python drops an exception raised while a
-    finaliser runs, and the command would then run to its end). Main thread only; elsewhere a no-op."""
+    """Ctrl-C stops the work inside for certain: KeyboardInterrupt at once, as Python does. Python drops an
+    exception raised while a finaliser or a weak-reference callback runs (an import's module lock has one) and
+    prints it as "Exception ignored in ..."; such a lost interrupt is printed nowhere and raised again at the
+    next progress event, or as the work ends. Main thread only; elsewhere a no-op."""
     global _interrupted
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -58,11 +59,22 @@ def interruptible() -> Iterator[None]:
         _interrupted = True
         raise KeyboardInterrupt
 
-    previous, _interrupted = signal.signal(signal.SIGINT, on_sigint), False
+    def on_unraisable(unraisable: Any) -> None:
+        global _interrupted
+        if isinstance(unraisable.exc_value, KeyboardInterrupt):
+            _interrupted = True  # raised again below, or at the next progress event
+        else:
+            hook(unraisable)
+
+    previous, hook, _interrupted = signal.signal(signal.SIGINT, on_sigint), sys.unraisablehook, False
+    sys.unraisablehook = on_unraisable
     try:
         yield
+        if _interrupted:  # lost in a finaliser while the work ran on to its end
+            raise KeyboardInterrupt
     finally:
         signal.signal(signal.SIGINT, previous)
+        sys.unraisablehook = hook
         _interrupted = False
 
 
@@ -70,7 +82,9 @@ def report(event: str, **fields: Any) -> None:
     """Append one event (``arm``, ``fold``, ``epoch``, ``note``, ...) to the progress file; without one,
     print it as a plain line here (notes are printed by `note` itself). Within `interruptible`, the
     point where a lost Ctrl-C is raised again."""
+    global _interrupted
     if _interrupted:
+        _interrupted = False  # delivered here
         raise KeyboardInterrupt
     if _silenced and event != "note":
         return
