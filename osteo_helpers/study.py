@@ -67,6 +67,9 @@ def check_profile_on_data(profile: Profile, dataset: data.Cohort) -> None:
 class Study:
     """Open with `Study.open(profile, run_dir, data_dir, cohort=SPEC, **overrides)`."""
 
+    #: the side of the images the report's figures show (the gallery, near-duplicate pairs)
+    FIGURE_SIZE = 256
+
     def __init__(self, profile: Profile, paths: RunPaths, dataset: data.Cohort) -> None:
         self.profile = profile
         self.paths = paths
@@ -123,13 +126,18 @@ class Study:
         """Patients with an image and their clinical inputs: what every model sees. Rows holding a value or
         an image outside the hard limits (`data.plausibility`) are left out, and listed in one line. Each row
         carries its image's decoded-pixel checksum (``pixel_sha256``); rows are in the order of their content
-        (`splits.content_order`), so that folds and fits do not depend on the IDs or the table's order."""
+        (`splits.content_order`), so that folds and fits do not depend on the IDs or the table's order. The decode
+        that makes a checksum also caches the letterboxes of the network, the encoder and the figures
+        (`images.PixelHashes`)."""
         table = data.modelling_table(self.manifest, self.clinical)
         if self.excluded:
             table = table[~table["patient_id"].isin(self.excluded)]
             reasons = "; ".join(f"{pid}: {why}" for pid, why in self.excluded.items())
             progress.note(f"left out of training, outside the hard limits (data/plausibility.py): {reasons}")
-        table = table.assign(pixel_sha256=PixelHashes(cache_dir(data_dir=self.data_dir)).of(table, self.data_dir))
+        root = cache_dir(data_dir=self.data_dir)
+        sizes = sorted({self.profile.image_size, self.recipe.size, self.FIGURE_SIZE})
+        letterboxes = tuple(ImageCache(root, size) for size in sizes)
+        table = table.assign(pixel_sha256=PixelHashes(root).of(table, self.data_dir, letterboxes))
         return table.iloc[splits.content_order(table)].reset_index(drop=True)
 
     @cached_property

@@ -13,7 +13,7 @@ from __future__ import annotations
 import io
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -204,6 +204,23 @@ def snapshot(root: Path) -> dict[str, tuple[int, int, str]]:
     return out
 
 
+def shared_session_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The session's temporary folder that every pytest-xdist worker of the session shares."""
+    session = tmp_path_factory.getbasetemp()
+    return session.parent if os.environ.get("PYTEST_XDIST_WORKER") else session
+
+
+@pytest.fixture(scope="session", autouse=True)
+def session_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """One image and feature cache for the whole session, shared by its workers and the commands it starts, in
+    the session's temporary folder: a test run never writes into the checkout's `data/cache` nor reads a
+    developer's cache made by other code."""
+    cache = shared_session_dir(tmp_path_factory) / "osteo-cache"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(folders.CACHE_ENV_VAR, str(cache))
+        yield cache
+
+
 @pytest.fixture(scope="session", autouse=True)
 def single_torch_thread():
     """One intra-op thread: the tiny tensors here gain nothing from more, and on a shared
@@ -282,6 +299,13 @@ def synth():
                                  write_spreadsheet=write_spreadsheet, patient_ids=patient_ids, model_rows=model_rows)
 
 
+#: the smoke profile at its smallest, for the tests that run the study end to end on the real data: one epoch,
+#: two folds, few resamples, permutations and biomarker images, tiny networks and features
+TOY_SETTINGS = {"image_size": 32, "feature_size": 64, "n_folds": 2, "n_boot": 10, "n_permutations": 2,
+                "biomarker_limit": 8, "roi_size": 32, "cnn_width": 4, "feature_components": 8, "gbm_estimators": 5,
+                "explain_patients": 1, "shap_samples": 3, "shap_background": 5, "num_threads": 1}
+
+
 # ----------------------------------------------------------------------------- one saved model bundle
 #: the synthetic cohort and settings of the bundle every scoring test shares (30 patients, 32 px, smoke)
 BUNDLE_COUNTS = {"normal": 10, "osteopenia": 10, "osteoporosis": 10}
@@ -357,6 +381,9 @@ ARTIFACTS = config.PROJECT_ROOT / "test-artifacts"
 SMOKE_SETTINGS = ("--set", "num_threads=1")
 #: the file that makes the smoke run (its checks of the book and tables need nothing else)
 SMOKE_MAKER = "test_pipeline.py"
+#: the other file that takes more than a minute (every notebook on two cohorts): it starts at once on the other
+#: worker, so that neither worker is left with a long file while the other has finished
+LONG_FILE = "test_cohort_matrix.py"
 
 
 @pytest.fixture(scope="session")
@@ -369,9 +396,7 @@ def smoke_run(real_data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     from filelock import FileLock
 
     run_dir = ARTIFACTS / "smoke-run"
-    session = tmp_path_factory.getbasetemp()
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        session = session.parent  # the folder all workers of this session share
+    session = shared_session_dir(tmp_path_factory)
     outcome = session / "smoke-run.outcome"
     with FileLock(session / "smoke-run.lock"):
         if not outcome.is_file():
@@ -386,13 +411,14 @@ def smoke_run(real_data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> 
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The smoke run's maker first and the other files that read the run last: with `--dist loadfile
-    --no-loadscope-reorder` (`make test`) one worker starts the run at once while the other takes the rest,
-    and the readers find it made."""
+    """The smoke run's maker first, the other long file second and the other files that read the run last:
+    with `--dist loadfile --no-loadscope-reorder` (`make test`) one worker starts the run at once while the other
+    starts the long file, then both share the rest, and the readers find the run made."""
     readers = {item.path for item in items if "smoke_run" in getattr(item, "fixturenames", ())}
+    first = {SMOKE_MAKER: 0, LONG_FILE: 1}
 
     def rank(item: pytest.Item) -> int:  # whole files move: xdist's unit of work is the file
-        return 0 if item.path.name == SMOKE_MAKER else 2 if item.path in readers else 1
+        return first.get(item.path.name, 3 if item.path in readers else 2)
 
     items.sort(key=rank)  # stable: the order within each rank is kept
 

@@ -27,6 +27,7 @@ from osteo_helpers.study import Study
 from osteo_helpers.tabular import INPUT_FEATURES
 from osteo_helpers.train_final import train_final
 from tests.conftest import BUNDLE_SETTINGS as SETTINGS  # the shared bundle's settings
+from tests.conftest import TOY_SETTINGS
 
 OUTPUT_COLUMNS = ["patient_id", "p_low_bmd", "p_low_bmd_clinical", "p_normal", "p_osteopenia", "p_osteoporosis",
                   "t_score_mean", "t_score_low", "t_score_high", "screen_positive", "warnings"]
@@ -343,9 +344,9 @@ def test_card_copies_the_run_metrics_calibration_and_subgroups(fitted, tmp_path)
 
 @pytest.mark.realdata
 def test_real_data_bundle_predicts_two_patients_as_the_in_memory_model(real_data_dir, tmp_path, capsys, env):
-    """train-final on the real data (smoke), then `predict` on two real patients from their files."""
-    fitted = train_final("smoke", tmp_path / "model", real_data_dir, {"num_threads": "1"}, progress=False)
-    study = Study.open("smoke", tmp_path / "study", real_data_dir)
+    """train-final on the real data (smoke at its smallest), then `predict` on two real patients from their files."""
+    fitted = train_final("smoke", tmp_path / "model", real_data_dir, TOY_SETTINGS, progress=False)
+    study = Study.open("smoke", tmp_path / "study", real_data_dir, **TOY_SETTINGS)  # the rows' features as fitted
     rows = study.rows()
     chosen = pd.concat([rows[rows["label_binary"] == 0].head(1), rows[rows["label_3class"] == 2].head(1)])
     pd.DataFrame({"patient_id": chosen["patient_id"], "age_years": chosen["age_years"], "sex": chosen["sex"]}).to_csv(

@@ -18,6 +18,7 @@ from osteo_helpers import data, folders
 from osteo_helpers.cli import main
 from osteo_helpers.data import image_readers
 from osteo_helpers.images import decode_letterbox
+from tests.conftest import TOY_SETTINGS
 
 BASE_SPEC = """
 [cohort]
@@ -296,6 +297,31 @@ def test_the_same_picture_as_jpeg_png_and_dicom_gives_the_same_network_input(rea
             assert worst == 0, f"{mode} at {size} px: {name} differs from the PNG by up to {worst} grey levels"
 
 
+@pytest.mark.realdata
+def test_a_jpeg_rotated_by_its_exif_orientation_is_read_upright(real_data_dir, tmp_path):
+    """A camera or a phone stores a portrait knee as a landscape bitstream plus an EXIF orientation (6: turn 90
+    degrees clockwise to view): every reader turns it upright, for the network, the pixel checksum (the same
+    picture, the same fold) and the biomarkers' native-resolution grey."""
+    from osteo_helpers.data.image_readers import pixel_sha256, read_grayscale
+
+    source = _first_real_image(real_data_dir, "L")
+    with Image.open(source) as im:
+        upright = im.convert("L")
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    upright.save(tmp_path / "upright.png")
+    upright.transpose(Image.Transpose.ROTATE_90).save(tmp_path / "stored.jpg", quality=100, exif=exif)
+    upright.transpose(Image.Transpose.ROTATE_90).save(tmp_path / "stored.png")  # what the JPEG holds, losslessly
+    turned = decode_letterbox(tmp_path / "stored.jpg", 64)
+    assert np.abs(turned.astype(int) - decode_letterbox(tmp_path / "upright.png", 64)).mean() < 2  # JPEG's loss only
+    sideways = decode_letterbox(tmp_path / "stored.png", 64)
+    assert np.abs(turned.astype(int) - sideways).mean() > 10
+    assert read_grayscale(tmp_path / "stored.jpg").shape == np.asarray(upright).shape
+    with Image.open(tmp_path / "stored.jpg") as again:
+        assert again.getexif()[0x0112] == 6 and again.size == upright.size[::-1]
+    assert pixel_sha256(tmp_path / "stored.jpg") != pixel_sha256(tmp_path / "stored.png")  # not the sideways one
+
+
 def test_a_dicom_whose_stored_values_exceed_bits_stored_is_a_fatal_finding(tmp_path, capsys):
     """pydicom masks the bits above BitsStored: a 16-bit image labelled 12-bit would lose its high bits (parts of
     the image wrap to white). The file is refused by name (cohort check: a finding, exit 2 as for any unreadable
@@ -367,8 +393,9 @@ def test_a_study_of_people_with_two_knees_reads_its_subsets_per_person(tmp_path,
 # ----------------------------------------------------------------------------- the export
 
 
-#: one network epoch (the arms see identical inputs or they do not), one thread (the other worker has the other core)
-CHEAP = {"image_size": 32, "epochs": 1, "num_threads": 1}
+#: the smoke profile at its smallest (the arms see identical inputs or they do not), one thread (the other worker
+#: has the other core)
+CHEAP = TOY_SETTINGS
 
 
 @pytest.fixture(scope="module")

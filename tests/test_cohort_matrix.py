@@ -26,13 +26,8 @@ import pytest
 
 from osteo_helpers.__main__ import main
 from osteo_helpers.data.export import SPEC_NAME, TABLE_NAME
-from osteo_helpers.folders import CACHE_ENV_VAR
 from osteo_helpers.pipeline import NOTEBOOKS, Kernel, run
-
-#: the smoke profile at its smallest: one epoch, two folds, few resamples, permutations and biomarker images
-SETTINGS = {"image_size": 32, "feature_size": 64, "n_folds": 2, "n_boot": 10, "n_permutations": 2,
-            "biomarker_limit": 8, "roi_size": 32, "cnn_width": 4, "feature_components": 8, "gbm_estimators": 5,
-            "explain_patients": 1, "shap_samples": 3, "shap_background": 5, "num_threads": 1}
+from tests.conftest import TOY_SETTINGS as SETTINGS
 
 
 def _write(folder: Path, export: Path, table: pd.DataFrame, spec: str) -> Path:
@@ -103,7 +98,6 @@ def matrix(real_data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dic
     table = pd.read_csv(export / TABLE_NAME, dtype={"StudyID": str}).dropna(subset=["ImageFile"])
     folders = {name: base / f"run-{name}" for name in COHORTS}
     with pytest.MonkeyPatch.context() as mp, Kernel() as kernel:
-        mp.setenv(CACHE_ENV_VAR, str(base / "cache"))
         mp.setenv("TQDM_DISABLE", "1")
         for name, write in COHORTS.items():
             spec = write(export, base / name, table)

@@ -44,7 +44,11 @@ def test_check_study_and_image_cache_leave_the_data_untouched(synthetic_dataset,
     stack = study.images(progress=False)
     assert stack.shape == (20, 32, 32) and stack.any()
     assert (tmp_path / "run" / "tables" / "manifest.csv").is_file()
-    assert len(list((tmp_path / "cache").rglob("*.npy"))) == 20  # the cache is where it was asked to be
+    # the cache is where it was asked to be: the 20 images at the network's, the encoder's and the figures' sizes,
+    # from one decode each
+    sizes = (32, study.recipe.size, Study.FIGURE_SIZE)
+    assert {size: len(list((tmp_path / "cache").glob(f"letterbox-{size}/*/*.npy"))) for size in sizes} == \
+        dict.fromkeys(sizes, 20)
     assert synth.snapshot(root) == before  # same files, sizes, modification times and bytes
 
 
@@ -194,6 +198,24 @@ def test_lock_file_naming_a_dead_process_is_stale(tmp_path):
 
 
 # ----------------------------------------------------------------------------- the cache knows its decoder
+
+
+def test_a_study_decodes_each_image_once_at_full_resolution(synthetic_dataset, tmp_path, quiet_env, monkeypatch):
+    """The checksum that orders the folds and the letterboxes of the network, the encoder and the figures come
+    from one decode of each picture (a 2,000 px radiograph takes 10-20 ms to decode: three more per image cost
+    seconds on every cold run); a second study of the same settings decodes nothing."""
+    decoded = []
+    real = images.open_grayscale
+    monkeypatch.setattr(images, "open_grayscale", lambda path, *a: decoded.append(Path(path).name) or real(path, *a))
+    study = Study.open("smoke", tmp_path / "run", synthetic_dataset.root, image_size=32)
+    study.rows()
+    study.images(Study.FIGURE_SIZE, progress=False)
+    assert len(decoded) == len(set(decoded)) == len(study.cohort) == 20
+    decoded.clear()
+    again = Study.open("smoke", tmp_path / "again", synthetic_dataset.root, image_size=32)
+    again.rows()
+    again.images(Study.FIGURE_SIZE, progress=False)
+    assert decoded == []
 
 
 def test_image_cache_is_keyed_by_decoder(tmp_path, synth, monkeypatch):

@@ -88,7 +88,8 @@ def _pil_decode(source: str | os.PathLike | io.BytesIO, draft: int | None, name:
                 return None
             if draft is not None:
                 im.draft(mode, (draft, draft))
-            im = ImageOps.exif_transpose(im).convert(mode)
+            ImageOps.exif_transpose(im, in_place=True)  # not a copy: convert makes the one that outlives the file
+            im = im.convert(mode)
             im.load()
     except (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError) as exc:
         raise ImageReadError(f"{name}: cannot decode image ({_one_line(exc)})") from exc
@@ -101,7 +102,7 @@ def pil_float(source: str | os.PathLike | io.BytesIO, name: str) -> np.ndarray:
     try:
         with Image.open(source) as im:
             check_pixels(name, im.width, im.height)
-            im = ImageOps.exif_transpose(im)
+            ImageOps.exif_transpose(im, in_place=True)
             im.load()
             mode = im.mode
             if mode in ("RGB", "RGBA", "CMYK", "YCbCr", "P", "LA", "PA"):
@@ -382,7 +383,12 @@ def pixel_sha256(path: str | os.PathLike) -> str:
     """SHA-256 of the decoded picture (`open_grayscale`: 8-bit grey at full resolution, with its size): a JPEG,
     a PNG and a DICOM of one picture share it, whatever their bytes or tags. What the folds are ordered by
     and what a saved model records of its training images (`images.PixelHashes` caches it)."""
-    array = np.asarray(open_grayscale(path), dtype=np.uint8)
+    return pixel_digest(open_grayscale(path))
+
+
+def pixel_digest(image: Image.Image) -> str:
+    """`pixel_sha256` of a picture already decoded by `open_grayscale`."""
+    array = np.asarray(image, dtype=np.uint8)
     digest = hashlib.sha256(f"{array.shape[0]}x{array.shape[1]}:".encode())
     digest.update(np.ascontiguousarray(array).tobytes())
     return digest.hexdigest()
