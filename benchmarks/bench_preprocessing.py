@@ -1,5 +1,7 @@
-"""Image preprocessing: first run (decode every image into an empty cache) against the cached run, and
-the decode alone (`decode_letterbox` of every image, best of ``--repeats``) at each of ``--sizes``.
+"""Image preprocessing: first run (decode every image into an empty cache) against the cached run, the decode
+alone (`decode_letterbox` of every image, best of ``--repeats``) at each of ``--sizes``, and a study's first
+images: the fast profile's cohort (pixel checksums) and its images at the network's, the encoder's and the
+figures' sizes, from an empty cache (``--study-only`` for that alone).
 
 Run from benchmarks/: python bench_preprocessing.py [--size 96] [--sizes 64 96 448] [--repeats 3]
 To compare two commits, run it with each commit's package first on PYTHONPATH
@@ -9,6 +11,7 @@ To compare two commits, run it with each commit's package first on PYTHONPATH
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -29,12 +32,32 @@ def decode_seconds(paths: list[Path], size: int, repeats: int) -> float:
     return best
 
 
+def study_first_images(figure_size: int = 256) -> dict[str, float]:
+    """Seconds from an empty cache to a fast-profile study's checksums and its images at every size it shows."""
+    with tempfile.TemporaryDirectory() as tmp:
+        os.environ["OSTEO_CACHE_DIR"] = tmp
+        study = Study.open("fast", Path(tmp) / "run")
+        t0 = time.perf_counter()
+        cohort = study.cohort
+        checksums = time.perf_counter() - t0
+        for size in (study.profile.image_size, study.recipe.size, figure_size):
+            study.images(size, progress=False)
+        total = time.perf_counter() - t0
+        del os.environ["OSTEO_CACHE_DIR"]
+    return {"images": len(cohort), "checksums_s": round(checksums, 2), "all_sizes_s": round(total, 2)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--size", type=int, default=96)
     parser.add_argument("--sizes", type=int, nargs="*", default=[64, 96, 448])
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--study-only", action="store_true")
+    parser.add_argument("--name", default=None)
     args = parser.parse_args()
+    if args.study_only:
+        write_result(args.name or f"study_first_images_{decoder_id()}", study_first_images())
+        return
     study = Study.open("fast")
     cohort = study.cohort
     with tempfile.TemporaryDirectory() as tmp:
