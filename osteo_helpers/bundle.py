@@ -49,8 +49,9 @@ from .patients import Patient, as_rows
 from .signing import verify
 from .tabular import CATEGORICAL_FEATURES, INPUT_FEATURES, available_inputs
 
-#: 2: arms as JSON + safetensors + skops with checksums (1: pickled arms, refused)
-BUNDLE_FORMAT = 2
+#: 3: the training persons' IDs as salted digests, the images' checksums without their IDs (2: IDs in clear;
+#: 1: pickled arms; both refused)
+BUNDLE_FORMAT = 3
 #: the facts `Bundle.load` reads, as key paths: a bundle lacking one is refused in one line
 REQUIRED_FACTS: tuple[tuple[str, ...], ...] = (
     ("seal",), ("files",), ("versions",), ("git",), ("training_ranges", "numeric"),
@@ -145,6 +146,14 @@ def range_warnings(row: pd.Series, ranges: dict[str, Any]) -> list[str]:
 def self_check_image(size: int) -> np.ndarray:
     """A fixed test image (a diagonal ramp) for the self-check: the same on every machine."""
     return (np.add.outer(np.arange(size), np.arange(size)) * 255 // max(2 * size - 2, 1)).astype(np.uint8)
+
+
+def person_digest(person_id: str, salt: str) -> str:
+    """How a bundle records a training person: SHA-256 of ``salt:ID`` (the salt: the training table's checksum),
+    so that a shared bundle lists no ID in clear while `validate` can still tell a cohort's persons that were
+    in training. A digest only slows a search: an ID space as small as record numbers can be tried in full,
+    so a bundle meant to leave the site is trained on pseudonymised IDs (`osteo cohort export`)."""
+    return hashlib.sha256(f"{salt}:{person_id}".encode()).hexdigest()
 
 
 @dataclass

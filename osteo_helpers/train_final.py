@@ -24,6 +24,7 @@ from .bundle import (
     FACTS_NAME,
     SCREENING_ARM,
     Bundle,
+    person_digest,
     training_ranges,
     used_inputs,
     versions,
@@ -61,16 +62,16 @@ def data_facts(study: Study) -> dict[str, Any]:
     """Checksums of what the bundle learned from (spreadsheet, every image), whether they are the
     published files (the registry shipped with the package), and the training set as `validate` compares a
     cohort with it: the checksums of the images' decoded pixels (a re-encoded copy of a training image
-    matches) and the person IDs; never the images."""
+    matches) and the person IDs' salted digests (`bundle.person_digest`); never the images, and no ID in clear."""
     cohort = study.cohort
     spreadsheet = sha256_file(study.dataset.table_path)
-    images = dict(zip(cohort["patient_id"], cohort["image_sha256"], strict=True))
+    images = sorted(set(cohort["image_sha256"]))
     registry = read_registry()
     published = set(registry["sha256"])
     return {"spreadsheet_sha256": spreadsheet, "images_sha256": images,
-            "matches_published_dataset": spreadsheet in published and set(images.values()) <= published,
+            "matches_published_dataset": spreadsheet in published and set(images) <= published,
             "pixel_sha256": sorted(set(cohort["pixel_sha256"].dropna())),
-            "person_ids": sorted(set(cohort["person_id"].astype(str)))}
+            "person_id_sha256": sorted({person_digest(pid, spreadsheet) for pid in cohort["person_id"].astype(str)})}
 
 
 def cohort_facts(study: Study) -> dict[str, Any]:

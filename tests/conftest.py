@@ -376,9 +376,9 @@ def write_notebook(path: Path, *cells: Any) -> Path:
 
 # ----------------------------------------------------------------------------- the smoke run
 ARTIFACTS = config.PROJECT_ROOT / "test-artifacts"
-#: one torch thread per fit: `make test` runs two pytest workers on two cores, and more threads than cores
-#: make every one of them several times slower
-SMOKE_SETTINGS = ("--set", "num_threads=1")
+#: the smoke profile at its smallest (`TOY_SETTINGS`), one torch thread per fit: `make test` runs two pytest
+#: workers on two cores, and more threads than cores make every one of them several times slower
+SMOKE_SETTINGS = tuple(arg for name, value in TOY_SETTINGS.items() for arg in ("--set", f"{name}={value}"))
 #: the file that makes the smoke run (its checks of the book and tables need nothing else)
 SMOKE_MAKER = "test_pipeline.py"
 #: the other file that takes more than a minute (every notebook on two cohorts): it starts at once on the other
@@ -388,7 +388,8 @@ LONG_FILE = "test_cohort_matrix.py"
 
 @pytest.fixture(scope="session")
 def smoke_run(real_data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """`osteo run --profile smoke` on the real data into test-artifacts/smoke-run, once per session: under
+    """`osteo run --profile smoke` at its smallest (`SMOKE_SETTINGS`) on the real data into test-artifacts/smoke-run,
+    once per session (about 55 s; 75 s at the profile's own settings): under
     pytest-xdist the first worker to ask makes it while a file lock holds the others, which then read it."""
     import subprocess
     import sys

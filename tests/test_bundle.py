@@ -85,7 +85,10 @@ def test_bundle_holds_arms_facts_and_card(fitted, dataset):
     from osteo_helpers.fileio import sha256_file
 
     assert facts["data"]["spreadsheet_sha256"] == sha256_file(dataset.spreadsheet)
-    assert set(facts["data"]["images_sha256"]) == set(dataset.patient_ids)
+    assert facts["data"]["images_sha256"] == sorted({sha256_file(p) for p in dataset.images.values()})
+    named = {pid for pid in dataset.patient_ids if f'"{pid}"' in (folder / "bundle.json").read_text()}
+    assert not named  # a shared bundle lists no patient ID in clear (their salted digests only)
+    assert len(facts["data"]["person_id_sha256"]) == len(dataset.patient_ids)
     assert facts["data"]["matches_published_dataset"] is False  # synthetic files
     assert {"osteo_helpers", "torch", "scikit-learn", "numpy"} <= set(facts["versions"])
     assert facts["git"]["commit"]

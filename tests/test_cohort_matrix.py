@@ -10,7 +10,7 @@ combining shapes that do not interfere:
 
 Both run in this process, one after another in one notebook kernel, at toy sizes (`SETTINGS`); ``forty``'s book is
 built by re-running one of its notebooks with `--notebook`, which is how that path is tested. The module takes
-about 80 s on the 2-core machine (2026-12-07: 78-81 s wall, 66-69 s of CPU; each cohort's notebooks about 27 s, a
+about 75 s on the 2-core machine (2026-12-07: 72-81 s wall, 66-69 s of CPU; each cohort's notebooks about 27 s, a
 book build 4-5 s, the export 2.5 s), hence `slow`.
 """
 

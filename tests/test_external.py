@@ -110,7 +110,7 @@ def test_a_bundle_without_its_training_record_says_it_cannot_tell(synthetic_bund
 
     old = shutil.copytree(synthetic_bundle.folder, tmp_path / "old-model")
     facts = json.loads((old / FACTS_NAME).read_text())
-    del facts["data"]["pixel_sha256"], facts["data"]["person_ids"]
+    del facts["data"]["pixel_sha256"], facts["data"]["person_id_sha256"]
     facts["seal"] = seal(facts)
     (old / FACTS_NAME).write_text(json.dumps(facts, indent=2))
     out = tmp_path / "validation"

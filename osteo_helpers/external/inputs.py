@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..bundle import Bundle, range_warnings
+from ..bundle import Bundle, person_digest, range_warnings
 from ..patients import Patient, check_values
 from ..tabular import INPUT_FEATURES
 
@@ -170,6 +170,6 @@ def training_overlap(rows: pd.DataFrame, bundle: Bundle) -> Overlap:
         return Overlap(False, np.zeros(len(rows), dtype=bool))
     seen = pixels.isin(set(data["pixel_sha256"])).to_numpy()
     column = "person_id" if "person_id" in rows else "patient_id"
-    persons = set(rows[column].astype(str))
+    persons = {person_digest(pid, data["spreadsheet_sha256"]) for pid in rows[column].astype(str)}
     return Overlap(True, seen, int(seen.sum()), int(pixels.notna().sum()),
-                   len(persons & set(data.get("person_ids", []))), len(persons))
+                   len(persons & set(data.get("person_id_sha256", []))), len(persons))
