@@ -152,7 +152,7 @@ def person_digest(person_id: str, salt: str) -> str:
     """How a bundle records a training person: SHA-256 of ``salt:ID`` (the salt: the training table's checksum),
     so that a shared bundle lists no ID in clear while `validate` can still tell a cohort's persons that were
     in training. A digest only slows a search: an ID space as small as record numbers can be tried in full,
-    so a bundle meant to leave the site is trained on pseudonymised IDs (`osteo cohort export`)."""
+    so a bundle meant to leave the site is trained on a cohort whose IDs are pseudonyms already."""
     return hashlib.sha256(f"{salt}:{person_id}".encode()).hexdigest()
 
 
@@ -322,6 +322,10 @@ def read_facts(folder: Path) -> dict[str, Any]:
     if found == 1:
         raise UsageError(f"--model {facts_path}: a format-1 bundle (pickled arms), which this osteo_helpers never "
                          f"loads; rebuild it with `osteo train-final --profile P --out {folder}`")
+    if found == 2:
+        raise UsageError(f"--model {facts_path}: a format-2 bundle (its training patients' IDs in clear), which "
+                         f"this osteo_helpers no longer loads; rebuild it with `osteo train-final --profile P --out "
+                         f"{folder}`")
     if found != BUNDLE_FORMAT:
         raise UsageError(f"--model {facts_path}: bundle format {found}, this osteo_helpers reads format "
                          f"{BUNDLE_FORMAT}")

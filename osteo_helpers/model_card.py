@@ -19,7 +19,7 @@ from .data import Cohort
 from .errors import UsageError
 from .fileio import read_csv, sha256_file
 from .provenance import finished_record
-from .wording import ci
+from .wording import ci, counted
 
 #: the arms whose cross-validated results the card cites (the saved arms, as the run names them)
 CARD_ARMS = ("fusion", "clinical", "fusion_tscore")
@@ -269,7 +269,8 @@ def model_card(facts: dict[str, Any]) -> str:
         f"person under two IDs): {cohort['duplicate_clinical_records']} group(s). Cross-validation keeps each "
         "group on one side.",
         "- **Left out of training** (a value or image outside the hard limits of data/plausibility.py): "
-        + ("; ".join(f"{pid} ({why})" for pid, why in cohort.get("excluded_impossible", {}).items()) or "none")
+        + (f"{counted(len(cohort['excluded_impossible']), 'patient')}: {'; '.join(cohort['excluded_impossible'])}"
+           if cohort.get("excluded_impossible") else "none")
         + ".",
         "- **Labels** are WHO classes of a quantitative-ultrasound (QUS) T-score, not DXA, the reference standard.",
         "- **No external validation**: one source, one acquisition protocol, one population.", "",

@@ -90,7 +90,7 @@ def cohort_facts(study: Study) -> dict[str, Any]:
         "duplicate_image_groups": len(findings["duplicate_groups"]),
         "cross_class_duplicate_groups": len(findings["cross_class_duplicate_groups"]),
         "duplicate_clinical_records": len(findings["duplicate_clinical_records"]),
-        "excluded_impossible": dict(study.excluded),
+        "excluded_impossible": sorted(study.excluded.values()),  # why, without the IDs (the bundle leaves the site)
     }
 
 

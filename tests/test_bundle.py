@@ -183,6 +183,7 @@ def test_loading_checks_versions_and_the_self_check(fitted, tmp_path):
     _, folder = fitted
     for edit, message in [(lambda f: f["versions"].update({"scikit-learn": "0.1"}), "scikit-learn 0.1"),
                           (lambda f: f.update({"format": 99}), "bundle format 99"),
+                          (lambda f: f.update({"format": 2}), "IDs in clear.*rebuild it with `osteo train-final"),
                           (lambda f: f["self_check"]["output"].update({"p_low_bmd": 0.5}), "self-check")]:
         copy = tmp_path / f"copy{len(list(tmp_path.iterdir()))}"
         shutil.copytree(folder, copy)

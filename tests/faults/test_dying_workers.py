@@ -54,6 +54,28 @@ def marked(mark: str) -> list[int]:
     return found
 
 
+def test_a_command_with_local_workers_ends_when_done_and_its_workers_with_it(synthetic_bundle, tmp_path):
+    """`osteo` leaves by `__main__.run` (no interpreter teardown): it hung for good after a `--workers 2` command
+    had finished, its exit handler waiting on a worker pool that Python's own exit shuts down first."""
+    mark = f"done-{os.getpid()}-{time.time_ns()}"
+    env = {k: v for k, v in os.environ.items() if k not in (WARNINGS_ENV, executor.EXECUTOR_ENV)}
+    env.update({MARK_ENV: mark, "TQDM_DISABLE": "1", "OMP_NUM_THREADS": "1",
+                folders.CACHE_ENV_VAR: str(synthetic_bundle.cache)})
+    argv = [sys.executable, "-m", "osteo_helpers", *_train_final_argv(synthetic_bundle, tmp_path / "model"),
+            "--workers", "2"]
+    try:
+        done = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    except subprocess.TimeoutExpired:
+        pytest.fail("the command did not end after its work was done")
+    finally:
+        left = marked(mark)
+        for pid in left:
+            os.kill(pid, signal.SIGKILL)
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+    assert (tmp_path / "model" / "bundle.json").is_file()
+    assert left == [], f"processes left running after the command ended: {left}"
+
+
 @pytest.mark.parametrize("moment", ["training", "sending"])
 def test_a_killed_local_worker_ends_the_command_within_seconds_alone_and_in_one_line(moment, synthetic_bundle,
                                                                                       tmp_path):

@@ -11,10 +11,13 @@ import pandas as pd
 import pytest
 
 from osteo_helpers import bundle as bundle_mod
+from osteo_helpers.bundle import FACTS_NAME
 from osteo_helpers.cli import main
 from osteo_helpers.data import plausibility
+from osteo_helpers.model_card import model_card
 from osteo_helpers.radiograph_check import radiograph_problems
 from osteo_helpers.study import Study
+from osteo_helpers.train_final import cohort_facts
 
 COUNTS = {"normal": 10, "osteopenia": 10, "osteoporosis": 10}
 
@@ -58,7 +61,7 @@ def test_data_check_lists_impossible_values_and_images(impossible_dataset, capsy
     assert "impossible values and images (outside the hard limits; not used for training): 2" in text
 
 
-def test_rows_outside_the_hard_limits_never_train(impossible_dataset, tmp_path, private_env, capsys):
+def test_rows_outside_the_hard_limits_never_train(impossible_dataset, saved_bundle, tmp_path, private_env, capsys):
     study = Study.open("smoke", tmp_path / "run", impossible_dataset.root, image_size=32)
     cohort = study.cohort
     said = capsys.readouterr().out.strip().splitlines()
@@ -66,6 +69,12 @@ def test_rows_outside_the_hard_limits_never_train(impossible_dataset, tmp_path, 
     assert not {"N2", "OP3"} & set(cohort["patient_id"]) and len(cohort) == 28
     assert bundle_mod.training_ranges(cohort)["numeric"]["age_years"][1] < 120  # the saved range stays possible
     assert len(study.images(progress=False)) == 28  # the 1 x 1 image is never decoded for a model
+    facts = cohort_facts(study)  # what a bundle says of them: why, never who (a bundle leaves the site)
+    assert "N2" not in json.dumps(facts) and "OP3" not in json.dumps(facts)
+    assert facts["excluded_impossible"][0].startswith("age_years 300")
+    saved = json.loads((saved_bundle[1] / FACTS_NAME).read_text())
+    card = model_card({**saved, "cohort": {**saved["cohort"], **facts}})
+    assert "2 patients: age_years 300" in card and "N2" not in card
 
 
 @pytest.mark.parametrize("age", ["300", "-5"])

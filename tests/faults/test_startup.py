@@ -111,7 +111,7 @@ def test_an_interrupt_inside_a_compiled_modules_initialisation_is_an_interrupt()
     assert not _caused_by_interrupt(ImportError("initialization failed"))
 
 
-def test_an_interrupt_lost_in_a_finaliser_is_raised_again_and_nothing_is_printed(capsys):
+def test_an_interrupt_lost_in_a_finaliser_is_raised_again_and_nothing_is_printed(capsys, monkeypatch):
     """Ctrl-C inside a weak-reference callback (an import's module lock has one, seen 0.6 s into `predict`) was
     printed as 'Exception ignored in ...' with a 5-line traceback, and the command ran on to its end and exited
     with its own status: now nothing is printed and the work ends as interrupted."""
@@ -121,6 +121,7 @@ def test_an_interrupt_lost_in_a_finaliser_is_raised_again_and_nothing_is_printed
         def __del__(self):
             raise KeyboardInterrupt
 
+    monkeypatch.setattr(sys, "unraisablehook", sys.__unraisablehook__)  # Python's, which prints (pytest's records)
     hook = sys.unraisablehook
     with pytest.raises(KeyboardInterrupt), progress.interruptible():
         Lost()
