@@ -13,7 +13,6 @@ import contextlib  # noqa: E402  (after the handler: nothing before it may take 
 import sys  # noqa: E402
 import threading  # noqa: E402
 
-from .cli import INTERRUPTED  # noqa: E402,F401  (the line Ctrl-C prints, for callers)
 from .cli import main as dispatch  # noqa: E402
 
 

@@ -73,16 +73,25 @@ def exit_status(exc: BaseException) -> int | None:
     return None
 
 
-#: what Ctrl-C prints (exit status 130): finished folds and cached images are kept, half-written files are not
+#: what Ctrl-C prints (exit status 130) for a command whose finished work a second run picks up (folds, fits,
+#: executed notebooks and cached images are kept, half-written files are not)
 INTERRUPTED = "interrupted; run the same command again to resume"
+#: the commands that resume: the others (predict, validate, the checks) have nothing to pick up
+RESUMABLE = ("run", "ablation", "train-final")
 #: the exit status of an interrupted command
 INTERRUPTED_STATUS = 130
+
+
+def interrupted_line(command: str | None) -> str:
+    """The one line Ctrl-C prints for ``command``; after a line break on a terminal, which has echoed ``^C``."""
+    return ("\n" if sys.stderr.isatty() else "") + (INTERRUPTED if command in RESUMABLE else "interrupted")
 
 
 def stop(signum: int, frame: object) -> None:
     """Ctrl-C outside a command's own work (starting, parsing, reporting an error): the one line, exit 130, at
     once. Installed before anything is imported, so that no interrupt ever ends in a traceback."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    sys.stderr.write(f"\n{INTERRUPTED}\n")
+    command = next((arg for arg in sys.argv[1:] if not arg.startswith("-")), None)  # not parsed yet, perhaps
+    sys.stderr.write(f"{interrupted_line(command)}\n")
     sys.stderr.flush()
     os._exit(INTERRUPTED_STATUS)

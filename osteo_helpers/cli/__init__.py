@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 from .. import __version__, library_warnings, progress
-from ..errors import INTERRUPTED, INTERRUPTED_STATUS, exit_status, stop
+from ..errors import INTERRUPTED_STATUS, exit_status, interrupted_line, stop
 
 #: the commands, one module each (in the order `--help` lists them): each builds its sub-parser (`add`) and
 #: imports what it needs only when it runs
@@ -54,12 +54,12 @@ def main(argv: list[str] | None = None) -> int:
             return args.func(args)
     except KeyboardInterrupt:
         signal.signal(signal.SIGINT, stop)
-        print(f"\n{INTERRUPTED}", file=sys.stderr)
+        print(interrupted_line(args.command), file=sys.stderr)
         return INTERRUPTED_STATUS
     except Exception as exc:
         signal.signal(signal.SIGINT, stop)
         if _caused_by_interrupt(exc):
-            print(f"\n{INTERRUPTED}", file=sys.stderr)
+            print(interrupted_line(args.command), file=sys.stderr)
             return INTERRUPTED_STATUS
         status = exit_status(exc)
         if status is None:

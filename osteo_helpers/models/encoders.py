@@ -71,8 +71,9 @@ def build_encoder(name: str, *, weights: str | Path | None = None, width: int = 
     if name == "smallcnn":
         model: nn.Module = SmallCNN((width, 2 * width, 4 * width, 4 * width))
         if resolved is not None:
+            state = checkpoint_state_dict(resolved)  # a file that is no checkpoint says so, not "do not fit"
             try:
-                model.load_state_dict(checkpoint_state_dict(resolved))
+                model.load_state_dict(state)
             except RuntimeError as exc:
                 raise WeightsUnavailableError(f"weights {weights!s} do not fit smallcnn of width {width}: "
                                               f"{str(exc).splitlines()[0]}") from exc

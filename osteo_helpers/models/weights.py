@@ -92,14 +92,14 @@ def torchvision_state_dict(weights: WeightsEnum) -> dict[str, torch.Tensor]:
 
 def checkpoint_state_dict(path: Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
-        raise WeightsUnavailableError(f"{path}: checkpoint file not found")
+        raise WeightsUnavailableError(f"weights {path}: checkpoint file not found")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)  # tensors only: never runs code
     except Exception as exc:  # unpickling refusals, zip and EOF errors: all mean "not a checkpoint"
-        raise WeightsUnavailableError(f"{path}: not a PyTorch checkpoint ({type(exc).__name__})") from exc
+        raise WeightsUnavailableError(f"weights {path}: not a PyTorch checkpoint ({type(exc).__name__})") from exc
     for key in ("state_dict", "model", "model_state_dict"):
         if isinstance(state, dict) and key in state and isinstance(state[key], dict):
             state = state[key]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise WeightsUnavailableError(f"{path}: not a PyTorch checkpoint (no state dict of tensors)")
+        raise WeightsUnavailableError(f"weights {path}: not a PyTorch checkpoint (no state dict of tensors)")
     return {k.removeprefix("module."): v for k, v in state.items()}

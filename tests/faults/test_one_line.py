@@ -18,8 +18,8 @@ import torch
 
 from osteo_helpers import config, folders
 from osteo_helpers.bundle import Bundle, seal
-from osteo_helpers.cli import INTERRUPTED, main
-from osteo_helpers.errors import UsageError
+from osteo_helpers.cli import main
+from osteo_helpers.errors import INTERRUPTED, UsageError
 from tests.conftest import write_notebook
 
 
@@ -64,6 +64,7 @@ def test_profile_fields_are_checked_for_what_they_mean_before_any_work(command, 
     rc = main([command, "--profile", "smoke", "--out", str(out), "--data-dir", str(cohort[2].root), "--set", value])
     line = _one_line(capsys)
     assert rc == 2 and words in line, line
+    assert "do not fit" not in line or "do not fit" in words, line  # a file that is no checkpoint is not a misfit
     assert not out.exists()
 
 
@@ -119,7 +120,7 @@ def test_ctrl_c_ends_ablation_in_one_line_leaving_no_partial_file(cohort, tmp_pa
     finally:
         stop.set()
         watcher.join()
-    assert rc == 130 and capsys.readouterr().err.strip() == INTERRUPTED
+    assert rc == 130 and capsys.readouterr().err == f"{INTERRUPTED}\n"  # one line, no blank one before it
     assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")]
     for done in out.rglob("done.json"):  # every fold recorded as finished has all its files
         assert all((done.parent / name).is_file() for name in json.loads(done.read_text())["files"])
