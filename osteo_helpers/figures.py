@@ -87,9 +87,10 @@ TWIN_STYLE = {"linestyle": (0, (5, 4)), "markerfacecolor": "none", "markersize":
 LEGEND_BELOW = {"loc": "upper center", "bbox_to_anchor": (0.5, -0.14), "frameon": False}
 
 
-def _draw(fig: Figure) -> tuple[Any, list[float]]:
-    """Draw the figure once at `DPI` (text extents change with the resolution); its tight bounding box
-    (inches) and the size in points of every text drawn."""
+def _draw(fig: Figure) -> tuple[Any, list[float], Any]:
+    """Lay the figure out once at `DPI` (text extents change with the resolution) without rasterising it:
+    its tight bounding box (inches), the size in points of every text it draws, and the renderer (to measure
+    text added after). Only `save`'s own `savefig` paints pixels, so each figure is rendered once."""
     fig.set_dpi(DPI)
     if not hasattr(fig.canvas, "get_renderer"):  # a figure taken out of pyplot (`plots.detached_figure`)
         from matplotlib.backends.backend_agg import FigureCanvasAgg  # deferred: imports matplotlib
@@ -97,19 +98,16 @@ def _draw(fig: Figure) -> tuple[Any, list[float]]:
         FigureCanvasAgg(fig)
     renderer = fig.canvas.get_renderer()
     sizes: list[float] = []
-    draw_text = renderer.draw_text
+    # matplotlib's own layout-only pass (`Figure.draw_without_rendering`, `savefig(bbox_inches="tight")`):
+    # every draw_* of the renderer a no-op; the text calls still arrive, with their sizes
+    with renderer._draw_disabled():
+        def spy(gc, x, y, s, prop, angle, ismath=False, mtext=None):
+            if str(s).strip():
+                sizes.append(prop.get_size_in_points())
 
-    def spy(gc, x, y, s, prop, angle, ismath=False, mtext=None):
-        if str(s).strip():
-            sizes.append(prop.get_size_in_points())
-        return draw_text(gc, x, y, s, prop, angle, ismath=ismath, mtext=mtext)
-
-    renderer.draw_text = spy
-    try:
+        renderer.draw_text = spy  # removed with the other no-ops when the block ends
         fig.draw(renderer)
-    finally:
-        del renderer.draw_text
-    return fig.get_tightbbox(renderer), sizes
+    return fig.get_tightbbox(renderer), sizes, renderer
 
 
 def display_scale(width_inches: float) -> float:
@@ -119,7 +117,7 @@ def display_scale(width_inches: float) -> float:
 
 def text_sizes(fig: Figure) -> list[float]:
     """Every text of the figure as the page shows it, in CSS points (1 pt at `DPI` is DPI / 96 of them)."""
-    box, sizes = _draw(fig)
+    box, sizes, _ = _draw(fig)
     scale = display_scale(box.width)
     return [s * DPI / 96 * scale for s in sizes]
 
@@ -203,17 +201,21 @@ def save(fig: Figure, folder: Path, name: str, stamp: str | None = None, jpeg: b
     import matplotlib.pyplot as plt  # deferred: imports matplotlib
 
     folder.mkdir(parents=True, exist_ok=True)
-    box, sizes = _draw(fig)  # once: where the stamp goes, and every text's size (the stamp's is chosen)
+    from matplotlib.transforms import Bbox  # deferred: imports matplotlib
+
+    box, sizes, renderer = _draw(fig)  # where the stamp goes, and every text's size (the stamp's is chosen)
     scale = display_scale(box.width)
     if stamp:
         width, height = fig.get_size_inches()
-        fig.text(box.x1 / width, box.y0 / height, stamp, ha="right", va="top", fontsize=MIN_TEXT_PT * 96 / DPI / scale,
-                 color="grey")
+        text = fig.text(box.x1 / width, box.y0 / height, stamp, ha="right", va="top",
+                        fontsize=MIN_TEXT_PT * 96 / DPI / scale, color="grey")
+        box = Bbox.union([box, text.get_window_extent(renderer).transformed(fig.dpi_scale_trans.inverted())])
     alt = describe(fig)
     smallest = min((s * DPI / 96 * scale for s in sizes), default=float("inf"))
     metadata = {ALT_KEY: alt, SMALLEST_TEXT_KEY: f"{smallest:.2f}"}
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight", pad_inches=PAD_INCHES, metadata=metadata)
+    # the box measured above, as bbox_inches="tight" would measure it again in another layout pass
+    fig.savefig(buffer, format="png", dpi=DPI, bbox_inches=box.padded(PAD_INCHES), metadata=metadata)
     plt.close(fig)
     png = buffer.getvalue()
     atomic_write_bytes(folder / f"{name}.png", png)

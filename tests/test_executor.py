@@ -2,7 +2,8 @@
 loses only its own fold; bad options are one line and exit 2 before any work.
 
 Worker tests spawn processes that import torch (a few seconds each on the shared 2-core machine):
-that is what they test. The Ray test starts a local 2-CPU Ray instance and is marked slow.
+that is what they test. The two Ray tests (the tables, and a killed Ray worker of issue 31.4) share the session's
+local 2-CPU Ray instance and are marked slow: both in this file, so that one pytest worker starts it.
 """
 
 from __future__ import annotations
@@ -17,12 +18,14 @@ import pandas as pd
 import pytest
 import torch
 
-from osteo_helpers import arms, config, executor, progress, splits
+from osteo_helpers import arms, config, executor, folders, progress, splits
 from osteo_helpers.arms import ARM_REGISTRY
 from osteo_helpers.arms.networks import FusionArm
 from osteo_helpers.cli import main
 from osteo_helpers.threads import THREADS_ENV, available_cores, fit_threads
 from osteo_helpers.training import DEVICE_ENV, pick_device, use_device
+from tests.faults import dying_arm
+from tests.faults.test_dying_workers import DIED, WITHIN, train_final_argv
 
 COUNTS = {"normal": 8, "osteopenia": 8, "osteoporosis": 8}
 ARMS = ("fusion", "age")  # a heavy arm (the executor runs it) and a quick one (run here)
@@ -216,3 +219,28 @@ def test_every_network_step_goes_where_it_is_asked(monkeypatch):
     with use_device("meta"):  # the bundle's self-check uses this to stay on the CPU
         assert pick_device() == torch.device("meta")
     assert pick_device().type == "cpu"
+
+
+@pytest.mark.slow
+def test_a_killed_ray_worker_ends_the_command_within_seconds_in_one_line(synthetic_bundle, local_ray, tmp_path,
+                                                                         monkeypatch, capfd):
+    import ray.cloudpickle
+
+    ray.cloudpickle.register_pickle_by_value(dying_arm)  # Ray's workers cannot import the tests
+    monkeypatch.setattr(dying_arm.DyingFusion, "moment", "training")
+    monkeypatch.setattr(dying_arm.DyingFusion, "died", str(tmp_path / "died"))
+    monkeypatch.setattr(dying_arm.DyingFusion, "main_pid", os.getpid())
+    monkeypatch.setitem(ARM_REGISTRY, "fusion", dying_arm.DyingFusion)
+    monkeypatch.setenv(folders.CACHE_ENV_VAR, str(synthetic_bundle.cache))
+    monkeypatch.setenv("TQDM_DISABLE", "1")
+    capfd.readouterr()
+    try:
+        assert main([*train_final_argv(synthetic_bundle, tmp_path / "model"), "--ray", "auto"]) == 1
+        ended = time.time()
+    finally:
+        ray.cloudpickle.unregister_pickle_by_value(dying_arm)
+    out, err = capfd.readouterr()
+    lines = err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(DIED), err
+    assert "(raylet)" not in out and "A worker died" not in out
+    assert ended - min(map(float, (tmp_path / "died").read_text().split())) < WITHIN

@@ -34,7 +34,7 @@ from ..executor import Executor, current
 from ..splits import iter_folds
 from ..tasks import WHO_TASKS, collapse_to_binary, get_task
 from .base import Arm, make_arm, split_arm_name, why_not_fittable
-from .foldcache import FoldCache, FoldCacheError, fold_fingerprint
+from .foldcache import DataFingerprint, FoldCache, FoldCacheError, fold_fingerprint
 from .persons import per_person, person_labels, several_rows_per_person
 
 
@@ -175,6 +175,7 @@ def plan_arm(name: str, rows: pd.DataFrame, folds: pd.DataFrame, task: str, *, p
     plan = ArmPlan(name, fit_task.name, tag, y, output_columns(template), [], keep_arms=keep_arms,
                    persons=rows[["patient_id", "person_id"]] if several_rows_per_person(rows) else None,
                    folder=folder)
+    data = DataFingerprint(rows) if folder is not None else None
     for seed, fold, test_ids in iter_folds(folds):
         test = np.isin(ids, list(test_ids)) & supported
         train = ~np.isin(ids, list(test_ids)) & supported
@@ -185,7 +186,7 @@ def plan_arm(name: str, rows: pd.DataFrame, folds: pd.DataFrame, task: str, *, p
         arm = clone(template).set_params(random_state=seed * 1000 + fold)
         store, key = None, None
         if folder is not None:
-            key = fold_fingerprint(arm, rows, y, train, test)
+            key = fold_fingerprint(arm, rows, y, train, test, data)
             store = FoldCache(folder / f"seed{seed}_fold{fold}")
             try:
                 plan.cached[k] = store.load(key, set(ids[test]), plan.columns, with_arm=keep_arms)

@@ -74,18 +74,27 @@ def frame_digest(table: pd.DataFrame) -> str:
     return hashlib.sha256(pd.util.hash_pandas_object(table, index=False).to_numpy().tobytes()).hexdigest()[:16]
 
 
-def data_fingerprint(rows: pd.DataFrame) -> str:
-    """What the rows hold: image checksums, clinical inputs and targets, and the frozen encoder's feature
-    vectors where the rows carry them (they change with the encoder, its weights, torch or the pooling, while
-    the image checksums do not)."""
-    cols = [c for c in ("patient_id", "image_sha256", *INPUT_FEATURES, "label_3class", "t_score", "split_group")
-            if c in rows.columns]
-    order = rows["patient_id"].argsort(kind="stable").to_numpy()
-    digest = frame_digest(rows[cols].iloc[order].astype(str))
-    if "features" in rows:
-        vectors = np.ascontiguousarray(np.stack(rows["features"].to_numpy())[order], dtype=np.float32)
-        digest += hashlib.sha256(vectors.tobytes()).hexdigest()[:16]
-    return digest
+class DataFingerprint:
+    """What a table's rows hold, hashed per row once, so that each fold's subset costs a lookup (a plan hashes
+    every fold of every arm from one table): image checksums, clinical inputs and targets, and the frozen
+    encoder's feature vectors where the rows carry them (they change with the encoder, its weights, torch or
+    the pooling, while the image checksums do not)."""
+
+    def __init__(self, rows: pd.DataFrame):
+        cols = [c for c in ("patient_id", "image_sha256", *INPUT_FEATURES, "label_3class", "t_score", "split_group")
+                if c in rows.columns]
+        self.ids_ = rows["patient_id"].to_numpy()
+        self.row_hashes_ = pd.util.hash_pandas_object(rows[cols].astype(str), index=False).to_numpy()
+        self.vectors_ = (np.ascontiguousarray(np.stack(rows["features"].to_numpy()), dtype=np.float32)
+                         if "features" in rows else None)
+
+    def of(self, positions: np.ndarray) -> str:
+        """The digest of the rows at ``positions``, in patient-ID order (`frame_digest` of those rows)."""
+        order = positions[np.argsort(self.ids_[positions], kind="stable")]
+        digest = hashlib.sha256(self.row_hashes_[order].tobytes()).hexdigest()[:16]
+        if self.vectors_ is not None:
+            digest += hashlib.sha256(self.vectors_[order].tobytes()).hexdigest()[:16]
+        return digest
 
 
 def _arm_definition(arm: Arm) -> dict:
@@ -96,14 +105,18 @@ def _arm_definition(arm: Arm) -> dict:
     return {"class": type(arm).__name__, **params}
 
 
-def fold_fingerprint(arm: Arm, rows: pd.DataFrame, y: np.ndarray, train: np.ndarray, test: np.ndarray) -> str:
+def fold_fingerprint(arm: Arm, rows: pd.DataFrame, y: np.ndarray, train: np.ndarray, test: np.ndarray,
+                     data: DataFingerprint | None = None) -> str:
+    """The key of one fold's cached fit; ``data`` (`DataFingerprint` of ``rows``) when the caller hashes
+    several folds of the same rows."""
+    data = DataFingerprint(rows) if data is None else data
     ids = rows["patient_id"].to_numpy()
     order = np.argsort(ids[train])
     return _hash({
         "arm": _arm_definition(arm), "random_state": arm.random_state,
         "labels": hashlib.sha256(np.ascontiguousarray(np.asarray(y)[train][order]).tobytes()).hexdigest()[:16],
         "train": sorted(ids[train]), "test": sorted(ids[test]),
-        "data": data_fingerprint(rows.iloc[np.flatnonzero(train | test)]), "code": code_version(),
+        "data": data.of(np.flatnonzero(train | test)), "code": code_version(),
     })
 
 

@@ -22,8 +22,6 @@ from pathlib import Path
 import pytest
 
 from osteo_helpers import executor, folders
-from osteo_helpers.arms import ARM_REGISTRY
-from osteo_helpers.cli import main
 from osteo_helpers.library_warnings import WARNINGS_ENV
 from tests.conftest import BUNDLE_SETTINGS
 from tests.faults import dying_arm
@@ -36,7 +34,7 @@ DIED = "error: a worker died while fitting (killed, or out of memory?): every fi
        "command again to train the others ("
 
 
-def _train_final_argv(bundle, out: Path) -> list[str]:
+def train_final_argv(bundle, out: Path) -> list[str]:
     return ["train-final", "--profile", "smoke", *(f"--set={k}={v}" for k, v in BUNDLE_SETTINGS.items()),
             "--data-dir", str(bundle.dataset.root), "--out", str(out)]
 
@@ -61,7 +59,7 @@ def test_a_command_with_local_workers_ends_when_done_and_its_workers_with_it(syn
     env = {k: v for k, v in os.environ.items() if k not in (WARNINGS_ENV, executor.EXECUTOR_ENV)}
     env.update({MARK_ENV: mark, "TQDM_DISABLE": "1", "OMP_NUM_THREADS": "1",
                 folders.CACHE_ENV_VAR: str(synthetic_bundle.cache)})
-    argv = [sys.executable, "-m", "osteo_helpers", *_train_final_argv(synthetic_bundle, tmp_path / "model"),
+    argv = [sys.executable, "-m", "osteo_helpers", *train_final_argv(synthetic_bundle, tmp_path / "model"),
             "--workers", "2"]
     try:
         done = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
@@ -84,7 +82,7 @@ def test_a_killed_local_worker_ends_the_command_within_seconds_alone_and_in_one_
     env.update({MARK_ENV: mark, dying_arm.DIE_ENV: moment, dying_arm.DIED_ENV: str(died), "TQDM_DISABLE": "1",
                 "OMP_NUM_THREADS": "1", folders.CACHE_ENV_VAR: str(synthetic_bundle.cache)})
     driver = "import sys; from tests.faults.dying_arm import command; sys.exit(command(sys.argv[1:]))"
-    argv = [sys.executable, "-c", driver, *_train_final_argv(synthetic_bundle, tmp_path / "model"), "--workers", "2"]
+    argv = [sys.executable, "-c", driver, *train_final_argv(synthetic_bundle, tmp_path / "model"), "--workers", "2"]
     try:
         done = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
         ended = time.time()
@@ -103,30 +101,3 @@ def test_a_killed_local_worker_ends_the_command_within_seconds_alone_and_in_one_
     assert len(lines) == 1 and lines[0].startswith(DIED), done.stderr
     assert ended - min(map(float, died.read_text().split())) < WITHIN
     assert not (tmp_path / "model").exists()
-
-
-@pytest.mark.slow
-def test_a_killed_ray_worker_ends_the_command_within_seconds_in_one_line(synthetic_bundle, local_ray, tmp_path,
-                                                                         monkeypatch, capfd):
-    import ray.cloudpickle
-
-    ray.cloudpickle.register_pickle_by_value(dying_arm)  # Ray's workers cannot import the tests
-    monkeypatch.setattr(dying_arm.DyingFusion, "moment", "training")
-    monkeypatch.setattr(dying_arm.DyingFusion, "died", str(tmp_path / "died"))
-    monkeypatch.setattr(dying_arm.DyingFusion, "main_pid", os.getpid())
-    monkeypatch.setitem(ARM_REGISTRY, "fusion", dying_arm.DyingFusion)
-    monkeypatch.setenv(executor.EXECUTOR_ENV, "")
-    monkeypatch.setattr(executor, "_current", None)
-    monkeypatch.setenv(folders.CACHE_ENV_VAR, str(synthetic_bundle.cache))
-    monkeypatch.setenv("TQDM_DISABLE", "1")
-    capfd.readouterr()
-    try:
-        assert main([*_train_final_argv(synthetic_bundle, tmp_path / "model"), "--ray", "auto"]) == 1
-        ended = time.time()
-    finally:
-        ray.cloudpickle.unregister_pickle_by_value(dying_arm)
-    out, err = capfd.readouterr()
-    lines = err.splitlines()
-    assert len(lines) == 1 and lines[0].startswith(DIED), err
-    assert "(raylet)" not in out and "A worker died" not in out
-    assert ended - min(map(float, (tmp_path / "died").read_text().split())) < WITHIN
