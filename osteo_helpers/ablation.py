@@ -22,11 +22,7 @@ import pandas as pd
 from joblib import Parallel, delayed
 
 from . import evaluation, progress, splits
-from .arms import cross_validate, fittable, load_histories, run_arm, run_arms_together, split_arm_name
-from .arms.features import n_components
-from .arms.persons import permutation_by_person, split_groups
 from .config import Profile
-from .models import FeatureInput, FusionNet, ResidualNet, build_model
 from .tabular import CLINICAL_FEATURES, transform_columns
 from .tasks import CLASSES_3, get_task
 
@@ -96,6 +92,8 @@ def arm_label(name: str) -> str:
 
 def groups_of(rows: pd.DataFrame) -> pd.Series:
     """patient_id -> split group (one person, one group): what every bootstrap resamples."""
+    from .arms.persons import split_groups  # deferred: imports torch
+
     return split_groups(rows)
 
 
@@ -107,6 +105,8 @@ def who_classes(rows: pd.DataFrame) -> pd.Series:
 def singleton_patients(rows: pd.DataFrame) -> set[str]:
     """Patients alone in their split group (the sensitivity analysis drops the others, whose
     image-to-patient link is doubtful)."""
+    from .arms.persons import split_groups  # deferred: imports torch
+
     groups = split_groups(rows)  # keyed as the out-of-fold tables are (by person where a person has several rows)
     sizes = groups.map(groups.value_counts())
     return set(groups.index[sizes.to_numpy() == 1])
@@ -127,6 +127,8 @@ def run_arms(rows: pd.DataFrame, folds: pd.DataFrame, task: str, names: tuple[st
     the operating points the report shows; the biomarker arms are read by their probabilities.
     The fits of all the arms run together, by the executor of the run (`executor.current`).
     """
+    from .arms import run_arms_together  # deferred: imports torch
+
     return run_arms_together(names, rows, folds, task, screening=SCREENING_ARMS, profile=profile, cache=cache,
                              progress_bar=progress_bar)
 
@@ -135,6 +137,8 @@ def tscore_predictions(rows: pd.DataFrame, folds: pd.DataFrame, names: tuple[str
                        cache: Path | None, progress_bar: bool = True) -> dict[str, pd.DataFrame]:
     """The T-score arms' own tables (``y_true`` is the T-score; ``pred_mean``, ``pred_sd``): the same
     fitted folds as their binary and three-class views."""
+    from .arms import cross_validate, fittable, split_arm_name  # deferred: imports torch
+
     return {name: cross_validate(name, rows, folds, "tscore", profile=profile, cache=cache,
                                  progress_bar=progress_bar) for name in fittable(names, rows)[0]
             if split_arm_name(name)[1]}
@@ -174,6 +178,8 @@ def training_states(cache: Path | None, names: tuple[str, ...], task: str, folds
     """For each residual arm among ``names``: in how many of its fitted folds early stopping kept the
     untrained state (epoch 0, the clinical model), from the fold histories; rows in the results
     table's columns, metrics ``untrained_folds`` and ``fitted_folds``."""
+    from .arms import load_histories, split_arm_name  # deferred: imports torch
+
     rows: list[dict[str, Any]] = []
     if cache is None:
         return pd.DataFrame(rows, columns=evaluation.RESULT_COLUMNS)
@@ -223,6 +229,9 @@ def _permuted_auroc(k: int, rows: pd.DataFrame, folds: pd.DataFrame, task: str, 
     """Permutation ``k``: the patients' labels shuffled among people (the WHO class with them, which stratifies
     the inner folds of an arm's own search; a person's images keep one outcome), the folds made afresh stratified
     on them (same layout and grouping), and each arm's pooled and fold-averaged AUROC."""
+    from .arms import cross_validate  # deferred: imports torch
+    from .arms.persons import permutation_by_person  # deferred: imports torch
+
     order = permutation_by_person(rows, np.random.default_rng([profile.seed, k]))
     y_perm = get_task(task).labels(rows)[order]
     rows = rows.assign(label_3class=rows["label_3class"].to_numpy()[order])
@@ -263,6 +272,8 @@ def permutation_null(rows: pd.DataFrame, folds: pd.DataFrame, task: str, profile
     permutations only (their folds are cached), on the same permuted labels and folds as the
     classical arms' permutations of the same number.
     """
+    from .arms import fittable  # deferred: imports torch
+
     classical, networks = fittable(classical, rows)[0], fittable(networks, rows)[0]
     progress.note(f"label permutations: {n} for {', '.join(classical)}"
                   + (f"; {n_networks} for {', '.join(networks)}" if n_networks and networks else ""))
@@ -364,6 +375,8 @@ def same_scores(oofs: dict[str, pd.DataFrame]) -> dict[str, float]:
 def candidate_parameters(rows: pd.DataFrame, profile: Profile) -> dict[str, int]:
     """Parameters each declared binary model estimates (a network's trainable weights), for the
     events-per-parameter statement: age, OST and the clinical model count their inputs."""
+    from .arms.features import n_components  # deferred: imports torch
+    from .models import FeatureInput, FusionNet, ResidualNet, build_model  # deferred: imports torch
 
     columns = len(transform_columns(rows))
     base = len(transform_columns(rows).query("`clinical feature` in @CLINICAL_FEATURES"))
@@ -398,6 +411,8 @@ def split_hygiene(rows: pd.DataFrame, grouped: pd.DataFrame, naive: pd.DataFrame
     """1-NN on pixels under person-grouped folds and under naive folds: what duplicates crossing a
     split would do to any image model. Scored per image under both: naive folds split a person's images
     across folds, where no one score per person exists."""
+    from .arms import run_arm  # deferred: imports torch
+
     images = rows.drop(columns="person_id", errors="ignore")
     oofs = {f"pixel_1nn ({kind} folds)": run_arm("pixel_1nn", images, folds, "binary", profile=profile,
                                                  screening=False)

@@ -19,7 +19,6 @@ from typing import Any
 import pandas as pd
 
 from . import evaluation
-from .arms import cross_validate, run_arm
 from .config import Profile
 from .wording import ci
 
@@ -52,6 +51,8 @@ def positive_control(rows: pd.DataFrame, folds: pd.DataFrame, profile: Profile, 
     """The image arms, same folds and profile, asked for the patient's sex (AUROC) and age (Pearson r, MAE in
     years) from the image alone. ``save_oof(oof, arm, task)`` keeps the out-of-fold tables (e.g.
     `Study.save_oof`); ``oofs``, when given, receives them by (arm, target) for the figure."""
+    from .arms import cross_validate, run_arm  # deferred: imports torch
+
     parts = []
     for name in names:
         sex = run_arm(name, rows, folds, "sex", profile=profile, cache=cache, screening=False)

@@ -10,7 +10,6 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
-import shap  # noqa: E402
 import torch  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from scipy import ndimage  # noqa: E402
@@ -315,6 +314,8 @@ GROUP_NAMES = ["categorical__sex_female", "categorical__sex_male", "numeric__age
 
 
 def test_group_shap_sums_one_hot_and_indicator_columns():
+    import shap
+
     values = np.array([[0.1, 0.2, 0.5, -0.3, 0.05],
                        [-0.4, 0.0, 1.0, 0.25, 0.25]])
     data = np.array([[1.0, 0.0, 0.3, 0.0, 1.2],
@@ -467,6 +468,8 @@ def test_a_person_with_several_images_is_shuffled_and_scored_as_one():
 def test_explanations_that_cannot_be_estimated_say_so():
     """Grad-CAM maps that are empty everywhere (a 1 x 1 last feature map) have no share on bone, and two rankings of
     constant importance no correlation: the page says so instead of printing nan."""
+    import shap
+
     where = pd.DataFrame({"bone_share": np.nan, "border_share": np.nan, "flag_border": False, "batch": ["a", "b"]})
     assert ex.where_text(where).startswith("**Where the model looks is not estimable on this run:** all 2 Grad-CAM")
     shap_values = shap.Explanation(values=np.zeros((3, 2)), data=np.zeros((3, 2)), feature_names=["age_years", "sex"])

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
-import shap
 import torch
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
@@ -20,6 +20,9 @@ from ..figures import PAGE_INCHES
 from ..plots import capture, detached_figure
 from .cam_audit import image_2d, image_stack
 from .tabular import select_output
+
+if TYPE_CHECKING:
+    import shap
 
 
 def overlay(ax: Axes, image: np.ndarray | torch.Tensor, cam: np.ndarray, title: str | None = None,
@@ -66,6 +69,7 @@ def cam_gallery(images: np.ndarray | torch.Tensor, cams: np.ndarray, titles: Seq
 
 def shap_summary_figure(grouped: shap.Explanation, max_display: int = 20, class_index: int | None = None) -> Figure:
     """Beeswarm of per-patient SHAP values (colour = feature value; grey for one-hot features)."""
+    import shap  # deferred: 1.5 s, only where an explanation is made or drawn
 
     expl = select_output(grouped, class_index)
     with warnings.catch_warnings():
@@ -75,6 +79,7 @@ def shap_summary_figure(grouped: shap.Explanation, max_display: int = 20, class_
 
 def shap_bar_figure(grouped: shap.Explanation, max_display: int = 20, class_index: int | None = None) -> Figure:
     """Mean |SHAP| per feature: the global ranking."""
+    import shap  # deferred: 1.5 s, only where an explanation is made or drawn
 
     expl = select_output(grouped, class_index)
     return capture(lambda: shap.plots.bar(expl, max_display=max_display, show=False))
@@ -83,6 +88,7 @@ def shap_bar_figure(grouped: shap.Explanation, max_display: int = 20, class_inde
 def shap_waterfall_figure(grouped: shap.Explanation, i: int, max_display: int = 12,
                           class_index: int | None = None) -> Figure:
     """How patient `i`'s clinical inputs move the prediction away from the background average."""
+    import shap  # deferred: 1.5 s, only where an explanation is made or drawn
 
     expl = select_output(grouped, class_index)[i]
     return capture(lambda: shap.plots.waterfall(expl, max_display=max_display, show=False))

@@ -10,11 +10,10 @@ from __future__ import annotations
 import copy
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-import shap
 import torch
 from torch import nn
 
@@ -35,6 +34,9 @@ from .tabular import (
     shap_values_tabular,
     tabular_predict_fn,
 )
+
+if TYPE_CHECKING:
+    import shap
 
 
 @dataclass
@@ -136,6 +138,7 @@ def oof_shap(fold_models: Sequence[FoldModel], cohort: pd.DataFrame, images: np.
     a background of that fold's training patients; values are grouped back to the clinical features before folds are
     pooled, so folds whose one-hot columns differ still line up.
     """
+    import shap  # deferred: 1.5 s, only where an explanation is made or drawn
     X_raw = to_model_frame(cohort)
     rng = np.random.default_rng(seed)
     candidates = np.flatnonzero(~person_key(cohort).duplicated().to_numpy())  # one image per person

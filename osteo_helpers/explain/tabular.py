@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-import shap
 import torch
 from scipy import stats
 
 from ..models import FusionNet
 from ..tabular import original_feature
+
+if TYPE_CHECKING:
+    import shap
 
 # --------------------------------------------------------------------------- SHAP
 
@@ -89,6 +92,7 @@ def shap_values_tabular(predict_fn: Callable[[np.ndarray], np.ndarray] | Sequenc
     picks one). Pass one function per row of `X_explain` to explain a fusion model with each
     patient's own image (see `tabular_predict_fn`).
     """
+    import shap  # deferred: 1.5 s, only where an explanation is made or drawn
     X_background = np.asarray(X_background, dtype=np.float64)
     X_explain = np.atleast_2d(np.asarray(X_explain, dtype=np.float64))
     names = list(feature_names)
@@ -160,6 +164,7 @@ def group_shap(shap_values: shap.Explanation | tuple[np.ndarray, np.ndarray],
     features, whose active level (or 'none' if all zero) goes to `display_data` for waterfalls.
     Values may be (n, p) or (n, p, k) for multi-output explanations.
     """
+    import shap  # deferred: 1.5 s, only where an explanation is made or drawn
     if isinstance(shap_values, shap.Explanation):
         values = np.asarray(shap_values.values, dtype=np.float64)
         data = None if shap_values.data is None else np.asarray(shap_values.data, dtype=np.float64)
