@@ -384,3 +384,19 @@ def test_the_fold_fingerprint_follows_the_features_and_covers_every_training_mod
     assert all((root / name).exists() for name in foldcache.TRAINING_MODULES)
     with pytest.raises(FileNotFoundError, match="update TRAINING_MODULES"):
         foldcache.code_version(("no_such_module.py",))
+
+
+def test_a_folds_data_digest_depends_on_its_rows_alone_in_any_order(cohort):
+    """`DataFingerprint` hashes the table once for every fold of a plan: a fold's digest is that of its own rows
+    (the others, and the table's order, do not enter), and any change to one of those rows changes it."""
+    rows, _ = cohort
+    some = np.flatnonzero(np.arange(len(rows)) % 3 != 0)
+    digest = foldcache.DataFingerprint(rows).of(some)
+    alone = rows.iloc[some].sample(frac=1.0, random_state=0).reset_index(drop=True)
+    assert foldcache.DataFingerprint(alone).of(np.arange(len(alone))) == digest
+    others = rows.assign(age_years=np.where(np.arange(len(rows)) % 3 == 0, 99.0, rows["age_years"]))
+    assert foldcache.DataFingerprint(others).of(some) == digest
+    changed = rows.assign(age_years=np.where(np.arange(len(rows)) == some[0], 99.0, rows["age_years"]))
+    assert foldcache.DataFingerprint(changed).of(some) != digest
+    vectors = rows.assign(features=[f + (k == some[-1]) for k, f in enumerate(rows["features"])])
+    assert foldcache.DataFingerprint(vectors).of(some) != digest
