@@ -99,15 +99,27 @@ def _draw(fig: Figure) -> tuple[Any, list[float], Any]:
     renderer = fig.canvas.get_renderer()
     sizes: list[float] = []
     # matplotlib's own layout-only pass (`Figure.draw_without_rendering`, `savefig(bbox_inches="tight")`):
-    # every draw_* of the renderer a no-op; the text calls still arrive, with their sizes
+    # every draw_* of the renderer a no-op; the text calls still arrive, with their sizes. A layout engine
+    # (constrained layout) moves the axes again on its second pass, as savefig's own measuring pass did
     with renderer._draw_disabled():
         def spy(gc, x, y, s, prop, angle, ismath=False, mtext=None):
             if str(s).strip():
                 sizes.append(prop.get_size_in_points())
 
         renderer.draw_text = spy  # removed with the other no-ops when the block ends
-        fig.draw(renderer)
+        for _ in range(2 if _lays_out(fig) else 1):
+            sizes.clear()
+            fig.draw(renderer)
     return fig.get_tightbbox(renderer), sizes, renderer
+
+
+def _lays_out(fig: Figure) -> bool:
+    """Whether the figure's layout engine moves its axes at every draw (constrained layout, ``layout="tight"``);
+    a figure that called ``tight_layout()`` once keeps a placeholder that does nothing."""
+    from matplotlib.layout_engine import PlaceHolderLayoutEngine  # deferred: imports matplotlib
+
+    engine = fig.get_layout_engine()
+    return engine is not None and not isinstance(engine, PlaceHolderLayoutEngine)
 
 
 def display_scale(width_inches: float) -> float:
@@ -214,6 +226,8 @@ def save(fig: Figure, folder: Path, name: str, stamp: str | None = None, jpeg: b
     smallest = min((s * DPI / 96 * scale for s in sizes), default=float("inf"))
     metadata = {ALT_KEY: alt, SMALLEST_TEXT_KEY: f"{smallest:.2f}"}
     buffer = io.BytesIO()
+    if _lays_out(fig):  # draw the layout that was measured, not one more pass of the engine
+        fig.set_layout_engine("none")
     # the box measured above, as bbox_inches="tight" would measure it again in another layout pass
     fig.savefig(buffer, format="png", dpi=DPI, bbox_inches=box.padded(PAD_INCHES), metadata=metadata)
     plt.close(fig)

@@ -111,7 +111,7 @@ def calibration_facts(run: dict[str, Any] | None, arm: str) -> dict[str, Any]:
 
 
 def _metrics_table(records: list[dict[str, Any]], subset: str = "all") -> list[str]:
-    from .ablation import arm_label  # deferred: imports torch, sklearn and scipy
+    from .ablation import arm_label  # deferred: imports scikit-learn and scipy
 
     lines = ["| arm | " + " | ".join(CARD_METRICS) + " |", "|---" * (len(CARD_METRICS) + 1) + "|"]
     for arm in CARD_ARMS:
@@ -160,7 +160,7 @@ def _equation_lines(facts: dict[str, Any]) -> list[str]:
 
 def _operating_lines(run: dict[str, Any] | None) -> list[str]:
     """The run's held-out operating points of the card's arms (each fold's own threshold), if it made them."""
-    from .ablation import arm_label  # deferred: imports torch, sklearn and scipy
+    from .ablation import arm_label  # deferred: imports scikit-learn and scipy
 
     points = (run or {}).get("operating_points")
     labels = {arm_label(a) for a in CARD_ARMS}
@@ -176,7 +176,7 @@ def _operating_lines(run: dict[str, Any] | None) -> list[str]:
 
 
 def _subgroup_lines(facts: dict[str, Any]) -> list[str]:
-    from .ablation import arm_label  # deferred: imports torch, sklearn and scipy
+    from .ablation import arm_label  # deferred: imports scikit-learn and scipy
 
     checked = (facts.get("run") or {}).get("subgroups", {})
     lines = []

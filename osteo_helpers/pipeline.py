@@ -172,10 +172,8 @@ def execute_notebook(source: Path, target: Path, parameters: dict[str, Any], ker
         k.fresh()
         with _interrupts_kernel(k.km) as interrupted:
             try:
-                # written once, when it ends or fails (not twice per cell: 0.3-1 s a notebook, as its figures grow)
                 pm.execute_notebook(str(source), str(target), parameters=parameters, kernel_name="python3",
-                                    cwd=str(PROJECT_ROOT), progress_bar=False, log_output=False, km=k.km,
-                                    request_save_on_cell_execute=False)
+                                    cwd=str(PROJECT_ROOT), progress_bar=False, log_output=False, km=k.km)
             except PapermillExecutionError as exc:
                 if interrupted.is_set():
                     raise KeyboardInterrupt from None

@@ -41,9 +41,11 @@ def clinical_by_class(table: pd.DataFrame, columns: Sequence[str]) -> plt.Figure
         sns.boxplot(data=table, x="diagnosis", y=col, order=order, hue="diagnosis", palette=CLASS_COLOURS,
                     ax=ax, legend=False, fliersize=0)
         jitter = np.random.default_rng(0)  # seaborn's stripplot jitters from numpy's global state: not reproducible
-        for k, diagnosis in enumerate(order):  # the boxes stand at 0, 1, 2
+        for k, diagnosis in enumerate(order):  # the boxes stand at 0, 1, 2; a lone point is not moved (as seaborn)
             values = table.loc[table["diagnosis"] == diagnosis, col].dropna().to_numpy(float)
-            ax.scatter(k + jitter.uniform(-0.2, 0.2, len(values)), values, s=4, color="k", alpha=0.5, linewidths=0)
+            shift = jitter.uniform(-0.1, 0.1, len(values)) if len(values) > 1 else np.zeros(len(values))
+            ax.scatter(k + shift, values, s=4, color="k", alpha=0.5, linewidths=0)
+        ax.set_xlim(-0.5, len(order) - 0.5)
         ax.set_xlabel("")
         ax.tick_params(axis="x", rotation=20)
     fig.tight_layout()

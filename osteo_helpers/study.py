@@ -18,7 +18,20 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from . import data, evaluation, progress, splits
+from . import control, data, evaluation, progress, splits
+from .ablation import (
+    DECLARED_ORDER,
+    FAMILY_TASKS,
+    TSCORE_ARMS,
+    declared_comparisons,
+    groups_of,
+    run_arms,
+    singleton_patients,
+    training_states,
+    tscore_comparison,
+    tscore_predictions,
+    who_classes,
+)
 from .biomarkers import cohort_biomarkers
 from .config import Profile, get_profile
 from .data.plausibility import excluded_rows
@@ -206,7 +219,6 @@ class Study:
     def groups(self) -> pd.Series:
         """patient_id -> split group: what every bootstrap resamples (one person, one group). Keyed by
         the person where a person has several rows, as their out-of-fold tables are."""
-        from .ablation import groups_of  # deferred: imports torch
 
         return groups_of(self.cohort)
 
@@ -222,7 +234,6 @@ class Study:
         and every notebook reuses it. Each table is also written as ``oof/<arm>_<task>.csv``. A task
         this cohort cannot estimate (`not_estimable`) has no tables; nor has an arm it cannot fit.
         """
-        from .ablation import DECLARED_ORDER, run_arms  # deferred: imports torch
 
         names = tuple(names or DECLARED_ORDER)
         key = (task, names, biomarkers)
@@ -238,7 +249,6 @@ class Study:
     def unfitted(self) -> dict[str, str]:
         """The declared arms this cohort cannot fit, each with why (`arms.fittable`: the OST index without a
         weight, the T-score models without a T-score); they have no tables."""
-        from .ablation import DECLARED_ORDER  # deferred: imports torch
         from .arms import fittable  # deferred: imports torch
 
         return fittable(DECLARED_ORDER, self.cohort)[1]
@@ -260,7 +270,6 @@ class Study:
     def results(self, task: str, names: tuple[str, ...] | None = None) -> pd.DataFrame:
         """Every arm's metrics with group-bootstrap CIs, on all patients and on the patients alone in
         their split group (sensitivity analysis); saved as ``results_<task>.csv``."""
-        from .ablation import singleton_patients  # deferred: imports torch
         from .arms.foldcache import frame_digest  # deferred: imports torch
 
         key = ("results", task, names)
@@ -301,7 +310,6 @@ class Study:
 
     def training_states(self, task: str, names: tuple[str, ...] | None = None) -> pd.DataFrame:
         """In how many folds each residual arm kept its untrained state (from the fold histories)."""
-        from .ablation import DECLARED_ORDER, training_states  # deferred: imports torch
 
         return training_states(self.paths.models, tuple(names or DECLARED_ORDER), task, self.shared_folds)
 
@@ -310,7 +318,6 @@ class Study:
 
     def tscore_oofs(self) -> dict[str, pd.DataFrame]:
         """The T-score arms' own tables (predicted T-score mean and sd): the folds of their class views."""
-        from .ablation import TSCORE_ARMS, tscore_predictions  # deferred: imports torch
 
         if "tscore" not in self._oofs:
             self._oofs["tscore"] = tscore_predictions(self.rows(), self.shared_folds, TSCORE_ARMS, self.profile,
@@ -322,7 +329,6 @@ class Study:
     def tscore_regression(self) -> pd.DataFrame:
         """Every T-score arm's regression metrics: MAE, r, R^2, calibration, the no-information MAE and
         the coverage of its 95% predictive intervals, overall and per WHO class (``results_tscore.csv``)."""
-        from .ablation import who_classes  # deferred: imports torch
 
         table = evaluation.tscore_regression(self.tscore_oofs(), self.profile.n_boot, self.profile.seed, self.groups,
                                              who_classes(self.people))
@@ -342,7 +348,6 @@ class Study:
 
     def tscore_comparison(self) -> pd.DataFrame:
         """Paired MAE of the fusion and clinical T-score models (``comparisons_tscore.csv``)."""
-        from .ablation import tscore_comparison  # deferred: imports torch
 
         table = tscore_comparison(self.tscore_oofs(), self.profile.n_boot, self.profile.seed, self.groups)
         self.save_table(table, "comparisons_tscore")
@@ -352,11 +357,10 @@ class Study:
         """Sex and age from the image alone, for the pretrained encoder's head and the from-scratch CNN
         (`control.positive_control`), on the shared folds: ``positive_control.csv``, and the out-of-fold
         tables by (arm, target) in `control_oofs`."""
-        from .control import positive_control  # deferred: imports torch
 
         p, self.control_oofs = self.profile, {}
-        table = positive_control(self.rows(), self.shared_folds, p, self.paths.models, p.n_boot, p.seed, self.groups,
-                                 save_oof=self.save_oof, oofs=self.control_oofs)
+        table = control.positive_control(self.rows(), self.shared_folds, p, self.paths.models, p.n_boot, p.seed,
+                                         self.groups, save_oof=self.save_oof, oofs=self.control_oofs)
         self.save_table(table, "positive_control")
         return table
 
@@ -364,7 +368,6 @@ class Study:
         """The declared comparisons: the primary, and the secondary family of every task of
         `ablation.FAMILY_TASKS` Holm-adjusted as ONE family. Computed once per run and saved as
         ``comparisons.csv``, so every notebook reads the same ``p_holm``; ``tasks`` picks the rows returned."""
-        from .ablation import FAMILY_TASKS, declared_comparisons  # deferred: imports torch
         from .arms.foldcache import frame_digest  # deferred: imports torch
 
         if ("comparisons",) not in self._tables:

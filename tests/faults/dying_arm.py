@@ -1,5 +1,5 @@
-"""A residual fusion whose worker process dies, for `test_dying_workers` (not a test module: worker
-processes import it to unpickle their fits).
+"""A residual fusion whose worker process dies, for `test_dying_workers` and the Ray case in `test_executor`
+(not a test module: worker processes import it to unpickle their fits).
 
 `DyingFusion.moment` (``$OSTEO_TEST_DIE`` when the module is imported, as in a local worker) says when
 a fit outside the command's own process kills its process with SIGKILL:

@@ -6,8 +6,9 @@ the same every time: while training (its progress bar holds a named semaphore), 
 its result (the pool's manager then waits for the rest of the message for ever, and every other
 worker for the lock the dead one held). `train-final --workers 2` runs as a new process, as a user
 runs it, so that the processes it leaves and everything printed at its exit are seen; every
-process it started carries a mark in its environment and is looked for afterwards. The Ray case
-runs in this process on the session's Ray instance (starting one takes 15-20 s).
+process it started carries a mark in its environment and is looked for afterwards. The Ray case is in
+`tests/test_executor.py`, beside the other test that needs the session's Ray instance: in one file, one pytest
+worker starts one instance (8 s) for both.
 """
 
 from __future__ import annotations
