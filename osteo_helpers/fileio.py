@@ -17,6 +17,7 @@ import hashlib
 import io
 import os
 import re
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -39,7 +40,9 @@ class ChecksumError(ValueError):
 
 
 def _temporary(path: Path) -> Path:
-    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    """A name beside ``path`` that no other writer uses: the process and the thread (two threads may write the
+    same cache entry at once, e.g. the biomarkers of two identical images)."""
+    return path.with_name(f".{path.name}.{os.getpid()}-{threading.get_ident()}.tmp")
 
 
 def sha256_bytes(data: bytes) -> str:

@@ -69,3 +69,33 @@ def test_reimport_over_an_installed_dataset_says_so(cohort, tmp_path, capsys):
     assert main(["data", "import", str(cohort[2].root), "--dest", str(installed)]) == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and f"{installed} already holds an installed dataset ({SPREADSHEET_NAME})" in lines[0]
+
+
+def test_two_threads_writing_one_file_at_once_both_succeed(tmp_path):
+    """The biomarkers of two identical images are one cache entry, written by the two threads of
+    `cohort_biomarkers` at once: a fast report failed in notebook 7 with FileNotFoundError on the shared temporary
+    file (`.x.npz.PID.tmp`) that the other thread had already renamed. Here both threads have written their
+    temporary file before either renames it."""
+    import threading
+
+    from osteo_helpers import fileio
+
+    target, both_written, errors = tmp_path / "entry.npz", threading.Barrier(2, timeout=10), []
+
+    def write() -> None:
+        def body(tmp):
+            tmp.write_bytes(b"same bytes")
+            both_written.wait()
+
+        try:
+            fileio._replace(target, body)  # what atomic_write_bytes does, with a pause between write and rename
+        except Exception as exc:  # the test reports what either thread raised
+            errors.append(repr(exc))
+
+    threads = [threading.Thread(target=write) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert target.read_bytes() == b"same bytes" and [p.name for p in tmp_path.iterdir()] == ["entry.npz"]
