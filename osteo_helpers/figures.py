@@ -211,10 +211,9 @@ def save(fig: Figure, folder: Path, name: str, stamp: str | None = None, jpeg: b
     notebook's display, and closed in pyplot, so it is shown once.
     """
     import matplotlib.pyplot as plt  # deferred: imports matplotlib
-
-    folder.mkdir(parents=True, exist_ok=True)
     from matplotlib.transforms import Bbox  # deferred: imports matplotlib
 
+    folder.mkdir(parents=True, exist_ok=True)
     box, sizes, renderer = _draw(fig)  # where the stamp goes, and every text's size (the stamp's is chosen)
     scale = display_scale(box.width)
     if stamp:

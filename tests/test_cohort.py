@@ -393,11 +393,6 @@ def test_a_study_of_people_with_two_knees_reads_its_subsets_per_person(tmp_path,
 # ----------------------------------------------------------------------------- the export
 
 
-#: the smoke profile at its smallest (the arms see identical inputs or they do not), one thread (the other worker
-#: has the other core)
-CHEAP = TOY_SETTINGS
-
-
 @pytest.fixture(scope="module")
 def published_export(real_data_dir, tmp_path_factory) -> Path:
     """The published dataset exported as a DICOM cohort (`osteo cohort export`), once for this file's tests."""
@@ -408,10 +403,10 @@ def published_export(real_data_dir, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def native_study(real_data_dir, tmp_path_factory):
-    """The published dataset as a study with `CHEAP` settings."""
+    """The published dataset as a study with `TOY_SETTINGS` (the arms see identical inputs or they do not)."""
     from osteo_helpers.study import Study
 
-    return Study.open("smoke", tmp_path_factory.mktemp("native"), real_data_dir, **CHEAP)
+    return Study.open("smoke", tmp_path_factory.mktemp("native"), real_data_dir, **TOY_SETTINGS)
 
 
 @pytest.mark.realdata
@@ -427,7 +422,7 @@ def test_dicom_export_of_the_published_dataset_gives_the_same_predictions(publis
     assert {"Weight_lb", "Height_cm", "Site", "ImageFile"} <= set(exported.columns)
     assert exported["ImageFile"].dropna().str.endswith(".dcm").all()
     native = native_study
-    other = Study.open("smoke", tmp_path / "other", cohort=spec, **CHEAP)
+    other = Study.open("smoke", tmp_path / "other", cohort=spec, **TOY_SETTINGS)
     a, b = native.rows(), other.rows()
     assert list(a["patient_id"]) == list(b["patient_id"])
     for column in ("split_group", "label_3class", "batch", "mode", "width", "height"):
@@ -477,7 +472,7 @@ def test_a_pseudonymised_export_gets_the_same_folds_and_predictions(published_ex
     table.sample(frac=1.0, random_state=0).to_csv(published_export / "pseudo.csv", index=False)
     spec = published_export / "pseudo.toml"
     spec.write_text((published_export / "cohort.toml").read_text().replace('"cohort.csv"', '"pseudo.csv"'))
-    pseudo = Study.open("smoke", tmp_path / "pseudo", cohort=spec, **CHEAP)
+    pseudo = Study.open("smoke", tmp_path / "pseudo", cohort=spec, **TOY_SETTINGS)
     back = {v: k for k, v in hashed.items()}
 
     def original(frame: pd.DataFrame) -> pd.DataFrame:

@@ -139,6 +139,7 @@ def oof_shap(fold_models: Sequence[FoldModel], cohort: pd.DataFrame, images: np.
     pooled, so folds whose one-hot columns differ still line up.
     """
     import shap  # deferred: 1.5 s, only where an explanation is made or drawn
+
     X_raw = to_model_frame(cohort)
     rng = np.random.default_rng(seed)
     candidates = np.flatnonzero(~person_key(cohort).duplicated().to_numpy())  # one image per person

@@ -93,6 +93,7 @@ def shap_values_tabular(predict_fn: Callable[[np.ndarray], np.ndarray] | Sequenc
     patient's own image (see `tabular_predict_fn`).
     """
     import shap  # deferred: 1.5 s, only where an explanation is made or drawn
+
     X_background = np.asarray(X_background, dtype=np.float64)
     X_explain = np.atleast_2d(np.asarray(X_explain, dtype=np.float64))
     names = list(feature_names)
@@ -165,6 +166,7 @@ def group_shap(shap_values: shap.Explanation | tuple[np.ndarray, np.ndarray],
     Values may be (n, p) or (n, p, k) for multi-output explanations.
     """
     import shap  # deferred: 1.5 s, only where an explanation is made or drawn
+
     if isinstance(shap_values, shap.Explanation):
         values = np.asarray(shap_values.values, dtype=np.float64)
         data = None if shap_values.data is None else np.asarray(shap_values.data, dtype=np.float64)
